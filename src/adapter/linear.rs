@@ -1,0 +1,275 @@
+//! A frozen linear layer with an optional LoRA or DoRA adapter.
+//!
+//! Mirrors PEFT's `peft.tuners.lora.layer.Linear` (LoRA) and `peft.tuners.lora.dora.DoraLinearLayer`
+//! (DoRA), with one deliberate difference: the DoRA row norm `||W + s·B·A||` is computed in Gram
+//! form from `[r, out]`-sized products and never materialises the `[out, in]` matrix `W + s·B·A`.
+
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::module::linear;
+use burn::tensor::{Device, Distribution, Tensor};
+
+/// Lower bound on `||W_j + s·B_j·A||²` before the square root, so an all-zero row gives a finite
+/// DoRA scale (`m_j / 1e-6`) instead of `0 / 0`.
+pub const DORA_NORM_EPS_SQ: f64 = 1e-12;
+
+/// A linear layer `y = x·Wᵀ + b` whose base weight and bias are frozen, optionally wrapped by a
+/// LoRA or DoRA adapter.
+///
+/// Layouts: `weight` is stored `[in, out]` (the transpose of the Hugging Face `[out, in]` layout) so
+/// the forward is a plain `x @ weight`; `bias` is `[out]`.
+#[derive(Module, Debug)]
+pub struct AdaptedLinear {
+    /// Frozen base weight `Wᵀ`, `[in_features, out_features]`.
+    pub weight: Param<Tensor<2>>,
+    /// Frozen base bias, `[out_features]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// The adapter, if this module was selected by `target_modules`.
+    pub adapter: Option<LoraAdapter>,
+}
+
+/// LoRA (Hu et al. 2021, eq. 3) or DoRA (Liu et al. 2024, eq. 5) parameters of one linear layer.
+///
+/// Layouts (transposes of PEFT's so the forward needs no transposes): `lora_a` is `Aᵀ`,
+/// `[in, r]` (PEFT `lora_A.weight` is `[r, in]`); `lora_b` is `Bᵀ`, `[r, out]` (PEFT `lora_B.weight`
+/// is `[out, r]`); `lora_magnitude_vector` is `m`, `[out]`, present for DoRA only.
+#[derive(Module, Debug)]
+pub struct LoraAdapter {
+    /// `Aᵀ`, `[in, r]`; initialised Kaiming-uniform like PEFT (`U(-1/√in, 1/√in)`).
+    pub lora_a: Param<Tensor<2>>,
+    /// `Bᵀ`, `[r, out]`; initialised to zero so the adapted layer starts equal to the base.
+    pub lora_b: Param<Tensor<2>>,
+    /// DoRA magnitude `m`, `[out]`, initialised to the row norms `||W_j||` of the base weight.
+    pub lora_magnitude_vector: Option<Param<Tensor<1>>>,
+    /// `lora_alpha / r`, or `lora_alpha / √r` with `use_rslora`.
+    pub scaling: f64,
+    /// Dropout on the adapter's input (`lora_dropout`).
+    pub dropout: Dropout,
+    /// Whether the adapter is currently folded into `weight` (see [`AdaptedLinear::merge`]).
+    pub merged: bool,
+    /// DoRA only: the row norms used by the last merge, `[out]`, needed to unmerge exactly
+    /// (PEFT caches the same value).
+    pub merged_weight_norm: Option<Param<Tensor<1>>>,
+}
+
+/// Which adapter to attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    /// Low-rank adaptation.
+    Lora,
+    /// Weight-decomposed low-rank adaptation.
+    Dora,
+}
+
+impl AdaptedLinear {
+    /// A frozen linear layer from a Burn-layout weight `[in, out]` and bias `[out]`.
+    pub fn frozen(weight_in_out: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        AdaptedLinear {
+            weight: Param::from_tensor(weight_in_out).set_require_grad(false),
+            bias: bias.map(|b| Param::from_tensor(b).set_require_grad(false)),
+            adapter: None,
+        }
+    }
+
+    /// `(in_features, out_features)`.
+    pub fn dims(&self) -> (usize, usize) {
+        let [i, o] = self.weight.shape().dims();
+        (i, o)
+    }
+
+    /// Attaches a freshly initialised adapter: `A` Kaiming-uniform (as PEFT's
+    /// `nn.init.kaiming_uniform_(a=√5)`, i.e. `U(-1/√in, 1/√in)`), `B = 0`, and for DoRA
+    /// `m = ||W_j||` per output row. Random draws use the device's seeded generator.
+    pub fn with_adapter(
+        self,
+        kind: AdapterKind,
+        r: usize,
+        scaling: f64,
+        lora_dropout: f64,
+        device: &Device,
+    ) -> Self {
+        let (d_in, d_out) = self.dims();
+        let bound = 1.0 / (d_in as f64).sqrt();
+        let a = Tensor::<2>::random([d_in, r], Distribution::Uniform(-bound, bound), device);
+        let b = Tensor::<2>::zeros([r, d_out], device);
+        self.with_adapter_weights(kind, a, b, None, scaling, lora_dropout)
+    }
+
+    /// Attaches an adapter with given weights in Burn layout: `a` = `Aᵀ` `[in, r]`, `b` = `Bᵀ`
+    /// `[r, out]`, `magnitude` `[out]` (DoRA; when `None` it is initialised to
+    /// `||W_j + s·B_j·A||` as PEFT does).
+    pub fn with_adapter_weights(
+        mut self,
+        kind: AdapterKind,
+        a: Tensor<2>,
+        b: Tensor<2>,
+        magnitude: Option<Tensor<1>>,
+        scaling: f64,
+        lora_dropout: f64,
+    ) -> Self {
+        let lora_a = Param::from_tensor(a);
+        let lora_b = Param::from_tensor(b);
+        let mut adapter = LoraAdapter {
+            lora_a,
+            lora_b,
+            lora_magnitude_vector: None,
+            scaling,
+            dropout: DropoutConfig::new(lora_dropout).init(),
+            merged: false,
+            merged_weight_norm: None,
+        };
+        if kind == AdapterKind::Dora {
+            let m = magnitude.unwrap_or_else(|| {
+                dora_weight_norm(
+                    self.weight.val(),
+                    adapter.lora_a.val(),
+                    adapter.lora_b.val(),
+                    scaling,
+                )
+            });
+            adapter.lora_magnitude_vector = Some(Param::from_tensor(m.detach()));
+        }
+        self.adapter = Some(adapter);
+        self
+    }
+
+    /// Applies the layer to `x` `[..., in]`, returning `[..., out]`.
+    ///
+    /// - no adapter or merged: `x·Wᵀ + b`;
+    /// - LoRA: `x·Wᵀ + b + s·B·A·dropout(x)` (the low-rank path is two skinny matmuls; `W + s·B·A`
+    ///   is never formed);
+    /// - DoRA (Liu et al. 2024, eq. 5, with the norm detached as in section 4.3 and PEFT):
+    ///   `(m / ||W + s·B·A||) ⊙ (x·Wᵀ + s·B·A·x) + b`; with active `lora_dropout` the PEFT form
+    ///   `x·Wᵀ + b + (m/n − 1) ⊙ (x̃·Wᵀ) + (m/n) ⊙ s·B·A·x̃`, `x̃ = dropout(x)`, is used.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let w = self.weight.val();
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let adapter = match &self.adapter {
+            Some(a) if !a.merged => a,
+            _ => return linear(x, w, bias),
+        };
+        let dropout_active = adapter.dropout.prob > 0.0
+            && adapter.dropout.training.is_enabled()
+            && x.device().is_autodiff();
+        let xd = if dropout_active {
+            adapter.dropout.forward(x.clone())
+        } else {
+            x.clone()
+        };
+        let a = adapter.lora_a.val();
+        let b = adapter.lora_b.val();
+        let lora = linear(linear(xd.clone(), a.clone(), None), b.clone(), None)
+            .mul_scalar(adapter.scaling);
+        let Some(m) = &adapter.lora_magnitude_vector else {
+            let out = linear(x, w, bias);
+            return out + lora;
+        };
+        let norm = dora_weight_norm(w.clone(), a, b, adapter.scaling);
+        let scale = (m.val() / norm).unsqueeze::<D>();
+        if dropout_active {
+            let base = linear(x, w.clone(), bias);
+            let base_d = linear(xd, w, None);
+            base + (scale.clone() - 1.0) * base_d + scale * lora
+        } else {
+            let out = (linear(x, w, None) + lora) * scale;
+            match bias {
+                Some(b) => out + b.unsqueeze::<D>(),
+                None => out,
+            }
+        }
+    }
+
+    /// Folds the adapter into the base weight (PEFT `merge`): LoRA `W ← W + s·B·A`; DoRA
+    /// `W ← (m / ||W + s·B·A||) ⊙ (W + s·B·A)` row-wise, bias unchanged. The norms are kept so
+    /// [`unmerge`](Self::unmerge) restores `W`. A no-op without an adapter or when already merged.
+    pub fn merge(mut self) -> Self {
+        let Some(adapter) = self.adapter.as_mut() else {
+            return self;
+        };
+        if adapter.merged {
+            return self;
+        }
+        let w = self.weight.val();
+        let a = adapter.lora_a.val().detach();
+        let b = adapter.lora_b.val().detach();
+        let delta = a.clone().matmul(b.clone()).mul_scalar(adapter.scaling);
+        let merged = match &adapter.lora_magnitude_vector {
+            None => w + delta,
+            Some(m) => {
+                let norm = dora_weight_norm(w.clone(), a, b, adapter.scaling);
+                let scale = (m.val().detach() / norm.clone()).unsqueeze::<2>();
+                adapter.merged_weight_norm = Some(Param::from_tensor(norm).set_require_grad(false));
+                (w + delta) * scale
+            }
+        };
+        self.weight = self.weight.map(|_| merged.detach());
+        adapter.merged = true;
+        self
+    }
+
+    /// Reverses [`merge`](Self::merge) (PEFT `unmerge`): LoRA `W ← W − s·B·A`; DoRA
+    /// `W ← W / (m / n) − s·B·A` with the norms `n` saved at merge time. A no-op when not merged.
+    pub fn unmerge(mut self) -> Self {
+        let Some(adapter) = self.adapter.as_mut() else {
+            return self;
+        };
+        if !adapter.merged {
+            return self;
+        }
+        let w = self.weight.val();
+        let delta = adapter
+            .lora_a
+            .val()
+            .detach()
+            .matmul(adapter.lora_b.val().detach())
+            .mul_scalar(adapter.scaling);
+        let restored = match (
+            &adapter.lora_magnitude_vector,
+            adapter.merged_weight_norm.take(),
+        ) {
+            (Some(m), Some(norm)) => {
+                let scale = (m.val().detach() / norm.val()).unsqueeze::<2>();
+                w / scale - delta
+            }
+            _ => w - delta,
+        };
+        self.weight = self.weight.map(|_| restored.detach());
+        adapter.merged = false;
+        self
+    }
+
+    /// Number of trainable adapter parameters (`r·(in + out)`, plus `out` for DoRA).
+    pub fn adapter_params(&self) -> usize {
+        match &self.adapter {
+            None => 0,
+            Some(a) => {
+                a.lora_a.shape().num_elements()
+                    + a.lora_b.shape().num_elements()
+                    + a.lora_magnitude_vector
+                        .as_ref()
+                        .map_or(0, |m| m.shape().num_elements())
+            }
+        }
+    }
+}
+
+/// Row norms `||W_j + s·B_j·A||` for every output `j`, `[out]`, detached from the graph.
+///
+/// Inputs in Burn layout: `w` = `Wᵀ` `[in, out]`, `a` = `Aᵀ` `[in, r]`, `b` = `Bᵀ` `[r, out]`.
+/// Gram form (no `[in, out]` temporary besides the squares of `W` read once):
+/// `||W_j||² + 2s·B_j·(A·W_jᵀ) + s²·B_j·(A·Aᵀ)·B_jᵀ`, clamped below by [`DORA_NORM_EPS_SQ`].
+/// PEFT computes the same quantity as `torch.linalg.norm(W + s·B@A, dim=1)`.
+pub fn dora_weight_norm(w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scaling: f64) -> Tensor<1> {
+    let w = w.detach();
+    let a = a.detach();
+    let b = b.detach();
+    let w_sq = w.clone().square().sum_dim(0); // [1, out]
+    let at = a.clone().transpose(); // [r, in]
+    let p = at.clone().matmul(w); // [r, out] = A·Wᵀ
+    let g = at.matmul(a); // [r, r]   = A·Aᵀ
+    let cross = (b.clone() * p).sum_dim(0); // [1, out]
+    let quad = (g.matmul(b.clone()) * b).sum_dim(0); // [1, out]
+    let n2 = w_sq + cross.mul_scalar(2.0 * scaling) + quad.mul_scalar(scaling * scaling);
+    n2.clamp_min(DORA_NORM_EPS_SQ).sqrt().squeeze_dim::<1>(0)
+}

@@ -1,0 +1,148 @@
+//! Data: minBERT readers, tokenised examples, batching with dynamic padding and seeded shuffling.
+
+pub mod minbert;
+
+pub use minbert::{Dataset, PairExample, PairLabel, SstExample, read_pairs, read_sst};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::model::Encoded;
+
+/// A padded batch of token sequences, host-side, row-major `[batch, seq]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenBatch {
+    /// Token ids, padded with `pad_id`.
+    pub ids: Vec<i64>,
+    /// Token-type ids, padded with 0.
+    pub type_ids: Vec<i64>,
+    /// 1.0 for real tokens, 0.0 for padding.
+    pub mask: Vec<f32>,
+    /// Number of sequences.
+    pub batch: usize,
+    /// Padded length (the longest sequence of this batch: dynamic padding).
+    pub seq: usize,
+}
+
+/// Device tensors of a [`TokenBatch`]: ids and type ids `[batch, seq]` (int), mask `[batch, seq]`.
+#[derive(Debug, Clone)]
+pub struct BatchTensors {
+    /// `input_ids`, `[batch, seq]`.
+    pub ids: Tensor<2, Int>,
+    /// `token_type_ids`, `[batch, seq]`.
+    pub type_ids: Tensor<2, Int>,
+    /// `attention_mask` as floats, `[batch, seq]`.
+    pub mask: Tensor<2>,
+}
+
+impl TokenBatch {
+    /// Pads `encs` to their longest length with `pad_id` (dynamic padding).
+    pub fn from_encoded(encs: &[&Encoded], pad_id: u32) -> Self {
+        let batch = encs.len();
+        let seq = encs.iter().map(|e| e.ids.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![pad_id as i64; batch * seq];
+        let mut type_ids = vec![0i64; batch * seq];
+        let mut mask = vec![0f32; batch * seq];
+        for (r, e) in encs.iter().enumerate() {
+            for (c, (&id, &t)) in e.ids.iter().zip(&e.type_ids).enumerate() {
+                ids[r * seq + c] = id as i64;
+                type_ids[r * seq + c] = t as i64;
+                mask[r * seq + c] = 1.0;
+            }
+        }
+        TokenBatch {
+            ids,
+            type_ids,
+            mask,
+            batch,
+            seq,
+        }
+    }
+
+    /// Number of real (non-padding) tokens.
+    pub fn real_tokens(&self) -> usize {
+        self.mask.iter().filter(|&&m| m > 0.0).count()
+    }
+
+    /// Uploads the batch to `device`.
+    pub fn to_tensors(&self, device: &Device) -> BatchTensors {
+        let shape = [self.batch, self.seq];
+        BatchTensors {
+            ids: Tensor::from_data(TensorData::new(self.ids.clone(), shape), device),
+            type_ids: Tensor::from_data(TensorData::new(self.type_ids.clone(), shape), device),
+            mask: Tensor::from_data(TensorData::new(self.mask.clone(), shape), device),
+        }
+    }
+}
+
+/// Splits `0..n` into batches of at most `batch_size` indices.
+///
+/// With `shuffle`, the order is a seeded permutation (same `seed`, same batches on every
+/// platform). With `lengths`, examples of similar length are grouped to cut padding
+/// (Hugging Face's `group_by_length`): the permutation is cut into chunks of 50 batches, each
+/// chunk sorted by length, split into batches, and the batch order shuffled again.
+pub fn make_batches(
+    n: usize,
+    batch_size: usize,
+    shuffle: bool,
+    seed: u64,
+    lengths: Option<&[usize]>,
+) -> Vec<Vec<usize>> {
+    let batch_size = batch_size.max(1);
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    if shuffle {
+        idx.shuffle(&mut rng);
+    }
+    let mut batches: Vec<Vec<usize>> = match lengths {
+        Some(len) if shuffle => {
+            let mut out = Vec::new();
+            for chunk in idx.chunks_mut(batch_size * 50) {
+                chunk.sort_by_key(|&i| std::cmp::Reverse(len[i]));
+                out.extend(chunk.chunks(batch_size).map(<[usize]>::to_vec));
+            }
+            out.shuffle(&mut rng);
+            out
+        }
+        _ => idx.chunks(batch_size).map(<[usize]>::to_vec).collect(),
+    };
+    batches.retain(|b| !b.is_empty());
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cover_all_once_and_are_seeded() {
+        let lens: Vec<usize> = (0..103).map(|i| (i * 7) % 31).collect();
+        let a = make_batches(103, 8, true, 7, Some(&lens));
+        let b = make_batches(103, 8, true, 7, Some(&lens));
+        assert_eq!(a, b);
+        let mut all: Vec<usize> = a.concat();
+        all.sort();
+        assert_eq!(all, (0..103).collect::<Vec<_>>());
+        assert_ne!(a, make_batches(103, 8, true, 8, Some(&lens)));
+    }
+
+    #[test]
+    fn dynamic_padding() {
+        let e1 = Encoded {
+            ids: vec![101, 5, 102],
+            type_ids: vec![0; 3],
+            truncated: false,
+        };
+        let e2 = Encoded {
+            ids: vec![101, 102],
+            type_ids: vec![0; 2],
+            truncated: false,
+        };
+        let b = TokenBatch::from_encoded(&[&e1, &e2], 0);
+        assert_eq!(b.seq, 3);
+        assert_eq!(b.ids, vec![101, 5, 102, 101, 102, 0]);
+        assert_eq!(b.mask, vec![1., 1., 1., 1., 1., 0.]);
+    }
+}

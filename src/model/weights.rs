@@ -1,0 +1,196 @@
+//! Reading tensors out of a Hugging Face `model.safetensors` held in memory.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+
+/// A parsed safetensors checkpoint (borrowing the file's bytes) with name lookup that accepts
+/// keys with or without a model prefix such as `bert.`.
+pub struct Checkpoint<'a> {
+    tensors: SafeTensors<'a>,
+    source: String,
+    prefix: String,
+}
+
+impl<'a> Checkpoint<'a> {
+    /// Parses the safetensors header of `bytes`. `source_name` (e.g. the file path) is quoted in
+    /// every error. `prefixes` are the optional key prefixes to detect (for BERT: `["bert."]`);
+    /// the first under which `probe` exists is used for every later lookup.
+    ///
+    /// # Errors
+    /// [`Error::Safetensors`] when the header or data offsets are invalid (a truncated file,
+    /// a header claiming more bytes than the file holds, ...).
+    pub fn parse(
+        bytes: &'a [u8],
+        source_name: &str,
+        prefixes: &[&str],
+        probe: &str,
+    ) -> Result<Self> {
+        let tensors = SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        })?;
+        let prefix = prefixes
+            .iter()
+            .find(|p| tensors.tensor(&format!("{p}{probe}")).is_ok())
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        Ok(Checkpoint {
+            tensors,
+            source: source_name.to_string(),
+            prefix,
+        })
+    }
+
+    /// The detected key prefix (`""` or e.g. `"bert."`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The file name used in errors.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether a tensor `name` (without prefix) exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.tensor(&self.full(name)).is_ok()
+    }
+
+    /// All tensor names in the file, as stored.
+    pub fn names(&self) -> Vec<String> {
+        self.tensors
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn full(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    /// Reads tensor `name` as f32 values, checking its shape against `expected`.
+    /// f32, f16 and bf16 storage are accepted (converted to f32).
+    ///
+    /// # Errors
+    /// [`Error::MissingTensor`] when absent; [`Error::BadTensor`] on a shape or dtype mismatch.
+    pub fn f32_values(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        self.read(self.full(name), expected)
+    }
+
+    fn read(&self, key: String, expected: &[usize]) -> Result<Vec<f32>> {
+        let view = self
+            .tensors
+            .tensor(&key)
+            .map_err(|_| Error::MissingTensor {
+                source_name: self.source.clone(),
+                tensor: key.clone(),
+                hint: if self.prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (looked up with prefix `{}`)", self.prefix)
+                },
+            })?;
+        if view.shape() != expected {
+            return Err(Error::BadTensor {
+                source_name: self.source.clone(),
+                tensor: key,
+                found: format!("shape {:?} ({:?})", view.shape(), view.dtype()),
+                expected: format!("shape {expected:?}"),
+            });
+        }
+        let data = view.data();
+        let values = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::BadTensor {
+                    source_name: self.source.clone(),
+                    tensor: key,
+                    found: format!("dtype {other:?}"),
+                    expected: "F32, F16 or BF16".into(),
+                });
+            }
+        };
+        Ok(values)
+    }
+
+    /// Like [`f32_values`](Self::f32_values) but with `name` taken verbatim (no prefix).
+    ///
+    /// # Errors
+    /// As [`f32_values`](Self::f32_values).
+    pub fn f32_values_raw(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        self.read(name.to_string(), expected)
+    }
+
+    /// Shape of tensor `name` (verbatim), if present.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors.tensor(name).ok().map(|v| v.shape().to_vec())
+    }
+
+    /// Reads a 1-D tensor `[n]`.
+    ///
+    /// # Errors
+    /// As [`f32_values`](Self::f32_values).
+    pub fn tensor1(&self, name: &str, n: usize, device: &Device) -> Result<Tensor<1>> {
+        let v = self.f32_values(name, &[n])?;
+        Ok(Tensor::from_data(TensorData::new(v, [n]), device))
+    }
+
+    /// Reads a 2-D tensor stored `[rows, cols]`.
+    ///
+    /// # Errors
+    /// As [`f32_values`](Self::f32_values).
+    pub fn tensor2(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let v = self.f32_values(name, &[rows, cols])?;
+        Ok(Tensor::from_data(TensorData::new(v, [rows, cols]), device))
+    }
+
+    /// Reads a Hugging Face linear weight stored `[out, in]` and returns it transposed to Burn's
+    /// `[in, out]` layout (materialised contiguous).
+    ///
+    /// # Errors
+    /// As [`f32_values`](Self::f32_values).
+    pub fn linear_weight(
+        &self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let v = self.f32_values(name, &[d_out, d_in])?;
+        Ok(Tensor::from_data(
+            TensorData::new(transpose(&v, d_out, d_in), [d_in, d_out]),
+            device,
+        ))
+    }
+}
+
+/// Row-major transpose of a `[rows, cols]` buffer into `[cols, rows]`.
+pub fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = v[r * cols + c];
+        }
+    }
+    out
+}

@@ -1,0 +1,269 @@
+//! The three minBERT tasks on one shared (adapted) encoder: heads, losses and metrics.
+//!
+//! - SST: 5-way sentiment, a linear head on the pooled sentence, cross-entropy.
+//! - Paraphrase (Quora): binary, binary cross-entropy on one logit.
+//! - STS: similarity 0..5, Pearson correlation; trained with MSE against `label / 5`.
+//!
+//! Pairs are bi-encoded by default (each sentence pooled on its own: paraphrase head on
+//! `[u, v, |u−v|, u⊙v]` as Sentence-BERT, STS prediction `cos(u, v)` as sentence-transformers'
+//! `CosineSimilarityLoss`), or cross-encoded (`[CLS] a [SEP] b [SEP]`, one linear head).
+
+pub mod metrics;
+
+pub use metrics::{accuracy, overall_score, pearson};
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::data::BatchTensors;
+use crate::model::Bert;
+
+/// A minBERT task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// SST-5 sentiment.
+    Sst,
+    /// Quora paraphrase detection.
+    Para,
+    /// STS-B similarity.
+    Sts,
+}
+
+impl Task {
+    /// All tasks, in the order of the overall score.
+    pub const ALL: [Task; 3] = [Task::Sst, Task::Para, Task::Sts];
+
+    /// `sst`, `para` or `sts`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Sst => "sst",
+            Task::Para => "para",
+            Task::Sts => "sts",
+        }
+    }
+}
+
+/// How a sentence is reduced to one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean of the token states over real tokens (how all-MiniLM-L6-v2 was trained).
+    Mean,
+    /// The `[CLS]` state.
+    Cls,
+}
+
+/// How sentence pairs are fed to the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PairEncoding {
+    /// Each sentence encoded separately (Sentence-BERT).
+    Bi,
+    /// Both sentences in one sequence with token types.
+    Cross,
+}
+
+/// Task-head hyper-parameters, saved beside the adapter as `heads_config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadsConfig {
+    /// Which heads exist.
+    pub tasks: Vec<Task>,
+    /// Sentence pooling.
+    pub pooling: Pooling,
+    /// Pair encoding.
+    pub pair_encoding: PairEncoding,
+    /// Dropout before each head.
+    pub head_dropout: f64,
+    /// Hidden size of the encoder.
+    pub hidden_size: usize,
+}
+
+/// The shared encoder and the task heads; the module the optimiser updates.
+#[derive(Module, Debug)]
+pub struct MultitaskModel {
+    /// The (adapted) encoder.
+    pub bert: Bert,
+    /// SST head `[hidden → 5]`.
+    pub sst: Option<Linear>,
+    /// Paraphrase head: `[4·hidden → 1]` (bi) or `[hidden → 1]` (cross).
+    pub para: Option<Linear>,
+    /// STS head `[hidden → 1]` (cross only; bi uses the cosine).
+    pub sts: Option<Linear>,
+    /// Dropout before the heads.
+    pub dropout: Dropout,
+    /// Sentence pooling.
+    #[module(skip)]
+    pub pooling: Pooling,
+    /// Pair encoding.
+    #[module(skip)]
+    pub pair_encoding: PairEncoding,
+}
+
+/// A task batch on the device, with its labels.
+#[derive(Debug, Clone)]
+pub enum TaskBatch {
+    /// SST sentences and labels `[batch]` (0..=4).
+    Sst {
+        /// Tokens.
+        x: BatchTensors,
+        /// Class ids.
+        labels: Tensor<1, Int>,
+    },
+    /// Sentence pairs: bi-encoded as one batch of `2·batch` sequences (all first sentences, then
+    /// all second sentences), or cross-encoded as `batch` pair sequences; labels `[batch]`.
+    Pair {
+        /// Which pair task.
+        task: Task,
+        /// Tokens.
+        x: BatchTensors,
+        /// Targets: 0/1 for paraphrase, `similarity / 5` for STS.
+        labels: Tensor<1>,
+    },
+}
+
+impl MultitaskModel {
+    /// Builds heads for `cfg.tasks` on `bert` (Burn's default Linear init, Kaiming-uniform).
+    pub fn new(bert: Bert, cfg: &HeadsConfig, device: &Device) -> Self {
+        let h = cfg.hidden_size;
+        let has = |t| cfg.tasks.contains(&t);
+        let para_in = match cfg.pair_encoding {
+            PairEncoding::Bi => 4 * h,
+            PairEncoding::Cross => h,
+        };
+        MultitaskModel {
+            bert,
+            sst: has(Task::Sst).then(|| LinearConfig::new(h, 5).init(device)),
+            para: has(Task::Para).then(|| LinearConfig::new(para_in, 1).init(device)),
+            sts: (has(Task::Sts) && cfg.pair_encoding == PairEncoding::Cross)
+                .then(|| LinearConfig::new(h, 1).init(device)),
+            dropout: DropoutConfig::new(cfg.head_dropout).init(),
+            pooling: cfg.pooling,
+            pair_encoding: cfg.pair_encoding,
+        }
+    }
+
+    /// Encodes and pools: `[batch, seq]` tokens → `[batch, hidden]`.
+    pub fn embed(&self, x: &BatchTensors) -> Tensor<2> {
+        let hidden = self
+            .bert
+            .forward(x.ids.clone(), x.type_ids.clone(), x.mask.clone());
+        pool(hidden, x.mask.clone(), self.pooling)
+    }
+
+    /// SST logits `[batch, 5]`.
+    ///
+    /// # Panics
+    /// If the model has no SST head (a programming error: heads follow the task list).
+    pub fn sst_logits(&self, x: &BatchTensors) -> Tensor<2> {
+        let head = self.sst.as_ref().expect("model has no SST head");
+        head.forward(self.dropout.forward(self.embed(x)))
+    }
+
+    /// Pair scores `[batch]`: paraphrase logits, or STS predictions (cosine in `[-1, 1]` for
+    /// bi-encoding, a regression output for cross-encoding) on the `label / 5` scale.
+    ///
+    /// # Panics
+    /// If the needed head is missing (a programming error).
+    pub fn pair_scores(&self, task: Task, x: &BatchTensors) -> Tensor<1> {
+        let pooled = self.embed(x);
+        match self.pair_encoding {
+            PairEncoding::Cross => {
+                let head = match task {
+                    Task::Para => self.para.as_ref(),
+                    _ => self.sts.as_ref(),
+                }
+                .expect("model has no head for this pair task");
+                let out = head.forward(self.dropout.forward(pooled));
+                let [b, _] = out.dims();
+                out.reshape([b])
+            }
+            PairEncoding::Bi => {
+                let [b2, h] = pooled.dims();
+                let b = b2 / 2;
+                let u = pooled.clone().slice([0..b, 0..h]);
+                let v = pooled.slice([b..b2, 0..h]);
+                match task {
+                    Task::Para => {
+                        let head = self.para.as_ref().expect("model has no paraphrase head");
+                        let feats = Tensor::cat(
+                            vec![u.clone(), v.clone(), (u.clone() - v.clone()).abs(), u * v],
+                            1,
+                        );
+                        head.forward(self.dropout.forward(feats)).reshape([b])
+                    }
+                    _ => cosine(u, v),
+                }
+            }
+        }
+    }
+
+    /// Mean training loss of one batch (scalar `[1]`).
+    pub fn loss(&self, batch: &TaskBatch) -> Tensor<1> {
+        match batch {
+            TaskBatch::Sst { x, labels } => cross_entropy(self.sst_logits(x), labels.clone()),
+            TaskBatch::Pair {
+                task: Task::Para,
+                x,
+                labels,
+            } => bce_with_logits(self.pair_scores(Task::Para, x), labels.clone()),
+            TaskBatch::Pair { task, x, labels } => {
+                let d = self.pair_scores(*task, x) - labels.clone();
+                d.square().mean()
+            }
+        }
+    }
+}
+
+/// Pools `[batch, seq, hidden]` with `mask` `[batch, seq]` into `[batch, hidden]`.
+pub fn pool(hidden: Tensor<3>, mask: Tensor<2>, pooling: Pooling) -> Tensor<2> {
+    let [b, s, h] = hidden.dims();
+    match pooling {
+        Pooling::Cls => hidden.slice([0..b, 0..1]).reshape([b, h]),
+        Pooling::Mean => {
+            let m = mask.reshape([b, s, 1]);
+            let summed = (hidden * m.clone()).sum_dim(1).reshape([b, h]);
+            let count = m.sum_dim(1).reshape([b, 1]).clamp_min(1e-9);
+            summed / count
+        }
+    }
+}
+
+/// Row-wise cosine similarity of `[batch, h]` tensors → `[batch]` (norms clamped at 1e-8 as
+/// `torch.nn.functional.cosine_similarity`).
+pub fn cosine(u: Tensor<2>, v: Tensor<2>) -> Tensor<1> {
+    let [b, _] = u.dims();
+    let dot = (u.clone() * v.clone()).sum_dim(1);
+    let nu = u.square().sum_dim(1).sqrt().clamp_min(1e-8);
+    let nv = v.square().sum_dim(1).sqrt().clamp_min(1e-8);
+    (dot / (nu * nv)).reshape([b])
+}
+
+/// Mean cross-entropy of `logits` `[batch, classes]` against class ids `[batch]`.
+pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let [b, _] = logits.dims();
+    let logp = log_softmax(logits, 1);
+    logp.gather(1, labels.reshape([b, 1])).mean().neg()
+}
+
+/// Mean binary cross-entropy with logits (numerically stable form, as
+/// `torch.nn.functional.binary_cross_entropy_with_logits`): `max(z,0) − z·y + log(1 + e^{−|z|})`.
+pub fn bce_with_logits(logits: Tensor<1>, targets: Tensor<1>) -> Tensor<1> {
+    let relu = logits.clone().clamp_min(0.0);
+    let soft = (logits.clone().abs().neg().exp() + 1.0).log();
+    (relu - logits * targets + soft).mean()
+}
+
+/// Class-id tensor `[n]` from host labels.
+pub fn int_labels(labels: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    Tensor::from_data(TensorData::new(v, [labels.len()]), device)
+}
+
+/// Float tensor `[n]` from host values.
+pub fn float_labels(labels: &[f32], device: &Device) -> Tensor<1> {
+    Tensor::from_data(TensorData::new(labels.to_vec(), [labels.len()]), device)
+}

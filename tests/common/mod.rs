@@ -1,0 +1,107 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use safetensors::SafeTensors;
+
+/// The default model folder: `$LORABERT_MODEL`, else `../shared/models/all-MiniLM-L6-v2`, else
+/// `models/all-MiniLM-L6-v2` (where `tools/setup.sh` puts it). Panics with instructions if none.
+pub fn model_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        std::env::var_os("LORABERT_MODEL").map(PathBuf::from),
+        Some(root.join("../shared/models/all-MiniLM-L6-v2")),
+        Some(root.join("models/all-MiniLM-L6-v2")),
+    ];
+    for c in candidates.into_iter().flatten() {
+        if c.join("model.safetensors").is_file() {
+            return c;
+        }
+    }
+    panic!("all-MiniLM-L6-v2 not found: run tools/setup.sh (or set LORABERT_MODEL)");
+}
+
+/// The minBERT data folder (`$LORABERT_DATA` or `../shared/data/minbert`), if present.
+pub fn data_dir() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [
+        std::env::var_os("LORABERT_DATA").map(PathBuf::from),
+        Some(root.join("../shared/data/minbert")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.join("ids-sst-dev.csv").is_file())
+}
+
+pub fn golden(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Reads tensor `name` of a safetensors buffer as (shape, f32 values); integer tensors converted.
+pub fn read(bytes: &[u8], name: &str) -> (Vec<usize>, Vec<f32>) {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    let v = st
+        .tensor(name)
+        .unwrap_or_else(|_| panic!("golden tensor {name} missing"));
+    let data = v.data();
+    let vals: Vec<f32> = match v.dtype() {
+        safetensors::Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        safetensors::Dtype::I64 => data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        d => panic!("unexpected dtype {d:?}"),
+    };
+    (v.shape().to_vec(), vals)
+}
+
+pub fn t2(bytes: &[u8], name: &str, device: &Device) -> Tensor<2> {
+    let (s, v) = read(bytes, name);
+    Tensor::from_data(TensorData::new(v, [s[0], s[1]]), device)
+}
+
+pub fn t1(bytes: &[u8], name: &str, device: &Device) -> Tensor<1> {
+    let (s, v) = read(bytes, name);
+    Tensor::from_data(TensorData::new(v, [s[0]]), device)
+}
+
+pub fn t3(bytes: &[u8], name: &str, device: &Device) -> Tensor<3> {
+    let (s, v) = read(bytes, name);
+    Tensor::from_data(TensorData::new(v, [s[0], s[1], s[2]]), device)
+}
+
+pub fn ints2(bytes: &[u8], name: &str, device: &Device) -> Tensor<2, Int> {
+    let (s, v) = read(bytes, name);
+    let v: Vec<i64> = v.into_iter().map(|x| x as i64).collect();
+    Tensor::from_data(TensorData::new(v, [s[0], s[1]]), device)
+}
+
+pub fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// Largest absolute difference; panics if lengths differ.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    let d = max_abs_diff(got, want);
+    assert!(d <= tol, "{what}: max |diff| = {d:e} > tolerance {tol:e}");
+    assert!(
+        got.iter().all(|x| x.is_finite()),
+        "{what}: non-finite values"
+    );
+}

@@ -1,0 +1,303 @@
+//! Parity with PyTorch + transformers + PEFT, against golden files made by tools/make_golden.py.
+//!
+//! Tolerances (issue #2): MiniLM last_hidden_state within 1e-4; LoRA/DoRA layer outputs and the
+//! gradients of A, B and the magnitude within 1e-5; merged vs unmerged outputs within 1e-4.
+
+mod common;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use common::*;
+use lorabert::adapter::{self, AdaptedLinear, AdapterKind, peft};
+use lorabert::data::TokenBatch;
+use lorabert::model::{BertConfig, BertTokenizer, load_bert};
+
+fn minilm(device: &Device) -> (BertConfig, lorabert::model::Bert, BertTokenizer) {
+    let dir = model_dir();
+    let cfg = BertConfig::from_json(
+        &std::fs::read_to_string(dir.join("config.json")).unwrap(),
+        "config.json",
+    )
+    .unwrap();
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let bert = load_bert(&cfg, &bytes, "model.safetensors", device).unwrap();
+    let tok = BertTokenizer::from_bytes(
+        &std::fs::read(dir.join("tokenizer.json")).unwrap(),
+        "tokenizer.json",
+        128,
+    )
+    .unwrap();
+    (cfg, bert, tok)
+}
+
+fn sentences() -> (Vec<String>, Vec<(String, String)>) {
+    let v: serde_json::Value = serde_json::from_slice(&golden("sentences.json")).unwrap();
+    let s = v["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    let p = v["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x[0].as_str().unwrap().to_string(),
+                x[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (s, p)
+}
+
+#[test]
+fn tokenizer_matches_transformers() {
+    let device = Device::flex();
+    let (_, _, tok) = minilm(&device);
+    let g = golden("minilm_hidden.safetensors");
+    let (sents, pairs) = sentences();
+    let encs: Vec<_> = sents.iter().map(|s| tok.encode(s).unwrap()).collect();
+    let b = TokenBatch::from_encoded(&encs.iter().collect::<Vec<_>>(), 0);
+    assert_eq!(
+        b.ids.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+        read(&g, "input_ids").1
+    );
+    assert_eq!(b.mask, read(&g, "attention_mask").1);
+    let encs: Vec<_> = pairs
+        .iter()
+        .map(|(a, b)| tok.encode_pair(a, b).unwrap())
+        .collect();
+    let b = TokenBatch::from_encoded(&encs.iter().collect::<Vec<_>>(), 0);
+    assert_eq!(
+        b.ids.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+        read(&g, "pair_input_ids").1
+    );
+    assert_eq!(
+        b.type_ids.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+        read(&g, "pair_token_type_ids").1
+    );
+}
+
+#[test]
+fn minilm_last_hidden_state_matches_transformers() {
+    let device = Device::flex();
+    let (_, bert, _) = minilm(&device);
+    let g = golden("minilm_hidden.safetensors");
+    for prefix in ["", "pair_"] {
+        let ids = ints2(&g, &format!("{prefix}input_ids"), &device);
+        let types = ints2(&g, &format!("{prefix}token_type_ids"), &device);
+        let mask = ints2(&g, &format!("{prefix}attention_mask"), &device).float();
+        let out = bert.forward(ids, types, mask);
+        let want = read(&g, &format!("{prefix}last_hidden_state"));
+        assert_eq!(out.dims().to_vec(), want.0);
+        assert_close(
+            &format!("{prefix}last_hidden_state"),
+            &host(out),
+            &want.1,
+            1e-4,
+        );
+    }
+}
+
+/// Builds the golden layer `prefix` (lora or dora) on an autodiff device.
+fn golden_layer(prefix: &str, device: &Device) -> (AdaptedLinear, Tensor<3>, Tensor<3>, Vec<u8>) {
+    let g = golden("layers.safetensors");
+    let w = t2(&g, &format!("{prefix}.W"), device).transpose(); // [in, out]
+    let b = t1(&g, &format!("{prefix}.b"), device);
+    let a = t2(&g, &format!("{prefix}.A"), device).transpose(); // [in, r]
+    let bb = t2(&g, &format!("{prefix}.B"), device).transpose(); // [r, out]
+    let scaling = read(&g, &format!("{prefix}.scaling")).1[0] as f64;
+    let (kind, m) = if prefix == "dora" {
+        (AdapterKind::Dora, Some(t1(&g, "dora.m", device)))
+    } else {
+        (AdapterKind::Lora, None)
+    };
+    let lin = AdaptedLinear::frozen(w, Some(b)).with_adapter_weights(kind, a, bb, m, scaling, 0.0);
+    let x = t3(&g, &format!("{prefix}.x"), device);
+    let up = t3(&g, &format!("{prefix}.g"), device);
+    (lin, x, up, g)
+}
+
+#[test]
+fn lora_and_dora_layers_match_peft_outputs_and_gradients() {
+    let device = Device::flex().autodiff();
+    for prefix in ["lora", "dora"] {
+        let (lin, x, up, g) = golden_layer(prefix, &device);
+        let out = lin.forward(x);
+        assert_close(
+            &format!("{prefix} output"),
+            &host(out.clone()),
+            &read(&g, &format!("{prefix}.out")).1,
+            1e-5,
+        );
+        let grads = (out * up).sum().backward();
+        let ad = lin.adapter.as_ref().unwrap();
+        let ga = ad.lora_a.val().grad(&grads).expect("grad of A").transpose();
+        let gb = ad.lora_b.val().grad(&grads).expect("grad of B").transpose();
+        assert_close(
+            &format!("{prefix} grad A"),
+            &host(ga),
+            &read(&g, &format!("{prefix}.grad_A")).1,
+            1e-5,
+        );
+        assert_close(
+            &format!("{prefix} grad B"),
+            &host(gb),
+            &read(&g, &format!("{prefix}.grad_B")).1,
+            1e-5,
+        );
+        assert!(
+            lin.weight.val().grad(&grads).is_none(),
+            "frozen weight must carry no gradient"
+        );
+        if prefix == "dora" {
+            let gm = ad
+                .lora_magnitude_vector
+                .as_ref()
+                .unwrap()
+                .val()
+                .grad(&grads)
+                .expect("grad of m");
+            assert_close("dora grad m", &host(gm), &read(&g, "dora.grad_m").1, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn merged_equals_unmerged_and_peft_merge() {
+    let device = Device::flex();
+    for prefix in ["lora", "dora"] {
+        let (lin, x, _, g) = golden_layer(prefix, &device);
+        let before = host(lin.forward(x.clone()));
+        let merged = lin.merge();
+        let merged_w = host(merged.weight.val().transpose());
+        assert_close(
+            &format!("{prefix} merged W vs PEFT"),
+            &merged_w,
+            &read(&g, &format!("{prefix}.merged_W")).1,
+            1e-5,
+        );
+        let after = host(merged.forward(x.clone()));
+        assert_close(&format!("{prefix} merged output"), &after, &before, 1e-4);
+        let unmerged = merged.unmerge();
+        assert_close(
+            &format!("{prefix} unmerged W"),
+            &host(unmerged.weight.val().transpose()),
+            &read(&g, &format!("{prefix}.W")).1,
+            1e-5,
+        );
+        assert_close(
+            &format!("{prefix} unmerged output"),
+            &host(unmerged.forward(x)),
+            &before,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn peft_made_adapter_loads_and_matches_peft_outputs() {
+    let device = Device::flex();
+    let (_, bert, _) = minilm(&device);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/peft_adapter");
+    let cfg_json = std::fs::read_to_string(dir.join("adapter_config.json")).unwrap();
+    let st = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
+    let (bert, cfg) = peft::load_adapter(
+        bert,
+        &cfg_json,
+        "adapter_config.json",
+        &st,
+        "adapter_model.safetensors",
+    )
+    .unwrap();
+    assert!(cfg.use_dora);
+    assert_eq!(cfg.r, 2);
+    let g = golden("peft_adapter_hidden.safetensors");
+    let ids = ints2(&g, "input_ids", &device);
+    let types = ints2(&g, "token_type_ids", &device);
+    let mask = ints2(&g, "attention_mask", &device).float();
+    let out = bert.forward(ids.clone(), types.clone(), mask.clone());
+    let want = read(&g, "last_hidden_state").1;
+    assert_close(
+        "PEFT adapter last_hidden_state",
+        &host(out.clone()),
+        &want,
+        1e-4,
+    );
+
+    // Saved here, re-read here: identical tensors and outputs; PEFT key names and layouts.
+    let bytes = peft::adapter_safetensors(&bert).unwrap();
+    let orig = safetensors::SafeTensors::deserialize(&st).unwrap();
+    let ours = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut a: Vec<_> = orig.names().into_iter().map(str::to_string).collect();
+    let mut b: Vec<_> = ours.names().into_iter().map(str::to_string).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "same PEFT key names");
+    for k in &a {
+        assert_eq!(
+            orig.tensor(k).unwrap().shape(),
+            ours.tensor(k).unwrap().shape(),
+            "{k}"
+        );
+        assert_close(k, &read(&bytes, k).1, &read(&st, k).1, 0.0);
+    }
+    let json = peft::adapter_config_json(&cfg, "all-MiniLM-L6-v2");
+    let (_, bert0, _) = minilm(&device);
+    let (bert2, _) = peft::load_adapter(bert0, &json, "x", &bytes, "y").unwrap();
+    assert_close(
+        "reloaded",
+        &host(bert2.forward(ids.clone(), types.clone(), mask.clone())),
+        &want,
+        1e-4,
+    );
+
+    // Merging the whole model keeps the output.
+    let merged = adapter::merge(bert2);
+    assert_close(
+        "merged model",
+        &host(merged.forward(ids, types, mask)),
+        &want,
+        1e-4,
+    );
+}
+
+#[test]
+fn gram_norm_matches_direct_norm() {
+    let device = Device::flex();
+    let w = Tensor::<2>::from_data(
+        TensorData::new(
+            (0..60)
+                .map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0)
+                .collect::<Vec<_>>(),
+            [10, 6],
+        ),
+        &device,
+    );
+    let a = Tensor::<2>::from_data(
+        TensorData::new(
+            (0..20)
+                .map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0)
+                .collect::<Vec<_>>(),
+            [10, 2],
+        ),
+        &device,
+    );
+    let b = Tensor::<2>::from_data(
+        TensorData::new(
+            (0..12)
+                .map(|i| ((i * 5 % 9) as f32 - 4.0) / 3.0)
+                .collect::<Vec<_>>(),
+            [2, 6],
+        ),
+        &device,
+    );
+    let s = 1.5;
+    let direct = (w.clone() + a.clone().matmul(b.clone()).mul_scalar(s))
+        .square()
+        .sum_dim(0)
+        .sqrt();
+    let gram = adapter::dora_weight_norm(w, a, b, s);
+    assert_close("gram norm", &host(gram), &host(direct), 1e-5);
+}
