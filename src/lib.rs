@@ -7,9 +7,13 @@
 //! and returns bytes and records, so the same code serves the native CLI and the browser build.
 
 pub mod adapter;
+#[cfg(not(target_family = "wasm"))]
+pub mod cli;
 pub mod data;
 pub mod error;
 pub mod model;
+pub mod report;
 pub mod tasks;
+pub mod train;
 
 pub use error::{Error, Result};

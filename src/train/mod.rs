@@ -1,0 +1,542 @@
+//! Training: AdamW with linear warm-up and decay, global gradient-norm clipping, single-task
+//! and multitask epochs, dev evaluation. Read-backs are `async` so the same loop runs in the
+//! browser; native drivers block on it with a small executor.
+
+pub mod artifacts;
+pub mod prepare;
+pub mod run;
+
+pub use prepare::{Prepared, TaskData};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::{Device, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::LoraConfig;
+use crate::data::make_batches;
+use crate::error::{Error, Result};
+use crate::tasks::{MultitaskModel, PairEncoding, Pooling, Task, TaskBatch, accuracy, overall_score, pearson};
+
+/// What is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterChoice {
+    /// Full fine-tuning: every encoder weight is trainable.
+    None,
+    /// LoRA adapters on `target_modules`.
+    Lora,
+    /// DoRA adapters on `target_modules`.
+    Dora,
+}
+
+/// Every setting of a training run; serialised into `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Tasks trained together (one for single-task runs, all three for multitask).
+    pub tasks: Vec<Task>,
+    /// Adapter type.
+    pub adapter: AdapterChoice,
+    /// Adapter hyper-parameters (`use_dora` follows `adapter`).
+    pub lora: LoraConfig,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Examples per step (pairs count once).
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW).
+    pub lr: f64,
+    /// Decoupled weight decay of AdamW.
+    pub weight_decay: f64,
+    /// Fraction of all steps spent warming up linearly from 0 to `lr`.
+    pub warmup_ratio: f64,
+    /// Global gradient-norm clipping threshold (as `torch.nn.utils.clip_grad_norm_`); 0 = off.
+    pub max_grad_norm: f64,
+    /// Token limit per sequence (special tokens included).
+    pub max_len: usize,
+    /// Seed of weights init, dropout and data order.
+    pub seed: u64,
+    /// Stop after this many optimiser steps in total (quick runs).
+    pub max_steps: Option<usize>,
+    /// Use at most this many training examples per task.
+    pub max_train_examples: Option<usize>,
+    /// Use at most this many dev examples per task.
+    pub max_eval_examples: Option<usize>,
+    /// Sentence pooling.
+    pub pooling: Pooling,
+    /// Pair encoding.
+    pub pair_encoding: PairEncoding,
+    /// Dropout before the task heads.
+    pub head_dropout: f64,
+    /// Group examples of similar length into batches (less padding).
+    pub bucket_by_length: bool,
+    /// Batch size for evaluation.
+    pub eval_batch_size: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            tasks: vec![Task::Sst],
+            adapter: AdapterChoice::Lora,
+            lora: LoraConfig {
+                r: 1,
+                lora_alpha: 8.0,
+                ..LoraConfig::default()
+            },
+            epochs: 3,
+            batch_size: 32,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            warmup_ratio: 0.1,
+            max_grad_norm: 1.0,
+            max_len: 128,
+            seed: 42,
+            max_steps: None,
+            max_train_examples: None,
+            max_eval_examples: None,
+            pooling: Pooling::Mean,
+            pair_encoding: PairEncoding::Bi,
+            head_dropout: 0.1,
+            bucket_by_length: true,
+            eval_batch_size: 128,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks option ranges.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the option.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Invalid(m.to_string()));
+        if self.tasks.is_empty() {
+            return bad("no task selected");
+        }
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("--batch-size must be >= 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("--lr must be > 0");
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return bad("--warmup-ratio must be in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&self.head_dropout) {
+            return bad("--head-dropout must be in [0, 1)");
+        }
+        if self.epochs == 0 && self.max_steps.is_none() {
+            return bad("--epochs must be >= 1");
+        }
+        if self.max_steps == Some(0) {
+            return bad("--max-steps must be >= 1");
+        }
+        if self.adapter != AdapterChoice::None {
+            self.lora.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// Learning rate at `step` (0-based) of `total`: linear warm-up over `warmup` steps, then linear
+/// decay to 0 (`transformers.get_linear_schedule_with_warmup`).
+pub fn lr_at(step: usize, total: usize, warmup: usize, peak: f64) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let rest = total.saturating_sub(warmup).max(1);
+    peak * (total.saturating_sub(step) as f64 / rest as f64).max(0.0)
+}
+
+/// Dev metrics; a field is present when that task was evaluated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DevMetrics {
+    /// SST accuracy.
+    pub sst_acc: Option<f64>,
+    /// Paraphrase accuracy.
+    pub para_acc: Option<f64>,
+    /// STS Pearson correlation.
+    pub sts_pearson: Option<f64>,
+    /// `mean(sst, para, (sts + 1) / 2)`, when all three are present.
+    pub overall: Option<f64>,
+}
+
+impl DevMetrics {
+    /// The number to select the best epoch by: the overall score, or the only metric present.
+    pub fn primary(&self) -> f64 {
+        self.overall
+            .or(self.sst_acc)
+            .or(self.para_acc)
+            .or(self.sts_pearson)
+            .unwrap_or(f64::NEG_INFINITY)
+    }
+}
+
+/// Statistics of one optimiser step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Mean loss of the batch.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Examples in the batch.
+    pub examples: usize,
+}
+
+/// Parameter counts of a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamCounts {
+    /// Parameters that receive gradients.
+    pub trainable: usize,
+    /// All parameters.
+    pub total: usize,
+}
+
+struct CountVisitor(ParamCounts);
+
+impl ModuleVisitor for CountVisitor {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let n = p.shape().num_elements();
+        self.0.total += n;
+        if p.val().is_require_grad() {
+            self.0.trainable += n;
+        }
+    }
+}
+
+/// Counts trainable (gradient-requiring, on an autodiff device) and total parameters.
+pub fn count_params<M: Module>(m: &M) -> ParamCounts {
+    let mut v = CountVisitor(ParamCounts::default());
+    m.visit(&mut v);
+    v.0
+}
+
+struct SquaredNorms<'a> {
+    grads: &'a GradientsParams,
+    parts: Vec<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredNorms<'_> {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(p.id) {
+            self.parts.push(g.square().sum());
+        }
+    }
+}
+
+struct ScaleGrads<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+}
+
+impl ModuleVisitor for ScaleGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(p.id) {
+            self.grads.register(p.id, g.mul_scalar(self.factor));
+        }
+    }
+}
+
+/// Reads a scalar tensor back without blocking the event loop.
+async fn read_scalar(t: Tensor<1>) -> Result<f64> {
+    let v = read_f32(t).await?;
+    v.first()
+        .map(|&x| x as f64)
+        .ok_or_else(|| Error::Invalid("empty tensor read back".into()))
+}
+
+/// Reads a tensor back to host f32 values asynchronously.
+///
+/// # Errors
+/// [`Error::Invalid`] when the backend fails to read.
+pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Invalid(format!("device read-back failed: {e:?}")))?;
+    data.convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Invalid(format!("device read-back failed: {e:?}")))
+}
+
+/// The training state: model, optimiser and schedule position.
+pub struct Trainer {
+    /// The model being trained (on an autodiff device); only `None` while the optimiser holds it
+    /// inside [`Trainer::step`].
+    model: Option<MultitaskModel>,
+    optim: ModuleOptimizer,
+    /// The run's configuration.
+    pub cfg: TrainConfig,
+    /// Optimiser steps taken so far.
+    pub step: usize,
+    /// Planned number of steps (for the schedule).
+    pub total_steps: usize,
+    warmup_steps: usize,
+    pad_id: u32,
+    device: Device,
+}
+
+impl Trainer {
+    /// A trainer for `model` (already on `device`, an autodiff device) planning `total_steps`.
+    pub fn new(model: MultitaskModel, cfg: TrainConfig, total_steps: usize, pad_id: u32, device: Device) -> Self {
+        let optim = AdamWConfig::new()
+            .with_beta_1(0.9)
+            .with_beta_2(0.999)
+            .with_epsilon(1e-8)
+            .with_weight_decay(cfg.weight_decay as f32)
+            .init();
+        let warmup_steps = (cfg.warmup_ratio * total_steps as f64).round() as usize;
+        Trainer {
+            model: Some(model),
+            optim,
+            cfg,
+            step: 0,
+            total_steps: total_steps.max(1),
+            warmup_steps,
+            pad_id,
+            device,
+        }
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &MultitaskModel {
+        self.model
+            .as_ref()
+            .expect("the model is only absent inside Trainer::step")
+    }
+
+    /// Consumes the trainer, returning the trained model.
+    pub fn into_model(self) -> MultitaskModel {
+        self.model
+            .expect("the model is only absent inside Trainer::step")
+    }
+
+    /// The training device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Number of optimiser steps one epoch over `train` takes.
+    pub fn steps_per_epoch(train: &[TaskData], batch_size: usize) -> usize {
+        train.iter().map(|t| t.examples.len().div_ceil(batch_size.max(1))).sum()
+    }
+
+    /// The batches of epoch `epoch` (0-based): each task's examples split into batches (length
+    /// bucketed if configured) with a seeded order, then all tasks' batches interleaved in a
+    /// seeded random order. Returns `(index into train, example indices)`.
+    pub fn plan_epoch(&self, train: &[TaskData], epoch: usize) -> Vec<(usize, Vec<usize>)> {
+        let seed = self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
+        let mut plan = Vec::new();
+        for (ti, td) in train.iter().enumerate() {
+            let lengths = td.lengths();
+            let lens = self.cfg.bucket_by_length.then_some(lengths.as_slice());
+            for b in make_batches(td.examples.len(), self.cfg.batch_size, true, seed ^ ti as u64, lens) {
+                plan.push((ti, b));
+            }
+        }
+        plan.shuffle(&mut StdRng::seed_from_u64(seed));
+        plan
+    }
+
+    /// One optimiser step on `batch`: forward, loss, backward, global-norm clipping, AdamW with
+    /// the scheduled learning rate.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the loss is not finite (naming the step), or a read-back fails.
+    pub async fn step(&mut self, batch: &TaskBatch) -> Result<StepStats> {
+        let examples = match batch {
+            TaskBatch::Sst { labels, .. } => labels.dims()[0],
+            TaskBatch::Pair { labels, .. } => labels.dims()[0],
+        };
+        let loss = self.model().loss(batch);
+        let grads = loss.backward();
+        let loss = read_scalar(loss.detach()).await?;
+        if !loss.is_finite() {
+            return Err(Error::Invalid(format!(
+                "non-finite loss ({loss}) at step {}",
+                self.step + 1
+            )));
+        }
+        let mut grads = GradientsParams::from_grads(grads, self.model());
+        let mut sq = SquaredNorms {
+            grads: &grads,
+            parts: Vec::new(),
+        };
+        self.model().visit(&mut sq);
+        let grad_norm = if sq.parts.is_empty() {
+            0.0
+        } else {
+            read_scalar(Tensor::cat(sq.parts, 0).sum()).await?.sqrt()
+        };
+        if self.cfg.max_grad_norm > 0.0 && grad_norm > self.cfg.max_grad_norm {
+            let factor = self.cfg.max_grad_norm / (grad_norm + 1e-6);
+            self.model().visit(&mut ScaleGrads {
+                grads: &mut grads,
+                factor,
+            });
+        }
+        let lr = lr_at(self.step, self.total_steps, self.warmup_steps, self.cfg.lr);
+        let model = self.model.take().expect("the model is present between steps");
+        self.model = Some(self.optim.step(lr, model, grads));
+        self.step += 1;
+        Ok(StepStats {
+            loss,
+            lr,
+            grad_norm,
+            examples,
+        })
+    }
+
+    /// Builds the device batch for a planned entry.
+    pub fn batch(&self, train: &[TaskData], entry: &(usize, Vec<usize>)) -> TaskBatch {
+        train[entry.0].batch(&entry.1, self.pad_id, &self.device)
+    }
+
+    /// Evaluates on dev data with dropout off and no autodiff.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when a read-back fails.
+    pub async fn evaluate(&self, dev: &[TaskData]) -> Result<DevMetrics> {
+        evaluate(&self.model().valid(), dev, self.cfg.eval_batch_size, self.pad_id).await
+    }
+}
+
+/// Raw predictions of one task, in example order: SST class probabilities `[n·5]`, paraphrase
+/// probabilities `[n]`, STS scores on the 0..5 scale `[n]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// The task.
+    pub task: Task,
+    /// Example ids.
+    pub ids: Vec<String>,
+    /// Values as described above (row-major for SST).
+    pub values: Vec<f32>,
+}
+
+impl Predictions {
+    /// Predicted labels: SST argmax class, paraphrase `p > 0.5` (0/1), STS score.
+    pub fn labels(&self) -> Vec<f64> {
+        match self.task {
+            Task::Sst => self
+                .values
+                .chunks(5)
+                .map(|p| {
+                    p.iter()
+                        .enumerate()
+                        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                        .0 as f64
+                })
+                .collect(),
+            Task::Para => self.values.iter().map(|&p| (p > 0.5) as u8 as f64).collect(),
+            Task::Sts => self.values.iter().map(|&v| v as f64).collect(),
+        }
+    }
+}
+
+/// Runs `model` (inference mode: pass `model.valid()`) over `data` in batches.
+///
+/// # Errors
+/// [`Error::Invalid`] when a read-back fails.
+pub async fn predict(model: &MultitaskModel, data: &TaskData, batch_size: usize, pad_id: u32) -> Result<Predictions> {
+    let device = model_device(model);
+    let mut values = Vec::with_capacity(data.examples.len() * 5);
+    for idx in make_batches(data.examples.len(), batch_size, false, 0, None) {
+        let batch = data.batch(&idx, pad_id, &device);
+        let out: Vec<f32> = match &batch {
+            TaskBatch::Sst { x, .. } => read_f32(softmax(model.sst_logits(x), 1)).await?,
+            TaskBatch::Pair { task: Task::Para, x, .. } => read_f32(sigmoid(model.pair_scores(Task::Para, x))).await?,
+            TaskBatch::Pair { task, x, .. } => read_f32(model.pair_scores(*task, x).mul_scalar(5.0)).await?,
+        };
+        values.extend(out);
+    }
+    Ok(Predictions {
+        task: data.task,
+        ids: data.examples.iter().map(|e| e.id.clone()).collect(),
+        values,
+    })
+}
+
+/// The device a model's parameters live on.
+pub fn model_device(model: &MultitaskModel) -> Device {
+    model.bert.embeddings.word_embeddings.val().device()
+}
+
+/// Scores predictions against the gold labels of `data`.
+pub fn score(p: &Predictions, data: &TaskData) -> f64 {
+    let gold: Vec<f64> = data.examples.iter().map(|e| e.label as f64).collect();
+    let pred = p.labels();
+    match p.task {
+        Task::Sts => pearson(&pred, &gold),
+        _ => {
+            let pr: Vec<usize> = pred.iter().map(|&x| x as usize).collect();
+            let gd: Vec<usize> = gold.iter().map(|&x| x as usize).collect();
+            accuracy(&pr, &gd)
+        }
+    }
+}
+
+/// Dev metrics of `model` (pass `model.valid()`) on each task of `dev`.
+///
+/// # Errors
+/// [`Error::Invalid`] when a read-back fails.
+pub async fn evaluate(model: &MultitaskModel, dev: &[TaskData], batch_size: usize, pad_id: u32) -> Result<DevMetrics> {
+    let mut m = DevMetrics::default();
+    for d in dev {
+        let p = predict(model, d, batch_size, pad_id).await?;
+        let s = score(&p, d);
+        match d.task {
+            Task::Sst => m.sst_acc = Some(s),
+            Task::Para => m.para_acc = Some(s),
+            Task::Sts => m.sts_pearson = Some(s),
+        }
+    }
+    if let (Some(a), Some(b), Some(c)) = (m.sst_acc, m.para_acc, m.sts_pearson) {
+        m.overall = Some(overall_score(a, b, c));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_and_decays() {
+        assert!((lr_at(0, 100, 10, 1.0) - 0.1).abs() < 1e-12);
+        assert!((lr_at(9, 100, 10, 1.0) - 1.0).abs() < 1e-12);
+        assert!((lr_at(10, 100, 10, 1.0) - 1.0).abs() < 1e-12);
+        assert!((lr_at(55, 100, 10, 1.0) - 0.5).abs() < 1e-12);
+        assert!(lr_at(100, 100, 10, 1.0) == 0.0);
+    }
+}
+
+/// Attaches what `cfg` trains to `bert` and adds the heads: LoRA/DoRA adapters on the target
+/// modules (base weights stay frozen), or, for [`AdapterChoice::None`], every encoder weight made
+/// trainable (full fine-tuning). `device` must be the autodiff training device.
+///
+/// # Errors
+/// [`Error::Adapter`] for an invalid adapter config or a target that matches nothing.
+pub fn build_model(bert: crate::model::Bert, cfg: &TrainConfig, hidden_size: usize, device: &Device) -> Result<(MultitaskModel, crate::tasks::HeadsConfig)> {
+    let bert = match cfg.adapter {
+        AdapterChoice::None => bert.set_require_grad(true),
+        kind => {
+            let mut lora = cfg.lora.clone();
+            lora.use_dora = kind == AdapterChoice::Dora;
+            crate::adapter::apply_adapters(bert, &lora, device)?
+        }
+    };
+    let heads = crate::tasks::HeadsConfig {
+        tasks: cfg.tasks.clone(),
+        pooling: cfg.pooling,
+        pair_encoding: cfg.pair_encoding,
+        head_dropout: cfg.head_dropout,
+        hidden_size,
+    };
+    Ok((MultitaskModel::new(bert, &heads, device), heads))
+}

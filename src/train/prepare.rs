@@ -1,0 +1,146 @@
+//! Tokenised, task-typed examples and their batches.
+
+use burn::tensor::Device;
+
+use crate::data::{Dataset, PairExample, SstExample, TokenBatch};
+use crate::error::Result;
+use crate::model::{BertTokenizer, Encoded};
+use crate::tasks::{PairEncoding, Task, TaskBatch, float_labels, int_labels};
+
+/// One tokenised example.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The example id from the data file.
+    pub id: String,
+    /// The sentence (SST), the first sentence (bi-encoded pairs) or the pair (cross-encoded).
+    pub a: Encoded,
+    /// The second sentence of a bi-encoded pair.
+    pub b: Option<Encoded>,
+    /// Target: SST class id, paraphrase 0/1, STS similarity 0..5 (as in the file); `NaN` when
+    /// the file has no labels.
+    pub label: f32,
+}
+
+impl Prepared {
+    /// Tokens in this example (both sentences).
+    pub fn len(&self) -> usize {
+        self.a.ids.len() + self.b.as_ref().map_or(0, |b| b.ids.len())
+    }
+
+    /// Whether the example has no tokens (never true for tokenised text).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The tokenised examples of one task and split.
+#[derive(Debug, Clone)]
+pub struct TaskData {
+    /// The task.
+    pub task: Task,
+    /// Examples in file order.
+    pub examples: Vec<Prepared>,
+    /// How many examples were truncated to `max_len`.
+    pub truncated: usize,
+    /// Rows skipped by the reader (missing label).
+    pub skipped_rows: usize,
+}
+
+impl TaskData {
+    /// Tokenises SST sentences.
+    ///
+    /// # Errors
+    /// [`crate::Error::Tokenizer`] when tokenisation fails.
+    pub fn sst(ds: &Dataset<SstExample>, tok: &BertTokenizer, limit: Option<usize>) -> Result<Self> {
+        let mut examples = Vec::new();
+        let mut truncated = 0;
+        for ex in ds.examples.iter().take(limit.unwrap_or(usize::MAX)) {
+            let a = tok.encode(&ex.sentence)?;
+            truncated += a.truncated as usize;
+            examples.push(Prepared {
+                id: ex.id.clone(),
+                a,
+                b: None,
+                label: ex.label.map_or(f32::NAN, |l| l as f32),
+            });
+        }
+        Ok(TaskData {
+            task: Task::Sst,
+            examples,
+            truncated,
+            skipped_rows: ds.skipped_lines.len(),
+        })
+    }
+
+    /// Tokenises sentence pairs for `task` (Para or Sts) with the given encoding.
+    ///
+    /// # Errors
+    /// [`crate::Error::Tokenizer`] when tokenisation fails.
+    pub fn pairs(
+        task: Task,
+        ds: &Dataset<PairExample>,
+        tok: &BertTokenizer,
+        encoding: PairEncoding,
+        limit: Option<usize>,
+    ) -> Result<Self> {
+        let mut examples = Vec::new();
+        let mut truncated = 0;
+        for ex in ds.examples.iter().take(limit.unwrap_or(usize::MAX)) {
+            let (a, b) = match encoding {
+                PairEncoding::Cross => (tok.encode_pair(&ex.sentence1, &ex.sentence2)?, None),
+                PairEncoding::Bi => (tok.encode(&ex.sentence1)?, Some(tok.encode(&ex.sentence2)?)),
+            };
+            truncated += (a.truncated || b.as_ref().is_some_and(|b| b.truncated)) as usize;
+            examples.push(Prepared {
+                id: ex.id.clone(),
+                a,
+                b,
+                label: ex.label.unwrap_or(f32::NAN),
+            });
+        }
+        Ok(TaskData {
+            task,
+            examples,
+            truncated,
+            skipped_rows: ds.skipped_lines.len(),
+        })
+    }
+
+    /// Token counts per example (for length bucketing).
+    pub fn lengths(&self) -> Vec<usize> {
+        self.examples.iter().map(Prepared::len).collect()
+    }
+
+    /// Builds the device batch of examples `idx`. Labels: SST class ids; paraphrase 0/1; STS
+    /// `similarity / 5` (the scale of the cosine / regression output).
+    pub fn batch(&self, idx: &[usize], pad_id: u32, device: &Device) -> TaskBatch {
+        let exs: Vec<&Prepared> = idx.iter().map(|&i| &self.examples[i]).collect();
+        let mut encs: Vec<&Encoded> = exs.iter().map(|e| &e.a).collect();
+        encs.extend(exs.iter().filter_map(|e| e.b.as_ref()));
+        let x = TokenBatch::from_encoded(&encs, pad_id).to_tensors(device);
+        match self.task {
+            Task::Sst => {
+                let labels: Vec<usize> = exs
+                    .iter()
+                    .map(|e| if e.label.is_finite() { e.label as usize } else { 0 })
+                    .collect();
+                TaskBatch::Sst {
+                    x,
+                    labels: int_labels(&labels, device),
+                }
+            }
+            task => {
+                let div = if task == Task::Sts { 5.0 } else { 1.0 };
+                let labels: Vec<f32> = exs
+                    .iter()
+                    .map(|e| if e.label.is_finite() { e.label / div } else { 0.0 })
+                    .collect();
+                TaskBatch::Pair {
+                    task,
+                    x,
+                    labels: float_labels(&labels, device),
+                }
+            }
+        }
+    }
+}
