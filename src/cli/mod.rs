@@ -18,7 +18,9 @@ use crate::report::RunResults;
 use crate::tasks::{MultitaskModel, PairEncoding, Pooling, Task};
 use crate::train::artifacts::{Files, names, restore};
 use crate::train::run::{Observer, RunInfo, run};
-use crate::train::{AdapterChoice, StepStats, TaskData, TrainConfig, Trainer, build_model, evaluate, predict};
+use crate::train::{
+    AdapterChoice, StepStats, TaskData, TrainConfig, Trainer, build_model, evaluate, predict,
+};
 
 /// lorabert: LoRA / DoRA fine-tuning of small BERT models on the minBERT tasks.
 #[derive(Parser, Debug)]
@@ -127,7 +129,7 @@ pub struct TrainArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Task(s) to train.
-    #[arg(long, value_enum, default_value_t = TaskArg::Sst)]
+    #[arg(long, value_enum, default_value_t = TaskArg::Multi)]
     task: TaskArg,
     /// Adapter type (`none` = full fine-tuning).
     #[arg(long, value_enum, default_value_t = AdapterArg::Lora)]
@@ -321,19 +323,42 @@ pub struct Loaded {
 }
 
 /// Loads config.json, model.safetensors (or `weights` instead) and tokenizer.json from `dir`.
-pub fn load_model(dir: &Path, weights: Option<&Path>, max_len: usize, device: &Device) -> Result<(Loaded, Bert)> {
+pub fn load_model(
+    dir: &Path,
+    weights: Option<&Path>,
+    max_len: usize,
+    device: &Device,
+) -> Result<(Loaded, Bert)> {
     let cfg_path = dir.join("config.json");
     let config_json = io::read_text(&cfg_path)?;
     let cfg = BertConfig::from_json(&config_json, &cfg_path.display().to_string())?;
     if max_len > cfg.max_position_embeddings {
-        bail!("--max-len {max_len} exceeds max_position_embeddings {} of {}", cfg.max_position_embeddings, cfg_path.display());
+        bail!(
+            "--max-len {max_len} exceeds max_position_embeddings {} of {}",
+            cfg.max_position_embeddings,
+            cfg_path.display()
+        );
     }
-    let st_path = weights.map(Path::to_path_buf).unwrap_or_else(|| dir.join("model.safetensors"));
+    let st_path = weights
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("model.safetensors"));
     let bytes = io::read(&st_path)?;
     let bert = load_bert(&cfg, &bytes, &st_path.display().to_string(), device)?;
     let tok_path = dir.join("tokenizer.json");
-    let tok = BertTokenizer::from_bytes(&io::read(&tok_path)?, &tok_path.display().to_string(), max_len)?;
-    Ok((Loaded { dir: dir.to_path_buf(), cfg, config_json, tok }, bert))
+    let tok = BertTokenizer::from_bytes(
+        &io::read(&tok_path)?,
+        &tok_path.display().to_string(),
+        max_len,
+    )?;
+    Ok((
+        Loaded {
+            dir: dir.to_path_buf(),
+            cfg,
+            config_json,
+            tok,
+        },
+        bert,
+    ))
 }
 
 /// Which file of the minBERT set.
@@ -364,9 +389,22 @@ pub fn data_file(dir: &Path, task: Task, split: Split) -> Option<PathBuf> {
 }
 
 /// Reads and tokenises one task split.
-pub fn load_split(dir: &Path, task: Task, split: Split, tok: &BertTokenizer, enc: PairEncoding, limit: Option<usize>) -> Result<TaskData> {
+pub fn load_split(
+    dir: &Path,
+    task: Task,
+    split: Split,
+    tok: &BertTokenizer,
+    enc: PairEncoding,
+    limit: Option<usize>,
+) -> Result<TaskData> {
     let path = data_file(dir, task, split).with_context(|| {
-        format!("no {:?} file for task {} in {}: {}", split, task.name(), dir.display(), io::DATA_HELP)
+        format!(
+            "no {:?} file for task {} in {}: {}",
+            split,
+            task.name(),
+            dir.display(),
+            io::DATA_HELP
+        )
     })?;
     let bytes = io::read(&path)?;
     let src = path.display().to_string();
@@ -401,8 +439,10 @@ impl Observer for CliObserver {
     fn on_epoch_start(&mut self, epoch: usize, steps: usize) {
         let bar = ProgressBar::new(steps as u64);
         bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_prefix(epoch.to_string());
         self.bar = Some(bar);
@@ -418,6 +458,15 @@ impl Observer for CliObserver {
             let rate = self.examples as f64 / self.epoch_start.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("loss {ema:.4} lr {:.2e} {rate:.1} ex/s", s.lr));
             bar.inc(1);
+            if bar.is_hidden() && bar.position() % 50 == 0 {
+                // Not a terminal (a log file): print a line now and then instead of the bar.
+                eprintln!(
+                    "step {}/{}: loss {ema:.4} lr {:.2e} {rate:.1} ex/s",
+                    bar.position(),
+                    bar.length().unwrap_or(0),
+                    s.lr
+                );
+            }
         }
     }
 
@@ -443,7 +492,8 @@ impl Observer for CliObserver {
         if let Some(files) = best {
             io::write_dir_atomic(&self.out.join("best"), files).map_err(wrap)?;
         }
-        let json = serde_json::to_vec_pretty(results).map_err(|e| crate::Error::Invalid(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(results).map_err(|e| crate::Error::Invalid(e.to_string()))?;
         io::write_atomic(&self.out.join("results.json"), &json).map_err(wrap)?;
         Ok(())
     }
@@ -536,22 +586,48 @@ fn train(a: TrainArgs) -> Result<()> {
     let mut train_data = Vec::new();
     let mut dev_data = Vec::new();
     for &task in &cfg.tasks {
-        train_data.push(load_split(&data_dir, task, Split::Train, &loaded.tok, cfg.pair_encoding, cfg.max_train_examples)?);
-        dev_data.push(load_split(&data_dir, task, Split::Dev, &loaded.tok, cfg.pair_encoding, cfg.max_eval_examples)?);
+        train_data.push(load_split(
+            &data_dir,
+            task,
+            Split::Train,
+            &loaded.tok,
+            cfg.pair_encoding,
+            cfg.max_train_examples,
+        )?);
+        dev_data.push(load_split(
+            &data_dir,
+            task,
+            Split::Dev,
+            &loaded.tok,
+            cfg.pair_encoding,
+            cfg.max_eval_examples,
+        )?);
     }
     for d in train_data.iter().chain(&dev_data) {
         if d.skipped_rows > 0 {
-            eprintln!("{}: skipped {} rows without a label", d.task.name(), d.skipped_rows);
+            eprintln!(
+                "{}: skipped {} rows without a label",
+                d.task.name(),
+                d.skipped_rows
+            );
         }
     }
     let (model, heads) = build_model(bert, &cfg, loaded.cfg.hidden_size, &device)?;
     let per_epoch = Trainer::steps_per_epoch(&train_data, cfg.batch_size);
-    let total = cfg.max_steps.unwrap_or(usize::MAX).min(per_epoch * cfg.epochs).max(1);
+    let total = cfg
+        .max_steps
+        .unwrap_or(usize::MAX)
+        .min(per_epoch * cfg.epochs)
+        .max(1);
     let mut trainer = Trainer::new(model, cfg.clone(), total, pad_id, device);
     let counts = crate::train::count_params(trainer.model());
     eprintln!(
         "training {} on {} with {:?} (trainable {} of {} parameters), {} steps; output {}",
-        cfg.tasks.iter().map(|t| t.name()).collect::<Vec<_>>().join("+"),
+        cfg.tasks
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join("+"),
         model_dir.display(),
         cfg.adapter,
         counts.trainable,
@@ -593,11 +669,19 @@ fn checkpoint_dir(dir: &Path) -> Result<PathBuf> {
     if dir.join("best").join(names::HEADS_CONFIG).is_file() {
         return Ok(dir.join("best"));
     }
-    bail!("{} is not a checkpoint folder (no {} in it or in its best/)", dir.display(), names::HEADS_CONFIG)
+    bail!(
+        "{} is not a checkpoint folder (no {} in it or in its best/)",
+        dir.display(),
+        names::HEADS_CONFIG
+    )
 }
 
 /// Loads base model + checkpoint for inference (non-autodiff device).
-fn load_trained(model: &ModelArgs, ckpt: &Path, device: &Device) -> Result<(Loaded, MultitaskModel, crate::tasks::HeadsConfig)> {
+fn load_trained(
+    model: &ModelArgs,
+    ckpt: &Path,
+    device: &Device,
+) -> Result<(Loaded, MultitaskModel, crate::tasks::HeadsConfig)> {
     let ck = checkpoint_dir(ckpt)?;
     let model_dir = io::resolve_model(model.model.as_deref())?;
     let full = ck.join(names::MODEL);
@@ -608,9 +692,12 @@ fn load_trained(model: &ModelArgs, ckpt: &Path, device: &Device) -> Result<(Load
         if !p.is_file() {
             return Ok(None);
         }
-        std::fs::read(&p).map(Some).map_err(|e| crate::Error::Invalid(format!("cannot read {}: {e}", p.display())))
+        std::fs::read(&p)
+            .map(Some)
+            .map_err(|e| crate::Error::Invalid(format!("cannot read {}: {e}", p.display())))
     };
-    let (m, heads, _) = restore(bert, &mut get, device).with_context(|| format!("loading checkpoint {}", ck.display()))?;
+    let (m, heads, _) = restore(bert, &mut get, device)
+        .with_context(|| format!("loading checkpoint {}", ck.display()))?;
     Ok((loaded, m, heads))
 }
 
@@ -622,7 +709,16 @@ fn eval(a: EvalArgs) -> Result<()> {
     let dev: Vec<TaskData> = heads
         .tasks
         .iter()
-        .map(|&t| load_split(&data_dir, t, Split::Dev, &loaded.tok, heads.pair_encoding, a.max_eval))
+        .map(|&t| {
+            load_split(
+                &data_dir,
+                t,
+                Split::Dev,
+                &loaded.tok,
+                heads.pair_encoding,
+                a.max_eval,
+            )
+        })
         .collect::<Result<_>>()?;
     let pad = loaded.cfg.pad_token_id as u32;
     let m = pollster::block_on(evaluate(&model, &dev, a.batch_size, pad))?;
@@ -644,10 +740,21 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
     let pad = loaded.cfg.pad_token_id as u32;
     for &task in &heads.tasks {
         if data_file(&data_dir, task, split).is_none() {
-            eprintln!("{}: no {split_name} file in {}, skipped", task.name(), data_dir.display());
+            eprintln!(
+                "{}: no {split_name} file in {}, skipped",
+                task.name(),
+                data_dir.display()
+            );
             continue;
         }
-        let data = load_split(&data_dir, task, split, &loaded.tok, heads.pair_encoding, None)?;
+        let data = load_split(
+            &data_dir,
+            task,
+            split,
+            &loaded.tok,
+            heads.pair_encoding,
+            None,
+        )?;
         let p = pollster::block_on(predict(&model, &data, a.batch_size, pad))?;
         let (file, header) = match task {
             Task::Sst => ("sst", "Predicted_Sentiment"),
@@ -689,7 +796,10 @@ fn embed(a: EmbedArgs) -> Result<()> {
             (l.tok, bert)
         }
     };
-    let encs = sentences.iter().map(|s| tok.encode(s)).collect::<crate::Result<Vec<_>>>()?;
+    let encs = sentences
+        .iter()
+        .map(|s| tok.encode(s))
+        .collect::<crate::Result<Vec<_>>>()?;
     let batch = TokenBatch::from_encoded(&encs.iter().collect::<Vec<_>>(), 0);
     let x = batch.to_tensors(&device);
     let hidden = bert.forward(x.ids, x.type_ids, x.mask);
@@ -697,11 +807,24 @@ fn embed(a: EmbedArgs) -> Result<()> {
     let values = pollster::block_on(crate::train::read_f32(hidden))?;
     let mut t = std::collections::BTreeMap::new();
     t.insert("last_hidden_state".to_string(), (dims.to_vec(), values));
-    t.insert("attention_mask".to_string(), (vec![batch.batch, batch.seq], batch.mask.clone()));
-    t.insert("input_ids".to_string(), (vec![batch.batch, batch.seq], batch.ids.iter().map(|&v| v as f32).collect()));
+    t.insert(
+        "attention_mask".to_string(),
+        (vec![batch.batch, batch.seq], batch.mask.clone()),
+    );
+    t.insert(
+        "input_ids".to_string(),
+        (
+            vec![batch.batch, batch.seq],
+            batch.ids.iter().map(|&v| v as f32).collect(),
+        ),
+    );
     let bytes = crate::adapter::peft::f32_safetensors(&t)?;
     io::write_atomic(&a.output, &bytes)?;
-    eprintln!("wrote {} (last_hidden_state {:?})", a.output.display(), dims);
+    eprintln!(
+        "wrote {} (last_hidden_state {:?})",
+        a.output.display(),
+        dims
+    );
     Ok(())
 }
 
@@ -712,7 +835,10 @@ fn merge(a: MergeArgs) -> Result<()> {
     let ck = checkpoint_dir(&a.ckpt.checkpoint)?;
     let bert = crate::adapter::merge(model.bert);
     let st = crate::train::artifacts::bert_safetensors(&bert)?;
-    let mut files: Vec<(&str, Vec<u8>)> = vec![(names::MODEL, st), (names::CONFIG, loaded.config_json.into_bytes())];
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        (names::MODEL, st),
+        (names::CONFIG, loaded.config_json.into_bytes()),
+    ];
     let tok = io::read(&loaded.dir.join("tokenizer.json"))?;
     files.push(("tokenizer.json", tok));
     for n in [names::HEADS, names::HEADS_CONFIG] {

@@ -94,7 +94,7 @@ impl Embeddings {
         let pos = self
             .position_embeddings
             .val()
-            .slice([0..seq])
+            .slice_dim(0, 0..seq)
             .unsqueeze::<3>();
         self.dropout
             .forward(self.layer_norm.forward(words + types + pos))

@@ -41,10 +41,17 @@ fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         .map_err(|e| Error::Invalid(format!("reading tensor back failed: {e:?}")))
 }
 
-fn put_linear(out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, l: &Linear) -> Result<()> {
+fn put_linear(
+    out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    name: &str,
+    l: &Linear,
+) -> Result<()> {
     let [d_in, d_out] = l.weight.shape().dims();
     let w = host(l.weight.val())?;
-    out.insert(format!("{name}.weight"), (vec![d_out, d_in], transpose(&w, d_in, d_out)));
+    out.insert(
+        format!("{name}.weight"),
+        (vec![d_out, d_in], transpose(&w, d_in, d_out)),
+    );
     if let Some(b) = &l.bias {
         out.insert(format!("{name}.bias"), (vec![d_out], host(b.val())?));
     }
@@ -58,7 +65,11 @@ fn put_linear(out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, l:
 /// [`Error::Invalid`] if a tensor cannot be read back.
 pub fn heads_safetensors(model: &MultitaskModel) -> Result<Vec<u8>> {
     let mut t = BTreeMap::new();
-    for (name, head) in [("sst", &model.sst), ("para", &model.para), ("sts", &model.sts)] {
+    for (name, head) in [
+        ("sst", &model.sst),
+        ("para", &model.para),
+        ("sts", &model.sts),
+    ] {
         if let Some(l) = head {
             put_linear(&mut t, name, l)?;
         }
@@ -72,7 +83,11 @@ pub fn heads_safetensors(model: &MultitaskModel) -> Result<Vec<u8>> {
 /// # Errors
 /// [`Error::Safetensors`] for a malformed file; [`Error::MissingTensor`] / [`Error::BadTensor`]
 /// naming a head tensor that is absent or has another shape.
-pub fn load_heads(mut model: MultitaskModel, bytes: &[u8], source_name: &str) -> Result<MultitaskModel> {
+pub fn load_heads(
+    mut model: MultitaskModel,
+    bytes: &[u8],
+    source_name: &str,
+) -> Result<MultitaskModel> {
     let ck = Checkpoint::parse(bytes, source_name, &[], "")?;
     let load = |name: &str, l: Linear| -> Result<Linear> {
         let [d_in, d_out] = l.weight.shape().dims();
@@ -90,14 +105,22 @@ pub fn load_heads(mut model: MultitaskModel, bytes: &[u8], source_name: &str) ->
     Ok(model)
 }
 
-fn put_ln(out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, ln: &LayerNorm) -> Result<()> {
+fn put_ln(
+    out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    name: &str,
+    ln: &LayerNorm,
+) -> Result<()> {
     let n = ln.weight.shape().num_elements();
     out.insert(format!("{name}.weight"), (vec![n], host(ln.weight.val())?));
     out.insert(format!("{name}.bias"), (vec![n], host(ln.bias.val())?));
     Ok(())
 }
 
-fn put_param2(out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, p: &Param<Tensor<2>>) -> Result<()> {
+fn put_param2(
+    out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    name: &str,
+    p: &Param<Tensor<2>>,
+) -> Result<()> {
     let dims = p.shape().dims::<2>();
     out.insert(name.to_string(), (dims.to_vec(), host(p.val())?));
     Ok(())
@@ -112,16 +135,31 @@ fn put_param2(out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, p:
 pub fn bert_safetensors(bert: &Bert) -> Result<Vec<u8>> {
     let mut t = BTreeMap::new();
     let e = &bert.embeddings;
-    put_param2(&mut t, "embeddings.word_embeddings.weight", &e.word_embeddings)?;
-    put_param2(&mut t, "embeddings.position_embeddings.weight", &e.position_embeddings)?;
-    put_param2(&mut t, "embeddings.token_type_embeddings.weight", &e.token_type_embeddings)?;
+    put_param2(
+        &mut t,
+        "embeddings.word_embeddings.weight",
+        &e.word_embeddings,
+    )?;
+    put_param2(
+        &mut t,
+        "embeddings.position_embeddings.weight",
+        &e.position_embeddings,
+    )?;
+    put_param2(
+        &mut t,
+        "embeddings.token_type_embeddings.weight",
+        &e.token_type_embeddings,
+    )?;
     put_ln(&mut t, "embeddings.LayerNorm", &e.layer_norm)?;
     let mut err = None;
     bert.visit_linears(&mut |name, lin| {
         let res = (|| -> Result<()> {
             let (d_in, d_out) = lin.dims();
             let w = host(lin.weight.val())?;
-            t.insert(format!("{name}.weight"), (vec![d_out, d_in], transpose(&w, d_in, d_out)));
+            t.insert(
+                format!("{name}.weight"),
+                (vec![d_out, d_in], transpose(&w, d_in, d_out)),
+            );
             if let Some(b) = &lin.bias {
                 t.insert(format!("{name}.bias"), (vec![d_out], host(b.val())?));
             }
@@ -135,8 +173,16 @@ pub fn bert_safetensors(bert: &Bert) -> Result<Vec<u8>> {
         return Err(e);
     }
     for (i, l) in bert.layers.iter().enumerate() {
-        put_ln(&mut t, &format!("encoder.layer.{i}.attention.output.LayerNorm"), &l.attention.output.layer_norm)?;
-        put_ln(&mut t, &format!("encoder.layer.{i}.output.LayerNorm"), &l.output.layer_norm)?;
+        put_ln(
+            &mut t,
+            &format!("encoder.layer.{i}.attention.output.LayerNorm"),
+            &l.attention.output.layer_norm,
+        )?;
+        put_ln(
+            &mut t,
+            &format!("encoder.layer.{i}.output.LayerNorm"),
+            &l.output.layer_norm,
+        )?;
     }
     f32_safetensors(&t)
 }
@@ -162,7 +208,10 @@ pub fn checkpoint_files(
             files.push((names::CONFIG, bert_config_json.as_bytes().to_vec()));
         }
         _ => {
-            files.push((names::ADAPTER_CONFIG, adapter_config_json(&cfg.lora, base_model_name).into_bytes()));
+            files.push((
+                names::ADAPTER_CONFIG,
+                adapter_config_json(&cfg.lora, base_model_name).into_bytes(),
+            ));
             files.push((names::ADAPTER_WEIGHTS, adapter_safetensors(&model.bert)?));
         }
     }
@@ -185,7 +234,11 @@ pub fn restore(
     bert: Bert,
     get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
     device: &burn::tensor::Device,
-) -> Result<(MultitaskModel, HeadsConfig, Option<crate::adapter::LoraConfig>)> {
+) -> Result<(
+    MultitaskModel,
+    HeadsConfig,
+    Option<crate::adapter::LoraConfig>,
+)> {
     let heads_json = get(names::HEADS_CONFIG)?
         .ok_or_else(|| Error::config(names::HEADS_CONFIG, "missing from the checkpoint folder"))?;
     let heads: HeadsConfig = serde_json::from_slice(&heads_json)
@@ -195,9 +248,19 @@ pub fn restore(
             let cfg = String::from_utf8(cfg)
                 .map_err(|_| Error::config(names::ADAPTER_CONFIG, "not UTF-8"))?;
             let weights = get(names::ADAPTER_WEIGHTS)?.ok_or_else(|| {
-                Error::Adapter(format!("{} is missing beside {}", names::ADAPTER_WEIGHTS, names::ADAPTER_CONFIG))
+                Error::Adapter(format!(
+                    "{} is missing beside {}",
+                    names::ADAPTER_WEIGHTS,
+                    names::ADAPTER_CONFIG
+                ))
             })?;
-            let (b, c) = crate::adapter::peft::load_adapter(bert, &cfg, names::ADAPTER_CONFIG, &weights, names::ADAPTER_WEIGHTS)?;
+            let (b, c) = crate::adapter::peft::load_adapter(
+                bert,
+                &cfg,
+                names::ADAPTER_CONFIG,
+                &weights,
+                names::ADAPTER_WEIGHTS,
+            )?;
             (b, Some(c))
         }
         None => (bert, None),

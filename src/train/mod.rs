@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::LoraConfig;
 use crate::data::make_batches;
 use crate::error::{Error, Result};
-use crate::tasks::{MultitaskModel, PairEncoding, Pooling, Task, TaskBatch, accuracy, overall_score, pearson};
+use crate::tasks::{
+    MultitaskModel, PairEncoding, Pooling, Task, TaskBatch, accuracy, overall_score, pearson,
+};
 
 /// What is trained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,7 +286,13 @@ pub struct Trainer {
 
 impl Trainer {
     /// A trainer for `model` (already on `device`, an autodiff device) planning `total_steps`.
-    pub fn new(model: MultitaskModel, cfg: TrainConfig, total_steps: usize, pad_id: u32, device: Device) -> Self {
+    pub fn new(
+        model: MultitaskModel,
+        cfg: TrainConfig,
+        total_steps: usize,
+        pad_id: u32,
+        device: Device,
+    ) -> Self {
         let optim = AdamWConfig::new()
             .with_beta_1(0.9)
             .with_beta_2(0.999)
@@ -324,19 +332,32 @@ impl Trainer {
 
     /// Number of optimiser steps one epoch over `train` takes.
     pub fn steps_per_epoch(train: &[TaskData], batch_size: usize) -> usize {
-        train.iter().map(|t| t.examples.len().div_ceil(batch_size.max(1))).sum()
+        train
+            .iter()
+            .map(|t| t.examples.len().div_ceil(batch_size.max(1)))
+            .sum()
     }
 
     /// The batches of epoch `epoch` (0-based): each task's examples split into batches (length
     /// bucketed if configured) with a seeded order, then all tasks' batches interleaved in a
     /// seeded random order. Returns `(index into train, example indices)`.
     pub fn plan_epoch(&self, train: &[TaskData], epoch: usize) -> Vec<(usize, Vec<usize>)> {
-        let seed = self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
+        let seed = self
+            .cfg
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(epoch as u64);
         let mut plan = Vec::new();
         for (ti, td) in train.iter().enumerate() {
             let lengths = td.lengths();
             let lens = self.cfg.bucket_by_length.then_some(lengths.as_slice());
-            for b in make_batches(td.examples.len(), self.cfg.batch_size, true, seed ^ ti as u64, lens) {
+            for b in make_batches(
+                td.examples.len(),
+                self.cfg.batch_size,
+                true,
+                seed ^ ti as u64,
+                lens,
+            ) {
                 plan.push((ti, b));
             }
         }
@@ -382,7 +403,10 @@ impl Trainer {
             });
         }
         let lr = lr_at(self.step, self.total_steps, self.warmup_steps, self.cfg.lr);
-        let model = self.model.take().expect("the model is present between steps");
+        let model = self
+            .model
+            .take()
+            .expect("the model is present between steps");
         self.model = Some(self.optim.step(lr, model, grads));
         self.step += 1;
         Ok(StepStats {
@@ -403,7 +427,13 @@ impl Trainer {
     /// # Errors
     /// [`Error::Invalid`] when a read-back fails.
     pub async fn evaluate(&self, dev: &[TaskData]) -> Result<DevMetrics> {
-        evaluate(&self.model().valid(), dev, self.cfg.eval_batch_size, self.pad_id).await
+        evaluate(
+            &self.model().valid(),
+            dev,
+            self.cfg.eval_batch_size,
+            self.pad_id,
+        )
+        .await
     }
 }
 
@@ -429,11 +459,17 @@ impl Predictions {
                 .map(|p| {
                     p.iter()
                         .enumerate()
-                        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                            if v > best.1 { (i, v) } else { best }
+                        })
                         .0 as f64
                 })
                 .collect(),
-            Task::Para => self.values.iter().map(|&p| (p > 0.5) as u8 as f64).collect(),
+            Task::Para => self
+                .values
+                .iter()
+                .map(|&p| (p > 0.5) as u8 as f64)
+                .collect(),
             Task::Sts => self.values.iter().map(|&v| v as f64).collect(),
         }
     }
@@ -443,15 +479,26 @@ impl Predictions {
 ///
 /// # Errors
 /// [`Error::Invalid`] when a read-back fails.
-pub async fn predict(model: &MultitaskModel, data: &TaskData, batch_size: usize, pad_id: u32) -> Result<Predictions> {
+pub async fn predict(
+    model: &MultitaskModel,
+    data: &TaskData,
+    batch_size: usize,
+    pad_id: u32,
+) -> Result<Predictions> {
     let device = model_device(model);
     let mut values = Vec::with_capacity(data.examples.len() * 5);
     for idx in make_batches(data.examples.len(), batch_size, false, 0, None) {
         let batch = data.batch(&idx, pad_id, &device);
         let out: Vec<f32> = match &batch {
             TaskBatch::Sst { x, .. } => read_f32(softmax(model.sst_logits(x), 1)).await?,
-            TaskBatch::Pair { task: Task::Para, x, .. } => read_f32(sigmoid(model.pair_scores(Task::Para, x))).await?,
-            TaskBatch::Pair { task, x, .. } => read_f32(model.pair_scores(*task, x).mul_scalar(5.0)).await?,
+            TaskBatch::Pair {
+                task: Task::Para,
+                x,
+                ..
+            } => read_f32(sigmoid(model.pair_scores(Task::Para, x))).await?,
+            TaskBatch::Pair { task, x, .. } => {
+                read_f32(model.pair_scores(*task, x).mul_scalar(5.0)).await?
+            }
         };
         values.extend(out);
     }
@@ -485,7 +532,12 @@ pub fn score(p: &Predictions, data: &TaskData) -> f64 {
 ///
 /// # Errors
 /// [`Error::Invalid`] when a read-back fails.
-pub async fn evaluate(model: &MultitaskModel, dev: &[TaskData], batch_size: usize, pad_id: u32) -> Result<DevMetrics> {
+pub async fn evaluate(
+    model: &MultitaskModel,
+    dev: &[TaskData],
+    batch_size: usize,
+    pad_id: u32,
+) -> Result<DevMetrics> {
     let mut m = DevMetrics::default();
     for d in dev {
         let p = predict(model, d, batch_size, pad_id).await?;
@@ -502,27 +554,18 @@ pub async fn evaluate(model: &MultitaskModel, dev: &[TaskData], batch_size: usiz
     Ok(m)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schedule_warms_up_and_decays() {
-        assert!((lr_at(0, 100, 10, 1.0) - 0.1).abs() < 1e-12);
-        assert!((lr_at(9, 100, 10, 1.0) - 1.0).abs() < 1e-12);
-        assert!((lr_at(10, 100, 10, 1.0) - 1.0).abs() < 1e-12);
-        assert!((lr_at(55, 100, 10, 1.0) - 0.5).abs() < 1e-12);
-        assert!(lr_at(100, 100, 10, 1.0) == 0.0);
-    }
-}
-
 /// Attaches what `cfg` trains to `bert` and adds the heads: LoRA/DoRA adapters on the target
 /// modules (base weights stay frozen), or, for [`AdapterChoice::None`], every encoder weight made
 /// trainable (full fine-tuning). `device` must be the autodiff training device.
 ///
 /// # Errors
 /// [`Error::Adapter`] for an invalid adapter config or a target that matches nothing.
-pub fn build_model(bert: crate::model::Bert, cfg: &TrainConfig, hidden_size: usize, device: &Device) -> Result<(MultitaskModel, crate::tasks::HeadsConfig)> {
+pub fn build_model(
+    bert: crate::model::Bert,
+    cfg: &TrainConfig,
+    hidden_size: usize,
+    device: &Device,
+) -> Result<(MultitaskModel, crate::tasks::HeadsConfig)> {
     let bert = match cfg.adapter {
         AdapterChoice::None => bert.set_require_grad(true),
         kind => {
@@ -539,4 +582,18 @@ pub fn build_model(bert: crate::model::Bert, cfg: &TrainConfig, hidden_size: usi
         hidden_size,
     };
     Ok((MultitaskModel::new(bert, &heads, device), heads))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_and_decays() {
+        assert!((lr_at(0, 100, 10, 1.0) - 0.1).abs() < 1e-12);
+        assert!((lr_at(9, 100, 10, 1.0) - 1.0).abs() < 1e-12);
+        assert!((lr_at(10, 100, 10, 1.0) - 1.0).abs() < 1e-12);
+        assert!((lr_at(55, 100, 10, 1.0) - 0.5).abs() < 1e-12);
+        assert!(lr_at(100, 100, 10, 1.0) == 0.0);
+    }
 }

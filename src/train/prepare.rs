@@ -51,7 +51,11 @@ impl TaskData {
     ///
     /// # Errors
     /// [`crate::Error::Tokenizer`] when tokenisation fails.
-    pub fn sst(ds: &Dataset<SstExample>, tok: &BertTokenizer, limit: Option<usize>) -> Result<Self> {
+    pub fn sst(
+        ds: &Dataset<SstExample>,
+        tok: &BertTokenizer,
+        limit: Option<usize>,
+    ) -> Result<Self> {
         let mut examples = Vec::new();
         let mut truncated = 0;
         for ex in ds.examples.iter().take(limit.unwrap_or(usize::MAX)) {
@@ -122,7 +126,13 @@ impl TaskData {
             Task::Sst => {
                 let labels: Vec<usize> = exs
                     .iter()
-                    .map(|e| if e.label.is_finite() { e.label as usize } else { 0 })
+                    .map(|e| {
+                        if e.label.is_finite() {
+                            e.label as usize
+                        } else {
+                            0
+                        }
+                    })
                     .collect();
                 TaskBatch::Sst {
                     x,
@@ -133,7 +143,13 @@ impl TaskData {
                 let div = if task == Task::Sts { 5.0 } else { 1.0 };
                 let labels: Vec<f32> = exs
                     .iter()
-                    .map(|e| if e.label.is_finite() { e.label / div } else { 0.0 })
+                    .map(|e| {
+                        if e.label.is_finite() {
+                            e.label / div
+                        } else {
+                            0.0
+                        }
+                    })
                     .collect();
                 TaskBatch::Pair {
                     task,

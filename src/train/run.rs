@@ -52,7 +52,13 @@ pub struct RunInfo {
 ///
 /// # Errors
 /// A non-finite loss (naming the step), a failed read-back, or an observer error.
-pub async fn run(trainer: &mut Trainer, train: &[TaskData], dev: &[TaskData], info: &RunInfo, obs: &mut dyn Observer) -> Result<RunResults> {
+pub async fn run(
+    trainer: &mut Trainer,
+    train: &[TaskData],
+    dev: &[TaskData],
+    info: &RunInfo,
+    obs: &mut dyn Observer,
+) -> Result<RunResults> {
     let cfg = trainer.cfg.clone();
     let mut results = RunResults {
         results_version: RESULTS_VERSION,
@@ -126,7 +132,13 @@ pub async fn run(trainer: &mut Trainer, train: &[TaskData], dev: &[TaskData], in
         let files = if is_best {
             results.best_epoch = Some(epoch + 1);
             results.best = Some(dev_metrics);
-            Some(checkpoint_files(trainer.model(), &cfg, &info.heads, &info.model, &info.bert_config_json)?)
+            Some(checkpoint_files(
+                trainer.model(),
+                &cfg,
+                &info.heads,
+                &info.model,
+                &info.bert_config_json,
+            )?)
         } else {
             None
         };

@@ -1,0 +1,168 @@
+//! End to end through the `lorabert` binary on the real MiniLM and minBERT files: a few real
+//! multitask training steps, then eval, predict, embed and merge on the checkpoint.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use lorabert::report::RunResults;
+
+fn lorabert(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_lorabert"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "lorabert {args:?} failed:\n{stderr}");
+    String::from_utf8_lossy(&out.stdout).to_string() + &stderr
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("lorabert-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn train_eval_predict_embed_merge_on_minilm() {
+    let model = model_dir();
+    let data = data_dir()
+        .expect("minBERT data not found: set LORABERT_DATA or provide ../shared/data/minbert");
+    let run = tmp("run");
+    lorabert(&[
+        "train",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--task",
+        "multi",
+        "--adapter",
+        "dora",
+        "--r",
+        "2",
+        "--max-steps",
+        "6",
+        "--max-train",
+        "48",
+        "--max-eval",
+        "40",
+        "--batch-size",
+        "8",
+        "--out",
+        s(&run),
+    ]);
+    let results: RunResults =
+        serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
+    assert!(results.finished);
+    assert_eq!(results.steps, 6);
+    let best = results.best.clone().unwrap();
+    let overall = best
+        .overall
+        .expect("multitask run reports the overall score");
+    assert!((0.0..=1.0).contains(&overall));
+    assert!(results.params.trainable > 0 && results.params.trainable < results.params.total / 50);
+    assert!(results.peak_memory_bytes.unwrap_or(0) > 50_000_000);
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "heads.safetensors",
+        "heads_config.json",
+    ] {
+        assert!(run.join("best").join(f).is_file(), "best/{f} missing");
+    }
+
+    // eval on the same dev subset reproduces the recorded metrics.
+    let out = lorabert(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--checkpoint",
+        s(&run),
+        "--max-eval",
+        "40",
+    ]);
+    let json_end = out.find("\n}").unwrap() + 2;
+    let m: lorabert::train::DevMetrics = serde_json::from_str(&out[..json_end]).unwrap();
+    assert_eq!(m, best);
+
+    // predict writes the minBERT CSVs (no Quora test file in the shared data: skipped).
+    let pred = tmp("pred");
+    let out = lorabert(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--checkpoint",
+        s(&run),
+        "--out",
+        s(&pred),
+    ]);
+    let sst = std::fs::read_to_string(pred.join("sst-test-output.csv")).unwrap();
+    assert!(sst.starts_with("id,Predicted_Sentiment\n"));
+    assert_eq!(sst.lines().count(), 2210 + 1);
+    let sts = std::fs::read_to_string(pred.join("sts-test-output.csv")).unwrap();
+    assert!(sts.starts_with("id,Predicted_Similiarity\n"));
+    assert_eq!(sts.lines().count(), 1725 + 1);
+    if !data.join("quora-test-student.csv").exists() {
+        assert!(out.contains("para: no test file"), "{out}");
+    }
+
+    // embed with the adapter == embed with the merged checkpoint.
+    let emb = tmp("emb");
+    std::fs::create_dir_all(&emb).unwrap();
+    let args = [
+        "--sentence",
+        "A lovely, funny film.",
+        "--sentence",
+        "",
+        "--sentence",
+        "Zürich café",
+    ];
+    let mut a = vec![
+        "embed",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&run),
+        "--output",
+    ];
+    let e1 = emb.join("adapted.safetensors");
+    a.push(s(&e1));
+    a.extend(args);
+    lorabert(&a);
+    let merged = tmp("merged");
+    lorabert(&[
+        "merge",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&run),
+        "--output",
+        s(&merged),
+    ]);
+    let e2 = emb.join("merged.safetensors");
+    let mut a = vec!["embed", "--model", s(&merged), "--output", s(&e2)];
+    a.extend(args);
+    lorabert(&a);
+    let (shape, v1) = read(&std::fs::read(&e1).unwrap(), "last_hidden_state");
+    let (_, v2) = read(&std::fs::read(&e2).unwrap(), "last_hidden_state");
+    assert_eq!(shape[0], 3);
+    assert_eq!(shape[2], 384);
+    assert_close("merged vs adapted embeddings", &v2, &v1, 1e-4);
+    let (mshape, _) = read(&std::fs::read(&e1).unwrap(), "attention_mask");
+    assert_eq!(mshape, shape[..2].to_vec());
+
+    for d in [run, pred, emb, merged] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
