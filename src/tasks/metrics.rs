@@ -42,9 +42,15 @@ mod tests {
 
     #[test]
     fn pearson_matches_scipy() {
-        // scipy.stats.pearsonr([1,2,3,4,5],[2,1,4,3,7]).statistic = 0.8
+        // Values from scipy 1.x: scipy.stats.pearsonr(x, y).statistic
         let r = pearson(&[1., 2., 3., 4., 5.], &[2., 1., 4., 3., 7.]);
-        assert!((r - 0.8).abs() < 1e-12, "{r}");
+        assert!((r - 0.8241633836921339).abs() < 1e-12, "{r}");
+        let r = pearson(
+            &[0.1, 0.5, 0.2, 0.9, 0.7, 0.3],
+            &[1.0, 2.5, 0.5, 4.8, 3.1, 2.2],
+        );
+        assert!((r - 0.9502742523832863).abs() < 1e-12, "{r}");
+        assert_eq!(pearson(&[1.0, 1.0], &[2.0, 3.0]), 0.0);
     }
 
     #[test]

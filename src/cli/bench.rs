@@ -1,0 +1,260 @@
+//! `lorabert bench`: times the training step (forward, backward, clipping, AdamW) on synthetic
+//! batches and reports median step seconds, examples/s, peak memory and trainable parameters as
+//! JSON lines. Each configuration runs in its own child process so peak memory is its own.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::{io, load_model};
+use crate::data::BatchTensors;
+use crate::model::{Bert, BertConfig};
+use crate::tasks::{Task, TaskBatch};
+use crate::train::{AdapterChoice, TrainConfig, Trainer, build_model, count_params};
+
+/// `lorabert bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Hugging Face model folder whose weights are used (default: the default model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A `config.json` to benchmark with random weights instead (e.g. the bert-base shape).
+    #[arg(long)]
+    model_config: Option<PathBuf>,
+    /// Examples per step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Tokens per example.
+    #[arg(long, default_value_t = 64)]
+    seq_len: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Configurations: full, lora-rN, dora-rN (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "full,lora-r1,lora-r8,dora-r1,dora-r8"
+    )]
+    configs: Vec<String>,
+    /// Backend (only `flex`, the CPU backend, in this build).
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Precision (only `f32` on the CPU backend).
+    #[arg(long, default_value = "f32")]
+    precision: String,
+    /// Rayon threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// JSON-lines output file (rewritten atomically after each configuration).
+    #[arg(long, default_value = "bench.jsonl")]
+    output: PathBuf,
+    /// Internal: run one configuration in this process and print its JSON line.
+    #[arg(long, hide = true)]
+    only: Option<String>,
+}
+
+/// One benchmark result line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchRecord {
+    /// `lorabert`.
+    pub tool: String,
+    /// Configuration name (`full`, `lora-r1`, ...).
+    pub config: String,
+    /// Model shape description.
+    pub model: String,
+    /// Backend.
+    pub backend: String,
+    /// Precision.
+    pub precision: String,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Tokens per example.
+    pub seq_len: usize,
+    /// Threads used.
+    pub threads: usize,
+    /// Median seconds per training step.
+    pub median_step_seconds: f64,
+    /// Examples per second at the median step time.
+    pub examples_per_second: f64,
+    /// Peak resident memory of the process in bytes.
+    pub peak_memory_bytes: Option<u64>,
+    /// Trainable parameters.
+    pub trainable_params: usize,
+    /// All step times in seconds (after warm-up).
+    pub step_seconds: Vec<f64>,
+}
+
+fn parse_config(name: &str) -> Result<(AdapterChoice, usize)> {
+    if name == "full" {
+        return Ok((AdapterChoice::None, 0));
+    }
+    let (kind, r) = name
+        .split_once("-r")
+        .with_context(|| format!("bad --configs entry `{name}` (use full, lora-rN or dora-rN)"))?;
+    let r: usize = r.parse().with_context(|| format!("bad rank in `{name}`"))?;
+    let kind = match kind {
+        "lora" => AdapterChoice::Lora,
+        "dora" => AdapterChoice::Dora,
+        _ => bail!("bad --configs entry `{name}` (use full, lora-rN or dora-rN)"),
+    };
+    Ok((kind, r))
+}
+
+/// Runs the benchmark (parent: one child per configuration; child: one measurement).
+pub fn bench(a: BenchArgs) -> Result<()> {
+    if a.backend != "flex" {
+        bail!(
+            "--backend {}: this build has only the CPU backend `flex`",
+            a.backend
+        );
+    }
+    if a.precision != "f32" {
+        bail!("--precision {}: the CPU backend runs f32 only", a.precision);
+    }
+    if let Some(one) = &a.only {
+        let rec = measure(&a, one)?;
+        println!("{}", serde_json::to_string(&rec)?);
+        return Ok(());
+    }
+    for c in &a.configs {
+        parse_config(c)?;
+    }
+    let exe = std::env::current_exe().context("cannot locate the lorabert executable")?;
+    let mut lines = String::new();
+    for c in &a.configs {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("bench").arg("--only").arg(c);
+        cmd.args([
+            "--batch-size",
+            &a.batch_size.to_string(),
+            "--seq-len",
+            &a.seq_len.to_string(),
+        ]);
+        cmd.args([
+            "--warmup",
+            &a.warmup.to_string(),
+            "--steps",
+            &a.steps.to_string(),
+        ]);
+        if let Some(m) = &a.model {
+            cmd.arg("--model").arg(m);
+        }
+        if let Some(m) = &a.model_config {
+            cmd.arg("--model-config").arg(m);
+        }
+        if let Some(t) = a.threads {
+            cmd.args(["--threads", &t.to_string()]);
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("cannot run {}", exe.display()))?;
+        if !out.status.success() {
+            bail!("bench {c} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let rec: BenchRecord =
+            serde_json::from_str(&line).with_context(|| format!("bench {c}: bad output {line}"))?;
+        eprintln!(
+            "{:<10} {:>8.3} s/step {:>7.1} ex/s  peak {:>6.0} MiB  trainable {}",
+            rec.config,
+            rec.median_step_seconds,
+            rec.examples_per_second,
+            rec.peak_memory_bytes.unwrap_or(0) as f64 / (1 << 20) as f64,
+            rec.trainable_params
+        );
+        lines.push_str(&line);
+        lines.push('\n');
+        io::write_atomic(&a.output, lines.as_bytes())?;
+    }
+    eprintln!("wrote {}", a.output.display());
+    Ok(())
+}
+
+fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
+    super::set_threads(a.threads)?;
+    let (adapter, r) = parse_config(name)?;
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let (cfg, bert, model_name) = match &a.model_config {
+        Some(path) => {
+            let cfg = BertConfig::from_json(&io::read_text(path)?, &path.display().to_string())?;
+            let bert = Bert::random(&cfg, &device);
+            (cfg, bert, format!("{} (random weights)", path.display()))
+        }
+        None => {
+            let dir = io::resolve_model(a.model.as_deref())?;
+            let (loaded, bert) = load_model(&dir, None, a.seq_len.max(4), &device)?;
+            (loaded.cfg, bert, dir.display().to_string())
+        }
+    };
+    if a.seq_len > cfg.max_position_embeddings || a.seq_len == 0 || a.batch_size == 0 {
+        bail!(
+            "--seq-len must be in 1..={} and --batch-size >= 1",
+            cfg.max_position_embeddings
+        );
+    }
+    let mut tc = TrainConfig {
+        tasks: vec![Task::Sst],
+        adapter,
+        ..TrainConfig::default()
+    };
+    tc.lora.r = r.max(1);
+    tc.lora.use_dora = adapter == AdapterChoice::Dora;
+    let (model, _) = build_model(bert, &tc, cfg.hidden_size, &device)?;
+    let trainable = count_params(&model).trainable;
+    let mut trainer = Trainer::new(model, tc, 1_000_000, 0, device.clone());
+    let (b, s) = (a.batch_size, a.seq_len);
+    let ids: Vec<i64> = (0..b * s)
+        .map(|i| 1000 + ((i * 7919) % 20000) as i64)
+        .collect();
+    let batch = TaskBatch::Sst {
+        x: BatchTensors {
+            ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &device),
+            type_ids: Tensor::<2, Int>::zeros([b, s], &device),
+            mask: Tensor::<2>::ones([b, s], &device),
+        },
+        labels: Tensor::<1, Int>::from_data(
+            TensorData::new((0..b as i64).map(|i| i % 5).collect::<Vec<_>>(), [b]),
+            &device,
+        ),
+    };
+    let mut times = Vec::with_capacity(a.steps);
+    for i in 0..a.warmup + a.steps {
+        let t = Instant::now();
+        pollster::block_on(trainer.step(&batch))?;
+        if i >= a.warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.is_empty() {
+        f64::NAN
+    } else {
+        sorted[sorted.len() / 2]
+    };
+    Ok(BenchRecord {
+        tool: "lorabert".into(),
+        config: name.to_string(),
+        model: model_name,
+        backend: a.backend.clone(),
+        precision: a.precision.clone(),
+        batch_size: b,
+        seq_len: s,
+        threads: rayon::current_num_threads(),
+        median_step_seconds: median,
+        examples_per_second: b as f64 / median,
+        peak_memory_bytes: io::peak_rss_bytes(),
+        trainable_params: trainable,
+        step_seconds: times,
+    })
+}

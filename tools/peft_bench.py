@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""The training-step benchmark of `lorabert bench`, measured with PyTorch + transformers + PEFT.
+
+Same model, shapes and step as lorabert: BertModel (MiniLM weights, or random weights from a
+config.json), mean pooling, dropout 0.1, a 5-way linear head, cross-entropy, backward,
+clip_grad_norm_(1.0), AdamW (eps 1e-8, weight decay 0) on the trainable parameters, and the loss
+read back each step. LoRA/DoRA on query, key, value, attention.output.dense, intermediate.dense,
+output.dense (lorabert's all-linear), lora_alpha 8. Each configuration runs in its own process so
+peak memory (ru_maxrss) is its own. Prints and writes JSON lines like `lorabert bench`.
+
+    python3 tools/peft_bench.py [--model DIR | --model-config FILE] [--batch-size 32] [--seq-len 64]
+        [--threads 2] [--configs full,lora-r1,lora-r8,dora-r1,dora-r8] [--output peft_bench.jsonl]
+
+Needs torch, transformers, peft (a throwaway virtualenv; CI does not use this).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
+
+
+def measure(args, name):
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.model_config:
+        cfg = BertConfig.from_json_file(args.model_config)
+        bert = BertModel(cfg, add_pooling_layer=False)
+        model_name = f"{args.model_config} (random weights)"
+    else:
+        bert = BertModel.from_pretrained(args.model, add_pooling_layer=False)
+        cfg = bert.config
+        model_name = args.model
+    if name != "full":
+        from peft import LoraConfig, get_peft_model
+
+        kind, r = name.split("-r")
+        bert = get_peft_model(
+            bert, LoraConfig(r=int(r), lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS, use_dora=kind == "dora")
+        )
+    head = torch.nn.Linear(cfg.hidden_size, 5)
+    drop = torch.nn.Dropout(0.1)
+    bert.train()
+    params = [p for p in list(bert.parameters()) + list(head.parameters()) if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, eps=1e-8, weight_decay=0.0)
+    b, s = args.batch_size, args.seq_len
+    ids = (1000 + (torch.arange(b * s) * 7919) % 20000).reshape(b, s)
+    mask = torch.ones(b, s, dtype=torch.long)
+    labels = torch.arange(b) % 5
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        h = bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).float()
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        loss = torch.nn.functional.cross_entropy(head(drop(pooled)), labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        return loss.item()
+
+    times = []
+    for i in range(args.warmup + args.steps):
+        t = time.perf_counter()
+        step()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t)
+    med = statistics.median_high(times)
+    return {
+        "tool": "peft",
+        "config": name,
+        "model": model_name,
+        "backend": "torch-cpu",
+        "precision": "f32",
+        "batch_size": b,
+        "seq_len": s,
+        "threads": torch.get_num_threads(),
+        "median_step_seconds": med,
+        "examples_per_second": b / med,
+        "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "trainable_params": sum(p.numel() for p in params),
+        "step_seconds": times,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=os.path.join(ROOT, "..", "shared", "models", "all-MiniLM-L6-v2"))
+    ap.add_argument("--model-config")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--configs", default="full,lora-r1,lora-r8,dora-r1,dora-r8")
+    ap.add_argument("--output", default="peft_bench.jsonl")
+    ap.add_argument("--only")
+    args = ap.parse_args()
+    if args.only:
+        print(json.dumps(measure(args, args.only)))
+        return
+    lines = []
+    for name in args.configs.split(","):
+        cmd = [sys.executable, os.path.abspath(__file__), "--only", name]
+        for k in ["model", "model_config", "batch_size", "seq_len", "warmup", "steps", "threads"]:
+            v = getattr(args, k)
+            if v is not None:
+                cmd += ["--" + k.replace("_", "-"), str(v)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        rec = json.loads(out)
+        print(f"{name:<10} {rec['median_step_seconds']:8.3f} s/step {rec['examples_per_second']:7.1f} ex/s  "
+              f"peak {rec['peak_memory_bytes'] / 2**20:6.0f} MiB  trainable {rec['trainable_params']}", file=sys.stderr)
+        lines.append(out)
+        with open(args.output + ".tmp", "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(args.output + ".tmp", args.output)
+
+
+if __name__ == "__main__":
+    main()
