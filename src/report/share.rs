@@ -1,0 +1,224 @@
+//! The share-link format: a run table packed into a URL fragment, `#v1.<base64url(JSON)>`.
+//! One module for both writers (the native `report`, the page) and the page's reader; decoding
+//! validates everything, so a hostile link gives an error, never a panic or a huge allocation.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Format version written into every link.
+pub const SHARE_VERSION: u32 = 1;
+/// Longest fragment accepted by [`decode`], in bytes.
+pub const MAX_FRAGMENT_BYTES: usize = 32 * 1024;
+/// Most rows a link may carry.
+pub const MAX_ROWS: usize = 512;
+const MAX_STR: usize = 128;
+
+/// One result row in a link (short field names keep links compact).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRow {
+    /// Task (`sst`, `para`, `sts`, `multi`).
+    #[serde(rename = "k")]
+    pub task: String,
+    /// Adapter (`lora`, `dora`, `none`).
+    #[serde(rename = "a")]
+    pub adapter: String,
+    /// Target set (`attention`, `all-linear`, or a list).
+    #[serde(rename = "t")]
+    pub targets: String,
+    /// Rank.
+    pub r: u32,
+    /// Precision (`f32`, `f16`).
+    #[serde(rename = "p")]
+    pub precision: String,
+    /// Seed.
+    #[serde(rename = "d")]
+    pub seed: u64,
+    /// Score: overall score, or the task's metric for single-task runs.
+    #[serde(rename = "s")]
+    pub score: f64,
+    /// Seconds per epoch.
+    #[serde(rename = "e")]
+    pub seconds_per_epoch: f64,
+    /// Peak memory in bytes.
+    #[serde(rename = "m")]
+    pub peak_memory_bytes: u64,
+    /// Trainable parameters.
+    #[serde(rename = "n")]
+    pub trainable_params: u64,
+}
+
+/// What a link carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharePayload {
+    /// [`SHARE_VERSION`].
+    pub v: u32,
+    /// Model name.
+    #[serde(rename = "model")]
+    pub model: String,
+    /// Result rows.
+    pub rows: Vec<ShareRow>,
+}
+
+/// Encodes `payload` as a fragment (without `#`): `v1.<base64url(JSON)>`.
+///
+/// # Errors
+/// [`Error::Invalid`] when the payload itself is invalid (see [`validate`]) or too large.
+pub fn encode(payload: &SharePayload) -> Result<String> {
+    validate(payload)?;
+    let json = serde_json::to_vec(payload).map_err(|e| Error::Invalid(e.to_string()))?;
+    let s = format!("v{}.{}", payload.v, URL_SAFE_NO_PAD.encode(json));
+    if s.len() > MAX_FRAGMENT_BYTES {
+        return Err(Error::Invalid(format!(
+            "share link would be {} bytes (limit {MAX_FRAGMENT_BYTES}); share fewer rows",
+            s.len()
+        )));
+    }
+    Ok(s)
+}
+
+/// A full link: `base_url#fragment`.
+///
+/// # Errors
+/// As [`encode`].
+pub fn link(base_url: &str, payload: &SharePayload) -> Result<String> {
+    Ok(format!(
+        "{}#{}",
+        base_url.trim_end_matches('#'),
+        encode(payload)?
+    ))
+}
+
+/// Decodes a fragment (with or without `#`, or a whole URL) and validates it.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the problem: too long, unknown version, bad base64 or JSON, or a
+/// field out of range.
+pub fn decode(fragment: &str) -> Result<SharePayload> {
+    let bad = |m: String| Error::Invalid(format!("share link: {m}"));
+    let frag = fragment.rsplit_once('#').map_or(fragment, |(_, f)| f);
+    if frag.len() > MAX_FRAGMENT_BYTES {
+        return Err(bad(format!(
+            "{} bytes is over the limit of {MAX_FRAGMENT_BYTES}",
+            frag.len()
+        )));
+    }
+    let (ver, body) = frag
+        .split_once('.')
+        .ok_or_else(|| bad("missing version prefix `v1.`".into()))?;
+    if ver != format!("v{SHARE_VERSION}") {
+        return Err(bad(format!(
+            "version `{ver}` is not supported (expected v{SHARE_VERSION})"
+        )));
+    }
+    let json = URL_SAFE_NO_PAD
+        .decode(body)
+        .map_err(|e| bad(format!("not base64url: {e}")))?;
+    let p: SharePayload =
+        serde_json::from_slice(&json).map_err(|e| bad(format!("invalid content: {e}")))?;
+    validate(&p).map_err(|e| bad(e.to_string()))?;
+    Ok(p)
+}
+
+/// Checks ranges and sizes.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the field.
+pub fn validate(p: &SharePayload) -> Result<()> {
+    let bad = |m: String| Err(Error::Invalid(m));
+    if p.v != SHARE_VERSION {
+        return bad(format!("version {} is not {SHARE_VERSION}", p.v));
+    }
+    if p.model.len() > MAX_STR {
+        return bad("model name too long".into());
+    }
+    if p.rows.len() > MAX_ROWS {
+        return bad(format!("{} rows (limit {MAX_ROWS})", p.rows.len()));
+    }
+    for (i, r) in p.rows.iter().enumerate() {
+        for (name, s) in [
+            ("task", &r.task),
+            ("adapter", &r.adapter),
+            ("targets", &r.targets),
+            ("precision", &r.precision),
+        ] {
+            if s.len() > MAX_STR || s.chars().any(|c| c.is_control()) {
+                return bad(format!(
+                    "row {i}: {name} is too long or has control characters"
+                ));
+            }
+        }
+        if !(r.score.is_finite() && (-1.0..=1.0).contains(&r.score)) {
+            return bad(format!("row {i}: score {} is not in [-1, 1]", r.score));
+        }
+        if !(r.seconds_per_epoch.is_finite() && r.seconds_per_epoch >= 0.0) {
+            return bad(format!("row {i}: seconds_per_epoch must be >= 0"));
+        }
+        if r.r == 0 && r.adapter != "none" || r.r > 65536 {
+            return bad(format!("row {i}: rank {} is out of range", r.r));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SharePayload {
+        SharePayload {
+            v: 1,
+            model: "all-MiniLM-L6-v2".into(),
+            rows: vec![ShareRow {
+                task: "sst".into(),
+                adapter: "dora".into(),
+                targets: "all-linear".into(),
+                r: 4,
+                precision: "f32".into(),
+                seed: 42,
+                score: 0.4791,
+                seconds_per_epoch: 231.5,
+                peak_memory_bytes: 300_000_000,
+                trainable_params: 43_397,
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let l = link("http://127.0.0.1:8080/", &sample()).unwrap();
+        assert!(l.starts_with("http://127.0.0.1:8080/#v1."));
+        assert_eq!(decode(&l).unwrap(), sample());
+    }
+
+    #[test]
+    fn rejects_hostile_input() {
+        assert!(
+            decode("#v2.abc")
+                .unwrap_err()
+                .to_string()
+                .contains("version")
+        );
+        assert!(
+            decode("#v1.!!!")
+                .unwrap_err()
+                .to_string()
+                .contains("base64")
+        );
+        assert!(
+            decode(&"v1.".repeat(20000))
+                .unwrap_err()
+                .to_string()
+                .contains("limit")
+        );
+        let mut p = sample();
+        p.rows[0].score = f64::NAN;
+        assert!(encode(&p).is_err());
+        let json = br#"{"v":1,"model":"m","rows":[],"extra":1}"#;
+        assert!(decode(&format!("v1.{}", URL_SAFE_NO_PAD.encode(json))).is_err());
+    }
+}
