@@ -65,6 +65,19 @@ pub enum Error {
     /// An adapter configuration or adapter weights do not fit the model.
     #[error("adapter: {0}")]
     Adapter(String),
+    /// A loss or gradient became NaN or infinite.
+    #[error("non-finite {what} at step {step}{}", match last_checkpoint_step {
+        Some(s) => format!("; the last good checkpoint is from step {s}"),
+        None => "; no checkpoint was saved before it".to_string(),
+    })]
+    NonFinite {
+        /// 1-based optimiser step.
+        step: usize,
+        /// `loss` or `gradient norm`, with its value.
+        what: String,
+        /// Step of the last resume checkpoint saved before, if any.
+        last_checkpoint_step: Option<usize>,
+    },
     /// Anything else the core rejects (bad option values, empty datasets, ...).
     #[error("{0}")]
     Invalid(String),

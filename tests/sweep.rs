@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use burn::tensor::Device;
 use common::*;
-use lorabert::model::{Bert, BertConfig};
 use lorabert::report::sweep::{SweepRow, rows_from_csv};
 
 fn tmp(name: &str) -> PathBuf {
@@ -17,29 +15,6 @@ fn tmp(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&p);
     std::fs::create_dir_all(&p).unwrap();
     p
-}
-
-fn tiny_model(dir: &Path) {
-    let mut cfg = BertConfig::tiny(30522, 16, 1, 2);
-    cfg.max_position_embeddings = 128;
-    let device = Device::flex();
-    device.seed(5);
-    let bert = Bert::random(&cfg, &device);
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string(&cfg).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("model.safetensors"),
-        lorabert::train::artifacts::bert_safetensors(&bert).unwrap(),
-    )
-    .unwrap();
-    std::fs::copy(
-        model_dir().join("tokenizer.json"),
-        dir.join("tokenizer.json"),
-    )
-    .unwrap();
 }
 
 fn sweep_cmd(model: &Path, out: &Path, extra: &[&str]) -> Command {

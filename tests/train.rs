@@ -101,6 +101,14 @@ fn as_cross(mut d: TaskData) -> TaskData {
     d
 }
 
+/// Burn's random generator is per backend and process-wide: tests that seed it must not
+/// interleave, so each test holds this lock.
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn setup(c: &TrainConfig) -> (Trainer, Vec<TaskData>, Device) {
     let device = Device::flex().autodiff();
     device.seed(3);
@@ -151,6 +159,7 @@ fn mean_loss_over_epochs(c: TrainConfig, epochs: usize) -> (f64, f64, Trainer, V
 
 #[test]
 fn lora_dora_and_full_finetuning_reduce_the_loss_on_every_task() {
+    let _rng = rng_lock();
     for adapter in [
         AdapterChoice::Lora,
         AdapterChoice::Dora,
@@ -167,6 +176,7 @@ fn lora_dora_and_full_finetuning_reduce_the_loss_on_every_task() {
 
 #[test]
 fn only_adapters_and_heads_train() {
+    let _rng = rng_lock();
     let c = cfg(vec![Task::Sst], AdapterChoice::Lora);
     let (tr, _, _) = setup(&c);
     let counts = count_params(tr.model());
@@ -194,6 +204,7 @@ fn only_adapters_and_heads_train() {
 
 #[test]
 fn checkpoint_restores_identical_predictions() {
+    let _rng = rng_lock();
     for (adapter, enc) in [
         (AdapterChoice::Dora, PairEncoding::Bi),
         (AdapterChoice::Lora, PairEncoding::Cross),
@@ -238,8 +249,95 @@ fn checkpoint_restores_identical_predictions() {
 
 #[test]
 fn same_seed_same_training() {
+    let _rng = rng_lock();
     let c = cfg(vec![Task::Sts], AdapterChoice::Lora);
     let (a, b, _, _) = mean_loss_over_epochs(c.clone(), 2);
     let (a2, b2, _, _) = mean_loss_over_epochs(c, 2);
     assert_eq!((a, b), (a2, b2));
+}
+
+#[test]
+fn interrupted_and_resumed_training_is_bit_identical() {
+    let _rng = rng_lock();
+    use lorabert::train::resume::{EpochProgress, restore_training, resume_files};
+    for adapter in [AdapterChoice::Dora, AdapterChoice::None] {
+        let mut c = cfg(vec![Task::Sst, Task::Sts], adapter);
+        c.head_dropout = 0.2; // dropout draws must be reproduced too
+        let (mut straight, data, _) = setup(&c);
+        let (mut first, _, _) = setup(&c);
+        let plan: Vec<_> = (0..2).flat_map(|e| straight.plan_epoch(&data, e)).collect();
+        for entry in &plan {
+            let b = straight.batch(&data, entry);
+            pollster::block_on(straight.step(&b)).unwrap();
+        }
+        // Interrupted after 5 steps: save, rebuild everything from scratch, restore, continue.
+        for entry in &plan[..5] {
+            let b = first.batch(&data, entry);
+            pollster::block_on(first.step(&b)).unwrap();
+        }
+        let results = lorabert::report::RunResults {
+            results_version: 1,
+            model: "tiny".into(),
+            backend: "flex".into(),
+            config: c.clone(),
+            epochs: vec![],
+            best_epoch: None,
+            best: None,
+            params: count_params(first.model()),
+            peak_memory_bytes: None,
+            truncated_examples: 0,
+            skipped_rows: 0,
+            steps: 5,
+            finished: false,
+            versions: Default::default(),
+            loss_curve: vec![],
+            skipped_batches: 0,
+        };
+        let files =
+            pollster::block_on(resume_files(&first, &EpochProgress::default(), &results)).unwrap();
+        drop(first);
+        let (mut resumed, _, _) = setup(&c);
+        let mut get = |n: &str| Ok(files.iter().find(|(f, _)| *f == n).map(|(_, b)| b.clone()));
+        restore_training(&mut resumed, &mut get).unwrap();
+        assert_eq!(resumed.step, 5);
+        for entry in &plan[5..] {
+            let b = resumed.batch(&data, entry);
+            pollster::block_on(resumed.step(&b)).unwrap();
+        }
+        let a = lorabert::train::resume::resume_files;
+        let fa = pollster::block_on(a(&straight, &EpochProgress::default(), &results)).unwrap();
+        let fb = pollster::block_on(a(&resumed, &EpochProgress::default(), &results)).unwrap();
+        let params = |f: &lorabert::train::artifacts::Files| {
+            f.iter()
+                .find(|(n, _)| *n == "trainable.safetensors")
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert!(
+            params(&fa) == params(&fb),
+            "{adapter:?}: resumed weights differ from the uninterrupted run"
+        );
+        // (Equal weights after more AdamW steps also mean the moments were restored exactly.)
+    }
+}
+
+#[test]
+fn nan_loss_stops_with_the_step_or_is_skipped() {
+    let _rng = rng_lock();
+    let mut c = cfg(vec![Task::Sst], AdapterChoice::Lora);
+    c.debug_nan_at_step = Some(3);
+    let (mut tr, data, _) = setup(&c);
+    let plan = tr.plan_epoch(&data, 0);
+    for (i, entry) in plan.iter().enumerate().take(3) {
+        let b = tr.batch(&data, entry);
+        let r = pollster::block_on(tr.step(&b));
+        if i < 2 {
+            r.unwrap();
+        } else {
+            let e = r.unwrap_err().to_string();
+            assert!(e.starts_with("non-finite loss (NaN) at step 3"), "{e}");
+        }
+    }
+    assert_eq!(tr.step, 2, "a non-finite step must not update the model");
 }

@@ -187,6 +187,21 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
     let (cfg, bert, model_name) = match &a.model_config {
         Some(path) => {
             let cfg = BertConfig::from_json(&io::read_text(path)?, &path.display().to_string())?;
+            let params = crate::train::memory::encoder_params(&cfg) as usize;
+            let need = crate::train::memory::estimate_training_bytes(
+                &cfg,
+                a.batch_size,
+                a.seq_len,
+                params,
+                params,
+            );
+            if io::available_memory_bytes().is_some_and(|avail| need > avail) {
+                bail!(
+                    "{}: about {} GiB needed, more than is available",
+                    path.display(),
+                    need >> 30
+                );
+            }
             let bert = Bert::random(&cfg, &device);
             (cfg, bert, format!("{} (random weights)", path.display()))
         }

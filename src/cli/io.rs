@@ -81,6 +81,15 @@ pub fn read_text(path: &Path) -> Result<String> {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and synced,
 /// then renamed over `path`. A crash leaves either the old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, &mut |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] with the content written by `write` (which may fail part-way: the previous
+/// file at `path` is then left untouched and the temporary file removed).
+pub fn write_atomic_with(
+    path: &Path,
+    write: &mut dyn FnMut(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -93,7 +102,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        write(&mut f)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -200,4 +209,63 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Memory available to a new allocation in bytes (`MemAvailable` from `/proc/meminfo`).
+pub fn available_memory_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_leaves_the_previous_file_intact() {
+        let dir = std::env::temp_dir().join(format!("lorabert-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("results.json");
+        write_atomic(&p, b"{\"old\": true}").unwrap();
+        // A writer that fails half-way, as a full disk would.
+        let err = write_atomic_with(&p, &mut |f| {
+            f.write_all(b"{\"new\": ")?;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "No space left on device",
+            ))
+        })
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("No space left on device"),
+            "{err:#}"
+        );
+        assert!(format!("{err:#}").contains("results.json"), "{err:#}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"{\"old\": true}");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            leftovers.len(),
+            1,
+            "temporary file left behind: {leftovers:?}"
+        );
+        // The same for a whole checkpoint folder: a failed file leaves the old folder in place.
+        let ck = dir.join("best");
+        write_dir_atomic(&ck, &[("a.bin", b"old".to_vec())]).unwrap();
+        // The second file cannot be created (a NUL byte in its name), after the first was written.
+        assert!(
+            write_dir_atomic(
+                &ck,
+                &[("a.bin", b"new".to_vec()), ("b\0.bin", b"x".to_vec())]
+            )
+            .is_err()
+        );
+        assert_eq!(std::fs::read(ck.join("a.bin")).unwrap(), b"old");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

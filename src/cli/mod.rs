@@ -6,6 +6,8 @@ pub mod io;
 pub mod sweep;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -19,7 +21,8 @@ use crate::model::{Bert, BertConfig, BertTokenizer, load_bert};
 use crate::report::RunResults;
 use crate::tasks::{MultitaskModel, PairEncoding, Pooling, Task};
 use crate::train::artifacts::{Files, names, restore};
-use crate::train::run::{Observer, RunInfo, run};
+use crate::train::resume::names as resume_names;
+use crate::train::run::{Observer, Resumed, RunInfo, run};
 use crate::train::{
     AdapterChoice, StepStats, TaskData, TrainConfig, Trainer, build_model, evaluate, predict,
 };
@@ -207,9 +210,25 @@ pub struct TrainArgs {
     /// Batch size for evaluation.
     #[arg(long, default_value_t = 128)]
     eval_batch_size: usize,
-    /// Output folder (results.json, best/). Default runs/<task>-<adapter>-r<r>.
+    /// Output folder (results.json, best/, resume/). Default runs/<task>-<adapter>-r<r>.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue the run in this folder from its last resume checkpoint (its saved configuration
+    /// is used; only --model, --data and --threads are read from the command line).
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// Save a resume checkpoint every this many steps (0: only at epoch ends and on Ctrl-C/SIGTERM).
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
+    /// Skip a batch whose loss or gradient is NaN/infinite instead of stopping.
+    #[arg(long)]
+    skip_nonfinite: bool,
+    /// Start even when the memory estimate exceeds the available memory.
+    #[arg(long)]
+    skip_memory_check: bool,
+    /// Testing aid: make the loss NaN at this step.
+    #[arg(long, hide = true)]
+    debug_nan_at_step: Option<usize>,
 }
 
 /// Checkpoint location options.
@@ -447,6 +466,7 @@ struct CliObserver {
     ema_loss: Option<f64>,
     examples: usize,
     epoch_start: Instant,
+    stop: Arc<AtomicBool>,
 }
 
 impl Observer for CliObserver {
@@ -454,8 +474,9 @@ impl Observer for CliObserver {
         self.start.elapsed().as_secs_f64()
     }
 
-    fn on_epoch_start(&mut self, epoch: usize, steps: usize) {
+    fn on_epoch_start(&mut self, epoch: usize, steps: usize, done: usize) {
         let bar = ProgressBar::new(steps as u64);
+        bar.set_position(done as u64);
         bar.set_style(
             ProgressStyle::with_template(
                 "epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
@@ -514,6 +535,27 @@ impl Observer for CliObserver {
             serde_json::to_vec_pretty(results).map_err(|e| crate::Error::Invalid(e.to_string()))?;
         io::write_atomic(&self.out.join("results.json"), &json).map_err(wrap)?;
         Ok(())
+    }
+
+    fn on_resume_checkpoint(
+        &mut self,
+        _step: usize,
+        files: &Files,
+        results: &RunResults,
+    ) -> crate::Result<()> {
+        let wrap = |e: anyhow::Error| crate::Error::Invalid(format!("{e:#}"));
+        io::write_dir_atomic(&self.out.join("resume"), files).map_err(wrap)?;
+        let json =
+            serde_json::to_vec_pretty(results).map_err(|e| crate::Error::Invalid(e.to_string()))?;
+        io::write_atomic(&self.out.join("results.json"), &json).map_err(wrap)
+    }
+
+    fn on_skipped(&mut self, e: &crate::Error) {
+        eprintln!("skipped: {e}");
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
     }
 
     fn peak_memory_bytes(&self) -> Option<u64> {
@@ -587,15 +629,31 @@ fn train(a: TrainArgs) -> Result<()> {
         head_dropout: a.head_dropout,
         bucket_by_length: !a.no_bucket,
         eval_batch_size: a.eval_batch_size,
+        checkpoint_every: a.checkpoint_every,
+        skip_nonfinite: a.skip_nonfinite,
+        debug_nan_at_step: a.debug_nan_at_step,
+    };
+    let (cfg, out, resume_state) = match &a.resume {
+        Some(dir) => {
+            let state_path = dir.join("resume").join(resume_names::STATE);
+            let bytes = io::read(&state_path)
+                .with_context(|| format!("{} has no resume checkpoint", dir.display()))?;
+            let st: crate::train::resume::ResumeState = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a valid resume state", state_path.display()))?;
+            (st.results.config.clone(), dir.clone(), true)
+        }
+        None => {
+            let out = a.out.clone().unwrap_or_else(|| {
+                let task = format!("{:?}", a.task).to_lowercase();
+                let adapter = format!("{:?}", a.adapter).to_lowercase();
+                PathBuf::from(format!("runs/{task}-{adapter}-r{}", a.r))
+            });
+            (cfg, out, false)
+        }
     };
     cfg.validate()?;
     let model_dir = io::resolve_model(a.model.model.as_deref())?;
     let data_dir = io::resolve_data(a.data.as_deref())?;
-    let out = a.out.clone().unwrap_or_else(|| {
-        let task = format!("{:?}", a.task).to_lowercase();
-        let adapter = format!("{:?}", a.adapter).to_lowercase();
-        PathBuf::from(format!("runs/{task}-{adapter}-r{}", a.r))
-    });
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
 
     let (_, device) = devices(cfg.seed);
@@ -631,6 +689,9 @@ fn train(a: TrainArgs) -> Result<()> {
         }
     }
     let (model, heads) = build_model(bert, &cfg, loaded.cfg.hidden_size, &device)?;
+    if !a.skip_memory_check {
+        check_memory(&loaded.cfg, &cfg, crate::train::count_params(&model))?;
+    }
     let per_epoch = Trainer::steps_per_epoch(&train_data, cfg.batch_size);
     let total = cfg
         .max_steps
@@ -638,6 +699,29 @@ fn train(a: TrainArgs) -> Result<()> {
         .min(per_epoch * cfg.epochs)
         .max(1);
     let mut trainer = Trainer::new(model, cfg.clone(), total, pad_id, device);
+    let resumed = if resume_state {
+        let dir = out.join("resume");
+        let mut get = |name: &str| -> crate::Result<Option<Vec<u8>>> {
+            let p = dir.join(name);
+            if !p.is_file() {
+                return Ok(None);
+            }
+            std::fs::read(&p)
+                .map(Some)
+                .map_err(|e| crate::Error::Invalid(format!("cannot read {}: {e}", p.display())))
+        };
+        let (progress, results) = crate::train::resume::restore_training(&mut trainer, &mut get)
+            .with_context(|| format!("restoring {}", dir.display()))?;
+        eprintln!(
+            "resuming {} at step {} of {}",
+            out.display(),
+            trainer.step,
+            trainer.total_steps
+        );
+        Some(Resumed { progress, results })
+    } else {
+        None
+    };
     let counts = crate::train::count_params(trainer.model());
     eprintln!(
         "training {} on {} with {:?} (trainable {} of {} parameters), {} steps; output {}",
@@ -659,6 +743,18 @@ fn train(a: TrainArgs) -> Result<()> {
         heads,
         bert_config_json: loaded.config_json,
     };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond interrupt: exiting without a checkpoint");
+                std::process::exit(130);
+            }
+            eprintln!("\nstop requested: finishing the current step and saving a checkpoint ...");
+        })
+        .context("cannot install the Ctrl-C/SIGTERM handler")?;
+    }
     let mut obs = CliObserver {
         start: Instant::now(),
         out: out.clone(),
@@ -666,14 +762,96 @@ fn train(a: TrainArgs) -> Result<()> {
         ema_loss: None,
         examples: 0,
         epoch_start: Instant::now(),
+        stop,
     };
-    let results = pollster::block_on(run(&mut trainer, &train_data, &dev_data, &info, &mut obs))?;
+    let results = match pollster::block_on(run(
+        &mut trainer,
+        &train_data,
+        &dev_data,
+        &info,
+        &mut obs,
+        resumed,
+    )) {
+        Ok(r) => r,
+        Err(
+            e @ crate::Error::NonFinite {
+                last_checkpoint_step: Some(_),
+                ..
+            },
+        ) => {
+            bail!(
+                "{e} (saved in {}); fix the cause, then continue with `lorabert train --resume {}`, or rerun with --skip-nonfinite",
+                out.join("resume").display(),
+                out.display()
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !results.finished {
+        if let Some(bar) = obs.bar.take() {
+            bar.abandon();
+        }
+        eprintln!(
+            "stopped at step {}; checkpoint in {}; continue with `lorabert train --resume {}`",
+            results.steps,
+            out.join("resume").display(),
+            out.display()
+        );
+        std::process::exit(130);
+    }
+    let _ = std::fs::remove_dir_all(out.join("resume"));
+    if results.truncated_examples > 0 || results.skipped_batches > 0 {
+        eprintln!(
+            "{} examples were truncated to --max-len {}; {} batches skipped as non-finite",
+            results.truncated_examples, cfg.max_len, results.skipped_batches
+        );
+    }
     if let Some(b) = &results.best {
         eprintln!(
             "best epoch {}: {}; checkpoint in {}",
             results.best_epoch.unwrap_or(0),
             fmt_metrics(b),
             out.join("best").display()
+        );
+    }
+    Ok(())
+}
+
+/// Fails before training when the estimated peak memory of the worst-case batch (every sequence
+/// `max_len` tokens; bi-encoded pairs count twice) exceeds the available memory.
+fn check_memory(
+    bert: &BertConfig,
+    cfg: &TrainConfig,
+    params: crate::train::ParamCounts,
+) -> Result<()> {
+    use crate::train::memory::{estimate_training_bytes, largest_batch};
+    let Some(avail) = io::available_memory_bytes() else {
+        return Ok(());
+    };
+    let per_example =
+        if cfg.pair_encoding == PairEncoding::Bi && cfg.tasks.iter().any(|t| *t != Task::Sst) {
+            2
+        } else {
+            1
+        };
+    let need = estimate_training_bytes(
+        bert,
+        cfg.batch_size * per_example,
+        cfg.max_len,
+        params.trainable,
+        params.total,
+    );
+    if need > avail {
+        let fit =
+            largest_batch(bert, cfg.max_len, params.trainable, params.total, avail) / per_example;
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        bail!(
+            "training needs about {:.1} GiB for --batch-size {} at --max-len {} but {:.1} GiB is available; \
+             the largest batch that fits is {fit} (or lower --max-len; --skip-memory-check starts anyway)",
+            gib(need),
+            cfg.batch_size,
+            cfg.max_len,
+            gib(avail)
         );
     }
     Ok(())

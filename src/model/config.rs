@@ -169,6 +169,13 @@ impl BertConfig {
         if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
             return Err(Error::config(source_name, "`layer_norm_eps` must be > 0"));
         }
+        let params = crate::train::memory::encoder_params(self);
+        if params > 1 << 36 {
+            return Err(Error::config(
+                source_name,
+                format!("{params} parameters is implausibly large for a BERT encoder"),
+            ));
+        }
         if self.pad_token_id >= self.vocab_size {
             return Err(Error::config(
                 source_name,

@@ -87,6 +87,9 @@ pub struct RunResults {
     /// every [`LOSS_CURVE_EVERY`] steps and at the end of each epoch.
     #[serde(default)]
     pub loss_curve: Vec<[f64; 2]>,
+    /// Batches skipped because their loss or gradient was not finite (`--skip-nonfinite`).
+    #[serde(default)]
+    pub skipped_batches: usize,
 }
 
 /// Steps between two points of [`RunResults::loss_curve`].

@@ -3,7 +3,9 @@
 //! browser; native drivers block on it with a small executor.
 
 pub mod artifacts;
+pub mod memory;
 pub mod prepare;
+pub mod resume;
 pub mod run;
 
 pub use prepare::{Prepared, TaskData};
@@ -77,6 +79,19 @@ pub struct TrainConfig {
     pub bucket_by_length: bool,
     /// Batch size for evaluation.
     pub eval_batch_size: usize,
+    /// Save a resume checkpoint every this many steps (0: only at epoch ends and on stop).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+    /// Skip a batch whose loss or gradient is not finite instead of stopping the run.
+    #[serde(default)]
+    pub skip_nonfinite: bool,
+    /// Testing aid: make the loss NaN at this 1-based step (fault injection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug_nan_at_step: Option<usize>,
+}
+
+fn default_checkpoint_every() -> usize {
+    100
 }
 
 impl Default for TrainConfig {
@@ -105,6 +120,9 @@ impl Default for TrainConfig {
             head_dropout: 0.1,
             bucket_by_length: true,
             eval_batch_size: 128,
+            checkpoint_every: default_checkpoint_every(),
+            skip_nonfinite: false,
+            debug_nan_at_step: None,
         }
     }
 }
@@ -142,6 +160,15 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// Seed of the random draws (dropout) of 0-based step `step`: a SplitMix64 mix of the run seed
+/// and the step.
+pub fn step_seed(seed: u64, step: usize) -> u64 {
+    let mut z = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Learning rate at `step` (0-based) of `total`: linear warm-up over `warmup` steps, then linear
@@ -375,14 +402,21 @@ impl Trainer {
             TaskBatch::Sst { labels, .. } => labels.dims()[0],
             TaskBatch::Pair { labels, .. } => labels.dims()[0],
         };
-        let loss = self.model().loss(batch);
+        // Dropout masks come from a generator reseeded at every step, so a resumed run draws
+        // exactly the masks the uninterrupted run drew.
+        self.device.seed(step_seed(self.cfg.seed, self.step));
+        let mut loss = self.model().loss(batch);
+        if self.cfg.debug_nan_at_step == Some(self.step + 1) {
+            loss = loss.mul_scalar(f32::NAN);
+        }
         let grads = loss.backward();
         let loss = read_scalar(loss.detach()).await?;
         if !loss.is_finite() {
-            return Err(Error::Invalid(format!(
-                "non-finite loss ({loss}) at step {}",
-                self.step + 1
-            )));
+            return Err(Error::NonFinite {
+                step: self.step + 1,
+                what: format!("loss ({loss})"),
+                last_checkpoint_step: None,
+            });
         }
         let mut grads = GradientsParams::from_grads(grads, self.model());
         let mut sq = SquaredNorms {
@@ -395,6 +429,13 @@ impl Trainer {
         } else {
             read_scalar(Tensor::cat(sq.parts, 0).sum()).await?.sqrt()
         };
+        if !grad_norm.is_finite() {
+            return Err(Error::NonFinite {
+                step: self.step + 1,
+                what: format!("gradient norm ({grad_norm})"),
+                last_checkpoint_step: None,
+            });
+        }
         if self.cfg.max_grad_norm > 0.0 && grad_norm > self.cfg.max_grad_norm {
             let factor = self.cfg.max_grad_norm / (grad_norm + 1e-6);
             self.model().visit(&mut ScaleGrads {
@@ -415,6 +456,40 @@ impl Trainer {
             grad_norm,
             examples,
         })
+    }
+
+    /// Advances the schedule past a batch that was skipped (see `skip_nonfinite`).
+    pub fn skip_step(&mut self) {
+        self.step += 1;
+    }
+
+    /// The optimiser state (AdamW moments and step counts) as burnpack bytes.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when serialisation fails.
+    pub fn optimizer_bytes(&self) -> Result<Vec<u8>> {
+        self.optim
+            .into_bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| Error::Invalid(format!("optimizer state: {e:?}")))
+    }
+
+    /// Restores the optimiser state saved by [`optimizer_bytes`](Self::optimizer_bytes); the
+    /// model's parameters must carry the same ids as when it was saved.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the bytes are not an optimiser record.
+    pub fn load_optimizer_bytes(&mut self, bytes: Vec<u8>) -> Result<()> {
+        let optim = self.optim.clone();
+        self.optim = optim
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+            .map_err(|e| Error::Invalid(format!("optimizer state: {e:?}")))?;
+        Ok(())
+    }
+
+    /// Replaces the model (used when restoring a checkpoint).
+    pub fn set_model(&mut self, model: MultitaskModel) {
+        self.model = Some(model);
     }
 
     /// Builds the device batch for a planned entry.

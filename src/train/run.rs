@@ -3,8 +3,9 @@
 //! clock or thread.
 
 use super::artifacts::{Files, checkpoint_files};
+use super::resume::{EpochProgress, resume_files};
 use super::{StepStats, TaskData, Trainer};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::report::{EpochRecord, LOSS_CURVE_EVERY, RESULTS_VERSION, RunResults, Versions};
 use crate::tasks::HeadsConfig;
 
@@ -12,10 +13,13 @@ use crate::tasks::HeadsConfig;
 pub trait Observer {
     /// Monotonic time in seconds from any origin.
     fn now(&self) -> f64;
-    /// An epoch of `steps` optimiser steps starts (1-based `epoch`).
-    fn on_epoch_start(&mut self, _epoch: usize, _steps: usize) {}
+    /// An epoch of `steps` optimiser steps starts (1-based `epoch`); `done` of them were done
+    /// before a resume.
+    fn on_epoch_start(&mut self, _epoch: usize, _steps: usize, _done: usize) {}
     /// A step finished.
     fn on_step(&mut self, _stats: &StepStats) {}
+    /// A batch was skipped because its loss or gradient was not finite.
+    fn on_skipped(&mut self, _error: &Error) {}
     /// Dev evaluation starts.
     fn on_eval_start(&mut self, _epoch: usize) {}
     /// An epoch ended: `results` is the record so far (to persist); `best` holds the checkpoint
@@ -24,6 +28,18 @@ pub trait Observer {
     /// # Errors
     /// Whatever persisting fails with; the run stops with it.
     fn on_epoch_end(&mut self, results: &RunResults, best: Option<&Files>) -> Result<()>;
+    /// A resume checkpoint (files of [`crate::train::resume`]) after `step` steps, to persist.
+    ///
+    /// # Errors
+    /// Whatever persisting fails with; the run stops with it.
+    fn on_resume_checkpoint(
+        &mut self,
+        _step: usize,
+        _files: &Files,
+        _results: &RunResults,
+    ) -> Result<()> {
+        Ok(())
+    }
     /// Whether the user asked to stop (checked before every step).
     fn should_stop(&self) -> bool {
         false
@@ -47,83 +63,145 @@ pub struct RunInfo {
     pub bert_config_json: String,
 }
 
+/// Where a resumed run continues from (see [`crate::train::resume::restore_training`]).
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    /// Running sums of the interrupted epoch.
+    pub progress: EpochProgress,
+    /// Results recorded before the interruption.
+    pub results: RunResults,
+}
+
+/// Number of epochs a run spans (a step budget may need more than `cfg.epochs`).
+pub fn planned_epochs(trainer: &Trainer, train: &[TaskData]) -> usize {
+    let cfg = &trainer.cfg;
+    match cfg.max_steps {
+        Some(max) => {
+            let per = Trainer::steps_per_epoch(train, cfg.batch_size).max(1);
+            cfg.epochs.max(max.div_ceil(per))
+        }
+        None => cfg.epochs,
+    }
+}
+
 /// Trains for the configured epochs (or until `max_steps`), evaluating on `dev` after each
-/// epoch and handing the best checkpoint's files to the observer.
+/// epoch, handing the best checkpoint's files and periodic resume checkpoints to the observer.
+/// With `resumed`, continues at `trainer.step` (restored by the caller) inside its epoch.
 ///
 /// # Errors
-/// A non-finite loss (naming the step), a failed read-back, or an observer error.
+/// [`Error::NonFinite`] for a non-finite loss or gradient (unless `skip_nonfinite`), naming the
+/// step and the last resume checkpoint; a failed read-back; an observer error.
 pub async fn run(
     trainer: &mut Trainer,
     train: &[TaskData],
     dev: &[TaskData],
     info: &RunInfo,
     obs: &mut dyn Observer,
+    resumed: Option<Resumed>,
 ) -> Result<RunResults> {
     let cfg = trainer.cfg.clone();
-    let mut results = RunResults {
-        results_version: RESULTS_VERSION,
-        model: info.model.clone(),
-        backend: info.backend.clone(),
-        config: cfg.clone(),
-        epochs: Vec::new(),
-        best_epoch: None,
-        best: None,
-        params: super::count_params(trainer.model()),
-        peak_memory_bytes: None,
-        truncated_examples: train.iter().chain(dev).map(|t| t.truncated).sum(),
-        skipped_rows: train.iter().chain(dev).map(|t| t.skipped_rows).sum(),
-        steps: 0,
-        finished: false,
-        versions: Versions::default(),
-        loss_curve: Vec::new(),
+    let (mut progress, mut results) = match resumed {
+        Some(r) => (r.progress, r.results),
+        None => (
+            EpochProgress::default(),
+            RunResults {
+                results_version: RESULTS_VERSION,
+                model: info.model.clone(),
+                backend: info.backend.clone(),
+                config: cfg.clone(),
+                epochs: Vec::new(),
+                best_epoch: None,
+                best: None,
+                params: super::count_params(trainer.model()),
+                peak_memory_bytes: None,
+                truncated_examples: train.iter().chain(dev).map(|t| t.truncated).sum(),
+                skipped_rows: train.iter().chain(dev).map(|t| t.skipped_rows).sum(),
+                steps: 0,
+                finished: false,
+                versions: Versions::default(),
+                loss_curve: Vec::new(),
+                skipped_batches: 0,
+            },
+        ),
     };
-    let (mut window_sum, mut window_n) = (0.0, 0usize);
     let max_steps = cfg.max_steps.unwrap_or(usize::MAX);
-    let epochs = if cfg.max_steps.is_some() {
-        // A step budget may span more epochs than configured.
-        let per = Trainer::steps_per_epoch(train, cfg.batch_size).max(1);
-        cfg.epochs.max(max_steps.div_ceil(per))
-    } else {
-        cfg.epochs
-    };
-    let mut stopped = false;
-    for epoch in 0..epochs {
-        if trainer.step >= max_steps || stopped {
+    let epochs = planned_epochs(trainer, train);
+    let per_epoch = Trainer::steps_per_epoch(train, cfg.batch_size).max(1);
+    let mut last_checkpoint: Option<usize> = (trainer.step > 0).then_some(trainer.step);
+    let start_epoch = trainer.step / per_epoch;
+    for epoch in start_epoch..epochs {
+        if trainer.step >= max_steps {
             break;
         }
         let plan = trainer.plan_epoch(train, epoch);
-        let steps_this = plan.len().min(max_steps - trainer.step);
-        obs.on_epoch_start(epoch + 1, steps_this);
-        let t0 = obs.now();
-        let (mut loss_sum, mut n_steps, mut n_examples) = (0.0, 0usize, 0usize);
-        for entry in plan.iter().take(steps_this) {
+        let offset = trainer.step - epoch * per_epoch;
+        let end = plan.len().min(offset + (max_steps - trainer.step));
+        obs.on_epoch_start(epoch + 1, end, offset);
+        let mut t0 = obs.now();
+        for entry in &plan[offset..end] {
             if obs.should_stop() {
-                stopped = true;
-                break;
+                progress.seconds += obs.now() - t0;
+                results.steps = trainer.step;
+                results.peak_memory_bytes = obs.peak_memory_bytes();
+                let files = resume_files(trainer, &progress, &results).await?;
+                obs.on_resume_checkpoint(trainer.step, &files, &results)?;
+                return Ok(results);
             }
             let batch = trainer.batch(train, entry);
-            let stats = trainer.step(&batch).await?;
-            loss_sum += stats.loss;
-            window_sum += stats.loss;
-            window_n += 1;
-            n_steps += 1;
-            if window_n == LOSS_CURVE_EVERY {
-                results
-                    .loss_curve
-                    .push([trainer.step as f64, window_sum / window_n as f64]);
-                (window_sum, window_n) = (0.0, 0);
+            match trainer.step(&batch).await {
+                Ok(stats) => {
+                    progress.loss_sum += stats.loss;
+                    progress.window_sum += stats.loss;
+                    progress.window_n += 1;
+                    progress.steps += 1;
+                    progress.examples += stats.examples;
+                    if progress.window_n == LOSS_CURVE_EVERY {
+                        results.loss_curve.push([
+                            trainer.step as f64,
+                            progress.window_sum / LOSS_CURVE_EVERY as f64,
+                        ]);
+                        (progress.window_sum, progress.window_n) = (0.0, 0);
+                    }
+                    obs.on_step(&stats);
+                }
+                Err(Error::NonFinite { step, what, .. }) => {
+                    let e = Error::NonFinite {
+                        step,
+                        what,
+                        last_checkpoint_step: last_checkpoint,
+                    };
+                    if !cfg.skip_nonfinite {
+                        return Err(e);
+                    }
+                    progress.skipped_batches += 1;
+                    results.skipped_batches = progress.skipped_batches;
+                    obs.on_skipped(&e);
+                    trainer.skip_step();
+                }
+                Err(e) => return Err(e),
             }
-            n_examples += stats.examples;
-            obs.on_step(&stats);
+            let at_epoch_end = trainer.step == epoch * per_epoch + plan.len();
+            if cfg.checkpoint_every > 0
+                && trainer.step.is_multiple_of(cfg.checkpoint_every)
+                && !at_epoch_end
+            {
+                progress.seconds += obs.now() - t0;
+                results.steps = trainer.step;
+                let files = resume_files(trainer, &progress, &results).await?;
+                obs.on_resume_checkpoint(trainer.step, &files, &results)?;
+                last_checkpoint = Some(trainer.step);
+                t0 = obs.now();
+            }
         }
-        let seconds = obs.now() - t0;
-        if window_n > 0 {
-            results
-                .loss_curve
-                .push([trainer.step as f64, window_sum / window_n as f64]);
-            (window_sum, window_n) = (0.0, 0);
+        progress.seconds += obs.now() - t0;
+        if progress.window_n > 0 {
+            results.loss_curve.push([
+                trainer.step as f64,
+                progress.window_sum / progress.window_n as f64,
+            ]);
+            (progress.window_sum, progress.window_n) = (0.0, 0);
         }
-        if n_steps == 0 {
+        if progress.steps == 0 {
             break;
         }
         obs.on_eval_start(epoch + 1);
@@ -132,13 +210,18 @@ pub async fn run(
         let eval_seconds = obs.now() - t1;
         results.epochs.push(EpochRecord {
             epoch: epoch + 1,
-            steps: n_steps,
-            train_loss: loss_sum / n_steps as f64,
-            seconds,
-            examples_per_second: n_examples as f64 / seconds.max(1e-9),
+            steps: progress.steps,
+            train_loss: progress.loss_sum / progress.steps as f64,
+            seconds: progress.seconds,
+            examples_per_second: progress.examples as f64 / progress.seconds.max(1e-9),
             eval_seconds,
             dev: dev_metrics.clone(),
         });
+        let skipped = progress.skipped_batches;
+        progress = EpochProgress {
+            skipped_batches: skipped,
+            ..EpochProgress::default()
+        };
         results.steps = trainer.step;
         results.peak_memory_bytes = obs.peak_memory_bytes();
         let is_best = results
@@ -158,8 +241,13 @@ pub async fn run(
         } else {
             None
         };
-        results.finished = !stopped && (epoch + 1 == epochs || trainer.step >= max_steps);
+        results.finished = epoch + 1 == epochs || trainer.step >= max_steps;
         obs.on_epoch_end(&results, files.as_ref())?;
+        if !results.finished {
+            let files = resume_files(trainer, &progress, &results).await?;
+            obs.on_resume_checkpoint(trainer.step, &files, &results)?;
+            last_checkpoint = Some(trainer.step);
+        }
     }
     Ok(results)
 }

@@ -105,3 +105,29 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
         "{what}: non-finite values"
     );
 }
+
+/// Writes a tiny random BERT (MiniLM's tokenizer and vocabulary, hidden 16, one layer, two heads)
+/// into `dir` as a Hugging Face folder.
+pub fn tiny_model(dir: &std::path::Path) {
+    let mut cfg = lorabert::model::BertConfig::tiny(30522, 16, 1, 2);
+    cfg.max_position_embeddings = 128;
+    let device = Device::flex();
+    device.seed(5);
+    let bert = lorabert::model::Bert::random(&cfg, &device);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&cfg).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        lorabert::train::artifacts::bert_safetensors(&bert).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        model_dir().join("tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+}

@@ -1,0 +1,251 @@
+//! Faults: SIGTERM mid-epoch leaves a loadable checkpoint and `--resume` finishes with the same
+//! result as an uninterrupted run; a NaN loss stops with the step and the last checkpoint (or is
+//! skipped); a DoRA weight with an all-zero row stays finite.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use common::*;
+use lorabert::adapter::{AdaptedLinear, AdapterKind};
+use lorabert::report::RunResults;
+use lorabert::train::resume::ResumeState;
+
+fn tmp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("lorabert-rel-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn train(model: &Path, out: &Path, extra: &[&str]) -> Command {
+    let data =
+        data_dir().expect("minBERT data not found (../shared/data/minbert or LORABERT_DATA)");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lorabert"));
+    c.args([
+        "train",
+        "--task",
+        "sst",
+        "--adapter",
+        "dora",
+        "--r",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+    ]);
+    c.args([
+        "--max-train",
+        "600",
+        "--max-eval",
+        "16",
+        "--checkpoint-every",
+        "7",
+        "--threads",
+        "1",
+    ]);
+    c.arg("--model")
+        .arg(model)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(out);
+    c.args(extra);
+    c
+}
+
+fn results(out: &Path) -> RunResults {
+    serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn sigterm_then_resume_equals_uninterrupted() {
+    let model = tmp("model");
+    tiny_model(&model);
+    let (straight, cut) = (tmp("straight"), tmp("cut"));
+    let o = train(&model, &straight, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let mut child = train(&model, &cut, &[]).spawn().unwrap();
+    let t0 = Instant::now();
+    while !cut.join("resume/state.json").is_file() && t0.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "a stopped run exits with 130");
+    let st: ResumeState =
+        serde_json::from_slice(&std::fs::read(cut.join("resume/state.json")).unwrap()).unwrap();
+    let total = results(&straight).steps;
+    assert!(
+        st.step > 0 && st.step < total,
+        "checkpoint at step {} of {total}",
+        st.step
+    );
+    assert!(!results(&cut).finished);
+
+    let data = data_dir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lorabert"))
+        .args(["train", "--threads", "1", "--resume"])
+        .arg(&cut)
+        .arg("--model")
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("resuming {} at step {}", cut.display(), st.step)),
+        "{log}"
+    );
+    let (a, b) = (results(&straight), results(&cut));
+    assert!(b.finished);
+    assert_eq!(a.loss_curve, b.loss_curve, "same losses at every step");
+    assert_eq!(a.best, b.best);
+    for f in ["adapter_model.safetensors", "heads.safetensors"] {
+        assert!(
+            std::fs::read(straight.join("best").join(f)).unwrap()
+                == std::fs::read(cut.join("best").join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    assert!(
+        !cut.join("resume").exists(),
+        "a finished run removes its resume checkpoint"
+    );
+    for d in [model, straight, cut] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn nan_loss_stops_naming_step_and_checkpoint_or_is_skipped() {
+    let model = tmp("model-nan");
+    tiny_model(&model);
+    let out = tmp("nan");
+    let o = train(&model, &out, &["--debug-nan-at-step", "10"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("non-finite loss (NaN) at step 10; the last good checkpoint is from step 7"),
+        "{err}"
+    );
+    assert!(err.contains("--resume"), "{err}");
+    let st: ResumeState =
+        serde_json::from_slice(&std::fs::read(out.join("resume/state.json")).unwrap()).unwrap();
+    assert_eq!(st.step, 7);
+
+    let out2 = tmp("nan-skip");
+    let o = train(
+        &model,
+        &out2,
+        &["--debug-nan-at-step", "10", "--skip-nonfinite"],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("skipped: non-finite loss (NaN) at step 10"),
+        "{err}"
+    );
+    assert_eq!(results(&out2).skipped_batches, 1);
+    for d in [model, out, out2] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn dora_with_an_all_zero_row_stays_finite() {
+    let device = Device::flex().autodiff();
+    let (d_in, d_out, r) = (8, 6, 2);
+    // W^T [in, out] whose output row 3 (column 3 here) is all zero.
+    let w: Vec<f32> = (0..d_in * d_out)
+        .map(|i| {
+            if i % d_out == 3 {
+                0.0
+            } else {
+                ((i * 7 % 13) as f32 - 6.0) / 10.0
+            }
+        })
+        .collect();
+    let w = Tensor::<2>::from_data(TensorData::new(w, [d_in, d_out]), &device);
+    for b_zero in [true, false] {
+        let a = Tensor::<2>::from_data(
+            TensorData::new(
+                (0..d_in * r)
+                    .map(|i| (i as f32 - 7.0) / 9.0)
+                    .collect::<Vec<_>>(),
+                [d_in, r],
+            ),
+            &device,
+        );
+        let b = if b_zero {
+            Tensor::<2>::zeros([r, d_out], &device)
+        } else {
+            Tensor::<2>::ones([r, d_out], &device).mul_scalar(0.1)
+        };
+        let lin = AdaptedLinear::frozen(w.clone(), None).with_adapter_weights(
+            AdapterKind::Dora,
+            a,
+            b,
+            None,
+            2.0,
+            0.0,
+        );
+        let m = host(
+            lin.adapter
+                .as_ref()
+                .unwrap()
+                .lora_magnitude_vector
+                .as_ref()
+                .unwrap()
+                .val(),
+        );
+        if b_zero {
+            // The norm is clamped at 1e-6 (PEFT would divide 0 by 0 here and produce NaN).
+            assert!(m[3] <= 1e-6, "magnitude of the zero row: {}", m[3]);
+        }
+        let x = Tensor::<2>::from_data(
+            TensorData::new(
+                (0..3 * d_in).map(|i| (i as f32).sin()).collect::<Vec<_>>(),
+                [3, d_in],
+            ),
+            &device,
+        );
+        let y = lin.forward(x);
+        let grads = y.clone().sum().backward();
+        assert!(
+            host(y).iter().all(|v| v.is_finite()),
+            "output not finite (B zero: {b_zero})"
+        );
+        let ad = lin.adapter.as_ref().unwrap();
+        for g in [
+            ad.lora_a.val().grad(&grads).unwrap(),
+            ad.lora_b.val().grad(&grads).unwrap(),
+        ] {
+            assert!(
+                host(g).iter().all(|v| v.is_finite()),
+                "gradient not finite (B zero: {b_zero})"
+            );
+        }
+        let gm = ad
+            .lora_magnitude_vector
+            .as_ref()
+            .unwrap()
+            .val()
+            .grad(&grads)
+            .unwrap();
+        assert!(host(gm).iter().all(|v| v.is_finite()));
+    }
+}
