@@ -1,5 +1,11 @@
 //! The `lorabert` command-line program.
 
+/// mimalloc keeps freed tensor buffers for reuse instead of returning them to the kernel and
+/// faulting fresh pages in at every step (page faults and zeroing took about 8 % of a CPU
+/// training step with the system allocator).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     match lorabert::cli::main() {
         Ok(()) => std::process::ExitCode::SUCCESS,

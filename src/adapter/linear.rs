@@ -4,8 +4,8 @@
 //! (DoRA), with one deliberate difference: the DoRA row norm `||W + s·B·A||` is computed in Gram
 //! form from `[r, out]`-sized products and never materialises the `[out, in]` matrix `W + s·B·A`.
 
+use crate::model::dropout::Dropout;
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
@@ -115,7 +115,7 @@ impl AdaptedLinear {
             lora_b,
             lora_magnitude_vector: None,
             scaling,
-            dropout: DropoutConfig::new(lora_dropout).init(),
+            dropout: Dropout::new(lora_dropout),
             merged: false,
             merged_weight_norm: None,
         };
@@ -149,9 +149,7 @@ impl AdaptedLinear {
             Some(a) if !a.merged => a,
             _ => return linear(x, w, bias),
         };
-        let dropout_active = adapter.dropout.prob > 0.0
-            && adapter.dropout.training.is_enabled()
-            && x.device().is_autodiff();
+        let dropout_active = adapter.dropout.is_active(&x.device());
         let xd = if dropout_active {
             adapter.dropout.forward(x.clone())
         } else {

@@ -4,8 +4,8 @@
 //! `BertSelfOutput`, `BertIntermediate`, `BertOutput`, `BertLayer`, `BertPooler`): post-LayerNorm
 //! layers, exact erf GELU, additive padding mask on the attention scores.
 
+use crate::model::dropout::Dropout;
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::module::{embedding, layer_norm};
 use burn::tensor::{Device, Distribution, Int, Tensor};
@@ -258,7 +258,7 @@ impl Bert {
                 device,
             )?),
             layer_norm: LayerNorm::from_checkpoint(ck, "embeddings.LayerNorm", h, eps, device)?,
-            dropout: DropoutConfig::new(cfg.hidden_dropout_prob).init(),
+            dropout: Dropout::new(cfg.hidden_dropout_prob),
         };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
@@ -269,7 +269,7 @@ impl Bert {
                         query: lin(&format!("{p}.attention.self.query"), h, h)?,
                         key: lin(&format!("{p}.attention.self.key"), h, h)?,
                         value: lin(&format!("{p}.attention.self.value"), h, h)?,
-                        dropout: DropoutConfig::new(cfg.attention_probs_dropout_prob).init(),
+                        dropout: Dropout::new(cfg.attention_probs_dropout_prob),
                         num_heads: cfg.num_attention_heads,
                     },
                     output: DenseResidual {
@@ -281,7 +281,7 @@ impl Bert {
                             eps,
                             device,
                         )?,
-                        dropout: DropoutConfig::new(cfg.hidden_dropout_prob).init(),
+                        dropout: Dropout::new(cfg.hidden_dropout_prob),
                     },
                 },
                 intermediate: Intermediate {
@@ -296,7 +296,7 @@ impl Bert {
                         eps,
                         device,
                     )?,
-                    dropout: DropoutConfig::new(cfg.hidden_dropout_prob).init(),
+                    dropout: Dropout::new(cfg.hidden_dropout_prob),
                 },
             });
         }
@@ -332,13 +332,13 @@ impl Bert {
                         query: lin(h, h),
                         key: lin(h, h),
                         value: lin(h, h),
-                        dropout: DropoutConfig::new(cfg.attention_probs_dropout_prob).init(),
+                        dropout: Dropout::new(cfg.attention_probs_dropout_prob),
                         num_heads: cfg.num_attention_heads,
                     },
                     output: DenseResidual {
                         dense: lin(h, h),
                         layer_norm: LayerNorm::ones(h, eps, device),
-                        dropout: DropoutConfig::new(cfg.hidden_dropout_prob).init(),
+                        dropout: Dropout::new(cfg.hidden_dropout_prob),
                     },
                 },
                 intermediate: Intermediate {
@@ -347,7 +347,7 @@ impl Bert {
                 output: DenseResidual {
                     dense: lin(cfg.intermediate_size, h),
                     layer_norm: LayerNorm::ones(h, eps, device),
-                    dropout: DropoutConfig::new(cfg.hidden_dropout_prob).init(),
+                    dropout: Dropout::new(cfg.hidden_dropout_prob),
                 },
             })
             .collect();
@@ -357,7 +357,7 @@ impl Bert {
                 position_embeddings: frozen(normal([cfg.max_position_embeddings, h])),
                 token_type_embeddings: frozen(normal([cfg.type_vocab_size, h])),
                 layer_norm: LayerNorm::ones(h, eps, device),
-                dropout: DropoutConfig::new(cfg.hidden_dropout_prob).init(),
+                dropout: Dropout::new(cfg.hidden_dropout_prob),
             },
             layers,
             pooler: None,

@@ -2,6 +2,7 @@
 
 pub mod bert;
 pub mod config;
+pub mod dropout;
 pub mod tokenizer;
 pub mod weights;
 

@@ -13,7 +13,9 @@ pub mod metrics;
 pub use metrics::{accuracy, overall_score, pearson};
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
+
+use crate::model::dropout::Dropout;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -140,7 +142,7 @@ impl MultitaskModel {
             para: has(Task::Para).then(|| LinearConfig::new(para_in, 1).init(device)),
             sts: (has(Task::Sts) && cfg.pair_encoding == PairEncoding::Cross)
                 .then(|| LinearConfig::new(h, 1).init(device)),
-            dropout: DropoutConfig::new(cfg.head_dropout).init(),
+            dropout: Dropout::new(cfg.head_dropout),
             pooling: cfg.pooling,
             pair_encoding: cfg.pair_encoding,
         }

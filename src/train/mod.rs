@@ -404,7 +404,9 @@ impl Trainer {
         };
         // Dropout masks come from a generator reseeded at every step, so a resumed run draws
         // exactly the masks the uninterrupted run drew.
-        self.device.seed(step_seed(self.cfg.seed, self.step));
+        let seed = step_seed(self.cfg.seed, self.step);
+        self.device.seed(seed);
+        crate::model::dropout::seed_dropout(seed);
         let mut loss = self.model().loss(batch);
         if self.cfg.debug_nan_at_step == Some(self.step + 1) {
             loss = loss.mul_scalar(f32::NAN);
