@@ -563,9 +563,13 @@ pub async fn predict(
     pad_id: u32,
 ) -> Result<Predictions> {
     let device = model_device(model);
-    let mut values = Vec::with_capacity(data.examples.len() * 5);
-    for idx in make_batches(data.examples.len(), batch_size, false, 0, None) {
-        let batch = data.batch(&idx, pad_id, &device);
+    let stride = if data.task == Task::Sst { 5 } else { 1 };
+    let mut values = vec![0f32; data.examples.len() * stride];
+    // Batches of similar length (less padding); outputs are put back in file order.
+    let mut order: Vec<usize> = (0..data.examples.len()).collect();
+    order.sort_by_key(|&i| data.examples[i].len());
+    for idx in order.chunks(batch_size.max(1)) {
+        let batch = data.batch(idx, pad_id, &device);
         let out: Vec<f32> = match &batch {
             TaskBatch::Sst { x, .. } => read_f32(softmax(model.sst_logits(x), 1)).await?,
             TaskBatch::Pair {
@@ -577,7 +581,9 @@ pub async fn predict(
                 read_f32(model.pair_scores(*task, x).mul_scalar(5.0)).await?
             }
         };
-        values.extend(out);
+        for (k, &i) in idx.iter().enumerate() {
+            values[i * stride..(i + 1) * stride].copy_from_slice(&out[k * stride..(k + 1) * stride]);
+        }
     }
     Ok(Predictions {
         task: data.task,
