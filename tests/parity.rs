@@ -81,22 +81,31 @@ fn tokenizer_matches_transformers() {
 
 #[test]
 fn minilm_last_hidden_state_matches_transformers() {
-    let device = Device::flex();
-    let (_, bert, _) = minilm(&device);
+    check_hidden(&Device::flex(), 1e-4);
+}
+
+/// MiniLM's last_hidden_state on `device` for the golden sentences and pairs.
+fn hidden_states(device: &Device) -> Vec<(Vec<usize>, Vec<f32>)> {
+    let (_, bert, _) = minilm(device);
     let g = golden("minilm_hidden.safetensors");
-    for prefix in ["", "pair_"] {
-        let ids = ints2(&g, &format!("{prefix}input_ids"), &device);
-        let types = ints2(&g, &format!("{prefix}token_type_ids"), &device);
-        let mask = ints2(&g, &format!("{prefix}attention_mask"), &device).float();
-        let out = bert.forward(ids, types, mask);
+    ["", "pair_"]
+        .iter()
+        .map(|prefix| {
+            let ids = ints2(&g, &format!("{prefix}input_ids"), device);
+            let types = ints2(&g, &format!("{prefix}token_type_ids"), device);
+            let mask = ints2(&g, &format!("{prefix}attention_mask"), device).float();
+            let out = bert.forward(ids, types, mask);
+            (out.dims().to_vec(), host(out))
+        })
+        .collect()
+}
+
+fn check_hidden(device: &Device, tol: f32) {
+    let g = golden("minilm_hidden.safetensors");
+    for (prefix, (dims, got)) in ["", "pair_"].iter().zip(hidden_states(device)) {
         let want = read(&g, &format!("{prefix}last_hidden_state"));
-        assert_eq!(out.dims().to_vec(), want.0);
-        assert_close(
-            &format!("{prefix}last_hidden_state"),
-            &host(out),
-            &want.1,
-            1e-4,
-        );
+        assert_eq!(dims, want.0);
+        assert_close(&format!("{prefix}last_hidden_state"), &got, &want.1, tol);
     }
 }
 
@@ -121,7 +130,11 @@ fn golden_layer(prefix: &str, device: &Device) -> (AdaptedLinear, Tensor<3>, Ten
 
 #[test]
 fn lora_and_dora_layers_match_peft_outputs_and_gradients() {
-    let device = Device::flex().autodiff();
+    check_layers(&Device::flex().autodiff(), 1e-5);
+}
+
+fn check_layers(device: &Device, tol: f32) {
+    let device = device.clone();
     for prefix in ["lora", "dora"] {
         let (lin, x, up, g) = golden_layer(prefix, &device);
         let out = lin.forward(x);
@@ -159,7 +172,7 @@ fn lora_and_dora_layers_match_peft_outputs_and_gradients() {
                 .val()
                 .grad(&grads)
                 .expect("grad of m");
-            assert_close("dora grad m", &host(gm), &read(&g, "dora.grad_m").1, 1e-5);
+            assert_close("dora grad m", &host(gm), &read(&g, "dora.grad_m").1, tol);
         }
     }
 }
@@ -300,4 +313,54 @@ fn gram_norm_matches_direct_norm() {
         .sqrt();
     let gram = adapter::dora_weight_norm(w, a, b, s);
     assert_close("gram norm", &host(gram), &host(direct), 1e-5);
+}
+
+/// The same parity checks on the wgpu backend (in CI: Mesa's lavapipe Vulkan driver), f32.
+/// Tolerances as on the CPU: hidden states 1e-4, layer outputs and gradients 1e-5.
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    use super::*;
+
+    fn device() -> Device {
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
+    }
+
+    /// Values at real (unmasked) tokens: the states of padding positions are never read.
+    fn real_tokens(prefix: &str, dims: &[usize], v: &[f32]) -> Vec<f32> {
+        let mask = read(
+            &golden("minilm_hidden.safetensors"),
+            &format!("{prefix}attention_mask"),
+        )
+        .1;
+        let h = dims[2];
+        v.chunks(h)
+            .zip(mask)
+            .filter(|(_, m)| *m > 0.0)
+            .flat_map(|(c, _)| c.to_vec())
+            .collect()
+    }
+
+    /// wgpu vs the CPU backend and vs transformers within 1e-4 at every real token. (At padding
+    /// positions, whose states nothing reads, lavapipe differs from the CPU by up to 1.2e-4.)
+    #[test]
+    fn wgpu_minilm_last_hidden_state_matches_cpu_and_transformers() {
+        let g = golden("minilm_hidden.safetensors");
+        let cpu = hidden_states(&Device::flex());
+        let gpu = hidden_states(&device());
+        for ((prefix, (dims, c)), (_, w)) in ["", "pair_"].iter().zip(&cpu).zip(&gpu) {
+            let (c, w) = (real_tokens(prefix, dims, c), real_tokens(prefix, dims, w));
+            assert_close("wgpu vs cpu last_hidden_state", &w, &c, 1e-4);
+            let want = real_tokens(
+                prefix,
+                dims,
+                &read(&g, &format!("{prefix}last_hidden_state")).1,
+            );
+            assert_close("wgpu vs transformers last_hidden_state", &w, &want, 1e-4);
+        }
+    }
+
+    #[test]
+    fn wgpu_lora_and_dora_layers_match_peft() {
+        check_layers(&device().autodiff(), 1e-5);
+    }
 }

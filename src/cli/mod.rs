@@ -134,6 +134,55 @@ pub struct ModelArgs {
     /// Rayon threads for the CPU backend (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Compute backend: cpu (Burn's flex), wgpu (Vulkan/Metal/DX12 GPU, or Mesa's lavapipe),
+    /// cuda (builds with the `cuda` feature only).
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    pub backend: BackendArg,
+}
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum BackendArg {
+    /// Burn's flex CPU backend.
+    Cpu,
+    /// wgpu: Vulkan, Metal or DX12.
+    Wgpu,
+    /// CUDA (needs a build with `--features cuda`).
+    Cuda,
+}
+
+impl BackendArg {
+    /// The device (seeded).
+    ///
+    /// # Errors
+    /// When the backend is not compiled into this build.
+    pub fn device(self) -> Result<Device> {
+        let d = match self {
+            BackendArg::Cpu => Device::flex(),
+            #[cfg(feature = "wgpu")]
+            BackendArg::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+            #[cfg(not(feature = "wgpu"))]
+            BackendArg::Wgpu => {
+                bail!("this build has no wgpu backend (build with --features wgpu)")
+            }
+            #[cfg(feature = "cuda")]
+            BackendArg::Cuda => Device::cuda(0),
+            #[cfg(not(feature = "cuda"))]
+            BackendArg::Cuda => bail!(
+                "this build has no CUDA backend (build with --features cuda on a machine that can download LLVM; or use --backend wgpu on Vulkan)"
+            ),
+        };
+        Ok(d)
+    }
+
+    /// A short description for results.json.
+    pub fn describe(self) -> &'static str {
+        match self {
+            BackendArg::Cpu => "flex (CPU)",
+            BackendArg::Wgpu => "wgpu",
+            BackendArg::Cuda => "cuda",
+        }
+    }
 }
 
 /// `lorabert train`.
@@ -580,13 +629,13 @@ pub(crate) fn fmt_metrics(m: &crate::train::DevMetrics) -> String {
     parts.join(", ")
 }
 
-/// The CPU device (Burn's flex backend) and its autodiff twin, seeded.
-fn devices(seed: u64) -> (Device, Device) {
-    let device = Device::flex();
+/// The device of `--backend` and its autodiff twin, seeded.
+pub(crate) fn devices(backend: BackendArg, seed: u64) -> Result<(Device, Device)> {
+    let device = backend.device()?;
     device.seed(seed);
     let train = device.clone().autodiff();
     train.seed(seed);
-    (device, train)
+    Ok((device, train))
 }
 
 fn train(a: TrainArgs) -> Result<()> {
@@ -656,7 +705,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let data_dir = io::resolve_data(a.data.as_deref())?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
 
-    let (_, device) = devices(cfg.seed);
+    let (_, device) = devices(a.model.backend, cfg.seed)?;
     let (loaded, bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
     let pad_id = loaded.cfg.pad_token_id as u32;
     let mut train_data = Vec::new();
@@ -739,7 +788,7 @@ fn train(a: TrainArgs) -> Result<()> {
     );
     let info = RunInfo {
         model: model_dir.display().to_string(),
-        backend: "flex (CPU)".into(),
+        backend: a.model.backend.describe().into(),
         heads,
         bert_config_json: loaded.config_json,
     };
@@ -899,7 +948,7 @@ pub(crate) fn load_trained(
 
 fn eval(a: EvalArgs) -> Result<()> {
     set_threads(a.model.threads)?;
-    let (device, _) = devices(0);
+    let (device, _) = devices(a.model.backend, 0)?;
     let (loaded, model, heads) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
     let data_dir = io::resolve_data(a.data.as_deref())?;
     let dev: Vec<TaskData> = heads
@@ -925,7 +974,7 @@ fn eval(a: EvalArgs) -> Result<()> {
 
 fn predict_cmd(a: PredictArgs) -> Result<()> {
     set_threads(a.model.threads)?;
-    let (device, _) = devices(0);
+    let (device, _) = devices(a.model.backend, 0)?;
     let (loaded, model, heads) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
     let data_dir = io::resolve_data(a.data.as_deref())?;
     let split = match a.split {
@@ -984,7 +1033,7 @@ pub fn write_predictions(
 
 fn embed(a: EmbedArgs) -> Result<()> {
     set_threads(a.model.threads)?;
-    let (device, _) = devices(0);
+    let (device, _) = devices(a.model.backend, 0)?;
     let mut sentences = a.sentences.clone();
     if let Some(p) = &a.input {
         sentences.extend(io::read_text(p)?.lines().map(str::to_string));
@@ -1037,7 +1086,7 @@ fn embed(a: EmbedArgs) -> Result<()> {
 
 fn merge(a: MergeArgs) -> Result<()> {
     set_threads(a.model.threads)?;
-    let (device, _) = devices(0);
+    let (device, _) = devices(a.model.backend, 0)?;
     let (loaded, model, _) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
     let ck = checkpoint_dir(&a.ckpt.checkpoint)?;
     let bert = crate::adapter::merge(model.bert);

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::Device;
 use clap::Args;
 
 use super::{ModelArgs, Split, data_file, io, load_split, load_trained, write_predictions};
@@ -389,7 +388,7 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     if a.checkpoints.len() < 2 {
         bail!("an ensemble needs at least two --checkpoint folders");
     }
-    let device = Device::flex();
+    let (device, _) = super::devices(a.model.backend, 0)?;
     let data_dir = io::resolve_data(a.data.as_deref())?;
     let mut dev_preds: BTreeMap<Task, Vec<Predictions>> = BTreeMap::new();
     let mut test_preds: BTreeMap<Task, Vec<Predictions>> = BTreeMap::new();

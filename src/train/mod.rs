@@ -582,7 +582,8 @@ pub async fn predict(
             }
         };
         for (k, &i) in idx.iter().enumerate() {
-            values[i * stride..(i + 1) * stride].copy_from_slice(&out[k * stride..(k + 1) * stride]);
+            values[i * stride..(i + 1) * stride]
+                .copy_from_slice(&out[k * stride..(k + 1) * stride]);
         }
     }
     Ok(Predictions {
