@@ -15,5 +15,7 @@ pub mod model;
 pub mod report;
 pub mod tasks;
 pub mod train;
+#[cfg(target_family = "wasm")]
+pub mod web;
 
 pub use error::{Error, Result};

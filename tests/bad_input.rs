@@ -13,7 +13,7 @@ fn tiny() -> (BertConfig, Vec<u8>) {
     let device = Device::flex();
     device.seed(1);
     let bert = Bert::random(&cfg, &device);
-    (cfg, bert_safetensors(&bert).unwrap())
+    (cfg, pollster::block_on(bert_safetensors(&bert)).unwrap())
 }
 
 fn err_of<T: std::fmt::Debug>(r: lorabert::Result<T>) -> String {
@@ -172,7 +172,7 @@ fn adapter_whose_r_does_not_match_its_tensors() {
         &device,
     )
     .unwrap();
-    let st = peft::adapter_safetensors(&bert).unwrap();
+    let st = pollster::block_on(peft::adapter_safetensors(&bert)).unwrap();
     let wrong = LoraConfig {
         r: 4,
         ..cfg.clone()

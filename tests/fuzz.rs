@@ -121,7 +121,7 @@ fn tiny_bytes() -> (BertConfig, Vec<u8>) {
     let bert = Bert::random(&cfg, &device);
     (
         cfg,
-        lorabert::train::artifacts::bert_safetensors(&bert).unwrap(),
+        pollster::block_on(lorabert::train::artifacts::bert_safetensors(&bert)).unwrap(),
     )
 }
 
@@ -166,7 +166,7 @@ fn fuzz_adapter_config_and_weights() {
         ..Default::default()
     };
     let bert = apply_adapters(Bert::random(&cfg, &device), &lcfg, &device).unwrap();
-    let st = peft::adapter_safetensors(&bert).unwrap();
+    let st = pollster::block_on(peft::adapter_safetensors(&bert)).unwrap();
     let json = peft::adapter_config_json(&lcfg, "tiny").into_bytes();
     let base = Bert::random(&cfg, &device);
     // Fuzz the JSON with valid weights, and the weights with valid JSON.

@@ -240,7 +240,7 @@ fn peft_made_adapter_loads_and_matches_peft_outputs() {
     );
 
     // Saved here, re-read here: identical tensors and outputs; PEFT key names and layouts.
-    let bytes = peft::adapter_safetensors(&bert).unwrap();
+    let bytes = pollster::block_on(peft::adapter_safetensors(&bert)).unwrap();
     let orig = safetensors::SafeTensors::deserialize(&st).unwrap();
     let ours = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut a: Vec<_> = orig.names().into_iter().map(str::to_string).collect();

@@ -219,7 +219,8 @@ fn checkpoint_restores_identical_predictions() {
             head_dropout: 0.0,
             hidden_size: 16,
         };
-        let files = checkpoint_files(tr.model(), &c, &heads, "tiny", "{}").unwrap();
+        let files =
+            pollster::block_on(checkpoint_files(tr.model(), &c, &heads, "tiny", "{}")).unwrap();
         let valid = tr.model().valid();
         let want = pollster::block_on(evaluate(&valid, &data, 32, 0)).unwrap();
         let want_p = pollster::block_on(predict(&valid, &data[1], 32, 0)).unwrap();

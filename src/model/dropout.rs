@@ -41,6 +41,17 @@ fn host_mask(n: usize, keep: f64) -> Vec<f32> {
     out
 }
 
+/// Whether `device` computes in host memory (the CPU backends), where a mask made on the host
+/// costs one copy.
+fn is_host_memory(device: &Device) -> bool {
+    let d = device.clone().without_autodiff();
+    #[cfg(feature = "ndarray")]
+    if d == Device::ndarray() {
+        return true;
+    }
+    d == Device::flex()
+}
+
 /// Inverted dropout: in training, zeroes each element with probability `prob` and scales the
 /// rest by `1/(1−prob)`; the identity in evaluation (`valid()`), on non-autodiff devices, or with
 /// `prob = 0`. Same semantics as `torch.nn.Dropout` and `burn::nn::Dropout`.
@@ -77,7 +88,7 @@ impl Dropout {
             return x;
         }
         let keep = 1.0 - self.prob;
-        if device.clone().without_autodiff() == Device::flex() {
+        if is_host_memory(&device) {
             let shape = x.shape();
             let mask = host_mask(shape.num_elements(), keep);
             let mask = Tensor::<D>::from_data(TensorData::new(mask, shape), &device);

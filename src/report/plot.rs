@@ -72,7 +72,12 @@ pub fn svg(chart: &Chart, width: u32, height: u32) -> Result<String> {
         x0 -= 0.5;
         x1 += 0.5;
     }
-    let pad = ((y1 - y0) * 0.08).max(1e-6 * y1.abs().max(1.0));
+    // A flat series (e.g. one run) gets a ±5 % window so the axis labels stay readable.
+    let pad = if y1 - y0 < 1e-9 * y1.abs().max(1.0) {
+        0.05 * y1.abs().max(1e-3)
+    } else {
+        (y1 - y0) * 0.08
+    };
     y0 -= pad;
     y1 += pad;
     let mut out = String::new();

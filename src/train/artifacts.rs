@@ -1,16 +1,14 @@
 //! What a run leaves behind, as bytes: the PEFT adapter, the task heads, and (full fine-tuning
 //! or `merge`) a whole encoder in Hugging Face names.
 
-use std::collections::BTreeMap;
-
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 
-use crate::adapter::peft::{adapter_config_json, adapter_safetensors, f32_safetensors};
+use crate::adapter::peft::{ReadBack, adapter_config_json, adapter_safetensors, f32_safetensors};
 use crate::error::{Error, Result};
 use crate::model::bert::{Bert, LayerNorm};
-use crate::model::weights::{Checkpoint, transpose};
+use crate::model::weights::Checkpoint;
 use crate::tasks::{HeadsConfig, MultitaskModel};
 
 use super::{AdapterChoice, TrainConfig};
@@ -34,28 +32,17 @@ pub mod names {
 /// Named files of a checkpoint: `(file name, bytes)`.
 pub type Files = Vec<(&'static str, Vec<u8>)>;
 
-fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::Invalid(format!("reading tensor back failed: {e:?}")))
-}
-
-fn put_linear(
-    out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-    name: &str,
-    l: &Linear,
-) -> Result<()> {
+fn put_linear(out: &mut ReadBack, name: &str, l: &Linear) {
     let [d_in, d_out] = l.weight.shape().dims();
-    let w = host(l.weight.val())?;
-    out.insert(
+    out.push(
         format!("{name}.weight"),
-        (vec![d_out, d_in], transpose(&w, d_in, d_out)),
+        vec![d_out, d_in],
+        l.weight.val(),
+        Some((d_in, d_out)),
     );
     if let Some(b) = &l.bias {
-        out.insert(format!("{name}.bias"), (vec![d_out], host(b.val())?));
+        out.push(format!("{name}.bias"), vec![d_out], b.val(), None);
     }
-    Ok(())
 }
 
 /// The task heads as safetensors (`sst.weight` `[5, hidden]`, `sst.bias`, `para.*`, `sts.*`;
@@ -63,18 +50,18 @@ fn put_linear(
 ///
 /// # Errors
 /// [`Error::Invalid`] if a tensor cannot be read back.
-pub fn heads_safetensors(model: &MultitaskModel) -> Result<Vec<u8>> {
-    let mut t = BTreeMap::new();
+pub async fn heads_safetensors(model: &MultitaskModel) -> Result<Vec<u8>> {
+    let mut t = ReadBack::default();
     for (name, head) in [
         ("sst", &model.sst),
         ("para", &model.para),
         ("sts", &model.sts),
     ] {
         if let Some(l) = head {
-            put_linear(&mut t, name, l)?;
+            put_linear(&mut t, name, l);
         }
     }
-    f32_safetensors(&t)
+    f32_safetensors(&t.read().await?)
 }
 
 /// Loads heads saved by [`heads_safetensors`] into `model` (whose heads must have the same
@@ -105,25 +92,15 @@ pub fn load_heads(
     Ok(model)
 }
 
-fn put_ln(
-    out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-    name: &str,
-    ln: &LayerNorm,
-) -> Result<()> {
+fn put_ln(out: &mut ReadBack, name: &str, ln: &LayerNorm) {
     let n = ln.weight.shape().num_elements();
-    out.insert(format!("{name}.weight"), (vec![n], host(ln.weight.val())?));
-    out.insert(format!("{name}.bias"), (vec![n], host(ln.bias.val())?));
-    Ok(())
+    out.push(format!("{name}.weight"), vec![n], ln.weight.val(), None);
+    out.push(format!("{name}.bias"), vec![n], ln.bias.val(), None);
 }
 
-fn put_param2(
-    out: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-    name: &str,
-    p: &Param<Tensor<2>>,
-) -> Result<()> {
+fn put_param2(out: &mut ReadBack, name: &str, p: &Param<Tensor<2>>) {
     let dims = p.shape().dims::<2>();
-    out.insert(name.to_string(), (dims.to_vec(), host(p.val())?));
-    Ok(())
+    out.push(name.to_string(), dims.to_vec(), p.val(), None);
 }
 
 /// The encoder's weights as a Hugging Face `BertModel` `model.safetensors` (no prefix; linear
@@ -132,59 +109,50 @@ fn put_param2(
 ///
 /// # Errors
 /// [`Error::Invalid`] if a tensor cannot be read back.
-pub fn bert_safetensors(bert: &Bert) -> Result<Vec<u8>> {
-    let mut t = BTreeMap::new();
+pub async fn bert_safetensors(bert: &Bert) -> Result<Vec<u8>> {
+    let mut t = ReadBack::default();
     let e = &bert.embeddings;
     put_param2(
         &mut t,
         "embeddings.word_embeddings.weight",
         &e.word_embeddings,
-    )?;
+    );
     put_param2(
         &mut t,
         "embeddings.position_embeddings.weight",
         &e.position_embeddings,
-    )?;
+    );
     put_param2(
         &mut t,
         "embeddings.token_type_embeddings.weight",
         &e.token_type_embeddings,
-    )?;
-    put_ln(&mut t, "embeddings.LayerNorm", &e.layer_norm)?;
-    let mut err = None;
+    );
+    put_ln(&mut t, "embeddings.LayerNorm", &e.layer_norm);
     bert.visit_linears(&mut |name, lin| {
-        let res = (|| -> Result<()> {
-            let (d_in, d_out) = lin.dims();
-            let w = host(lin.weight.val())?;
-            t.insert(
-                format!("{name}.weight"),
-                (vec![d_out, d_in], transpose(&w, d_in, d_out)),
-            );
-            if let Some(b) = &lin.bias {
-                t.insert(format!("{name}.bias"), (vec![d_out], host(b.val())?));
-            }
-            Ok(())
-        })();
-        if let Err(e) = res {
-            err.get_or_insert(e);
+        let (d_in, d_out) = lin.dims();
+        t.push(
+            format!("{name}.weight"),
+            vec![d_out, d_in],
+            lin.weight.val(),
+            Some((d_in, d_out)),
+        );
+        if let Some(b) = &lin.bias {
+            t.push(format!("{name}.bias"), vec![d_out], b.val(), None);
         }
     });
-    if let Some(e) = err {
-        return Err(e);
-    }
     for (i, l) in bert.layers.iter().enumerate() {
         put_ln(
             &mut t,
             &format!("encoder.layer.{i}.attention.output.LayerNorm"),
             &l.attention.output.layer_norm,
-        )?;
+        );
         put_ln(
             &mut t,
             &format!("encoder.layer.{i}.output.LayerNorm"),
             &l.output.layer_norm,
-        )?;
+        );
     }
-    f32_safetensors(&t)
+    f32_safetensors(&t.read().await?)
 }
 
 /// The files of a checkpoint of `model` trained with `cfg`: for adapters, the PEFT adapter
@@ -194,7 +162,7 @@ pub fn bert_safetensors(bert: &Bert) -> Result<Vec<u8>> {
 ///
 /// # Errors
 /// [`Error::Invalid`] if a tensor cannot be read back.
-pub fn checkpoint_files(
+pub async fn checkpoint_files(
     model: &MultitaskModel,
     cfg: &TrainConfig,
     heads: &HeadsConfig,
@@ -204,7 +172,7 @@ pub fn checkpoint_files(
     let mut files: Files = Vec::new();
     match cfg.adapter {
         AdapterChoice::None => {
-            files.push((names::MODEL, bert_safetensors(&model.bert)?));
+            files.push((names::MODEL, bert_safetensors(&model.bert).await?));
             files.push((names::CONFIG, bert_config_json.as_bytes().to_vec()));
         }
         _ => {
@@ -212,10 +180,13 @@ pub fn checkpoint_files(
                 names::ADAPTER_CONFIG,
                 adapter_config_json(&cfg.lora, base_model_name).into_bytes(),
             ));
-            files.push((names::ADAPTER_WEIGHTS, adapter_safetensors(&model.bert)?));
+            files.push((
+                names::ADAPTER_WEIGHTS,
+                adapter_safetensors(&model.bert).await?,
+            ));
         }
     }
-    files.push((names::HEADS, heads_safetensors(model)?));
+    files.push((names::HEADS, heads_safetensors(model).await?));
     files.push((
         names::HEADS_CONFIG,
         serde_json::to_vec_pretty(heads).map_err(|e| Error::Invalid(e.to_string()))?,

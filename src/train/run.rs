@@ -40,12 +40,22 @@ pub trait Observer {
     ) -> Result<()> {
         Ok(())
     }
+    /// Whether the run should build resume checkpoints (see [`Observer::on_resume_checkpoint`]);
+    /// a driver with nowhere to keep them (the browser page) returns `false`.
+    fn wants_resume_checkpoints(&self) -> bool {
+        true
+    }
     /// Whether the user asked to stop (checked before every step).
     fn should_stop(&self) -> bool {
         false
     }
     /// Peak memory in bytes, if the driver can measure it.
     fn peak_memory_bytes(&self) -> Option<u64> {
+        None
+    }
+    /// A future awaited after every step, e.g. to yield to the browser's event loop so the
+    /// page stays responsive; `None` (the default) continues at once.
+    fn pause(&mut self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> {
         None
     }
 }
@@ -143,8 +153,10 @@ pub async fn run(
                 progress.seconds += obs.now() - t0;
                 results.steps = trainer.step;
                 results.peak_memory_bytes = obs.peak_memory_bytes();
-                let files = resume_files(trainer, &progress, &results).await?;
-                obs.on_resume_checkpoint(trainer.step, &files, &results)?;
+                if obs.wants_resume_checkpoints() {
+                    let files = resume_files(trainer, &progress, &results).await?;
+                    obs.on_resume_checkpoint(trainer.step, &files, &results)?;
+                }
                 return Ok(results);
             }
             let batch = trainer.batch(train, entry);
@@ -180,8 +192,12 @@ pub async fn run(
                 }
                 Err(e) => return Err(e),
             }
+            if let Some(p) = obs.pause() {
+                p.await;
+            }
             let at_epoch_end = trainer.step == epoch * per_epoch + plan.len();
             if cfg.checkpoint_every > 0
+                && obs.wants_resume_checkpoints()
                 && trainer.step.is_multiple_of(cfg.checkpoint_every)
                 && !at_epoch_end
             {
@@ -231,19 +247,22 @@ pub async fn run(
         let files = if is_best {
             results.best_epoch = Some(epoch + 1);
             results.best = Some(dev_metrics);
-            Some(checkpoint_files(
-                trainer.model(),
-                &cfg,
-                &info.heads,
-                &info.model,
-                &info.bert_config_json,
-            )?)
+            Some(
+                checkpoint_files(
+                    trainer.model(),
+                    &cfg,
+                    &info.heads,
+                    &info.model,
+                    &info.bert_config_json,
+                )
+                .await?,
+            )
         } else {
             None
         };
         results.finished = epoch + 1 == epochs || trainer.step >= max_steps;
         obs.on_epoch_end(&results, files.as_ref())?;
-        if !results.finished {
+        if !results.finished && obs.wants_resume_checkpoints() {
             let files = resume_files(trainer, &progress, &results).await?;
             obs.on_resume_checkpoint(trainer.step, &files, &results)?;
             last_checkpoint = Some(trainer.step);

@@ -122,7 +122,7 @@ pub fn tiny_model(dir: &std::path::Path) {
     .unwrap();
     std::fs::write(
         dir.join("model.safetensors"),
-        lorabert::train::artifacts::bert_safetensors(&bert).unwrap(),
+        pollster::block_on(lorabert::train::artifacts::bert_safetensors(&bert)).unwrap(),
     )
     .unwrap();
     std::fs::copy(

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the page (if needed), serves dist/ on 127.0.0.1 with a tiny random BERT and a few rows of
+# the minBERT data, and runs e2e.mjs in headless Chromium. Artefacts (screenshots, console log)
+# go to $E2E_OUT (default target/e2e). Needs: trunk + wasm-bindgen 0.2.130 on PATH, chromium,
+# node + npm, the lorabert native binary ($LORABERT_BIN), ../shared (tokenizer and data).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${E2E_OUT:-target/e2e}
+BIN=${LORABERT_BIN:-target/release/lorabert}
+mkdir -p "$OUT"
+[ -f dist/index.html ] || trunk build --release --offline
+SHARED=../shared
+FIX=dist/fixtures
+rm -rf "$FIX"; mkdir -p "$FIX/data"
+"$BIN" random-model --model-config tests/e2e/tiny-config.json \
+  --tokenizer "$SHARED/models/all-MiniLM-L6-v2/tokenizer.json" --out "$FIX/tiny" --seed 3
+head -n 200 "$SHARED/data/minbert/ids-sst-train.csv" > "$FIX/data/ids-sst-train.csv"
+head -n 60 "$SHARED/data/minbert/ids-sst-dev.csv" > "$FIX/data/ids-sst-dev.csv"
+(cd tests/e2e && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund)
+PORT=${E2E_PORT:-8765}
+python3 -m http.server "$PORT" --bind 127.0.0.1 --directory dist > "$OUT/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+node tests/e2e/e2e.mjs "http://127.0.0.1:$PORT/" "$OUT"
