@@ -21,6 +21,10 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn train(model: &Path, out: &Path, extra: &[&str]) -> Command {
+    train_sized(model, out, "2", "600", extra)
+}
+
+fn train_sized(model: &Path, out: &Path, epochs: &str, max_train: &str, extra: &[&str]) -> Command {
     let data =
         data_dir().expect("minBERT data not found (../shared/data/minbert or LORABERT_DATA)");
     let mut c = Command::new(env!("CARGO_BIN_EXE_lorabert"));
@@ -33,13 +37,13 @@ fn train(model: &Path, out: &Path, extra: &[&str]) -> Command {
         "--r",
         "2",
         "--epochs",
-        "2",
+        epochs,
         "--batch-size",
         "4",
     ]);
     c.args([
         "--max-train",
-        "600",
+        max_train,
         "--max-eval",
         "16",
         "--checkpoint-every",
@@ -247,5 +251,38 @@ fn dora_with_an_all_zero_row_stays_finite() {
             .grad(&grads)
             .unwrap();
         assert!(host(gm).iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn second_run_on_a_busy_output_folder_is_refused() {
+    let model = tmp("model-lock");
+    tiny_model(&model);
+    let out = tmp("lock");
+    let mut first = train_sized(&model, &out, "50", "600", &[])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = out.join(".lorabert.lock");
+    let t0 = Instant::now();
+    while !lock.is_file() && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(lock.is_file(), "the first run took no lock");
+    let o = train(&model, &out, &[]).output().unwrap();
+    let _ = first.kill();
+    let _ = first.wait();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("in use by another lorabert process") && err.contains(&first.id().to_string()),
+        "{err}"
+    );
+    // The killed run's lock is stale now: a new run takes it over and finishes.
+    let o = train_sized(&model, &out, "1", "16", &[]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!lock.exists(), "the lock is removed at the end of a run");
+    for d in [model, out] {
+        let _ = std::fs::remove_dir_all(d);
     }
 }

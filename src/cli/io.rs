@@ -8,6 +8,66 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+/// Name of the lock file a `train` run keeps in its output folder.
+pub const LOCK_FILE: &str = ".lorabert.lock";
+
+/// An exclusive claim on an output folder: `DIR/.lorabert.lock` holding the owner's process id,
+/// removed when dropped. A lock left by a process that no longer runs (killed) is taken over.
+#[derive(Debug)]
+pub struct DirLock(PathBuf);
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The process id holding `dir`'s lock, if another process that still runs holds it. Liveness
+/// is read from `/proc` (Linux); where that is absent, locks never block.
+pub fn lock_holder(dir: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(dir.join(LOCK_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
+}
+
+/// Claims `dir` (which must exist) for this process.
+///
+/// # Errors
+/// When another running process holds the lock (naming its pid), or the lock file cannot be
+/// written.
+pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    let path = dir.join(LOCK_FILE);
+    for _ in 0..3 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                write!(f, "{}", std::process::id())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                return Ok(DirLock(path));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Some(pid) = lock_holder(dir) {
+                    bail!(
+                        "{} is in use by another lorabert process (pid {pid}); wait for it to end or stop it",
+                        dir.display()
+                    );
+                }
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create {}", path.display()));
+            }
+        }
+    }
+    bail!("cannot take the lock {}", path.display())
+}
+
 /// Where the minBERT files can be obtained when `--data` is absent.
 pub const DATA_HELP: &str = "the minBERT files (ids-sst-*.csv, quora-*.csv, sts-*.csv) come from \
     https://github.com/gpoesia/minbert-default-final-project (folder data/); pass their folder with --data DIR";

@@ -765,6 +765,8 @@ fn train(a: TrainArgs) -> Result<()> {
     let model_dir = io::resolve_model(a.model.model.as_deref())?;
     let data_dir = io::resolve_data(a.data.as_deref())?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    // One run per output folder: a second `train` (or an orphaned sweep child) is refused.
+    let lock = io::lock_dir(&out)?;
 
     let (_, device) = devices(a.model.backend, cfg.seed)?;
     let (loaded, bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
@@ -907,6 +909,7 @@ fn train(a: TrainArgs) -> Result<()> {
             out.join("resume").display(),
             out.display()
         );
+        drop(lock);
         std::process::exit(130);
     }
     let _ = std::fs::remove_dir_all(out.join("resume"));

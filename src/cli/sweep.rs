@@ -126,6 +126,18 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     let mut failed = Vec::new();
     for (k, cell) in cells.iter().enumerate() {
         let dir = cells_dir.join(cell.name());
+        if let Some(pid) = super::io::lock_holder(&dir) {
+            // E.g. the child of a sweep that was killed (its training process lives on).
+            eprintln!(
+                "[{}/{}] {}: being trained by process {pid} (an interrupted sweep's run?); waiting for it",
+                k + 1,
+                cells.len(),
+                cell.name()
+            );
+            while super::io::lock_holder(&dir).is_some() {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
         if finished(&dir).is_some() {
             eprintln!(
                 "[{}/{}] {}: finished earlier, skipped",
