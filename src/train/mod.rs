@@ -639,8 +639,8 @@ pub async fn evaluate(
 }
 
 /// Attaches what `cfg` trains to `bert` and adds the heads: LoRA/DoRA adapters on the target
-/// modules (base weights stay frozen), or, for [`AdapterChoice::None`], every encoder weight made
-/// trainable (full fine-tuning). `device` must be the autodiff training device.
+/// modules (base weights stay frozen), or, for [`AdapterChoice::None`], every encoder weight but
+/// the unused pooler made trainable (full fine-tuning). `device` must be the autodiff training device.
 ///
 /// # Errors
 /// [`Error::Adapter`] for an invalid adapter config or a target that matches nothing.
@@ -651,7 +651,13 @@ pub fn build_model(
     device: &Device,
 ) -> Result<(MultitaskModel, crate::tasks::HeadsConfig)> {
     let bert = match cfg.adapter {
-        AdapterChoice::None => bert.set_require_grad(true),
+        AdapterChoice::None => {
+            let mut bert = bert.set_require_grad(true);
+            // The heads read pooled token states, never the pooler: it stays frozen (as in a
+            // transformers full fine-tuning run of `BertModel(add_pooling_layer=False)`).
+            bert.pooler = bert.pooler.map(|p| p.set_require_grad(false));
+            bert
+        }
         kind => {
             let mut lora = cfg.lora.clone();
             lora.use_dora = kind == AdapterChoice::Dora;

@@ -20,6 +20,7 @@ try {
   console.log(`device: ${await page.textContent('#device')}`);
   await page.selectOption('#task', 'sst');
   await page.fill('#max-dev', maxDev);
+  if (process.env.MODEL_URL) await page.fill('#model-url', process.env.MODEL_URL);
   await page.fill('#batch', batch);
   await page.fill('#max-len', '64');
   await page.fill('#max-steps', steps);
