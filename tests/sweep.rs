@@ -130,6 +130,8 @@ fn killed_sweep_resumes_and_skips_finished_cells() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("dora-vs-lora") && html.contains("#v1."));
     assert!(out.join("plots/sst-score-vs-rank.svg").is_file());
+    let png = std::fs::read(out.join("plots/sst-score-vs-rank.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000);
 
     // An ensemble of two cells reports member and ensemble scores.
     let data = data_dir().unwrap();

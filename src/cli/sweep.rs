@@ -191,6 +191,19 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             .status()
             .with_context(|| format!("cannot run {}", exe.display()))?;
         if !status.success() {
+            // Lost a race with an orphaned run of this cell that took the folder's lock first:
+            // wait for it, and count the cell as done when it finished.
+            if let Some(pid) = super::io::lock_holder(&dir) {
+                eprintln!("  {}: in use by process {pid}; waiting for it", cell.name());
+                while super::io::lock_holder(&dir).is_some() {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+            }
+            if finished(&dir).is_some() {
+                eprintln!("  {}: finished by another process", cell.name());
+                write_sweep_csv(&a.out, &cells)?;
+                continue;
+            }
             eprintln!(
                 "  {} failed ({status}); see {}",
                 cell.name(),
@@ -290,7 +303,22 @@ pub struct ReportArgs {
     share_base_url: String,
 }
 
-/// Writes plots/*.svg and report.html for a sweep folder.
+/// Renders an SVG chart to PNG bytes with resvg (text with the system fonts; without any font
+/// the labels are left out).
+fn svg_to_png(svg: &str, opt: &resvg::usvg::Options) -> Result<Vec<u8>> {
+    let tree = resvg::usvg::Tree::from_str(svg, opt).context("cannot parse a chart's SVG")?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+        .context("a chart has an empty size")?;
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().context("cannot encode a chart as PNG")
+}
+
+/// Writes plots/*.svg, plots/*.png and report.html for a sweep folder.
 pub fn report(a: ReportArgs) -> Result<()> {
     write_report(&a.dir, &a.share_base_url, None)
 }
@@ -316,8 +344,26 @@ fn write_report(dir: &Path, base_url: &str, model: Option<&str>) -> Result<()> {
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or(model_name.clone());
     let svgs = render(&charts(&rows, &curves));
+    let mut opt = resvg::usvg::Options::default();
+    let db = opt.fontdb_mut();
+    db.load_system_fonts();
+    // The charts ask for `sans-serif`; map it to a sans face that is installed.
+    let families: Vec<String> = db
+        .faces()
+        .flat_map(|f| f.families.iter().map(|(n, _)| n.clone()))
+        .collect();
+    let sans = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "Arial"]
+        .iter()
+        .find(|w| families.iter().any(|n| n == *w))
+        .map(|s| s.to_string())
+        .or_else(|| families.first().cloned());
+    if let Some(f) = sans {
+        db.set_sans_serif_family(f);
+    }
     for (name, s) in &svgs {
         io::write_atomic(&dir.join("plots").join(name), s.as_bytes())?;
+        let png = Path::new(name).with_extension("png");
+        io::write_atomic(&dir.join("plots").join(png), &svg_to_png(s, &opt)?)?;
     }
     let claims = claims(&rows);
     let link = crate::report::share::link(base_url, &share_payload(&short, &rows)).ok();
