@@ -33,6 +33,17 @@ pub fn lock_holder(dir: &Path) -> Option<u32> {
     (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
 }
 
+/// Blocks while another running process holds `dir`'s lock (see [`lock_holder`]), saying so on
+/// stderr with `label` first.
+pub fn wait_while_locked(dir: &Path, label: &str) {
+    if let Some(pid) = lock_holder(dir) {
+        eprintln!("{label}: in use by process {pid} (an interrupted sweep's run?); waiting for it");
+        while lock_holder(dir).is_some() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+}
+
 /// Claims `dir` (which must exist) for this process.
 ///
 /// # Errors

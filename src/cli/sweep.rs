@@ -126,18 +126,11 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     let mut failed = Vec::new();
     for (k, cell) in cells.iter().enumerate() {
         let dir = cells_dir.join(cell.name());
-        if let Some(pid) = super::io::lock_holder(&dir) {
-            // E.g. the child of a sweep that was killed (its training process lives on).
-            eprintln!(
-                "[{}/{}] {}: being trained by process {pid} (an interrupted sweep's run?); waiting for it",
-                k + 1,
-                cells.len(),
-                cell.name()
-            );
-            while super::io::lock_holder(&dir).is_some() {
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
-        }
+        // E.g. the child of a sweep that was killed (its training process lives on).
+        super::io::wait_while_locked(
+            &dir,
+            &format!("[{}/{}] {}", k + 1, cells.len(), cell.name()),
+        );
         if finished(&dir).is_some() {
             eprintln!(
                 "[{}/{}] {}: finished earlier, skipped",
@@ -193,12 +186,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         if !status.success() {
             // Lost a race with an orphaned run of this cell that took the folder's lock first:
             // wait for it, and count the cell as done when it finished.
-            if let Some(pid) = super::io::lock_holder(&dir) {
-                eprintln!("  {}: in use by process {pid}; waiting for it", cell.name());
-                while super::io::lock_holder(&dir).is_some() {
-                    std::thread::sleep(std::time::Duration::from_millis(500));
-                }
-            }
+            super::io::wait_while_locked(&dir, &format!("  {}", cell.name()));
             if finished(&dir).is_some() {
                 eprintln!("  {}: finished by another process", cell.name());
                 write_sweep_csv(&a.out, &cells)?;

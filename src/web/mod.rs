@@ -736,13 +736,7 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<(), String> {
             s.adapter_files = obs.best_files.take();
         });
         save_runs();
-        render_runs(&STATE.with(|s| {
-            s.borrow()
-                .runs
-                .iter()
-                .map(|r| r.row.clone())
-                .collect::<Vec<_>>()
-        }));
+        render_runs(&rows());
     }
     status("done");
     Ok(())
@@ -773,6 +767,19 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// The rows of the finished runs.
+fn rows() -> Vec<ShareRow> {
+    STATE.with(|s| s.borrow().runs.iter().map(|r| r.row.clone()).collect())
+}
+
+/// LoRA and DoRA at each of `ranks`.
+fn lora_dora_grid(ranks: &[usize]) -> Vec<(String, usize)> {
+    ["lora", "dora"]
+        .iter()
+        .flat_map(|a| ranks.iter().map(move |&r| (a.to_string(), r)))
+        .collect()
 }
 
 /// Draws the results table and the rank plots (score, seconds per epoch, memory).
@@ -944,13 +951,7 @@ pub fn start() {
     }));
     load_runs();
     if !show_shared() {
-        render_runs(&STATE.with(|s| {
-            s.borrow()
-                .runs
-                .iter()
-                .map(|r| r.row.clone())
-                .collect::<Vec<_>>()
-        }));
+        render_runs(&rows());
     }
     spawn_local(async {
         gpu().await;
@@ -967,28 +968,16 @@ pub fn start() {
         )])
     });
     on_click("sweep", || match parse_ranks(&input("sweep-ranks")) {
-        Ok(ranks) => {
-            let grid = ["lora", "dora"]
-                .iter()
-                .flat_map(|a| ranks.iter().map(move |&r| (a.to_string(), r)))
-                .collect();
-            start_job(grid)
-        }
+        Ok(ranks) => start_job(lora_dora_grid(&ranks)),
         Err(e) => report(Err(e)),
     });
     on_click("rerun", || match parse_ranks(&input("sweep-ranks")) {
-        Ok(ranks) => start_job(
-            ["lora", "dora"]
-                .iter()
-                .flat_map(|a| ranks.iter().map(move |&r| (a.to_string(), r)))
-                .collect(),
-        ),
+        Ok(ranks) => start_job(lora_dora_grid(&ranks)),
         Err(e) => report(Err(e)),
     });
     on_click("stop", || STOP.with(|s| s.set(true)));
     on_click("share", || {
-        let rows: Vec<ShareRow> =
-            STATE.with(|s| s.borrow().runs.iter().map(|r| r.row.clone()).collect());
+        let rows = rows();
         let Some(w) = web_sys::window() else { return };
         let base = format!(
             "{}{}",
@@ -1020,8 +1009,7 @@ pub fn start() {
         }
     });
     on_click("download-csv", || {
-        let rows: Vec<ShareRow> =
-            STATE.with(|s| s.borrow().runs.iter().map(|r| r.row.clone()).collect());
+        let rows = rows();
         let mut w = csv::Writer::from_writer(Vec::new());
         let _ = w.write_record([
             "task",
