@@ -6,7 +6,7 @@
 
 use crate::model::dropout::Dropout;
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::module::{embedding, layer_norm};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 
@@ -188,9 +188,26 @@ impl Layer {
     pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
         let ctx = self.attention.self_attn.forward(x.clone(), mask_bias);
         let attn = self.attention.output.forward(ctx, x);
-        let inter = gelu(self.intermediate.dense.forward(attn.clone()));
+        let inter = gelu_erf(self.intermediate.dense.forward(attn.clone()));
         self.output.forward(inter, attn)
     }
+}
+
+/// Exact GELU, `x · Φ(x) = x · (1 + erf(x / √2)) / 2`, `[..]` → same shape, built from `erf` so
+/// its gradient is the exact `Φ(x) + x · φ(x)` (PyTorch's `nn.GELU()` backward).
+///
+/// Burn's own `gelu` has an erf forward but the backward of the tanh approximation, which
+/// evaluates `tanh` of a cubic in `x`; WGSL's `tanh` overflows to NaN for large inputs on
+/// SwiftShader (Chromium's software WebGPU), and MiniLM's layer-3 pre-activations are large
+/// enough to hit it (NaN gradients at step 1 in the page). This form has no `tanh`.
+pub fn gelu_erf<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let phi = x
+        .clone()
+        .mul_scalar(std::f64::consts::FRAC_1_SQRT_2)
+        .erf()
+        .mul_scalar(0.5)
+        .add_scalar(0.5);
+    x * phi
 }
 
 /// `BertPooler`: dense + tanh on the first token.

@@ -246,14 +246,27 @@ pub fn count_params<M: Module>(m: &M) -> ParamCounts {
     v.0
 }
 
+/// Squared gradient norm of every trainable parameter, with the parameter's module path
+/// (e.g. `encoder.layers.0.attention.query.adapter.lora_a`) so a non-finite one can be named.
 struct SquaredNorms<'a> {
     grads: &'a GradientsParams,
+    path: Vec<String>,
+    names: Vec<String>,
     parts: Vec<Tensor<1>>,
 }
 
 impl ModuleVisitor for SquaredNorms<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(p.id) {
+            self.names.push(self.path.join("."));
             self.parts.push(g.square().sum());
         }
     }
@@ -423,18 +436,46 @@ impl Trainer {
         let mut grads = GradientsParams::from_grads(grads, self.model());
         let mut sq = SquaredNorms {
             grads: &grads,
+            path: Vec::new(),
+            names: Vec::new(),
             parts: Vec::new(),
         };
         self.model().visit(&mut sq);
-        let grad_norm = if sq.parts.is_empty() {
-            0.0
+        let squares = if sq.parts.is_empty() {
+            None
         } else {
-            read_scalar(Tensor::cat(sq.parts, 0).sum()).await?.sqrt()
+            Some(Tensor::cat(sq.parts, 0))
+        };
+        let grad_norm = match &squares {
+            None => 0.0,
+            Some(s) => read_scalar(s.clone().sum()).await?.sqrt(),
         };
         if !grad_norm.is_finite() {
+            // Name the parameters whose gradients are not finite (read back only on this path).
+            let bad = match squares {
+                Some(s) => read_f32(s)
+                    .await?
+                    .iter()
+                    .zip(&sq.names)
+                    .filter(|(v, _)| !v.is_finite())
+                    .map(|(_, n)| n.as_str())
+                    .collect::<Vec<_>>(),
+                None => Vec::new(),
+            };
+            let shown = bad.iter().take(4).copied().collect::<Vec<_>>().join(", ");
+            let more = bad.len().saturating_sub(4);
             return Err(Error::NonFinite {
                 step: self.step + 1,
-                what: format!("gradient norm ({grad_norm})"),
+                what: format!(
+                    "gradient norm ({grad_norm}; non-finite in {} of {} parameters: {shown}{})",
+                    bad.len(),
+                    sq.names.len(),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                ),
                 last_checkpoint_step: None,
             });
         }
