@@ -11,6 +11,7 @@ pub mod adapter;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod kernels;
 pub mod model;
 pub mod report;
 pub mod tasks;

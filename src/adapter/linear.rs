@@ -9,9 +9,7 @@ use burn::module::{Module, Param};
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
-/// Lower bound on `||W_j + s·B_j·A||²` before the square root, so an all-zero row gives a finite
-/// DoRA scale (`m_j / 1e-6`) instead of `0 / 0`.
-pub const DORA_NORM_EPS_SQ: f64 = 1e-12;
+pub use crate::kernels::{DORA_NORM_EPS_SQ, dora_weight_norm};
 
 /// A linear layer `y = x·Wᵀ + b` whose base weight and bias are frozen, optionally wrapped by a
 /// LoRA or DoRA adapter.
@@ -157,24 +155,32 @@ impl AdaptedLinear {
         };
         let a = adapter.lora_a.val();
         let b = adapter.lora_b.val();
-        let lora = linear(linear(xd.clone(), a.clone(), None), b.clone(), None)
-            .mul_scalar(adapter.scaling);
+        let lora_raw = linear(linear(xd.clone(), a.clone(), None), b.clone(), None);
         let Some(m) = &adapter.lora_magnitude_vector else {
             let out = linear(x, w, bias);
-            return out + lora;
+            return out + lora_raw.mul_scalar(adapter.scaling);
         };
         let norm = dora_weight_norm(w.clone(), a, b, adapter.scaling);
-        let scale = (m.val() / norm).unsqueeze::<D>();
         if dropout_active {
+            let scale = (m.val() / norm).unsqueeze::<D>();
             let base = linear(x, w.clone(), bias);
             let base_d = linear(xd, w, None);
-            base + (scale.clone() - 1.0) * base_d + scale * lora
+            base + (scale.clone() - 1.0) * base_d + scale * lora_raw.mul_scalar(adapter.scaling)
         } else {
-            let out = (linear(x, w, None) + lora) * scale;
-            match bias {
-                Some(b) => out + b.unsqueeze::<D>(),
-                None => out,
-            }
+            // `(m / norm) ⊙ (x·Wᵀ + s·B·A·x) + b` on rows: one fused kernel on wgpu devices.
+            let base = linear(x, w, None);
+            let dims = base.dims();
+            let out_features = dims[D - 1];
+            let rows = dims[..D - 1].iter().product::<usize>();
+            let out = crate::kernels::dora_scale(
+                base.reshape([rows, out_features]),
+                lora_raw.reshape([rows, out_features]),
+                m.val(),
+                norm,
+                bias,
+                adapter.scaling,
+            );
+            out.reshape(dims)
         }
     }
 
@@ -250,24 +256,4 @@ impl AdaptedLinear {
             }
         }
     }
-}
-
-/// Row norms `||W_j + s·B_j·A||` for every output `j`, `[out]`, detached from the graph.
-///
-/// Inputs in Burn layout: `w` = `Wᵀ` `[in, out]`, `a` = `Aᵀ` `[in, r]`, `b` = `Bᵀ` `[r, out]`.
-/// Gram form (no `[in, out]` temporary besides the squares of `W` read once):
-/// `||W_j||² + 2s·B_j·(A·W_jᵀ) + s²·B_j·(A·Aᵀ)·B_jᵀ`, clamped below by [`DORA_NORM_EPS_SQ`].
-/// PEFT computes the same quantity as `torch.linalg.norm(W + s·B@A, dim=1)`.
-pub fn dora_weight_norm(w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scaling: f64) -> Tensor<1> {
-    let w = w.detach();
-    let a = a.detach();
-    let b = b.detach();
-    let w_sq = w.clone().square().sum_dim(0); // [1, out]
-    let at = a.clone().transpose(); // [r, in]
-    let p = at.clone().matmul(w); // [r, out] = A·Wᵀ
-    let g = at.matmul(a); // [r, r]   = A·Aᵀ
-    let cross = (b.clone() * p).sum_dim(0); // [1, out]
-    let quad = (g.matmul(b.clone()) * b).sum_dim(0); // [1, out]
-    let n2 = w_sq + cross.mul_scalar(2.0 * scaling) + quad.mul_scalar(scaling * scaling);
-    n2.clamp_min(DORA_NORM_EPS_SQ).sqrt().squeeze_dim::<1>(0)
 }

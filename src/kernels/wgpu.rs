@@ -1,0 +1,367 @@
+//! The WGSL kernels of [`crate::kernels`] on Burn's wgpu backend, through Burn's backend-extension
+//! mechanism (`#[backend_extension]`, as in Burn's `examples/custom-wgpu-kernel`): the sources in
+//! `shaders/` are templated (rank, storage type, workgroup size), launched on the tensors' compute
+//! client, and given an autodiff backward where they sit in the graph.
+
+use super::DORA_NORM_EPS_SQ;
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::wgpu::{
+    CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
+};
+use burn::backend::{
+    AutodiffBackend, Backend, Cube, CubeDevice, DispatchDevice, TensorMetadata, backend_extension,
+    tensor::FloatTensor,
+};
+use burn::tensor::{DType, Device, Shape, Tensor};
+use cubecl::prelude::KernelId;
+use cubecl::server::KernelArguments;
+use cubecl::{CubeCount, CubeDim};
+
+/// Backend operations with a WGSL kernel on wgpu devices.
+#[backend_extension(Autodiff, Cube)]
+pub trait KernelBackend: Backend {
+    /// `shaders/dora_norm.wgsl`: `w` `[in, out]` (f32 or f16), `a` `[in, r]`, `b` `[r, out]`,
+    /// `gram` = `AᵀᵀAᵀ` `[r, r]` → `[out]` f32.
+    fn dora_row_norm(
+        w: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        gram: FloatTensor<Self>,
+        scaling: f32,
+    ) -> FloatTensor<Self>;
+
+    /// `shaders/dora_scale.wgsl`: `base`, `lora` `[rows, out]`; `m`, `norm`, `bias` `[out]`.
+    fn dora_scale(
+        base: FloatTensor<Self>,
+        lora: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        norm: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scaling: f32,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether tensors on `device` run the WGSL kernels: a wgpu device (its compiler takes WGSL).
+pub fn runs_on(device: &Device) -> bool {
+    match device.clone().inner().as_dispatch() {
+        DispatchDevice::Cube(d) => matches!(d, CubeDevice::Wgpu(_)),
+        _ => false,
+    }
+}
+
+/// [`crate::kernels::dora_weight_norm`] on a wgpu device.
+pub fn dora_weight_norm(w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scaling: f64) -> Tensor<1> {
+    let (w, a, b) = (w.detach(), a.detach(), b.detach());
+    let gram = a.clone().transpose().matmul(a.clone());
+    let out = <burn::backend::Dispatch as KernelBackend>::dora_row_norm(
+        w.into_dispatch(),
+        a.into_dispatch(),
+        b.into_dispatch(),
+        gram.into_dispatch(),
+        scaling as f32,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// [`crate::kernels::dora_scale`] on a wgpu device.
+pub fn dora_scale(
+    base: Tensor<2>,
+    lora: Tensor<2>,
+    m: Tensor<1>,
+    norm: Tensor<1>,
+    bias: Option<Tensor<1>>,
+    scaling: f64,
+) -> Tensor<2> {
+    let out_features = m.dims()[0];
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([out_features], &m.device()));
+    let out = <burn::backend::Dispatch as KernelBackend>::dora_scale(
+        base.into_dispatch(),
+        lora.into_dispatch(),
+        m.into_dispatch(),
+        norm.detach().into_dispatch(),
+        bias.into_dispatch(),
+        scaling as f32,
+    );
+    Tensor::from_dispatch(out)
+}
+
+const DORA_NORM_WGSL: &str = include_str!("../../shaders/dora_norm.wgsl");
+const DORA_SCALE_WGSL: &str = include_str!("../../shaders/dora_scale.wgsl");
+
+const WORKGROUP: u32 = 64;
+const SCALE_WORKGROUP: u32 = 256;
+/// Workgroups per dispatch row of `dora_scale` (WebGPU allows 65535 per dimension).
+const SCALE_GROUPS_X: u32 = 4096;
+
+#[derive(Debug)]
+struct DoraNormKernel {
+    rank: usize,
+    w_f16: bool,
+}
+
+impl KernelSource for DoraNormKernel {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(DORA_NORM_WGSL)
+            .register("r", self.rank.to_string())
+            .register("w_elem", if self.w_f16 { "f16" } else { "f32" })
+            .register("enable", if self.w_f16 { "enable f16;" } else { "" })
+            .register("workgroup_size", WORKGROUP.to_string())
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.rank, self.w_f16, WORKGROUP))
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+#[derive(Debug)]
+struct DoraScaleKernel;
+
+impl KernelSource for DoraScaleKernel {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(DORA_SCALE_WGSL).register("workgroup_size", SCALE_WORKGROUP.to_string())
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info(SCALE_WORKGROUP)
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+fn params(t: &CubeTensor, words: &[u32]) -> cubecl::server::Handle {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    t.client.create_from_slice(&bytes)
+}
+
+fn f32_contiguous(t: CubeTensor) -> CubeTensor {
+    assert_eq!(t.dtype, DType::F32, "kernel input must be f32");
+    into_contiguous(t)
+}
+
+impl KernelBackend for Cube {
+    fn dora_row_norm(
+        w: CubeTensor,
+        a: CubeTensor,
+        b: CubeTensor,
+        gram: CubeTensor,
+        scaling: f32,
+    ) -> CubeTensor {
+        let w_f16 = match w.dtype {
+            DType::F16 => true,
+            DType::F32 => false,
+            other => panic!("dora_row_norm: weight dtype {other:?} (f32 or f16 expected)"),
+        };
+        let w = into_contiguous(w);
+        let (a, b, gram) = (f32_contiguous(a), f32_contiguous(b), f32_contiguous(gram));
+        let (n_in, n_out) = (w.meta.shape()[0], w.meta.shape()[1]);
+        let rank = a.meta.shape()[1];
+        let out = CubeTensor::new_contiguous(
+            w.client.clone(),
+            w.device.clone(),
+            Shape::new([n_out]),
+            w.client.empty(n_out * 4),
+            DType::F32,
+        );
+        let p = params(
+            &w,
+            &[
+                n_in as u32,
+                n_out as u32,
+                scaling.to_bits(),
+                (DORA_NORM_EPS_SQ as f32).to_bits(),
+            ],
+        );
+        let cube_dim = CubeDim::new_1d(WORKGROUP);
+        w.client.launch(
+            Box::new(SourceKernel::new(DoraNormKernel { rank, w_f16 }, cube_dim)),
+            CubeCount::Static((n_out as u32).div_ceil(WORKGROUP), 1, 1),
+            KernelArguments::new().with_buffers(vec![
+                w.handle.clone().binding(),
+                a.handle.clone().binding(),
+                b.handle.clone().binding(),
+                gram.handle.clone().binding(),
+                out.handle.clone().binding(),
+                p.binding(),
+            ]),
+        );
+        out
+    }
+
+    fn dora_scale(
+        base: CubeTensor,
+        lora: CubeTensor,
+        m: CubeTensor,
+        norm: CubeTensor,
+        bias: CubeTensor,
+        scaling: f32,
+    ) -> CubeTensor {
+        let (base, lora) = (f32_contiguous(base), f32_contiguous(lora));
+        let (m, norm, bias) = (
+            f32_contiguous(m),
+            f32_contiguous(norm),
+            f32_contiguous(bias),
+        );
+        let shape = base.meta.shape().clone();
+        let total = shape.num_elements();
+        let n_out = shape[shape.num_dims() - 1];
+        let out = CubeTensor::new_contiguous(
+            base.client.clone(),
+            base.device.clone(),
+            shape,
+            base.client.empty(total * 4),
+            DType::F32,
+        );
+        let groups = (total as u32).div_ceil(SCALE_WORKGROUP);
+        let (gx, gy) = if groups <= SCALE_GROUPS_X {
+            (groups.max(1), 1)
+        } else {
+            (SCALE_GROUPS_X, groups.div_ceil(SCALE_GROUPS_X))
+        };
+        let p = params(
+            &base,
+            &[
+                total as u32,
+                n_out as u32,
+                scaling.to_bits(),
+                gx * SCALE_WORKGROUP,
+            ],
+        );
+        base.client.launch(
+            Box::new(SourceKernel::new(
+                DoraScaleKernel,
+                CubeDim::new_1d(SCALE_WORKGROUP),
+            )),
+            CubeCount::Static(gx, gy, 1),
+            KernelArguments::new().with_buffers(vec![
+                base.handle.clone().binding(),
+                lora.handle.clone().binding(),
+                m.handle.clone().binding(),
+                norm.handle.clone().binding(),
+                bias.handle.clone().binding(),
+                out.handle.clone().binding(),
+                p.binding(),
+            ]),
+        );
+        out
+    }
+}
+
+impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
+    fn dora_row_norm(
+        w: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        gram: FloatTensor<Self>,
+        scaling: f32,
+    ) -> FloatTensor<Self> {
+        // The norm is a constant of the graph (detached, as in DoRA section 4.3 and PEFT).
+        Self::from_inner(B::dora_row_norm(
+            w.into_primitive(),
+            a.into_primitive(),
+            b.into_primitive(),
+            gram.into_primitive(),
+            scaling,
+        ))
+    }
+
+    fn dora_scale(
+        base: FloatTensor<Self>,
+        lora: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        norm: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scaling: f32,
+    ) -> FloatTensor<Self> {
+        /// `y = (m/n) ⊙ (base + s·lora) + bias`, rows × out:
+        /// `∂base = g ⊙ (m/n)`, `∂lora = s · g ⊙ (m/n)`, `∂m = Σ_rows g ⊙ (base + s·lora) / n`,
+        /// `∂bias = Σ_rows g`.
+        #[derive(Debug)]
+        struct DoraScaleBackward;
+
+        impl<B: Backend> Backward<B, 4> for DoraScaleBackward {
+            type State = (
+                Option<B::FloatTensorPrimitive>,
+                B::FloatTensorPrimitive,
+                B::FloatTensorPrimitive,
+                f32,
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 4>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [n_base, n_lora, n_m, n_bias] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (combined, m, norm, s) = ops.state;
+                let out_features = m.shape()[0];
+                let row =
+                    |t: B::FloatTensorPrimitive| B::float_reshape(t, Shape::new([1, out_features]));
+                let scale = row(B::float_div(m, norm.clone()));
+                if let Some(node) = n_m {
+                    let c = combined.expect("kept when m is tracked");
+                    let gm = B::float_sum_dim(B::float_mul(grad.clone(), c), 0);
+                    let gm = B::float_div(gm, row(norm));
+                    grads.register::<B>(node.id, B::float_reshape(gm, Shape::new([out_features])));
+                }
+                if let Some(node) = n_bias {
+                    let gb = B::float_sum_dim(grad.clone(), 0);
+                    grads.register::<B>(node.id, B::float_reshape(gb, Shape::new([out_features])));
+                }
+                let g_base = B::float_mul(grad, scale);
+                if let Some(node) = n_lora {
+                    grads.register::<B>(node.id, B::float_mul_scalar(g_base.clone(), s.into()));
+                }
+                if let Some(node) = n_base {
+                    grads.register::<B>(node.id, g_base);
+                }
+            }
+        }
+
+        let m_tracked = m.is_tracked();
+        match DoraScaleBackward
+            .prepare::<C>([base.node(), lora.node(), m.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (base, lora) = (base.into_primitive(), lora.into_primitive());
+                let (m, norm) = (m.into_primitive(), norm.into_primitive());
+                let combined = m_tracked.then(|| {
+                    B::float_add(
+                        base.clone(),
+                        B::float_mul_scalar(lora.clone(), scaling.into()),
+                    )
+                });
+                let out = B::dora_scale(
+                    base,
+                    lora,
+                    m.clone(),
+                    norm.clone(),
+                    bias.into_primitive(),
+                    scaling,
+                );
+                prep.finish((combined, m, norm, scaling), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::dora_scale(
+                base.into_primitive(),
+                lora.into_primitive(),
+                m.into_primitive(),
+                norm.into_primitive(),
+                bias.into_primitive(),
+                scaling,
+            )),
+        }
+    }
+}

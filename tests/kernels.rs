@@ -1,0 +1,205 @@
+//! The WGSL kernels (`shaders/`, `src/kernels/wgpu.rs`) against their tensor-op references, on
+//! the wgpu backend (in CI: Mesa's lavapipe Vulkan driver).
+//!
+//! Tolerances: f32 kernels within 1e-5 relative (the same sums in another order); the row-norm
+//! kernel reading f16 storage within 1e-5 relative of the reference fed the same f16 values, and
+//! within 2e-3 relative of the f32 weights (f16 rounds each weight by at most 2⁻¹¹ relative;
+//! a norm averages those errors).
+#![cfg(feature = "wgpu")]
+
+mod common;
+
+use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
+use common::*;
+use lorabert::kernels;
+
+fn device() -> Device {
+    Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
+}
+
+fn assert_rel(what: &str, got: &[f32], want: &[f32], rel: f32) {
+    let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-6);
+    assert_close(what, got, want, rel * scale);
+}
+
+/// `(Wᵀ [in, out], Aᵀ [in, r], Bᵀ [r, out])` with B non-zero (a trained adapter), seeded.
+fn inputs(
+    d_in: usize,
+    d_out: usize,
+    r: usize,
+    device: &Device,
+) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+    device.seed(7);
+    let w = Tensor::<2>::random([d_in, d_out], Distribution::Normal(0.0, 0.05), device);
+    let a = Tensor::<2>::random([d_in, r], Distribution::Uniform(-0.05, 0.05), device);
+    let b = Tensor::<2>::random([r, d_out], Distribution::Normal(0.0, 0.02), device);
+    (w, a, b)
+}
+
+#[test]
+fn kernels_run_on_wgpu_devices_only() {
+    assert!(kernels::wgpu::runs_on(&device()));
+    assert!(kernels::wgpu::runs_on(&device().autodiff()));
+    assert!(!kernels::wgpu::runs_on(&Device::flex()));
+}
+
+#[test]
+fn dora_norm_kernel_matches_reference_f32() {
+    let device = device();
+    for (d_in, d_out, r) in [(384, 1536, 1), (1536, 384, 8), (64, 100, 3), (384, 384, 64)] {
+        let (w, a, b) = inputs(d_in, d_out, r, &device);
+        let s = 16.0 / r as f64;
+        let got = host(kernels::wgpu::dora_weight_norm(
+            w.clone(),
+            a.clone(),
+            b.clone(),
+            s,
+        ));
+        let want = host(kernels::dora_weight_norm_reference(
+            w.clone(),
+            a.clone(),
+            b.clone(),
+            s,
+        ));
+        assert_rel(
+            &format!("dora norm {d_in}x{d_out} r={r}"),
+            &got,
+            &want,
+            1e-5,
+        );
+        // And against the direct definition ||W + s·B·A|| (rows of Wᵀ + s·Aᵀ·Bᵀ are columns here).
+        let direct = host(
+            (w + a.matmul(b).mul_scalar(s))
+                .square()
+                .sum_dim(0)
+                .sqrt()
+                .squeeze_dim::<1>(0),
+        );
+        assert_rel(&format!("dora norm vs direct r={r}"), &got, &direct, 1e-5);
+    }
+}
+
+#[test]
+fn dora_norm_kernel_reads_f16_storage() {
+    let device = device();
+    assert!(device.supports_dtype(DType::F16), "lavapipe offers f16");
+    let (w, a, b) = inputs(384, 1536, 8, &device);
+    let w16 = w.clone().cast(DType::F16);
+    let got = host(kernels::wgpu::dora_weight_norm(
+        w16.clone(),
+        a.clone(),
+        b.clone(),
+        2.0,
+    ));
+    let same_inputs = host(kernels::dora_weight_norm_reference(
+        w16,
+        a.clone(),
+        b.clone(),
+        2.0,
+    ));
+    assert_rel(
+        "f16 kernel vs reference on the same f16 weights",
+        &got,
+        &same_inputs,
+        1e-5,
+    );
+    let f32_weights = host(kernels::dora_weight_norm_reference(w, a, b, 2.0));
+    assert_rel("f16 kernel vs f32 weights", &got, &f32_weights, 2e-3);
+}
+
+#[test]
+fn dora_norm_of_zero_row_is_finite() {
+    let device = device();
+    let w = Tensor::<2>::zeros([16, 4], &device);
+    let a = Tensor::<2>::zeros([16, 2], &device);
+    let b = Tensor::<2>::zeros([2, 4], &device);
+    let got = host(kernels::wgpu::dora_weight_norm(w, a, b, 1.0));
+    assert!(got.iter().all(|v| (*v - 1e-6).abs() < 1e-9), "{got:?}");
+}
+
+#[test]
+fn dora_scale_kernel_matches_reference_forward_and_backward() {
+    let device = device().autodiff();
+    device.seed(3);
+    // 70_000 elements: more than one dispatch row of workgroups is not needed here, but rows
+    // that do not divide the workgroup size are.
+    let (rows, out) = (175, 400);
+    let base = Tensor::<2>::random([rows, out], Distribution::Normal(0.0, 1.0), &device);
+    let lora = Tensor::<2>::random([rows, out], Distribution::Normal(0.0, 1.0), &device);
+    let m = Tensor::<1>::random([out], Distribution::Uniform(0.5, 1.5), &device);
+    let norm = Tensor::<1>::random([out], Distribution::Uniform(0.5, 1.5), &device);
+    let bias = Tensor::<1>::random([out], Distribution::Normal(0.0, 1.0), &device);
+    let upstream = Tensor::<2>::random([rows, out], Distribution::Normal(0.0, 1.0), &device);
+    let run = |kernel: bool| {
+        let (b, l, m, bi) = (
+            base.clone().require_grad(),
+            lora.clone().require_grad(),
+            m.clone().require_grad(),
+            bias.clone().require_grad(),
+        );
+        let y = if kernel {
+            kernels::wgpu::dora_scale(
+                b.clone(),
+                l.clone(),
+                m.clone(),
+                norm.clone(),
+                Some(bi.clone()),
+                0.75,
+            )
+        } else {
+            kernels::dora_scale_reference(
+                b.clone(),
+                l.clone(),
+                m.clone(),
+                norm.clone(),
+                Some(bi.clone()),
+                0.75,
+            )
+        };
+        let grads = (y.clone() * upstream.clone()).sum().backward();
+        (
+            host(y),
+            host(b.grad(&grads).unwrap()),
+            host(l.grad(&grads).unwrap()),
+            host(m.grad(&grads).unwrap()),
+            host(bi.grad(&grads).unwrap()),
+        )
+    };
+    let (k, r) = (run(true), run(false));
+    assert_rel("dora scale output", &k.0, &r.0, 1e-5);
+    assert_rel("grad base", &k.1, &r.1, 1e-5);
+    assert_rel("grad lora", &k.2, &r.2, 1e-5);
+    assert_rel("grad magnitude", &k.3, &r.3, 1e-5);
+    assert_rel("grad bias", &k.4, &r.4, 1e-5);
+}
+
+#[test]
+fn dora_scale_kernel_covers_large_batches() {
+    // More than 4096 workgroups of 256: the kernel's second dispatch dimension is used.
+    let device = device();
+    let (rows, out) = (1100, 1000);
+    let base = Tensor::<2>::from_data(
+        TensorData::new(
+            (0..rows * out)
+                .map(|i| (i % 97) as f32 / 97.0)
+                .collect::<Vec<_>>(),
+            [rows, out],
+        ),
+        &device,
+    );
+    let lora = base.clone().mul_scalar(-0.5);
+    let m = Tensor::<1>::ones([out], &device);
+    let norm = Tensor::<1>::ones([out], &device).mul_scalar(2.0);
+    let got = host(kernels::wgpu::dora_scale(
+        base.clone(),
+        lora.clone(),
+        m.clone(),
+        norm.clone(),
+        None,
+        1.0,
+    ));
+    let want = host(kernels::dora_scale_reference(
+        base, lora, m, norm, None, 1.0,
+    ));
+    assert_rel("large dora scale", &got, &want, 1e-6);
+}
