@@ -203,3 +203,136 @@ fn dora_scale_kernel_covers_large_batches() {
     ));
     assert_rel("large dora scale", &got, &want, 1e-6);
 }
+
+/// f16 storage of a frozen weight: `frozen_linear` forward and `∂x` against the f32 weight.
+/// Tolerance 2e-3 relative (each weight rounded to f16, 2⁻¹¹ relative; f32 accumulation).
+#[test]
+fn frozen_linear_with_f16_weight_matches_f32() {
+    let device = device().autodiff();
+    device.seed(11);
+    let x = Tensor::<3>::random([4, 16, 384], Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<2>::random([384, 1536], Distribution::Normal(0.0, 0.05), &device);
+    let bias = Tensor::<1>::random([1536], Distribution::Normal(0.0, 0.1), &device);
+    let upstream = Tensor::<3>::random([4, 16, 1536], Distribution::Normal(0.0, 1.0), &device);
+    let run = |w: Tensor<2>| {
+        let x = x.clone().require_grad();
+        let y = kernels::frozen_linear(x.clone(), w, Some(bias.clone()));
+        assert_eq!(y.dtype(), DType::F32, "activations stay f32");
+        let grads = (y.clone() * upstream.clone()).sum().backward();
+        (host(y), host(x.grad(&grads).unwrap()))
+    };
+    let (y32, dx32) = run(w.clone());
+    let (y16, dx16) = run(w.cast(DType::F16));
+    assert_rel("f16-storage linear output", &y16, &y32, 2e-3);
+    assert_rel("f16-storage linear dx", &dx16, &dx32, 2e-3);
+}
+
+/// `into_f16_storage` converts frozen 2-D weights only; a DoRA layer on f16 storage gives the
+/// f32 layer's output and adapter gradients within 2e-3 relative.
+#[test]
+fn dora_layer_on_f16_storage_matches_f32() {
+    use lorabert::adapter::{AdaptedLinear, AdapterKind};
+    let device = device().autodiff();
+    device.seed(5);
+    let w = Tensor::<2>::random([384, 384], Distribution::Normal(0.0, 0.05), &device);
+    let bias = Tensor::<1>::random([384], Distribution::Normal(0.0, 0.1), &device);
+    let a = Tensor::<2>::random([384, 4], Distribution::Uniform(-0.05, 0.05), &device);
+    let b = Tensor::<2>::random([4, 384], Distribution::Normal(0.0, 0.02), &device);
+    let layer = AdaptedLinear::frozen(w, Some(bias)).with_adapter_weights(
+        AdapterKind::Dora,
+        a,
+        b,
+        None,
+        2.0,
+        0.0,
+    );
+    let layer16 = lorabert::model::into_f16_storage(layer.clone());
+    assert_eq!(layer16.weight.val().dtype(), DType::F16);
+    assert_eq!(layer16.bias.as_ref().unwrap().val().dtype(), DType::F32);
+    let ad = layer16.adapter.as_ref().unwrap();
+    assert_eq!(ad.lora_a.val().dtype(), DType::F32);
+    assert_eq!(
+        ad.lora_magnitude_vector.as_ref().unwrap().val().dtype(),
+        DType::F32
+    );
+    let x = Tensor::<3>::random([2, 8, 384], Distribution::Normal(0.0, 1.0), &device);
+    let run = |l: &AdaptedLinear| {
+        let y = l.forward(x.clone());
+        let grads = y.clone().square().sum().backward();
+        let ad = l.adapter.as_ref().unwrap();
+        (
+            host(y),
+            host(ad.lora_b.val().grad(&grads).unwrap()),
+            host(
+                ad.lora_magnitude_vector
+                    .as_ref()
+                    .unwrap()
+                    .val()
+                    .grad(&grads)
+                    .unwrap(),
+            ),
+        )
+    };
+    let (r32, r16) = (run(&layer), run(&layer16));
+    assert_rel("f16-storage DoRA output", &r16.0, &r32.0, 2e-3);
+    assert_rel("f16-storage DoRA grad B", &r16.1, &r32.1, 2e-3);
+    assert_rel("f16-storage DoRA grad m", &r16.2, &r32.2, 2e-3);
+}
+
+#[test]
+fn f16_storage_is_available_on_lavapipe_but_not_on_the_cpu() {
+    assert!(kernels::f16_storage_available(&device()));
+    assert!(!kernels::f16_storage_available(&Device::flex()));
+}
+
+/// The CLI falls back to f32 with a notice on the CPU, and `--exact-precision` refuses instead.
+#[test]
+fn cli_f16_on_cpu_falls_back_with_notice() {
+    let Some(data) = data_dir() else {
+        panic!("minBERT data not found: set LORABERT_DATA or provide ../shared/data/minbert");
+    };
+    let out = std::env::temp_dir().join(format!("lorabert-f16cpu-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lorabert"))
+            .args([
+                "train",
+                "--precision",
+                "f16",
+                "--task",
+                "sst",
+                "--max-steps",
+                "1",
+            ])
+            .args([
+                "--batch-size",
+                "4",
+                "--max-len",
+                "16",
+                "--max-train",
+                "8",
+                "--max-eval",
+                "4",
+            ])
+            .arg("--data")
+            .arg(&data)
+            .arg("--model")
+            .arg(model_dir())
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("f16 storage needs a wgpu device"), "{err}");
+    let results = std::fs::read_to_string(out.join("results.json")).unwrap();
+    assert!(results.contains("\"precision\": \"f32\""), "{results}");
+    let _ = std::fs::remove_dir_all(&out);
+    let o = run(&["--exact-precision"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--exact-precision"));
+    let _ = std::fs::remove_dir_all(&out);
+}

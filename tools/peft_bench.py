@@ -10,6 +10,11 @@ peak memory (ru_maxrss) is its own. Prints and writes JSON lines like `lorabert 
 
     python3 tools/peft_bench.py [--model DIR | --model-config FILE] [--batch-size 32] [--seq-len 64]
         [--threads 2] [--configs full,lora-r1,lora-r8,dora-r1,dora-r8] [--output peft_bench.jsonl]
+        [--device cpu|cuda] [--precision f32|f16]
+
+On CUDA, `--precision f16` is PyTorch's automatic mixed precision (autocast to fp16 with a
+GradScaler), the usual way PEFT users train in half precision; peak memory is then
+torch.cuda.max_memory_allocated (device bytes) besides the process's resident memory.
 
 Needs torch, transformers, peft (a throwaway virtualenv; CI does not use this).
 """
@@ -32,6 +37,10 @@ def measure(args, name):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    dev = torch.device(args.device)
+    amp = args.precision == "f16"
+    if amp and args.device != "cuda":
+        sys.exit("--precision f16 (autocast) is measured on --device cuda only")
     if args.model_config:
         cfg = BertConfig.from_json_file(args.model_config)
         bert = BertModel(cfg, add_pooling_layer=False)
@@ -49,24 +58,30 @@ def measure(args, name):
         )
     head = torch.nn.Linear(cfg.hidden_size, 5)
     drop = torch.nn.Dropout(0.1)
+    bert.to(dev)
+    head.to(dev)
     bert.train()
     params = [p for p in list(bert.parameters()) + list(head.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, eps=1e-8, weight_decay=0.0)
     b, s = args.batch_size, args.seq_len
-    ids = (1000 + (torch.arange(b * s) * 7919) % 20000).reshape(b, s)
-    mask = torch.ones(b, s, dtype=torch.long)
-    labels = torch.arange(b) % 5
+    ids = (1000 + (torch.arange(b * s) * 7919) % 20000).reshape(b, s).to(dev)
+    mask = torch.ones(b, s, dtype=torch.long, device=dev)
+    labels = (torch.arange(b) % 5).to(dev)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        h = bert(input_ids=ids, attention_mask=mask).last_hidden_state
-        m = mask.unsqueeze(-1).float()
-        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        loss = torch.nn.functional.cross_entropy(head(drop(pooled)), labels)
-        loss.backward()
+        with torch.autocast(device_type=args.device, dtype=torch.float16, enabled=amp):
+            h = bert(input_ids=ids, attention_mask=mask).last_hidden_state
+            m = mask.unsqueeze(-1).float()
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            loss = torch.nn.functional.cross_entropy(head(drop(pooled)), labels)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        return loss.item()
+        scaler.step(opt)
+        scaler.update()
+        return loss.item()  # a read-back: the device has finished the step
 
     times = []
     for i in range(args.warmup + args.steps):
@@ -79,14 +94,15 @@ def measure(args, name):
         "tool": "peft",
         "config": name,
         "model": model_name,
-        "backend": "torch-cpu",
-        "precision": "f32",
+        "backend": f"torch-{args.device}",
+        "precision": args.precision,
         "batch_size": b,
         "seq_len": s,
         "threads": torch.get_num_threads(),
         "median_step_seconds": med,
         "examples_per_second": b / med,
         "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "device_memory_bytes": torch.cuda.max_memory_allocated() if args.device == "cuda" else None,
         "trainable_params": sum(p.numel() for p in params),
         "step_seconds": times,
     }
@@ -103,6 +119,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--configs", default="full,lora-r1,lora-r8,dora-r1,dora-r8")
     ap.add_argument("--output", default="peft_bench.jsonl")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--precision", default="f32", choices=["f32", "f16"])
     ap.add_argument("--only")
     args = ap.parse_args()
     if args.only:
@@ -111,7 +129,7 @@ def main():
     lines = []
     for name in args.configs.split(","):
         cmd = [sys.executable, os.path.abspath(__file__), "--only", name]
-        for k in ["model", "model_config", "batch_size", "seq_len", "warmup", "steps", "threads"]:
+        for k in ["model", "model_config", "batch_size", "seq_len", "warmup", "steps", "threads", "device", "precision"]:
             v = getattr(args, k)
             if v is not None:
                 cmd += ["--" + k.replace("_", "-"), str(v)]

@@ -10,6 +10,7 @@ use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
 pub use crate::kernels::{DORA_NORM_EPS_SQ, dora_weight_norm};
+use crate::kernels::{frozen_linear, to_f32};
 
 /// A linear layer `y = x·Wᵀ + b` whose base weight and bias are frozen, optionally wrapped by a
 /// LoRA or DoRA adapter.
@@ -145,7 +146,7 @@ impl AdaptedLinear {
         let bias = self.bias.as_ref().map(|b| b.val());
         let adapter = match &self.adapter {
             Some(a) if !a.merged => a,
-            _ => return linear(x, w, bias),
+            _ => return frozen_linear(x, w, bias),
         };
         let dropout_active = adapter.dropout.is_active(&x.device());
         let xd = if dropout_active {
@@ -157,18 +158,18 @@ impl AdaptedLinear {
         let b = adapter.lora_b.val();
         let lora_raw = linear(linear(xd.clone(), a.clone(), None), b.clone(), None);
         let Some(m) = &adapter.lora_magnitude_vector else {
-            let out = linear(x, w, bias);
+            let out = frozen_linear(x, w, bias);
             return out + lora_raw.mul_scalar(adapter.scaling);
         };
         let norm = dora_weight_norm(w.clone(), a, b, adapter.scaling);
         if dropout_active {
             let scale = (m.val() / norm).unsqueeze::<D>();
-            let base = linear(x, w.clone(), bias);
-            let base_d = linear(xd, w, None);
+            let base = frozen_linear(x, w.clone(), bias);
+            let base_d = frozen_linear(xd, w, None);
             base + (scale.clone() - 1.0) * base_d + scale * lora_raw.mul_scalar(adapter.scaling)
         } else {
             // `(m / norm) ⊙ (x·Wᵀ + s·B·A·x) + b` on rows: one fused kernel on wgpu devices.
-            let base = linear(x, w, None);
+            let base = frozen_linear(x, w, None);
             let dims = base.dims();
             let out_features = dims[D - 1];
             let rows = dims[..D - 1].iter().product::<usize>();
@@ -195,6 +196,8 @@ impl AdaptedLinear {
             return self;
         }
         let w = self.weight.val();
+        let dtype = w.dtype();
+        let w = to_f32(w);
         let a = adapter.lora_a.val().detach();
         let b = adapter.lora_b.val().detach();
         let delta = a.clone().matmul(b.clone()).mul_scalar(adapter.scaling);
@@ -207,7 +210,7 @@ impl AdaptedLinear {
                 (w + delta) * scale
             }
         };
-        self.weight = self.weight.map(|_| merged.detach());
+        self.weight = self.weight.map(|_| merged.detach().cast(dtype));
         adapter.merged = true;
         self
     }
@@ -222,6 +225,8 @@ impl AdaptedLinear {
             return self;
         }
         let w = self.weight.val();
+        let dtype = w.dtype();
+        let w = to_f32(w);
         let delta = adapter
             .lora_a
             .val()
@@ -238,7 +243,7 @@ impl AdaptedLinear {
             }
             _ => w - delta,
         };
-        self.weight = self.weight.map(|_| restored.detach());
+        self.weight = self.weight.map(|_| restored.detach().cast(dtype));
         adapter.merged = false;
         self
     }

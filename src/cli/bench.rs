@@ -48,9 +48,13 @@ pub struct BenchArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     backend: BackendArg,
-    /// Precision (only `f32` on the CPU backend).
-    #[arg(long, default_value = "f32")]
-    precision: String,
+    /// Storage precision of the frozen weights: f32, or f16 (wgpu devices with f16; falls back
+    /// to f32 with a notice, and the record says which ran).
+    #[arg(long, value_enum, default_value_t = super::PrecisionArg::F32)]
+    precision: super::PrecisionArg,
+    /// Run the tensor-op references instead of the WGSL kernels (to measure what they gain).
+    #[arg(long)]
+    no_kernels: bool,
     /// Rayon threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -87,6 +91,13 @@ pub struct BenchRecord {
     pub examples_per_second: f64,
     /// Peak resident memory of the process in bytes.
     pub peak_memory_bytes: Option<u64>,
+    /// GPU backends: bytes the device's memory pools hold after the timed steps (the pools
+    /// keep their high-water pages, so this is the step's peak device memory); `None` on CPUs.
+    #[serde(default)]
+    pub device_memory_bytes: Option<u64>,
+    /// Whether the WGSL kernels ran (wgpu devices, unless `--no-kernels`).
+    #[serde(default)]
+    pub kernels: bool,
     /// Trainable parameters.
     pub trainable_params: usize,
     /// All step times in seconds (after warm-up).
@@ -111,8 +122,8 @@ fn parse_config(name: &str) -> Result<(AdapterChoice, usize)> {
 
 /// Runs the benchmark (parent: one child per configuration; child: one measurement).
 pub fn bench(a: BenchArgs) -> Result<()> {
-    if a.precision != "f32" {
-        bail!("--precision {}: only f32 is built so far", a.precision);
+    if a.no_kernels {
+        crate::kernels::set_kernels_enabled(false);
     }
     if let Some(one) = &a.only {
         let rec = measure(&a, one)?;
@@ -146,6 +157,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             cmd.arg("--model-config").arg(m);
         }
         cmd.args(["--backend", &format!("{:?}", a.backend).to_lowercase()]);
+        cmd.args(["--precision", &format!("{:?}", a.precision).to_lowercase()]);
+        if a.no_kernels {
+            cmd.arg("--no-kernels");
+        }
         if let Some(t) = a.threads {
             cmd.args(["--threads", &t.to_string()]);
         }
@@ -159,11 +174,15 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         let rec: BenchRecord =
             serde_json::from_str(&line).with_context(|| format!("bench {c}: bad output {line}"))?;
         eprintln!(
-            "{:<10} {:>8.3} s/step {:>7.1} ex/s  peak {:>6.0} MiB  trainable {}",
+            "{:<10} {} {:>8.3} s/step {:>7.1} ex/s  peak {:>6.0} MiB{}  trainable {}",
             rec.config,
+            rec.precision,
             rec.median_step_seconds,
             rec.examples_per_second,
             rec.peak_memory_bytes.unwrap_or(0) as f64 / (1 << 20) as f64,
+            rec.device_memory_bytes
+                .map(|b| format!("  device {:.0} MiB", b as f64 / (1 << 20) as f64))
+                .unwrap_or_default(),
             rec.trainable_params
         );
         lines.push_str(&line);
@@ -172,6 +191,16 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     }
     eprintln!("wrote {}", a.output.display());
     Ok(())
+}
+
+fn is_wgpu(device: &burn::tensor::Device) -> bool {
+    #[cfg(feature = "wgpu")]
+    return crate::kernels::wgpu::runs_on(device);
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = device;
+        false
+    }
 }
 
 fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
@@ -218,8 +247,16 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
     };
     tc.lora.r = r.max(1);
     tc.lora.use_dora = adapter == AdapterChoice::Dora;
+    tc.precision = a.precision.into();
+    if let Some(notice) = crate::train::resolve_precision(&mut tc, &device) {
+        eprintln!("note: {notice}");
+    }
     let (model, _) = build_model(bert, &tc, cfg.hidden_size, &device)?;
+    // Give back the pages of the f32 weights an f16 conversion freed, so the device memory
+    // reported is the training step's, not the load's.
+    device.memory_cleanup();
     let trainable = count_params(&model).trainable;
+    let precision = tc.precision;
     let mut trainer = Trainer::new(model, tc, 1_000_000, 0, device.clone());
     let (b, s) = (a.batch_size, a.seq_len);
     let ids: Vec<i64> = (0..b * s)
@@ -257,13 +294,18 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
         config: name.to_string(),
         model: model_name,
         backend: a.backend.describe().to_string(),
-        precision: a.precision.clone(),
+        precision: precision.name().to_string(),
         batch_size: b,
         seq_len: s,
         threads: rayon::current_num_threads(),
         median_step_seconds: median,
         examples_per_second: b as f64 / median,
         peak_memory_bytes: io::peak_rss_bytes(),
+        device_memory_bytes: match a.backend {
+            BackendArg::Cpu | BackendArg::Ndarray => None,
+            _ => device.memory_pool_usage().map(|u| u.bytes_reserved),
+        },
+        kernels: crate::kernels::kernels_enabled() && is_wgpu(&device),
         trainable_params: trainable,
         step_seconds: times,
     })

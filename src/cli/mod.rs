@@ -290,6 +290,31 @@ pub struct TrainArgs {
     /// Testing aid: make the loss NaN at this step.
     #[arg(long, hide = true)]
     debug_nan_at_step: Option<usize>,
+    /// Storage precision of the frozen weights: f32, or f16 (wgpu devices with f16; adapters,
+    /// heads, activations and optimizer state stay f32). Falls back to f32 with a notice.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
+    /// With `--precision f16`: fail instead of falling back to f32 (sweeps use it).
+    #[arg(long)]
+    exact_precision: bool,
+}
+
+/// `--precision`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PrecisionArg {
+    /// f32 everywhere.
+    F32,
+    /// f16 storage of the frozen weights.
+    F16,
+}
+
+impl From<PrecisionArg> for crate::train::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => crate::train::Precision::F32,
+            PrecisionArg::F16 => crate::train::Precision::F16,
+        }
+    }
 }
 
 /// Checkpoint location options.
@@ -742,8 +767,9 @@ fn train(a: TrainArgs) -> Result<()> {
         checkpoint_every: a.checkpoint_every,
         skip_nonfinite: a.skip_nonfinite,
         debug_nan_at_step: a.debug_nan_at_step,
+        precision: a.precision.into(),
     };
-    let (cfg, out, resume_state) = match &a.resume {
+    let (mut cfg, out, resume_state) = match &a.resume {
         Some(dir) => {
             let state_path = dir.join("resume").join(resume_names::STATE);
             let bytes = io::read(&state_path)
@@ -769,6 +795,12 @@ fn train(a: TrainArgs) -> Result<()> {
     let lock = io::lock_dir(&out)?;
 
     let (_, device) = devices(a.model.backend, cfg.seed)?;
+    if let Some(notice) = crate::train::resolve_precision(&mut cfg, &device) {
+        if a.exact_precision {
+            bail!("--precision f16 --exact-precision: {notice}");
+        }
+        eprintln!("note: {notice}");
+    }
     let (loaded, bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
     let pad_id = loaded.cfg.pad_token_id as u32;
     let mut train_data = Vec::new();
@@ -801,6 +833,7 @@ fn train(a: TrainArgs) -> Result<()> {
         }
     }
     let (model, heads) = build_model(bert, &cfg, loaded.cfg.hidden_size, &device)?;
+    device.memory_cleanup(); // pages of f32 weights freed by an f16 conversion
     if !a.skip_memory_check {
         check_memory(&loaded.cfg, &cfg, crate::train::count_params(&model))?;
     }

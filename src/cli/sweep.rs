@@ -140,9 +140,9 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             );
             continue;
         }
-        if cell.precision != "f32" {
+        if cell.precision != "f32" && !a.train_args.iter().any(|x| x == "wgpu") {
             eprintln!(
-                "[{}/{}] {}: precision {} is not available on the CPU backend, skipped",
+                "[{}/{}] {}: precision {} needs a wgpu device (`-- --backend wgpu`), skipped",
                 k + 1,
                 cells.len(),
                 cell.name(),
@@ -171,6 +171,9 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             ]);
         }
         cmd.arg("--out").arg(&dir);
+        if cell.precision != "f32" {
+            cmd.args(["--precision", &cell.precision, "--exact-precision"]);
+        }
         if let Some(m) = &a.model {
             cmd.arg("--model").arg(m);
         }

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`dora_weight_norm`] | `shaders/dora_norm.wgsl` | [`dora_weight_norm_reference`] |
 //! | [`dora_scale`] | `shaders/dora_scale.wgsl` | [`dora_scale_reference`] |
+//! | [`frozen_linear`] with f16 weights | matmul on the weight widened per call, backward widens again | `linear` on the widened weight |
 
 #[cfg(any(feature = "wgpu", feature = "web"))]
 pub mod wgpu;
@@ -114,6 +115,51 @@ pub fn dora_scale_reference(
         Some(b) => out + b.unsqueeze::<2>(),
         None => out,
     }
+}
+
+/// Whether `device` can train with f16 storage of the frozen weights: a wgpu device (where
+/// [`frozen_linear`] keeps only the f16 copy alive between forward and backward) that offers
+/// f16 (`shader-f16` on WebGPU). Elsewhere the drivers fall back to f32 with a notice.
+pub fn f16_storage_available(device: &burn::tensor::Device) -> bool {
+    #[cfg(any(feature = "wgpu", feature = "web"))]
+    if wgpu::runs_on(device) {
+        return device.supports_dtype(DType::F16);
+    }
+    let _ = device;
+    false
+}
+
+/// `x·W + b` for a frozen weight `w` = `Wᵀ` `[in, out]` stored in f32 or f16; `x` `[..., in]`
+/// f32 → `[..., out]` f32 (PyTorch's `F.linear` with the weight in Burn's `[in, out]` layout).
+///
+/// With an f16 weight on a wgpu device the product is one backend-extension op whose backward
+/// widens the f16 weight again for `∂x = g·W` instead of keeping an f32 copy alive from the
+/// forward: between forward and backward only the f16 weight exists, which is what halves the
+/// frozen weights' memory. Other devices widen the weight with a plain cast.
+pub fn frozen_linear<const D: usize>(
+    x: Tensor<D>,
+    w: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    if w.dtype() == DType::F32 {
+        return burn::tensor::module::linear(x, w, bias);
+    }
+    #[cfg(any(feature = "wgpu", feature = "web"))]
+    if wgpu::runs_on(&x.device()) {
+        let dims = x.dims();
+        let d_in = dims[D - 1];
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let out_features = w.dims()[1];
+        let y = wgpu::frozen_matmul(x.reshape([rows, d_in]), w);
+        let y = match bias {
+            Some(b) => y + b.unsqueeze::<2>(),
+            None => y,
+        };
+        let mut out_dims = dims;
+        out_dims[D - 1] = out_features;
+        return y.reshape(out_dims);
+    }
+    burn::tensor::module::linear(x, to_f32(w), bias)
 }
 
 /// `t` in f32 (a no-op for f32 tensors).

@@ -4,6 +4,7 @@
 //! `BertSelfOutput`, `BertIntermediate`, `BertOutput`, `BertLayer`, `BertPooler`): post-LayerNorm
 //! layers, exact erf GELU, additive padding mask on the attention scores.
 
+use crate::kernels::to_f32;
 use crate::model::dropout::Dropout;
 use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
@@ -89,13 +90,15 @@ impl Embeddings {
     /// `input_ids`, `token_type_ids`: `[batch, seq]` → `[batch, seq, hidden]`.
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, seq] = input_ids.dims();
-        let words = embedding(self.word_embeddings.val(), input_ids);
-        let types = embedding(self.token_type_embeddings.val(), token_type_ids);
-        let pos = self
-            .position_embeddings
-            .val()
-            .slice_dim(0, 0..seq)
-            .unsqueeze::<3>();
+        // Tables in f16 storage (frozen) are gathered, then widened: activations stay f32.
+        let words = to_f32(embedding(self.word_embeddings.val(), input_ids));
+        let types = to_f32(embedding(self.token_type_embeddings.val(), token_type_ids));
+        let pos = to_f32(
+            self.position_embeddings
+                .val()
+                .slice_dim(0, 0..seq)
+                .unsqueeze::<3>(),
+        );
         self.dropout
             .forward(self.layer_norm.forward(words + types + pos))
     }
@@ -191,6 +194,25 @@ impl Layer {
         let inter = gelu_erf(self.intermediate.dense.forward(attn.clone()));
         self.output.forward(inter, attn)
     }
+}
+
+/// Converts every frozen 2-D weight of `module` (linear weights `[in, out]`, embedding tables) to
+/// f16 storage; trainable parameters (adapters, heads, full fine-tuning weights), biases and
+/// LayerNorm parameters stay f32. Activations, gradients and AdamW moments stay f32 too: the
+/// frozen linears widen their weight per use (see [`crate::kernels::frozen_linear`]), the
+/// embedding lookups widen the gathered rows.
+pub fn into_f16_storage<M: Module>(module: M) -> M {
+    struct F16Storage;
+    impl burn::module::ModuleMapper for F16Storage {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if D == 2 && !p.is_require_grad() {
+                p.map(|t| t.cast(burn::tensor::DType::F16))
+            } else {
+                p
+            }
+        }
+    }
+    module.map(&mut F16Storage)
 }
 
 /// Exact GELU, `x · Φ(x) = x · (1 + erf(x / √2)) / 2`, `[..]` → same shape, built from `erf` so

@@ -6,7 +6,7 @@ pub mod dropout;
 pub mod tokenizer;
 pub mod weights;
 
-pub use bert::Bert;
+pub use bert::{Bert, into_f16_storage};
 pub use config::BertConfig;
 pub use tokenizer::{BertTokenizer, Encoded};
 pub use weights::Checkpoint;

@@ -38,6 +38,42 @@ pub enum AdapterChoice {
     Dora,
 }
 
+/// Storage precision of the frozen weights (`--precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Frozen 2-D weights (linear weights, embedding tables) in f16 storage; adapters, heads,
+    /// biases, LayerNorms, activations, gradients and AdamW moments in f32 (see
+    /// [`crate::model::into_f16_storage`]). Needs a wgpu device with f16
+    /// ([`crate::kernels::f16_storage_available`]).
+    F16,
+}
+
+impl Precision {
+    /// `f32` or `f16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+/// Falls back to f32 when `cfg` asks for f16 storage on a device without it (the CPU backend,
+/// a GPU without `shader-f16`), returning the one-line notice for the driver to show.
+pub fn resolve_precision(cfg: &mut TrainConfig, device: &Device) -> Option<String> {
+    if cfg.precision == Precision::F16 && !crate::kernels::f16_storage_available(device) {
+        cfg.precision = Precision::F32;
+        return Some(
+            "f16 storage needs a wgpu device with f16 support (shader-f16): training in f32".into(),
+        );
+    }
+    None
+}
+
 /// Every setting of a training run; serialised into `results.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -88,6 +124,9 @@ pub struct TrainConfig {
     /// Testing aid: make the loss NaN at this 1-based step (fault injection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debug_nan_at_step: Option<usize>,
+    /// Storage precision of the frozen weights.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn default_checkpoint_every() -> usize {
@@ -123,6 +162,7 @@ impl Default for TrainConfig {
             checkpoint_every: default_checkpoint_every(),
             skip_nonfinite: false,
             debug_nan_at_step: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -704,6 +744,11 @@ pub fn build_model(
             lora.use_dora = kind == AdapterChoice::Dora;
             crate::adapter::apply_adapters(bert, &lora, device)?
         }
+    };
+    // After the adapters: DoRA's magnitude starts from the f32 row norms.
+    let bert = match cfg.precision {
+        Precision::F16 => crate::model::into_f16_storage(bert),
+        Precision::F32 => bert,
     };
     let heads = crate::tasks::HeadsConfig {
         tasks: cfg.tasks.clone(),

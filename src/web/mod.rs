@@ -29,7 +29,10 @@ use crate::tasks::{PairEncoding, Pooling, Task};
 use crate::train::artifacts::Files;
 use crate::train::memory::largest_tensor_bytes;
 use crate::train::run::{Observer, RunInfo, run};
-use crate::train::{AdapterChoice, StepStats, TaskData, TrainConfig, Trainer, build_model};
+use crate::train::{
+    AdapterChoice, Precision, StepStats, TaskData, TrainConfig, Trainer, build_model,
+    resolve_precision,
+};
 
 const STORAGE_KEY: &str = "lorabert.runs.v1";
 const NO_WEBGPU: &str = "WebGPU is not available in this browser, so training runs on the CPU \
@@ -605,13 +608,7 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<(), String> {
             ));
         }
     }
-    if input("precision") == "f16" {
-        log(if g.shader_f16 {
-            "f16 storage is not built yet: training in f32"
-        } else {
-            "this device has no shader-f16: training in f32"
-        });
-    }
+    let want_f16 = input("precision") == "f16";
     let tok = BertTokenizer::from_bytes(&model.tokenizer, "tokenizer.json", max_len)
         .map_err(|e| e.to_string())?;
     let (train, dev) = load_data(
@@ -630,7 +627,7 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<(), String> {
             "dora" => AdapterChoice::Dora,
             _ => AdapterChoice::Lora,
         };
-        let cfg = TrainConfig {
+        let mut cfg = TrainConfig {
             tasks: vec![t],
             adapter: kind,
             lora: LoraConfig {
@@ -650,10 +647,18 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<(), String> {
             pair_encoding: PairEncoding::Bi,
             checkpoint_every: 0,
             eval_batch_size: 64,
+            precision: if want_f16 {
+                Precision::F16
+            } else {
+                Precision::F32
+            },
             ..TrainConfig::default()
         };
         cfg.validate().map_err(|e| e.to_string())?;
         let device = g.device.clone().autodiff();
+        if let Some(notice) = resolve_precision(&mut cfg, &device) {
+            log(&notice);
+        }
         device.seed(cfg.seed);
         let label = format!("{adapter} r={r}");
         status(&format!("{label}: building the model ..."));
@@ -715,7 +720,7 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<(), String> {
                 adapter: adapter.clone(),
                 targets: targets.clone(),
                 r: r as u32,
-                precision: "f32".into(),
+                precision: cfg.precision.name().into(),
                 seed: cfg.seed,
                 score: best.primary().clamp(-1.0, 1.0),
                 seconds_per_epoch: results.epochs.iter().map(|e| e.seconds).sum::<f64>() / n,
