@@ -10,7 +10,7 @@ use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
 pub use crate::kernels::{DORA_NORM_EPS_SQ, dora_weight_norm};
-use crate::kernels::{frozen_linear, to_f32};
+use crate::kernels::{as_rows, frozen_linear, to_f32};
 
 /// A linear layer `y = x·Wᵀ + b` whose base weight and bias are frozen, optionally wrapped by a
 /// LoRA or DoRA adapter.
@@ -171,11 +171,9 @@ impl AdaptedLinear {
             // `(m / norm) ⊙ (x·Wᵀ + s·B·A·x) + b` on rows: one fused kernel on wgpu devices.
             let base = frozen_linear(x, w, None);
             let dims = base.dims();
-            let out_features = dims[D - 1];
-            let rows = dims[..D - 1].iter().product::<usize>();
             let out = crate::kernels::dora_scale(
-                base.reshape([rows, out_features]),
-                lora_raw.reshape([rows, out_features]),
+                as_rows(base),
+                as_rows(lora_raw),
                 m.val(),
                 norm,
                 bias,

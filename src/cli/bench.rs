@@ -193,16 +193,6 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn is_wgpu(device: &burn::tensor::Device) -> bool {
-    #[cfg(feature = "wgpu")]
-    return crate::kernels::wgpu::runs_on(device);
-    #[cfg(not(feature = "wgpu"))]
-    {
-        let _ = device;
-        false
-    }
-}
-
 fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
     super::set_threads(a.threads)?;
     let (adapter, r) = parse_config(name)?;
@@ -305,7 +295,7 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
             BackendArg::Cpu | BackendArg::Ndarray => None,
             _ => device.memory_pool_usage().map(|u| u.bytes_reserved),
         },
-        kernels: crate::kernels::kernels_enabled() && is_wgpu(&device),
+        kernels: crate::kernels::kernels_active(&device),
         trainable_params: trainable,
         step_seconds: times,
     })

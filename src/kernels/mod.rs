@@ -28,8 +28,7 @@ pub const MAX_KERNEL_RANK: usize = 64;
 static KERNELS: AtomicBool = AtomicBool::new(true);
 
 /// Turns the custom kernels on or off for the whole process (on by default). Off, every device
-/// runs the tensor-op references: `lorabert bench --no-kernels` uses it to measure what the
-/// kernels gain, tests use it to compare whole training steps.
+/// runs the tensor-op references (`lorabert bench --no-kernels`, to measure what the kernels gain).
 pub fn set_kernels_enabled(on: bool) {
     KERNELS.store(on, Ordering::Relaxed);
 }
@@ -37,6 +36,31 @@ pub fn set_kernels_enabled(on: bool) {
 /// Whether the custom kernels are enabled (see [`set_kernels_enabled`]).
 pub fn kernels_enabled() -> bool {
     KERNELS.load(Ordering::Relaxed)
+}
+
+/// Whether `device` (plain or autodiff) is a wgpu device, whose compiler takes the WGSL kernels;
+/// always `false` in builds without wgpu.
+pub fn is_wgpu(device: &burn::tensor::Device) -> bool {
+    #[cfg(any(feature = "wgpu", feature = "web"))]
+    return wgpu::runs_on(device);
+    #[cfg(not(any(feature = "wgpu", feature = "web")))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// Whether the WGSL kernels run for tensors on `device`: enabled and a wgpu device.
+pub fn kernels_active(device: &burn::tensor::Device) -> bool {
+    kernels_enabled() && is_wgpu(device)
+}
+
+/// `t` `[d0, ..., dk, n]` viewed as rows `[d0·...·dk, n]` (a reshape, no copy for contiguous
+/// tensors), for the kernels that work on a batch of rows.
+pub fn as_rows<const D: usize>(t: Tensor<D>) -> Tensor<2> {
+    let dims = t.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    t.reshape([rows, dims[D - 1]])
 }
 
 /// Row norms `||W_j + s·B_j·A||` for every output `j`, `[out]` f32, detached from the graph
@@ -47,7 +71,7 @@ pub fn kernels_enabled() -> bool {
 /// `shaders/dora_norm.wgsl`, elsewhere [`dora_weight_norm_reference`].
 pub fn dora_weight_norm(w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scaling: f64) -> Tensor<1> {
     #[cfg(any(feature = "wgpu", feature = "web"))]
-    if kernels_enabled() && wgpu::runs_on(&w.device()) && a.dims()[1] <= MAX_KERNEL_RANK {
+    if kernels_active(&w.device()) && a.dims()[1] <= MAX_KERNEL_RANK {
         return wgpu::dora_weight_norm(w, a, b, scaling);
     }
     dora_weight_norm_reference(w, a, b, scaling)
@@ -94,7 +118,7 @@ pub fn dora_scale(
     scaling: f64,
 ) -> Tensor<2> {
     #[cfg(any(feature = "wgpu", feature = "web"))]
-    if kernels_enabled() && wgpu::runs_on(&base.device()) {
+    if kernels_active(&base.device()) {
         return wgpu::dora_scale(base, lora, m, norm, bias, scaling);
     }
     dora_scale_reference(base, lora, m, norm, bias, scaling)
@@ -121,12 +145,7 @@ pub fn dora_scale_reference(
 /// [`frozen_linear`] keeps only the f16 copy alive between forward and backward) that offers
 /// f16 (`shader-f16` on WebGPU). Elsewhere the drivers fall back to f32 with a notice.
 pub fn f16_storage_available(device: &burn::tensor::Device) -> bool {
-    #[cfg(any(feature = "wgpu", feature = "web"))]
-    if wgpu::runs_on(device) {
-        return device.supports_dtype(DType::F16);
-    }
-    let _ = device;
-    false
+    is_wgpu(device) && device.supports_dtype(DType::F16)
 }
 
 /// `x·W + b` for a frozen weight `w` = `Wᵀ` `[in, out]` stored in f32 or f16; `x` `[..., in]`
@@ -145,19 +164,15 @@ pub fn frozen_linear<const D: usize>(
         return burn::tensor::module::linear(x, w, bias);
     }
     #[cfg(any(feature = "wgpu", feature = "web"))]
-    if wgpu::runs_on(&x.device()) {
-        let dims = x.dims();
-        let d_in = dims[D - 1];
-        let rows = dims[..D - 1].iter().product::<usize>();
-        let out_features = w.dims()[1];
-        let y = wgpu::frozen_matmul(x.reshape([rows, d_in]), w);
+    if is_wgpu(&x.device()) {
+        let mut dims = x.dims();
+        dims[D - 1] = w.dims()[1];
+        let y = wgpu::frozen_matmul(as_rows(x), w);
         let y = match bias {
             Some(b) => y + b.unsqueeze::<2>(),
             None => y,
         };
-        let mut out_dims = dims;
-        out_dims[D - 1] = out_features;
-        return y.reshape(out_dims);
+        return y.reshape(dims);
     }
     burn::tensor::module::linear(x, to_f32(w), bias)
 }

@@ -151,9 +151,36 @@ impl KernelSource for DoraScaleKernel {
     }
 }
 
-fn params(t: &CubeTensor, words: &[u32]) -> cubecl::server::Handle {
-    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    t.client.create_from_slice(&bytes)
+/// A new contiguous f32 tensor of `shape` on `like`'s device (the kernels' output).
+fn f32_output(like: &CubeTensor, shape: Shape) -> CubeTensor {
+    let bytes = shape.num_elements() * 4;
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        shape,
+        like.client.empty(bytes),
+        DType::F32,
+    )
+}
+
+/// Launches `kernel` over `count` workgroups of `workgroup` invocations with `tensors` bound in
+/// order (bindings 0..n, the output last among them) and `params` as the final binding.
+fn launch<K: KernelSource>(
+    kernel: K,
+    workgroup: u32,
+    count: CubeCount,
+    tensors: &[&CubeTensor],
+    params: &[u32],
+) {
+    let client = &tensors[0].client;
+    let bytes: Vec<u8> = params.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let mut buffers: Vec<_> = tensors.iter().map(|t| t.handle.clone().binding()).collect();
+    buffers.push(client.create_from_slice(&bytes).binding());
+    client.launch(
+        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(workgroup))),
+        count,
+        KernelArguments::new().with_buffers(buffers),
+    );
 }
 
 fn f32_contiguous(t: CubeTensor) -> CubeTensor {
@@ -183,34 +210,18 @@ impl KernelBackend for Cube {
         let (a, b, gram) = (f32_contiguous(a), f32_contiguous(b), f32_contiguous(gram));
         let (n_in, n_out) = (w.meta.shape()[0], w.meta.shape()[1]);
         let rank = a.meta.shape()[1];
-        let out = CubeTensor::new_contiguous(
-            w.client.clone(),
-            w.device.clone(),
-            Shape::new([n_out]),
-            w.client.empty(n_out * 4),
-            DType::F32,
-        );
-        let p = params(
-            &w,
+        let out = f32_output(&w, Shape::new([n_out]));
+        launch(
+            DoraNormKernel { rank, w_f16 },
+            WORKGROUP,
+            CubeCount::Static((n_out as u32).div_ceil(WORKGROUP), 1, 1),
+            &[&w, &a, &b, &gram, &out],
             &[
                 n_in as u32,
                 n_out as u32,
                 scaling.to_bits(),
                 (DORA_NORM_EPS_SQ as f32).to_bits(),
             ],
-        );
-        let cube_dim = CubeDim::new_1d(WORKGROUP);
-        w.client.launch(
-            Box::new(SourceKernel::new(DoraNormKernel { rank, w_f16 }, cube_dim)),
-            CubeCount::Static((n_out as u32).div_ceil(WORKGROUP), 1, 1),
-            KernelArguments::new().with_buffers(vec![
-                w.handle.clone().binding(),
-                a.handle.clone().binding(),
-                b.handle.clone().binding(),
-                gram.handle.clone().binding(),
-                out.handle.clone().binding(),
-                p.binding(),
-            ]),
         );
         out
     }
@@ -232,43 +243,24 @@ impl KernelBackend for Cube {
         let shape = base.meta.shape().clone();
         let total = shape.num_elements();
         let n_out = shape[shape.num_dims() - 1];
-        let out = CubeTensor::new_contiguous(
-            base.client.clone(),
-            base.device.clone(),
-            shape,
-            base.client.empty(total * 4),
-            DType::F32,
-        );
+        let out = f32_output(&base, shape);
         let groups = (total as u32).div_ceil(SCALE_WORKGROUP);
         let (gx, gy) = if groups <= SCALE_GROUPS_X {
             (groups.max(1), 1)
         } else {
             (SCALE_GROUPS_X, groups.div_ceil(SCALE_GROUPS_X))
         };
-        let p = params(
-            &base,
+        launch(
+            DoraScaleKernel,
+            SCALE_WORKGROUP,
+            CubeCount::Static(gx, gy, 1),
+            &[&base, &lora, &m, &norm, &bias, &out],
             &[
                 total as u32,
                 n_out as u32,
                 scaling.to_bits(),
                 gx * SCALE_WORKGROUP,
             ],
-        );
-        base.client.launch(
-            Box::new(SourceKernel::new(
-                DoraScaleKernel,
-                CubeDim::new_1d(SCALE_WORKGROUP),
-            )),
-            CubeCount::Static(gx, gy, 1),
-            KernelArguments::new().with_buffers(vec![
-                base.handle.clone().binding(),
-                lora.handle.clone().binding(),
-                m.handle.clone().binding(),
-                norm.handle.clone().binding(),
-                bias.handle.clone().binding(),
-                out.handle.clone().binding(),
-                p.binding(),
-            ]),
         );
         out
     }
