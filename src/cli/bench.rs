@@ -237,8 +237,9 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
     };
     tc.lora.r = r.max(1);
     tc.lora.use_dora = adapter == AdapterChoice::Dora;
-    tc.precision = a.precision.into();
-    if let Some(notice) = crate::train::resolve_precision(&mut tc, &device) {
+    let (precision, notice) = crate::train::resolve_precision(a.precision.into(), &device);
+    tc.precision = precision;
+    if let Some(notice) = notice {
         eprintln!("note: {notice}");
     }
     let (model, _) = build_model(bert, &tc, cfg.hidden_size, &device)?;
@@ -246,7 +247,6 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
     // reported is the training step's, not the load's.
     device.memory_cleanup();
     let trainable = count_params(&model).trainable;
-    let precision = tc.precision;
     let mut trainer = Trainer::new(model, tc, 1_000_000, 0, device.clone());
     let (b, s) = (a.batch_size, a.seq_len);
     let ids: Vec<i64> = (0..b * s)

@@ -795,7 +795,9 @@ fn train(a: TrainArgs) -> Result<()> {
     let lock = io::lock_dir(&out)?;
 
     let (_, device) = devices(a.model.backend, cfg.seed)?;
-    if let Some(notice) = crate::train::resolve_precision(&mut cfg, &device) {
+    let (precision, notice) = crate::train::resolve_precision(cfg.precision, &device);
+    cfg.precision = precision;
+    if let Some(notice) = notice {
         if a.exact_precision {
             bail!("--precision f16 --exact-precision: {notice}");
         }

@@ -33,15 +33,20 @@ pub mod names {
 pub type Files = Vec<(&'static str, Vec<u8>)>;
 
 fn put_linear(out: &mut ReadBack, name: &str, l: &Linear) {
-    let [d_in, d_out] = l.weight.shape().dims();
+    put_weight_bias(out, name, l.weight.val(), l.bias.as_ref().map(|b| b.val()));
+}
+
+/// `{name}.weight` in PyTorch's `[out, in]` layout from Burn's `[in, out]`, and `{name}.bias`.
+fn put_weight_bias(out: &mut ReadBack, name: &str, weight: Tensor<2>, bias: Option<Tensor<1>>) {
+    let [d_in, d_out] = weight.dims();
     out.push(
         format!("{name}.weight"),
         vec![d_out, d_in],
-        l.weight.val(),
+        weight,
         Some((d_in, d_out)),
     );
-    if let Some(b) = &l.bias {
-        out.push(format!("{name}.bias"), vec![d_out], b.val(), None);
+    if let Some(b) = bias {
+        out.push(format!("{name}.bias"), vec![d_out], b, None);
     }
 }
 
@@ -129,16 +134,12 @@ pub async fn bert_safetensors(bert: &Bert) -> Result<Vec<u8>> {
     );
     put_ln(&mut t, "embeddings.LayerNorm", &e.layer_norm);
     bert.visit_linears(&mut |name, lin| {
-        let (d_in, d_out) = lin.dims();
-        t.push(
-            format!("{name}.weight"),
-            vec![d_out, d_in],
+        put_weight_bias(
+            &mut t,
+            name,
             lin.weight.val(),
-            Some((d_in, d_out)),
+            lin.bias.as_ref().map(|b| b.val()),
         );
-        if let Some(b) = &lin.bias {
-            t.push(format!("{name}.bias"), vec![d_out], b.val(), None);
-        }
     });
     for (i, l) in bert.layers.iter().enumerate() {
         put_ln(

@@ -62,16 +62,20 @@ impl Precision {
     }
 }
 
-/// Falls back to f32 when `cfg` asks for f16 storage on a device without it (the CPU backend,
-/// a GPU without `shader-f16`), returning the one-line notice for the driver to show.
-pub fn resolve_precision(cfg: &mut TrainConfig, device: &Device) -> Option<String> {
-    if cfg.precision == Precision::F16 && !crate::kernels::f16_storage_available(device) {
-        cfg.precision = Precision::F32;
-        return Some(
-            "f16 storage needs a wgpu device with f16 support (shader-f16): training in f32".into(),
+/// The precision a run asking for `requested` gets on `device`: f16 storage falls back to f32 on
+/// devices without it (the CPU backend, a GPU without `shader-f16`), with the one-line notice for
+/// the driver to show.
+pub fn resolve_precision(requested: Precision, device: &Device) -> (Precision, Option<String>) {
+    if requested == Precision::F16 && !crate::kernels::f16_storage_available(device) {
+        return (
+            Precision::F32,
+            Some(
+                "f16 storage needs a wgpu device with f16 support (shader-f16): training in f32"
+                    .into(),
+            ),
         );
     }
-    None
+    (requested, None)
 }
 
 /// Every setting of a training run; serialised into `results.json`.
