@@ -296,6 +296,10 @@ async fn gpu() -> Rc<GpuInfo> {
             "CPU (no WebGPU)".into()
         },
     );
+    // Where the device has f16, frozen weights go to f16 storage on load unless the user picks f32.
+    if info.gpu && crate::kernels::f16_storage_available(&info.device) {
+        set_input("precision", "f16");
+    }
     let info = Rc::new(info);
     STATE.with(|s| s.borrow_mut().gpu = Some(info.clone()));
     info
@@ -608,7 +612,15 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<(), String> {
             ));
         }
     }
-    let want_f16 = input("precision") == "f16";
+    let requested = if input("precision") == "f16" {
+        Precision::F16
+    } else {
+        Precision::F32
+    };
+    let (precision, notice) = resolve_precision(requested, &g.device);
+    if let Some(notice) = notice {
+        log(&notice);
+    }
     let tok = BertTokenizer::from_bytes(&model.tokenizer, "tokenizer.json", max_len)
         .map_err(|e| e.to_string())?;
     let (train, dev) = load_data(
@@ -627,7 +639,7 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<(), String> {
             "dora" => AdapterChoice::Dora,
             _ => AdapterChoice::Lora,
         };
-        let mut cfg = TrainConfig {
+        let cfg = TrainConfig {
             tasks: vec![t],
             adapter: kind,
             lora: LoraConfig {
@@ -647,18 +659,11 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<(), String> {
             pair_encoding: PairEncoding::Bi,
             checkpoint_every: 0,
             eval_batch_size: 64,
-            precision: if want_f16 {
-                Precision::F16
-            } else {
-                Precision::F32
-            },
+            precision,
             ..TrainConfig::default()
         };
         cfg.validate().map_err(|e| e.to_string())?;
         let device = g.device.clone().autodiff();
-        if let Some(notice) = resolve_precision(&mut cfg, &device) {
-            log(&notice);
-        }
         device.seed(cfg.seed);
         let label = format!("{adapter} r={r}");
         status(&format!("{label}: building the model ..."));
