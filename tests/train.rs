@@ -293,6 +293,7 @@ fn interrupted_and_resumed_training_is_bit_identical() {
             versions: Default::default(),
             loss_curve: vec![],
             skipped_batches: 0,
+            loss_scaler: None,
         };
         let files =
             pollster::block_on(resume_files(&first, &EpochProgress::default(), &results)).unwrap();

@@ -10,7 +10,7 @@ use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
 pub use crate::kernels::{DORA_NORM_EPS_SQ, dora_weight_norm};
-use crate::kernels::{as_rows, frozen_linear, to_f32};
+use crate::kernels::{as_rows, cast_like, frozen_linear, to_f32};
 
 /// A linear layer `y = x·Wᵀ + b` whose base weight and bias are frozen, optionally wrapped by a
 /// LoRA or DoRA adapter.
@@ -156,14 +156,19 @@ impl AdaptedLinear {
         };
         let a = adapter.lora_a.val();
         let b = adapter.lora_b.val();
-        let lora_raw = linear(linear(xd.clone(), a.clone(), None), b.clone(), None);
+        // f32 adapters meet f16 activations narrowed (their gradients come back as f32).
+        let lora_raw = linear(
+            linear(xd.clone(), cast_like(a.clone(), &x), None),
+            cast_like(b.clone(), &x),
+            None,
+        );
         let Some(m) = &adapter.lora_magnitude_vector else {
             let out = frozen_linear(x, w, bias);
             return out + lora_raw.mul_scalar(adapter.scaling);
         };
         let norm = dora_weight_norm(w.clone(), a, b, adapter.scaling);
         if dropout_active {
-            let scale = (m.val() / norm).unsqueeze::<D>();
+            let scale = cast_like((m.val() / norm).unsqueeze::<D>(), &x);
             let base = frozen_linear(x, w.clone(), bias);
             let base_d = frozen_linear(xd, w, None);
             base + (scale.clone() - 1.0) * base_d + scale * lora_raw.mul_scalar(adapter.scaling)

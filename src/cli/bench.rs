@@ -48,8 +48,8 @@ pub struct BenchArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     backend: BackendArg,
-    /// Storage precision of the frozen weights: f32, or f16 (wgpu devices with f16; falls back
-    /// to f32 with a notice, and the record says which ran).
+    /// Precision: f32, or f16 (frozen weights and activations in f16, loss scaling; wgpu
+    /// devices with f16; falls back to f32 with a notice, and the record says which ran).
     #[arg(long, value_enum, default_value_t = super::PrecisionArg::F32)]
     precision: super::PrecisionArg,
     /// Run the tensor-op references instead of the WGSL kernels (to measure what they gain).

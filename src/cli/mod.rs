@@ -290,8 +290,9 @@ pub struct TrainArgs {
     /// Testing aid: make the loss NaN at this step.
     #[arg(long, hide = true)]
     debug_nan_at_step: Option<usize>,
-    /// Storage precision of the frozen weights: f32, or f16 (wgpu devices with f16; adapters,
-    /// heads, activations and optimizer state stay f32). Falls back to f32 with a notice.
+    /// Precision: f32, or f16 (wgpu devices with f16: frozen weights and activations in f16,
+    /// adapters, heads and optimizer state in f32, dynamic loss scaling). Falls back to f32
+    /// with a notice.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     precision: PrecisionArg,
     /// With `--precision f16`: fail instead of falling back to f32 (sweeps use it).
@@ -952,6 +953,12 @@ fn train(a: TrainArgs) -> Result<()> {
         eprintln!(
             "{} examples were truncated to --max-len {}; {} batches skipped as non-finite",
             results.truncated_examples, cfg.max_len, results.skipped_batches
+        );
+    }
+    if let Some(s) = results.loss_scaler.filter(|s| s.overflow_steps > 0) {
+        eprintln!(
+            "f16: {} steps skipped for gradient overflow (loss scale now {})",
+            s.overflow_steps, s.scale
         );
     }
     if let Some(b) = &results.best {

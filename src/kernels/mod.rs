@@ -9,7 +9,6 @@
 //! |---|---|---|
 //! | [`dora_weight_norm`] | `shaders/dora_norm.wgsl` | [`dora_weight_norm_reference`] |
 //! | [`dora_scale`] | `shaders/dora_scale.wgsl` | [`dora_scale_reference`] |
-//! | [`frozen_linear`] with f16 weights | matmul on the weight widened per call, backward widens again | `linear` on the widened weight |
 
 #[cfg(any(feature = "wgpu", feature = "web"))]
 pub mod wgpu;
@@ -118,7 +117,7 @@ pub fn dora_scale(
     scaling: f64,
 ) -> Tensor<2> {
     #[cfg(any(feature = "wgpu", feature = "web"))]
-    if kernels_active(&base.device()) {
+    if kernels_active(&base.device()) && base.dtype() == DType::F32 {
         return wgpu::dora_scale(base, lora, m, norm, bias, scaling);
     }
     dora_scale_reference(base, lora, m, norm, bias, scaling)
@@ -133,48 +132,51 @@ pub fn dora_scale_reference(
     bias: Option<Tensor<1>>,
     scaling: f64,
 ) -> Tensor<2> {
-    let scale = (m / norm.detach()).unsqueeze::<2>();
+    let scale = cast_like((m / norm.detach()).unsqueeze::<2>(), &base);
     let out = (base + lora.mul_scalar(scaling)) * scale;
     match bias {
-        Some(b) => out + b.unsqueeze::<2>(),
+        Some(b) => {
+            let b = cast_like(b, &out).unsqueeze::<2>();
+            out + b
+        }
         None => out,
     }
 }
 
-/// Whether `device` can train with f16 storage of the frozen weights: a wgpu device (where
-/// [`frozen_linear`] keeps only the f16 copy alive between forward and backward) that offers
-/// f16 (`shader-f16` on WebGPU). Elsewhere the drivers fall back to f32 with a notice.
+/// Whether `device` can train in the f16 mode (f16 weights and activations, see
+/// [`crate::model::Bert::into_f16`]): a wgpu device that offers f16 (`shader-f16` on WebGPU).
+/// Elsewhere the drivers fall back to f32 with a notice. (Burn's CPU backend stores f16 but
+/// computes it slowly, so it is not offered there.)
 pub fn f16_storage_available(device: &burn::tensor::Device) -> bool {
     is_wgpu(device) && device.supports_dtype(DType::F16)
 }
 
-/// `x·W + b` for a frozen weight `w` = `Wᵀ` `[in, out]` stored in f32 or f16; `x` `[..., in]`
-/// f32 → `[..., out]` f32 (PyTorch's `F.linear` with the weight in Burn's `[in, out]` layout).
+/// `x·W + b` for a frozen weight `w` = `Wᵀ` `[in, out]` stored in f32 or f16; `x` `[..., in]` →
+/// `[..., out]` in the dtype of `x` (PyTorch's `F.linear` with the weight in Burn's `[in, out]`
+/// layout). `bias` (f32) is narrowed to the dtype of `x`.
 ///
-/// With an f16 weight on a wgpu device the product is one backend-extension op whose backward
-/// widens the f16 weight again for `∂x = g·W` instead of keeping an f32 copy alive from the
-/// forward: between forward and backward only the f16 weight exists, which is what halves the
-/// frozen weights' memory. Other devices widen the weight with a plain cast.
+/// With matching dtypes (f32 everywhere, or f16 weights with the f16 activations of the f16 mode)
+/// this is one matmul that holds the weight itself for the backward, no copy. An f16 weight
+/// meeting f32 activations (the pooler on the f32 output of an f16 encoder) is widened per call.
 pub fn frozen_linear<const D: usize>(
     x: Tensor<D>,
     w: Tensor<2>,
     bias: Option<Tensor<1>>,
 ) -> Tensor<D> {
-    if w.dtype() == DType::F32 {
-        return burn::tensor::module::linear(x, w, bias);
-    }
-    #[cfg(any(feature = "wgpu", feature = "web"))]
-    if is_wgpu(&x.device()) {
-        let mut dims = x.dims();
-        dims[D - 1] = w.dims()[1];
-        let y = wgpu::frozen_matmul(as_rows(x), w);
-        let y = match bias {
-            Some(b) => y + b.unsqueeze::<2>(),
-            None => y,
-        };
-        return y.reshape(dims);
-    }
-    burn::tensor::module::linear(x, to_f32(w), bias)
+    let bias = bias.map(|b| cast_like(b, &x));
+    let w = if w.dtype() == x.dtype() {
+        w
+    } else {
+        w.cast(x.dtype())
+    };
+    burn::tensor::module::linear(x, w, bias)
+}
+
+/// `t` cast to the dtype of `like` (a no-op when they match); differentiable, the gradient is
+/// cast back.
+pub fn cast_like<const D: usize, const E: usize>(t: Tensor<D>, like: &Tensor<E>) -> Tensor<D> {
+    let dtype = like.dtype();
+    if t.dtype() == dtype { t } else { t.cast(dtype) }
 }
 
 /// `t` in f32 (a no-op for f32 tensors).

@@ -14,9 +14,9 @@ use burn::backend::wgpu::{
 };
 use burn::backend::{
     AutodiffBackend, Backend, Cube, CubeDevice, DispatchDevice, TensorMetadata, backend_extension,
-    ops::FloatTensorOps, tensor::FloatTensor,
+    tensor::FloatTensor,
 };
-use burn::tensor::{DType, Device, FloatDType, Shape, Tensor};
+use burn::tensor::{DType, Device, Shape, Tensor};
 use cubecl::prelude::KernelId;
 use cubecl::server::KernelArguments;
 use cubecl::{CubeCount, CubeDim};
@@ -33,9 +33,6 @@ pub trait KernelBackend: Backend {
         gram: FloatTensor<Self>,
         scaling: f32,
     ) -> FloatTensor<Self>;
-
-    /// `x` `[rows, in]` f32 times a frozen `w` `[in, out]` in f16 storage → `[rows, out]` f32.
-    fn frozen_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// `shaders/dora_scale.wgsl`: `base`, `lora` `[rows, out]`; `m`, `norm`, `bias` `[out]`.
     fn dora_scale(
@@ -66,16 +63,6 @@ pub fn dora_weight_norm(w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scaling: f64) 
         b.into_dispatch(),
         gram.into_dispatch(),
         scaling as f32,
-    );
-    Tensor::from_dispatch(out)
-}
-
-/// `x` `[rows, in]` f32 · `w` `[in, out]` (f16 storage, frozen) → `[rows, out]` f32; see
-/// [`crate::kernels::frozen_linear`].
-pub fn frozen_matmul(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
-    let out = <burn::backend::Dispatch as KernelBackend>::frozen_matmul(
-        x.into_dispatch(),
-        w.detach().into_dispatch(),
     );
     Tensor::from_dispatch(out)
 }
@@ -189,11 +176,6 @@ fn f32_contiguous(t: CubeTensor) -> CubeTensor {
 }
 
 impl KernelBackend for Cube {
-    fn frozen_matmul(x: CubeTensor, w: CubeTensor) -> CubeTensor {
-        let w = Self::float_cast(w, FloatDType::F32);
-        Self::float_matmul(x, w)
-    }
-
     fn dora_row_norm(
         w: CubeTensor,
         a: CubeTensor,
@@ -267,47 +249,6 @@ impl KernelBackend for Cube {
 }
 
 impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
-    fn frozen_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        /// `y = x·W`: `∂x = g·Wᵀ` with `W` widened from its f16 storage again here, so the
-        /// graph holds the f16 weight (shared with the parameter), not an f32 copy. `W` is
-        /// frozen (detached by the caller), so it gets no gradient.
-        #[derive(Debug)]
-        struct FrozenMatmulBackward;
-
-        impl<B: KernelBackend> Backward<B, 1> for FrozenMatmulBackward {
-            type State = B::FloatTensorPrimitive;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [n_x] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                if let Some(node) = n_x {
-                    let w = B::float_cast(ops.state, FloatDType::F32);
-                    grads.register::<B>(node.id, B::float_matmul(grad, B::float_transpose(w)));
-                }
-            }
-        }
-
-        match FrozenMatmulBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let w = w.into_primitive();
-                let y = B::frozen_matmul(x.into_primitive(), w.clone());
-                prep.finish(w, y)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::frozen_matmul(x.into_primitive(), w.into_primitive()))
-            }
-        }
-    }
-
     fn dora_row_norm(
         w: FloatTensor<Self>,
         a: FloatTensor<Self>,

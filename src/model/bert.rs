@@ -4,12 +4,12 @@
 //! `BertSelfOutput`, `BertIntermediate`, `BertOutput`, `BertLayer`, `BertPooler`): post-LayerNorm
 //! layers, exact erf GELU, additive padding mask on the attention scores.
 
-use crate::kernels::to_f32;
+use crate::kernels::{cast_like, to_f32};
 use crate::model::dropout::Dropout;
 use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
 use burn::tensor::module::{embedding, layer_norm};
-use burn::tensor::{Device, Distribution, Int, Tensor};
+use burn::tensor::{DType, Device, Distribution, Int, Tensor};
 
 use super::config::BertConfig;
 use super::weights::Checkpoint;
@@ -65,9 +65,22 @@ impl LayerNorm {
         Self::new(Tensor::ones([n], device), Tensor::zeros([n], device), eps)
     }
 
-    /// `[..., hidden]` → `[..., hidden]`.
+    /// `[..., hidden]` → `[..., hidden]`, in the dtype of `x`. f16 activations are normalised in
+    /// f32 (their squares can overflow f16) and narrowed again, as PyTorch's autocast runs
+    /// `layer_norm` in f32.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
+        let dtype = x.dtype();
+        let y = layer_norm(
+            to_f32(x),
+            self.weight.val(),
+            Some(self.bias.val()),
+            self.eps,
+        );
+        if dtype == DType::F32 {
+            y
+        } else {
+            y.cast(dtype)
+        }
     }
 }
 
@@ -84,23 +97,31 @@ pub struct Embeddings {
     pub layer_norm: LayerNorm,
     /// `hidden_dropout_prob`.
     pub dropout: Dropout,
+    /// Whether the encoder's activations are f16 (set by [`Bert::into_f16`]); the embeddings'
+    /// output is then narrowed to f16 and every later block computes in the dtype it receives.
+    pub f16_activations: bool,
 }
 
 impl Embeddings {
-    /// `input_ids`, `token_type_ids`: `[batch, seq]` → `[batch, seq, hidden]`.
+    /// `input_ids`, `token_type_ids`: `[batch, seq]` → `[batch, seq, hidden]`, f32, or f16 with
+    /// [`f16_activations`](Self::f16_activations). The sum is formed in the tables' dtype (f16
+    /// for frozen tables in f16 storage) and normalised in f32.
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, seq] = input_ids.dims();
-        // Tables in f16 storage (frozen) are gathered, then widened: activations stay f32.
-        let words = to_f32(embedding(self.word_embeddings.val(), input_ids));
-        let types = to_f32(embedding(self.token_type_embeddings.val(), token_type_ids));
-        let pos = to_f32(
-            self.position_embeddings
-                .val()
-                .slice_dim(0, 0..seq)
-                .unsqueeze::<3>(),
-        );
-        self.dropout
-            .forward(self.layer_norm.forward(words + types + pos))
+        let words = embedding(self.word_embeddings.val(), input_ids);
+        let types = embedding(self.token_type_embeddings.val(), token_type_ids);
+        let pos = self
+            .position_embeddings
+            .val()
+            .slice_dim(0, 0..seq)
+            .unsqueeze::<3>();
+        let x = self.layer_norm.forward(words + types + pos);
+        let x = if self.f16_activations {
+            x.cast(DType::F16)
+        } else {
+            to_f32(x)
+        };
+        self.dropout.forward(x)
     }
 }
 
@@ -198,15 +219,13 @@ impl Layer {
 
 /// Converts every frozen 2-D weight of `module` (linear weights `[in, out]`, embedding tables) to
 /// f16 storage; trainable parameters (adapters, heads, full fine-tuning weights), biases and
-/// LayerNorm parameters stay f32. Activations, gradients and AdamW moments stay f32 too: the
-/// frozen linears widen their weight per use (see [`crate::kernels::frozen_linear`]), the
-/// embedding lookups widen the gathered rows.
+/// LayerNorm parameters stay f32 (they are narrowed per use where they meet f16 activations).
 pub fn into_f16_storage<M: Module>(module: M) -> M {
     struct F16Storage;
     impl burn::module::ModuleMapper for F16Storage {
         fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
             if D == 2 && !p.is_require_grad() {
-                p.map(|t| t.cast(burn::tensor::DType::F16))
+                p.map(|t| t.cast(DType::F16))
             } else {
                 p
             }
@@ -298,6 +317,7 @@ impl Bert {
             )?),
             layer_norm: LayerNorm::from_checkpoint(ck, "embeddings.LayerNorm", h, eps, device)?,
             dropout: Dropout::new(cfg.hidden_dropout_prob),
+            f16_activations: false,
         };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
@@ -397,15 +417,27 @@ impl Bert {
                 token_type_embeddings: frozen(normal([cfg.type_vocab_size, h])),
                 layer_norm: LayerNorm::ones(h, eps, device),
                 dropout: Dropout::new(cfg.hidden_dropout_prob),
+                f16_activations: false,
             },
             layers,
             pooler: None,
         }
     }
 
+    /// The encoder in mixed precision, as the design's f16 mode (and PyTorch's autocast): frozen
+    /// 2-D weights in f16 storage ([`into_f16_storage`]) and f16 activations from the embeddings
+    /// on (matmuls, GELU, softmax and the residual stream in f16, LayerNorm in f32), while
+    /// trainable parameters, gradients and optimiser state stay f32. Training in this mode needs
+    /// loss scaling (the trainer's [`crate::train::LossScaler`]).
+    pub fn into_f16(self) -> Self {
+        let mut bert = into_f16_storage(self);
+        bert.embeddings.f16_activations = true;
+        bert
+    }
+
     /// Runs the encoder: `input_ids`, `token_type_ids` `[batch, seq]` (int), `attention_mask`
     /// `[batch, seq]` (1.0 for real tokens, 0.0 for padding) → `last_hidden_state`
-    /// `[batch, seq, hidden]`.
+    /// `[batch, seq, hidden]`, always f32 (widened at the end in the f16 mode of [`Self::into_f16`]).
     pub fn forward(
         &self,
         input_ids: Tensor<2, Int>,
@@ -413,14 +445,17 @@ impl Bert {
         attention_mask: Tensor<2>,
     ) -> Tensor<3> {
         let [b, s] = input_ids.dims();
-        let mask_bias = (attention_mask.neg() + 1.0)
-            .mul_scalar(MASK_BIAS)
-            .reshape([b, 1, 1, s]);
         let mut x = self.embeddings.forward(input_ids, token_type_ids);
+        let mask_bias = cast_like(
+            (attention_mask.neg() + 1.0)
+                .mul_scalar(MASK_BIAS)
+                .reshape([b, 1, 1, s]),
+            &x,
+        );
         for layer in &self.layers {
             x = layer.forward(x, mask_bias.clone());
         }
-        x
+        to_f32(x)
     }
 
     /// HF `BertPooler` output `tanh(dense(h[:, 0]))`, `[batch, hidden]`; `None` without a pooler.

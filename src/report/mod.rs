@@ -90,6 +90,10 @@ pub struct RunResults {
     /// Batches skipped because their loss or gradient was not finite (`--skip-nonfinite`).
     #[serde(default)]
     pub skipped_batches: usize,
+    /// The f16 mode's loss scaler after the last step (scale, and optimiser steps skipped for
+    /// overflow); `None` in f32. Restored with the run on resume.
+    #[serde(default)]
+    pub loss_scaler: Option<crate::train::LossScaler>,
 }
 
 /// Steps between two points of [`RunResults::loss_curve`].

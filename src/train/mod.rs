@@ -45,9 +45,10 @@ pub enum Precision {
     /// Everything in f32.
     #[default]
     F32,
-    /// Frozen 2-D weights (linear weights, embedding tables) in f16 storage; adapters, heads,
-    /// biases, LayerNorms, activations, gradients and AdamW moments in f32 (see
-    /// [`crate::model::into_f16_storage`]). Needs a wgpu device with f16
+    /// Mixed precision ([`crate::model::Bert::into_f16`]): frozen 2-D weights (linear weights,
+    /// embedding tables) in f16 storage and f16 activations (LayerNorm computed in f32), with
+    /// adapters, heads, biases, LayerNorm parameters, gradients of parameters and AdamW moments
+    /// in f32 and dynamic loss scaling ([`LossScaler`]). Needs a wgpu device with f16
     /// ([`crate::kernels::f16_storage_available`]).
     F16,
 }
@@ -62,17 +63,14 @@ impl Precision {
     }
 }
 
-/// The precision a run asking for `requested` gets on `device`: f16 storage falls back to f32 on
+/// The precision a run asking for `requested` gets on `device`: the f16 mode falls back to f32 on
 /// devices without it (the CPU backend, a GPU without `shader-f16`), with the one-line notice for
 /// the driver to show.
 pub fn resolve_precision(requested: Precision, device: &Device) -> (Precision, Option<String>) {
     if requested == Precision::F16 && !crate::kernels::f16_storage_available(device) {
         return (
             Precision::F32,
-            Some(
-                "f16 storage needs a wgpu device with f16 support (shader-f16): training in f32"
-                    .into(),
-            ),
+            Some("f16 needs a wgpu device with f16 support (shader-f16): training in f32".into()),
         );
     }
     (requested, None)
@@ -260,6 +258,62 @@ pub struct StepStats {
     pub grad_norm: f64,
     /// Examples in the batch.
     pub examples: usize,
+    /// f16 mode: the scaled gradients overflowed, so the optimiser step was skipped and the loss
+    /// scale halved ([`LossScaler`]); `grad_norm` is then infinite or NaN.
+    pub overflow: bool,
+}
+
+/// Dynamic loss scaling for the f16 mode, with PyTorch's `torch.amp.GradScaler` defaults: the
+/// loss is multiplied by `scale` before backward so small f16 gradients do not flush to zero,
+/// gradients are divided by it before clipping and AdamW; a step whose gradients overflow
+/// (non-finite) is skipped and `scale` halved; after [`LossScaler::GROWTH_INTERVAL`] good steps
+/// in a row it doubles.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScaler {
+    /// The current factor (starts at [`LossScaler::INIT`]).
+    pub scale: f64,
+    /// Steps without overflow since `scale` last changed.
+    pub good_steps: usize,
+    /// Optimiser steps skipped for overflow so far in the run.
+    pub overflow_steps: usize,
+}
+
+impl Default for LossScaler {
+    fn default() -> Self {
+        LossScaler {
+            scale: Self::INIT,
+            good_steps: 0,
+            overflow_steps: 0,
+        }
+    }
+}
+
+impl LossScaler {
+    /// Initial scale, `2^16` (`GradScaler(init_scale=65536)`).
+    pub const INIT: f64 = 65536.0;
+    /// Good steps before the scale doubles (`growth_interval=2000`).
+    pub const GROWTH_INTERVAL: usize = 2000;
+    /// Below this the scale is not halved further: an overflow at scale 1 is a real non-finite
+    /// gradient and stops the run as in f32.
+    pub const MIN: f64 = 1.0;
+
+    /// Records a step whose unscaled gradients were `finite`; returns whether the optimiser may
+    /// apply them. `false` means skip the step (the scale has been halved).
+    pub fn update(&mut self, finite: bool) -> bool {
+        if finite {
+            self.good_steps += 1;
+            if self.good_steps >= Self::GROWTH_INTERVAL {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+            true
+        } else {
+            self.scale = (self.scale * 0.5).max(Self::MIN);
+            self.good_steps = 0;
+            self.overflow_steps += 1;
+            false
+        }
+    }
 }
 
 /// Parameter counts of a model.
@@ -366,6 +420,8 @@ pub struct Trainer {
     warmup_steps: usize,
     pad_id: u32,
     device: Device,
+    /// Loss scaling, in the f16 mode only.
+    pub scaler: Option<LossScaler>,
 }
 
 impl Trainer {
@@ -384,6 +440,7 @@ impl Trainer {
             .with_weight_decay(cfg.weight_decay as f32)
             .init();
         let warmup_steps = (cfg.warmup_ratio * total_steps as f64).round() as usize;
+        let cfg_precision = cfg.precision;
         Trainer {
             model: Some(model),
             optim,
@@ -393,6 +450,7 @@ impl Trainer {
             warmup_steps,
             pad_id,
             device,
+            scaler: (cfg_precision == Precision::F16).then(LossScaler::default),
         }
     }
 
@@ -450,10 +508,13 @@ impl Trainer {
     }
 
     /// One optimiser step on `batch`: forward, loss, backward, global-norm clipping, AdamW with
-    /// the scheduled learning rate.
+    /// the scheduled learning rate. In the f16 mode the loss is scaled before backward and the
+    /// gradients unscaled before clipping; an overflow skips the update ([`LossScaler`],
+    /// [`StepStats::overflow`]) but still advances the step.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when the loss is not finite (naming the step), or a read-back fails.
+    /// [`Error::NonFinite`] when the loss or (outside loss scaling) the gradient norm is not
+    /// finite, naming the step and the parameters; a failed read-back.
     pub async fn step(&mut self, batch: &TaskBatch) -> Result<StepStats> {
         let examples = match batch {
             TaskBatch::Sst { labels, .. } => labels.dims()[0],
@@ -468,7 +529,12 @@ impl Trainer {
         if self.cfg.debug_nan_at_step == Some(self.step + 1) {
             loss = loss.mul_scalar(f32::NAN);
         }
-        let grads = loss.backward();
+        let scale = self.scaler.map_or(1.0, |s| s.scale);
+        let grads = if scale == 1.0 {
+            loss.backward()
+        } else {
+            loss.clone().mul_scalar(scale).backward()
+        };
         let loss = read_scalar(loss.detach()).await?;
         if !loss.is_finite() {
             return Err(Error::NonFinite {
@@ -492,8 +558,24 @@ impl Trainer {
         };
         let grad_norm = match &squares {
             None => 0.0,
-            Some(s) => read_scalar(s.clone().sum()).await?.sqrt(),
+            Some(s) => read_scalar(s.clone().sum()).await?.sqrt() / scale,
         };
+        let lr = lr_at(self.step, self.total_steps, self.warmup_steps, self.cfg.lr);
+        let finite = grad_norm.is_finite();
+        // An overflow at the smallest scale is a real non-finite gradient: reported below.
+        if let Some(scaler) = self.scaler.as_mut()
+            && (finite || scaler.scale > LossScaler::MIN)
+            && !scaler.update(finite)
+        {
+            self.step += 1;
+            return Ok(StepStats {
+                loss,
+                lr,
+                grad_norm,
+                examples,
+                overflow: true,
+            });
+        }
         if !grad_norm.is_finite() {
             // Name the parameters whose gradients are not finite (read back only on this path).
             let bad = match squares {
@@ -523,14 +605,19 @@ impl Trainer {
                 last_checkpoint_step: None,
             });
         }
-        if self.cfg.max_grad_norm > 0.0 && grad_norm > self.cfg.max_grad_norm {
-            let factor = self.cfg.max_grad_norm / (grad_norm + 1e-6);
+        let clip = if self.cfg.max_grad_norm > 0.0 && grad_norm > self.cfg.max_grad_norm {
+            self.cfg.max_grad_norm / (grad_norm + 1e-6)
+        } else {
+            1.0
+        };
+        // Unscaling and clipping in one pass over the gradients.
+        let factor = clip / scale;
+        if factor != 1.0 {
             self.model().visit(&mut ScaleGrads {
                 grads: &mut grads,
                 factor,
             });
         }
-        let lr = lr_at(self.step, self.total_steps, self.warmup_steps, self.cfg.lr);
         let model = self
             .model
             .take()
@@ -542,6 +629,7 @@ impl Trainer {
             lr,
             grad_norm,
             examples,
+            overflow: false,
         })
     }
 
@@ -751,7 +839,7 @@ pub fn build_model(
     };
     // After the adapters: DoRA's magnitude starts from the f32 row norms.
     let bert = match cfg.precision {
-        Precision::F16 => crate::model::into_f16_storage(bert),
+        Precision::F16 => bert.into_f16(),
         Precision::F32 => bert,
     };
     let heads = crate::tasks::HeadsConfig {
@@ -767,6 +855,23 @@ pub fn build_model(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loss_scaler_halves_on_overflow_and_doubles_after_growth_interval() {
+        let mut s = LossScaler::default();
+        assert_eq!(s.scale, 65536.0);
+        assert!(!s.update(false));
+        assert_eq!((s.scale, s.overflow_steps, s.good_steps), (32768.0, 1, 0));
+        for _ in 0..LossScaler::GROWTH_INTERVAL - 1 {
+            assert!(s.update(true));
+        }
+        assert_eq!(s.scale, 32768.0);
+        assert!(s.update(true));
+        assert_eq!((s.scale, s.good_steps), (65536.0, 0));
+        s.scale = 1.5;
+        assert!(!s.update(false));
+        assert_eq!(s.scale, LossScaler::MIN, "never below the minimum");
+    }
 
     #[test]
     fn schedule_warms_up_and_decays() {

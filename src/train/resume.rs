@@ -202,6 +202,9 @@ pub fn restore_training(
     trainer
         .load_optimizer_bytes(get(names::OPTIMIZER)?.ok_or_else(|| missing(names::OPTIMIZER))?)?;
     trainer.step = state.step;
+    if state.results.loss_scaler.is_some() {
+        trainer.scaler = state.results.loss_scaler;
+    }
     trainer.total_steps = state.total_steps;
     Ok((state.progress, state.results))
 }

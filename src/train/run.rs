@@ -131,6 +131,7 @@ pub async fn run(
                 versions: Versions::default(),
                 loss_curve: Vec::new(),
                 skipped_batches: 0,
+                loss_scaler: trainer.scaler,
             },
         ),
     };
@@ -192,6 +193,7 @@ pub async fn run(
                 }
                 Err(e) => return Err(e),
             }
+            results.loss_scaler = trainer.scaler;
             if let Some(p) = obs.pause() {
                 p.await;
             }

@@ -296,7 +296,7 @@ async fn gpu() -> Rc<GpuInfo> {
             "CPU (no WebGPU)".into()
         },
     );
-    // Where the device has f16, frozen weights go to f16 storage on load unless the user picks f32.
+    // Where the device has f16, training runs in the f16 mode unless the user picks f32.
     if info.gpu && crate::kernels::f16_storage_available(&info.device) {
         set_input("precision", "f16");
     }
