@@ -318,6 +318,35 @@ fn gram_norm_matches_direct_norm() {
 /// The same parity checks on the wgpu backend (in CI: Mesa's lavapipe Vulkan driver), f32.
 /// Tolerances as on the CPU: hidden states 1e-4, layer outputs and gradients 1e-5.
 #[cfg(feature = "wgpu")]
+/// Exact GELU on `device`, the fused op ([`kernels::gelu`]) and the tensor-op reference, against
+/// PyTorch's `nn.GELU()` on 4096 inputs over [-12, 12]: outputs and input gradients within `tol`.
+fn check_gelu(device: &Device, tol: f32) {
+    use lorabert::kernels;
+    assert!(
+        kernels::gelu::runs_on(device),
+        "the fused op runs on {device:?}"
+    );
+    let g = golden("gelu.safetensors");
+    let upstream = t2(&g, "g", device);
+    let ops: [(&str, fn(Tensor<2>) -> Tensor<2>); 2] = [
+        ("fused", kernels::gelu::<2>),
+        ("reference", kernels::gelu_reference::<2>),
+    ];
+    for (name, f) in ops {
+        let x = t2(&g, "x", device).require_grad();
+        let y = f(x.clone());
+        let grads = (y.clone() * upstream.clone()).sum().backward();
+        assert_close(&format!("{name} gelu"), &host(y), &read(&g, "y").1, tol);
+        let dx = host(x.grad(&grads).unwrap());
+        assert_close(&format!("{name} gelu dx"), &dx, &read(&g, "dx").1, tol);
+    }
+}
+
+#[test]
+fn gelu_matches_pytorch() {
+    check_gelu(&Device::flex().autodiff(), 1e-5);
+}
+
 mod wgpu {
     use super::*;
 
@@ -357,6 +386,11 @@ mod wgpu {
             );
             assert_close("wgpu vs transformers last_hidden_state", &w, &want, 1e-4);
         }
+    }
+
+    #[test]
+    fn wgpu_gelu_matches_pytorch() {
+        check_gelu(&device().autodiff(), 1e-5);
     }
 
     #[test]

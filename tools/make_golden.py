@@ -98,12 +98,31 @@ def layer_case(prefix, use_dora, seed):
     return t
 
 
+def gelu_case():
+    """nn.GELU() (exact erf form) and its gradient for an upstream gradient g, on 4096 inputs
+    spanning [-12, 12] (both tails, where tanh-based backwards fail) plus exact zeros."""
+    torch.manual_seed(7)
+    x = torch.cat([torch.linspace(-12.0, 12.0, 2048), torch.randn(2046) * 3.0, torch.zeros(2)])
+    x = x.reshape(4, 1024).requires_grad_(True)
+    g = torch.randn(4, 1024)
+    y = torch.nn.GELU()(x)
+    (dx,) = torch.autograd.grad(y, x, g)
+    save_file(
+        {"x": x.detach().contiguous(), "g": g, "y": y.detach().contiguous(), "dx": dx.contiguous()},
+        os.path.join(GOLD, "gelu.safetensors"),
+    )
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.join(ROOT, "..", "shared", "models", "all-MiniLM-L6-v2"))
+    ap.add_argument("--only", choices=["gelu"], help="write just one golden file")
     args = ap.parse_args()
     os.makedirs(GOLD, exist_ok=True)
     torch.set_grad_enabled(True)
+    gelu_case()
+    if args.only:
+        return
 
     tok = AutoTokenizer.from_pretrained(args.model)
     model = BertModel.from_pretrained(args.model).eval()

@@ -9,7 +9,9 @@
 //! |---|---|---|
 //! | [`dora_weight_norm`] | `shaders/dora_norm.wgsl` | [`dora_weight_norm_reference`] |
 //! | [`dora_scale`] | `shaders/dora_scale.wgsl` | [`dora_scale_reference`] |
+//! | [`gelu`] | fused CPU loops on flex, tensor ops on wgpu; backward keeps only `x` ([`gelu`](mod@gelu)) | [`gelu_reference`] |
 
+pub mod gelu;
 #[cfg(any(feature = "wgpu", feature = "web"))]
 pub mod wgpu;
 
@@ -177,6 +179,33 @@ pub fn frozen_linear<const D: usize>(
 pub fn cast_like<const D: usize, const E: usize>(t: Tensor<D>, like: &Tensor<E>) -> Tensor<D> {
     let dtype = like.dtype();
     if t.dtype() == dtype { t } else { t.cast(dtype) }
+}
+
+/// Exact GELU `x·Φ(x) = x·(1 + erf(x/√2))/2`, any shape, PyTorch's `nn.GELU()` (forward and
+/// backward `Φ(x) + x·φ(x)`). On flex and wgpu devices one op whose backward keeps only `x`
+/// (module [`gelu`](mod@gelu)); elsewhere, or with the kernels off, [`gelu_reference`].
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if kernels_enabled() && gelu::runs_on(&x.device()) {
+        return gelu::gelu(x);
+    }
+    gelu_reference(x)
+}
+
+/// Reference for [`gelu`] from tensor ops: `x · (1 + erf(x / √2)) / 2`, differentiated by
+/// autodiff into the exact `Φ(x) + x·φ(x)`.
+///
+/// Burn's own `gelu` has an erf forward but the backward of the tanh approximation, which
+/// evaluates `tanh` of a cubic in `x`; WGSL's `tanh` overflows to NaN for large inputs on
+/// SwiftShader (Chromium's software WebGPU), and MiniLM's layer-3 pre-activations are large
+/// enough to hit it. This form has no `tanh`.
+pub fn gelu_reference<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let phi = x
+        .clone()
+        .mul_scalar(std::f64::consts::FRAC_1_SQRT_2)
+        .erf()
+        .mul_scalar(0.5)
+        .add_scalar(0.5);
+    x * phi
 }
 
 /// `t` in f32 (a no-op for f32 tensors).

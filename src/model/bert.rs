@@ -212,7 +212,7 @@ impl Layer {
     pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
         let ctx = self.attention.self_attn.forward(x.clone(), mask_bias);
         let attn = self.attention.output.forward(ctx, x);
-        let inter = gelu_erf(self.intermediate.dense.forward(attn.clone()));
+        let inter = crate::kernels::gelu(self.intermediate.dense.forward(attn.clone()));
         self.output.forward(inter, attn)
     }
 }
@@ -232,23 +232,6 @@ pub fn into_f16_storage<M: Module>(module: M) -> M {
         }
     }
     module.map(&mut F16Storage)
-}
-
-/// Exact GELU, `x · Φ(x) = x · (1 + erf(x / √2)) / 2`, `[..]` → same shape, built from `erf` so
-/// its gradient is the exact `Φ(x) + x · φ(x)` (PyTorch's `nn.GELU()` backward).
-///
-/// Burn's own `gelu` has an erf forward but the backward of the tanh approximation, which
-/// evaluates `tanh` of a cubic in `x`; WGSL's `tanh` overflows to NaN for large inputs on
-/// SwiftShader (Chromium's software WebGPU), and MiniLM's layer-3 pre-activations are large
-/// enough to hit it (NaN gradients at step 1 in the page). This form has no `tanh`.
-pub fn gelu_erf<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let phi = x
-        .clone()
-        .mul_scalar(std::f64::consts::FRAC_1_SQRT_2)
-        .erf()
-        .mul_scalar(0.5)
-        .add_scalar(0.5);
-    x * phi
 }
 
 /// `BertPooler`: dense + tanh on the first token.
