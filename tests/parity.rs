@@ -323,12 +323,13 @@ fn gram_norm_matches_direct_norm() {
 fn check_gelu(device: &Device, tol: f32) {
     use lorabert::kernels;
     assert!(
-        kernels::gelu::runs_on(device),
+        kernels::fused::runs_on(device),
         "the fused op runs on {device:?}"
     );
     let g = golden("gelu.safetensors");
     let upstream = t2(&g, "g", device);
-    let ops: [(&str, fn(Tensor<2>) -> Tensor<2>); 2] = [
+    type Op = fn(Tensor<2>) -> Tensor<2>;
+    let ops: [(&str, Op); 2] = [
         ("fused", kernels::gelu::<2>),
         ("reference", kernels::gelu_reference::<2>),
     ];
@@ -345,6 +346,64 @@ fn check_gelu(device: &Device, tol: f32) {
 #[test]
 fn gelu_matches_pytorch() {
     check_gelu(&Device::flex().autodiff(), 1e-5);
+}
+
+/// The fused softmax and LayerNorm ([`lorabert::kernels::fused`]) against Burn's tensor-op
+/// versions differentiated by autodiff, on the CPU: outputs and gradients (input, and γ, β for
+/// LayerNorm, as in full fine-tuning) within 1e-5, on rows of BERT's widths with large offsets.
+#[test]
+fn fused_softmax_and_layer_norm_match_tensor_ops() {
+    use burn::tensor::Distribution;
+    use lorabert::kernels::fused;
+    let device = Device::flex().autodiff();
+    device.seed(21);
+    let x = Tensor::<3>::random([6, 32, 384], Distribution::Normal(2.0, 3.0), &device);
+    let up = Tensor::<3>::random([6, 32, 384], Distribution::Normal(0.0, 1.0), &device);
+    let gamma = Tensor::<1>::random([384], Distribution::Normal(1.0, 0.2), &device);
+    let beta = Tensor::<1>::random([384], Distribution::Normal(0.0, 0.2), &device);
+    let run = |fused_op: bool| {
+        let (x, g, b) = (
+            x.clone().require_grad(),
+            gamma.clone().require_grad(),
+            beta.clone().require_grad(),
+        );
+        let y = if fused_op {
+            fused::layer_norm(x.clone(), g.clone(), b.clone(), 1e-12)
+        } else {
+            burn::tensor::module::layer_norm(x.clone(), g.clone(), Some(b.clone()), 1e-12)
+        };
+        let grads = (y.clone() * up.clone()).sum().backward();
+        [
+            host(y),
+            host(x.grad(&grads).unwrap()),
+            host(g.grad(&grads).unwrap()),
+            host(b.grad(&grads).unwrap()),
+        ]
+    };
+    let (got, want) = (run(true), run(false));
+    for (what, (g, w)) in ["output", "dx", "dgamma", "dbeta"]
+        .iter()
+        .zip(got.iter().zip(&want))
+    {
+        // ∂γ and ∂β sum 192 rows: compare relative to their scale.
+        let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
+        assert_close(&format!("fused layer_norm {what}"), g, w, 1e-5 * scale);
+    }
+    let s = Tensor::<4>::random([2, 12, 64, 64], Distribution::Normal(0.0, 4.0), &device);
+    let up = Tensor::<4>::random([2, 12, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+    let run = |fused_op: bool| {
+        let s = s.clone().require_grad();
+        let y = if fused_op {
+            fused::softmax_last(s.clone())
+        } else {
+            burn::tensor::activation::softmax(s.clone(), 3)
+        };
+        let grads = (y.clone() * up.clone()).sum().backward();
+        [host(y), host(s.grad(&grads).unwrap())]
+    };
+    let (got, want) = (run(true), run(false));
+    assert_close("fused softmax", &got[0], &want[0], 1e-6);
+    assert_close("fused softmax dx", &got[1], &want[1], 1e-6);
 }
 
 mod wgpu {

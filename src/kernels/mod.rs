@@ -9,9 +9,11 @@
 //! |---|---|---|
 //! | [`dora_weight_norm`] | `shaders/dora_norm.wgsl` | [`dora_weight_norm_reference`] |
 //! | [`dora_scale`] | `shaders/dora_scale.wgsl` | [`dora_scale_reference`] |
-//! | [`gelu`] | fused CPU loops on flex, tensor ops on wgpu; backward keeps only `x` ([`gelu`](mod@gelu)) | [`gelu_reference`] |
+//! | [`gelu`] | [`fused`]: one CPU pass each way on flex, tensor ops on wgpu; backward keeps only `x` | [`gelu_reference`] |
+//! | [`softmax_last`] | [`fused`] (flex): backward from the output in one pass per row | Burn's `softmax` |
+//! | [`layer_norm`] | [`fused`] (flex): backward keeps only `x`, one pass per row | Burn's `layer_norm` |
 
-pub mod gelu;
+pub mod fused;
 #[cfg(any(feature = "wgpu", feature = "web"))]
 pub mod wgpu;
 
@@ -183,12 +185,38 @@ pub fn cast_like<const D: usize, const E: usize>(t: Tensor<D>, like: &Tensor<E>)
 
 /// Exact GELU `x·Φ(x) = x·(1 + erf(x/√2))/2`, any shape, PyTorch's `nn.GELU()` (forward and
 /// backward `Φ(x) + x·φ(x)`). On flex and wgpu devices one op whose backward keeps only `x`
-/// (module [`gelu`](mod@gelu)); elsewhere, or with the kernels off, [`gelu_reference`].
+/// ([`fused`]); elsewhere, or with the kernels off, [`gelu_reference`].
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if kernels_enabled() && gelu::runs_on(&x.device()) {
-        return gelu::gelu(x);
+    if kernels_enabled() && fused::runs_on(&x.device()) {
+        return fused::gelu(x);
     }
     gelu_reference(x)
+}
+
+/// Softmax over the last axis, `[.., n]` → `[.., n]` (PyTorch's `softmax(dim=-1)`). On flex
+/// devices with f32 data one op ([`fused`]) whose backward uses only the output; elsewhere, or
+/// with the kernels off, Burn's `softmax`.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if kernels_enabled() && fused::is_flex(&x.device()) && x.dtype() == DType::F32 {
+        return fused::softmax_last(x);
+    }
+    burn::tensor::activation::softmax(x, D - 1)
+}
+
+/// LayerNorm over the last axis (PyTorch's `layer_norm`, biased variance): `x` `[.., h]`,
+/// `gamma`, `beta` `[h]` → `[.., h]`. On flex devices with f32 data one op ([`fused`]) whose
+/// backward keeps only `x` and recomputes the row statistics; elsewhere, or with the kernels off,
+/// Burn's `layer_norm`.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    if kernels_enabled() && fused::is_flex(&x.device()) && x.dtype() == DType::F32 {
+        return fused::layer_norm(x, gamma, beta, eps);
+    }
+    burn::tensor::module::layer_norm(x, gamma, Some(beta), eps)
 }
 
 /// Reference for [`gelu`] from tensor ops: `x · (1 + erf(x / √2)) / 2`, differentiated by

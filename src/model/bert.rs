@@ -7,8 +7,7 @@
 use crate::kernels::{cast_like, to_f32};
 use crate::model::dropout::Dropout;
 use burn::module::{Module, Param};
-use burn::tensor::activation::softmax;
-use burn::tensor::module::{embedding, layer_norm};
+use burn::tensor::module::embedding;
 use burn::tensor::{DType, Device, Distribution, Int, Tensor};
 
 use super::config::BertConfig;
@@ -70,12 +69,7 @@ impl LayerNorm {
     /// `layer_norm` in f32.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dtype = x.dtype();
-        let y = layer_norm(
-            to_f32(x),
-            self.weight.val(),
-            Some(self.bias.val()),
-            self.eps,
-        );
+        let y = crate::kernels::layer_norm(to_f32(x), self.weight.val(), self.bias.val(), self.eps);
         if dtype == DType::F32 {
             y
         } else {
@@ -156,7 +150,7 @@ impl SelfAttention {
             .matmul(k.swap_dims(2, 3))
             .mul_scalar(1.0 / (hd as f64).sqrt())
             + mask_bias;
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = self.dropout.forward(crate::kernels::softmax_last(scores));
         probs.matmul(v).swap_dims(1, 2).reshape([b, s, h])
     }
 }
