@@ -52,7 +52,8 @@ pub struct BenchArgs {
     /// devices with f16; falls back to f32 with a notice, and the record says which ran).
     #[arg(long, value_enum, default_value_t = super::PrecisionArg::F32)]
     precision: super::PrecisionArg,
-    /// Run the tensor-op references instead of the WGSL kernels (to measure what they gain).
+    /// Run the tensor-op references instead of the custom kernels (the WGSL kernels on wgpu, the
+    /// fused GELU, softmax and LayerNorm ops of `kernels::fused`), to measure what they gain.
     #[arg(long)]
     no_kernels: bool,
     /// Rayon threads (default: all cores).
@@ -95,7 +96,8 @@ pub struct BenchRecord {
     /// keep their high-water pages, so this is the step's peak device memory); `None` on CPUs.
     #[serde(default)]
     pub device_memory_bytes: Option<u64>,
-    /// Whether the WGSL kernels ran (wgpu devices, unless `--no-kernels`).
+    /// Whether the custom kernels ran (WGSL kernels on wgpu, fused ops on wgpu and the CPU),
+    /// unless `--no-kernels`.
     #[serde(default)]
     pub kernels: bool,
     /// Trainable parameters.
@@ -295,7 +297,7 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
             BackendArg::Cpu | BackendArg::Ndarray => None,
             _ => device.memory_pool_usage().map(|u| u.bytes_reserved),
         },
-        kernels: crate::kernels::kernels_active(&device),
+        kernels: crate::kernels::kernels_enabled() && crate::kernels::fused::runs_on(&device),
         trainable_params: trainable,
         step_seconds: times,
     })
