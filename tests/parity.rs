@@ -348,11 +348,12 @@ fn gelu_matches_pytorch() {
     check_gelu(&Device::flex().autodiff(), 1e-5);
 }
 
-/// The fused softmax and LayerNorm ([`lorabert::kernels::fused`]) against Burn's tensor-op
-/// versions differentiated by autodiff, on the CPU: outputs and gradients (input, and γ, β for
-/// LayerNorm, as in full fine-tuning) within 1e-5, on rows of BERT's widths with large offsets.
+/// The fused attention softmax (scale and padding mask included) and LayerNorm
+/// ([`lorabert::kernels::fused`]) against the tensor-op versions differentiated by Burn's
+/// autodiff, on the CPU: outputs and gradients (input, and γ, β for LayerNorm, as in full
+/// fine-tuning) within 1e-6 (softmax) and 1e-5 (LayerNorm), on BERT-shaped rows with large offsets.
 #[test]
-fn fused_softmax_and_layer_norm_match_tensor_ops() {
+fn fused_attention_softmax_and_layer_norm_match_tensor_ops() {
     use burn::tensor::Distribution;
     use lorabert::kernels::fused;
     let device = Device::flex().autodiff();
@@ -389,14 +390,20 @@ fn fused_softmax_and_layer_norm_match_tensor_ops() {
         let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
         assert_close(&format!("fused layer_norm {what}"), g, w, 1e-5 * scale);
     }
-    let s = Tensor::<4>::random([2, 12, 64, 64], Distribution::Normal(0.0, 4.0), &device);
+    let s = Tensor::<4>::random([2, 12, 64, 64], Distribution::Normal(0.0, 20.0), &device);
     let up = Tensor::<4>::random([2, 12, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+    // BERT's padding bias: the last 20 keys of batch row 1 masked.
+    let mask: Vec<f32> = (0..128)
+        .map(|i| if i >= 64 + 44 { -10000.0 } else { 0.0 })
+        .collect();
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [2, 64]), &device);
     let run = |fused_op: bool| {
         let s = s.clone().require_grad();
+        let scale = 1.0 / 32f64.sqrt();
         let y = if fused_op {
-            fused::softmax_last(s.clone())
+            fused::attention_softmax(s.clone(), mask.clone(), scale)
         } else {
-            burn::tensor::activation::softmax(s.clone(), 3)
+            lorabert::kernels::attention_softmax_reference(s.clone(), mask.clone(), scale)
         };
         let grads = (y.clone() * up.clone()).sum().backward();
         [host(y), host(s.grad(&grads).unwrap())]
@@ -404,6 +411,31 @@ fn fused_softmax_and_layer_norm_match_tensor_ops() {
     let (got, want) = (run(true), run(false));
     assert_close("fused softmax", &got[0], &want[0], 1e-6);
     assert_close("fused softmax dx", &got[1], &want[1], 1e-6);
+}
+
+/// The fused CPU dropout multiplies by exactly the host mask of its seed, and its gradient is the
+/// upstream gradient times the same mask (redrawn, not stored).
+#[test]
+fn fused_dropout_uses_the_mask_of_its_seed_both_ways() {
+    use burn::tensor::Distribution;
+    let device = Device::flex().autodiff();
+    device.seed(4);
+    let n = 3 * lorabert::model::dropout::MASK_BLOCK + 123;
+    let x = Tensor::<2>::random([n / 3 + 41, 3], Distribution::Normal(0.0, 1.0), &device)
+        .slice([0..n / 3, 0..3]);
+    let x = Tensor::<2>::from_data(x.into_data(), &device).require_grad();
+    let up = Tensor::<2>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device);
+    let y = lorabert::kernels::fused::dropout(x.clone(), 99, 0.9);
+    let grads = (y.clone() * up.clone()).sum().backward();
+    let mask = lorabert::model::dropout::mask(99, x.dims()[0] * 3, 0.9);
+    let want: Vec<f32> = host(x.clone())
+        .iter()
+        .zip(&mask)
+        .map(|(a, m)| a * m)
+        .collect();
+    assert_eq!(host(y), want);
+    let want: Vec<f32> = host(up).iter().zip(&mask).map(|(a, m)| a * m).collect();
+    assert_eq!(host(x.grad(&grads).unwrap()), want);
 }
 
 mod wgpu {

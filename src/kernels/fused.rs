@@ -7,7 +7,8 @@
 //! | op | saved for backward | flex | wgpu |
 //! |---|---|---|---|
 //! | exact GELU `x·Φ(x)` | `x` (instead of `x`, `x/√2`, `Φ(x)`) | one fused pass each way over the rayon pool | tensor ops |
-//! | softmax over the last axis | the output `y` | flex's fused row softmax; backward `y⊙(g − Σ g⊙y)` one pass per row | tensor ops |
+//! | attention softmax `softmax(s·x + mask)` | the output `y` | scale, mask and softmax in one pass per row; backward `s·y⊙(g − Σ g⊙y)` one pass per row | tensor ops |
+//! | dropout `x⊙mask(seed)` | nothing (the mask is redrawn from its seed) | mask blocks drawn in parallel while multiplying | host mask, multiplied |
 //! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | flex's fused row LayerNorm; backward one pass per row, `∂γ`, `∂β` reduced per thread | tensor ops |
 //!
 //! The backward formulas are PyTorch's (`gelu_backward`, `_softmax_backward_data`,
@@ -22,7 +23,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::ops::ModuleOps;
 use burn::backend::{
     AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension, tensor::FloatTensor,
 };
@@ -41,12 +42,25 @@ pub trait FusedBackend: Backend {
     /// `grad·(Φ(x) + x·φ(x))`, the gradient of [`FusedBackend::gelu_exact`] at `x`.
     fn gelu_exact_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// Softmax over the last axis, `[.., n]` → `[.., n]`.
-    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `softmax(scale·scores + mask)` over the last axis: `scores` `[b, h, q, k]`, `mask`
+    /// `[b, k]` (additive, per batch row and key) → `[b, h, q, k]`.
+    fn attention_softmax(
+        scores: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
 
-    /// `y⊙(grad − Σ_last grad⊙y)`, the gradient of [`FusedBackend::softmax_last`] from its
-    /// output `y`.
-    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `scale·y⊙(grad − Σ_last grad⊙y)`, the gradient of [`FusedBackend::attention_softmax`]
+    /// with respect to `scores`, from its output `y`.
+    fn attention_softmax_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
+
+    /// `x ⊙ mask` with the dropout mask of `seed` ([`crate::model::dropout::mask`]); also its
+    /// own gradient (the backward multiplies the gradient by the same mask).
+    fn dropout_mask(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self>;
 
     /// LayerNorm over the last axis: `x` `[.., h]`, `gamma`, `beta` `[h]`.
     fn layer_norm_last(
@@ -92,10 +106,23 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     ))
 }
 
-/// [`crate::kernels::softmax_last`] through the extension.
-pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::softmax_last(
+/// [`crate::kernels::attention_softmax`] through the extension.
+pub fn attention_softmax(scores: Tensor<4>, mask: Tensor<2>, scale: f64) -> Tensor<4> {
+    Tensor::from_dispatch(
+        <burn::backend::Dispatch as FusedBackend>::attention_softmax(
+            scores.into_dispatch(),
+            mask.into_dispatch(),
+            scale,
+        ),
+    )
+}
+
+/// [`crate::kernels::dropout`] through the extension.
+pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::dropout_mask(
         x.into_dispatch(),
+        seed,
+        keep,
     ))
 }
 
@@ -137,10 +164,40 @@ fn gelu_backward_ops<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -> Flo
     B::float_mul(grad, d)
 }
 
-fn softmax_backward_ops<B: Backend>(y: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+fn attention_softmax_ops<B: Backend>(
+    scores: FloatTensor<B>,
+    mask: FloatTensor<B>,
+    scale: f64,
+) -> FloatTensor<B> {
+    let [b, k] = [mask.shape()[0], mask.shape()[1]];
+    let mask = B::float_reshape(mask, [b, 1, 1, k].into());
+    B::softmax(
+        B::float_add(B::float_mul_scalar(scores, scale.into()), mask),
+        3,
+    )
+}
+
+/// `x ⊙ mask(seed)` with the mask built on the host and uploaded (any backend, any dtype).
+fn dropout_ops<B: Backend>(x: FloatTensor<B>, seed: u64, keep: f64) -> FloatTensor<B> {
+    let shape = x.shape();
+    let mask = crate::model::dropout::mask(seed, shape.num_elements(), keep);
+    let mask = B::float_from_data(TensorData::new(mask, shape), &x.device());
+    let mask = if x.dtype() == DType::F32 {
+        mask
+    } else {
+        B::float_cast(mask, x.dtype().into())
+    };
+    B::float_mul(x, mask)
+}
+
+fn softmax_backward_ops<B: Backend>(
+    y: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    scale: f64,
+) -> FloatTensor<B> {
     let last = y.shape().num_dims() - 1;
     let dot = B::float_sum_dim(B::float_mul(grad.clone(), y.clone()), last);
-    B::float_mul(y, B::float_sub(grad, dot))
+    B::float_mul_scalar(B::float_mul(y, B::float_sub(grad, dot)), scale.into())
 }
 
 /// `x` reshaped to `[rows, h]` and the shape to restore.
@@ -191,13 +248,24 @@ impl FusedBackend for Cube {
         gelu_backward_ops::<Self>(x, grad)
     }
 
-    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let last = x.shape().num_dims() - 1;
-        Self::softmax(x, last)
+    fn attention_softmax(
+        scores: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        attention_softmax_ops::<Self>(scores, mask, scale)
     }
 
-    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        softmax_backward_ops::<Self>(y, grad)
+    fn attention_softmax_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        softmax_backward_ops::<Self>(y, grad, scale)
+    }
+
+    fn dropout_mask(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self> {
+        dropout_ops::<Self>(x, seed, keep)
     }
 
     fn layer_norm_last(
@@ -314,26 +382,74 @@ impl FusedBackend for Flex {
         FlexTensor::from_data(TensorData::new(out, x.shape()))
     }
 
-    fn softmax_last(x: FlexTensor) -> FlexTensor {
-        let last = x.shape().num_dims() - 1;
-        Self::softmax(x, last)
+    fn attention_softmax(scores: FlexTensor, mask: FlexTensor, scale: f64) -> FlexTensor {
+        let (Some(x), Some(m)) = (f32_values(&scores), f32_values(&mask)) else {
+            return attention_softmax_ops::<Self>(scores, mask, scale);
+        };
+        let shape = scores.shape();
+        let [_, h, q, n] = [shape[0], shape[1], shape[2], shape[3]];
+        let scale = scale as f32;
+        let mut out = vec![0f32; x.len()];
+        rows_mut(&mut out, n, |i, o| {
+            let (x, m) = (&x[i * n..(i + 1) * n], &m[(i / (h * q)) * n..][..n]);
+            let mut max = f32::NEG_INFINITY;
+            for ((o, x), m) in o.iter_mut().zip(x).zip(m) {
+                *o = x * scale + m;
+                max = max.max(*o);
+            }
+            let mut sum = 0f32;
+            for o in o.iter_mut() {
+                *o = exp_f32(*o - max);
+                sum += *o;
+            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|o| *o *= inv);
+        });
+        FlexTensor::from_data(TensorData::new(out, shape))
     }
 
-    fn softmax_last_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
+    fn attention_softmax_backward(y: FlexTensor, grad: FlexTensor, scale: f64) -> FlexTensor {
         let (Some(yv), Some(g)) = (f32_values(&y), f32_values(&grad)) else {
-            return softmax_backward_ops::<Self>(y, grad);
+            return softmax_backward_ops::<Self>(y, grad, scale);
         };
         let shape = y.shape();
         let n = shape[shape.num_dims() - 1];
+        let scale = scale as f32;
         let mut out = vec![0f32; yv.len()];
         rows_mut(&mut out, n, |i, o| {
             let (y, g) = (&yv[i * n..(i + 1) * n], &g[i * n..(i + 1) * n]);
             let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
             for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
-                *o = y * (g - dot);
+                *o = scale * y * (g - dot);
             }
         });
         FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn dropout_mask(x: FlexTensor, seed: u64, keep: f64) -> FlexTensor {
+        use crate::model::dropout::{MASK_BLOCK, fill_mask_block};
+        let Some(v) = f32_values(&x) else {
+            return dropout_ops::<Self>(x, seed, keep);
+        };
+        let mut out = vec![0f32; v.len()];
+        let block = |b: usize, o: &mut [f32]| {
+            fill_mask_block(seed, b, keep, o);
+            for (o, x) in o.iter_mut().zip(&v[b * MASK_BLOCK..]) {
+                *o *= x;
+            }
+        };
+        #[cfg(not(target_family = "wasm"))]
+        {
+            use rayon::prelude::*;
+            out.par_chunks_mut(MASK_BLOCK)
+                .enumerate()
+                .for_each(|(b, o)| block(b, o));
+        }
+        #[cfg(target_family = "wasm")]
+        for (b, o) in out.chunks_mut(MASK_BLOCK).enumerate() {
+            block(b, o);
+        }
+        FlexTensor::from_data(TensorData::new(out, x.shape()))
     }
 
     fn layer_norm_last(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
@@ -487,13 +603,17 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
         ))
     }
 
-    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        /// Keeps the output `y` for `∂x = y⊙(g − Σ g⊙y)`.
+    fn attention_softmax(
+        scores: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        /// Keeps the output `y` for `∂scores = s·y⊙(g − Σ g⊙y)`; the mask is a constant.
         #[derive(Debug)]
         struct SoftmaxBackward;
 
         impl<B: FusedBackend> Backward<B, 1> for SoftmaxBackward {
-            type State = B::FloatTensorPrimitive;
+            type State = (B::FloatTensorPrimitive, f64);
 
             fn backward(
                 self,
@@ -503,30 +623,77 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
             ) {
                 let [n_x] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
+                let (y, scale) = ops.state;
                 if let Some(node) = n_x {
-                    grads.register::<B>(node.id, B::softmax_last_backward(ops.state, grad));
+                    grads.register::<B>(node.id, B::attention_softmax_backward(y, grad, scale));
                 }
             }
         }
 
+        let mask = mask.into_primitive();
         match SoftmaxBackward
-            .prepare::<C>([x.node()])
+            .prepare::<C>([scores.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let y = B::softmax_last(x.into_primitive());
-                prep.finish(y.clone(), y)
+                let y = B::attention_softmax(scores.into_primitive(), mask, scale);
+                prep.finish((y.clone(), scale), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x.into_primitive())),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::attention_softmax(scores.into_primitive(), mask, scale))
+            }
         }
     }
 
-    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::from_inner(B::softmax_last_backward(
+    fn attention_softmax_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::attention_softmax_backward(
             y.into_primitive(),
             grad.into_primitive(),
+            scale,
         ))
+    }
+
+    fn dropout_mask(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self> {
+        /// Keeps only the seed: `∂x = g ⊙ mask(seed)`, the mask redrawn.
+        #[derive(Debug)]
+        struct DropoutBackward;
+
+        impl<B: FusedBackend> Backward<B, 1> for DropoutBackward {
+            type State = (u64, f64);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [n_x] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (seed, keep) = ops.state;
+                if let Some(node) = n_x {
+                    grads.register::<B>(node.id, B::dropout_mask(grad, seed, keep));
+                }
+            }
+        }
+
+        match DropoutBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                (seed, keep),
+                B::dropout_mask(x.into_primitive(), seed, keep),
+            ),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::dropout_mask(x.into_primitive(), seed, keep))
+            }
+        }
     }
 
     fn layer_norm_last(

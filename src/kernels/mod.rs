@@ -10,7 +10,8 @@
 //! | [`dora_weight_norm`] | `shaders/dora_norm.wgsl` | [`dora_weight_norm_reference`] |
 //! | [`dora_scale`] | `shaders/dora_scale.wgsl` | [`dora_scale_reference`] |
 //! | [`gelu`] | [`fused`]: one CPU pass each way on flex, tensor ops on wgpu; backward keeps only `x` | [`gelu_reference`] |
-//! | [`softmax_last`] | [`fused`] (flex): backward from the output in one pass per row | Burn's `softmax` |
+//! | [`attention_softmax`] | [`fused`] (flex): scale, mask, softmax in one pass; backward from the output | [`attention_softmax_reference`] |
+//! | [`dropout`] | [`fused`] (flex): mask drawn in parallel blocks while multiplying, redrawn for the backward | host mask times `x` |
 //! | [`layer_norm`] | [`fused`] (flex): backward keeps only `x`, one pass per row | Burn's `layer_norm` |
 
 pub mod fused;
@@ -137,7 +138,12 @@ pub fn dora_scale_reference(
     scaling: f64,
 ) -> Tensor<2> {
     let scale = cast_like((m / norm.detach()).unsqueeze::<2>(), &base);
-    let out = (base + lora.mul_scalar(scaling)) * scale;
+    let lora = if scaling == 1.0 {
+        lora
+    } else {
+        lora.mul_scalar(scaling)
+    };
+    let out = (base + lora) * scale;
     match bias {
         Some(b) => {
             let b = cast_like(b, &out).unsqueeze::<2>();
@@ -193,14 +199,40 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     gelu_reference(x)
 }
 
-/// Softmax over the last axis, `[.., n]` → `[.., n]` (PyTorch's `softmax(dim=-1)`). On flex
-/// devices with f32 data one op ([`fused`]) whose backward uses only the output; elsewhere, or
-/// with the kernels off, Burn's `softmax`.
-pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if kernels_enabled() && fused::is_flex(&x.device()) && x.dtype() == DType::F32 {
-        return fused::softmax_last(x);
+/// The attention probabilities `softmax(scale·scores + mask)` over keys: `scores` `[b, h, q, k]`,
+/// `mask` `[b, k]` additive (0 or BERT's −10000 for padding keys) → `[b, h, q, k]`, as
+/// transformers' eager `BertSelfAttention` (`softmax(q·kᵀ/√d + mask)`). On flex devices with
+/// f32 data one op ([`fused`]): scale, mask and softmax in one pass per row, backward from the
+/// output alone; elsewhere, or with the kernels off, [`attention_softmax_reference`].
+pub fn attention_softmax(scores: Tensor<4>, mask: Tensor<2>, scale: f64) -> Tensor<4> {
+    if kernels_enabled() && fused::is_flex(&scores.device()) && scores.dtype() == DType::F32 {
+        return fused::attention_softmax(scores, mask, scale);
     }
-    burn::tensor::activation::softmax(x, D - 1)
+    attention_softmax_reference(scores, mask, scale)
+}
+
+/// Reference for [`attention_softmax`] from tensor ops (the mask is narrowed to the dtype of
+/// `scores`).
+pub fn attention_softmax_reference(scores: Tensor<4>, mask: Tensor<2>, scale: f64) -> Tensor<4> {
+    let [b, k] = mask.dims();
+    let mask = cast_like(mask.reshape([b, 1, 1, k]), &scores);
+    burn::tensor::activation::softmax(scores.mul_scalar(scale) + mask, 3)
+}
+
+/// Inverted dropout with the host mask of `seed` ([`crate::model::dropout::mask`]: elements
+/// kept with probability `keep` and scaled by `1/keep`), any shape. On flex devices with f32 data
+/// one op ([`fused`]) that draws the mask blocks in parallel while multiplying and redraws them
+/// from `seed` for the backward, so no mask is stored; elsewhere the mask is built on the host
+/// and multiplied (its gradient is the same product).
+pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> {
+    if kernels_enabled() && fused::is_flex(&x.device()) && x.dtype() == DType::F32 {
+        return fused::dropout(x, seed, keep);
+    }
+    let shape = x.shape();
+    let mask = crate::model::dropout::mask(seed, shape.num_elements(), keep);
+    let mask = Tensor::<D>::from_data(burn::tensor::TensorData::new(mask, shape), &x.device());
+    let mask = cast_like(mask, &x);
+    x * mask
 }
 
 /// LayerNorm over the last axis (PyTorch's `layer_norm`, biased variance): `x` `[.., h]`,

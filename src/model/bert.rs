@@ -136,9 +136,9 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
-    /// `x` `[batch, seq, hidden]`, `mask_bias` `[batch, 1, 1, seq]` (0 or `-10000`) →
+    /// `x` `[batch, seq, hidden]`, `mask_bias` `[batch, seq]` (0 or `-10000` per key) →
     /// context `[batch, seq, hidden]`.
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<2>) -> Tensor<3> {
         let [b, s, h] = x.dims();
         let nh = self.num_heads;
         let hd = h / nh;
@@ -146,11 +146,9 @@ impl SelfAttention {
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (hd as f64).sqrt())
-            + mask_bias;
-        let probs = self.dropout.forward(crate::kernels::softmax_last(scores));
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let probs = crate::kernels::attention_softmax(scores, mask_bias, 1.0 / (hd as f64).sqrt());
+        let probs = self.dropout.forward(probs);
         probs.matmul(v).swap_dims(1, 2).reshape([b, s, h])
     }
 }
@@ -203,7 +201,7 @@ pub struct Layer {
 
 impl Layer {
     /// `[batch, seq, hidden]` → `[batch, seq, hidden]`.
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<2>) -> Tensor<3> {
         let ctx = self.attention.self_attn.forward(x.clone(), mask_bias);
         let attn = self.attention.output.forward(ctx, x);
         let inter = crate::kernels::gelu(self.intermediate.dense.forward(attn.clone()));
@@ -421,14 +419,8 @@ impl Bert {
         token_type_ids: Tensor<2, Int>,
         attention_mask: Tensor<2>,
     ) -> Tensor<3> {
-        let [b, s] = input_ids.dims();
         let mut x = self.embeddings.forward(input_ids, token_type_ids);
-        let mask_bias = cast_like(
-            (attention_mask.neg() + 1.0)
-                .mul_scalar(MASK_BIAS)
-                .reshape([b, 1, 1, s]),
-            &x,
-        );
+        let mask_bias = cast_like((attention_mask.neg() + 1.0).mul_scalar(MASK_BIAS), &x);
         for layer in &self.layers {
             x = layer.forward(x, mask_bias.clone());
         }

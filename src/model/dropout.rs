@@ -2,15 +2,18 @@
 //!
 //! Burn's dropout draws one ChaCha-based sample per element through the backend's random
 //! generator, which took about 9 % of a MiniLM training step on the CPU (profiled with `perf`).
-//! On the CPU backend this dropout builds the scaled mask `{0, 1/(1−p)}` on the host with
-//! Xoshiro256++ (two 32-bit draws per `u64`) and multiplies once; on other backends it uses
-//! Burn's device-side random tensors. The host generator is reseeded at every training step
-//! ([`seed_dropout`]) so a resumed run draws the same masks.
+//! On the CPU backend each dropout call takes one seed from a host generator and derives the
+//! scaled mask `{0, 1/(1−p)}` from it in fixed blocks of [`MASK_BLOCK`] elements, each block
+//! with its own Xoshiro256++ stream (two 32-bit draws per `u64`), so blocks fill in parallel and
+//! the mask does not depend on the thread count; `kernels::dropout` multiplies by the mask in
+//! the same pass and regenerates it from the seed for the backward instead of storing it. On
+//! other backends it uses Burn's device-side random tensors. The host generator is reseeded at
+//! every training step ([`seed_dropout`]) so a resumed run draws the same masks.
 
 use std::sync::Mutex;
 
 use burn::module::{Flag, Module, Param};
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor};
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
@@ -22,22 +25,42 @@ pub fn seed_dropout(seed: u64) {
     *g = Some(SmallRng::seed_from_u64(seed));
 }
 
-fn host_mask(n: usize, keep: f64) -> Vec<f32> {
+/// Elements per independently seeded block of a host mask.
+pub const MASK_BLOCK: usize = 1 << 14;
+
+/// The next per-call mask seed from the host generator.
+fn next_call_seed() -> u64 {
     let mut g = HOST_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    let rng = g.get_or_insert_with(|| SmallRng::seed_from_u64(0));
+    g.get_or_insert_with(|| SmallRng::seed_from_u64(0))
+        .next_u64()
+}
+
+/// Fills `out` with block `block` of the dropout mask of `seed`: each element `1/keep` with
+/// probability `keep`, else 0.
+pub fn fill_mask_block(seed: u64, block: usize, keep: f64, out: &mut [f32]) {
+    let mut rng =
+        SmallRng::seed_from_u64(seed ^ (block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let threshold = (keep * 4294967296.0) as u64; // P(u32 < threshold) = keep
     let scale = (1.0 / keep) as f32;
-    let mut out = Vec::with_capacity(n + 1);
-    while out.len() < n {
+    for pair in out.chunks_mut(2) {
         let r = rng.next_u64();
-        out.push(if (r & 0xffff_ffff) < threshold {
+        pair[0] = if (r & 0xffff_ffff) < threshold {
             scale
         } else {
             0.0
-        });
-        out.push(if (r >> 32) < threshold { scale } else { 0.0 });
+        };
+        if let Some(v) = pair.get_mut(1) {
+            *v = if (r >> 32) < threshold { scale } else { 0.0 };
+        }
     }
-    out.truncate(n);
+}
+
+/// The whole dropout mask of `seed` for `n` elements (blocks of [`MASK_BLOCK`]).
+pub fn mask(seed: u64, n: usize, keep: f64) -> Vec<f32> {
+    let mut out = vec![0f32; n];
+    for (b, o) in out.chunks_mut(MASK_BLOCK).enumerate() {
+        fill_mask_block(seed, b, keep, o);
+    }
     out
 }
 
@@ -89,10 +112,7 @@ impl Dropout {
         }
         let keep = 1.0 - self.prob;
         if is_host_memory(&device) {
-            let shape = x.shape();
-            let mask = host_mask(shape.num_elements(), keep);
-            let mask = Tensor::<D>::from_data(TensorData::new(mask, shape), &device);
-            x * mask
+            crate::kernels::dropout(x, next_call_seed(), keep)
         } else {
             let mask = x.random_like(Distribution::Bernoulli(keep));
             x * mask * (1.0 / keep)
@@ -106,14 +126,19 @@ mod tests {
 
     #[test]
     fn keeps_the_expected_fraction_and_scales() {
-        seed_dropout(1);
-        let m = host_mask(100_001, 0.9);
+        let m = mask(7, 100_001, 0.9);
         assert_eq!(m.len(), 100_001);
         let kept = m.iter().filter(|&&v| v > 0.0).count() as f64 / m.len() as f64;
         assert!((kept - 0.9).abs() < 0.005, "{kept}");
         assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.9).abs() < 1e-6));
-        seed_dropout(1);
-        assert_eq!(host_mask(100_001, 0.9), m, "same seed, same mask");
+        assert_eq!(mask(7, 100_001, 0.9), m, "same seed, same mask");
+        assert_ne!(mask(8, 100_001, 0.9), m, "another seed, another mask");
+        // Blocks differ from each other (each has its own stream).
+        assert_ne!(m[..MASK_BLOCK], m[MASK_BLOCK..2 * MASK_BLOCK]);
+        seed_dropout(3);
+        let a = next_call_seed();
+        seed_dropout(3);
+        assert_eq!(next_call_seed(), a, "reseeding repeats the call seeds");
     }
 
     #[test]
