@@ -558,34 +558,38 @@ fn rows_chunked(
     }
 }
 
+/// The backward of a one-input op: `∂x = f(state, g)` (GELU, attention softmax, dropout).
+struct UnaryBackward<B: Backend, S> {
+    f: fn(S, B::FloatTensorPrimitive) -> B::FloatTensorPrimitive,
+}
+
+impl<B: Backend, S> std::fmt::Debug for UnaryBackward<B, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnaryBackward")
+    }
+}
+
+impl<B: Backend, S: Clone + Send + std::fmt::Debug + 'static> Backward<B, 1>
+    for UnaryBackward<B, S>
+{
+    type State = S;
+
+    fn backward(self, ops: Ops<S, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [n_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = n_x {
+            grads.register::<B>(node.id, (self.f)(ops.state, grad));
+        }
+    }
+}
+
 impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        /// Keeps `x` (shared with the forward's input, no copy) for `∂x = g·(Φ(x) + x·φ(x))`.
-        #[derive(Debug)]
-        struct GeluBackward;
-
-        impl<B: FusedBackend> Backward<B, 1> for GeluBackward {
-            type State = B::FloatTensorPrimitive;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [n_x] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                if let Some(node) = n_x {
-                    grads.register::<B>(node.id, B::gelu_exact_backward(ops.state, grad));
-                }
-            }
-        }
-
-        match GeluBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
+        // Keeps `x` (shared with the forward's input, no copy) for `∂x = g·(Φ(x) + x·φ(x))`.
+        let backward = UnaryBackward::<B, B::FloatTensorPrimitive> {
+            f: |x, g| B::gelu_exact_backward(x, g),
+        };
+        match backward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let x = x.into_primitive();
                 let y = B::gelu_exact(x.clone());
@@ -608,30 +612,12 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
         mask: FloatTensor<Self>,
         scale: f64,
     ) -> FloatTensor<Self> {
-        /// Keeps the output `y` for `∂scores = s·y⊙(g − Σ g⊙y)`; the mask is a constant.
-        #[derive(Debug)]
-        struct SoftmaxBackward;
-
-        impl<B: FusedBackend> Backward<B, 1> for SoftmaxBackward {
-            type State = (B::FloatTensorPrimitive, f64);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [n_x] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (y, scale) = ops.state;
-                if let Some(node) = n_x {
-                    grads.register::<B>(node.id, B::attention_softmax_backward(y, grad, scale));
-                }
-            }
-        }
-
+        // Keeps the output `y` for `∂scores = s·y⊙(g − Σ g⊙y)`; the mask is a constant.
+        let backward = UnaryBackward::<B, (B::FloatTensorPrimitive, f64)> {
+            f: |(y, scale), g| B::attention_softmax_backward(y, g, scale),
+        };
         let mask = mask.into_primitive();
-        match SoftmaxBackward
+        match backward
             .prepare::<C>([scores.node()])
             .compute_bound()
             .stateful()
@@ -659,33 +645,11 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
     }
 
     fn dropout_mask(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self> {
-        /// Keeps only the seed: `∂x = g ⊙ mask(seed)`, the mask redrawn.
-        #[derive(Debug)]
-        struct DropoutBackward;
-
-        impl<B: FusedBackend> Backward<B, 1> for DropoutBackward {
-            type State = (u64, f64);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [n_x] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (seed, keep) = ops.state;
-                if let Some(node) = n_x {
-                    grads.register::<B>(node.id, B::dropout_mask(grad, seed, keep));
-                }
-            }
-        }
-
-        match DropoutBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
+        // Keeps only the seed: `∂x = g ⊙ mask(seed)`, the mask redrawn.
+        let backward = UnaryBackward::<B, (u64, f64)> {
+            f: |(seed, keep), g| B::dropout_mask(g, seed, keep),
+        };
+        match backward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(
                 (seed, keep),
                 B::dropout_mask(x.into_primitive(), seed, keep),
