@@ -4,12 +4,17 @@
 //! Built from tensor ops, autodiff keeps every intermediate and runs each piece as its own
 //! element-wise pass, which on the flex CPU backend is single-threaded. Here:
 //!
-//! | op | saved for backward | flex | wgpu |
+//! | op | saved for backward | flex | Cube (wgpu) |
 //! |---|---|---|---|
 //! | exact GELU `x·Φ(x)` | `x` (instead of `x`, `x/√2`, `Φ(x)`) | one fused pass each way over the rayon pool | tensor ops |
 //! | attention softmax `softmax(s·x + mask)` | the output `y` | scale, mask and softmax in one pass per row; backward `s·y⊙(g − Σ g⊙y)` one pass per row | tensor ops |
 //! | dropout `x⊙mask(seed)` | nothing (the mask is redrawn from its seed) | mask blocks drawn in parallel while multiplying | host mask, multiplied |
-//! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | flex's fused row LayerNorm; backward one pass per row, `∂γ`, `∂β` reduced per thread | tensor ops |
+//! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | flex's fused row LayerNorm; backward one pass per row, `∂γ`, `∂β` summed per fixed chunk in order | tensor ops |
+//!
+//! `crate::kernels` routes GELU here on flex and wgpu devices, the other ops on flex only (on
+//! wgpu, LayerNorm through this op left lavapipe's device memory unchanged, softmax was not
+//! measured, and dropout draws its mask on the device); the Cube column is what the extension
+//! runs if called on wgpu directly.
 //!
 //! The backward formulas are PyTorch's (`gelu_backward`, `_softmax_backward_data`,
 //! `native_layer_norm_backward`); `tests/parity.rs` checks them against PyTorch (GELU) and
