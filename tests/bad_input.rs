@@ -243,3 +243,43 @@ fn cli_reports_missing_model_folder() {
         "{err}"
     );
 }
+
+/// `bench` refuses a zero rank, zero steps and a sequence longer than the model's positions with
+/// a message naming the option, before measuring anything.
+#[test]
+fn bench_rejects_bad_options_by_name() {
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lorabert"))
+            .arg("bench")
+            .arg("--model")
+            .arg(common::model_dir())
+            .args(["--output", "/nonexistent-dir/bench.jsonl"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    };
+    let e = run(&["--configs", "lora-r0"]);
+    assert!(e.contains("bad rank in `lora-r0`: `r` must be >= 1"), "{e}");
+    let e = run(&["--configs", "lora-r1", "--steps", "0"]);
+    assert!(e.contains("--steps must be >= 1"), "{e}");
+    let e = run(&[
+        "--configs",
+        "lora-r1",
+        "--seq-len",
+        "100000",
+        "--steps",
+        "1",
+    ]);
+    assert!(
+        e.contains("--seq-len 100000 exceeds max_position_embeddings 512"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("error: error:") && !e.contains("failed: error:"),
+        "{e}"
+    );
+}

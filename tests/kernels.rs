@@ -333,6 +333,11 @@ fn cli_f16_on_cpu_falls_back_with_notice() {
     let _ = std::fs::remove_dir_all(&out);
     let o = run(&["--exact-precision"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--exact-precision"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--exact-precision: refusing to fall back to f32"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a refused run leaves no output folder");
     let _ = std::fs::remove_dir_all(&out);
 }

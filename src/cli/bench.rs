@@ -114,6 +114,9 @@ fn parse_config(name: &str) -> Result<(AdapterChoice, usize)> {
         .split_once("-r")
         .with_context(|| format!("bad --configs entry `{name}` (use full, lora-rN or dora-rN)"))?;
     let r: usize = r.parse().with_context(|| format!("bad rank in `{name}`"))?;
+    if r == 0 {
+        bail!("bad rank in `{name}`: `r` must be >= 1");
+    }
     let kind = match kind {
         "lora" => AdapterChoice::Lora,
         "dora" => AdapterChoice::Dora,
@@ -134,6 +137,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     }
     for c in &a.configs {
         parse_config(c)?;
+    }
+    if a.batch_size == 0 || a.seq_len == 0 || a.steps == 0 {
+        bail!("--batch-size, --seq-len and --steps must be >= 1");
     }
     let exe = std::env::current_exe().context("cannot locate the lorabert executable")?;
     let mut lines = String::new();
@@ -169,9 +175,15 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         let out = cmd
             .output()
             .with_context(|| format!("cannot run {}", exe.display()))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
-            bail!("bench {c} failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "bench {c} failed: {}",
+                stderr.trim().trim_start_matches("error: ")
+            );
         }
+        // The child's notes (e.g. the f16 fallback).
+        eprint!("{stderr}");
         let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let rec: BenchRecord =
             serde_json::from_str(&line).with_context(|| format!("bench {c}: bad output {line}"))?;
@@ -222,6 +234,17 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
         }
         None => {
             let dir = io::resolve_model(a.model.as_deref())?;
+            let cfg_path = dir.join("config.json");
+            let cfg =
+                BertConfig::from_json(&io::read_text(&cfg_path)?, &cfg_path.display().to_string())?;
+            if a.seq_len > cfg.max_position_embeddings {
+                bail!(
+                    "--seq-len {} exceeds max_position_embeddings {} of {}",
+                    a.seq_len,
+                    cfg.max_position_embeddings,
+                    cfg_path.display()
+                );
+            }
             let (loaded, bert) = load_model(&dir, None, a.seq_len.max(4), &device)?;
             (loaded.cfg, bert, dir.display().to_string())
         }

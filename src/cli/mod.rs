@@ -791,19 +791,22 @@ fn train(a: TrainArgs) -> Result<()> {
     cfg.validate()?;
     let model_dir = io::resolve_model(a.model.model.as_deref())?;
     let data_dir = io::resolve_data(a.data.as_deref())?;
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    // One run per output folder: a second `train` (or an orphaned sweep child) is refused.
-    let lock = io::lock_dir(&out)?;
-
+    // Before the output folder exists: a refused --exact-precision leaves nothing behind.
     let (_, device) = devices(a.model.backend, cfg.seed)?;
     let (precision, notice) = crate::train::resolve_precision(cfg.precision, &device);
     cfg.precision = precision;
     if let Some(notice) = notice {
         if a.exact_precision {
-            bail!("--precision f16 --exact-precision: {notice}");
+            bail!(
+                "--precision f16 --exact-precision: refusing to fall back to f32 ({})",
+                notice.trim_end_matches(": training in f32")
+            );
         }
         eprintln!("note: {notice}");
     }
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    // One run per output folder: a second `train` (or an orphaned sweep child) is refused.
+    let lock = io::lock_dir(&out)?;
     let (loaded, bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
     let pad_id = loaded.cfg.pad_token_id as u32;
     let mut train_data = Vec::new();
