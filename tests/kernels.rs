@@ -281,8 +281,8 @@ fn dora_layer_on_f16_storage_matches_f32() {
 
 #[test]
 fn f16_storage_is_available_on_lavapipe_but_not_on_the_cpu() {
-    assert!(kernels::f16_storage_available(&device()));
-    assert!(!kernels::f16_storage_available(&Device::flex()));
+    assert!(kernels::f16_available(&device()));
+    assert!(!kernels::f16_available(&Device::flex()));
 }
 
 /// The CLI falls back to f32 with a notice on the CPU, and `--exact-precision` refuses instead.

@@ -350,23 +350,14 @@ fn f32_values(t: &FlexTensor) -> Option<&[f32]> {
 
 /// `out[i] = f(a[i], b[i])` over the rayon pool (sequential on wasm).
 fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    const CHUNK: usize = 1 << 14;
     let mut out = vec![0f32; a.len()];
-    #[cfg(not(target_family = "wasm"))]
-    {
-        use rayon::prelude::*;
-        const CHUNK: usize = 1 << 14;
-        out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(o, (a, b))| {
-                for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
-                    *o = f(*a, *b);
-                }
-            });
-    }
-    #[cfg(target_family = "wasm")]
-    for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
-        *o = f(*a, *b);
-    }
+    rows_mut(&mut out, CHUNK, |c, o| {
+        let (a, b) = (&a[c * CHUNK..], &b[c * CHUNK..]);
+        for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
+            *o = f(*a, *b);
+        }
+    });
     out
 }
 
@@ -437,23 +428,12 @@ impl FusedBackend for Flex {
             return dropout_ops::<Self>(x, seed, keep);
         };
         let mut out = vec![0f32; v.len()];
-        let block = |b: usize, o: &mut [f32]| {
+        rows_mut(&mut out, MASK_BLOCK, |b, o| {
             fill_mask_block(seed, b, keep, o);
             for (o, x) in o.iter_mut().zip(&v[b * MASK_BLOCK..]) {
                 *o *= x;
             }
-        };
-        #[cfg(not(target_family = "wasm"))]
-        {
-            use rayon::prelude::*;
-            out.par_chunks_mut(MASK_BLOCK)
-                .enumerate()
-                .for_each(|(b, o)| block(b, o));
-        }
-        #[cfg(target_family = "wasm")]
-        for (b, o) in out.chunks_mut(MASK_BLOCK).enumerate() {
-            block(b, o);
-        }
+        });
         FlexTensor::from_data(TensorData::new(out, x.shape()))
     }
 
@@ -512,8 +492,8 @@ impl FusedBackend for Flex {
     }
 }
 
-/// Calls `f(row_index, row)` for every row of length `n` of `out`, rows split over the rayon pool
-/// (sequential on wasm).
+/// Calls `f(row_index, row)` for every row (or fixed block) of length `n` of `out`, split over the
+/// rayon pool (sequential on wasm).
 fn rows_mut(out: &mut [f32], n: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let n = n.max(1);
     #[cfg(not(target_family = "wasm"))]

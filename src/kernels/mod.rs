@@ -157,7 +157,7 @@ pub fn dora_scale_reference(
 /// [`crate::model::Bert::into_f16`]): a wgpu device that offers f16 (`shader-f16` on WebGPU).
 /// Elsewhere the drivers fall back to f32 with a notice. (Burn's CPU backend stores f16 but
 /// computes it slowly, so it is not offered there.)
-pub fn f16_storage_available(device: &burn::tensor::Device) -> bool {
+pub fn f16_available(device: &burn::tensor::Device) -> bool {
     is_wgpu(device) && device.supports_dtype(DType::F16)
 }
 

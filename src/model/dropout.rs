@@ -72,7 +72,7 @@ fn is_host_memory(device: &Device) -> bool {
     if d == Device::ndarray() {
         return true;
     }
-    d == Device::flex()
+    crate::kernels::fused::is_flex(&d)
 }
 
 /// Inverted dropout: in training, zeroes each element with probability `prob` and scales the

@@ -49,7 +49,7 @@ pub enum Precision {
     /// embedding tables) in f16 storage and f16 activations (LayerNorm computed in f32), with
     /// adapters, heads, biases, LayerNorm parameters, gradients of parameters and AdamW moments
     /// in f32 and dynamic loss scaling ([`LossScaler`]). Needs a wgpu device with f16
-    /// ([`crate::kernels::f16_storage_available`]).
+    /// ([`crate::kernels::f16_available`]).
     F16,
 }
 
@@ -67,7 +67,7 @@ impl Precision {
 /// devices without it (the CPU backend, a GPU without `shader-f16`), with the one-line notice for
 /// the driver to show.
 pub fn resolve_precision(requested: Precision, device: &Device) -> (Precision, Option<String>) {
-    if requested == Precision::F16 && !crate::kernels::f16_storage_available(device) {
+    if requested == Precision::F16 && !crate::kernels::f16_available(device) {
         return (
             Precision::F32,
             Some("f16 needs a wgpu device with f16 support (shader-f16): training in f32".into()),
@@ -440,8 +440,8 @@ impl Trainer {
             .with_weight_decay(cfg.weight_decay as f32)
             .init();
         let warmup_steps = (cfg.warmup_ratio * total_steps as f64).round() as usize;
-        let cfg_precision = cfg.precision;
         Trainer {
+            scaler: (cfg.precision == Precision::F16).then(LossScaler::default),
             model: Some(model),
             optim,
             cfg,
@@ -450,7 +450,6 @@ impl Trainer {
             warmup_steps,
             pad_id,
             device,
-            scaler: (cfg_precision == Precision::F16).then(LossScaler::default),
         }
     }
 

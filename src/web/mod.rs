@@ -297,7 +297,7 @@ async fn gpu() -> Rc<GpuInfo> {
         },
     );
     // Where the device has f16, training runs in the f16 mode unless the user picks f32.
-    if info.gpu && crate::kernels::f16_storage_available(&info.device) {
+    if info.gpu && crate::kernels::f16_available(&info.device) {
         set_input("precision", "f16");
     }
     let info = Rc::new(info);
