@@ -66,7 +66,10 @@ for f in glob.glob(f"{out}/*.jsonl"):
 def mib(r):
     b = r.get("device_memory_bytes")
     return f"{b / 2**20:.0f}" if b else "-"
-print("| model | precision | config | lorabert ex/s | PEFT ex/s | ratio | lorabert device MiB | PEFT device MiB |")
+def peft_mib(p):
+    a = p.get("device_memory_allocated_bytes")
+    return f"{mib(p)} / {a / 2**20:.0f}" if a else mib(p)
+print("| model | precision | config | lorabert ex/s | PEFT ex/s | ratio | lorabert device MiB (reserved) | PEFT device MiB (reserved / allocated) |")
 print("|---|---|---|---|---|---|---|---|")
 for (tool, model, prec, cfg), l in sorted(rows.items()):
     if tool != "lorabert":
@@ -74,7 +77,7 @@ for (tool, model, prec, cfg), l in sorted(rows.items()):
     p = rows.get(("peft", model, prec, cfg))
     ratio = f"{l['examples_per_second'] / p['examples_per_second']:.2f}" if p else "-"
     pe = f"{p['examples_per_second']:.1f}" if p else "-"
-    print(f"| {model} | {prec} ({l['precision']} ran) | {cfg} | {l['examples_per_second']:.1f} | {pe} | {ratio} | {mib(l)} | {mib(p) if p else '-'} |")
+    print(f"| {model} | {prec} ({l['precision']} ran) | {cfg} | {l['examples_per_second']:.1f} | {pe} | {ratio} | {mib(l)} | {peft_mib(p) if p else '-'} |")
 for (tool, model, prec, cfg), l in sorted(rows.items()):
     if tool == "lorabert" and prec == "f16" and ("lorabert", model, "f32", cfg) in rows:
         f = rows[("lorabert", model, "f32", cfg)]

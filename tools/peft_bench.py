@@ -13,8 +13,10 @@ peak memory (ru_maxrss) is its own. Prints and writes JSON lines like `lorabert 
         [--device cpu|cuda] [--precision f32|f16]
 
 On CUDA, `--precision f16` is PyTorch's automatic mixed precision (autocast to fp16 with a
-GradScaler), the usual way PEFT users train in half precision; peak memory is then
-torch.cuda.max_memory_allocated (device bytes) besides the process's resident memory.
+GradScaler), the usual way PEFT users train in half precision. On CUDA the device memory is
+torch.cuda.max_memory_reserved (`device_memory_bytes`: what the caching allocator held at most,
+the counterpart of lorabert's pool reservation) and torch.cuda.max_memory_allocated
+(`device_memory_allocated_bytes`), besides the process's resident memory.
 
 Needs torch, transformers, peft (a throwaway virtualenv; CI does not use this).
 """
@@ -102,7 +104,10 @@ def measure(args, name):
         "median_step_seconds": med,
         "examples_per_second": b / med,
         "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "device_memory_bytes": torch.cuda.max_memory_allocated() if args.device == "cuda" else None,
+        # Reserved by the caching allocator, as lorabert's device figure (its pools' reservation);
+        # the allocated peak beside it.
+        "device_memory_bytes": torch.cuda.max_memory_reserved() if args.device == "cuda" else None,
+        "device_memory_allocated_bytes": torch.cuda.max_memory_allocated() if args.device == "cuda" else None,
         "trainable_params": sum(p.numel() for p in params),
         "step_seconds": times,
     }

@@ -201,11 +201,13 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// The attention probabilities `softmax(scale·scores + mask)` over keys: `scores` `[b, h, q, k]`,
 /// `mask` `[b, k]` additive (0 or BERT's −10000 for padding keys) → `[b, h, q, k]`, as
-/// transformers' eager `BertSelfAttention` (`softmax(q·kᵀ/√d + mask)`). On flex devices with
-/// f32 data one op ([`fused`]): scale, mask and softmax in one pass per row, backward from the
-/// output alone; elsewhere, or with the kernels off, [`attention_softmax_reference`].
+/// transformers' eager `BertSelfAttention` (`softmax(q·kᵀ/√d + mask)`), in the dtype of
+/// `scores`. One op ([`fused`]) whose backward keeps only the output: on flex (f32 data) scale,
+/// mask and softmax in one pass per row; on wgpu (f32 or f16) tensor ops, keeping one
+/// `[b, h, q, k]` tensor instead of two. With the kernels off, or on other backends,
+/// [`attention_softmax_reference`].
 pub fn attention_softmax(scores: Tensor<4>, mask: Tensor<2>, scale: f64) -> Tensor<4> {
-    if kernels_enabled() && fused::is_flex(&scores.device()) && scores.dtype() == DType::F32 {
+    if routes_fused(&scores) {
         return fused::attention_softmax(scores, mask, scale);
     }
     attention_softmax_reference(scores, mask, scale)
@@ -236,19 +238,38 @@ pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> 
 }
 
 /// LayerNorm over the last axis (PyTorch's `layer_norm`, biased variance): `x` `[.., h]`,
-/// `gamma`, `beta` `[h]` → `[.., h]`. On flex devices with f32 data one op ([`fused`]) whose
-/// backward keeps only `x` and recomputes the row statistics; elsewhere, or with the kernels off,
-/// Burn's `layer_norm`.
+/// `gamma`, `beta` `[h]` (f32) → `[.., h]` in the dtype of `x`. f16 rows are normalised in f32
+/// (their squares can overflow f16) and narrowed again, as PyTorch's autocast runs `layer_norm`
+/// in f32. On flex (f32 data) and wgpu (f32 or f16) one op ([`fused`]) whose backward keeps only
+/// `x` in its own dtype and recomputes the row statistics, instead of autodiff keeping the
+/// centred and normalised rows in f32; with the kernels off, or on other backends, Burn's
+/// `layer_norm`.
 pub fn layer_norm<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
     eps: f64,
 ) -> Tensor<D> {
-    if kernels_enabled() && fused::is_flex(&x.device()) && x.dtype() == DType::F32 {
+    if routes_fused(&x) {
         return fused::layer_norm(x, gamma, beta, eps);
     }
-    burn::tensor::module::layer_norm(x, gamma, Some(beta), eps)
+    let dtype = x.dtype();
+    let y = burn::tensor::module::layer_norm(to_f32(x), gamma, Some(beta), eps);
+    if dtype == DType::F32 {
+        y
+    } else {
+        y.cast(dtype)
+    }
+}
+
+/// Whether the row-wise ops ([`attention_softmax`], [`layer_norm`]) of `x` go
+/// through [`fused`]: with the kernels on, on flex for f32 data (its fused loops are f32) and on
+/// wgpu for f32 and f16 (the extension's Cube side is dtype-generic).
+fn routes_fused<const D: usize>(x: &Tensor<D>) -> bool {
+    let device = x.device();
+    kernels_enabled()
+        && fused::runs_on(&device)
+        && (x.dtype() == DType::F32 || !fused::is_flex(&device))
 }
 
 /// Reference for [`gelu`] from tensor ops: `x · (1 + erf(x / √2)) / 2`, differentiated by

@@ -68,13 +68,7 @@ impl LayerNorm {
     /// f32 (their squares can overflow f16) and narrowed again, as PyTorch's autocast runs
     /// `layer_norm` in f32.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let dtype = x.dtype();
-        let y = crate::kernels::layer_norm(to_f32(x), self.weight.val(), self.bias.val(), self.eps);
-        if dtype == DType::F32 {
-            y
-        } else {
-            y.cast(dtype)
-        }
+        crate::kernels::layer_norm(x, self.weight.val(), self.bias.val(), self.eps)
     }
 }
 
@@ -226,6 +220,15 @@ pub fn into_f16_storage<M: Module>(module: M) -> M {
     module.map(&mut F16Storage)
 }
 
+/// Runs `build` with the device's allocations in its persistent pool (exact-fit slices kept
+/// apart from the pools of the training step), where frozen weights belong: in the step's
+/// pools the word-embedding table, the largest tensor, would set their page size (Burn's
+/// adaptive pools size pages to the largest allocation served), so device memory would be
+/// reserved in pages of `vocab × hidden` floats.
+fn persistent<T: Send>(device: &Device, build: impl Fn() -> T + Send + Sync) -> T {
+    device.memory_persistent_allocations((), |()| build())
+}
+
 /// `BertPooler`: dense + tanh on the first token.
 #[derive(Module, Debug)]
 pub struct Pooler {
@@ -262,6 +265,10 @@ impl Bert {
     /// # Errors
     /// [`crate::Error::MissingTensor`] / [`crate::Error::BadTensor`] naming the tensor.
     pub fn from_checkpoint(cfg: &BertConfig, ck: &Checkpoint, device: &Device) -> Result<Self> {
+        persistent(device, || Self::from_checkpoint_in(cfg, ck, device))
+    }
+
+    fn from_checkpoint_in(cfg: &BertConfig, ck: &Checkpoint, device: &Device) -> Result<Self> {
         let h = cfg.hidden_size;
         let eps = cfg.layer_norm_eps;
         let lin = |name: &str, d_in: usize, d_out: usize| -> Result<AdaptedLinear> {
@@ -351,6 +358,10 @@ impl Bert {
     /// A randomly initialised encoder of the given shape (weights `N(0, 0.02)`, LayerNorm γ = 1,
     /// β = 0, as BERT's `initializer_range`), for benchmarks and tests. No pooler.
     pub fn random(cfg: &BertConfig, device: &Device) -> Self {
+        persistent(device, || Self::random_in(cfg, device))
+    }
+
+    fn random_in(cfg: &BertConfig, device: &Device) -> Self {
         let h = cfg.hidden_size;
         let eps = cfg.layer_norm_eps;
         let normal =
@@ -405,8 +416,11 @@ impl Bert {
     /// trainable parameters, gradients and optimiser state stay f32. Training in this mode needs
     /// loss scaling (the trainer's [`crate::train::LossScaler`]).
     pub fn into_f16(self) -> Self {
-        let mut bert = into_f16_storage(self);
+        let device = self.embeddings.word_embeddings.device();
+        let mut bert = device.memory_persistent_allocations(self, into_f16_storage);
         bert.embeddings.f16_activations = true;
+        // Give back the f32 copies the conversion freed.
+        device.memory_cleanup();
         bert
     }
 
