@@ -194,7 +194,7 @@ fn dropout_ops<B: Backend>(x: FloatTensor<B>, seed: u64, keep: f64) -> FloatTens
 }
 
 /// `t` cast to `dtype` (a no-op when it already has it).
-fn cast_to<B: Backend>(t: FloatTensor<B>, dtype: DType) -> FloatTensor<B> {
+pub(crate) fn cast_to<B: Backend>(t: FloatTensor<B>, dtype: DType) -> FloatTensor<B> {
     if t.dtype() == dtype {
         t
     } else {

@@ -110,9 +110,10 @@ pub fn dora_weight_norm_reference(
 ///
 /// `base` = `x·Wᵀ` `[rows, out]`, `lora` = `(x·Aᵀ)·Bᵀ` `[rows, out]` (before scaling), `m` and
 /// `norm` `[out]` (`norm` is treated as a constant, as in the paper's section 4.3), `bias`
-/// `[out]`. Differentiable in `base`, `lora`, `m` and `bias`. On wgpu devices this runs
-/// `shaders/dora_scale.wgsl` (one pass instead of four) with a hand-written backward; elsewhere
-/// [`dora_scale_reference`].
+/// `[out]` (f32). `base`, `lora` and the result are f32, or f16 in the f16 mode (computed in f32
+/// per element and rounded once). Differentiable in `base`, `lora`, `m` and `bias`. On wgpu
+/// devices this runs `shaders/dora_scale.wgsl` (one pass instead of four) with a hand-written
+/// backward; elsewhere [`dora_scale_reference`].
 pub fn dora_scale(
     base: Tensor<2>,
     lora: Tensor<2>,
@@ -122,7 +123,10 @@ pub fn dora_scale(
     scaling: f64,
 ) -> Tensor<2> {
     #[cfg(any(feature = "wgpu", feature = "web"))]
-    if kernels_active(&base.device()) && base.dtype() == DType::F32 {
+    if kernels_active(&base.device())
+        && matches!(base.dtype(), DType::F32 | DType::F16)
+        && lora.dtype() == base.dtype()
+    {
         return wgpu::dora_scale(base, lora, m, norm, bias, scaling);
     }
     dora_scale_reference(base, lora, m, norm, bias, scaling)

@@ -4,6 +4,7 @@
 //! client, and given an autodiff backward where they sit in the graph.
 
 use super::DORA_NORM_EPS_SQ;
+use super::fused::cast_to;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -34,7 +35,8 @@ pub trait KernelBackend: Backend {
         scaling: f32,
     ) -> FloatTensor<Self>;
 
-    /// `shaders/dora_scale.wgsl`: `base`, `lora` `[rows, out]`; `m`, `norm`, `bias` `[out]`.
+    /// `shaders/dora_scale.wgsl`: `base`, `lora` `[rows, out]` (both f32 or both f16, the output
+    /// likewise); `m`, `norm`, `bias` `[out]` f32.
     fn dora_scale(
         base: FloatTensor<Self>,
         lora: FloatTensor<Self>,
@@ -122,15 +124,21 @@ impl KernelSource for DoraNormKernel {
 }
 
 #[derive(Debug)]
-struct DoraScaleKernel;
+struct DoraScaleKernel {
+    /// `base`, `lora` and the output in f16 (else f32).
+    f16: bool,
+}
 
 impl KernelSource for DoraScaleKernel {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(DORA_SCALE_WGSL).register("workgroup_size", SCALE_WORKGROUP.to_string())
+        SourceTemplate::new(DORA_SCALE_WGSL)
+            .register("act", if self.f16 { "f16" } else { "f32" })
+            .register("enable", if self.f16 { "enable f16;" } else { "" })
+            .register("workgroup_size", SCALE_WORKGROUP.to_string())
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info(SCALE_WORKGROUP)
+        KernelId::new::<Self>().info((self.f16, SCALE_WORKGROUP))
     }
 
     fn lang(&self) -> &'static str {
@@ -138,15 +146,16 @@ impl KernelSource for DoraScaleKernel {
     }
 }
 
-/// A new contiguous f32 tensor of `shape` on `like`'s device (the kernels' output).
-fn f32_output(like: &CubeTensor, shape: Shape) -> CubeTensor {
-    let bytes = shape.num_elements() * 4;
+/// A new contiguous tensor of `shape` and `dtype` (f32 or f16) on `like`'s device (the kernels'
+/// output).
+fn output(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
+    let bytes = shape.num_elements() * if dtype == DType::F16 { 2 } else { 4 };
     CubeTensor::new_contiguous(
         like.client.clone(),
         like.device.clone(),
         shape,
         like.client.empty(bytes),
-        DType::F32,
+        dtype,
     )
 }
 
@@ -192,7 +201,7 @@ impl KernelBackend for Cube {
         let (a, b, gram) = (f32_contiguous(a), f32_contiguous(b), f32_contiguous(gram));
         let (n_in, n_out) = (w.meta.shape()[0], w.meta.shape()[1]);
         let rank = a.meta.shape()[1];
-        let out = f32_output(&w, Shape::new([n_out]));
+        let out = output(&w, Shape::new([n_out]), DType::F32);
         launch(
             DoraNormKernel { rank, w_f16 },
             WORKGROUP,
@@ -216,7 +225,13 @@ impl KernelBackend for Cube {
         bias: CubeTensor,
         scaling: f32,
     ) -> CubeTensor {
-        let (base, lora) = (f32_contiguous(base), f32_contiguous(lora));
+        let dtype = base.dtype;
+        assert!(
+            matches!(dtype, DType::F32 | DType::F16) && lora.dtype == dtype,
+            "dora_scale: base {dtype:?} and lora {:?} (both f32 or both f16 expected)",
+            lora.dtype
+        );
+        let (base, lora) = (into_contiguous(base), into_contiguous(lora));
         let (m, norm, bias) = (
             f32_contiguous(m),
             f32_contiguous(norm),
@@ -225,7 +240,7 @@ impl KernelBackend for Cube {
         let shape = base.meta.shape().clone();
         let total = shape.num_elements();
         let n_out = shape[shape.num_dims() - 1];
-        let out = f32_output(&base, shape);
+        let out = output(&base, shape, dtype);
         let groups = (total as u32).div_ceil(SCALE_WORKGROUP);
         let (gx, gy) = if groups <= SCALE_GROUPS_X {
             (groups.max(1), 1)
@@ -233,7 +248,9 @@ impl KernelBackend for Cube {
             (SCALE_GROUPS_X, groups.div_ceil(SCALE_GROUPS_X))
         };
         launch(
-            DoraScaleKernel,
+            DoraScaleKernel {
+                f16: dtype == DType::F16,
+            },
             SCALE_WORKGROUP,
             CubeCount::Static(gx, gy, 1),
             &[&base, &lora, &m, &norm, &bias, &out],
@@ -298,17 +315,21 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
                 let grad = grads.consume::<B>(&ops.node);
                 let (combined, m, norm, s) = ops.state;
                 let out_features = m.shape()[0];
+                // f16 activations (the f16 mode) meet f32 `m`, `norm` and bias: the row sums
+                // are taken in the activations' dtype, as the reference's autodiff does, and
+                // widened; the per-column scale is narrowed.
+                let (act, param) = (grad.dtype(), m.dtype());
                 let row =
                     |t: B::FloatTensorPrimitive| B::float_reshape(t, Shape::new([1, out_features]));
-                let scale = row(B::float_div(m, norm.clone()));
+                let scale = cast_to::<B>(row(B::float_div(m, norm.clone())), act);
                 if let Some(node) = n_m {
                     let c = combined.expect("kept when m is tracked");
                     let gm = B::float_sum_dim(B::float_mul(grad.clone(), c), 0);
-                    let gm = B::float_div(gm, row(norm));
+                    let gm = B::float_div(cast_to::<B>(gm, param), row(norm));
                     grads.register::<B>(node.id, B::float_reshape(gm, Shape::new([out_features])));
                 }
                 if let Some(node) = n_bias {
-                    let gb = B::float_sum_dim(grad.clone(), 0);
+                    let gb = cast_to::<B>(B::float_sum_dim(grad.clone(), 0), param);
                     grads.register::<B>(node.id, B::float_reshape(gb, Shape::new([out_features])));
                 }
                 let g_base = B::float_mul(grad, scale);
