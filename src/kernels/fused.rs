@@ -9,13 +9,14 @@
 //! | exact GELU `x·Φ(x)` | `x` (instead of `x`, `x/√2`, `Φ(x)`) | one fused pass each way over the rayon pool | tensor ops |
 //! | attention softmax `softmax(s·x + mask)` | the output `y` | scale, mask and softmax in one pass per row; backward `s·y⊙(g − Σ g⊙y)` one pass per row | tensor ops, in the dtype of `x` |
 //! | dropout `x⊙mask(seed)` | nothing (the mask is redrawn from its seed) | mask blocks drawn in parallel while multiplying | host mask, multiplied |
-//! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | flex's fused row LayerNorm; backward one pass per row, `∂γ`, `∂β` summed per fixed chunk in order | tensor ops in f32 (f16 `x` widened inside, output and `∂x` narrowed back) |
+//! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | flex's fused row LayerNorm; backward one pass per row, `∂γ`, `∂β` summed per fixed chunk in order | WGSL kernels `shaders/layer_norm.wgsl` and `layer_norm_backward.wgsl` (one workgroup per row, f32 or f16 rows, f32 statistics; `∂x` alone when `γ`, `β` are frozen), tensor ops in f32 for `∂γ`, `∂β` when they are trained and with `--no-kernels` |
 //!
 //! `crate::kernels` routes GELU, softmax and LayerNorm here on flex (f32) and wgpu (f32 and f16)
 //! devices, dropout on flex only (on wgpu the trainer's dropout draws its mask on the device).
 //! On lavapipe, MiniLM LoRA r = 8, batch 8 × 128, the softmax and LayerNorm ops cut the
 //! activations autodiff keeps after the forward from 308 to 272 MiB in f32 and from 164 to
-//! 136 MiB in f16 (the f16 LayerNorm had kept its centred and normalised rows in f32).
+//! 136 MiB in f16 (the f16 LayerNorm had kept its centred and normalised rows in f32); the
+//! LayerNorm kernels also drop the `[rows, h]` f32 temporaries of the tensor-op version.
 //!
 //! The backward formulas are PyTorch's (`gelu_backward`, `_softmax_backward_data`,
 //! `native_layer_norm_backward`); `tests/parity.rs` checks them against PyTorch (GELU) and
@@ -83,6 +84,14 @@ pub trait FusedBackend: Backend {
         grad: FloatTensor<Self>,
         eps: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `∂x` alone of [`FusedBackend::layer_norm_last`] (frozen `γ`, `β`, as with adapters).
+    fn layer_norm_last_backward_x(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
 }
 
 /// Whether `device` (plain or autodiff) runs the op: flex, and wgpu in builds with wgpu.
@@ -286,6 +295,9 @@ impl FusedBackend for Cube {
         beta: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self> {
+        if use_wgsl(&x) {
+            return super::wgpu::layer_norm_rows(x, gamma, beta, eps);
+        }
         // f16 rows are normalised in f32 (their squares can overflow f16), as autocast.
         let dtype = x.dtype();
         let x = cast_to::<Self>(x, DType::F32);
@@ -304,6 +316,27 @@ impl FusedBackend for Cube {
         let (dx, dgamma, dbeta) = layer_norm_backward_ops::<Self>(x, gamma, grad, eps);
         (cast_to::<Self>(dx, dtype), dgamma, dbeta)
     }
+
+    fn layer_norm_last_backward_x(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        if use_wgsl(&x) {
+            return super::wgpu::layer_norm_rows_backward(x, gamma, grad, eps);
+        }
+        Self::layer_norm_last_backward(x, gamma, grad, eps).0
+    }
+}
+
+/// Whether the Cube ops run their WGSL kernels on `x`: a wgpu tensor in f32 or f16, the
+/// kernels on (`--no-kernels` keeps the tensor-op compositions).
+#[cfg(any(feature = "wgpu", feature = "web"))]
+fn use_wgsl(x: &FloatTensor<Cube>) -> bool {
+    super::kernels_enabled()
+        && super::wgpu::is_wgpu_tensor(x)
+        && matches!(x.dtype(), DType::F32 | DType::F16)
 }
 
 /// `eˣ` for f32 without branches or library calls, so loops over it vectorise: Cephes' `expf`
@@ -504,6 +537,15 @@ impl FusedBackend for Flex {
             FlexTensor::from_data(TensorData::new(db, [h])),
         )
     }
+
+    fn layer_norm_last_backward_x(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        grad: FlexTensor,
+        eps: f64,
+    ) -> FlexTensor {
+        Self::layer_norm_last_backward(x, gamma, grad, eps).0
+    }
 }
 
 /// Calls `f(row_index, row)` for every row (or fixed block) of length `n` of `out`, split over the
@@ -682,6 +724,14 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
                 let [n_x, n_gamma, n_beta] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
                 let (x, gamma, eps) = ops.state;
+                if n_gamma.is_none() && n_beta.is_none() {
+                    // Frozen LayerNorm (adapters): only `∂x`.
+                    if let Some(node) = n_x {
+                        let dx = B::layer_norm_last_backward_x(x, gamma, grad, eps);
+                        grads.register::<B>(node.id, dx);
+                    }
+                    return;
+                }
                 let (dx, dgamma, dbeta) = B::layer_norm_last_backward(x, gamma, grad, eps);
                 if let Some(node) = n_x {
                     grads.register::<B>(node.id, dx);
@@ -731,6 +781,20 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
             Self::from_inner(dg),
             Self::from_inner(db),
         )
+    }
+
+    fn layer_norm_last_backward_x(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::layer_norm_last_backward_x(
+            x.into_primitive(),
+            gamma.into_primitive(),
+            grad.into_primitive(),
+            eps,
+        ))
     }
 }
 

@@ -246,8 +246,9 @@ pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> 
 /// (their squares can overflow f16) and narrowed again, as PyTorch's autocast runs `layer_norm`
 /// in f32. On flex (f32 data) and wgpu (f32 or f16) one op ([`fused`]) whose backward keeps only
 /// `x` in its own dtype and recomputes the row statistics, instead of autodiff keeping the
-/// centred and normalised rows in f32; with the kernels off, or on other backends, Burn's
-/// `layer_norm`.
+/// centred and normalised rows in f32; on wgpu it runs `shaders/layer_norm.wgsl` forward and
+/// `shaders/layer_norm_backward.wgsl` for `∂x`. With the kernels off, or on other backends,
+/// Burn's `layer_norm`.
 pub fn layer_norm<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,

@@ -146,6 +146,120 @@ impl KernelSource for DoraScaleKernel {
     }
 }
 
+const LAYER_NORM_WGSL: &str = include_str!("../../shaders/layer_norm.wgsl");
+const LAYER_NORM_BACKWARD_WGSL: &str = include_str!("../../shaders/layer_norm_backward.wgsl");
+/// Invocations per LayerNorm row (BERT's hidden sizes 384..1024 are 3..8 elements each).
+const LAYER_NORM_WORKGROUP: u32 = 128;
+
+/// `shaders/layer_norm.wgsl` (forward) or `shaders/layer_norm_backward.wgsl` (`∂x`).
+#[derive(Debug)]
+struct LayerNormKernel {
+    backward: bool,
+    /// `x` (and the output, and `g`) in f16 (else f32).
+    f16: bool,
+}
+
+impl KernelSource for LayerNormKernel {
+    fn source(&self) -> SourceTemplate {
+        let src = if self.backward {
+            LAYER_NORM_BACKWARD_WGSL
+        } else {
+            LAYER_NORM_WGSL
+        };
+        SourceTemplate::new(src)
+            .register("act", if self.f16 { "f16" } else { "f32" })
+            .register("enable", if self.f16 { "enable f16;" } else { "" })
+            .register("workgroup_size", LAYER_NORM_WORKGROUP.to_string())
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.backward, self.f16, LAYER_NORM_WORKGROUP))
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+/// Whether `t` lives on a wgpu device (the WGSL kernels' compiler).
+pub(crate) fn is_wgpu_tensor(t: &CubeTensor) -> bool {
+    matches!(t.device, CubeDevice::Wgpu(_))
+}
+
+/// `(x-dimension, y-dimension)` workgroup counts covering `groups` workgroups (WebGPU allows
+/// 65535 per dimension); kernels index `wid.y * x + wid.x` and skip what lies past the end.
+fn grid(groups: u32) -> (u32, u32) {
+    if groups <= SCALE_GROUPS_X {
+        (groups.max(1), 1)
+    } else {
+        (SCALE_GROUPS_X, groups.div_ceil(SCALE_GROUPS_X))
+    }
+}
+
+/// Launches one LayerNorm kernel over the rows of `x` `[.., h]` (f32 or f16) with `gamma`
+/// (and `beta` or the upstream gradient `g`, in `x`'s dtype) → `[.., h]` in `x`'s dtype.
+fn layer_norm_launch(
+    backward: bool,
+    x: CubeTensor,
+    gamma: CubeTensor,
+    third: CubeTensor,
+    eps: f64,
+) -> CubeTensor {
+    let dtype = x.dtype;
+    assert!(
+        matches!(dtype, DType::F32 | DType::F16),
+        "layer_norm kernel: x {dtype:?} (f32 or f16 expected)"
+    );
+    let x = into_contiguous(x);
+    let gamma = f32_contiguous(gamma);
+    let third = if backward {
+        assert_eq!(
+            third.dtype, dtype,
+            "layer_norm kernel: the gradient has x's dtype"
+        );
+        into_contiguous(third)
+    } else {
+        f32_contiguous(third)
+    };
+    let shape = x.meta.shape().clone();
+    let h = shape[shape.num_dims() - 1];
+    let rows = shape.num_elements() / h.max(1);
+    let out = output(&x, shape, dtype);
+    let (gx, gy) = grid(rows as u32);
+    launch(
+        LayerNormKernel {
+            backward,
+            f16: dtype == DType::F16,
+        },
+        LAYER_NORM_WORKGROUP,
+        CubeCount::Static(gx, gy, 1),
+        &[&x, &gamma, &third, &out],
+        &[rows as u32, h as u32, (eps as f32).to_bits(), gx],
+    );
+    out
+}
+
+/// LayerNorm over the last axis in one pass per row (`shaders/layer_norm.wgsl`): `x` `[.., h]`
+/// f32 or f16, `gamma`, `beta` `[h]` f32 → `[.., h]` in `x`'s dtype, statistics in f32.
+pub(crate) fn layer_norm_rows(
+    x: CubeTensor,
+    gamma: CubeTensor,
+    beta: CubeTensor,
+    eps: f64,
+) -> CubeTensor {
+    layer_norm_launch(false, x, gamma, beta, eps)
+}
+
+/// `∂x` of [`layer_norm_rows`] from `x` and the upstream gradient `g` (`shaders/layer_norm_backward.wgsl`).
+pub(crate) fn layer_norm_rows_backward(
+    x: CubeTensor,
+    gamma: CubeTensor,
+    g: CubeTensor,
+    eps: f64,
+) -> CubeTensor {
+    layer_norm_launch(true, x, gamma, g, eps)
+}
+
 /// A new contiguous tensor of `shape` and `dtype` (f32 or f16) on `like`'s device (the kernels'
 /// output).
 fn output(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
@@ -241,12 +355,7 @@ impl KernelBackend for Cube {
         let total = shape.num_elements();
         let n_out = shape[shape.num_dims() - 1];
         let out = output(&base, shape, dtype);
-        let groups = (total as u32).div_ceil(SCALE_WORKGROUP);
-        let (gx, gy) = if groups <= SCALE_GROUPS_X {
-            (groups.max(1), 1)
-        } else {
-            (SCALE_GROUPS_X, groups.div_ceil(SCALE_GROUPS_X))
-        };
+        let (gx, gy) = grid((total as u32).div_ceil(SCALE_WORKGROUP));
         launch(
             DoraScaleKernel {
                 f16: dtype == DType::F16,
