@@ -384,3 +384,85 @@ fn cli_f16_on_cpu_falls_back_with_notice() {
     assert!(!out.exists(), "a refused run leaves no output folder");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The wgpu dropout kernel (`shaders/dropout.wgsl`) through the fused op, in `dtype`: the
+/// output is `x` times exactly the host mirror of its counter-based mask
+/// (`device_mask_keeps`), about `keep` of the elements are kept, the backward multiplies the
+/// upstream gradient by the same mask (regenerated from the seed, not stored), and another seed
+/// gives another mask. 100,003 elements: a ragged last workgroup.
+fn check_dropout_kernel(dtype: DType) {
+    use lorabert::model::dropout::device_mask_keeps;
+    let device = device().autodiff();
+    let n = 100_003;
+    let (seed, keep) = (0x1234_5678_9abc_def0_u64, 0.9);
+    let values: Vec<f32> = (0..n).map(|i| 1.0 + (i % 13) as f32 * 0.25).collect();
+    let cast = |t: Tensor<1>| {
+        if dtype == DType::F32 {
+            t
+        } else {
+            t.cast(dtype)
+        }
+    };
+    let x = cast(Tensor::<1>::from_data(
+        TensorData::new(values.clone(), [n]),
+        &device,
+    ))
+    .require_grad();
+    let up: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
+    let y = kernels::fused::dropout(x.clone(), seed, keep);
+    assert_eq!(y.dtype(), dtype);
+    let upstream = Tensor::<1>::from_data(TensorData::new(up.clone(), [n]), &device);
+    let grads = (y.clone().cast(DType::F32) * upstream).sum().backward();
+    let (y, dx) = (host(y), host(x.grad(&grads).unwrap()));
+    let scale = (1.0 / keep) as f32;
+    let mask: Vec<f32> = (0..n as u32)
+        .map(|i| {
+            if device_mask_keeps(seed, i, keep) {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    // The products are exact in f32; in f16 rounded once (values below 5.5, scale 1.11: within
+    // 2^-8 of the f32 product).
+    let tol = if dtype == DType::F32 { 1e-6 } else { 4e-3 };
+    let want: Vec<f32> = values.iter().zip(&mask).map(|(v, m)| v * m).collect();
+    assert_close(&format!("dropout output ({dtype:?})"), &y, &want, tol);
+    let want: Vec<f32> = up.iter().zip(&mask).map(|(g, m)| g * m).collect();
+    assert_close(&format!("dropout dx ({dtype:?})"), &dx, &want, tol);
+    let kept = mask.iter().filter(|&&m| m > 0.0).count() as f64 / n as f64;
+    assert!(
+        (kept - keep).abs() < 0.005,
+        "kept fraction {kept}, expected {keep}"
+    );
+    let other: Vec<f32> = (0..n as u32)
+        .map(|i| {
+            if device_mask_keeps(seed + 1, i, keep) {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let differ = mask.iter().zip(&other).filter(|(a, b)| a != b).count();
+    // Two independent masks differ where exactly one keeps: 2 · 0.9 · 0.1 = 18 %.
+    assert!(
+        differ > n / 10,
+        "seed + 1 changed only {differ} of {n} mask elements"
+    );
+}
+
+#[test]
+fn dropout_kernel_uses_its_hash_mask_both_ways() {
+    check_dropout_kernel(DType::F32);
+}
+
+#[test]
+fn dropout_kernel_uses_its_hash_mask_both_ways_in_f16() {
+    if !device().supports_dtype(DType::F16) {
+        eprintln!("skipped: this wgpu adapter has no shader-f16");
+        return;
+    }
+    check_dropout_kernel(DType::F16);
+}

@@ -8,11 +8,10 @@
 //! |---|---|---|---|
 //! | exact GELU `x·Φ(x)` | `x` (instead of `x`, `x/√2`, `Φ(x)`) | one fused pass each way over the rayon pool | tensor ops |
 //! | attention softmax `softmax(s·x + mask)` | the output `y` | scale, mask and softmax in one pass per row; backward `s·y⊙(g − Σ g⊙y)` one pass per row | tensor ops, in the dtype of `x` |
-//! | dropout `x⊙mask(seed)` | nothing (the mask is redrawn from its seed) | mask blocks drawn in parallel while multiplying | host mask, multiplied |
+//! | dropout `x⊙mask(seed)` | nothing (the mask is redrawn from its seed) | mask blocks drawn in parallel while multiplying | WGSL kernel `shaders/dropout.wgsl`, a counter-based hash mask (a different mask from flex's for the same seed) |
 //! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | flex's fused row LayerNorm; backward one pass per row, `∂γ`, `∂β` summed per fixed chunk in order | WGSL kernels `shaders/layer_norm.wgsl` and `layer_norm_backward.wgsl` (one workgroup per row, f32 or f16 rows, f32 statistics; `∂x` alone when `γ`, `β` are frozen), tensor ops in f32 for `∂γ`, `∂β` when they are trained and with `--no-kernels` |
 //!
-//! `crate::kernels` routes GELU, softmax and LayerNorm here on flex (f32) and wgpu (f32 and f16)
-//! devices, dropout on flex only (on wgpu the trainer's dropout draws its mask on the device).
+//! `crate::kernels` routes all four here on flex (f32) and wgpu (f32 and f16) devices.
 //! On lavapipe, MiniLM LoRA r = 8, batch 8 × 128, the softmax and LayerNorm ops cut the
 //! activations autodiff keeps after the forward from 308 to 272 MiB in f32 and from 164 to
 //! 136 MiB in f16 (the f16 LayerNorm had kept its centred and normalised rows in f32); the
@@ -286,6 +285,9 @@ impl FusedBackend for Cube {
     }
 
     fn dropout_mask(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self> {
+        if use_wgsl(&x) {
+            return super::wgpu::dropout_hashed(x, seed, keep);
+        }
         dropout_ops::<Self>(x, seed, keep)
     }
 

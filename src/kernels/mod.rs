@@ -225,13 +225,16 @@ pub fn attention_softmax_reference(scores: Tensor<4>, mask: Tensor<2>, scale: f6
     burn::tensor::activation::softmax(scores.mul_scalar(scale) + mask, 3)
 }
 
-/// Inverted dropout with the host mask of `seed` ([`crate::model::dropout::mask`]: elements
-/// kept with probability `keep` and scaled by `1/keep`), any shape. On flex devices with f32 data
-/// one op ([`fused`]) that draws the mask blocks in parallel while multiplying and redraws them
-/// from `seed` for the backward, so no mask is stored; elsewhere the mask is built on the host
+/// Inverted dropout with the mask of `seed` (elements kept with probability `keep` and scaled
+/// by `1/keep`), any shape, in `x`'s dtype. On flex devices with f32 data one op ([`fused`])
+/// that draws the host mask ([`crate::model::dropout::mask`]) in parallel blocks while
+/// multiplying; on wgpu devices (f32 or f16) one op running `shaders/dropout.wgsl`, whose mask
+/// is a counter-based hash of `seed` and the element index
+/// ([`crate::model::dropout::device_mask_keeps`]). Both redraw the mask from `seed` for the
+/// backward, so no mask is stored. Elsewhere (ndarray, `--no-kernels`) the host mask is built
 /// and multiplied (its gradient is the same product).
 pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> {
-    if kernels_enabled() && fused::is_flex(&x.device()) && x.dtype() == DType::F32 {
+    if routes_fused(&x) {
         return fused::dropout(x, seed, keep);
     }
     let shape = x.shape();
@@ -267,7 +270,7 @@ pub fn layer_norm<const D: usize>(
     }
 }
 
-/// Whether the row-wise ops ([`attention_softmax`], [`layer_norm`]) of `x` go
+/// Whether the row-wise ops ([`attention_softmax`], [`dropout`], [`layer_norm`]) of `x` go
 /// through [`fused`]: with the kernels on, on flex for f32 data (its fused loops are f32) and on
 /// wgpu for f32 and f16 (the extension's Cube side is dtype-generic).
 fn routes_fused<const D: usize>(x: &Tensor<D>) -> bool {

@@ -181,6 +181,69 @@ impl KernelSource for LayerNormKernel {
     }
 }
 
+const DROPOUT_WGSL: &str = include_str!("../../shaders/dropout.wgsl");
+
+/// `shaders/dropout.wgsl`.
+#[derive(Debug)]
+struct DropoutKernel {
+    f16: bool,
+}
+
+impl KernelSource for DropoutKernel {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(DROPOUT_WGSL)
+            .register("act", if self.f16 { "f16" } else { "f32" })
+            .register("enable", if self.f16 { "enable f16;" } else { "" })
+            .register("workgroup_size", SCALE_WORKGROUP.to_string())
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.f16, SCALE_WORKGROUP))
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+/// Inverted dropout of `x` (any shape, f32 or f16) with the counter-based mask of `seed`
+/// (`shaders/dropout.wgsl`, [`crate::model::dropout::device_mask_keeps`]): kept elements scaled
+/// by `1/keep`, in `x`'s dtype. Applied to an upstream gradient with the same seed it is the
+/// backward.
+pub(crate) fn dropout_hashed(x: CubeTensor, seed: u64, keep: f64) -> CubeTensor {
+    let dtype = x.dtype;
+    assert!(
+        matches!(dtype, DType::F32 | DType::F16),
+        "dropout kernel: x {dtype:?} (f32 or f16 expected)"
+    );
+    let x = into_contiguous(x);
+    let shape = x.meta.shape().clone();
+    let n = shape.num_elements();
+    assert!(
+        n <= u32::MAX as usize,
+        "dropout kernel: {n} elements exceed u32 indexing"
+    );
+    let out = output(&x, shape, dtype);
+    let (gx, gy) = grid((n as u32).div_ceil(SCALE_WORKGROUP));
+    launch(
+        DropoutKernel {
+            f16: dtype == DType::F16,
+        },
+        SCALE_WORKGROUP,
+        CubeCount::Static(gx, gy, 1),
+        &[&x, &out],
+        &[
+            n as u32,
+            seed as u32,
+            (seed >> 32) as u32,
+            crate::model::dropout::device_mask_threshold(keep),
+            ((1.0 / keep) as f32).to_bits(),
+            gx * SCALE_WORKGROUP,
+        ],
+    );
+    out
+}
+
 /// Whether `t` lives on a wgpu device (the WGSL kernels' compiler).
 pub(crate) fn is_wgpu_tensor(t: &CubeTensor) -> bool {
     matches!(t.device, CubeDevice::Wgpu(_))

@@ -7,8 +7,11 @@
 //! with its own Xoshiro256++ stream (two 32-bit draws per `u64`), so blocks fill in parallel and
 //! the mask does not depend on the thread count; `kernels::dropout` multiplies by the mask in
 //! the same pass and regenerates it from the seed for the backward instead of storing it. On
-//! other backends it uses Burn's device-side random tensors. The host generator is reseeded at
-//! every training step ([`seed_dropout`]) so a resumed run draws the same masks.
+//! wgpu devices (kernels on) the per-call seed keys a counter-based hash in
+//! `shaders/dropout.wgsl` ([`device_mask_keeps`]), so the mask is likewise regenerated, never
+//! stored; elsewhere (and with `--no-kernels`) Burn's device-side random tensors. The host
+//! generator is reseeded at every training step ([`seed_dropout`]) so a resumed run draws the
+//! same masks.
 
 use std::sync::Mutex;
 
@@ -53,6 +56,27 @@ pub fn fill_mask_block(seed: u64, block: usize, keep: f64, out: &mut [f32]) {
             *v = if (r >> 32) < threshold { scale } else { 0.0 };
         }
     }
+}
+
+/// The PCG hash (Jarzynski and Olano, "Hash Functions for GPU Rendering", JCGT 2020), as in
+/// `shaders/dropout.wgsl`.
+fn pcg(v: u32) -> u32 {
+    let state = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
+    (word >> 22) ^ word
+}
+
+/// The threshold of `shaders/dropout.wgsl`: a 32-bit hash is below it with probability `keep`.
+pub fn device_mask_threshold(keep: f64) -> u32 {
+    (keep * 4294967296.0).clamp(0.0, u32::MAX as f64) as u32
+}
+
+/// Whether element `index` is kept by the wgpu dropout kernel (`shaders/dropout.wgsl`) for
+/// `seed` and `keep`: the kernel's counter-based mask, computed on the host (for tests).
+pub fn device_mask_keeps(seed: u64, index: u32, keep: f64) -> bool {
+    let key = pcg((seed as u32) ^ pcg((seed >> 32) as u32));
+    let h = pcg(pcg(index ^ key) ^ key.wrapping_mul(2_654_435_769));
+    h < device_mask_threshold(keep)
 }
 
 /// The whole dropout mask of `seed` for `n` elements (blocks of [`MASK_BLOCK`]).
@@ -111,7 +135,7 @@ impl Dropout {
             return x;
         }
         let keep = 1.0 - self.prob;
-        if is_host_memory(&device) {
+        if is_host_memory(&device) || crate::kernels::kernels_active(&device) {
             crate::kernels::dropout(x, next_call_seed(), keep)
         } else {
             let mask = x.random_like(Distribution::Bernoulli(keep));
