@@ -123,82 +123,37 @@ impl KernelSource for DoraNormKernel {
     }
 }
 
-#[derive(Debug)]
-struct DoraScaleKernel {
-    /// `base`, `lora` and the output in f16 (else f32).
-    f16: bool,
-}
-
-impl KernelSource for DoraScaleKernel {
-    fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(DORA_SCALE_WGSL)
-            .register("act", if self.f16 { "f16" } else { "f32" })
-            .register("enable", if self.f16 { "enable f16;" } else { "" })
-            .register("workgroup_size", SCALE_WORKGROUP.to_string())
-    }
-
-    fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.f16, SCALE_WORKGROUP))
-    }
-
-    fn lang(&self) -> &'static str {
-        "wgsl"
-    }
-}
-
 const LAYER_NORM_WGSL: &str = include_str!("../../shaders/layer_norm.wgsl");
 const LAYER_NORM_BACKWARD_WGSL: &str = include_str!("../../shaders/layer_norm_backward.wgsl");
 /// Invocations per LayerNorm row (BERT's hidden sizes 384..1024 are 3..8 elements each).
 const LAYER_NORM_WORKGROUP: u32 = 128;
 
-/// `shaders/layer_norm.wgsl` (forward) or `shaders/layer_norm_backward.wgsl` (`∂x`).
-#[derive(Debug)]
-struct LayerNormKernel {
-    backward: bool,
-    /// `x` (and the output, and `g`) in f16 (else f32).
-    f16: bool,
-}
-
-impl KernelSource for LayerNormKernel {
-    fn source(&self) -> SourceTemplate {
-        let src = if self.backward {
-            LAYER_NORM_BACKWARD_WGSL
-        } else {
-            LAYER_NORM_WGSL
-        };
-        SourceTemplate::new(src)
-            .register("act", if self.f16 { "f16" } else { "f32" })
-            .register("enable", if self.f16 { "enable f16;" } else { "" })
-            .register("workgroup_size", LAYER_NORM_WORKGROUP.to_string())
-    }
-
-    fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.backward, self.f16, LAYER_NORM_WORKGROUP))
-    }
-
-    fn lang(&self) -> &'static str {
-        "wgsl"
-    }
-}
-
 const DROPOUT_WGSL: &str = include_str!("../../shaders/dropout.wgsl");
+const ROW_STATS_WGSL: &str = include_str!("../../shaders/row_stats.wgsl");
 
-/// `shaders/dropout.wgsl`.
+/// A kernel of `shaders/` templated on the activation type: `{{ act }}` (f32, or f16 in the f16
+/// mode, with `{{ enable }}` turning on WGSL's f16), `{{ workgroup_size }}`, and (LayerNorm)
+/// `{{ row_stats }}`, the shared row reductions of `shaders/row_stats.wgsl`.
 #[derive(Debug)]
-struct DropoutKernel {
+struct ActKernel {
+    /// The shader's file name (part of the kernel's cache id).
+    name: &'static str,
+    source: &'static str,
     f16: bool,
+    workgroup: u32,
 }
 
-impl KernelSource for DropoutKernel {
+impl KernelSource for ActKernel {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(DROPOUT_WGSL)
+        SourceTemplate::new(self.source)
             .register("act", if self.f16 { "f16" } else { "f32" })
             .register("enable", if self.f16 { "enable f16;" } else { "" })
-            .register("workgroup_size", SCALE_WORKGROUP.to_string())
+            .register("workgroup_size", self.workgroup.to_string())
+            .register("row_stats", ROW_STATS_WGSL)
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.f16, SCALE_WORKGROUP))
+        KernelId::new::<Self>().info((self.name, self.f16, self.workgroup))
     }
 
     fn lang(&self) -> &'static str {
@@ -226,8 +181,11 @@ pub(crate) fn dropout_hashed(x: CubeTensor, seed: u64, keep: f64) -> CubeTensor 
     let out = output(&x, shape, dtype);
     let (gx, gy) = grid((n as u32).div_ceil(SCALE_WORKGROUP));
     launch(
-        DropoutKernel {
+        ActKernel {
+            name: "dropout.wgsl",
+            source: DROPOUT_WGSL,
             f16: dtype == DType::F16,
+            workgroup: SCALE_WORKGROUP,
         },
         SCALE_WORKGROUP,
         CubeCount::Static(gx, gy, 1),
@@ -290,9 +248,19 @@ fn layer_norm_launch(
     let out = output(&x, shape, dtype);
     let (gx, gy) = grid(rows as u32);
     launch(
-        LayerNormKernel {
-            backward,
+        ActKernel {
+            name: if backward {
+                "layer_norm_backward.wgsl"
+            } else {
+                "layer_norm.wgsl"
+            },
+            source: if backward {
+                LAYER_NORM_BACKWARD_WGSL
+            } else {
+                LAYER_NORM_WGSL
+            },
             f16: dtype == DType::F16,
+            workgroup: LAYER_NORM_WORKGROUP,
         },
         LAYER_NORM_WORKGROUP,
         CubeCount::Static(gx, gy, 1),
@@ -420,8 +388,11 @@ impl KernelBackend for Cube {
         let out = output(&base, shape, dtype);
         let (gx, gy) = grid((total as u32).div_ceil(SCALE_WORKGROUP));
         launch(
-            DoraScaleKernel {
+            ActKernel {
+                name: "dora_scale.wgsl",
+                source: DORA_SCALE_WGSL,
                 f16: dtype == DType::F16,
+                workgroup: SCALE_WORKGROUP,
             },
             SCALE_WORKGROUP,
             CubeCount::Static(gx, gy, 1),
