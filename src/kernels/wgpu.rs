@@ -143,6 +143,30 @@ struct ActKernel {
     workgroup: u32,
 }
 
+impl ActKernel {
+    /// The kernel `name` (`source`) for activations of `dtype` (f16, else f32).
+    fn new(name: &'static str, source: &'static str, dtype: DType, workgroup: u32) -> Self {
+        ActKernel {
+            name,
+            source,
+            f16: dtype == DType::F16,
+            workgroup,
+        }
+    }
+
+    /// Launches the kernel over a `(x, y)` grid of workgroups of its size (see [`launch`]).
+    fn launch(self, (gx, gy): (u32, u32), tensors: &[&CubeTensor], params: &[u32]) {
+        let workgroup = self.workgroup;
+        launch(
+            self,
+            workgroup,
+            CubeCount::Static(gx, gy, 1),
+            tensors,
+            params,
+        );
+    }
+}
+
 impl KernelSource for ActKernel {
     fn source(&self) -> SourceTemplate {
         SourceTemplate::new(self.source)
@@ -180,15 +204,8 @@ pub(crate) fn dropout_hashed(x: CubeTensor, seed: u64, keep: f64) -> CubeTensor 
     );
     let out = output(&x, shape, dtype);
     let (gx, gy) = grid((n as u32).div_ceil(SCALE_WORKGROUP));
-    launch(
-        ActKernel {
-            name: "dropout.wgsl",
-            source: DROPOUT_WGSL,
-            f16: dtype == DType::F16,
-            workgroup: SCALE_WORKGROUP,
-        },
-        SCALE_WORKGROUP,
-        CubeCount::Static(gx, gy, 1),
+    ActKernel::new("dropout.wgsl", DROPOUT_WGSL, dtype, SCALE_WORKGROUP).launch(
+        (gx, gy),
         &[&x, &out],
         &[
             n as u32,
@@ -247,23 +264,13 @@ fn layer_norm_launch(
     let rows = shape.num_elements() / h.max(1);
     let out = output(&x, shape, dtype);
     let (gx, gy) = grid(rows as u32);
-    launch(
-        ActKernel {
-            name: if backward {
-                "layer_norm_backward.wgsl"
-            } else {
-                "layer_norm.wgsl"
-            },
-            source: if backward {
-                LAYER_NORM_BACKWARD_WGSL
-            } else {
-                LAYER_NORM_WGSL
-            },
-            f16: dtype == DType::F16,
-            workgroup: LAYER_NORM_WORKGROUP,
-        },
-        LAYER_NORM_WORKGROUP,
-        CubeCount::Static(gx, gy, 1),
+    let (name, source) = if backward {
+        ("layer_norm_backward.wgsl", LAYER_NORM_BACKWARD_WGSL)
+    } else {
+        ("layer_norm.wgsl", LAYER_NORM_WGSL)
+    };
+    ActKernel::new(name, source, dtype, LAYER_NORM_WORKGROUP).launch(
+        (gx, gy),
         &[&x, &gamma, &third, &out],
         &[rows as u32, h as u32, (eps as f32).to_bits(), gx],
     );
@@ -387,15 +394,8 @@ impl KernelBackend for Cube {
         let n_out = shape[shape.num_dims() - 1];
         let out = output(&base, shape, dtype);
         let (gx, gy) = grid((total as u32).div_ceil(SCALE_WORKGROUP));
-        launch(
-            ActKernel {
-                name: "dora_scale.wgsl",
-                source: DORA_SCALE_WGSL,
-                f16: dtype == DType::F16,
-                workgroup: SCALE_WORKGROUP,
-            },
-            SCALE_WORKGROUP,
-            CubeCount::Static(gx, gy, 1),
+        ActKernel::new("dora_scale.wgsl", DORA_SCALE_WGSL, dtype, SCALE_WORKGROUP).launch(
+            (gx, gy),
             &[&base, &lora, &m, &norm, &bias, &out],
             &[
                 total as u32,
