@@ -472,6 +472,74 @@ fn fused_attention_softmax_and_layer_norm_match_tensor_ops() {
     check_fused_softmax_and_layer_norm(&Device::flex().autodiff(), DType::F32, tol);
 }
 
+/// The fused attention context `dropout(p)·v` ([`lorabert::kernels::fused::dropout_matmul`],
+/// whose backward redraws the dropped probabilities) against the fused dropout followed by a
+/// `matmul` differentiated by Burn's autodiff, on `device` in `dtype`: output, `∂p` and `∂v`,
+/// with both inputs tracked and with either one alone (frozen value projection, or
+/// probabilities from frozen layers).
+fn check_dropout_matmul(device: &Device, dtype: DType, tol: f32) {
+    use burn::tensor::Distribution;
+    use lorabert::kernels::fused;
+    device.seed(33);
+    let narrow = |t: Tensor<4>| {
+        if dtype == DType::F32 {
+            t
+        } else {
+            t.cast(dtype)
+        }
+    };
+    let s = Tensor::<4>::random([2, 12, 64, 64], Distribution::Normal(0.0, 2.0), device);
+    let p = narrow(burn::tensor::activation::softmax(s, 3));
+    let v = narrow(Tensor::<4>::random(
+        [2, 12, 64, 32],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    ));
+    let up = Tensor::<4>::random([2, 12, 64, 32], Distribution::Normal(0.0, 1.0), device);
+    let (seed, keep) = (0xfeed_u64, 0.9);
+    let run = |fused_op: bool, track_p: bool, track_v: bool| {
+        let p = if track_p {
+            p.clone().require_grad()
+        } else {
+            p.clone()
+        };
+        let v = if track_v {
+            v.clone().require_grad()
+        } else {
+            v.clone()
+        };
+        let y = if fused_op {
+            fused::dropout_matmul(p.clone(), v.clone(), seed, keep)
+        } else {
+            fused::dropout(p.clone(), seed, keep).matmul(v.clone())
+        };
+        assert_eq!(y.dtype(), dtype, "dropout_matmul keeps the dtype of p");
+        let grads = (y.clone().cast(DType::F32) * up.clone()).sum().backward();
+        let grad = |t: &Tensor<4>| t.grad(&grads).map(host).unwrap_or_default();
+        [host(y), grad(&p), grad(&v)]
+    };
+    for (track_p, track_v) in [(true, true), (true, false), (false, true)] {
+        let (got, want) = (run(true, track_p, track_v), run(false, track_p, track_v));
+        for (what, (g, w)) in ["output", "dp", "dv"].iter().zip(got.iter().zip(&want)) {
+            assert_eq!(g.len(), w.len(), "{what}: tracked the same way");
+            assert_close(
+                &format!("dropout_matmul {what} (p tracked {track_p}, v {track_v}, {dtype:?})"),
+                g,
+                w,
+                tol,
+            );
+        }
+        assert_eq!(got[1].is_empty(), !track_p);
+        assert_eq!(got[2].is_empty(), !track_v);
+    }
+}
+
+/// On the CPU the same ops in the same order: within 1e-6.
+#[test]
+fn fused_dropout_matmul_matches_dropout_then_matmul() {
+    check_dropout_matmul(&Device::flex().autodiff(), DType::F32, 1e-6);
+}
+
 /// The fused CPU dropout multiplies by exactly the host mask of its seed, and its gradient is the
 /// upstream gradient times the same mask (redrawn, not stored).
 #[test]
@@ -571,6 +639,20 @@ mod wgpu {
             softmax: 2e-3,
         };
         check_fused_softmax_and_layer_norm(&device, DType::F16, tol);
+    }
+
+    /// On wgpu: within 1e-5 in f32 (the same kernels; matmul tiling may order sums
+    /// differently), and in f16 within 2e-3 (|values| below 4; matmuls accumulate in f32 and
+    /// round once, so the two paths differ by at most a rounding or two).
+    #[test]
+    fn wgpu_fused_dropout_matmul_matches_dropout_then_matmul() {
+        let device = device().autodiff();
+        check_dropout_matmul(&device, DType::F32, 1e-5);
+        if device.supports_dtype(DType::F16) {
+            check_dropout_matmul(&device, DType::F16, 2e-3);
+        } else {
+            eprintln!("f16 skipped: this wgpu adapter has no shader-f16");
+        }
     }
 
     #[test]

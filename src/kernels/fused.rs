@@ -9,9 +9,10 @@
 //! | exact GELU `x·Φ(x)` | `x` (instead of `x`, `x/√2`, `Φ(x)`) | one fused pass each way over the rayon pool | tensor ops |
 //! | attention softmax `softmax(s·x + mask)` | the output `y` | scale, mask and softmax in one pass per row; backward `s·y⊙(g − Σ g⊙y)` one pass per row | tensor ops, in the dtype of `x` |
 //! | dropout `x⊙mask(seed)` | nothing (the mask is redrawn from its seed) | mask blocks drawn in parallel while multiplying | WGSL kernel `shaders/dropout.wgsl`, a counter-based hash mask (a different mask from flex's for the same seed) |
+//! | attention context `dropout(p)·v` | `p` (the softmax output, kept by the softmax anyway) and `v`: the dropped probabilities are redrawn from the seed, not kept | dropout pass then flex's matmul | dropout kernel then Burn's matmul |
 //! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | flex's fused row LayerNorm; backward one pass per row, `∂γ`, `∂β` summed per fixed chunk in order | WGSL kernels `shaders/layer_norm.wgsl` and `layer_norm_backward.wgsl` (one workgroup per row, f32 or f16 rows, f32 statistics; `∂x` alone when `γ`, `β` are frozen), tensor ops in f32 for `∂γ`, `∂β` when they are trained and with `--no-kernels` |
 //!
-//! `crate::kernels` routes all four here on flex (f32) and wgpu (f32 and f16) devices.
+//! `crate::kernels` routes all five here on flex (f32) and wgpu (f32 and f16) devices.
 //! On lavapipe, MiniLM LoRA r = 8, batch 8 × 128, the softmax and LayerNorm ops cut the
 //! activations autodiff keeps after the forward from 308 to 272 MiB in f32 and from 164 to
 //! 136 MiB in f16 (the f16 LayerNorm had kept its centred and normalised rows in f32); the
@@ -29,7 +30,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ModuleOps;
+use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::{
     AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension, tensor::FloatTensor,
 };
@@ -67,6 +68,17 @@ pub trait FusedBackend: Backend {
     /// `x ⊙ mask` with the dropout mask of `seed` ([`crate::model::dropout::mask`]); also its
     /// own gradient (the backward multiplies the gradient by the same mask).
     fn dropout_mask(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self>;
+
+    /// `dropout(p) · v`, the attention context from the probabilities: `p` `[.., m, k]`, `v`
+    /// `[.., k, n]` → `[.., m, n]`, the dropout of [`FusedBackend::dropout_mask`] with `seed`.
+    /// Its backward keeps `p` (which the softmax keeps anyway) and `v`, and redraws the dropped
+    /// probabilities, instead of keeping them as a matmul after a dropout would.
+    fn dropout_matmul(
+        p: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        seed: u64,
+        keep: f64,
+    ) -> FloatTensor<Self>;
 
     /// LayerNorm over the last axis: `x` `[.., h]`, `gamma`, `beta` `[h]`.
     fn layer_norm_last(
@@ -135,6 +147,21 @@ pub fn attention_softmax(scores: Tensor<4>, mask: Tensor<2>, scale: f64) -> Tens
 pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> {
     Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::dropout_mask(
         x.into_dispatch(),
+        seed,
+        keep,
+    ))
+}
+
+/// [`crate::kernels::dropout_matmul`] through the extension.
+pub fn dropout_matmul<const D: usize>(
+    p: Tensor<D>,
+    v: Tensor<D>,
+    seed: u64,
+    keep: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::dropout_matmul(
+        p.into_dispatch(),
+        v.into_dispatch(),
         seed,
         keep,
     ))
@@ -289,6 +316,15 @@ impl FusedBackend for Cube {
             return super::wgpu::dropout_hashed(x, seed, keep);
         }
         dropout_ops::<Self>(x, seed, keep)
+    }
+
+    fn dropout_matmul(
+        p: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        seed: u64,
+        keep: f64,
+    ) -> FloatTensor<Self> {
+        Self::float_matmul(Self::dropout_mask(p, seed, keep), v)
     }
 
     fn layer_norm_last(
@@ -484,6 +520,10 @@ impl FusedBackend for Flex {
             }
         });
         FlexTensor::from_data(TensorData::new(out, x.shape()))
+    }
+
+    fn dropout_matmul(p: FlexTensor, v: FlexTensor, seed: u64, keep: f64) -> FlexTensor {
+        Self::float_matmul(Self::dropout_mask(p, seed, keep), v)
     }
 
     fn layer_norm_last(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
@@ -700,6 +740,63 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::dropout_mask(x.into_primitive(), seed, keep))
             }
+        }
+    }
+
+    fn dropout_matmul(
+        p: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        seed: u64,
+        keep: f64,
+    ) -> FloatTensor<Self> {
+        /// Keeps `p`, `v` and the seed: `∂v = dropout(p)ᵀ·g` with the dropped probabilities
+        /// redrawn, `∂p = dropout(g·vᵀ)` (the mask's gradient is the same mask).
+        #[derive(Debug)]
+        struct DropoutMatmulBackward;
+
+        impl<B: FusedBackend> Backward<B, 2> for DropoutMatmulBackward {
+            type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive, u64, f64);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [n_p, n_v] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (p, v, seed, keep) = ops.state;
+                let last = p.shape().num_dims() - 1;
+                let grad = cast_to::<B>(grad, p.dtype());
+                if let Some(node) = n_v {
+                    let dropped = B::dropout_mask(p, seed, keep);
+                    let dropped_t = B::float_swap_dims(dropped, last - 1, last);
+                    grads.register::<B>(node.id, B::float_matmul(dropped_t, grad.clone()));
+                }
+                if let Some(node) = n_p {
+                    let v_t = B::float_swap_dims(v, last - 1, last);
+                    let dp = B::dropout_mask(B::float_matmul(grad, v_t), seed, keep);
+                    grads.register::<B>(node.id, dp);
+                }
+            }
+        }
+
+        match DropoutMatmulBackward
+            .prepare::<C>([p.node(), v.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (p, v) = (p.into_primitive(), v.into_primitive());
+                let y = B::dropout_matmul(p.clone(), v.clone(), seed, keep);
+                prep.finish((p, v, seed, keep), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::dropout_matmul(
+                p.into_primitive(),
+                v.into_primitive(),
+                seed,
+                keep,
+            )),
         }
     }
 

@@ -12,6 +12,7 @@
 //! | [`gelu`] | [`fused`]: one CPU pass each way on flex, tensor ops on wgpu; backward keeps only `x` | [`gelu_reference`] |
 //! | [`attention_softmax`] | [`fused`] (flex): scale, mask, softmax in one pass; backward from the output | [`attention_softmax_reference`] |
 //! | [`dropout`] | [`fused`] (flex): mask drawn in parallel blocks while multiplying, redrawn for the backward | host mask times `x` |
+//! | [`dropout_matmul`] | [`fused`] (flex, wgpu): `dropout(p)·v` whose backward redraws the dropped probabilities instead of keeping them | [`dropout`] then `matmul` |
 //! | [`layer_norm`] | [`fused`] (flex): backward keeps only `x`, one pass per row | Burn's `layer_norm` |
 
 pub mod fused;
@@ -242,6 +243,25 @@ pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> 
     let mask = Tensor::<D>::from_data(burn::tensor::TensorData::new(mask, shape), &x.device());
     let mask = cast_like(mask, &x);
     x * mask
+}
+
+/// The attention context `dropout(p)·v` with the dropout mask of `seed` (as [`dropout`]): `p`
+/// `[.., m, k]` (the attention probabilities `[b, heads, q, k]`), `v` `[.., k, n]` → `[.., m, n]`,
+/// in the dtype of `p`. Where [`dropout`] runs its fused op (flex f32, wgpu f32/f16) one op
+/// ([`fused`]) whose backward keeps `p` and `v` and redraws the dropped probabilities from the
+/// seed, so autodiff keeps one `[b, heads, q, k]` tensor per layer (the softmax output, shared)
+/// instead of two; the values and gradients are those of [`dropout`] followed by `matmul`, which
+/// runs elsewhere.
+pub fn dropout_matmul<const D: usize>(
+    p: Tensor<D>,
+    v: Tensor<D>,
+    seed: u64,
+    keep: f64,
+) -> Tensor<D> {
+    if routes_fused(&p) {
+        return fused::dropout_matmul(p, v, seed, keep);
+    }
+    dropout(p, seed, keep).matmul(v)
 }
 
 /// LayerNorm over the last axis (PyTorch's `layer_norm`, biased variance): `x` `[.., h]`,

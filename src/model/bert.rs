@@ -142,8 +142,10 @@ impl SelfAttention {
         let v = split(self.value.forward(x));
         let scores = q.matmul(k.swap_dims(2, 3));
         let probs = crate::kernels::attention_softmax(scores, mask_bias, 1.0 / (hd as f64).sqrt());
-        let probs = self.dropout.forward(probs);
-        probs.matmul(v).swap_dims(1, 2).reshape([b, s, h])
+        self.dropout
+            .forward_matmul(probs, v)
+            .swap_dims(1, 2)
+            .reshape([b, s, h])
     }
 }
 

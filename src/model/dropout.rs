@@ -142,6 +142,22 @@ impl Dropout {
             x * mask * (1.0 / keep)
         }
     }
+
+    /// `dropout(p)·v` (the attention context from its probabilities): `p` `[.., m, k]`, `v`
+    /// `[.., k, n]` → `[.., m, n]`. The same values, gradients and seed draws as
+    /// `self.forward(p).matmul(v)`; where the mask is redrawn from a seed (CPU, wgpu kernels),
+    /// one op ([`crate::kernels::dropout_matmul`]) that keeps no dropped copy of `p`.
+    pub fn forward_matmul<const D: usize>(&self, p: Tensor<D>, v: Tensor<D>) -> Tensor<D> {
+        let device = p.device();
+        if !self.is_active(&device) {
+            return p.matmul(v);
+        }
+        if is_host_memory(&device) || crate::kernels::kernels_active(&device) {
+            crate::kernels::dropout_matmul(p, v, next_call_seed(), 1.0 - self.prob)
+        } else {
+            self.forward(p).matmul(v)
+        }
+    }
 }
 
 #[cfg(test)]
