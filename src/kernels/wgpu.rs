@@ -435,14 +435,18 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         scaling: f32,
     ) -> FloatTensor<Self> {
         /// `y = (m/n) ⊙ (base + s·lora) + bias`, rows × out:
-        /// `∂base = g ⊙ (m/n)`, `∂lora = s · g ⊙ (m/n)`, `∂m = Σ_rows g ⊙ (base + s·lora) / n`,
-        /// `∂bias = Σ_rows g`.
+        /// `∂base = g ⊙ (m/n)`, `∂lora = s · g ⊙ (m/n)`, `∂bias = Σ_rows g`, and
+        /// `∂m = Σ_rows g ⊙ (base + s·lora) / n = Σ_rows g ⊙ (y − bias) / m`: the backward keeps
+        /// the output `y`, which the next op usually keeps anyway (the attention scores' matmul
+        /// for `query`/`key`, the context for `value`, GELU for `intermediate.dense`: the same
+        /// buffer), instead of a `[rows, out]` copy of `base + s·lora`. A magnitude of exactly 0
+        /// (never the case from PEFT's initialisation `m = ‖W_j‖`) is divided as 1e-30.
         #[derive(Debug)]
         struct DoraScaleBackward;
 
         impl<B: Backend> Backward<B, 4> for DoraScaleBackward {
             type State = (
-                Option<B::FloatTensorPrimitive>,
+                Option<(B::FloatTensorPrimitive, B::FloatTensorPrimitive)>,
                 B::FloatTensorPrimitive,
                 B::FloatTensorPrimitive,
                 f32,
@@ -456,7 +460,7 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
             ) {
                 let [n_base, n_lora, n_m, n_bias] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
-                let (combined, m, norm, s) = ops.state;
+                let (kept, m, norm, s) = ops.state;
                 let out_features = m.shape()[0];
                 // f16 activations (the f16 mode) meet f32 `m`, `norm` and bias: the row sums
                 // are taken in the activations' dtype, as the reference's autodiff does, and
@@ -464,11 +468,18 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
                 let (act, param) = (grad.dtype(), m.dtype());
                 let row =
                     |t: B::FloatTensorPrimitive| B::float_reshape(t, Shape::new([1, out_features]));
-                let scale = cast_to::<B>(row(B::float_div(m, norm.clone())), act);
+                let scale = cast_to::<B>(row(B::float_div(m.clone(), norm)), act);
                 if let Some(node) = n_m {
-                    let c = combined.expect("kept when m is tracked");
-                    let gm = B::float_sum_dim(B::float_mul(grad.clone(), c), 0);
-                    let gm = B::float_div(cast_to::<B>(gm, param), row(norm));
+                    let (y, bias) = kept.expect("kept when m is tracked");
+                    let centred = B::float_sub(y, cast_to::<B>(row(bias), act));
+                    let gm = B::float_sum_dim(B::float_mul(grad.clone(), centred), 0);
+                    // `m + 1e-30·(1 − |sign m|)`: 1e-30 where `m` is exactly 0.
+                    let zero = B::float_add_scalar(
+                        B::float_neg(B::float_abs(B::float_sign(m.clone()))),
+                        1.0.into(),
+                    );
+                    let m = B::float_add(m, B::float_mul_scalar(zero, 1e-30.into()));
+                    let gm = B::float_div(cast_to::<B>(gm, param), row(m));
                     grads.register::<B>(node.id, B::float_reshape(gm, Shape::new([out_features])));
                 }
                 if let Some(node) = n_bias {
@@ -492,23 +503,18 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (base, lora) = (base.into_primitive(), lora.into_primitive());
                 let (m, norm) = (m.into_primitive(), norm.into_primitive());
-                let combined = m_tracked.then(|| {
-                    B::float_add(
-                        base.clone(),
-                        B::float_mul_scalar(lora.clone(), scaling.into()),
-                    )
-                });
+                let bias = bias.into_primitive();
                 let out = B::dora_scale(
-                    base,
-                    lora,
+                    base.into_primitive(),
+                    lora.into_primitive(),
                     m.clone(),
                     norm.clone(),
-                    bias.into_primitive(),
+                    bias.clone(),
                     scaling,
                 );
-                prep.finish((combined, m, norm, scaling), out)
+                let kept = m_tracked.then(|| (out.clone(), bias));
+                prep.finish((kept, m, norm, scaling), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::dora_scale(
                 base.into_primitive(),
