@@ -142,6 +142,27 @@ impl AdaptedLinear {
     ///   `(m / ||W + s·B·A||) ⊙ (x·Wᵀ + s·B·A·x) + b`; with active `lora_dropout` the PEFT form
     ///   `x·Wᵀ + b + (m/n − 1) ⊙ (x̃·Wᵀ) + (m/n) ⊙ s·B·A·x̃`, `x̃ = dropout(x)`, is used.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.forward_with(x, None)
+    }
+
+    /// [`forward`](Self::forward) of `gelu(u)` for the pre-activation `u` `[..., in]` (BERT's
+    /// `output.dense` after `intermediate`): the same values. Where
+    /// [`crate::kernels::gelu_matmul`] runs fused (wgpu) and `lora_dropout` is inactive, the
+    /// adapter's `A` projection takes `u` and recomputes `gelu(u)` in the backward, so autodiff
+    /// keeps only `u`, not also the `[..., in]` activation.
+    pub fn forward_gelu<const D: usize>(&self, u: Tensor<D>) -> Tensor<D> {
+        let x = crate::kernels::gelu(u.clone());
+        let fused = self.adapter.as_ref().is_some_and(|a| {
+            !a.merged
+                && !a.dropout.is_active(&u.device())
+                && crate::kernels::gelu_matmul_fused(&u.device())
+        });
+        self.forward_with(x, fused.then_some(u))
+    }
+
+    /// The forward of `x`; with `pre_gelu = Some(u)` (`x = gelu(u)`, no adapter dropout) the
+    /// `A` projection runs as [`crate::kernels::gelu_matmul`] of `u`.
+    fn forward_with<const D: usize>(&self, x: Tensor<D>, pre_gelu: Option<Tensor<D>>) -> Tensor<D> {
         let w = self.weight.val();
         let bias = self.bias.as_ref().map(|b| b.val());
         let adapter = match &self.adapter {
@@ -159,8 +180,12 @@ impl AdaptedLinear {
         // `s·B·(A·x̃)` with the scaling folded into the small `[r, out]` matrix rather than
         // applied to the `[rows, out]` product (one element-wise pass less each way). f32
         // adapters meet f16 activations narrowed (their gradients come back as f32).
+        let ax = match pre_gelu {
+            Some(u) => crate::kernels::gelu_matmul(u, cast_like(a.clone(), &x)),
+            None => linear(xd.clone(), cast_like(a.clone(), &x), None),
+        };
         let lora = linear(
-            linear(xd.clone(), cast_like(a.clone(), &x), None),
+            ax,
             cast_like(b.clone(), &x).mul_scalar(adapter.scaling),
             None,
         );

@@ -9,10 +9,11 @@
 //! | exact GELU `x·Φ(x)` | `x` (instead of `x`, `x/√2`, `Φ(x)`) | one fused pass each way over the rayon pool | tensor ops |
 //! | attention softmax `softmax(s·x + mask)` | the output `y` | scale, mask and softmax in one pass per row; backward `s·y⊙(g − Σ g⊙y)` one pass per row | tensor ops, in the dtype of `x` |
 //! | dropout `x⊙mask(seed)` | nothing (the mask is redrawn from its seed) | mask blocks drawn in parallel while multiplying | WGSL kernel `shaders/dropout.wgsl`, a counter-based hash mask (a different mask from flex's for the same seed) |
+//! | `gelu(u)·w`, `output.dense`'s first LoRA projection from the pre-activation | `u` (kept by GELU anyway) and `w`: `gelu(u)` is recomputed for `∂w` | GELU pass then flex's matmul | GELU tensor ops then Burn's matmul |
 //! | attention context `dropout(p)·v` | `p` (the softmax output, kept by the softmax anyway) and `v`: the dropped probabilities are redrawn from the seed, not kept | dropout pass then flex's matmul | dropout kernel then Burn's matmul |
 //! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | flex's fused row LayerNorm; backward one pass per row, `∂γ`, `∂β` summed per fixed chunk in order | WGSL kernels `shaders/layer_norm.wgsl` and `layer_norm_backward.wgsl` (one workgroup per row, f32 or f16 rows, f32 statistics; `∂x` alone when `γ`, `β` are frozen), tensor ops in f32 for `∂γ`, `∂β` when they are trained and with `--no-kernels` |
 //!
-//! `crate::kernels` routes all five here on flex (f32) and wgpu (f32 and f16) devices.
+//! `crate::kernels` routes these here on flex (f32) and wgpu (f32 and f16) devices.
 //! On lavapipe, MiniLM LoRA r = 8, batch 8 × 128, the softmax and LayerNorm ops cut the
 //! activations autodiff keeps after the forward from 308 to 272 MiB in f32 and from 164 to
 //! 136 MiB in f16 (the f16 LayerNorm had kept its centred and normalised rows in f32); the
@@ -68,6 +69,12 @@ pub trait FusedBackend: Backend {
     /// `x ⊙ mask` with the dropout mask of `seed` ([`crate::model::dropout::mask`]); also its
     /// own gradient (the backward multiplies the gradient by the same mask).
     fn dropout_mask(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self>;
+
+    /// `gelu(u) · w`, the first LoRA projection of `output.dense` from the pre-activation:
+    /// `u` `[rows, in]`, `w` `[in, r]` → `[rows, r]`. Its backward keeps `u` (which GELU keeps
+    /// anyway) and `w`, and recomputes `gelu(u)` for `∂w`, instead of keeping the `[rows, in]`
+    /// activation as a matmul after GELU would.
+    fn gelu_matmul(u: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// `dropout(p) · v`, the attention context from the probabilities: `p` `[.., m, k]`, `v`
     /// `[.., k, n]` → `[.., m, n]`, the dropout of [`FusedBackend::dropout_mask`] with `seed`.
@@ -149,6 +156,14 @@ pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> 
         x.into_dispatch(),
         seed,
         keep,
+    ))
+}
+
+/// [`crate::kernels::gelu_matmul`] through the extension.
+pub fn gelu_matmul(u: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::gelu_matmul(
+        u.into_dispatch(),
+        w.into_dispatch(),
     ))
 }
 
@@ -316,6 +331,10 @@ impl FusedBackend for Cube {
             return super::wgpu::dropout_hashed(x, seed, keep);
         }
         dropout_ops::<Self>(x, seed, keep)
+    }
+
+    fn gelu_matmul(u: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(Self::gelu_exact(u), w)
     }
 
     fn dropout_matmul(
@@ -520,6 +539,10 @@ impl FusedBackend for Flex {
             }
         });
         FlexTensor::from_data(TensorData::new(out, x.shape()))
+    }
+
+    fn gelu_matmul(u: FlexTensor, w: FlexTensor) -> FlexTensor {
+        Self::float_matmul(Self::gelu_exact(u), w)
     }
 
     fn dropout_matmul(p: FlexTensor, v: FlexTensor, seed: u64, keep: f64) -> FlexTensor {
@@ -739,6 +762,52 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
             ),
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::dropout_mask(x.into_primitive(), seed, keep))
+            }
+        }
+    }
+
+    fn gelu_matmul(u: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        /// Keeps `u` and `w`: `∂w = gelu(u)ᵀ·g` with `gelu(u)` recomputed,
+        /// `∂u = gelu'(u) ⊙ (g·wᵀ)`.
+        #[derive(Debug)]
+        struct GeluMatmulBackward;
+
+        impl<B: FusedBackend> Backward<B, 2> for GeluMatmulBackward {
+            type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [n_u, n_w] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (u, w) = ops.state;
+                let grad = cast_to::<B>(grad, u.dtype());
+                if let Some(node) = n_w {
+                    let x_t = B::float_swap_dims(B::gelu_exact(u.clone()), 0, 1);
+                    grads.register::<B>(node.id, B::float_matmul(x_t, grad.clone()));
+                }
+                if let Some(node) = n_u {
+                    let dx = B::float_matmul(grad, B::float_swap_dims(w, 0, 1));
+                    grads.register::<B>(node.id, B::gelu_exact_backward(u, dx));
+                }
+            }
+        }
+
+        match GeluMatmulBackward
+            .prepare::<C>([u.node(), w.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (u, w) = (u.into_primitive(), w.into_primitive());
+                let y = B::gelu_matmul(u.clone(), w.clone());
+                prep.finish((u, w), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::gelu_matmul(u.into_primitive(), w.into_primitive()))
             }
         }
     }

@@ -12,6 +12,7 @@
 //! | [`gelu`] | [`fused`]: one CPU pass each way on flex, tensor ops on wgpu; backward keeps only `x` | [`gelu_reference`] |
 //! | [`attention_softmax`] | [`fused`] (flex): scale, mask, softmax in one pass; backward from the output | [`attention_softmax_reference`] |
 //! | [`dropout`] | [`fused`] (flex): mask drawn in parallel blocks while multiplying, redrawn for the backward | host mask times `x` |
+//! | [`gelu_matmul`] | [`fused`] (wgpu): `gelu(u)·w` whose backward recomputes `gelu(u)` instead of keeping it | [`gelu`] then `matmul` |
 //! | [`dropout_matmul`] | [`fused`] (flex, wgpu): `dropout(p)·v` whose backward redraws the dropped probabilities instead of keeping them | [`dropout`] then `matmul` |
 //! | [`layer_norm`] | [`fused`] (flex): backward keeps only `x`, one pass per row | Burn's `layer_norm` |
 
@@ -243,6 +244,30 @@ pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> 
     let mask = Tensor::<D>::from_data(burn::tensor::TensorData::new(mask, shape), &x.device());
     let mask = cast_like(mask, &x);
     x * mask
+}
+
+/// `gelu(u)·w` for `u` `[.., in]` (a pre-activation) and `w` `[in, r]` → `[.., r]`, in the dtype
+/// of `u`: the first LoRA projection `A·gelu(u)` of `output.dense`. On wgpu devices (kernels on,
+/// f32 or f16) one op ([`fused`]) whose backward keeps `u` (which [`gelu`] keeps anyway) and
+/// recomputes `gelu(u)`, so autodiff does not also keep the `[.., in]` GELU output (for
+/// bert-base, `intermediate_size` = 3072 values per token per layer). Elsewhere (the CPU, where
+/// memory is not the constraint and the extra GELU passes would cost time) [`gelu`] then
+/// `matmul`, the same values.
+pub fn gelu_matmul<const D: usize>(u: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+    if gelu_matmul_fused(&u.device()) {
+        let dims = u.dims();
+        let y = fused::gelu_matmul(as_rows(u), w);
+        let mut out = dims;
+        out[D - 1] = y.dims()[1];
+        return y.reshape(out);
+    }
+    burn::tensor::module::linear(gelu(u), w, None)
+}
+
+/// Whether [`gelu_matmul`] runs its fused op for tensors on `device` (a wgpu device, kernels
+/// on). A caller that already holds `gelu(u)` multiplies that instead where it does not.
+pub fn gelu_matmul_fused(device: &burn::tensor::Device) -> bool {
+    kernels_active(device) && fused::runs_on(device)
 }
 
 /// The attention context `dropout(p)·v` with the dropout mask of `seed` (as [`dropout`]): `p`

@@ -166,6 +166,13 @@ impl DenseResidual {
         self.layer_norm
             .forward(self.dropout.forward(self.dense.forward(x)) + residual)
     }
+
+    /// [`forward`](Self::forward) of `gelu(u)` (`BertOutput` after `BertIntermediate`), through
+    /// [`AdaptedLinear::forward_gelu`]: `u` `[batch, seq, intermediate]` → `[batch, seq, hidden]`.
+    pub fn forward_gelu(&self, u: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        self.layer_norm
+            .forward(self.dropout.forward(self.dense.forward_gelu(u)) + residual)
+    }
 }
 
 /// `BertAttention`: self-attention then its output block.
@@ -200,8 +207,8 @@ impl Layer {
     pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<2>) -> Tensor<3> {
         let ctx = self.attention.self_attn.forward(x.clone(), mask_bias);
         let attn = self.attention.output.forward(ctx, x);
-        let inter = crate::kernels::gelu(self.intermediate.dense.forward(attn.clone()));
-        self.output.forward(inter, attn)
+        let pre = self.intermediate.dense.forward(attn.clone());
+        self.output.forward_gelu(pre, attn)
     }
 }
 
