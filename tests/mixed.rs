@@ -88,6 +88,19 @@ fn losses(tr: &mut Trainer, d: &[TaskData], epochs: usize) -> Vec<f64> {
     out
 }
 
+/// Asserts every step's loss of run `b` within `rel` (relative) of run `a`'s, same length.
+fn assert_losses_close(what: &str, [na, nb]: [&str; 2], a: &[f64], b: &[f64], rel: f64) {
+    eprintln!("{what} {na} {a:?}\n{what} {nb} {b:?}");
+    assert_eq!(a.len(), b.len(), "{what}: step counts");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= rel * x.abs(),
+            "{what} step {}: {na} loss {x} vs {nb} {y}",
+            i + 1
+        );
+    }
+}
+
 /// Trainable parameter values, flattened in module order.
 fn trainable(tr: &Trainer) -> Vec<f32> {
     struct V(Vec<f32>);
@@ -133,14 +146,7 @@ fn wgpu_f32_training_matches_cpu_training() {
         let mut on_gpu = Trainer::new(model.clone().fork(&gpu), c.clone(), total, 0, gpu);
         let mut on_cpu = Trainer::new(model, c, total, 0, cpu);
         let (lc, lg) = (losses(&mut on_cpu, &d, 2), losses(&mut on_gpu, &d, 2));
-        eprintln!("{adapter:?} cpu {lc:?}\n{adapter:?} wgpu {lg:?}");
-        for (i, (a, b)) in lc.iter().zip(&lg).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-4 * a.abs(),
-                "{adapter:?} step {}: CPU loss {a} vs wgpu {b}",
-                i + 1
-            );
-        }
+        assert_losses_close(&format!("{adapter:?}"), ["CPU", "wgpu"], &lc, &lg, 1e-4);
     }
 }
 
@@ -160,14 +166,7 @@ fn f16_training_follows_f32_training() {
         );
         assert!(t16.scaler.is_some() && t32.scaler.is_none());
         let (l32, l16) = (losses(&mut t32, &d, 6), losses(&mut t16, &d, 6));
-        eprintln!("{adapter:?} f32 {l32:?}\n{adapter:?} f16 {l16:?}");
-        for (i, (a, b)) in l32.iter().zip(&l16).enumerate() {
-            assert!(
-                (a - b).abs() <= 5e-3 * a.abs(),
-                "{adapter:?} step {}: f32 loss {a} vs f16 {b}",
-                i + 1
-            );
-        }
+        assert_losses_close(&format!("{adapter:?}"), ["f32", "f16"], &l32, &l16, 5e-3);
         let (first, last) = (l16[..4].iter().sum::<f64>(), l16[20..].iter().sum::<f64>());
         assert!(
             last < 0.95 * first,

@@ -472,129 +472,103 @@ fn fused_attention_softmax_and_layer_norm_match_tensor_ops() {
     check_fused_softmax_and_layer_norm(&Device::flex().autodiff(), DType::F32, tol);
 }
 
+/// A fused `f(a)·b` op against `reference` (the fused `f` followed by a `matmul`, differentiated
+/// by Burn's autodiff), activations in `dtype`: output, `∂a` and `∂b` under the upstream
+/// gradient `up`, with both inputs tracked and with either one alone (as when the value
+/// projection is frozen, or the probabilities come from frozen layers).
+fn check_map_matmul<const D: usize>(
+    what: &str,
+    [a, b, up]: [Tensor<D>; 3],
+    dtype: DType,
+    fused: impl Fn(Tensor<D>, Tensor<D>) -> Tensor<D>,
+    reference: impl Fn(Tensor<D>, Tensor<D>) -> Tensor<D>,
+    tol: f32,
+) {
+    let narrow = |t: Tensor<D>| {
+        if dtype == DType::F32 {
+            t
+        } else {
+            t.cast(dtype)
+        }
+    };
+    let (a, b) = (narrow(a), narrow(b));
+    let run = |fused_op: bool, track_a: bool, track_b: bool| {
+        let a = if track_a {
+            a.clone().require_grad()
+        } else {
+            a.clone()
+        };
+        let b = if track_b {
+            b.clone().require_grad()
+        } else {
+            b.clone()
+        };
+        let y = if fused_op {
+            fused(a.clone(), b.clone())
+        } else {
+            reference(a.clone(), b.clone())
+        };
+        assert_eq!(y.dtype(), dtype, "{what} keeps the dtype of its input");
+        let grads = (y.clone().cast(DType::F32) * up.clone()).sum().backward();
+        let grad = |t: &Tensor<D>| t.grad(&grads).map(host).unwrap_or_default();
+        [host(y), grad(&a), grad(&b)]
+    };
+    for (track_a, track_b) in [(true, true), (true, false), (false, true)] {
+        let (got, want) = (run(true, track_a, track_b), run(false, track_a, track_b));
+        for (part, (g, w)) in ["output", "da", "db"].iter().zip(got.iter().zip(&want)) {
+            assert_eq!(g.len(), w.len(), "{what} {part}: tracked the same way");
+            assert_close(
+                &format!("{what} {part} (a tracked {track_a}, b {track_b}, {dtype:?})"),
+                g,
+                w,
+                tol,
+            );
+        }
+        assert_eq!(got[1].is_empty(), !track_a);
+        assert_eq!(got[2].is_empty(), !track_b);
+    }
+}
+
 /// The fused attention context `dropout(p)·v` ([`lorabert::kernels::fused::dropout_matmul`],
-/// whose backward redraws the dropped probabilities) against the fused dropout followed by a
-/// `matmul` differentiated by Burn's autodiff, on `device` in `dtype`: output, `∂p` and `∂v`,
-/// with both inputs tracked and with either one alone (frozen value projection, or
-/// probabilities from frozen layers).
+/// whose backward redraws the dropped probabilities) against the fused dropout then `matmul`:
+/// softmax probabilities `[2, 12, 64, 64]`, values `[2, 12, 64, 32]`, keep 0.9.
 fn check_dropout_matmul(device: &Device, dtype: DType, tol: f32) {
     use burn::tensor::Distribution;
     use lorabert::kernels::fused;
     device.seed(33);
-    let narrow = |t: Tensor<4>| {
-        if dtype == DType::F32 {
-            t
-        } else {
-            t.cast(dtype)
-        }
-    };
     let s = Tensor::<4>::random([2, 12, 64, 64], Distribution::Normal(0.0, 2.0), device);
-    let p = narrow(burn::tensor::activation::softmax(s, 3));
-    let v = narrow(Tensor::<4>::random(
-        [2, 12, 64, 32],
-        Distribution::Normal(0.0, 1.0),
-        device,
-    ));
+    let p = burn::tensor::activation::softmax(s, 3);
+    let v = Tensor::<4>::random([2, 12, 64, 32], Distribution::Normal(0.0, 1.0), device);
     let up = Tensor::<4>::random([2, 12, 64, 32], Distribution::Normal(0.0, 1.0), device);
     let (seed, keep) = (0xfeed_u64, 0.9);
-    let run = |fused_op: bool, track_p: bool, track_v: bool| {
-        let p = if track_p {
-            p.clone().require_grad()
-        } else {
-            p.clone()
-        };
-        let v = if track_v {
-            v.clone().require_grad()
-        } else {
-            v.clone()
-        };
-        let y = if fused_op {
-            fused::dropout_matmul(p.clone(), v.clone(), seed, keep)
-        } else {
-            fused::dropout(p.clone(), seed, keep).matmul(v.clone())
-        };
-        assert_eq!(y.dtype(), dtype, "dropout_matmul keeps the dtype of p");
-        let grads = (y.clone().cast(DType::F32) * up.clone()).sum().backward();
-        let grad = |t: &Tensor<4>| t.grad(&grads).map(host).unwrap_or_default();
-        [host(y), grad(&p), grad(&v)]
-    };
-    for (track_p, track_v) in [(true, true), (true, false), (false, true)] {
-        let (got, want) = (run(true, track_p, track_v), run(false, track_p, track_v));
-        for (what, (g, w)) in ["output", "dp", "dv"].iter().zip(got.iter().zip(&want)) {
-            assert_eq!(g.len(), w.len(), "{what}: tracked the same way");
-            assert_close(
-                &format!("dropout_matmul {what} (p tracked {track_p}, v {track_v}, {dtype:?})"),
-                g,
-                w,
-                tol,
-            );
-        }
-        assert_eq!(got[1].is_empty(), !track_p);
-        assert_eq!(got[2].is_empty(), !track_v);
-    }
+    check_map_matmul(
+        "dropout_matmul",
+        [p, v, up],
+        dtype,
+        |p, v| fused::dropout_matmul(p, v, seed, keep),
+        |p, v| fused::dropout(p, seed, keep).matmul(v),
+        tol,
+    );
 }
 
 /// The fused `gelu(u)·w` ([`lorabert::kernels::fused::gelu_matmul`], whose backward recomputes
-/// `gelu(u)`) against the fused GELU followed by a `matmul` differentiated by Burn's autodiff,
-/// on `device` in `dtype`: output, `∂u` and `∂w` for BERT-like pre-activations (mean −0.5,
-/// sd 2), with both inputs tracked and with either alone.
+/// `gelu(u)`) against the fused GELU then `matmul`: BERT-like pre-activations `[96, 256]`
+/// (mean −0.5, sd 2) and a LoRA `A` `[256, 8]`.
 fn check_gelu_matmul(device: &Device, dtype: DType, tol: f32) {
     use burn::tensor::Distribution;
     use lorabert::kernels::fused;
     device.seed(35);
-    let narrow = |t: Tensor<2>| {
-        if dtype == DType::F32 {
-            t
-        } else {
-            t.cast(dtype)
-        }
-    };
-    let u = narrow(Tensor::<2>::random(
-        [96, 256],
-        Distribution::Normal(-0.5, 2.0),
-        device,
-    ));
-    let w = narrow(Tensor::<2>::random(
-        [256, 8],
-        Distribution::Uniform(-0.0625, 0.0625),
-        device,
-    ));
+    let u = Tensor::<2>::random([96, 256], Distribution::Normal(-0.5, 2.0), device);
+    let w = Tensor::<2>::random([256, 8], Distribution::Uniform(-0.0625, 0.0625), device);
     let up = Tensor::<2>::random([96, 8], Distribution::Normal(0.0, 1.0), device);
-    let run = |fused_op: bool, track_u: bool, track_w: bool| {
-        let u = if track_u {
-            u.clone().require_grad()
-        } else {
-            u.clone()
-        };
-        let w = if track_w {
-            w.clone().require_grad()
-        } else {
-            w.clone()
-        };
-        let y = if fused_op {
-            fused::gelu_matmul(u.clone(), w.clone())
-        } else {
-            fused::gelu(u.clone()).matmul(w.clone())
-        };
-        assert_eq!(y.dtype(), dtype, "gelu_matmul keeps the dtype of u");
-        let grads = (y.clone().cast(DType::F32) * up.clone()).sum().backward();
-        let grad = |t: &Tensor<2>| t.grad(&grads).map(host).unwrap_or_default();
-        [host(y), grad(&u), grad(&w)]
-    };
-    for (track_u, track_w) in [(true, true), (true, false), (false, true)] {
-        let (got, want) = (run(true, track_u, track_w), run(false, track_u, track_w));
-        for (what, (g, w)) in ["output", "du", "dw"].iter().zip(got.iter().zip(&want)) {
-            assert_eq!(g.len(), w.len(), "{what}: tracked the same way");
-            assert_close(
-                &format!("gelu_matmul {what} (u tracked {track_u}, w {track_w}, {dtype:?})"),
-                g,
-                w,
-                tol,
-            );
-        }
-        assert_eq!(got[1].is_empty(), !track_u);
-        assert_eq!(got[2].is_empty(), !track_w);
-    }
+    check_map_matmul(
+        "gelu_matmul",
+        [u, w, up],
+        dtype,
+        fused::gelu_matmul,
+        |u, w| fused::gelu(u).matmul(w),
+        tol,
+    );
 }
 
 /// On the CPU the same ops in the same order: within 1e-6.

@@ -689,6 +689,70 @@ impl<B: Backend, S: Clone + Send + std::fmt::Debug + 'static> Backward<B, 1>
     }
 }
 
+/// The backward of `y = f(a)·b` (matmul over the last two axes) that keeps `a` and `b` and
+/// recomputes `f(a)` instead of keeping it: `∂b = f(a)ᵀ·g`, `∂a = df(a, g·bᵀ)` with `df` the
+/// vector-Jacobian product of `f` (the attention context `dropout(p)·v`, `gelu(u)·A`).
+struct MapMatmulBackward<B: Backend, S> {
+    f: fn(&S, B::FloatTensorPrimitive) -> B::FloatTensorPrimitive,
+    df: fn(&S, B::FloatTensorPrimitive, B::FloatTensorPrimitive) -> B::FloatTensorPrimitive,
+}
+
+impl<B: Backend, S> std::fmt::Debug for MapMatmulBackward<B, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MapMatmulBackward")
+    }
+}
+
+impl<B: Backend, S: Clone + Send + std::fmt::Debug + 'static> Backward<B, 2>
+    for MapMatmulBackward<B, S>
+{
+    type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive, S);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [n_a, n_b] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (a, b, s) = ops.state;
+        let last = a.shape().num_dims() - 1;
+        let grad = cast_to::<B>(grad, a.dtype());
+        if let Some(node) = n_b {
+            let fa_t = B::float_swap_dims((self.f)(&s, a.clone()), last - 1, last);
+            grads.register::<B>(node.id, B::float_matmul(fa_t, grad.clone()));
+        }
+        if let Some(node) = n_a {
+            let dfa = B::float_matmul(grad, B::float_swap_dims(b, last - 1, last));
+            grads.register::<B>(node.id, (self.df)(&s, a, dfa));
+        }
+    }
+}
+
+/// `forward(a, b, s)` = `f(a)·b` on the inner backend, recorded with `backward`, which keeps `a`
+/// and `b` (handles, no copies) and `s`.
+fn map_matmul<B: FusedBackend, C: CheckpointStrategy, S>(
+    a: FloatTensor<Autodiff<B, C>>,
+    b: FloatTensor<Autodiff<B, C>>,
+    s: S,
+    backward: MapMatmulBackward<B, S>,
+    forward: fn(B::FloatTensorPrimitive, B::FloatTensorPrimitive, &S) -> B::FloatTensorPrimitive,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    S: Clone + Send + std::fmt::Debug + 'static,
+{
+    match backward
+        .prepare::<C>([a.node(), b.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (a, b) = (a.into_primitive(), b.into_primitive());
+            let y = forward(a.clone(), b.clone(), &s);
+            prep.finish((a, b, s), y)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(forward(a.into_primitive(), b.into_primitive(), &s))
+        }
+    }
+}
+
 impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
         // Keeps `x` (shared with the forward's input, no copy) for `∂x = g·(Φ(x) + x·φ(x))`.
@@ -767,49 +831,13 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
     }
 
     fn gelu_matmul(u: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        /// Keeps `u` and `w`: `∂w = gelu(u)ᵀ·g` with `gelu(u)` recomputed,
-        /// `∂u = gelu'(u) ⊙ (g·wᵀ)`.
-        #[derive(Debug)]
-        struct GeluMatmulBackward;
-
-        impl<B: FusedBackend> Backward<B, 2> for GeluMatmulBackward {
-            type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [n_u, n_w] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (u, w) = ops.state;
-                let grad = cast_to::<B>(grad, u.dtype());
-                if let Some(node) = n_w {
-                    let x_t = B::float_swap_dims(B::gelu_exact(u.clone()), 0, 1);
-                    grads.register::<B>(node.id, B::float_matmul(x_t, grad.clone()));
-                }
-                if let Some(node) = n_u {
-                    let dx = B::float_matmul(grad, B::float_swap_dims(w, 0, 1));
-                    grads.register::<B>(node.id, B::gelu_exact_backward(u, dx));
-                }
-            }
-        }
-
-        match GeluMatmulBackward
-            .prepare::<C>([u.node(), w.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (u, w) = (u.into_primitive(), w.into_primitive());
-                let y = B::gelu_matmul(u.clone(), w.clone());
-                prep.finish((u, w), y)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::gelu_matmul(u.into_primitive(), w.into_primitive()))
-            }
-        }
+        // Keeps `u` and `w`: `∂w = gelu(u)ᵀ·g` with `gelu(u)` recomputed,
+        // `∂u = gelu'(u) ⊙ (g·wᵀ)`.
+        let backward = MapMatmulBackward::<B, ()> {
+            f: |_, u| B::gelu_exact(u),
+            df: |_, u, g| B::gelu_exact_backward(u, g),
+        };
+        map_matmul::<B, C, ()>(u, w, (), backward, |u, w, _| B::gelu_matmul(u, w))
     }
 
     fn dropout_matmul(
@@ -818,55 +846,15 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
         seed: u64,
         keep: f64,
     ) -> FloatTensor<Self> {
-        /// Keeps `p`, `v` and the seed: `∂v = dropout(p)ᵀ·g` with the dropped probabilities
-        /// redrawn, `∂p = dropout(g·vᵀ)` (the mask's gradient is the same mask).
-        #[derive(Debug)]
-        struct DropoutMatmulBackward;
-
-        impl<B: FusedBackend> Backward<B, 2> for DropoutMatmulBackward {
-            type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive, u64, f64);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [n_p, n_v] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (p, v, seed, keep) = ops.state;
-                let last = p.shape().num_dims() - 1;
-                let grad = cast_to::<B>(grad, p.dtype());
-                if let Some(node) = n_v {
-                    let dropped = B::dropout_mask(p, seed, keep);
-                    let dropped_t = B::float_swap_dims(dropped, last - 1, last);
-                    grads.register::<B>(node.id, B::float_matmul(dropped_t, grad.clone()));
-                }
-                if let Some(node) = n_p {
-                    let v_t = B::float_swap_dims(v, last - 1, last);
-                    let dp = B::dropout_mask(B::float_matmul(grad, v_t), seed, keep);
-                    grads.register::<B>(node.id, dp);
-                }
-            }
-        }
-
-        match DropoutMatmulBackward
-            .prepare::<C>([p.node(), v.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (p, v) = (p.into_primitive(), v.into_primitive());
-                let y = B::dropout_matmul(p.clone(), v.clone(), seed, keep);
-                prep.finish((p, v, seed, keep), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::dropout_matmul(
-                p.into_primitive(),
-                v.into_primitive(),
-                seed,
-                keep,
-            )),
-        }
+        // Keeps `p`, `v` and the seed: `∂v = dropout(p)ᵀ·g` with the dropped probabilities
+        // redrawn, `∂p = dropout(g·vᵀ)` (the mask's gradient is the same mask).
+        let backward = MapMatmulBackward::<B, (u64, f64)> {
+            f: |&(seed, keep), p| B::dropout_mask(p, seed, keep),
+            df: |&(seed, keep), _, g| B::dropout_mask(g, seed, keep),
+        };
+        map_matmul::<B, C, _>(p, v, (seed, keep), backward, |p, v, &(seed, keep)| {
+            B::dropout_matmul(p, v, seed, keep)
+        })
     }
 
     fn layer_norm_last(
