@@ -125,6 +125,7 @@ fn trainable(tr: &Trainer) -> Vec<f32> {
 /// different masks), within 1e-4 relative, the parity bound (measured within 2e-7).
 #[test]
 fn wgpu_f32_training_matches_cpu_training() {
+    let _rng = common::rng_lock();
     for adapter in [AdapterChoice::Lora, AdapterChoice::Dora] {
         let cpu = Device::flex().autodiff();
         cpu.seed(5);
@@ -152,6 +153,7 @@ fn wgpu_f32_training_matches_cpu_training() {
 
 #[test]
 fn f16_training_follows_f32_training() {
+    let _rng = common::rng_lock();
     for adapter in [AdapterChoice::Lora, AdapterChoice::Dora] {
         let (mut t32, d) = trainer(Precision::F32, adapter);
         let (mut t16, _) = trainer(Precision::F16, adapter);
@@ -177,6 +179,7 @@ fn f16_training_follows_f32_training() {
 
 #[test]
 fn gradient_overflow_skips_the_step_and_halves_the_scale() {
+    let _rng = common::rng_lock();
     let (mut tr, d) = trainer(Precision::F16, AdapterChoice::Lora);
     let plan = tr.plan_epoch(&d, 0);
     let before = trainable(&tr);
@@ -203,6 +206,7 @@ fn gradient_overflow_skips_the_step_and_halves_the_scale() {
 
 #[test]
 fn nan_loss_in_f16_still_stops_the_run() {
+    let _rng = common::rng_lock();
     let (mut tr, d) = trainer(Precision::F16, AdapterChoice::Lora);
     tr.cfg.debug_nan_at_step = Some(1);
     let plan = tr.plan_epoch(&d, 0);

@@ -1,8 +1,11 @@
 //! Training on a tiny random BERT with synthetic data: losses fall, every task and adapter type
 //! trains, frozen weights stay frozen, checkpoints restore to the same predictions.
 
+mod common;
+
 use burn::module::Module;
 use burn::tensor::Device;
+use common::rng_lock;
 use lorabert::model::{Bert, BertConfig, Encoded};
 use lorabert::tasks::{PairEncoding, Task};
 use lorabert::train::artifacts::{checkpoint_files, restore};
@@ -99,14 +102,6 @@ fn as_cross(mut d: TaskData) -> TaskData {
         }
     }
     d
-}
-
-/// Burn's random generator is per backend and process-wide: tests that seed it must not
-/// interleave, so each test holds this lock.
-static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
-    RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn setup(c: &TrainConfig) -> (Trainer, Vec<TaskData>, Device) {

@@ -6,6 +6,15 @@ use std::path::PathBuf;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use safetensors::SafeTensors;
 
+/// Burn's random generator is per backend and process-wide (and a training step reseeds it):
+/// tests of one binary that seed it or train must not interleave, so each holds this lock.
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`RNG_LOCK`] (a panicked holder does not poison it for the others).
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The default model folder: `$LORABERT_MODEL`, else `../shared/models/all-MiniLM-L6-v2`, else
 /// `models/all-MiniLM-L6-v2` (where `tools/setup.sh` puts it). Panics with instructions if none.
 pub fn model_dir() -> PathBuf {
