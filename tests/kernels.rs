@@ -470,3 +470,31 @@ fn dropout_kernel_uses_its_hash_mask_both_ways_in_f16() {
     }
     check_dropout_kernel(DType::F16);
 }
+
+/// A DoRA magnitude of exactly 0 (a crafted adapter): the kernel's backward, which divides by
+/// `m`, still returns finite gradients (the zero entry divided as 1e-30: `y − bias` is 0 there).
+#[test]
+fn dora_scale_backward_is_finite_at_zero_magnitude() {
+    let device = device().autodiff();
+    let (rows, out) = (6, 5);
+    let base = Tensor::<2>::ones([rows, out], &device).require_grad();
+    let lora = Tensor::<2>::ones([rows, out], &device).mul_scalar(0.5);
+    let m = Tensor::<1>::from_data(
+        TensorData::new(vec![0.0f32, 1.0, 2.0, 0.0, 1.5], [out]),
+        &device,
+    )
+    .require_grad();
+    let norm = Tensor::<1>::ones([out], &device);
+    let bias = Tensor::<1>::ones([out], &device);
+    let y = kernels::wgpu::dora_scale(base.clone(), lora, m.clone(), norm, Some(bias), 1.0);
+    let grads = y.sum().backward();
+    let gm = host(m.grad(&grads).unwrap());
+    assert!(gm.iter().all(|v| v.is_finite()), "dm {gm:?}");
+    // Non-zero magnitudes: dm_j = Σ_rows (base + lora) / norm = 6 · 1.5.
+    assert_close(
+        "dm at non-zero m",
+        &[gm[1], gm[2], gm[4]],
+        &[9.0, 9.0, 9.0],
+        1e-5,
+    );
+}

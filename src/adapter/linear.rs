@@ -155,7 +155,7 @@ impl AdaptedLinear {
         let fused = self.adapter.as_ref().is_some_and(|a| {
             !a.merged
                 && !a.dropout.is_active(&u.device())
-                && crate::kernels::gelu_matmul_fused(&u.device())
+                && crate::kernels::kernels_active(&u.device())
         });
         self.forward_with(x, fused.then_some(u))
     }

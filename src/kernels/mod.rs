@@ -252,9 +252,10 @@ pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> 
 /// recomputes `gelu(u)`, so autodiff does not also keep the `[.., in]` GELU output (for
 /// bert-base, `intermediate_size` = 3072 values per token per layer). Elsewhere (the CPU, where
 /// memory is not the constraint and the extra GELU passes would cost time) [`gelu`] then
-/// `matmul`, the same values.
+/// `matmul`, the same values. (A caller that already holds `gelu(u)` multiplies that instead
+/// where [`kernels_active`] is false.)
 pub fn gelu_matmul<const D: usize>(u: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
-    if gelu_matmul_fused(&u.device()) {
+    if kernels_active(&u.device()) {
         let dims = u.dims();
         let y = fused::gelu_matmul(as_rows(u), w);
         let mut out = dims;
@@ -262,12 +263,6 @@ pub fn gelu_matmul<const D: usize>(u: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
         return y.reshape(out);
     }
     burn::tensor::module::linear(gelu(u), w, None)
-}
-
-/// Whether [`gelu_matmul`] runs its fused op for tensors on `device` (a wgpu device, kernels
-/// on). A caller that already holds `gelu(u)` multiplies that instead where it does not.
-pub fn gelu_matmul_fused(device: &burn::tensor::Device) -> bool {
-    kernels_active(device) && fused::runs_on(device)
 }
 
 /// The attention context `dropout(p)·v` with the dropout mask of `seed` (as [`dropout`]): `p`

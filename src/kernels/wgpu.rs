@@ -15,7 +15,7 @@ use burn::backend::wgpu::{
 };
 use burn::backend::{
     AutodiffBackend, Backend, Cube, CubeDevice, DispatchDevice, TensorMetadata, backend_extension,
-    tensor::FloatTensor,
+    get_or_init_device_settings, tensor::FloatTensor,
 };
 use burn::tensor::{DType, Device, Shape, Tensor};
 use cubecl::prelude::KernelId;
@@ -473,12 +473,9 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
                     let (y, bias) = kept.expect("kept when m is tracked");
                     let centred = B::float_sub(y, cast_to::<B>(row(bias), act));
                     let gm = B::float_sum_dim(B::float_mul(grad.clone(), centred), 0);
-                    // `m + 1e-30·(1 − |sign m|)`: 1e-30 where `m` is exactly 0.
-                    let zero = B::float_add_scalar(
-                        B::float_neg(B::float_abs(B::float_sign(m.clone()))),
-                        1.0.into(),
-                    );
-                    let m = B::float_add(m, B::float_mul_scalar(zero, 1e-30.into()));
+                    let bools = get_or_init_device_settings::<B>(&m.device()).bool_dtype;
+                    let zero = B::float_equal_elem(m.clone(), 0.0.into(), bools);
+                    let m = B::float_mask_fill(m, zero, 1e-30.into());
                     let gm = B::float_div(cast_to::<B>(gm, param), row(m));
                     grads.register::<B>(node.id, B::float_reshape(gm, Shape::new([out_features])));
                 }
