@@ -78,6 +78,27 @@ pub enum Error {
         /// Step of the last resume checkpoint saved before, if any.
         last_checkpoint_step: Option<usize>,
     },
+    /// A file could not be read or written (native drivers; the core itself touches no files).
+    #[error("cannot {action} {path}: {io}")]
+    Io {
+        /// What was being done: `read`, `write`, `create`, ...
+        action: &'static str,
+        /// The file or folder.
+        path: String,
+        /// The operating system's error.
+        io: std::io::Error,
+    },
+    /// A URL or a picked file could not be fetched or read (the page's downloads and files).
+    #[error("cannot load {source_name}: {message}")]
+    Load {
+        /// The URL or file name.
+        source_name: String,
+        /// What failed (HTTP status, browser error).
+        message: String,
+    },
+    /// Reading a tensor back from the device to the host failed (e.g. a lost GPU device).
+    #[error("device read-back failed: {0}")]
+    ReadBack(String),
     /// Anything else the core rejects (bad option values, empty datasets, ...).
     #[error("{0}")]
     Invalid(String),
@@ -87,6 +108,23 @@ impl Error {
     /// Shorthand for [`Error::Config`].
     pub fn config(source_name: impl fmt::Display, message: impl fmt::Display) -> Self {
         Error::Config {
+            source_name: source_name.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(action: &'static str, path: impl fmt::Display, io: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.to_string(),
+            io,
+        }
+    }
+
+    /// Shorthand for [`Error::Load`].
+    pub fn load(source_name: impl fmt::Display, message: impl fmt::Display) -> Self {
+        Error::Load {
             source_name: source_name.to_string(),
             message: message.to_string(),
         }

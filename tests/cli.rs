@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use lorabert::report::RunResults;
+use lorabert::train::RunResults;
 
 fn lorabert(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_lorabert"))

@@ -278,7 +278,7 @@ fn frozen_linear_with_f16_weight_matches_f32() {
 /// f32 layer's output and adapter gradients within 2e-3 relative.
 #[test]
 fn dora_layer_on_f16_storage_matches_f32() {
-    use lorabert::adapter::{AdaptedLinear, AdapterKind};
+    use lorabert::model::{AdaptedLinear, AdapterKind};
     let device = device().autodiff();
     device.seed(5);
     let w = Tensor::<2>::random([384, 384], Distribution::Normal(0.0, 0.05), &device);
@@ -395,7 +395,7 @@ fn cli_f16_on_cpu_falls_back_with_notice() {
 /// upstream gradient by the same mask (regenerated from the seed, not stored), and another seed
 /// gives another mask. 100,003 elements: a ragged last workgroup.
 fn check_dropout_kernel(dtype: DType) {
-    use lorabert::model::dropout::device_mask_keeps;
+    use lorabert::kernels::mask::device_mask_keeps;
     let device = device().autodiff();
     let n = 100_003;
     let (seed, keep) = (0x1234_5678_9abc_def0_u64, 0.9);

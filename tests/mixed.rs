@@ -15,9 +15,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{DType, Device, Tensor};
 use lorabert::model::{Bert, BertConfig, Encoded};
 use lorabert::tasks::Task;
-use lorabert::train::{
-    AdapterChoice, LossScaler, Precision, Prepared, TaskData, TrainConfig, Trainer, build_model,
-};
+use lorabert::tasks::{Prepared, TaskData};
+use lorabert::train::{LossScaler, Precision, TrainConfig, Trainer, build_model};
 
 fn wgpu() -> Device {
     Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
@@ -51,23 +50,22 @@ fn data(n: usize) -> TaskData {
     }
 }
 
-fn trainer(precision: Precision, adapter: AdapterChoice) -> (Trainer, Vec<TaskData>) {
+fn trainer(precision: Precision, kind: &str) -> (Trainer, Vec<TaskData>) {
     let device = wgpu().autodiff();
     device.seed(3);
     let mut bcfg = BertConfig::tiny(64, 32, 2, 2);
     bcfg.hidden_dropout_prob = 0.0;
     bcfg.attention_probs_dropout_prob = 0.0;
     let bert = Bert::random(&bcfg, &device);
-    let mut c = TrainConfig {
+    let c = TrainConfig {
         tasks: vec![Task::Sst],
-        adapter,
+        adapter: common::adapter(kind, 2),
         batch_size: 16,
         lr: 5e-3,
         head_dropout: 0.0,
         precision,
         ..TrainConfig::default()
     };
-    c.lora.r = 2;
     let (model, _) = build_model(bert, &c, 32, &device).unwrap();
     let d = vec![data(64)];
     let total = Trainer::steps_per_epoch(&d, c.batch_size) * 6;
@@ -126,7 +124,7 @@ fn trainable(tr: &Trainer) -> Vec<f32> {
 #[test]
 fn wgpu_f32_training_matches_cpu_training() {
     let _rng = common::rng_lock();
-    for adapter in [AdapterChoice::Lora, AdapterChoice::Dora] {
+    for adapter in ["lora", "dora"] {
         let cpu = Device::flex().autodiff();
         cpu.seed(5);
         let mut bcfg = BertConfig::tiny(64, 32, 2, 2);
@@ -134,7 +132,7 @@ fn wgpu_f32_training_matches_cpu_training() {
         bcfg.attention_probs_dropout_prob = 0.0;
         let c = TrainConfig {
             tasks: vec![Task::Sst],
-            adapter,
+            adapter: common::adapter(adapter, 1),
             batch_size: 16,
             lr: 5e-3,
             head_dropout: 0.0,
@@ -154,7 +152,7 @@ fn wgpu_f32_training_matches_cpu_training() {
 #[test]
 fn f16_training_follows_f32_training() {
     let _rng = common::rng_lock();
-    for adapter in [AdapterChoice::Lora, AdapterChoice::Dora] {
+    for adapter in ["lora", "dora"] {
         let (mut t32, d) = trainer(Precision::F32, adapter);
         let (mut t16, _) = trainer(Precision::F16, adapter);
         assert_eq!(
@@ -180,7 +178,7 @@ fn f16_training_follows_f32_training() {
 #[test]
 fn gradient_overflow_skips_the_step_and_halves_the_scale() {
     let _rng = common::rng_lock();
-    let (mut tr, d) = trainer(Precision::F16, AdapterChoice::Lora);
+    let (mut tr, d) = trainer(Precision::F16, "lora");
     let plan = tr.plan_epoch(&d, 0);
     let before = trainable(&tr);
     // 2^40 times the loss overflows f16 (largest finite 65504) on the way back.
@@ -207,7 +205,7 @@ fn gradient_overflow_skips_the_step_and_halves_the_scale() {
 #[test]
 fn nan_loss_in_f16_still_stops_the_run() {
     let _rng = common::rng_lock();
-    let (mut tr, d) = trainer(Precision::F16, AdapterChoice::Lora);
+    let (mut tr, d) = trainer(Precision::F16, "lora");
     tr.cfg.debug_nan_at_step = Some(1);
     let plan = tr.plan_epoch(&d, 0);
     let e = pollster::block_on(tr.step(&tr.batch(&d, &plan[0])))

@@ -7,8 +7,9 @@ mod common;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use common::*;
-use lorabert::adapter::{self, AdaptedLinear, AdapterKind, peft};
+use lorabert::adapter::{self, peft};
 use lorabert::data::TokenBatch;
+use lorabert::model::{AdaptedLinear, AdapterKind};
 use lorabert::model::{BertConfig, BertTokenizer, load_bert};
 
 fn minilm(device: &Device) -> (BertConfig, lorabert::model::Bert, BertTokenizer) {
@@ -311,7 +312,7 @@ fn gram_norm_matches_direct_norm() {
         .square()
         .sum_dim(0)
         .sqrt();
-    let gram = adapter::dora_weight_norm(w, a, b, s);
+    let gram = lorabert::kernels::dora_weight_norm(w, a, b, s);
     assert_close("gram norm", &host(gram), &host(direct), 1e-5);
 }
 
@@ -590,14 +591,14 @@ fn fused_dropout_uses_the_mask_of_its_seed_both_ways() {
     use burn::tensor::Distribution;
     let device = Device::flex().autodiff();
     device.seed(4);
-    let n = 3 * lorabert::model::dropout::MASK_BLOCK + 123;
+    let n = 3 * lorabert::kernels::mask::MASK_BLOCK + 123;
     let x = Tensor::<2>::random([n / 3 + 41, 3], Distribution::Normal(0.0, 1.0), &device)
         .slice([0..n / 3, 0..3]);
     let x = Tensor::<2>::from_data(x.into_data(), &device).require_grad();
     let up = Tensor::<2>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device);
     let y = lorabert::kernels::fused::dropout(x.clone(), 99, 0.9);
     let grads = (y.clone() * up.clone()).sum().backward();
-    let mask = lorabert::model::dropout::mask(99, x.dims()[0] * 3, 0.9);
+    let mask = lorabert::kernels::mask::mask(99, x.dims()[0] * 3, 0.9);
     let want: Vec<f32> = host(x.clone())
         .iter()
         .zip(&mask)

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
-use lorabert::adapter::{AdaptedLinear, AdapterKind};
-use lorabert::report::RunResults;
+use lorabert::model::{AdaptedLinear, AdapterKind};
+use lorabert::train::RunResults;
 use lorabert::train::resume::ResumeState;
 
 fn tmp(name: &str) -> PathBuf {

@@ -62,7 +62,7 @@ fn finished_cells(out: &Path) -> Vec<(String, std::time::SystemTime)> {
             let p = e.path().join("results.json");
             let r = std::fs::read(&p)
                 .ok()
-                .and_then(|b| serde_json::from_slice::<lorabert::report::RunResults>(&b).ok());
+                .and_then(|b| serde_json::from_slice::<lorabert::train::RunResults>(&b).ok());
             if r.is_some_and(|r| r.finished) {
                 v.push((
                     e.file_name().to_string_lossy().to_string(),

@@ -5,14 +5,12 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use common::rng_lock;
+use common::{adapter, rng_lock};
 use lorabert::model::{Bert, BertConfig, Encoded};
 use lorabert::tasks::{PairEncoding, Task};
+use lorabert::tasks::{Prepared, TaskData};
 use lorabert::train::artifacts::{checkpoint_files, restore};
-use lorabert::train::{
-    AdapterChoice, Prepared, TaskData, TrainConfig, Trainer, build_model, count_params, evaluate,
-    predict,
-};
+use lorabert::train::{TrainConfig, Trainer, build_model, count_params, evaluate, predict};
 
 /// Sequences whose class is decided by which "sentiment token" (10..15) they contain.
 fn synthetic(task: Task, n: usize, seed: u64) -> TaskData {
@@ -78,19 +76,17 @@ fn synthetic(task: Task, n: usize, seed: u64) -> TaskData {
     }
 }
 
-fn cfg(tasks: Vec<Task>, adapter: AdapterChoice) -> TrainConfig {
-    let mut c = TrainConfig {
+/// A run of `tasks` with adapter `kind` (`lora`, `dora` at r = 2, or `none`).
+fn cfg(tasks: Vec<Task>, kind: &str) -> TrainConfig {
+    TrainConfig {
         tasks,
-        adapter,
+        adapter: adapter(kind, 2),
         epochs: 1,
         batch_size: 16,
         lr: 2e-2,
         head_dropout: 0.0,
         ..TrainConfig::default()
-    };
-    c.lora.r = 2;
-    c.lora.use_dora = adapter == AdapterChoice::Dora;
-    c
+    }
 }
 
 /// Cross-encoding: `[CLS] a [SEP] b [SEP]` in one sequence with token types 0 / 1.
@@ -155,11 +151,7 @@ fn mean_loss_over_epochs(c: TrainConfig, epochs: usize) -> (f64, f64, Trainer, V
 #[test]
 fn lora_dora_and_full_finetuning_reduce_the_loss_on_every_task() {
     let _rng = rng_lock();
-    for adapter in [
-        AdapterChoice::Lora,
-        AdapterChoice::Dora,
-        AdapterChoice::None,
-    ] {
+    for adapter in ["lora", "dora", "none"] {
         let (first, last, _, _) = mean_loss_over_epochs(cfg(Task::ALL.to_vec(), adapter), 8);
         eprintln!("{adapter:?}: mean loss epoch 1 {first:.4} -> epoch 8 {last:.4}");
         assert!(
@@ -172,7 +164,7 @@ fn lora_dora_and_full_finetuning_reduce_the_loss_on_every_task() {
 #[test]
 fn only_adapters_and_heads_train() {
     let _rng = rng_lock();
-    let c = cfg(vec![Task::Sst], AdapterChoice::Lora);
+    let c = cfg(vec![Task::Sst], "lora");
     let (tr, _, _) = setup(&c);
     let counts = count_params(tr.model());
     // r = 2 on 6 linears of 2 layers (16x16 x4, 16x64, 64x16) + SST head 16*5+5.
@@ -200,10 +192,7 @@ fn only_adapters_and_heads_train() {
 #[test]
 fn checkpoint_restores_identical_predictions() {
     let _rng = rng_lock();
-    for (adapter, enc) in [
-        (AdapterChoice::Dora, PairEncoding::Bi),
-        (AdapterChoice::Lora, PairEncoding::Cross),
-    ] {
+    for (adapter, enc) in [("dora", PairEncoding::Bi), ("lora", PairEncoding::Cross)] {
         let mut c = cfg(Task::ALL.to_vec(), adapter);
         c.pair_encoding = enc;
         let (_, _, tr, data) = mean_loss_over_epochs(c.clone(), 2);
@@ -246,7 +235,7 @@ fn checkpoint_restores_identical_predictions() {
 #[test]
 fn same_seed_same_training() {
     let _rng = rng_lock();
-    let c = cfg(vec![Task::Sts], AdapterChoice::Lora);
+    let c = cfg(vec![Task::Sts], "lora");
     let (a, b, _, _) = mean_loss_over_epochs(c.clone(), 2);
     let (a2, b2, _, _) = mean_loss_over_epochs(c, 2);
     assert_eq!((a, b), (a2, b2));
@@ -256,7 +245,7 @@ fn same_seed_same_training() {
 fn interrupted_and_resumed_training_is_bit_identical() {
     let _rng = rng_lock();
     use lorabert::train::resume::{EpochProgress, restore_training, resume_files};
-    for adapter in [AdapterChoice::Dora, AdapterChoice::None] {
+    for adapter in ["dora", "none"] {
         let mut c = cfg(vec![Task::Sst, Task::Sts], adapter);
         c.head_dropout = 0.2; // dropout draws must be reproduced too
         let (mut straight, data, _) = setup(&c);
@@ -271,8 +260,8 @@ fn interrupted_and_resumed_training_is_bit_identical() {
             let b = first.batch(&data, entry);
             pollster::block_on(first.step(&b)).unwrap();
         }
-        let results = lorabert::report::RunResults {
-            results_version: 1,
+        let results = lorabert::train::RunResults {
+            results_version: lorabert::train::results::RESULTS_VERSION,
             model: "tiny".into(),
             backend: "flex".into(),
             config: c.clone(),
@@ -322,7 +311,7 @@ fn interrupted_and_resumed_training_is_bit_identical() {
 #[test]
 fn nan_loss_stops_with_the_step_or_is_skipped() {
     let _rng = rng_lock();
-    let mut c = cfg(vec![Task::Sst], AdapterChoice::Lora);
+    let mut c = cfg(vec![Task::Sst], "lora");
     c.debug_nan_at_step = Some(3);
     let (mut tr, data, _) = setup(&c);
     let plan = tr.plan_epoch(&data, 0);
@@ -337,4 +326,38 @@ fn nan_loss_stops_with_the_step_or_is_skipped() {
         }
     }
     assert_eq!(tr.step, 2, "a non-finite step must not update the model");
+}
+
+/// `results.json` files written before the adapter became one setting (version 1: `adapter`
+/// `"dora"` / `"none"` beside a `lora` object; made by commit 594a271's `lorabert train`, see
+/// `tests/data/README.md`) still load, upgraded to the current layout.
+#[test]
+fn version_1_results_files_still_load() {
+    use lorabert::train::RunResults;
+    use lorabert::train::results::RESULTS_VERSION;
+    let read = |name: &str| {
+        let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+        RunResults::from_json(&std::fs::read(&path).unwrap(), &path).unwrap()
+    };
+    let dora = read("results-v1-dora.json");
+    assert_eq!(dora.results_version, RESULTS_VERSION);
+    let lora = dora.config.adapter.as_ref().expect("an adapter");
+    assert!(lora.use_dora);
+    assert_eq!((lora.r, lora.lora_alpha, lora.lora_dropout), (2, 8.0, 0.1));
+    assert_eq!(dora.config.adapter_name(), "dora");
+    assert_eq!(dora.config.tasks, Task::ALL.to_vec());
+    assert_eq!(dora.steps, 9);
+    assert!(dora.best.as_ref().and_then(|b| b.overall).is_some());
+    let full = read("results-v1-full.json");
+    assert_eq!(full.config.adapter, None);
+    assert_eq!(full.config.adapter_name(), "none");
+    // The current layout round-trips, and a newer version than this build's is refused.
+    let json = serde_json::to_vec(&dora).unwrap();
+    assert_eq!(RunResults::from_json(&json, "again.json").unwrap(), dora);
+    let mut v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    v["results_version"] = (RESULTS_VERSION + 1).into();
+    let e = RunResults::from_value(v, "future.json")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("future.json: results_version"), "{e}");
 }

@@ -1,10 +1,11 @@
-//! LoRA / DoRA adapters: configuration with PEFT's names, target-module matching, attaching to a
-//! [`Bert`](crate::model::Bert), and the PEFT file format.
+//! LoRA / DoRA injection, as PEFT's `tuners/lora/model.py` and `config.py`: the configuration
+//! with PEFT's names, target-module matching, attaching adapters to a
+//! [`Bert`](crate::model::Bert), merging, and the PEFT file format. The adapted layer itself
+//! (PEFT's `layer.py` / `dora.py`) is [`crate::model::lora`], below this module.
 
-pub mod linear;
 pub mod peft;
 
-pub use linear::{AdaptedLinear, AdapterKind, LoraAdapter, dora_weight_norm};
+use crate::model::lora::AdapterKind;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,19 @@ pub const ALL_LINEAR: [&str; 6] = [
     "intermediate.dense",
     "output.dense",
 ];
+
+/// The target set `attention`: the attention block's linear layers.
+pub const ATTENTION: [&str; 4] = ["query", "key", "value", "attention.output.dense"];
+
+/// The `target_modules` list of a named target set: `attention` ([`ATTENTION`]), `all-linear`,
+/// or a `+`-joined list of module names (`query+value`), as sweeps and the page name them.
+pub fn target_set(name: &str) -> Vec<String> {
+    match name {
+        "attention" => ATTENTION.iter().map(|s| s.to_string()).collect(),
+        "all-linear" => vec!["all-linear".into()],
+        other => other.split('+').map(str::to_string).collect(),
+    }
+}
 
 /// Adapter hyper-parameters, named and defaulted as PEFT's `LoraConfig`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,13 +185,13 @@ pub fn apply_adapters(bert: Bert, cfg: &LoraConfig, device: &Device) -> Result<B
     })
 }
 
-/// Folds every adapter into its base weight (see [`AdaptedLinear::merge`]).
+/// Folds every adapter into its base weight (see [`crate::model::AdaptedLinear::merge`]).
 pub fn merge(bert: Bert) -> Bert {
     bert.map_linears(&mut |_, l| Ok(l.merge()))
         .unwrap_or_else(|_| unreachable!("merge returns no error"))
 }
 
-/// Reverses [`merge`] (see [`AdaptedLinear::unmerge`]).
+/// Reverses [`merge`] (see [`crate::model::AdaptedLinear::unmerge`]).
 pub fn unmerge(bert: Bert) -> Bert {
     bert.map_linears(&mut |_, l| Ok(l.unmerge()))
         .unwrap_or_else(|_| unreachable!("unmerge returns no error"))

@@ -8,60 +8,16 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{Tensor, TensorData};
-use safetensors::{Dtype, tensor::TensorView};
 use serde_json::{Value, json};
 
-use super::{AdapterKind, LoraConfig, select_targets};
+use super::{LoraConfig, select_targets};
 use crate::error::{Error, Result};
 use crate::model::Bert;
-use crate::model::weights::{Checkpoint, transpose};
+use crate::model::lora::AdapterKind;
+use crate::model::weights::{Checkpoint, ReadBack, f32_safetensors, transpose};
 
 /// Prefix PEFT puts before module names of a wrapped `BertModel`.
 pub const PEFT_PREFIX: &str = "base_model.model.";
-
-/// Tensors queued for an asynchronous read-back into named f32 values for safetensors. The
-/// module visitors are synchronous, so they queue tensors here and [`ReadBack::read`] reads
-/// them with `into_data_async` (the only read-back the browser's WebGPU allows).
-#[derive(Default)]
-pub struct ReadBack {
-    items: Vec<Queued>,
-}
-
-/// A queued tensor: name, stored shape, flattened values, optional transpose `(rows, cols)`.
-type Queued = (String, Vec<usize>, Tensor<1>, Option<(usize, usize)>);
-
-impl ReadBack {
-    /// Queues `t` under `name` with the stored `shape`; `transpose = Some((rows, cols))` stores
-    /// the transpose of the row-major `[rows, cols]` values (Burn `[in, out]` to PyTorch
-    /// `[out, in]`).
-    pub fn push<const D: usize>(
-        &mut self,
-        name: String,
-        shape: Vec<usize>,
-        t: Tensor<D>,
-        transpose: Option<(usize, usize)>,
-    ) {
-        let n = t.shape().num_elements();
-        self.items.push((name, shape, t.reshape([n]), transpose));
-    }
-
-    /// Reads every queued tensor back to the host.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] when a device read-back fails.
-    pub async fn read(self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
-        let mut out = BTreeMap::new();
-        for (name, shape, t, tr) in self.items {
-            let v = crate::train::read_f32(t).await?;
-            let v = match tr {
-                Some((rows, cols)) => transpose(&v, rows, cols),
-                None => v,
-            };
-            out.insert(name, (shape, v));
-        }
-        Ok(out)
-    }
-}
 
 /// Serialises `cfg` as PEFT's `adapter_config.json` (`peft_type: LORA`; `all-linear` written as
 /// the explicit module list so PEFT adapts exactly the same modules).
@@ -180,27 +136,14 @@ pub async fn adapter_safetensors(bert: &Bert) -> Result<Vec<u8>> {
             )));
             return;
         }
-        let (d_in, d_out) = lin.dims();
-        let r = a.lora_a.shape().dims::<2>()[1];
-        // lora_A [in, r] and lora_B [r, out] here; PEFT stores [r, in] and [out, r].
-        rb.push(
-            format!("{PEFT_PREFIX}{name}.lora_A.weight"),
-            vec![r, d_in],
-            a.lora_a.val(),
-            Some((d_in, r)),
-        );
-        rb.push(
-            format!("{PEFT_PREFIX}{name}.lora_B.weight"),
-            vec![d_out, r],
-            a.lora_b.val(),
-            Some((r, d_out)),
-        );
+        // lora_A [in, r] and lora_B [r, out] here; PEFT stores them as the nn.Linear weights
+        // [r, in] and [out, r].
+        rb.push_linear(&format!("{PEFT_PREFIX}{name}.lora_A"), a.lora_a.val(), None);
+        rb.push_linear(&format!("{PEFT_PREFIX}{name}.lora_B"), a.lora_b.val(), None);
         if let Some(m) = &a.lora_magnitude_vector {
-            rb.push(
-                format!("{PEFT_PREFIX}{name}.lora_magnitude_vector"),
-                vec![d_out],
+            rb.push_param(
+                &format!("{PEFT_PREFIX}{name}.lora_magnitude_vector"),
                 m.val(),
-                None,
             );
         }
     });
@@ -212,32 +155,6 @@ pub async fn adapter_safetensors(bert: &Bert) -> Result<Vec<u8>> {
         return Err(Error::Adapter("the model has no adapters to save".into()));
     }
     f32_safetensors(&tensors)
-}
-
-/// Serialises named f32 tensors (`name → (shape, values)`) as safetensors bytes.
-///
-/// # Errors
-/// [`Error::Invalid`] when a shape does not match its values.
-pub fn f32_safetensors(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<Vec<u8>> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(k, (shape, v))| {
-            (
-                k.clone(),
-                shape.clone(),
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(k, shape, b)| {
-            TensorView::new(Dtype::F32, shape.clone(), b)
-                .map(|v| (k.clone(), v))
-                .map_err(|e| Error::Invalid(format!("tensor {k}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, None).map_err(|e| Error::Invalid(format!("safetensors: {e}")))
 }
 
 /// Attaches the adapters stored in PEFT format to `bert` (which must have none yet).

@@ -7,15 +7,17 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::{BackendArg, io, load_model};
+use super::load::load_model;
+use super::{BackendArg, io};
+use crate::adapter::LoraConfig;
 use crate::data::BatchTensors;
 use crate::model::{Bert, BertConfig};
 use crate::tasks::{Task, TaskBatch};
-use crate::train::{AdapterChoice, TrainConfig, Trainer, build_model, count_params};
+use crate::train::{TrainConfig, Trainer, build_model, count_params};
 
 /// `lorabert bench`.
 #[derive(Args, Debug, Clone)]
@@ -106,9 +108,10 @@ pub struct BenchRecord {
     pub step_seconds: Vec<f64>,
 }
 
-fn parse_config(name: &str) -> Result<(AdapterChoice, usize)> {
+/// The adapter of a `--configs` entry: `full` (none), `lora-rN` or `dora-rN`.
+fn parse_config(name: &str) -> Result<Option<LoraConfig>> {
     if name == "full" {
-        return Ok((AdapterChoice::None, 0));
+        return Ok(None);
     }
     let (kind, r) = name
         .split_once("-r")
@@ -117,12 +120,34 @@ fn parse_config(name: &str) -> Result<(AdapterChoice, usize)> {
     if r == 0 {
         bail!("bad rank in `{name}`: `r` must be >= 1");
     }
-    let kind = match kind {
-        "lora" => AdapterChoice::Lora,
-        "dora" => AdapterChoice::Dora,
+    let use_dora = match kind {
+        "lora" => false,
+        "dora" => true,
         _ => bail!("bad --configs entry `{name}` (use full, lora-rN or dora-rN)"),
     };
-    Ok((kind, r))
+    Ok(Some(LoraConfig {
+        r,
+        use_dora,
+        ..LoraConfig::default()
+    }))
+}
+
+/// A synthetic SST batch of `b` sequences of `s` tokens (no padding) on `device`.
+fn synthetic_batch(b: usize, s: usize, device: &Device) -> TaskBatch {
+    let ids: Vec<i64> = (0..b * s)
+        .map(|i| 1000 + ((i * 7919) % 20000) as i64)
+        .collect();
+    TaskBatch::Sst {
+        x: BatchTensors {
+            ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), device),
+            type_ids: Tensor::<2, Int>::zeros([b, s], device),
+            mask: Tensor::<2>::ones([b, s], device),
+        },
+        labels: Tensor::<1, Int>::from_data(
+            TensorData::new((0..b as i64).map(|i| i % 5).collect::<Vec<_>>(), [b]),
+            device,
+        ),
+    }
 }
 
 /// Runs the benchmark (parent: one child per configuration; child: one measurement).
@@ -207,14 +232,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
-    super::set_threads(a.threads)?;
-    let (adapter, r) = parse_config(name)?;
-    let (_, device) = super::devices(a.backend, 0)?;
-    let (cfg, bert, model_name) = match &a.model_config {
+/// The benchmarked encoder: random weights of `--model-config`'s shape, or the model folder's;
+/// with its configuration and a name for the record.
+fn bench_encoder(a: &BenchArgs, device: &Device) -> Result<(BertConfig, Bert, String)> {
+    Ok(match &a.model_config {
         Some(path) => {
             let cfg = BertConfig::from_json(&io::read_text(path)?, &path.display().to_string())?;
-            let params = crate::train::memory::encoder_params(&cfg) as usize;
+            let params = cfg.encoder_params() as usize;
             let need = crate::train::memory::estimate_training_bytes(
                 &cfg,
                 a.batch_size,
@@ -229,7 +253,7 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
                     need >> 30
                 );
             }
-            let bert = Bert::random(&cfg, &device);
+            let bert = Bert::random(&cfg, device);
             (cfg, bert, format!("{} (random weights)", path.display()))
         }
         None => {
@@ -245,10 +269,19 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
                     cfg_path.display()
                 );
             }
-            let (loaded, bert) = load_model(&dir, None, a.seq_len.max(4), &device)?;
+            let (loaded, bert) = load_model(&dir, None, a.seq_len.max(4), device)?;
             (loaded.cfg, bert, dir.display().to_string())
         }
-    };
+    })
+}
+
+/// One benchmark: `--warmup` then `--steps` timed training steps of configuration `name` on a
+/// synthetic SST batch.
+fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
+    super::set_threads(a.threads)?;
+    let adapter = parse_config(name)?;
+    let (_, device) = super::devices(a.backend, 0)?;
+    let (cfg, bert, model_name) = bench_encoder(a, &device)?;
     if a.seq_len > cfg.max_position_embeddings || a.seq_len == 0 || a.batch_size == 0 {
         bail!(
             "--seq-len must be in 1..={} and --batch-size >= 1",
@@ -260,13 +293,7 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
         adapter,
         ..TrainConfig::default()
     };
-    tc.lora.r = r.max(1);
-    tc.lora.use_dora = adapter == AdapterChoice::Dora;
-    let (precision, notice) = crate::train::resolve_precision(a.precision.into(), &device);
-    tc.precision = precision;
-    if let Some(notice) = notice {
-        eprintln!("note: {notice}");
-    }
+    tc.precision = super::train::precision_or_refuse(a.precision.into(), &device, false)?;
     let (model, _) = build_model(bert, &tc, cfg.hidden_size, &device)?;
     // Give back the pages of the f32 weights an f16 conversion freed, so the device memory
     // reported is the training step's, not the load's.
@@ -274,20 +301,7 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
     let trainable = count_params(&model).trainable;
     let mut trainer = Trainer::new(model, tc, 1_000_000, 0, device.clone());
     let (b, s) = (a.batch_size, a.seq_len);
-    let ids: Vec<i64> = (0..b * s)
-        .map(|i| 1000 + ((i * 7919) % 20000) as i64)
-        .collect();
-    let batch = TaskBatch::Sst {
-        x: BatchTensors {
-            ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &device),
-            type_ids: Tensor::<2, Int>::zeros([b, s], &device),
-            mask: Tensor::<2>::ones([b, s], &device),
-        },
-        labels: Tensor::<1, Int>::from_data(
-            TensorData::new((0..b as i64).map(|i| i % 5).collect::<Vec<_>>(), [b]),
-            &device,
-        ),
-    };
+    let batch = synthetic_batch(b, s, &device);
     let mut times = Vec::with_capacity(a.steps);
     for i in 0..a.warmup + a.steps {
         let t = Instant::now();
@@ -309,7 +323,7 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
         config: name.to_string(),
         model: model_name,
         backend: a.backend.describe().to_string(),
-        precision: precision.name().to_string(),
+        precision: trainer.cfg.precision.name().to_string(),
         batch_size: b,
         seq_len: s,
         threads: rayon::current_num_threads(),

@@ -140,32 +140,57 @@ pub fn resolve_data(arg: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// Reads a file, naming it in the error.
-pub fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+///
+/// # Errors
+/// [`crate::Error::Io`].
+pub fn read(path: &Path) -> crate::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| crate::Error::io("read", path.display(), e))
 }
 
 /// Reads a text file, naming it in the error.
-pub fn read_text(path: &Path) -> Result<String> {
-    String::from_utf8(read(path)?).with_context(|| format!("{} is not UTF-8", path.display()))
+///
+/// # Errors
+/// [`crate::Error::Io`]; [`crate::Error::Config`] when it is not UTF-8.
+pub fn read_text(path: &Path) -> crate::Result<String> {
+    String::from_utf8(read(path)?).map_err(|_| crate::Error::config(path.display(), "not UTF-8"))
+}
+
+/// The files of folder `dir` by name, as the core's checkpoint readers take them: a file's
+/// bytes, or `None` when it is absent.
+pub fn files_in(dir: &Path) -> impl FnMut(&str) -> crate::Result<Option<Vec<u8>>> + '_ {
+    move |name| {
+        let p = dir.join(name);
+        if p.is_file() {
+            read(&p).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and synced,
 /// then renamed over `path`. A crash leaves either the old file or the new one, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+///
+/// # Errors
+/// [`crate::Error::Io`] naming the file or its folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
     write_atomic_with(path, &mut |f| f.write_all(bytes))
 }
 
 /// [`write_atomic`] with the content written by `write` (which may fail part-way: the previous
 /// file at `path` is then left untouched and the temporary file removed).
+///
+/// # Errors
+/// [`crate::Error::Io`] naming the file or its folder.
 pub fn write_atomic_with(
     path: &Path,
     write: &mut dyn FnMut(&mut std::fs::File) -> std::io::Result<()>,
-) -> Result<()> {
+) -> crate::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io("create", dir.display(), e))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -179,7 +204,7 @@ pub fn write_atomic_with(
     })();
     if let Err(e) = res {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+        return Err(crate::Error::io("write", path.display(), e));
     }
     Ok(())
 }
@@ -187,7 +212,10 @@ pub fn write_atomic_with(
 /// Replaces folder `dir` with the given files atomically as far as the file system allows: the
 /// files go to `dir.new` (each written atomically), then `dir` is moved to `dir.old`, `dir.new`
 /// to `dir`, and `dir.old` removed. A crash leaves `dir` (old or new) or `dir.new` complete.
-pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+///
+/// # Errors
+/// [`crate::Error::Io`] naming the file or folder.
+pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> crate::Result<()> {
     let with_suffix = |s: &str| {
         let mut p = dir.as_os_str().to_owned();
         p.push(s);
@@ -201,11 +229,10 @@ pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&old);
     if dir.exists() {
-        std::fs::rename(dir, &old)
-            .with_context(|| format!("cannot move {} aside", dir.display()))?;
+        std::fs::rename(dir, &old).map_err(|e| crate::Error::io("move aside", dir.display(), e))?;
     }
     std::fs::rename(&new, dir)
-        .with_context(|| format!("cannot move {} into place", new.display()))?;
+        .map_err(|e| crate::Error::io("move into place", new.display(), e))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }

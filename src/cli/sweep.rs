@@ -7,14 +7,18 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::{ModelArgs, Split, data_file, io, load_split, load_trained, write_predictions};
-use crate::report::RunResults;
+use super::eval::write_predictions;
+use super::load::{data_file, load_split, load_trained};
+use super::{ModelArgs, io};
+use crate::report::claims::claims;
+use crate::report::html::{charts, render, report_html, share_payload};
 use crate::report::sweep::{
-    Cell, SweepRow, charts, claims, grid, parse_shard, render, report_html, rows_from_csv,
-    rows_to_csv, shard, share_payload,
+    Cell, SweepRow, grid, parse_ranks, parse_shard, rows_from_csv, rows_to_csv, shard,
 };
-use crate::tasks::{Task, overall_score};
-use crate::train::{DevMetrics, Predictions, TaskData, predict, score};
+use crate::tasks::minbert::Split;
+use crate::tasks::{Task, TaskData};
+use crate::train::RunResults;
+use crate::train::{DevMetrics, Predictions, predict, score};
 
 /// `lorabert sweep`.
 #[derive(Args, Debug)]
@@ -58,25 +62,10 @@ pub struct SweepArgs {
     train_args: Vec<String>,
 }
 
-fn parse_ranks(s: &str) -> Result<Vec<usize>> {
-    let v: Vec<usize> = if let Some((a, b)) = s.split_once("..") {
-        let (a, b): (usize, usize) = (a.trim().parse()?, b.trim().parse()?);
-        (a..=b).collect()
-    } else {
-        s.split(',')
-            .map(|x| x.trim().parse::<usize>())
-            .collect::<std::result::Result<_, _>>()?
-    };
-    if v.is_empty() || v.contains(&0) {
-        bail!("--ranks `{s}`: ranks must be >= 1");
-    }
-    Ok(v)
-}
-
 /// A finished cell's results, if any.
 fn finished(dir: &Path) -> Option<RunResults> {
     let bytes = std::fs::read(dir.join("results.json")).ok()?;
-    let r: RunResults = serde_json::from_slice(&bytes).ok()?;
+    let r = RunResults::from_json(&bytes, "results.json").ok()?;
     r.finished.then_some(r)
 }
 
@@ -106,7 +95,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             bail!("--adapters: unknown adapter `{ad}` (lora, dora, none)");
         }
     }
-    let ranks = parse_ranks(&a.ranks)?;
+    let ranks = parse_ranks(&a.ranks).map_err(|e| anyhow::anyhow!("--{e}"))?;
     let mut cells = grid(
         &a.tasks,
         &a.adapters,
@@ -153,34 +142,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         eprintln!("[{}/{}] {}: training", k + 1, cells.len(), cell.name());
         std::fs::create_dir_all(&dir)?;
         let log = std::fs::File::create(dir.join("train.log"))?;
-        let mut cmd = Command::new(&exe);
-        cmd.arg("train").args([
-            "--task",
-            &cell.task,
-            "--adapter",
-            &cell.adapter,
-            "--seed",
-            &cell.seed.to_string(),
-        ]);
-        if cell.adapter != "none" {
-            cmd.args([
-                "--r",
-                &cell.r.to_string(),
-                "--target-modules",
-                &cell.target_modules().join(","),
-            ]);
-        }
-        cmd.arg("--out").arg(&dir);
-        if cell.precision != "f32" {
-            cmd.args(["--precision", &cell.precision, "--exact-precision"]);
-        }
-        if let Some(m) = &a.model {
-            cmd.arg("--model").arg(m);
-        }
-        if let Some(d) = &a.data {
-            cmd.arg("--data").arg(d);
-        }
-        cmd.args(&a.train_args);
+        let mut cmd = train_command(&exe, cell, &dir, &a);
         let status = cmd
             .stdout(Stdio::null())
             .stderr(log)
@@ -226,6 +188,40 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     Ok(())
 }
 
+/// The `lorabert train` child process of `cell`, writing into `dir`.
+fn train_command(exe: &Path, cell: &Cell, dir: &Path, a: &SweepArgs) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("train").args([
+        "--task",
+        &cell.task,
+        "--adapter",
+        &cell.adapter,
+        "--seed",
+        &cell.seed.to_string(),
+    ]);
+    if cell.adapter != "none" {
+        cmd.args([
+            "--r",
+            &cell.r.to_string(),
+            "--target-modules",
+            &cell.target_modules().join(","),
+        ]);
+    }
+    cmd.arg("--out").arg(dir);
+    if cell.precision != "f32" {
+        cmd.args(["--precision", &cell.precision, "--exact-precision"]);
+    }
+    if let Some(m) = &a.model {
+        cmd.arg("--model").arg(m);
+    }
+    if let Some(d) = &a.data {
+        cmd.arg("--data").arg(d);
+    }
+    cmd.args(&a.train_args);
+    cmd
+}
+
+/// Rewrites `sweep.csv` from the finished cells' `results.json`; returns its rows.
 fn write_sweep_csv(out: &Path, cells: &[Cell]) -> Result<Vec<SweepRow>> {
     let mut rows = Vec::new();
     for c in cells {
@@ -445,24 +441,19 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     let mut report = Vec::new();
     for ck in &a.checkpoints {
         let (loaded, model, heads) = load_trained(&a.model, ck, &device)?;
-        let pad = loaded.cfg.pad_token_id as u32;
+        let pad = loaded.pad_id();
         let mut m = DevMetrics::default();
         for &task in &heads.tasks {
             let dev = load_split(
                 &data_dir,
                 task,
                 Split::Dev,
-                &loaded.tok,
+                &loaded,
                 heads.pair_encoding,
                 a.max_eval,
             )?;
             let p = pollster::block_on(predict(&model, &dev, a.batch_size, pad))?;
-            let s = score(&p, &dev);
-            match task {
-                Task::Sst => m.sst_acc = Some(s),
-                Task::Para => m.para_acc = Some(s),
-                Task::Sts => m.sts_pearson = Some(s),
-            }
+            m.record(task, score(&p, &dev));
             dev_preds.entry(task).or_default().push(p);
             dev_gold.entry(task).or_insert(dev);
             if a.out.is_some() && data_file(&data_dir, task, Split::Test).is_some() {
@@ -470,7 +461,7 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
                     &data_dir,
                     task,
                     Split::Test,
-                    &loaded.tok,
+                    &loaded,
                     heads.pair_encoding,
                     None,
                 )?;
@@ -485,29 +476,14 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
                     ))?);
             }
         }
-        if let (Some(x), Some(y), Some(z)) = (m.sst_acc, m.para_acc, m.sts_pearson) {
-            m.overall = Some(overall_score(x, y, z));
-        }
-        eprintln!("{}: {}", ck.display(), super::fmt_metrics(&m));
+        eprintln!("{}: {m}", ck.display());
         report.push((ck.display().to_string(), m));
     }
     let mut ens = DevMetrics::default();
     for (task, preds) in &dev_preds {
-        let s = score(&average(preds), &dev_gold[task]);
-        match task {
-            Task::Sst => ens.sst_acc = Some(s),
-            Task::Para => ens.para_acc = Some(s),
-            Task::Sts => ens.sts_pearson = Some(s),
-        }
+        ens.record(*task, score(&average(preds), &dev_gold[task]));
     }
-    if let (Some(x), Some(y), Some(z)) = (ens.sst_acc, ens.para_acc, ens.sts_pearson) {
-        ens.overall = Some(overall_score(x, y, z));
-    }
-    eprintln!(
-        "ensemble of {}: {}",
-        a.checkpoints.len(),
-        super::fmt_metrics(&ens)
-    );
+    eprintln!("ensemble of {}: {ens}", a.checkpoints.len());
     let json = serde_json::json!({
         "members": report.iter().map(|(c, m)| serde_json::json!({"checkpoint": c, "dev": m})).collect::<Vec<_>>(),
         "ensemble": ens,

@@ -12,15 +12,16 @@
 //! | [`gelu`] | [`fused`]: one CPU pass each way on flex, tensor ops on wgpu; backward keeps only `x` | [`gelu_reference`] |
 //! | [`attention_softmax`] | [`fused`] (flex): scale, mask, softmax in one pass; backward from the output | [`attention_softmax_reference`] |
 //! | [`dropout`] | [`fused`] (flex): mask drawn in parallel blocks while multiplying, redrawn for the backward | host mask times `x` |
-//! | [`gelu_matmul`] | [`fused`] (wgpu): `gelu(u)·w` whose backward recomputes `gelu(u)` instead of keeping it | [`gelu`] then `matmul` |
+//! | [`gelu_matmul`] | [`fused`] (wgpu): `gelu(u)·w` whose backward recomputes `gelu(u)` instead of keeping it | the caller's `gelu(u)` times `w` |
 //! | [`dropout_matmul`] | [`fused`] (flex, wgpu): `dropout(p)·v` whose backward redraws the dropped probabilities instead of keeping them | [`dropout`] then `matmul` |
 //! | [`layer_norm`] | [`fused`] (flex): backward keeps only `x`, one pass per row | Burn's `layer_norm` |
 
 pub mod fused;
+pub mod mask;
 #[cfg(any(feature = "wgpu", feature = "web"))]
 pub mod wgpu;
 
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Device, Distribution, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Lower bound on `||W_j + s·B_j·A||²` before the square root, so an all-zero row gives a finite
@@ -75,6 +76,9 @@ pub fn as_rows<const D: usize>(t: Tensor<D>) -> Tensor<2> {
 /// Inputs in Burn layout: `w` = `Wᵀ` `[in, out]` (f32, or f16 storage), `a` = `Aᵀ` `[in, r]`,
 /// `b` = `Bᵀ` `[r, out]`. On wgpu devices (and `r ≤` [`MAX_KERNEL_RANK`]) this runs
 /// `shaders/dora_norm.wgsl`, elsewhere [`dora_weight_norm_reference`].
+///
+/// # Panics
+/// When the shapes do not chain (`w` `[in, out]`, `a` `[in, r]`, `b` `[r, out]`).
 pub fn dora_weight_norm(w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scaling: f64) -> Tensor<1> {
     #[cfg(any(feature = "wgpu", feature = "web"))]
     if kernels_active(&w.device()) && a.dims()[1] <= MAX_KERNEL_RANK {
@@ -116,6 +120,9 @@ pub fn dora_weight_norm_reference(
 /// per element and rounded once). Differentiable in `base`, `lora`, `m` and `bias`. On wgpu
 /// devices this runs `shaders/dora_scale.wgsl` (one pass instead of four) with a hand-written
 /// backward; elsewhere [`dora_scale_reference`].
+///
+/// # Panics
+/// When `base` and `lora` differ in shape or `m`, `norm`, `bias` are not `[out]`.
 pub fn dora_scale(
     base: Tensor<2>,
     lora: Tensor<2>,
@@ -174,6 +181,9 @@ pub fn f16_available(device: &burn::tensor::Device) -> bool {
 /// With matching dtypes (f32 everywhere, or f16 weights with the f16 activations of the f16 mode)
 /// this is one matmul that holds the weight itself for the backward, no copy. An f16 weight
 /// meeting f32 activations (the pooler on the f32 output of an f16 encoder) is widened per call.
+///
+/// # Panics
+/// When the last axis of `x` is not `w`'s first, or `bias` is not `[out]`.
 pub fn frozen_linear<const D: usize>(
     x: Tensor<D>,
     w: Tensor<2>,
@@ -212,6 +222,9 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// mask and softmax in one pass per row; on wgpu (f32 or f16) tensor ops, keeping one
 /// `[b, h, q, k]` tensor instead of two. With the kernels off, or on other backends,
 /// [`attention_softmax_reference`].
+///
+/// # Panics
+/// When `mask` is not `[b, k]` for `scores` `[b, h, q, k]`.
 pub fn attention_softmax(scores: Tensor<4>, mask: Tensor<2>, scale: f64) -> Tensor<4> {
     if routes_fused(&scores) {
         return fused::attention_softmax(scores, mask, scale);
@@ -229,10 +242,10 @@ pub fn attention_softmax_reference(scores: Tensor<4>, mask: Tensor<2>, scale: f6
 
 /// Inverted dropout with the mask of `seed` (elements kept with probability `keep` and scaled
 /// by `1/keep`), any shape, in `x`'s dtype. On flex devices with f32 data one op ([`fused`])
-/// that draws the host mask ([`crate::model::dropout::mask`]) in parallel blocks while
+/// that draws the host mask ([`mask::mask`]) in parallel blocks while
 /// multiplying; on wgpu devices (f32 or f16) one op running `shaders/dropout.wgsl`, whose mask
 /// is a counter-based hash of `seed` and the element index
-/// ([`crate::model::dropout::device_mask_keeps`]). Both redraw the mask from `seed` for the
+/// ([`mask::device_mask_keeps`]). Both redraw the mask from `seed` for the
 /// backward, so no mask is stored. Elsewhere (ndarray, `--no-kernels`) the host mask is built
 /// and multiplied (its gradient is the same product).
 pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> {
@@ -240,21 +253,24 @@ pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> 
         return fused::dropout(x, seed, keep);
     }
     let shape = x.shape();
-    let mask = crate::model::dropout::mask(seed, shape.num_elements(), keep);
+    let mask = mask::mask(seed, shape.num_elements(), keep);
     let mask = Tensor::<D>::from_data(burn::tensor::TensorData::new(mask, shape), &x.device());
     let mask = cast_like(mask, &x);
     x * mask
 }
 
-/// `gelu(u)·w` for `u` `[.., in]` (a pre-activation) and `w` `[in, r]` → `[.., r]`, in the dtype
-/// of `u`: the first LoRA projection `A·gelu(u)` of `output.dense`. On wgpu devices (kernels on,
-/// f32 or f16) one op ([`fused`]) whose backward keeps `u` (which [`gelu`] keeps anyway) and
-/// recomputes `gelu(u)`, so autodiff does not also keep the `[.., in]` GELU output (for
-/// bert-base, `intermediate_size` = 3072 values per token per layer). Elsewhere (the CPU, where
-/// memory is not the constraint and the extra GELU passes would cost time) [`gelu`] then
-/// `matmul`, the same values. (A caller that already holds `gelu(u)` multiplies that instead
-/// where [`kernels_active`] is false.)
-pub fn gelu_matmul<const D: usize>(u: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+/// `gelu(u)·w` for `u` `[.., in]` (a pre-activation), `gelu_u` = [`gelu`]`(u)` (already computed
+/// by the caller for the base path) and `w` `[in, r]` → `[.., r]`, in the dtype of `u`: the first
+/// LoRA projection `A·gelu(u)` of `output.dense`. On wgpu devices (kernels on) one op
+/// ([`fused`]) of `u` whose backward keeps `u` (which [`gelu`] keeps anyway) and recomputes
+/// `gelu(u)`, so autodiff does not also keep the `[.., in]` GELU output (for bert-base,
+/// `intermediate_size` = 3072 values per token per layer) for this product. Elsewhere (the
+/// CPU, where memory is not the constraint and the extra GELU passes would cost time) the
+/// product of `gelu_u`: the same values.
+///
+/// # Panics
+/// When `u` and `gelu_u` differ in shape or their last axis is not `w`'s first.
+pub fn gelu_matmul<const D: usize>(u: Tensor<D>, gelu_u: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
     if kernels_active(&u.device()) {
         let dims = u.dims();
         let y = fused::gelu_matmul(as_rows(u), w);
@@ -262,7 +278,46 @@ pub fn gelu_matmul<const D: usize>(u: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
         out[D - 1] = y.dims()[1];
         return y.reshape(out);
     }
-    burn::tensor::module::linear(gelu(u), w, None)
+    burn::tensor::module::linear(gelu_u, w, None)
+}
+
+/// Whether `device` computes in host memory (the CPU backends), where a mask made on the host
+/// costs one copy.
+fn is_host_memory(device: &Device) -> bool {
+    let d = device.clone().without_autodiff();
+    #[cfg(feature = "ndarray")]
+    if d == Device::ndarray() {
+        return true;
+    }
+    fused::is_flex(&d)
+}
+
+/// Whether dropout masks on `device` are drawn from a per-call seed and redrawn for the
+/// backward ([`dropout`], [`dropout_matmul`]), rather than Burn's device random tensors.
+fn seeded_masks(device: &Device) -> bool {
+    is_host_memory(device) || kernels_active(device)
+}
+
+/// Training-time inverted dropout with a fresh mask (any shape, kept with probability `keep`):
+/// [`dropout`] with the next per-call seed of the step's generator ([`mask::seed_dropout`]) on
+/// the CPU backends and wgpu devices with the kernels on; elsewhere (and with `--no-kernels` on
+/// wgpu) a Bernoulli mask from Burn's seeded device generator. `torch.nn.Dropout` in training.
+pub fn random_dropout<const D: usize>(x: Tensor<D>, keep: f64) -> Tensor<D> {
+    if seeded_masks(&x.device()) {
+        return dropout(x, mask::next_call_seed(), keep);
+    }
+    let m = x.random_like(Distribution::Bernoulli(keep));
+    x * m * (1.0 / keep)
+}
+
+/// `random_dropout(p, keep)·v` for `p` `[.., m, k]`, `v` `[.., k, n]` → `[.., m, n]`, with the
+/// same values, gradients and seed draws; where the masks are seeded, one op
+/// ([`dropout_matmul`]) that keeps no dropped copy of `p`.
+pub fn random_dropout_matmul<const D: usize>(p: Tensor<D>, v: Tensor<D>, keep: f64) -> Tensor<D> {
+    if seeded_masks(&p.device()) {
+        return dropout_matmul(p, v, mask::next_call_seed(), keep);
+    }
+    random_dropout(p, keep).matmul(v)
 }
 
 /// The attention context `dropout(p)·v` with the dropout mask of `seed` (as [`dropout`]): `p`
@@ -272,6 +327,9 @@ pub fn gelu_matmul<const D: usize>(u: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
 /// seed, so autodiff keeps one `[b, heads, q, k]` tensor per layer (the softmax output, shared)
 /// instead of two; the values and gradients are those of [`dropout`] followed by `matmul`, which
 /// runs elsewhere.
+///
+/// # Panics
+/// When `p` `[.., m, k]` and `v` `[.., k, n]` do not chain.
 pub fn dropout_matmul<const D: usize>(
     p: Tensor<D>,
     v: Tensor<D>,
@@ -292,6 +350,9 @@ pub fn dropout_matmul<const D: usize>(
 /// centred and normalised rows in f32; on wgpu it runs `shaders/layer_norm.wgsl` forward and
 /// `shaders/layer_norm_backward.wgsl` for `∂x`. With the kernels off, or on other backends,
 /// Burn's `layer_norm`.
+///
+/// # Panics
+/// When `gamma` or `beta` is not `[h]` for `x` `[.., h]`.
 pub fn layer_norm<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
@@ -335,6 +396,21 @@ pub fn gelu_reference<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         .mul_scalar(0.5)
         .add_scalar(0.5);
     x * phi
+}
+
+/// Reads a tensor back to host f32 values asynchronously (the only read-back the browser's
+/// WebGPU allows), any shape, row-major.
+///
+/// # Errors
+/// [`crate::Error::ReadBack`] when the backend fails to read.
+pub async fn read_f32<const D: usize>(t: Tensor<D>) -> crate::Result<Vec<f32>> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| crate::Error::ReadBack(format!("{e:?}")))?;
+    data.convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| crate::Error::ReadBack(format!("{e:?}")))
 }
 
 /// `t` in f32 (a no-op for f32 tensors).

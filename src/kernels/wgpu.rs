@@ -186,7 +186,7 @@ impl KernelSource for ActKernel {
 }
 
 /// Inverted dropout of `x` (any shape, f32 or f16) with the counter-based mask of `seed`
-/// (`shaders/dropout.wgsl`, [`crate::model::dropout::device_mask_keeps`]): kept elements scaled
+/// (`shaders/dropout.wgsl`, [`super::mask::device_mask_keeps`]): kept elements scaled
 /// by `1/keep`, in `x`'s dtype. Applied to an upstream gradient with the same seed it is the
 /// backward.
 pub(crate) fn dropout_hashed(x: CubeTensor, seed: u64, keep: f64) -> CubeTensor {
@@ -211,7 +211,7 @@ pub(crate) fn dropout_hashed(x: CubeTensor, seed: u64, keep: f64) -> CubeTensor 
             n as u32,
             seed as u32,
             (seed >> 32) as u32,
-            crate::model::dropout::device_mask_threshold(keep),
+            super::mask::device_mask_threshold(keep),
             ((1.0 / keep) as f32).to_bits(),
             gx * SCALE_WORKGROUP,
         ],

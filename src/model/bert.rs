@@ -4,16 +4,16 @@
 //! `BertSelfOutput`, `BertIntermediate`, `BertOutput`, `BertLayer`, `BertPooler`): post-LayerNorm
 //! layers, exact erf GELU, additive padding mask on the attention scores.
 
-use crate::kernels::{cast_like, to_f32};
-use crate::model::dropout::Dropout;
 use burn::module::{Module, Param};
 use burn::tensor::module::embedding;
 use burn::tensor::{DType, Device, Distribution, Int, Tensor};
 
 use super::config::BertConfig;
-use super::weights::Checkpoint;
-use crate::adapter::AdaptedLinear;
+use super::dropout::Dropout;
+use super::lora::AdaptedLinear;
+use super::weights::{Checkpoint, ReadBack};
 use crate::error::Result;
+use crate::kernels::{cast_like, to_f32};
 
 /// Added to attention scores of padding keys (BERT's original `-10000`); small enough in
 /// magnitude to stay finite in f16.
@@ -22,6 +22,9 @@ const MASK_BIAS: f32 = -10000.0;
 /// LayerNorm over the last axis (`weight` = γ, `bias` = β, both `[hidden]`), frozen.
 #[derive(Module, Debug)]
 pub struct LayerNorm {
+    /// The Hugging Face module name (`embeddings.LayerNorm`, `encoder.layer.0.output.LayerNorm`).
+    #[module(skip)]
+    pub name: String,
     /// γ, `[hidden]`.
     pub weight: Param<Tensor<1>>,
     /// β, `[hidden]`.
@@ -31,39 +34,6 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn from_checkpoint(
-        ck: &Checkpoint,
-        name: &str,
-        n: usize,
-        eps: f64,
-        device: &Device,
-    ) -> Result<Self> {
-        // Old TF-converted checkpoints call the parameters gamma/beta.
-        let (w, b) =
-            if ck.contains(&format!("{name}.weight")) || !ck.contains(&format!("{name}.gamma")) {
-                ("weight", "bias")
-            } else {
-                ("gamma", "beta")
-            };
-        Ok(Self::new(
-            ck.tensor1(&format!("{name}.{w}"), n, device)?,
-            ck.tensor1(&format!("{name}.{b}"), n, device)?,
-            eps,
-        ))
-    }
-
-    fn new(weight: Tensor<1>, bias: Tensor<1>, eps: f64) -> Self {
-        LayerNorm {
-            weight: Param::from_tensor(weight).set_require_grad(false),
-            bias: Param::from_tensor(bias).set_require_grad(false),
-            eps,
-        }
-    }
-
-    fn ones(n: usize, eps: f64, device: &Device) -> Self {
-        Self::new(Tensor::ones([n], device), Tensor::zeros([n], device), eps)
-    }
-
     /// `[..., hidden]` → `[..., hidden]`, in the dtype of `x`. f16 activations are normalised in
     /// f32 (their squares can overflow f16) and narrowed again, as PyTorch's autocast runs
     /// `layer_norm` in f32.
@@ -72,15 +42,32 @@ impl LayerNorm {
     }
 }
 
+/// `nn.Embedding`: a frozen lookup table `[rows, hidden]`.
+#[derive(Module, Debug)]
+pub struct Embedding {
+    /// The Hugging Face module name (`embeddings.word_embeddings`, ...).
+    #[module(skip)]
+    pub name: String,
+    /// The table, `[rows, hidden]`.
+    pub weight: Param<Tensor<2>>,
+}
+
+impl Embedding {
+    /// Rows `ids` `[batch, seq]` of the table → `[batch, seq, hidden]`.
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        embedding(self.weight.val(), ids)
+    }
+}
+
 /// `BertEmbeddings`: word + absolute position + token-type embeddings, LayerNorm, dropout.
 #[derive(Module, Debug)]
 pub struct Embeddings {
-    /// `[vocab_size, hidden]`, frozen.
-    pub word_embeddings: Param<Tensor<2>>,
-    /// `[max_position_embeddings, hidden]`, frozen.
-    pub position_embeddings: Param<Tensor<2>>,
-    /// `[type_vocab_size, hidden]`, frozen.
-    pub token_type_embeddings: Param<Tensor<2>>,
+    /// `word_embeddings`, `[vocab_size, hidden]`.
+    pub word_embeddings: Embedding,
+    /// `position_embeddings`, `[max_position_embeddings, hidden]`.
+    pub position_embeddings: Embedding,
+    /// `token_type_embeddings`, `[type_vocab_size, hidden]`.
+    pub token_type_embeddings: Embedding,
     /// `embeddings.LayerNorm`.
     pub layer_norm: LayerNorm,
     /// `hidden_dropout_prob`.
@@ -96,10 +83,11 @@ impl Embeddings {
     /// for frozen tables in f16 storage) and normalised in f32.
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, seq] = input_ids.dims();
-        let words = embedding(self.word_embeddings.val(), input_ids);
-        let types = embedding(self.token_type_embeddings.val(), token_type_ids);
+        let words = self.word_embeddings.forward(input_ids);
+        let types = self.token_type_embeddings.forward(token_type_ids);
         let pos = self
             .position_embeddings
+            .weight
             .val()
             .slice_dim(0, 0..seq)
             .unsqueeze::<3>();
@@ -203,6 +191,42 @@ pub struct Layer {
 }
 
 impl Layer {
+    /// The layer's linear layers: `attention.self.query`, `key`, `value`,
+    /// `attention.output.dense`, `intermediate.dense`, `output.dense`.
+    pub fn linears(&self) -> [&AdaptedLinear; 6] {
+        let sa = &self.attention.self_attn;
+        let (att, ffn) = (&self.attention.output, &self.output);
+        [
+            &sa.query,
+            &sa.key,
+            &sa.value,
+            &att.dense,
+            &self.intermediate.dense,
+            &ffn.dense,
+        ]
+    }
+
+    /// [`linears`](Self::linears), mutable.
+    pub fn linears_mut(&mut self) -> [&mut AdaptedLinear; 6] {
+        let Layer {
+            attention:
+                Attention {
+                    self_attn: sa,
+                    output: att,
+                },
+            intermediate,
+            output: ffn,
+        } = self;
+        [
+            &mut sa.query,
+            &mut sa.key,
+            &mut sa.value,
+            &mut att.dense,
+            &mut intermediate.dense,
+            &mut ffn.dense,
+        ]
+    }
+
     /// `[batch, seq, hidden]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<2>) -> Tensor<3> {
         let ctx = self.attention.self_attn.forward(x.clone(), mask_bias);
@@ -256,106 +280,78 @@ pub struct Bert {
     pub pooler: Option<Pooler>,
 }
 
-/// Hugging Face module names of the linear layers of one encoder layer, relative to
-/// `encoder.layer.N.`, in a fixed order.
-pub const LAYER_LINEARS: [&str; 6] = [
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-];
-
 impl Bert {
     /// Builds the encoder from a parsed checkpoint. Keys may carry a `bert.` prefix (detected by
-    /// [`Checkpoint::parse`]); a missing pooler is tolerated; unused tensors are ignored.
+    /// [`Checkpoint::parse`]); LayerNorm parameters may be called `gamma`/`beta` (old
+    /// TF-converted checkpoints); a missing pooler is tolerated; unused tensors are ignored.
     ///
     /// # Errors
     /// [`crate::Error::MissingTensor`] / [`crate::Error::BadTensor`] naming the tensor.
     pub fn from_checkpoint(cfg: &BertConfig, ck: &Checkpoint, device: &Device) -> Result<Self> {
-        persistent(device, || Self::from_checkpoint_in(cfg, ck, device))
+        persistent(device, || Self::build(cfg, &FromCheckpoint { ck, device }))
     }
 
-    fn from_checkpoint_in(cfg: &BertConfig, ck: &Checkpoint, device: &Device) -> Result<Self> {
-        let h = cfg.hidden_size;
-        let eps = cfg.layer_norm_eps;
-        let lin = |name: &str, d_in: usize, d_out: usize| -> Result<AdaptedLinear> {
-            Ok(AdaptedLinear::frozen(
-                ck.linear_weight(&format!("{name}.weight"), d_in, d_out, device)?,
-                Some(ck.tensor1(&format!("{name}.bias"), d_out, device)?),
-            ))
-        };
-        let frozen = |t: Tensor<2>| Param::from_tensor(t).set_require_grad(false);
+    /// A randomly initialised encoder of the given shape (weights `N(0, 0.02)`, LayerNorm γ = 1,
+    /// β = 0, as BERT's `initializer_range`), for benchmarks and tests. No pooler.
+    pub fn random(cfg: &BertConfig, device: &Device) -> Self {
+        persistent(device, || Self::build(cfg, &RandomInit { device }))
+            .unwrap_or_else(|_| unreachable!("random initialisation returns no error"))
+    }
+
+    /// The one place the module tree is built, each module named as in Hugging Face's
+    /// `BertModel` (`ModulePath::pp` as candle's `VarBuilder::pp`): loading, saving and the
+    /// adapters' target matching all use the names given here.
+    fn build(cfg: &BertConfig, src: &dyn WeightSource) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
+        let root = ModulePath::default();
+        let enc = root.pp("encoder").pp("layer");
+        // The layers before the embeddings: the order of random draws of `Bert::random`.
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let p = enc.pp(i);
+                let (att, inter, out) = (p.pp("attention"), p.pp("intermediate"), p.pp("output"));
+                let sa = att.pp("self");
+                Ok(Layer {
+                    attention: Attention {
+                        self_attn: SelfAttention {
+                            query: src.linear(&sa.pp("query"), h, h)?,
+                            key: src.linear(&sa.pp("key"), h, h)?,
+                            value: src.linear(&sa.pp("value"), h, h)?,
+                            dropout: Dropout::new(cfg.attention_probs_dropout_prob),
+                            num_heads: cfg.num_attention_heads,
+                        },
+                        output: DenseResidual::build(src, &att.pp("output"), h, cfg)?,
+                    },
+                    intermediate: Intermediate {
+                        dense: src.linear(&inter.pp("dense"), h, cfg.intermediate_size)?,
+                    },
+                    output: DenseResidual::build(src, &out, cfg.intermediate_size, cfg)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let e = root.pp("embeddings");
         let embeddings = Embeddings {
-            word_embeddings: frozen(ck.tensor2(
-                "embeddings.word_embeddings.weight",
-                cfg.vocab_size,
-                h,
-                device,
-            )?),
-            position_embeddings: frozen(ck.tensor2(
-                "embeddings.position_embeddings.weight",
+            word_embeddings: src.embedding(&e.pp("word_embeddings"), cfg.vocab_size, h)?,
+            position_embeddings: src.embedding(
+                &e.pp("position_embeddings"),
                 cfg.max_position_embeddings,
                 h,
-                device,
-            )?),
-            token_type_embeddings: frozen(ck.tensor2(
-                "embeddings.token_type_embeddings.weight",
+            )?,
+            token_type_embeddings: src.embedding(
+                &e.pp("token_type_embeddings"),
                 cfg.type_vocab_size,
                 h,
-                device,
-            )?),
-            layer_norm: LayerNorm::from_checkpoint(ck, "embeddings.LayerNorm", h, eps, device)?,
+            )?,
+            layer_norm: src.layer_norm(&e.pp("LayerNorm"), h, eps)?,
             dropout: Dropout::new(cfg.hidden_dropout_prob),
             f16_activations: false,
         };
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let p = format!("encoder.layer.{i}");
-            layers.push(Layer {
-                attention: Attention {
-                    self_attn: SelfAttention {
-                        query: lin(&format!("{p}.attention.self.query"), h, h)?,
-                        key: lin(&format!("{p}.attention.self.key"), h, h)?,
-                        value: lin(&format!("{p}.attention.self.value"), h, h)?,
-                        dropout: Dropout::new(cfg.attention_probs_dropout_prob),
-                        num_heads: cfg.num_attention_heads,
-                    },
-                    output: DenseResidual {
-                        dense: lin(&format!("{p}.attention.output.dense"), h, h)?,
-                        layer_norm: LayerNorm::from_checkpoint(
-                            ck,
-                            &format!("{p}.attention.output.LayerNorm"),
-                            h,
-                            eps,
-                            device,
-                        )?,
-                        dropout: Dropout::new(cfg.hidden_dropout_prob),
-                    },
-                },
-                intermediate: Intermediate {
-                    dense: lin(&format!("{p}.intermediate.dense"), h, cfg.intermediate_size)?,
-                },
-                output: DenseResidual {
-                    dense: lin(&format!("{p}.output.dense"), cfg.intermediate_size, h)?,
-                    layer_norm: LayerNorm::from_checkpoint(
-                        ck,
-                        &format!("{p}.output.LayerNorm"),
-                        h,
-                        eps,
-                        device,
-                    )?,
-                    dropout: Dropout::new(cfg.hidden_dropout_prob),
-                },
-            });
-        }
-        let pooler = if ck.contains("pooler.dense.weight") {
-            Some(Pooler {
-                dense: lin("pooler.dense", h, h)?,
-            })
-        } else {
-            None
+        let pooler = root.pp("pooler").pp("dense");
+        let pooler = match src.has_linear(&pooler) {
+            true => Some(Pooler {
+                dense: src.linear(&pooler, h, h)?,
+            }),
+            false => None,
         };
         Ok(Bert {
             embeddings,
@@ -364,68 +360,13 @@ impl Bert {
         })
     }
 
-    /// A randomly initialised encoder of the given shape (weights `N(0, 0.02)`, LayerNorm γ = 1,
-    /// β = 0, as BERT's `initializer_range`), for benchmarks and tests. No pooler.
-    pub fn random(cfg: &BertConfig, device: &Device) -> Self {
-        persistent(device, || Self::random_in(cfg, device))
-    }
-
-    fn random_in(cfg: &BertConfig, device: &Device) -> Self {
-        let h = cfg.hidden_size;
-        let eps = cfg.layer_norm_eps;
-        let normal =
-            |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 0.02), device);
-        let lin = |d_in: usize, d_out: usize| {
-            AdaptedLinear::frozen(normal([d_in, d_out]), Some(Tensor::zeros([d_out], device)))
-        };
-        let frozen = |t: Tensor<2>| Param::from_tensor(t).set_require_grad(false);
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|_| Layer {
-                attention: Attention {
-                    self_attn: SelfAttention {
-                        query: lin(h, h),
-                        key: lin(h, h),
-                        value: lin(h, h),
-                        dropout: Dropout::new(cfg.attention_probs_dropout_prob),
-                        num_heads: cfg.num_attention_heads,
-                    },
-                    output: DenseResidual {
-                        dense: lin(h, h),
-                        layer_norm: LayerNorm::ones(h, eps, device),
-                        dropout: Dropout::new(cfg.hidden_dropout_prob),
-                    },
-                },
-                intermediate: Intermediate {
-                    dense: lin(h, cfg.intermediate_size),
-                },
-                output: DenseResidual {
-                    dense: lin(cfg.intermediate_size, h),
-                    layer_norm: LayerNorm::ones(h, eps, device),
-                    dropout: Dropout::new(cfg.hidden_dropout_prob),
-                },
-            })
-            .collect();
-        Bert {
-            embeddings: Embeddings {
-                word_embeddings: frozen(normal([cfg.vocab_size, h])),
-                position_embeddings: frozen(normal([cfg.max_position_embeddings, h])),
-                token_type_embeddings: frozen(normal([cfg.type_vocab_size, h])),
-                layer_norm: LayerNorm::ones(h, eps, device),
-                dropout: Dropout::new(cfg.hidden_dropout_prob),
-                f16_activations: false,
-            },
-            layers,
-            pooler: None,
-        }
-    }
-
     /// The encoder in mixed precision, as the design's f16 mode (and PyTorch's autocast): frozen
     /// 2-D weights in f16 storage ([`into_f16_storage`]) and f16 activations from the embeddings
     /// on (matmuls, GELU, softmax and the residual stream in f16, LayerNorm in f32), while
     /// trainable parameters, gradients and optimiser state stay f32. Training in this mode needs
     /// loss scaling (the trainer's [`crate::train::LossScaler`]).
     pub fn into_f16(self) -> Self {
-        let device = self.embeddings.word_embeddings.device();
+        let device = self.embeddings.word_embeddings.weight.device();
         let mut bert = device.memory_persistent_allocations(self, into_f16_storage);
         bert.embeddings.f16_activations = true;
         // Give back the f32 copies the conversion freed.
@@ -436,6 +377,10 @@ impl Bert {
     /// Runs the encoder: `input_ids`, `token_type_ids` `[batch, seq]` (int), `attention_mask`
     /// `[batch, seq]` (1.0 for real tokens, 0.0 for padding) → `last_hidden_state`
     /// `[batch, seq, hidden]`, always f32 (widened at the end in the f16 mode of [`Self::into_f16`]).
+    ///
+    /// # Panics
+    /// When the three inputs differ in shape, `seq` exceeds `max_position_embeddings`, or an id
+    /// is outside the vocabulary or token-type table (Burn's embedding lookup).
     pub fn forward(
         &self,
         input_ids: Tensor<2, Int>,
@@ -459,24 +404,12 @@ impl Bert {
     }
 
     /// Calls `f` on every linear layer with its full Hugging Face module name
-    /// (`encoder.layer.N.attention.self.query`, ..., `pooler.dense`).
+    /// (`encoder.layer.N.attention.self.query`, ..., `pooler.dense`), in model order (per
+    /// encoder layer as [`Layer::linears`], then the pooler).
     pub fn visit_linears(&self, f: &mut dyn FnMut(&str, &AdaptedLinear)) {
-        for (i, l) in self.layers.iter().enumerate() {
-            let p = format!("encoder.layer.{i}");
-            let mods = [
-                &l.attention.self_attn.query,
-                &l.attention.self_attn.key,
-                &l.attention.self_attn.value,
-                &l.attention.output.dense,
-                &l.intermediate.dense,
-                &l.output.dense,
-            ];
-            for (name, m) in LAYER_LINEARS.iter().zip(mods) {
-                f(&format!("{p}.{name}"), m);
-            }
-        }
-        if let Some(p) = &self.pooler {
-            f("pooler.dense", &p.dense);
+        let pooler = self.pooler.as_ref().map(|p| &p.dense);
+        for l in self.layers.iter().flat_map(Layer::linears).chain(pooler) {
+            f(&l.name, l);
         }
     }
 
@@ -489,29 +422,180 @@ impl Bert {
         mut self,
         f: &mut dyn FnMut(&str, AdaptedLinear) -> Result<AdaptedLinear>,
     ) -> Result<Self> {
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for (i, mut l) in std::mem::take(&mut self.layers).into_iter().enumerate() {
-            let p = format!("encoder.layer.{i}");
-            let sa = &mut l.attention.self_attn;
-            sa.query = f(&format!("{p}.attention.self.query"), sa.query.clone())?;
-            sa.key = f(&format!("{p}.attention.self.key"), sa.key.clone())?;
-            sa.value = f(&format!("{p}.attention.self.value"), sa.value.clone())?;
-            l.attention.output.dense = f(
-                &format!("{p}.attention.output.dense"),
-                l.attention.output.dense.clone(),
-            )?;
-            l.intermediate.dense = f(
-                &format!("{p}.intermediate.dense"),
-                l.intermediate.dense.clone(),
-            )?;
-            l.output.dense = f(&format!("{p}.output.dense"), l.output.dense.clone())?;
-            layers.push(l);
-        }
-        self.layers = layers;
-        if let Some(mut p) = self.pooler.take() {
-            p.dense = f("pooler.dense", p.dense)?;
-            self.pooler = Some(p);
+        let pooler = self.pooler.as_mut().map(|p| &mut p.dense);
+        for l in self
+            .layers
+            .iter_mut()
+            .flat_map(Layer::linears_mut)
+            .chain(pooler)
+        {
+            let old = l.clone();
+            *l = f(&old.name.clone(), old)?;
         }
         Ok(self)
+    }
+
+    /// Queues every weight of the encoder for read-back under its Hugging Face name, as a
+    /// `BertModel` `model.safetensors` holds it (no prefix; linear weights `[out, in]`, biases,
+    /// LayerNorm `weight`/`bias`, embedding tables). Adapters are included folded in when
+    /// merged, and left out otherwise (merge first to include them).
+    pub fn queue_weights(&self, out: &mut ReadBack) {
+        let e = &self.embeddings;
+        for t in [
+            &e.word_embeddings,
+            &e.position_embeddings,
+            &e.token_type_embeddings,
+        ] {
+            out.push_param(&format!("{}.weight", t.name), t.weight.val());
+        }
+        let mut norms = vec![&e.layer_norm];
+        for l in &self.layers {
+            norms.extend([&l.attention.output.layer_norm, &l.output.layer_norm]);
+        }
+        for n in norms {
+            out.push_param(&format!("{}.weight", n.name), n.weight.val());
+            out.push_param(&format!("{}.bias", n.name), n.bias.val());
+        }
+        self.visit_linears(&mut |name, lin| {
+            out.push_linear(name, lin.weight.val(), lin.bias.as_ref().map(|b| b.val()));
+        });
+    }
+}
+
+/// A Hugging Face module path, extended one name at a time (candle's `VarBuilder::pp`).
+#[derive(Debug, Clone, Default)]
+struct ModulePath(String);
+
+impl ModulePath {
+    /// The child module `name` of this one (`encoder` → `encoder.layer`).
+    fn pp(&self, name: impl std::fmt::Display) -> ModulePath {
+        if self.0.is_empty() {
+            ModulePath(name.to_string())
+        } else {
+            ModulePath(format!("{}.{name}", self.0))
+        }
+    }
+
+    /// The full name of the parameter `param` of this module (`...query` → `...query.weight`).
+    fn param(&self, param: &str) -> String {
+        format!("{}.{param}", self.0)
+    }
+}
+
+impl DenseResidual {
+    /// `BertSelfOutput` / `BertOutput` at `p`: `dense` (`d_in → hidden`) and `LayerNorm`.
+    fn build(
+        src: &dyn WeightSource,
+        p: &ModulePath,
+        d_in: usize,
+        cfg: &BertConfig,
+    ) -> Result<Self> {
+        Ok(DenseResidual {
+            dense: src.linear(&p.pp("dense"), d_in, cfg.hidden_size)?,
+            layer_norm: src.layer_norm(&p.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?,
+            dropout: Dropout::new(cfg.hidden_dropout_prob),
+        })
+    }
+}
+
+/// Where the weights of the modules being built come from: each module asks for its own
+/// tensors under its module path.
+trait WeightSource {
+    /// A frozen linear layer `d_in → d_out` (weight `[out, in]` in the checkpoint, `[in, out]`
+    /// here) with its bias.
+    fn linear(&self, p: &ModulePath, d_in: usize, d_out: usize) -> Result<AdaptedLinear>;
+    /// A frozen LayerNorm over `n` features.
+    fn layer_norm(&self, p: &ModulePath, n: usize, eps: f64) -> Result<LayerNorm>;
+    /// A frozen embedding table `[rows, cols]`.
+    fn embedding(&self, p: &ModulePath, rows: usize, cols: usize) -> Result<Embedding>;
+    /// Whether the source has the (optional) linear layer at `p`.
+    fn has_linear(&self, p: &ModulePath) -> bool;
+}
+
+fn frozen<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(t).set_require_grad(false)
+}
+
+/// Weights from a Hugging Face checkpoint.
+struct FromCheckpoint<'a> {
+    ck: &'a Checkpoint<'a>,
+    device: &'a Device,
+}
+
+impl WeightSource for FromCheckpoint<'_> {
+    fn linear(&self, p: &ModulePath, d_in: usize, d_out: usize) -> Result<AdaptedLinear> {
+        let w = self
+            .ck
+            .linear_weight(&p.param("weight"), d_in, d_out, self.device)?;
+        let b = self.ck.tensor1(&p.param("bias"), d_out, self.device)?;
+        Ok(AdaptedLinear::frozen(w, Some(b)).named(&p.0))
+    }
+
+    fn layer_norm(&self, p: &ModulePath, n: usize, eps: f64) -> Result<LayerNorm> {
+        // Old TF-converted checkpoints call the parameters gamma/beta.
+        let (w, b) = if self.ck.contains(&p.param("weight")) || !self.ck.contains(&p.param("gamma"))
+        {
+            ("weight", "bias")
+        } else {
+            ("gamma", "beta")
+        };
+        Ok(LayerNorm {
+            name: p.0.clone(),
+            weight: frozen(self.ck.tensor1(&p.param(w), n, self.device)?),
+            bias: frozen(self.ck.tensor1(&p.param(b), n, self.device)?),
+            eps,
+        })
+    }
+
+    fn embedding(&self, p: &ModulePath, rows: usize, cols: usize) -> Result<Embedding> {
+        Ok(Embedding {
+            name: p.0.clone(),
+            weight: frozen(
+                self.ck
+                    .tensor2(&p.param("weight"), rows, cols, self.device)?,
+            ),
+        })
+    }
+
+    fn has_linear(&self, p: &ModulePath) -> bool {
+        self.ck.contains(&p.param("weight"))
+    }
+}
+
+/// BERT's initialisation (`initializer_range` 0.02) from the device's seeded generator.
+struct RandomInit<'a> {
+    device: &'a Device,
+}
+
+impl RandomInit<'_> {
+    fn normal(&self, shape: [usize; 2]) -> Tensor<2> {
+        Tensor::random(shape, Distribution::Normal(0.0, 0.02), self.device)
+    }
+}
+
+impl WeightSource for RandomInit<'_> {
+    fn linear(&self, p: &ModulePath, d_in: usize, d_out: usize) -> Result<AdaptedLinear> {
+        let bias = Tensor::zeros([d_out], self.device);
+        Ok(AdaptedLinear::frozen(self.normal([d_in, d_out]), Some(bias)).named(&p.0))
+    }
+
+    fn layer_norm(&self, p: &ModulePath, n: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            name: p.0.clone(),
+            weight: frozen(Tensor::ones([n], self.device)),
+            bias: frozen(Tensor::zeros([n], self.device)),
+            eps,
+        })
+    }
+
+    fn embedding(&self, p: &ModulePath, rows: usize, cols: usize) -> Result<Embedding> {
+        Ok(Embedding {
+            name: p.0.clone(),
+            weight: frozen(self.normal([rows, cols])),
+        })
+    }
+
+    fn has_linear(&self, _: &ModulePath) -> bool {
+        false
     }
 }

@@ -169,7 +169,7 @@ impl BertConfig {
         if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
             return Err(Error::config(source_name, "`layer_norm_eps` must be > 0"));
         }
-        let params = crate::train::memory::encoder_params(self);
+        let params = self.encoder_params();
         if params > 1 << 36 {
             return Err(Error::config(
                 source_name,
@@ -183,6 +183,21 @@ impl BertConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Parameters of the encoder described by this configuration (embeddings, layers; no
+    /// pooler), e.g. 22,565,376 for all-MiniLM-L6-v2.
+    pub fn encoder_params(&self) -> u64 {
+        let (h, i, l) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.num_hidden_layers as u64,
+        );
+        let emb = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) as u64
+            * h
+            + 2 * h;
+        let layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h;
+        emb + l * layer
     }
 
     /// Size of one attention head, `hidden_size / num_attention_heads`.
@@ -231,6 +246,15 @@ mod tests {
         let c = BertConfig::from_json("{}", "x").unwrap();
         assert_eq!(c.hidden_size, 768);
         assert_eq!(c.head_dim(), 64);
+    }
+
+    #[test]
+    fn minilm_parameter_count() {
+        let mut cfg = BertConfig::tiny(30522, 384, 6, 12);
+        cfg.max_position_embeddings = 512;
+        cfg.intermediate_size = 1536;
+        // all-MiniLM-L6-v2 holds 22,713,216 parameters, 147,840 of them in its pooler.
+        assert_eq!(cfg.encoder_params(), 22_713_216 - 147_840);
     }
 
     #[test]

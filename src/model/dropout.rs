@@ -1,103 +1,8 @@
-//! Dropout with fast, reproducible masks on the CPU backend.
-//!
-//! Burn's dropout draws one ChaCha-based sample per element through the backend's random
-//! generator, which took about 9 % of a MiniLM training step on the CPU (profiled with `perf`).
-//! On the CPU backend each dropout call takes one seed from a host generator and derives the
-//! scaled mask `{0, 1/(1−p)}` from it in fixed blocks of [`MASK_BLOCK`] elements, each block
-//! with its own Xoshiro256++ stream (two 32-bit draws per `u64`), so blocks fill in parallel and
-//! the mask does not depend on the thread count; `kernels::dropout` multiplies by the mask in
-//! the same pass and regenerates it from the seed for the backward instead of storing it. On
-//! wgpu devices (kernels on) the per-call seed keys a counter-based hash in
-//! `shaders/dropout.wgsl` ([`device_mask_keeps`]), so the mask is likewise regenerated, never
-//! stored; elsewhere (and with `--no-kernels`) Burn's device-side random tensors. The host
-//! generator is reseeded at every training step ([`seed_dropout`]) so a resumed run draws the
-//! same masks.
-
-use std::sync::Mutex;
+//! The dropout module of the encoder, the heads and the adapters. Which mask it draws, and on
+//! which device how, is [`crate::kernels`]' business ([`crate::kernels::random_dropout`]).
 
 use burn::module::{Flag, Module, Param};
-use burn::tensor::{Device, Distribution, Tensor};
-use rand::rngs::SmallRng;
-use rand::{RngCore, SeedableRng};
-
-static HOST_RNG: Mutex<Option<SmallRng>> = Mutex::new(None);
-
-/// Reseeds the host mask generator (call with the step seed before each training step).
-pub fn seed_dropout(seed: u64) {
-    let mut g = HOST_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    *g = Some(SmallRng::seed_from_u64(seed));
-}
-
-/// Elements per independently seeded block of a host mask.
-pub const MASK_BLOCK: usize = 1 << 14;
-
-/// The next per-call mask seed from the host generator.
-fn next_call_seed() -> u64 {
-    let mut g = HOST_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    g.get_or_insert_with(|| SmallRng::seed_from_u64(0))
-        .next_u64()
-}
-
-/// Fills `out` with block `block` of the dropout mask of `seed`: each element `1/keep` with
-/// probability `keep`, else 0.
-pub fn fill_mask_block(seed: u64, block: usize, keep: f64, out: &mut [f32]) {
-    let mut rng =
-        SmallRng::seed_from_u64(seed ^ (block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let threshold = (keep * 4294967296.0) as u64; // P(u32 < threshold) = keep
-    let scale = (1.0 / keep) as f32;
-    for pair in out.chunks_mut(2) {
-        let r = rng.next_u64();
-        pair[0] = if (r & 0xffff_ffff) < threshold {
-            scale
-        } else {
-            0.0
-        };
-        if let Some(v) = pair.get_mut(1) {
-            *v = if (r >> 32) < threshold { scale } else { 0.0 };
-        }
-    }
-}
-
-/// The PCG hash (Jarzynski and Olano, "Hash Functions for GPU Rendering", JCGT 2020), as in
-/// `shaders/dropout.wgsl`.
-fn pcg(v: u32) -> u32 {
-    let state = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
-    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
-    (word >> 22) ^ word
-}
-
-/// The threshold of `shaders/dropout.wgsl`: a 32-bit hash is below it with probability `keep`.
-pub fn device_mask_threshold(keep: f64) -> u32 {
-    (keep * 4294967296.0).clamp(0.0, u32::MAX as f64) as u32
-}
-
-/// Whether element `index` is kept by the wgpu dropout kernel (`shaders/dropout.wgsl`) for
-/// `seed` and `keep`: the kernel's counter-based mask, computed on the host (for tests).
-pub fn device_mask_keeps(seed: u64, index: u32, keep: f64) -> bool {
-    let key = pcg((seed as u32) ^ pcg((seed >> 32) as u32));
-    let h = pcg(pcg(index ^ key) ^ key.wrapping_mul(2_654_435_769));
-    h < device_mask_threshold(keep)
-}
-
-/// The whole dropout mask of `seed` for `n` elements (blocks of [`MASK_BLOCK`]).
-pub fn mask(seed: u64, n: usize, keep: f64) -> Vec<f32> {
-    let mut out = vec![0f32; n];
-    for (b, o) in out.chunks_mut(MASK_BLOCK).enumerate() {
-        fill_mask_block(seed, b, keep, o);
-    }
-    out
-}
-
-/// Whether `device` computes in host memory (the CPU backends), where a mask made on the host
-/// costs one copy.
-fn is_host_memory(device: &Device) -> bool {
-    let d = device.clone().without_autodiff();
-    #[cfg(feature = "ndarray")]
-    if d == Device::ndarray() {
-        return true;
-    }
-    crate::kernels::fused::is_flex(&d)
-}
+use burn::tensor::{Device, Tensor};
 
 /// Inverted dropout: in training, zeroes each element with probability `prob` and scales the
 /// rest by `1/(1−prob)`; the identity in evaluation (`valid()`), on non-autodiff devices, or with
@@ -130,56 +35,26 @@ impl Dropout {
 
     /// Applies dropout to `x` (any shape).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let device = x.device();
-        if !self.is_active(&device) {
+        if !self.is_active(&x.device()) {
             return x;
         }
-        let keep = 1.0 - self.prob;
-        if is_host_memory(&device) || crate::kernels::kernels_active(&device) {
-            crate::kernels::dropout(x, next_call_seed(), keep)
-        } else {
-            let mask = x.random_like(Distribution::Bernoulli(keep));
-            x * mask * (1.0 / keep)
-        }
+        crate::kernels::random_dropout(x, 1.0 - self.prob)
     }
 
     /// `dropout(p)·v` (the attention context from its probabilities): `p` `[.., m, k]`, `v`
     /// `[.., k, n]` → `[.., m, n]`. The same values, gradients and seed draws as
-    /// `self.forward(p).matmul(v)`; where the mask is redrawn from a seed (CPU, wgpu kernels),
-    /// one op ([`crate::kernels::dropout_matmul`]) that keeps no dropped copy of `p`.
+    /// `self.forward(p).matmul(v)`, through [`crate::kernels::random_dropout_matmul`].
     pub fn forward_matmul<const D: usize>(&self, p: Tensor<D>, v: Tensor<D>) -> Tensor<D> {
-        let device = p.device();
-        if !self.is_active(&device) {
+        if !self.is_active(&p.device()) {
             return p.matmul(v);
         }
-        if is_host_memory(&device) || crate::kernels::kernels_active(&device) {
-            crate::kernels::dropout_matmul(p, v, next_call_seed(), 1.0 - self.prob)
-        } else {
-            self.forward(p).matmul(v)
-        }
+        crate::kernels::random_dropout_matmul(p, v, 1.0 - self.prob)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keeps_the_expected_fraction_and_scales() {
-        let m = mask(7, 100_001, 0.9);
-        assert_eq!(m.len(), 100_001);
-        let kept = m.iter().filter(|&&v| v > 0.0).count() as f64 / m.len() as f64;
-        assert!((kept - 0.9).abs() < 0.005, "{kept}");
-        assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.9).abs() < 1e-6));
-        assert_eq!(mask(7, 100_001, 0.9), m, "same seed, same mask");
-        assert_ne!(mask(8, 100_001, 0.9), m, "another seed, another mask");
-        // Blocks differ from each other (each has its own stream).
-        assert_ne!(m[..MASK_BLOCK], m[MASK_BLOCK..2 * MASK_BLOCK]);
-        seed_dropout(3);
-        let a = next_call_seed();
-        seed_dropout(3);
-        assert_eq!(next_call_seed(), a, "reseeding repeats the call seeds");
-    }
 
     #[test]
     fn identity_when_inactive() {

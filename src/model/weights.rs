@@ -1,6 +1,11 @@
-//! Reading tensors out of a Hugging Face `model.safetensors` held in memory.
+//! safetensors in memory, both ways: reading tensors out of a Hugging Face `model.safetensors`
+//! ([`Checkpoint`]) and writing named f32 tensors read back from the device ([`ReadBack`],
+//! [`f32_safetensors`]).
+
+use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
@@ -182,6 +187,97 @@ impl<'a> Checkpoint<'a> {
             device,
         ))
     }
+}
+
+/// Tensors queued for an asynchronous read-back into named f32 values for safetensors. The
+/// module visitors are synchronous, so they queue tensors here and [`ReadBack::read`] reads
+/// them with `into_data_async` (the only read-back the browser's WebGPU allows).
+#[derive(Default)]
+pub struct ReadBack {
+    items: Vec<Queued>,
+}
+
+/// A queued tensor: name, stored shape, flattened values, optional transpose `(rows, cols)`.
+type Queued = (String, Vec<usize>, Tensor<1>, Option<(usize, usize)>);
+
+impl ReadBack {
+    /// Queues `t` under `name` with the stored `shape`; `transpose = Some((rows, cols))` stores
+    /// the transpose of the row-major `[rows, cols]` values (Burn `[in, out]` to PyTorch
+    /// `[out, in]`).
+    pub fn push<const D: usize>(
+        &mut self,
+        name: String,
+        shape: Vec<usize>,
+        t: Tensor<D>,
+        transpose: Option<(usize, usize)>,
+    ) {
+        let n = t.shape().num_elements();
+        self.items.push((name, shape, t.reshape([n]), transpose));
+    }
+
+    /// Queues `t` under `name` as it is stored (shape and layout unchanged).
+    pub fn push_param<const D: usize>(&mut self, name: &str, t: Tensor<D>) {
+        let shape = t.dims().to_vec();
+        self.push(name.to_string(), shape, t, None);
+    }
+
+    /// Queues a linear layer as PyTorch stores it: `{name}.weight` `[out, in]` from Burn's
+    /// `weight` `[in, out]`, and `{name}.bias` `[out]` when present.
+    pub fn push_linear(&mut self, name: &str, weight: Tensor<2>, bias: Option<Tensor<1>>) {
+        let [d_in, d_out] = weight.dims();
+        self.push(
+            format!("{name}.weight"),
+            vec![d_out, d_in],
+            weight,
+            Some((d_in, d_out)),
+        );
+        if let Some(b) = bias {
+            self.push(format!("{name}.bias"), vec![d_out], b, None);
+        }
+    }
+
+    /// Reads every queued tensor back to the host.
+    ///
+    /// # Errors
+    /// [`Error::ReadBack`] when a device read-back fails.
+    pub async fn read(self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+        let mut out = BTreeMap::new();
+        for (name, shape, t, tr) in self.items {
+            let v = crate::kernels::read_f32(t).await?;
+            let v = match tr {
+                Some((rows, cols)) => transpose(&v, rows, cols),
+                None => v,
+            };
+            out.insert(name, (shape, v));
+        }
+        Ok(out)
+    }
+}
+
+/// Serialises named f32 tensors (`name → (shape, values)`) as safetensors bytes.
+///
+/// # Errors
+/// [`Error::Invalid`] when a shape does not match its values.
+pub fn f32_safetensors(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<Vec<u8>> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(k, (shape, v))| {
+            (
+                k.clone(),
+                shape.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(k, shape, b)| {
+            TensorView::new(Dtype::F32, shape.clone(), b)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| Error::Invalid(format!("tensor {k}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, None).map_err(|e| Error::Invalid(format!("safetensors: {e}")))
 }
 
 /// Row-major transpose of a `[rows, cols]` buffer into `[cols, rows]`.

@@ -1,17 +1,10 @@
-//! Sweeps: the grid of cells, one table row per finished run (`sweep.csv`), the charts, the
-//! claims the seed paper asks about, and a self-contained HTML report.
-
-use std::collections::BTreeMap;
+//! Sweeps: the grid of cells, its shards, and one table row per finished run (`sweep.csv`).
+//! The charts and HTML report are [`super::html`]'s, the claims [`super::claims`]'.
 
 use serde::{Deserialize, Serialize};
 
-use super::RunResults;
-use super::plot::{Chart, Series, svg};
-use super::share::{SHARE_VERSION, SharePayload, ShareRow};
 use crate::error::{Error, Result};
-
-/// `attention` = the attention block's linear layers.
-pub const ATTENTION: [&str; 4] = ["query", "key", "value", "attention.output.dense"];
+use crate::train::RunResults;
 
 /// One cell of a sweep grid: a normal training run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,11 +34,7 @@ impl Cell {
 
     /// The `--target-modules` list of the cell.
     pub fn target_modules(&self) -> Vec<String> {
-        match self.targets.as_str() {
-            "attention" => ATTENTION.iter().map(|s| s.to_string()).collect(),
-            "all-linear" => vec!["all-linear".into()],
-            other => other.split('+').map(str::to_string).collect(),
-        }
+        crate::adapter::target_set(&self.targets)
     }
 }
 
@@ -90,6 +79,30 @@ pub fn grid(
         }
     }
     cells
+}
+
+/// Parses a list of ranks: `1,2,4,8` or an inclusive range `1..8`; 1 to 64 ranks, each >= 1
+/// (the sweep's `--ranks` and the page's ranks field).
+///
+/// # Errors
+/// [`Error::Invalid`] naming the text.
+pub fn parse_ranks(s: &str) -> Result<Vec<usize>> {
+    let bad = || {
+        Error::Invalid(format!(
+            "ranks `{s}`: use a list like 1,2,4,8 or a range 1..8"
+        ))
+    };
+    let num = |x: &str| x.trim().parse::<usize>().map_err(|_| bad());
+    let v: Vec<usize> = match s.split_once("..") {
+        Some((a, b)) => (num(a)?..=num(b)?).take(65).collect(),
+        None => s.split(',').map(num).collect::<Result<_>>()?,
+    };
+    if v.is_empty() || v.contains(&0) || v.len() > 64 {
+        return Err(Error::Invalid(format!(
+            "ranks `{s}`: 1 to 64 ranks, each >= 1"
+        )));
+    }
+    Ok(v)
 }
 
 /// Parses `i/n` (0-based shard `i` of `n`).
@@ -174,7 +187,6 @@ impl SweepRow {
             .best
             .clone()
             .ok_or_else(|| Error::Invalid(format!("{}: no evaluated epoch", cell.name())))?;
-        let n = r.epochs.len().max(1) as f64;
         Ok(SweepRow {
             cell: cell.name(),
             task: cell.task.clone(),
@@ -187,8 +199,8 @@ impl SweepRow {
             para_acc: best.para_acc,
             sts_pearson: best.sts_pearson,
             score: best.primary(),
-            seconds_per_epoch: r.epochs.iter().map(|e| e.seconds).sum::<f64>() / n,
-            examples_per_second: r.epochs.iter().map(|e| e.examples_per_second).sum::<f64>() / n,
+            seconds_per_epoch: r.mean_seconds_per_epoch(),
+            examples_per_second: r.mean_examples_per_second(),
             peak_memory_bytes: r.peak_memory_bytes,
             trainable_params: r.params.trainable,
             total_params: r.params.total,
@@ -231,383 +243,12 @@ pub fn rows_from_csv(bytes: &[u8], source: &str) -> Result<Vec<SweepRow>> {
     Ok(rows)
 }
 
-fn series_key(r: &SweepRow) -> String {
-    let a = match r.adapter.as_str() {
-        "lora" => "LoRA",
-        "dora" => "DoRA",
-        _ => "full",
-    };
-    format!("{a} {} {}", r.targets, r.precision)
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len().max(1) as f64
-}
-
-/// Per task: series (adapter, targets, precision) → rank → values over seeds.
-fn by_rank(
-    rows: &[SweepRow],
-    value: impl Fn(&SweepRow) -> Option<f64>,
-) -> BTreeMap<String, BTreeMap<String, BTreeMap<usize, Vec<f64>>>> {
-    let mut m: BTreeMap<String, BTreeMap<String, BTreeMap<usize, Vec<f64>>>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.adapter != "none") {
-        if let Some(v) = value(r) {
-            m.entry(r.task.clone())
-                .or_default()
-                .entry(series_key(r))
-                .or_default()
-                .entry(r.r)
-                .or_default()
-                .push(v);
-        }
-    }
-    m
-}
-
-fn metric_name(task: &str) -> &'static str {
-    match task {
-        "sst" => "SST dev accuracy",
-        "para" => "Quora dev accuracy",
-        "sts" => "STS dev Pearson",
-        _ => "overall dev score",
-    }
-}
-
-/// The sweep's charts as `(file name, chart)`: score, seconds per epoch and peak memory versus
-/// rank (one line per adapter, target set and precision; one chart per task), and the loss
-/// curves of the runs given in `curves` (cell name → `[step, loss]`).
-pub fn charts(rows: &[SweepRow], curves: &BTreeMap<String, Vec<[f64; 2]>>) -> Vec<(String, Chart)> {
-    let mut out = Vec::new();
-    type Value = Box<dyn Fn(&SweepRow) -> Option<f64>>;
-    let specs: [(&str, &str, Value); 3] = [
-        ("score", "", Box::new(|r: &SweepRow| Some(r.score))),
-        (
-            "seconds",
-            "seconds per epoch",
-            Box::new(|r: &SweepRow| Some(r.seconds_per_epoch)),
-        ),
-        (
-            "memory",
-            "peak memory (MiB)",
-            Box::new(|r: &SweepRow| r.peak_memory_bytes.map(|b| b as f64 / 1048576.0)),
-        ),
-    ];
-    for (key, label, f) in specs.iter() {
-        for (task, series) in by_rank(rows, |r| f(r)) {
-            let y_label = if label.is_empty() {
-                metric_name(&task).to_string()
-            } else {
-                label.to_string()
-            };
-            let series = series
-                .into_iter()
-                .map(|(name, pts)| Series {
-                    name,
-                    points: pts.into_iter().map(|(r, v)| (r as f64, mean(&v))).collect(),
-                })
-                .collect();
-            out.push((
-                format!("{task}-{key}-vs-rank.svg"),
-                Chart {
-                    title: format!("{task}: {y_label} vs rank"),
-                    x_label: "rank r".into(),
-                    y_label,
-                    series,
-                    log2_x: true,
-                },
-            ));
-        }
-    }
-    if !curves.is_empty() {
-        let series = curves
-            .iter()
-            .filter(|(_, c)| !c.is_empty())
-            .map(|(name, c)| Series {
-                name: name.clone(),
-                points: c.iter().map(|p| (p[0], p[1])).collect(),
-            })
-            .collect::<Vec<_>>();
-        if !series.is_empty() {
-            out.push((
-                "loss-curves.svg".into(),
-                Chart {
-                    title: "training loss".into(),
-                    x_label: "step".into(),
-                    y_label: "loss".into(),
-                    series,
-                    log2_x: false,
-                },
-            ));
-        }
-    }
-    out
-}
-
-/// A statement computed from the sweep's own numbers, with the cells it quotes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Claim {
-    /// Which question: `rank-1`, `dora-vs-lora`, `f16-vs-f32`, `attention-vs-all-linear`.
-    pub id: String,
-    /// The statement.
-    pub text: String,
-    /// Names of the cells it is computed from.
-    pub cells: Vec<String>,
-}
-
-type Key = (String, String, String, String, usize); // task, adapter, targets, precision, r
-type Family = (String, String, String, String); // task, adapter, targets, precision
-
-fn grouped(rows: &[SweepRow]) -> BTreeMap<Key, Vec<&SweepRow>> {
-    let mut m: BTreeMap<Key, Vec<&SweepRow>> = BTreeMap::new();
-    for r in rows {
-        m.entry((
-            r.task.clone(),
-            r.adapter.clone(),
-            r.targets.clone(),
-            r.precision.clone(),
-            r.r,
-        ))
-        .or_default()
-        .push(r);
-    }
-    m
-}
-
-fn avg(rs: &[&SweepRow], f: impl Fn(&SweepRow) -> f64) -> f64 {
-    rs.iter().map(|r| f(r)).sum::<f64>() / rs.len().max(1) as f64
-}
-
-fn names(rs: &[&SweepRow]) -> Vec<String> {
-    rs.iter().map(|r| r.cell.clone()).collect()
-}
-
-/// The four claims of the seed paper, each computed from (seed-averaged) cells of the sweep:
-/// (a) how much of the best rank's score rank 1 reaches; (b) DoRA versus LoRA at equal rank;
-/// (c) f16 versus f32 peak memory and speed; (d) attention-only versus all-linear.
-pub fn claims(rows: &[SweepRow]) -> Vec<Claim> {
-    let g = grouped(rows);
-    let mut out = Vec::new();
-    // (a) rank 1 vs best rank, per (task, adapter, targets, precision).
-    let mut fams: BTreeMap<Family, Vec<(usize, &Vec<&SweepRow>)>> = BTreeMap::new();
-    for (k, v) in &g {
-        if k.1 != "none" {
-            fams.entry((k.0.clone(), k.1.clone(), k.2.clone(), k.3.clone()))
-                .or_default()
-                .push((k.4, v));
-        }
-    }
-    for ((task, adapter, targets, prec), ranks) in &fams {
-        let Some((_, r1)) = ranks.iter().find(|(r, _)| *r == 1) else {
-            continue;
-        };
-        let Some((best_r, best)) = ranks
-            .iter()
-            .max_by(|a, b| avg(a.1, |r| r.score).total_cmp(&avg(b.1, |r| r.score)))
-        else {
-            continue;
-        };
-        if ranks.len() < 2 {
-            continue;
-        }
-        let (s1, sb) = (avg(r1, |r| r.score), avg(best, |r| r.score));
-        let mut cells = names(r1);
-        cells.extend(names(best));
-        cells.dedup();
-        out.push(Claim {
-            id: "rank-1".into(),
-            text: format!(
-                "{task} {adapter} {targets} {prec}: rank 1 scores {s1:.4}, {:.1} % of the best rank (r = {best_r}, {sb:.4}), with {:.1} % of its trainable parameters",
-                100.0 * s1 / sb,
-                100.0 * avg(r1, |r| r.trainable_params as f64) / avg(best, |r| r.trainable_params as f64)
-            ),
-            cells,
-        });
-    }
-    // (b) DoRA vs LoRA at equal rank.
-    for (k, dora) in g.iter().filter(|(k, _)| k.1 == "dora") {
-        let lk = (
-            k.0.clone(),
-            "lora".to_string(),
-            k.2.clone(),
-            k.3.clone(),
-            k.4,
-        );
-        let Some(lora) = g.get(&lk) else { continue };
-        let (sd, sl) = (avg(dora, |r| r.score), avg(lora, |r| r.score));
-        let (td, tl) = (
-            avg(dora, |r| r.seconds_per_epoch),
-            avg(lora, |r| r.seconds_per_epoch),
-        );
-        let mut cells = names(lora);
-        cells.extend(names(dora));
-        out.push(Claim {
-            id: "dora-vs-lora".into(),
-            text: format!(
-                "{} {} {} r = {}: DoRA {sd:.4} vs LoRA {sl:.4} ({:+.4}); DoRA takes {:.2}× LoRA's time per epoch",
-                k.0, k.2, k.3, k.4, sd - sl, td / tl.max(1e-12)
-            ),
-            cells,
-        });
-    }
-    // (c) f16 vs f32.
-    let mut any_f16 = false;
-    for (k, h) in g.iter().filter(|(k, _)| k.3 == "f16") {
-        let fk = (
-            k.0.clone(),
-            k.1.clone(),
-            k.2.clone(),
-            "f32".to_string(),
-            k.4,
-        );
-        let Some(f) = g.get(&fk) else { continue };
-        any_f16 = true;
-        let mem = |rs: &[&SweepRow]| avg(rs, |r| r.peak_memory_bytes.unwrap_or(0) as f64);
-        let mut cells = names(f);
-        cells.extend(names(h));
-        out.push(Claim {
-            id: "f16-vs-f32".into(),
-            text: format!(
-                "{} {} {} r = {}: f16 peak memory {:.2}× f32, time per epoch {:.2}× f32, score {:+.4}",
-                k.0, k.1, k.2, k.4,
-                mem(h) / mem(f).max(1.0),
-                avg(h, |r| r.seconds_per_epoch) / avg(f, |r| r.seconds_per_epoch).max(1e-12),
-                avg(h, |r| r.score) - avg(f, |r| r.score)
-            ),
-            cells,
-        });
-    }
-    if !any_f16 {
-        out.push(Claim {
-            id: "f16-vs-f32".into(),
-            text: "no f16/f32 cell pairs in this sweep (the CPU backend computes in f32 only; run the sweep with --precision f32,f16 on a GPU backend)".into(),
-            cells: vec![],
-        });
-    }
-    // (d) attention-only vs all-linear.
-    for (k, att) in g.iter().filter(|(k, _)| k.2 == "attention") {
-        let ak = (
-            k.0.clone(),
-            k.1.clone(),
-            "all-linear".to_string(),
-            k.3.clone(),
-            k.4,
-        );
-        let Some(all) = g.get(&ak) else { continue };
-        let mut cells = names(att);
-        cells.extend(names(all));
-        out.push(Claim {
-            id: "attention-vs-all-linear".into(),
-            text: format!(
-                "{} {} {} r = {}: attention-only {:.4} vs all-linear {:.4} ({:+.4}) with {:.0} % of the trainable parameters",
-                k.0, k.1, k.3, k.4,
-                avg(att, |r| r.score),
-                avg(all, |r| r.score),
-                avg(att, |r| r.score) - avg(all, |r| r.score),
-                100.0 * avg(att, |r| r.trainable_params as f64) / avg(all, |r| r.trainable_params as f64).max(1.0)
-            ),
-            cells,
-        });
-    }
-    out
-}
-
-/// The rows as a share-link payload.
-pub fn share_payload(model: &str, rows: &[SweepRow]) -> SharePayload {
-    SharePayload {
-        v: SHARE_VERSION,
-        model: model.chars().take(100).collect(),
-        rows: rows
-            .iter()
-            .map(|r| ShareRow {
-                task: r.task.clone(),
-                adapter: r.adapter.clone(),
-                targets: r.targets.clone(),
-                r: r.r as u32,
-                precision: r.precision.clone(),
-                seed: r.seed,
-                score: r.score.clamp(-1.0, 1.0),
-                seconds_per_epoch: r.seconds_per_epoch,
-                peak_memory_bytes: r.peak_memory_bytes.unwrap_or(0),
-                trainable_params: r.trainable_params as u64,
-            })
-            .collect(),
-    }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn opt(v: Option<f64>) -> String {
-    v.map_or("".into(), |v| format!("{v:.4}"))
-}
-
-/// A self-contained HTML report: the table, the charts (inline SVG), the claims and the share
-/// link.
-pub fn report_html(
-    title: &str,
-    rows: &[SweepRow],
-    svgs: &[(String, String)],
-    claims: &[Claim],
-    share: Option<&str>,
-) -> String {
-    let mut h = String::new();
-    h.push_str(&format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title><style>\
-         body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;font-size:13px}}\
-         td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}th{{background:#eee}}\
-         td:first-child{{text-align:left}}.charts svg{{margin:4px;border:1px solid #ddd}}li{{margin:6px 0}}\
-         code{{font-size:12px;color:#555}}</style></head><body>\n<h1>{t}</h1>\n",
-        t = esc(title)
-    ));
-    h.push_str("<h2>Runs</h2>\n<table><tr><th>cell</th><th>r</th><th>SST acc</th><th>Quora acc</th><th>STS r</th><th>score</th><th>s/epoch</th><th>ex/s</th><th>peak MiB</th><th>trainable</th></tr>\n");
-    for r in rows {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(&r.cell), r.r, opt(r.sst_acc), opt(r.para_acc), opt(r.sts_pearson), r.score, r.seconds_per_epoch,
-            r.examples_per_second, r.peak_memory_bytes.map_or("".into(), |b| format!("{:.0}", b as f64 / 1048576.0)), r.trainable_params
-        ));
-    }
-    h.push_str("</table>\n<h2>Claims, from this sweep's numbers</h2>\n<ul>\n");
-    for c in claims {
-        h.push_str(&format!("<li><b>{}</b>: {}", esc(&c.id), esc(&c.text)));
-        if !c.cells.is_empty() {
-            h.push_str(&format!(
-                "<br><code>cells: {}</code>",
-                esc(&c.cells.join(", "))
-            ));
-        }
-        h.push_str("</li>\n");
-    }
-    h.push_str("</ul>\n<h2>Charts</h2>\n<div class=\"charts\">\n");
-    for (name, s) in svgs {
-        h.push_str(&format!("<!-- {} -->\n{}\n", esc(name), s));
-    }
-    h.push_str("</div>\n");
-    if let Some(link) = share {
-        h.push_str(&format!(
-            "<h2>Share</h2>\n<p><a href=\"{l}\">{l}</a></p>\n",
-            l = esc(link)
-        ));
-    }
-    h.push_str("</body></html>\n");
-    h
-}
-
-/// Renders all charts to SVG strings (charts that fail to draw, e.g. with no data, are left out).
-pub fn render(charts: &[(String, Chart)]) -> Vec<(String, String)> {
-    charts
-        .iter()
-        .filter_map(|(n, c)| svg(c, 640, 400).ok().map(|s| (n.clone(), s)))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::claims::claims;
+    use crate::report::html::{charts, render, report_html};
+    use std::collections::BTreeMap;
 
     fn row(adapter: &str, targets: &str, r: usize, score: f64, secs: f64) -> SweepRow {
         let c = Cell {

@@ -8,8 +8,11 @@
 //! `[u, v, |u−v|, u⊙v]` as Sentence-BERT, STS prediction `cos(u, v)` as sentence-transformers'
 //! `CosineSimilarityLoss`), or cross-encoded (`[CLS] a [SEP] b [SEP]`, one linear head).
 
+pub mod examples;
 pub mod metrics;
+pub mod minbert;
 
+pub use examples::{Prepared, TaskData};
 pub use metrics::{accuracy, overall_score, pearson};
 
 use burn::module::Module;
@@ -221,6 +224,9 @@ impl MultitaskModel {
 }
 
 /// Pools `[batch, seq, hidden]` with `mask` `[batch, seq]` into `[batch, hidden]`.
+///
+/// # Panics
+/// When `mask` is not `[batch, seq]` for `hidden`.
 pub fn pool(hidden: Tensor<3>, mask: Tensor<2>, pooling: Pooling) -> Tensor<2> {
     let [b, s, h] = hidden.dims();
     match pooling {
@@ -236,6 +242,9 @@ pub fn pool(hidden: Tensor<3>, mask: Tensor<2>, pooling: Pooling) -> Tensor<2> {
 
 /// Row-wise cosine similarity of `[batch, h]` tensors → `[batch]` (norms clamped at 1e-8 as
 /// `torch.nn.functional.cosine_similarity`).
+///
+/// # Panics
+/// When `u` and `v` differ in shape.
 pub fn cosine(u: Tensor<2>, v: Tensor<2>) -> Tensor<1> {
     let [b, _] = u.dims();
     let dot = (u.clone() * v.clone()).sum_dim(1);
@@ -245,6 +254,9 @@ pub fn cosine(u: Tensor<2>, v: Tensor<2>) -> Tensor<1> {
 }
 
 /// Mean cross-entropy of `logits` `[batch, classes]` against class ids `[batch]`.
+///
+/// # Panics
+/// When `labels` is not `[batch]` or holds a class id outside `0..classes`.
 pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     let [b, _] = logits.dims();
     let logp = log_softmax(logits, 1);

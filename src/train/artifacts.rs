@@ -1,17 +1,16 @@
 //! What a run leaves behind, as bytes: the PEFT adapter, the task heads, and (full fine-tuning
 //! or `merge`) a whole encoder in Hugging Face names.
 
-use burn::module::Param;
 use burn::nn::Linear;
-use burn::tensor::Tensor;
 
-use crate::adapter::peft::{ReadBack, adapter_config_json, adapter_safetensors, f32_safetensors};
+use crate::adapter::peft::{adapter_config_json, adapter_safetensors};
 use crate::error::{Error, Result};
-use crate::model::bert::{Bert, LayerNorm};
+use crate::model::bert::Bert;
 use crate::model::weights::Checkpoint;
+use crate::model::weights::{ReadBack, f32_safetensors};
 use crate::tasks::{HeadsConfig, MultitaskModel};
 
-use super::{AdapterChoice, TrainConfig};
+use super::TrainConfig;
 
 /// File names inside a checkpoint folder.
 pub mod names {
@@ -32,24 +31,6 @@ pub mod names {
 /// Named files of a checkpoint: `(file name, bytes)`.
 pub type Files = Vec<(&'static str, Vec<u8>)>;
 
-fn put_linear(out: &mut ReadBack, name: &str, l: &Linear) {
-    put_weight_bias(out, name, l.weight.val(), l.bias.as_ref().map(|b| b.val()));
-}
-
-/// `{name}.weight` in PyTorch's `[out, in]` layout from Burn's `[in, out]`, and `{name}.bias`.
-fn put_weight_bias(out: &mut ReadBack, name: &str, weight: Tensor<2>, bias: Option<Tensor<1>>) {
-    let [d_in, d_out] = weight.dims();
-    out.push(
-        format!("{name}.weight"),
-        vec![d_out, d_in],
-        weight,
-        Some((d_in, d_out)),
-    );
-    if let Some(b) = bias {
-        out.push(format!("{name}.bias"), vec![d_out], b, None);
-    }
-}
-
 /// The task heads as safetensors (`sst.weight` `[5, hidden]`, `sst.bias`, `para.*`, `sts.*`;
 /// weights in the PyTorch `[out, in]` layout).
 ///
@@ -63,7 +44,7 @@ pub async fn heads_safetensors(model: &MultitaskModel) -> Result<Vec<u8>> {
         ("sts", &model.sts),
     ] {
         if let Some(l) = head {
-            put_linear(&mut t, name, l);
+            t.push_linear(name, l.weight.val(), l.bias.as_ref().map(|b| b.val()));
         }
     }
     f32_safetensors(&t.read().await?)
@@ -97,62 +78,15 @@ pub fn load_heads(
     Ok(model)
 }
 
-fn put_ln(out: &mut ReadBack, name: &str, ln: &LayerNorm) {
-    let n = ln.weight.shape().num_elements();
-    out.push(format!("{name}.weight"), vec![n], ln.weight.val(), None);
-    out.push(format!("{name}.bias"), vec![n], ln.bias.val(), None);
-}
-
-fn put_param2(out: &mut ReadBack, name: &str, p: &Param<Tensor<2>>) {
-    let dims = p.shape().dims::<2>();
-    out.push(name.to_string(), dims.to_vec(), p.val(), None);
-}
-
 /// The encoder's weights as a Hugging Face `BertModel` `model.safetensors` (no prefix; linear
-/// weights `[out, in]`). Adapters are written folded in when merged, and left out otherwise
-/// (call [`crate::adapter::merge`] first to include them).
+/// weights `[out, in]`; [`Bert::queue_weights`]). Adapters are written folded in when merged,
+/// and left out otherwise (call [`crate::adapter::merge`] first to include them).
 ///
 /// # Errors
-/// [`Error::Invalid`] if a tensor cannot be read back.
+/// [`Error::ReadBack`] if a tensor cannot be read back.
 pub async fn bert_safetensors(bert: &Bert) -> Result<Vec<u8>> {
     let mut t = ReadBack::default();
-    let e = &bert.embeddings;
-    put_param2(
-        &mut t,
-        "embeddings.word_embeddings.weight",
-        &e.word_embeddings,
-    );
-    put_param2(
-        &mut t,
-        "embeddings.position_embeddings.weight",
-        &e.position_embeddings,
-    );
-    put_param2(
-        &mut t,
-        "embeddings.token_type_embeddings.weight",
-        &e.token_type_embeddings,
-    );
-    put_ln(&mut t, "embeddings.LayerNorm", &e.layer_norm);
-    bert.visit_linears(&mut |name, lin| {
-        put_weight_bias(
-            &mut t,
-            name,
-            lin.weight.val(),
-            lin.bias.as_ref().map(|b| b.val()),
-        );
-    });
-    for (i, l) in bert.layers.iter().enumerate() {
-        put_ln(
-            &mut t,
-            &format!("encoder.layer.{i}.attention.output.LayerNorm"),
-            &l.attention.output.layer_norm,
-        );
-        put_ln(
-            &mut t,
-            &format!("encoder.layer.{i}.output.LayerNorm"),
-            &l.output.layer_norm,
-        );
-    }
+    bert.queue_weights(&mut t);
     f32_safetensors(&t.read().await?)
 }
 
@@ -171,15 +105,15 @@ pub async fn checkpoint_files(
     bert_config_json: &str,
 ) -> Result<Files> {
     let mut files: Files = Vec::new();
-    match cfg.adapter {
-        AdapterChoice::None => {
+    match &cfg.adapter {
+        None => {
             files.push((names::MODEL, bert_safetensors(&model.bert).await?));
             files.push((names::CONFIG, bert_config_json.as_bytes().to_vec()));
         }
-        _ => {
+        Some(lora) => {
             files.push((
                 names::ADAPTER_CONFIG,
-                adapter_config_json(&cfg.lora, base_model_name).into_bytes(),
+                adapter_config_json(lora, base_model_name).into_bytes(),
             ));
             files.push((
                 names::ADAPTER_WEIGHTS,

@@ -5,7 +5,9 @@
 //! `lorabert bench` on the CPU backend (f32, MiniLM and the bert-base shape; see the README)
 //! and carry a safety margin; they are estimates, not bounds.
 
+use super::TrainConfig;
 use crate::model::BertConfig;
+use crate::tasks::{PairEncoding, Task};
 
 /// Bytes of one f32.
 const F32: u64 = 4;
@@ -65,6 +67,17 @@ pub fn largest_batch(
     lo
 }
 
+/// Sequences the encoder runs per training example of `cfg`: 2 when sentence pairs are
+/// bi-encoded (each sentence its own sequence), else 1.
+pub fn sequences_per_example(cfg: &TrainConfig) -> usize {
+    let pairs = cfg.tasks.iter().any(|t| *t != Task::Sst);
+    if pairs && cfg.pair_encoding == PairEncoding::Bi {
+        2
+    } else {
+        1
+    }
+}
+
 /// Bytes of the largest single tensor a training step allocates (attention scores
 /// `[batch, heads, seq, seq]`, the feed-forward activation `[batch, seq, intermediate]`, or the
 /// word-embedding table), for devices with a per-buffer limit such as WebGPU's
@@ -77,19 +90,6 @@ pub fn largest_tensor_bytes(cfg: &BertConfig, batch: usize, seq: usize) -> u64 {
     scores.max(ffn).max(vocab) * F32
 }
 
-/// Parameters of the encoder described by `cfg` (embeddings, layers; no pooler).
-pub fn encoder_params(cfg: &BertConfig) -> u64 {
-    let (h, i, l) = (
-        cfg.hidden_size as u64,
-        cfg.intermediate_size as u64,
-        cfg.num_hidden_layers as u64,
-    );
-    let emb =
-        (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) as u64 * h + 2 * h;
-    let layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h;
-    emb + l * layer
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,21 +97,12 @@ mod tests {
     #[test]
     fn estimates_grow_with_batch_and_bound_the_search() {
         let cfg = BertConfig::tiny(30522, 384, 6, 12);
-        let p = encoder_params(&cfg) as usize;
+        let p = cfg.encoder_params() as usize;
         let a = estimate_training_bytes(&cfg, 8, 64, 50_000, p);
         let b = estimate_training_bytes(&cfg, 16, 64, 50_000, p);
         assert!(b > a);
         let budget = estimate_training_bytes(&cfg, 40, 64, 50_000, p);
         assert_eq!(largest_batch(&cfg, 64, 50_000, p, budget), 40);
         assert_eq!(largest_batch(&cfg, 64, 50_000, p, 1000), 0);
-    }
-
-    #[test]
-    fn minilm_parameter_count() {
-        let mut cfg = BertConfig::tiny(30522, 384, 6, 12);
-        cfg.max_position_embeddings = 512;
-        cfg.intermediate_size = 1536;
-        // all-MiniLM-L6-v2 holds 22,713,216 parameters, 147,840 of them in its pooler.
-        assert_eq!(encoder_params(&cfg), 22_713_216 - 147_840);
     }
 }

@@ -9,12 +9,13 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::Trainer;
 use super::artifacts::Files;
-use super::{Trainer, read_f32};
-use crate::adapter::peft::f32_safetensors;
+use super::results::RunResults;
 use crate::error::{Error, Result};
+use crate::kernels::read_f32;
 use crate::model::weights::Checkpoint;
-use crate::report::RunResults;
+use crate::model::weights::f32_safetensors;
 
 /// Version of the resume-checkpoint layout.
 pub const RESUME_VERSION: u32 = 1;
@@ -63,6 +64,28 @@ pub struct ResumeState {
     pub progress: EpochProgress,
     /// Results so far (configuration included).
     pub results: RunResults,
+}
+
+impl ResumeState {
+    /// Parses a `state.json`, upgrading the results record inside it from older layouts
+    /// ([`RunResults::from_value`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `source` for malformed JSON or content.
+    pub fn from_json(bytes: &[u8], source: &str) -> Result<Self> {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::config(source, format!("invalid JSON: {e}")))?;
+        if let Some(o) = v.as_object_mut()
+            && let Some(r) = o.remove("results")
+        {
+            o.insert(
+                "results".into(),
+                serde_json::to_value(RunResults::from_value(r, source)?)
+                    .map_err(|e| Error::config(source, e))?,
+            );
+        }
+        serde_json::from_value(v).map_err(|e| Error::config(source, format!("invalid: {e}")))
+    }
 }
 
 struct Collect(Vec<(u64, Vec<usize>, Tensor<1>)>);
@@ -161,9 +184,10 @@ pub fn restore_training(
     get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
 ) -> Result<(EpochProgress, RunResults)> {
     let missing = |n: &str| Error::config(n, "missing from the resume folder");
-    let state: ResumeState =
-        serde_json::from_slice(&get(names::STATE)?.ok_or_else(|| missing(names::STATE))?)
-            .map_err(|e| Error::config(names::STATE, format!("invalid: {e}")))?;
+    let state = ResumeState::from_json(
+        &get(names::STATE)?.ok_or_else(|| missing(names::STATE))?,
+        names::STATE,
+    )?;
     if state.version != RESUME_VERSION {
         return Err(Error::config(
             names::STATE,

@@ -3,11 +3,12 @@
 //! clock or thread.
 
 use super::artifacts::{Files, checkpoint_files};
+use super::results::{EpochRecord, LOSS_CURVE_EVERY, RESULTS_VERSION, RunResults, Versions};
 use super::resume::{EpochProgress, resume_files};
-use super::{StepStats, TaskData, Trainer};
+use super::{StepStats, Trainer};
 use crate::error::{Error, Result};
-use crate::report::{EpochRecord, LOSS_CURVE_EVERY, RESULTS_VERSION, RunResults, Versions};
 use crate::tasks::HeadsConfig;
+use crate::tasks::TaskData;
 
 /// What a driver provides to [`run`].
 pub trait Observer {
@@ -109,166 +110,246 @@ pub async fn run(
     obs: &mut dyn Observer,
     resumed: Option<Resumed>,
 ) -> Result<RunResults> {
-    let cfg = trainer.cfg.clone();
-    let (mut progress, mut results) = match resumed {
+    let (progress, results) = match resumed {
         Some(r) => (r.progress, r.results),
         None => (
             EpochProgress::default(),
-            RunResults {
-                results_version: RESULTS_VERSION,
-                model: info.model.clone(),
-                backend: info.backend.clone(),
-                config: cfg.clone(),
-                epochs: Vec::new(),
-                best_epoch: None,
-                best: None,
-                params: super::count_params(trainer.model()),
-                peak_memory_bytes: None,
-                truncated_examples: train.iter().chain(dev).map(|t| t.truncated).sum(),
-                skipped_rows: train.iter().chain(dev).map(|t| t.skipped_rows).sum(),
-                steps: 0,
-                finished: false,
-                versions: Versions::default(),
-                loss_curve: Vec::new(),
-                skipped_batches: 0,
-                loss_scaler: trainer.scaler,
-            },
+            new_results(trainer, train, dev, info),
         ),
     };
+    let mut l = Loop {
+        last_checkpoint: (trainer.step > 0).then_some(trainer.step),
+        trainer,
+        obs,
+        progress,
+        results,
+    };
+    let cfg = l.trainer.cfg.clone();
     let max_steps = cfg.max_steps.unwrap_or(usize::MAX);
-    let epochs = planned_epochs(trainer, train);
+    let epochs = planned_epochs(l.trainer, train);
     let per_epoch = Trainer::steps_per_epoch(train, cfg.batch_size).max(1);
-    let mut last_checkpoint: Option<usize> = (trainer.step > 0).then_some(trainer.step);
-    let start_epoch = trainer.step / per_epoch;
-    for epoch in start_epoch..epochs {
-        if trainer.step >= max_steps {
+    for epoch in l.trainer.step / per_epoch..epochs {
+        if l.trainer.step >= max_steps {
             break;
         }
-        let plan = trainer.plan_epoch(train, epoch);
-        let offset = trainer.step - epoch * per_epoch;
-        let end = plan.len().min(offset + (max_steps - trainer.step));
-        obs.on_epoch_start(epoch + 1, end, offset);
-        let mut t0 = obs.now();
-        for entry in &plan[offset..end] {
-            if obs.should_stop() {
-                progress.seconds += obs.now() - t0;
-                results.steps = trainer.step;
-                results.peak_memory_bytes = obs.peak_memory_bytes();
-                if obs.wants_resume_checkpoints() {
-                    let files = resume_files(trainer, &progress, &results).await?;
-                    obs.on_resume_checkpoint(trainer.step, &files, &results)?;
-                }
-                return Ok(results);
-            }
-            let batch = trainer.batch(train, entry);
-            match trainer.step(&batch).await {
-                Ok(stats) => {
-                    progress.loss_sum += stats.loss;
-                    progress.window_sum += stats.loss;
-                    progress.window_n += 1;
-                    progress.steps += 1;
-                    progress.examples += stats.examples;
-                    if progress.window_n == LOSS_CURVE_EVERY {
-                        results.loss_curve.push([
-                            trainer.step as f64,
-                            progress.window_sum / LOSS_CURVE_EVERY as f64,
-                        ]);
-                        (progress.window_sum, progress.window_n) = (0.0, 0);
-                    }
-                    obs.on_step(&stats);
-                }
-                Err(Error::NonFinite { step, what, .. }) => {
-                    let e = Error::NonFinite {
-                        step,
-                        what,
-                        last_checkpoint_step: last_checkpoint,
-                    };
-                    if !cfg.skip_nonfinite {
-                        return Err(e);
-                    }
-                    progress.skipped_batches += 1;
-                    results.skipped_batches = progress.skipped_batches;
-                    obs.on_skipped(&e);
-                    trainer.skip_step();
-                }
-                Err(e) => return Err(e),
-            }
-            results.loss_scaler = trainer.scaler;
-            if let Some(p) = obs.pause() {
-                p.await;
-            }
-            let at_epoch_end = trainer.step == epoch * per_epoch + plan.len();
-            if cfg.checkpoint_every > 0
-                && obs.wants_resume_checkpoints()
-                && trainer.step.is_multiple_of(cfg.checkpoint_every)
-                && !at_epoch_end
-            {
-                progress.seconds += obs.now() - t0;
-                results.steps = trainer.step;
-                let files = resume_files(trainer, &progress, &results).await?;
-                obs.on_resume_checkpoint(trainer.step, &files, &results)?;
-                last_checkpoint = Some(trainer.step);
-                t0 = obs.now();
-            }
+        let plan = l.trainer.plan_epoch(train, epoch);
+        let offset = l.trainer.step - epoch * per_epoch;
+        let end = plan.len().min(offset + (max_steps - l.trainer.step));
+        if l.train_steps(epoch, train, &plan, offset, end).await? == Stopped::Yes {
+            return Ok(l.results);
         }
-        progress.seconds += obs.now() - t0;
-        if progress.window_n > 0 {
-            results.loss_curve.push([
-                trainer.step as f64,
-                progress.window_sum / progress.window_n as f64,
-            ]);
-            (progress.window_sum, progress.window_n) = (0.0, 0);
-        }
-        if progress.steps == 0 {
+        if l.progress.steps == 0 {
             break;
         }
-        obs.on_eval_start(epoch + 1);
-        let t1 = obs.now();
-        let dev_metrics = trainer.evaluate(dev).await?;
-        let eval_seconds = obs.now() - t1;
-        results.epochs.push(EpochRecord {
-            epoch: epoch + 1,
-            steps: progress.steps,
-            train_loss: progress.loss_sum / progress.steps as f64,
-            seconds: progress.seconds,
-            examples_per_second: progress.examples as f64 / progress.seconds.max(1e-9),
-            eval_seconds,
-            dev: dev_metrics.clone(),
-        });
-        let skipped = progress.skipped_batches;
-        progress = EpochProgress {
-            skipped_batches: skipped,
-            ..EpochProgress::default()
-        };
-        results.steps = trainer.step;
-        results.peak_memory_bytes = obs.peak_memory_bytes();
-        let is_best = results
-            .best
-            .as_ref()
-            .is_none_or(|b| dev_metrics.primary() > b.primary());
-        let files = if is_best {
-            results.best_epoch = Some(epoch + 1);
-            results.best = Some(dev_metrics);
-            Some(
-                checkpoint_files(
-                    trainer.model(),
-                    &cfg,
-                    &info.heads,
-                    &info.model,
-                    &info.bert_config_json,
-                )
-                .await?,
-            )
-        } else {
-            None
-        };
-        results.finished = epoch + 1 == epochs || trainer.step >= max_steps;
-        obs.on_epoch_end(&results, files.as_ref())?;
-        if !results.finished && obs.wants_resume_checkpoints() {
-            let files = resume_files(trainer, &progress, &results).await?;
-            obs.on_resume_checkpoint(trainer.step, &files, &results)?;
-            last_checkpoint = Some(trainer.step);
+        l.end_epoch(epoch, dev).await?;
+        l.results.finished = epoch + 1 == epochs || l.trainer.step >= max_steps;
+        let best = l.best_files(epoch, info).await?;
+        l.obs.on_epoch_end(&l.results, best.as_ref())?;
+        if !l.results.finished {
+            l.checkpoint().await?;
         }
     }
-    Ok(results)
+    Ok(l.results)
+}
+
+/// The record of a run that starts now.
+fn new_results(
+    trainer: &Trainer,
+    train: &[TaskData],
+    dev: &[TaskData],
+    info: &RunInfo,
+) -> RunResults {
+    RunResults {
+        results_version: RESULTS_VERSION,
+        model: info.model.clone(),
+        backend: info.backend.clone(),
+        config: trainer.cfg.clone(),
+        epochs: Vec::new(),
+        best_epoch: None,
+        best: None,
+        params: super::count_params(trainer.model()),
+        peak_memory_bytes: None,
+        truncated_examples: train.iter().chain(dev).map(|t| t.truncated).sum(),
+        skipped_rows: train.iter().chain(dev).map(|t| t.skipped_rows).sum(),
+        steps: 0,
+        finished: false,
+        versions: Versions::default(),
+        loss_curve: Vec::new(),
+        skipped_batches: 0,
+        loss_scaler: trainer.scaler,
+    }
+}
+
+/// Whether the observer stopped the run inside an epoch.
+#[derive(Debug, PartialEq, Eq)]
+enum Stopped {
+    Yes,
+    No,
+}
+
+/// The state of [`run`] between its steps.
+struct Loop<'a> {
+    trainer: &'a mut Trainer,
+    obs: &'a mut dyn Observer,
+    progress: EpochProgress,
+    results: RunResults,
+    /// Step of the last resume checkpoint handed to the observer.
+    last_checkpoint: Option<usize>,
+}
+
+impl Loop<'_> {
+    /// Hands a resume checkpoint of the run so far to the observer, if it keeps them.
+    async fn checkpoint(&mut self) -> Result<()> {
+        if !self.obs.wants_resume_checkpoints() {
+            return Ok(());
+        }
+        self.results.steps = self.trainer.step;
+        let files = resume_files(self.trainer, &self.progress, &self.results).await?;
+        self.obs
+            .on_resume_checkpoint(self.trainer.step, &files, &self.results)?;
+        self.last_checkpoint = Some(self.trainer.step);
+        Ok(())
+    }
+
+    /// Steps `offset..end` of epoch `epoch`'s `plan`, with periodic resume checkpoints; on a
+    /// stop request, a resume checkpoint and [`Stopped::Yes`].
+    async fn train_steps(
+        &mut self,
+        epoch: usize,
+        train: &[TaskData],
+        plan: &[(usize, Vec<usize>)],
+        offset: usize,
+        end: usize,
+    ) -> Result<Stopped> {
+        let every = self.trainer.cfg.checkpoint_every;
+        let epoch_end = self.trainer.step - offset + plan.len();
+        self.obs.on_epoch_start(epoch + 1, end, offset);
+        let mut t0 = self.obs.now();
+        for entry in &plan[offset..end] {
+            if self.obs.should_stop() {
+                self.progress.seconds += self.obs.now() - t0;
+                self.results.peak_memory_bytes = self.obs.peak_memory_bytes();
+                self.results.steps = self.trainer.step;
+                self.checkpoint().await?;
+                return Ok(Stopped::Yes);
+            }
+            self.step(train, entry).await?;
+            if let Some(p) = self.obs.pause() {
+                p.await;
+            }
+            let step = self.trainer.step;
+            if every > 0
+                && self.obs.wants_resume_checkpoints()
+                && step.is_multiple_of(every)
+                && step != epoch_end
+            {
+                self.progress.seconds += self.obs.now() - t0;
+                self.checkpoint().await?;
+                t0 = self.obs.now();
+            }
+        }
+        self.progress.seconds += self.obs.now() - t0;
+        let p = &mut self.progress;
+        if p.window_n > 0 {
+            let mean = p.window_sum / p.window_n as f64;
+            self.results
+                .loss_curve
+                .push([self.trainer.step as f64, mean]);
+            (p.window_sum, p.window_n) = (0.0, 0);
+        }
+        Ok(Stopped::No)
+    }
+
+    /// One optimiser step on the planned batch `entry`, with its running sums; a non-finite
+    /// batch stops the run, or with `skip_nonfinite` is counted and skipped.
+    async fn step(&mut self, train: &[TaskData], entry: &(usize, Vec<usize>)) -> Result<()> {
+        let batch = self.trainer.batch(train, entry);
+        match self.trainer.step(&batch).await {
+            Ok(stats) => {
+                let p = &mut self.progress;
+                p.loss_sum += stats.loss;
+                p.window_sum += stats.loss;
+                p.window_n += 1;
+                p.steps += 1;
+                p.examples += stats.examples;
+                if p.window_n == LOSS_CURVE_EVERY {
+                    let mean = p.window_sum / LOSS_CURVE_EVERY as f64;
+                    self.results
+                        .loss_curve
+                        .push([self.trainer.step as f64, mean]);
+                    (p.window_sum, p.window_n) = (0.0, 0);
+                }
+                self.obs.on_step(&stats);
+            }
+            Err(Error::NonFinite { step, what, .. }) => {
+                let e = Error::NonFinite {
+                    step,
+                    what,
+                    last_checkpoint_step: self.last_checkpoint,
+                };
+                if !self.trainer.cfg.skip_nonfinite {
+                    return Err(e);
+                }
+                self.progress.skipped_batches += 1;
+                self.results.skipped_batches = self.progress.skipped_batches;
+                self.obs.on_skipped(&e);
+                self.trainer.skip_step();
+            }
+            Err(e) => return Err(e),
+        }
+        self.results.loss_scaler = self.trainer.scaler;
+        Ok(())
+    }
+
+    /// Evaluates on `dev` and records epoch `epoch` (0-based); the running sums start again.
+    async fn end_epoch(&mut self, epoch: usize, dev: &[TaskData]) -> Result<()> {
+        self.obs.on_eval_start(epoch + 1);
+        let t1 = self.obs.now();
+        let dev_metrics = self.trainer.evaluate(dev).await?;
+        let eval_seconds = self.obs.now() - t1;
+        let p = &self.progress;
+        self.results.epochs.push(EpochRecord {
+            epoch: epoch + 1,
+            steps: p.steps,
+            train_loss: p.loss_sum / p.steps as f64,
+            seconds: p.seconds,
+            examples_per_second: p.examples as f64 / p.seconds.max(1e-9),
+            eval_seconds,
+            dev: dev_metrics,
+        });
+        self.progress = EpochProgress {
+            skipped_batches: p.skipped_batches,
+            ..EpochProgress::default()
+        };
+        self.results.steps = self.trainer.step;
+        self.results.peak_memory_bytes = self.obs.peak_memory_bytes();
+        Ok(())
+    }
+
+    /// The checkpoint files of the model when epoch `epoch` (just recorded) is the best so far
+    /// by its primary dev metric.
+    async fn best_files(&mut self, epoch: usize, info: &RunInfo) -> Result<Option<Files>> {
+        let Some(dev) = self.results.epochs.last().map(|e| e.dev.clone()) else {
+            return Ok(None);
+        };
+        let is_best = self
+            .results
+            .best
+            .as_ref()
+            .is_none_or(|b| dev.primary() > b.primary());
+        if !is_best {
+            return Ok(None);
+        }
+        self.results.best_epoch = Some(epoch + 1);
+        self.results.best = Some(dev);
+        let files = checkpoint_files(
+            self.trainer.model(),
+            &self.trainer.cfg,
+            &info.heads,
+            &info.model,
+            &info.bert_config_json,
+        )
+        .await?;
+        Ok(Some(files))
+    }
 }

@@ -15,6 +15,16 @@ pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The adapter of a test case by name: `lora` or `dora` at rank `r` (`lora_alpha` 8, all linear
+/// layers, no dropout: PEFT's defaults but `r`), or `none` for full fine-tuning.
+pub fn adapter(kind: &str, r: usize) -> Option<lorabert::adapter::LoraConfig> {
+    (kind != "none").then(|| lorabert::adapter::LoraConfig {
+        r,
+        use_dora: kind == "dora",
+        ..Default::default()
+    })
+}
+
 /// The default model folder: `$LORABERT_MODEL`, else `../shared/models/all-MiniLM-L6-v2`, else
 /// `models/all-MiniLM-L6-v2` (where `tools/setup.sh` puts it). Panics with instructions if none.
 pub fn model_dir() -> PathBuf {

@@ -1,11 +1,11 @@
-//! Tokenised, task-typed examples and their batches.
+//! Tokenised, task-typed examples and their device batches.
 
 use burn::tensor::Device;
 
+use super::{PairEncoding, Task, TaskBatch, float_labels, int_labels};
 use crate::data::{Dataset, PairExample, SstExample, TokenBatch};
 use crate::error::Result;
 use crate::model::{BertTokenizer, Encoded};
-use crate::tasks::{PairEncoding, Task, TaskBatch, float_labels, int_labels};
 
 /// One tokenised example.
 #[derive(Debug, Clone)]
@@ -117,6 +117,9 @@ impl TaskData {
 
     /// Builds the device batch of examples `idx`. Labels: SST class ids; paraphrase 0/1; STS
     /// `similarity / 5` (the scale of the cosine / regression output).
+    ///
+    /// # Panics
+    /// When an index in `idx` is out of range.
     pub fn batch(&self, idx: &[usize], pad_id: u32, device: &Device) -> TaskBatch {
         let exs: Vec<&Prepared> = idx.iter().map(|&i| &self.examples[i]).collect();
         let mut encs: Vec<&Encoded> = exs.iter().map(|e| &e.a).collect();

@@ -1,16 +1,17 @@
-//! A frozen linear layer with an optional LoRA or DoRA adapter.
+//! A frozen linear layer with an optional LoRA or DoRA adapter: the layer the encoder is built
+//! from (PEFT's `tuners/lora/layer.py` and `dora.py`). Choosing which layers get adapters,
+//! merging a whole model and the PEFT files are [`crate::adapter`]'s, above this module.
 //!
 //! Mirrors PEFT's `peft.tuners.lora.layer.Linear` (LoRA) and `peft.tuners.lora.dora.DoraLinearLayer`
 //! (DoRA), with one deliberate difference: the DoRA row norm `||W + s·B·A||` is computed in Gram
 //! form from `[r, out]`-sized products and never materialises the `[out, in]` matrix `W + s·B·A`.
 
-use crate::model::dropout::Dropout;
 use burn::module::{Module, Param};
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
-pub use crate::kernels::{DORA_NORM_EPS_SQ, dora_weight_norm};
-use crate::kernels::{as_rows, cast_like, frozen_linear, to_f32};
+use crate::kernels::{as_rows, cast_like, dora_weight_norm, frozen_linear, to_f32};
+use crate::model::dropout::Dropout;
 
 /// A linear layer `y = x·Wᵀ + b` whose base weight and bias are frozen, optionally wrapped by a
 /// LoRA or DoRA adapter.
@@ -19,6 +20,11 @@ use crate::kernels::{as_rows, cast_like, frozen_linear, to_f32};
 /// the forward is a plain `x @ weight`; `bias` is `[out]`.
 #[derive(Module, Debug)]
 pub struct AdaptedLinear {
+    /// The Hugging Face module name (`encoder.layer.0.attention.self.query`, ...): its tensors
+    /// are `{name}.weight` and `{name}.bias` in a checkpoint, and PEFT's adapter tensors
+    /// `base_model.model.{name}.lora_A.weight`, ... Empty for a layer made on its own.
+    #[module(skip)]
+    pub name: String,
     /// Frozen base weight `Wᵀ`, `[in_features, out_features]`.
     pub weight: Param<Tensor<2>>,
     /// Frozen base bias, `[out_features]`.
@@ -61,14 +67,32 @@ pub enum AdapterKind {
     Dora,
 }
 
+impl AdapterKind {
+    /// `lora` or `dora`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdapterKind::Lora => "lora",
+            AdapterKind::Dora => "dora",
+        }
+    }
+}
+
 impl AdaptedLinear {
-    /// A frozen linear layer from a Burn-layout weight `[in, out]` and bias `[out]`.
+    /// A frozen linear layer from a Burn-layout weight `[in, out]` and bias `[out]`, without a
+    /// module name (see [`named`](Self::named)).
     pub fn frozen(weight_in_out: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
         AdaptedLinear {
+            name: String::new(),
             weight: Param::from_tensor(weight_in_out).set_require_grad(false),
             bias: bias.map(|b| Param::from_tensor(b).set_require_grad(false)),
             adapter: None,
         }
+    }
+
+    /// The layer under the Hugging Face module name `name`.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// `(in_features, out_features)`.
@@ -141,27 +165,31 @@ impl AdaptedLinear {
     /// - DoRA (Liu et al. 2024, eq. 5, with the norm detached as in section 4.3 and PEFT):
     ///   `(m / ||W + s·B·A||) ⊙ (x·Wᵀ + s·B·A·x) + b`; with active `lora_dropout` the PEFT form
     ///   `x·Wᵀ + b + (m/n − 1) ⊙ (x̃·Wᵀ) + (m/n) ⊙ s·B·A·x̃`, `x̃ = dropout(x)`, is used.
+    ///
+    /// # Panics
+    /// When the last axis of `x` is not `in_features` (Burn's matmul shape check).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         self.forward_with(x, None)
     }
 
     /// [`forward`](Self::forward) of `gelu(u)` for the pre-activation `u` `[..., in]` (BERT's
-    /// `output.dense` after `intermediate`): the same values. Where
-    /// [`crate::kernels::gelu_matmul`] runs fused (wgpu) and `lora_dropout` is inactive, the
-    /// adapter's `A` projection takes `u` and recomputes `gelu(u)` in the backward, so autodiff
-    /// keeps only `u`, not also the `[..., in]` activation.
+    /// `output.dense` after `intermediate`): the same values. Without adapter dropout the
+    /// adapter's `A` projection is [`crate::kernels::gelu_matmul`] of `u`, which may recompute
+    /// `gelu(u)` in the backward instead of keeping the `[..., in]` activation for it.
+    ///
+    /// # Panics
+    /// When the last axis of `u` is not `in_features`.
     pub fn forward_gelu<const D: usize>(&self, u: Tensor<D>) -> Tensor<D> {
         let x = crate::kernels::gelu(u.clone());
-        let fused = self.adapter.as_ref().is_some_and(|a| {
-            !a.merged
-                && !a.dropout.is_active(&u.device())
-                && crate::kernels::kernels_active(&u.device())
-        });
-        self.forward_with(x, fused.then_some(u))
+        let from_u = self
+            .adapter
+            .as_ref()
+            .is_some_and(|a| !a.merged && !a.dropout.is_active(&u.device()));
+        self.forward_with(x, from_u.then_some(u))
     }
 
     /// The forward of `x`; with `pre_gelu = Some(u)` (`x = gelu(u)`, no adapter dropout) the
-    /// `A` projection runs as [`crate::kernels::gelu_matmul`] of `u`.
+    /// `A` projection runs as [`crate::kernels::gelu_matmul`] of `u` and `x`.
     fn forward_with<const D: usize>(&self, x: Tensor<D>, pre_gelu: Option<Tensor<D>>) -> Tensor<D> {
         let w = self.weight.val();
         let bias = self.bias.as_ref().map(|b| b.val());
@@ -181,7 +209,7 @@ impl AdaptedLinear {
         // applied to the `[rows, out]` product (one element-wise pass less each way). f32
         // adapters meet f16 activations narrowed (their gradients come back as f32).
         let ax = match pre_gelu {
-            Some(u) => crate::kernels::gelu_matmul(u, cast_like(a.clone(), &x)),
+            Some(u) => crate::kernels::gelu_matmul(u, xd.clone(), cast_like(a.clone(), &x)),
             None => linear(xd.clone(), cast_like(a.clone(), &x), None),
         };
         let lora = linear(

@@ -1,0 +1,84 @@
+//! `lorabert embed`.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::load::{load_model, load_trained};
+use super::{ModelArgs, devices, io, set_threads};
+use crate::data::TokenBatch;
+
+/// `lorabert embed`.
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Optional checkpoint whose adapter is applied.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// A sentence (repeatable).
+    #[arg(long = "sentence")]
+    sentences: Vec<String>,
+    /// A UTF-8 file with one sentence per line.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Output safetensors file (last_hidden_state [batch, seq, hidden], attention_mask, input_ids).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+/// `lorabert embed`: `last_hidden_state`, `attention_mask` and `input_ids` of sentences to a
+/// safetensors file, with or without a checkpoint's adapter.
+pub fn embed(a: EmbedArgs) -> Result<()> {
+    set_threads(a.model.threads)?;
+    let (device, _) = devices(a.model.backend, 0)?;
+    let mut sentences = a.sentences.clone();
+    if let Some(p) = &a.input {
+        sentences.extend(io::read_text(p)?.lines().map(str::to_string));
+    }
+    if sentences.is_empty() {
+        bail!("no sentences: pass --sentence TEXT (repeatable) or --input FILE");
+    }
+    let (tok, bert) = match &a.checkpoint {
+        Some(ck) => {
+            let (loaded, model, _) = load_trained(&a.model, ck, &device)?;
+            (loaded.tokenizer, model.bert)
+        }
+        None => {
+            let dir = io::resolve_model(a.model.model.as_deref())?;
+            let (l, bert) = load_model(&dir, None, a.model.max_len, &device)?;
+            (l.tokenizer, bert)
+        }
+    };
+    let encs = sentences
+        .iter()
+        .map(|s| tok.encode(s))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let batch = TokenBatch::from_encoded(&encs.iter().collect::<Vec<_>>(), 0);
+    let x = batch.to_tensors(&device);
+    let hidden = bert.forward(x.ids, x.type_ids, x.mask);
+    let dims = hidden.dims();
+    let values = pollster::block_on(crate::kernels::read_f32(hidden))?;
+    let mut t = std::collections::BTreeMap::new();
+    t.insert("last_hidden_state".to_string(), (dims.to_vec(), values));
+    t.insert(
+        "attention_mask".to_string(),
+        (vec![batch.batch, batch.seq], batch.mask.clone()),
+    );
+    t.insert(
+        "input_ids".to_string(),
+        (
+            vec![batch.batch, batch.seq],
+            batch.ids.iter().map(|&v| v as f32).collect(),
+        ),
+    );
+    let bytes = crate::model::weights::f32_safetensors(&t)?;
+    io::write_atomic(&a.output, &bytes)?;
+    eprintln!(
+        "wrote {} (last_hidden_state {:?})",
+        a.output.display(),
+        dims
+    );
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! `lorabert merge`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::load::{checkpoint_dir, load_trained};
+use super::{CheckpointArgs, ModelArgs, devices, io, set_threads};
+use crate::train::artifacts::names;
+
+/// `lorabert merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    ckpt: CheckpointArgs,
+    /// Output folder (model.safetensors, config.json, tokenizer.json, heads).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+/// `lorabert merge`: the adapter folded into the base weights, written as a plain BERT folder
+/// with the heads.
+pub fn merge(a: MergeArgs) -> Result<()> {
+    set_threads(a.model.threads)?;
+    let (device, _) = devices(a.model.backend, 0)?;
+    let (loaded, model, _) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
+    let ck = checkpoint_dir(&a.ckpt.checkpoint)?;
+    let model_dir = io::resolve_model(a.model.model.as_deref())?;
+    let bert = crate::adapter::merge(model.bert);
+    let st = pollster::block_on(crate::train::artifacts::bert_safetensors(&bert))?;
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        (names::MODEL, st),
+        (names::CONFIG, loaded.config_json.into_bytes()),
+    ];
+    let tok = io::read(&model_dir.join("tokenizer.json"))?;
+    files.push(("tokenizer.json", tok));
+    for n in [names::HEADS, names::HEADS_CONFIG] {
+        files.push((n, io::read(&ck.join(n))?));
+    }
+    io::write_dir_atomic(&a.output, &files)?;
+    eprintln!("wrote merged checkpoint to {}", a.output.display());
+    Ok(())
+}

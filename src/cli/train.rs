@@ -1,0 +1,573 @@
+//! `lorabert train`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::load::{load_model, load_split};
+use super::{ModelArgs, PrecisionArg, devices, io, set_threads};
+use crate::adapter::LoraConfig;
+use crate::model::{BertConfig, Pretrained};
+use crate::tasks::minbert::Split;
+use crate::tasks::{PairEncoding, Pooling, Task, TaskData};
+use crate::train::artifacts::Files;
+use crate::train::memory::{estimate_training_bytes, largest_batch, sequences_per_example};
+use crate::train::resume::{ResumeState, names as resume_names};
+use crate::train::run::Observer;
+use crate::train::{Job, Precision, RunResults, StepStats, TrainConfig, resolve_precision};
+
+/// `--task`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TaskArg {
+    /// SST-5 sentiment.
+    Sst,
+    /// Quora paraphrase.
+    Para,
+    /// STS-B similarity.
+    Sts,
+    /// All three on one shared encoder.
+    Multi,
+}
+
+impl TaskArg {
+    /// The tasks trained.
+    fn tasks(self) -> Vec<Task> {
+        match self {
+            TaskArg::Sst => vec![Task::Sst],
+            TaskArg::Para => vec![Task::Para],
+            TaskArg::Sts => vec![Task::Sts],
+            TaskArg::Multi => Task::ALL.to_vec(),
+        }
+    }
+}
+
+/// `--adapter`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum AdapterArg {
+    /// Full fine-tuning (no adapter; every encoder weight trains).
+    None,
+    /// LoRA.
+    Lora,
+    /// DoRA.
+    Dora,
+}
+
+/// `--pooling`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PoolingArg {
+    /// Mean over real tokens.
+    Mean,
+    /// The [CLS] token.
+    Cls,
+}
+
+/// `--pair-encoding`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PairArg {
+    /// Each sentence encoded separately.
+    Bi,
+    /// Both sentences in one sequence.
+    Cross,
+}
+
+/// `lorabert train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Folder with the minBERT files (default ../shared/data/minbert).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Task(s) to train.
+    #[arg(long, value_enum, default_value_t = TaskArg::Multi)]
+    task: TaskArg,
+    /// Adapter type (`none` = full fine-tuning).
+    #[arg(long, value_enum, default_value_t = AdapterArg::Lora)]
+    adapter: AdapterArg,
+    /// LoRA rank r.
+    #[arg(long, default_value_t = 1)]
+    r: usize,
+    /// lora_alpha (scaling = lora_alpha / r).
+    #[arg(long, default_value_t = 8.0)]
+    lora_alpha: f64,
+    /// Dropout on the adapter input.
+    #[arg(long, default_value_t = 0.0)]
+    lora_dropout: f64,
+    /// scaling = lora_alpha / sqrt(r).
+    #[arg(long)]
+    use_rslora: bool,
+    /// Comma-separated module names (PEFT matching) or all-linear.
+    #[arg(long, value_delimiter = ',', default_value = "all-linear")]
+    target_modules: Vec<String>,
+    /// Epochs.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Examples per step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Warm-up fraction of all steps.
+    #[arg(long, default_value_t = 0.1)]
+    warmup_ratio: f64,
+    /// Global gradient-norm clip (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    /// Seed (init, dropout, data order).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Stop after this many steps in total.
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Use at most this many training examples per task.
+    #[arg(long)]
+    max_train: Option<usize>,
+    /// Use at most this many dev examples per task.
+    #[arg(long)]
+    max_eval: Option<usize>,
+    /// Sentence pooling.
+    #[arg(long, value_enum, default_value_t = PoolingArg::Mean)]
+    pooling: PoolingArg,
+    /// How sentence pairs are encoded.
+    #[arg(long, value_enum, default_value_t = PairArg::Bi)]
+    pair_encoding: PairArg,
+    /// Dropout before the heads.
+    #[arg(long, default_value_t = 0.1)]
+    head_dropout: f64,
+    /// Do not group examples of similar length into batches.
+    #[arg(long)]
+    no_bucket: bool,
+    /// Batch size for evaluation.
+    #[arg(long, default_value_t = 128)]
+    eval_batch_size: usize,
+    /// Output folder (results.json, best/, resume/). Default runs/<task>-<adapter>-r<r>.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its last resume checkpoint (its saved configuration
+    /// is used; only --model, --data and --threads are read from the command line).
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// Save a resume checkpoint every this many steps (0: only at epoch ends and on Ctrl-C/SIGTERM).
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
+    /// Skip a batch whose loss or gradient is NaN/infinite instead of stopping.
+    #[arg(long)]
+    skip_nonfinite: bool,
+    /// Start even when the memory estimate exceeds the available memory.
+    #[arg(long)]
+    skip_memory_check: bool,
+    /// Testing aid: make the loss NaN at this step.
+    #[arg(long, hide = true)]
+    debug_nan_at_step: Option<usize>,
+    /// Precision: f32, or f16 (wgpu devices with f16: frozen weights and activations in f16,
+    /// adapters, heads and optimizer state in f32, dynamic loss scaling). Falls back to f32
+    /// with a notice.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
+    /// With `--precision f16`: fail instead of falling back to f32 (sweeps use it).
+    #[arg(long)]
+    exact_precision: bool,
+}
+
+impl TrainArgs {
+    /// The run configuration the flags describe.
+    fn config(&self) -> TrainConfig {
+        let adapter = (self.adapter != AdapterArg::None).then(|| LoraConfig {
+            r: self.r,
+            lora_alpha: self.lora_alpha,
+            lora_dropout: self.lora_dropout,
+            use_rslora: self.use_rslora,
+            use_dora: self.adapter == AdapterArg::Dora,
+            target_modules: self.target_modules.clone(),
+        });
+        TrainConfig {
+            tasks: self.task.tasks(),
+            adapter,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            warmup_ratio: self.warmup_ratio,
+            max_grad_norm: self.max_grad_norm,
+            max_len: self.model.max_len,
+            seed: self.seed,
+            max_steps: self.max_steps,
+            max_train_examples: self.max_train,
+            max_eval_examples: self.max_eval,
+            pooling: match self.pooling {
+                PoolingArg::Mean => Pooling::Mean,
+                PoolingArg::Cls => Pooling::Cls,
+            },
+            pair_encoding: match self.pair_encoding {
+                PairArg::Bi => PairEncoding::Bi,
+                PairArg::Cross => PairEncoding::Cross,
+            },
+            head_dropout: self.head_dropout,
+            bucket_by_length: !self.no_bucket,
+            eval_batch_size: self.eval_batch_size,
+            checkpoint_every: self.checkpoint_every,
+            skip_nonfinite: self.skip_nonfinite,
+            debug_nan_at_step: self.debug_nan_at_step,
+            precision: self.precision.into(),
+        }
+    }
+
+    /// The configuration and output folder of the run: the flags' and `--out` (default
+    /// `runs/<task>-<adapter>-r<r>`), or with `--resume DIR` the saved configuration and `DIR`.
+    fn run_config(&self) -> Result<(TrainConfig, PathBuf)> {
+        if let Some(dir) = &self.resume {
+            let state_path = dir.join("resume").join(resume_names::STATE);
+            let bytes = io::read(&state_path)
+                .with_context(|| format!("{} has no resume checkpoint", dir.display()))?;
+            let st = ResumeState::from_json(&bytes, &state_path.display().to_string())?;
+            return Ok((st.results.config, dir.clone()));
+        }
+        let out = self.out.clone().unwrap_or_else(|| {
+            let task = format!("{:?}", self.task).to_lowercase();
+            let adapter = format!("{:?}", self.adapter).to_lowercase();
+            PathBuf::from(format!("runs/{task}-{adapter}-r{}", self.r))
+        });
+        Ok((self.config(), out))
+    }
+}
+
+/// `lorabert train`: flags in, [`Job`] built from the files, trained with a [`CliObserver`].
+pub fn train(a: TrainArgs) -> Result<()> {
+    set_threads(a.model.threads)?;
+    let (mut cfg, out) = a.run_config()?;
+    cfg.validate()?;
+    let model_dir = io::resolve_model(a.model.model.as_deref())?;
+    let data_dir = io::resolve_data(a.data.as_deref())?;
+    // Before the output folder exists: a refused --exact-precision leaves nothing behind.
+    let (_, device) = devices(a.model.backend, cfg.seed)?;
+    cfg.precision = precision_or_refuse(cfg.precision, &device, a.exact_precision)?;
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    // One run per output folder: a second `train` (or an orphaned sweep child) is refused.
+    let lock = io::lock_dir(&out)?;
+    let (model, bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
+    let (train, dev) = load_data(&data_dir, &cfg, &model)?;
+    let backend = a.model.backend.describe();
+    let mut job = Job::new(cfg, &model, bert, train, dev, backend, &device)?;
+    if !a.skip_memory_check {
+        check_memory(&model.cfg, &job.trainer.cfg, job.params())?;
+    }
+    if a.resume.is_some() {
+        let dir = out.join("resume");
+        job.resume_from(&mut io::files_in(&dir))
+            .with_context(|| format!("restoring {}", dir.display()))?;
+        let t = &job.trainer;
+        eprintln!(
+            "resuming {} at step {} of {}",
+            out.display(),
+            t.step,
+            t.total_steps
+        );
+    }
+    let cfg = job.trainer.cfg.clone();
+    let counts = job.params();
+    eprintln!(
+        "training {} on {} with {} (trainable {} of {} parameters), {} steps; output {}",
+        cfg.tasks
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join("+"),
+        model_dir.display(),
+        cfg.adapter_name(),
+        counts.trainable,
+        counts.total,
+        job.trainer.total_steps,
+        out.display()
+    );
+    let mut obs = CliObserver::new(out.clone(), stop_on_signal()?);
+    let results = match pollster::block_on(job.run(&mut obs)) {
+        Ok(r) => r,
+        Err(
+            e @ crate::Error::NonFinite {
+                last_checkpoint_step: Some(_),
+                ..
+            },
+        ) => {
+            bail!(
+                "{e} (saved in {}); fix the cause, then continue with `lorabert train --resume {}`, or rerun with --skip-nonfinite",
+                out.join("resume").display(),
+                out.display()
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !results.finished {
+        if let Some(bar) = obs.bar.take() {
+            bar.abandon();
+        }
+        eprintln!(
+            "stopped at step {}; checkpoint in {}; continue with `lorabert train --resume {}`",
+            results.steps,
+            out.join("resume").display(),
+            out.display()
+        );
+        drop(lock);
+        std::process::exit(130);
+    }
+    let _ = std::fs::remove_dir_all(out.join("resume"));
+    summarize(&results, &cfg, &out);
+    Ok(())
+}
+
+/// The precision that runs on `device` for `requested`: f16 falls back to f32 with a notice
+/// where the device has no f16, or with `exact` is refused.
+pub(crate) fn precision_or_refuse(
+    requested: Precision,
+    device: &Device,
+    exact: bool,
+) -> Result<Precision> {
+    let (precision, notice) = resolve_precision(requested, device);
+    if let Some(notice) = notice {
+        if exact {
+            bail!(
+                "--precision f16 --exact-precision: refusing to fall back to f32 ({})",
+                notice.trim_end_matches(": training in f32")
+            );
+        }
+        eprintln!("note: {notice}");
+    }
+    Ok(precision)
+}
+
+/// The training and dev data of every task of `cfg` from the minBERT folder `dir`.
+fn load_data(
+    dir: &Path,
+    cfg: &TrainConfig,
+    model: &Pretrained,
+) -> Result<(Vec<TaskData>, Vec<TaskData>)> {
+    let (mut train, mut dev) = (Vec::new(), Vec::new());
+    for &task in &cfg.tasks {
+        let enc = cfg.pair_encoding;
+        train.push(load_split(
+            dir,
+            task,
+            Split::Train,
+            model,
+            enc,
+            cfg.max_train_examples,
+        )?);
+        dev.push(load_split(
+            dir,
+            task,
+            Split::Dev,
+            model,
+            enc,
+            cfg.max_eval_examples,
+        )?);
+    }
+    for d in train.iter().chain(&dev) {
+        if d.skipped_rows > 0 {
+            eprintln!(
+                "{}: skipped {} rows without a label",
+                d.task.name(),
+                d.skipped_rows
+            );
+        }
+    }
+    Ok((train, dev))
+}
+
+/// A stop flag set by Ctrl-C or SIGTERM (a second one exits at once).
+fn stop_on_signal() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\nstop requested: finishing the current step and saving a checkpoint ...");
+    })
+    .context("cannot install the Ctrl-C/SIGTERM handler")?;
+    Ok(stop)
+}
+
+/// The end-of-run summary: truncations, skipped batches, f16 overflows, the best epoch.
+fn summarize(results: &RunResults, cfg: &TrainConfig, out: &Path) {
+    if results.truncated_examples > 0 || results.skipped_batches > 0 {
+        eprintln!(
+            "{} examples were truncated to --max-len {}; {} batches skipped as non-finite",
+            results.truncated_examples, cfg.max_len, results.skipped_batches
+        );
+    }
+    if let Some(s) = results.loss_scaler.filter(|s| s.overflow_steps > 0) {
+        eprintln!(
+            "f16: {} steps skipped for gradient overflow (loss scale now {})",
+            s.overflow_steps, s.scale
+        );
+    }
+    if let Some(b) = &results.best {
+        eprintln!(
+            "best epoch {}: {b}; checkpoint in {}",
+            results.best_epoch.unwrap_or(0),
+            out.join("best").display()
+        );
+    }
+}
+
+/// Fails before training when the estimated peak memory of the worst-case batch (every sequence
+/// `max_len` tokens; bi-encoded pairs count twice) exceeds the available memory.
+fn check_memory(
+    bert: &BertConfig,
+    cfg: &TrainConfig,
+    params: crate::train::ParamCounts,
+) -> Result<()> {
+    let Some(avail) = io::available_memory_bytes() else {
+        return Ok(());
+    };
+    let per_example = sequences_per_example(cfg);
+    let need = estimate_training_bytes(
+        bert,
+        cfg.batch_size * per_example,
+        cfg.max_len,
+        params.trainable,
+        params.total,
+    );
+    if need > avail {
+        let fit =
+            largest_batch(bert, cfg.max_len, params.trainable, params.total, avail) / per_example;
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        bail!(
+            "training needs about {:.1} GiB for --batch-size {} at --max-len {} but {:.1} GiB is available; \
+             the largest batch that fits is {fit} (or lower --max-len; --skip-memory-check starts anyway)",
+            gib(need),
+            cfg.batch_size,
+            cfg.max_len,
+            gib(avail)
+        );
+    }
+    Ok(())
+}
+
+/// Shows progress on the terminal (a bar, or a line every 50 steps in a log) and keeps the
+/// run's files in its folder: `results.json`, `best/`, `resume/`.
+struct CliObserver {
+    start: Instant,
+    out: PathBuf,
+    bar: Option<ProgressBar>,
+    ema_loss: Option<f64>,
+    examples: usize,
+    epoch_start: Instant,
+    stop: Arc<AtomicBool>,
+}
+
+impl CliObserver {
+    /// An observer writing into the run folder `out`, stopping when `stop` is set.
+    fn new(out: PathBuf, stop: Arc<AtomicBool>) -> Self {
+        CliObserver {
+            start: Instant::now(),
+            out,
+            bar: None,
+            ema_loss: None,
+            examples: 0,
+            epoch_start: Instant::now(),
+            stop,
+        }
+    }
+
+    /// `results.json`, replaced atomically.
+    fn write_results(&self, results: &RunResults) -> crate::Result<()> {
+        let json = serde_json::to_vec_pretty(results)
+            .map_err(|e| crate::Error::Invalid(format!("results.json: {e}")))?;
+        io::write_atomic(&self.out.join("results.json"), &json)
+    }
+}
+
+impl Observer for CliObserver {
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn on_epoch_start(&mut self, epoch: usize, steps: usize, done: usize) {
+        let bar = ProgressBar::new(steps as u64);
+        bar.set_position(done as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(epoch.to_string());
+        self.bar = Some(bar);
+        self.examples = 0;
+        self.epoch_start = Instant::now();
+    }
+
+    fn on_step(&mut self, s: &StepStats) {
+        self.examples += s.examples;
+        let ema = self.ema_loss.map_or(s.loss, |e| 0.95 * e + 0.05 * s.loss);
+        self.ema_loss = Some(ema);
+        if let Some(bar) = &self.bar {
+            let rate = self.examples as f64 / self.epoch_start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("loss {ema:.4} lr {:.2e} {rate:.1} ex/s", s.lr));
+            bar.inc(1);
+            if bar.is_hidden() && bar.position() % 50 == 0 {
+                // Not a terminal (a log file): print a line now and then instead of the bar.
+                eprintln!(
+                    "step {}/{}: loss {ema:.4} lr {:.2e} {rate:.1} ex/s",
+                    bar.position(),
+                    bar.length().unwrap_or(0),
+                    s.lr
+                );
+            }
+        }
+    }
+
+    fn on_eval_start(&mut self, _epoch: usize) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
+        eprintln!("evaluating on dev ...");
+    }
+
+    fn on_epoch_end(&mut self, results: &RunResults, best: Option<&Files>) -> crate::Result<()> {
+        let e = results.epochs.last();
+        if let Some(e) = e {
+            eprintln!(
+                "epoch {}: train loss {:.4}, {:.1} ex/s, dev {}",
+                e.epoch, e.train_loss, e.examples_per_second, e.dev
+            );
+        }
+        if let Some(files) = best {
+            io::write_dir_atomic(&self.out.join("best"), files)?;
+        }
+        self.write_results(results)
+    }
+
+    fn on_resume_checkpoint(
+        &mut self,
+        _step: usize,
+        files: &Files,
+        results: &RunResults,
+    ) -> crate::Result<()> {
+        io::write_dir_atomic(&self.out.join("resume"), files)?;
+        self.write_results(results)
+    }
+
+    fn on_skipped(&mut self, e: &crate::Error) {
+        eprintln!("skipped: {e}");
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        io::peak_rss_bytes()
+    }
+}

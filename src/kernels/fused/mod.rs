@@ -1,0 +1,191 @@
+//! Differentiable fused ops (one backend extension, [`FusedBackend`]) for the element-wise and
+//! row-wise parts of the encoder, each with a hand-written backward that keeps one tensor.
+//!
+//! Built from tensor ops, autodiff keeps every intermediate and runs each piece as its own
+//! element-wise pass, which on the flex CPU backend is single-threaded. Here:
+//!
+//! | op | saved for backward | flex | Cube (wgpu) |
+//! |---|---|---|---|
+//! | exact GELU `x·Φ(x)` | `x` (instead of `x`, `x/√2`, `Φ(x)`) | one fused pass each way over the rayon pool | tensor ops |
+//! | attention softmax `softmax(s·x + mask)` | the output `y` | scale, mask and softmax in one pass per row; backward `s·y⊙(g − Σ g⊙y)` one pass per row | tensor ops, in the dtype of `x` |
+//! | dropout `x⊙mask(seed)` | nothing (the mask is redrawn from its seed) | mask blocks drawn in parallel while multiplying | WGSL kernel `shaders/dropout.wgsl`, a counter-based hash mask (a different mask from flex's for the same seed) |
+//! | `gelu(u)·w`, `output.dense`'s first LoRA projection from the pre-activation | `u` (kept by GELU anyway) and `w`: `gelu(u)` is recomputed for `∂w` | GELU pass then flex's matmul | GELU tensor ops then Burn's matmul |
+//! | attention context `dropout(p)·v` | `p` (the softmax output, kept by the softmax anyway) and `v`: the dropped probabilities are redrawn from the seed, not kept | dropout pass then flex's matmul | dropout kernel then Burn's matmul |
+//! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | flex's fused row LayerNorm; backward one pass per row, `∂γ`, `∂β` summed per fixed chunk in order | WGSL kernels `shaders/layer_norm.wgsl` and `layer_norm_backward.wgsl` (one workgroup per row, f32 or f16 rows, f32 statistics; `∂x` alone when `γ`, `β` are frozen), tensor ops in f32 for `∂γ`, `∂β` when they are trained and with `--no-kernels` |
+//!
+//! `crate::kernels` routes these here on flex (f32) and wgpu (f32 and f16) devices.
+//! On lavapipe, MiniLM LoRA r = 8, batch 8 × 128, the softmax and LayerNorm ops cut the
+//! activations autodiff keeps after the forward from 308 to 272 MiB in f32 and from 164 to
+//! 136 MiB in f16 (the f16 LayerNorm had kept its centred and normalised rows in f32); the
+//! LayerNorm kernels also drop the `[rows, h]` f32 temporaries of the tensor-op version.
+//!
+//! The backward formulas are PyTorch's (`gelu_backward`, `_softmax_backward_data`,
+//! `native_layer_norm_backward`); `tests/parity.rs` checks them against PyTorch (GELU) and
+//! against Burn's autodiff of the tensor-op references.
+
+mod autodiff;
+#[cfg(any(feature = "wgpu", feature = "web"))]
+mod cube;
+mod flex;
+mod ops;
+
+pub(crate) use ops::cast_to;
+
+use burn::backend::{Backend, backend_extension, tensor::FloatTensor};
+use burn::tensor::Tensor;
+
+/// Fused ops with hand-written backwards (see the module table).
+#[backend_extension(Autodiff, Flex, Cube: cfg(any(feature = "wgpu", feature = "web")))]
+pub trait FusedBackend: Backend {
+    /// `x·Φ(x)`, any shape, same dtype.
+    fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `grad·(Φ(x) + x·φ(x))`, the gradient of [`FusedBackend::gelu_exact`] at `x`.
+    fn gelu_exact_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `softmax(scale·scores + mask)` over the last axis: `scores` `[b, h, q, k]`, `mask`
+    /// `[b, k]` (additive, per batch row and key) → `[b, h, q, k]`.
+    fn attention_softmax(
+        scores: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
+
+    /// `scale·y⊙(grad − Σ_last grad⊙y)`, the gradient of [`FusedBackend::attention_softmax`]
+    /// with respect to `scores`, from its output `y`.
+    fn attention_softmax_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
+
+    /// `x ⊙ mask` with the dropout mask of `seed` ([`super::mask::mask`]); also its
+    /// own gradient (the backward multiplies the gradient by the same mask).
+    fn dropout_mask(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self>;
+
+    /// `gelu(u) · w`, the first LoRA projection of `output.dense` from the pre-activation:
+    /// `u` `[rows, in]`, `w` `[in, r]` → `[rows, r]`. Its backward keeps `u` (which GELU keeps
+    /// anyway) and `w`, and recomputes `gelu(u)` for `∂w`, instead of keeping the `[rows, in]`
+    /// activation as a matmul after GELU would.
+    fn gelu_matmul(u: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `dropout(p) · v`, the attention context from the probabilities: `p` `[.., m, k]`, `v`
+    /// `[.., k, n]` → `[.., m, n]`, the dropout of [`FusedBackend::dropout_mask`] with `seed`.
+    /// Its backward keeps `p` (which the softmax keeps anyway) and `v`, and redraws the dropped
+    /// probabilities, instead of keeping them as a matmul after a dropout would.
+    fn dropout_matmul(
+        p: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        seed: u64,
+        keep: f64,
+    ) -> FloatTensor<Self>;
+
+    /// LayerNorm over the last axis: `x` `[.., h]`, `gamma`, `beta` `[h]`.
+    fn layer_norm_last(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+
+    /// Gradients of [`FusedBackend::layer_norm_last`] at `x`: `(∂x [.., h], ∂γ [h], ∂β [h])`.
+    fn layer_norm_last_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `∂x` alone of [`FusedBackend::layer_norm_last`] (frozen `γ`, `β`, as with adapters).
+    fn layer_norm_last_backward_x(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether `device` (plain or autodiff) runs the op: flex, and wgpu in builds with wgpu.
+pub fn runs_on(device: &burn::tensor::Device) -> bool {
+    use burn::backend::DispatchDevice;
+    match device.clone().inner().as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        #[cfg(any(feature = "wgpu", feature = "web"))]
+        DispatchDevice::Cube(_) => super::is_wgpu(device),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}
+
+/// Whether `device` is a flex (CPU) device.
+pub fn is_flex(device: &burn::tensor::Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_)
+    )
+}
+
+/// [`crate::kernels::gelu`] through the extension.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::gelu_exact(
+        x.into_dispatch(),
+    ))
+}
+
+/// [`crate::kernels::attention_softmax`] through the extension.
+pub fn attention_softmax(scores: Tensor<4>, mask: Tensor<2>, scale: f64) -> Tensor<4> {
+    Tensor::from_dispatch(
+        <burn::backend::Dispatch as FusedBackend>::attention_softmax(
+            scores.into_dispatch(),
+            mask.into_dispatch(),
+            scale,
+        ),
+    )
+}
+
+/// [`crate::kernels::dropout`] through the extension.
+pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::dropout_mask(
+        x.into_dispatch(),
+        seed,
+        keep,
+    ))
+}
+
+/// [`crate::kernels::gelu_matmul`] through the extension.
+pub fn gelu_matmul(u: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::gelu_matmul(
+        u.into_dispatch(),
+        w.into_dispatch(),
+    ))
+}
+
+/// [`crate::kernels::dropout_matmul`] through the extension.
+pub fn dropout_matmul<const D: usize>(
+    p: Tensor<D>,
+    v: Tensor<D>,
+    seed: u64,
+    keep: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::dropout_matmul(
+        p.into_dispatch(),
+        v.into_dispatch(),
+        seed,
+        keep,
+    ))
+}
+
+/// [`crate::kernels::layer_norm`] through the extension.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::layer_norm_last(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        eps,
+    ))
+}

@@ -1,0 +1,185 @@
+//! Every setting of a training run ([`TrainConfig`], saved in `results.json`) and the
+//! precision a run gets on a device.
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::LoraConfig;
+use crate::error::{Error, Result};
+use crate::tasks::{PairEncoding, Pooling, Task};
+
+/// Storage precision of the frozen weights (`--precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Mixed precision ([`crate::model::Bert::into_f16`]): frozen 2-D weights (linear weights,
+    /// embedding tables) in f16 storage and f16 activations (LayerNorm computed in f32), with
+    /// adapters, heads, biases, LayerNorm parameters, gradients of parameters and AdamW moments
+    /// in f32 and dynamic loss scaling ([`LossScaler`]). Needs a wgpu device with f16
+    /// ([`crate::kernels::f16_available`]).
+    F16,
+}
+
+impl Precision {
+    /// `f32` or `f16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+/// The precision a run asking for `requested` gets on `device`: the f16 mode falls back to f32 on
+/// devices without it (the CPU backend, a GPU without `shader-f16`), with the one-line notice for
+/// the driver to show.
+pub fn resolve_precision(requested: Precision, device: &Device) -> (Precision, Option<String>) {
+    if requested == Precision::F16 && !crate::kernels::f16_available(device) {
+        return (
+            Precision::F32,
+            Some("f16 needs a wgpu device with f16 support (shader-f16): training in f32".into()),
+        );
+    }
+    (requested, None)
+}
+
+/// Every setting of a training run; serialised into `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Tasks trained together (one for single-task runs, all three for multitask).
+    pub tasks: Vec<Task>,
+    /// The adapters trained on the frozen encoder, as PEFT's `LoraConfig` (`use_dora` chooses
+    /// DoRA over LoRA), or `None` for full fine-tuning (every encoder weight trains).
+    pub adapter: Option<LoraConfig>,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Examples per step (pairs count once).
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW).
+    pub lr: f64,
+    /// Decoupled weight decay of AdamW.
+    pub weight_decay: f64,
+    /// Fraction of all steps spent warming up linearly from 0 to `lr`.
+    pub warmup_ratio: f64,
+    /// Global gradient-norm clipping threshold (as `torch.nn.utils.clip_grad_norm_`); 0 = off.
+    pub max_grad_norm: f64,
+    /// Token limit per sequence (special tokens included).
+    pub max_len: usize,
+    /// Seed of weights init, dropout and data order.
+    pub seed: u64,
+    /// Stop after this many optimiser steps in total (quick runs).
+    pub max_steps: Option<usize>,
+    /// Use at most this many training examples per task.
+    pub max_train_examples: Option<usize>,
+    /// Use at most this many dev examples per task.
+    pub max_eval_examples: Option<usize>,
+    /// Sentence pooling.
+    pub pooling: Pooling,
+    /// Pair encoding.
+    pub pair_encoding: PairEncoding,
+    /// Dropout before the task heads.
+    pub head_dropout: f64,
+    /// Group examples of similar length into batches (less padding).
+    pub bucket_by_length: bool,
+    /// Batch size for evaluation.
+    pub eval_batch_size: usize,
+    /// Save a resume checkpoint every this many steps (0: only at epoch ends and on stop).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+    /// Skip a batch whose loss or gradient is not finite instead of stopping the run.
+    #[serde(default)]
+    pub skip_nonfinite: bool,
+    /// Testing aid: make the loss NaN at this 1-based step (fault injection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug_nan_at_step: Option<usize>,
+    /// Storage precision of the frozen weights.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+fn default_checkpoint_every() -> usize {
+    100
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            tasks: vec![Task::Sst],
+            adapter: Some(LoraConfig {
+                r: 1,
+                lora_alpha: 8.0,
+                ..LoraConfig::default()
+            }),
+            epochs: 3,
+            batch_size: 32,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            warmup_ratio: 0.1,
+            max_grad_norm: 1.0,
+            max_len: 128,
+            seed: 42,
+            max_steps: None,
+            max_train_examples: None,
+            max_eval_examples: None,
+            pooling: Pooling::Mean,
+            pair_encoding: PairEncoding::Bi,
+            head_dropout: 0.1,
+            bucket_by_length: true,
+            eval_batch_size: 128,
+            checkpoint_every: default_checkpoint_every(),
+            skip_nonfinite: false,
+            debug_nan_at_step: None,
+            precision: Precision::F32,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks option ranges.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the option.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Invalid(m.to_string()));
+        if self.tasks.is_empty() {
+            return bad("no task selected");
+        }
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("--batch-size must be >= 1");
+        }
+        if self.max_len < 4 {
+            return bad("--max-len must be >= 4 tokens");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("--lr must be > 0");
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return bad("--warmup-ratio must be in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&self.head_dropout) {
+            return bad("--head-dropout must be in [0, 1)");
+        }
+        if self.epochs == 0 && self.max_steps.is_none() {
+            return bad("--epochs must be >= 1");
+        }
+        if self.max_steps == Some(0) {
+            return bad("--max-steps must be >= 1");
+        }
+        if let Some(lora) = &self.adapter {
+            lora.validate()?;
+        }
+        Ok(())
+    }
+
+    /// What trains, as sweeps, reports and share links name it: `none` (full fine-tuning),
+    /// `lora` or `dora`.
+    pub fn adapter_name(&self) -> &'static str {
+        match &self.adapter {
+            None => "none",
+            Some(l) => l.kind().name(),
+        }
+    }
+}

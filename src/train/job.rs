@@ -1,0 +1,113 @@
+//! One training run, the same for every driver: a configuration, a pretrained model, its
+//! encoder and the tokenised data go in; [`Job::run`] trains with the driver's
+//! [`Observer`](super::run::Observer) and returns the results record. The CLI and the page only
+//! turn their input (flags, page fields; files, fetched or picked bytes) into these, and show
+//! and keep what the observer reports (Burn's text-classification example
+//! `train(devices, datasets, config, artifact_dir)` has the same shape).
+
+use burn::tensor::Device;
+
+use super::resume::restore_training;
+use super::run::{Observer, Resumed, RunInfo, run};
+use super::{ParamCounts, RunResults, TrainConfig, Trainer, build_model, count_params};
+use crate::error::Result;
+use crate::model::{Bert, Pretrained};
+use crate::tasks::TaskData;
+
+/// A training run ready to start (or to continue from a resume checkpoint).
+pub struct Job {
+    /// Model, optimiser and schedule.
+    pub trainer: Trainer,
+    /// Training data, one entry per task of the configuration.
+    pub train: Vec<TaskData>,
+    /// Dev data, one entry per task.
+    pub dev: Vec<TaskData>,
+    /// What the results record and checkpoints say about the run.
+    pub info: RunInfo,
+    resumed: Option<Resumed>,
+}
+
+impl Job {
+    /// Builds the run of `cfg`: adapters (or full fine-tuning) and heads on `bert` (the
+    /// encoder of `model`, already on `device`, the autodiff training device), the precision of
+    /// `cfg`, and the step plan over `train`. `backend` describes the device for the record.
+    ///
+    /// # Errors
+    /// [`crate::Error::Invalid`] for an option out of range; [`crate::Error::Adapter`] for an
+    /// invalid adapter configuration or a target that matches nothing.
+    pub fn new(
+        cfg: TrainConfig,
+        model: &Pretrained,
+        bert: Bert,
+        train: Vec<TaskData>,
+        dev: Vec<TaskData>,
+        backend: &str,
+        device: &Device,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let (m, heads) = build_model(bert, &cfg, model.cfg.hidden_size, device)?;
+        device.memory_cleanup(); // pages of f32 weights freed by an f16 conversion
+        let total = total_steps(&cfg, &train);
+        let trainer = Trainer::new(m, cfg, total, model.pad_id(), device.clone());
+        let info = RunInfo {
+            model: model.name.clone(),
+            backend: backend.to_string(),
+            heads,
+            bert_config_json: model.config_json.clone(),
+        };
+        Ok(Job {
+            trainer,
+            train,
+            dev,
+            info,
+            resumed: None,
+        })
+    }
+
+    /// Trainable and total parameters of the model being trained.
+    pub fn params(&self) -> ParamCounts {
+        count_params(self.trainer.model())
+    }
+
+    /// Restores the state saved in a resume checkpoint (`get(name)` gives a file's bytes, `None`
+    /// when absent), so that [`run`](Self::run) continues where the interrupted run stopped.
+    ///
+    /// # Errors
+    /// See [`restore_training`].
+    pub fn resume_from(
+        &mut self,
+        get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
+    ) -> Result<()> {
+        let (progress, results) = restore_training(&mut self.trainer, get)?;
+        self.resumed = Some(Resumed { progress, results });
+        Ok(())
+    }
+
+    /// Trains to the end (or until the observer asks to stop), evaluating after every epoch;
+    /// see [`run`].
+    ///
+    /// # Errors
+    /// See [`run`].
+    pub async fn run(&mut self, obs: &mut dyn Observer) -> Result<RunResults> {
+        let resumed = self.resumed.take();
+        run(
+            &mut self.trainer,
+            &self.train,
+            &self.dev,
+            &self.info,
+            obs,
+            resumed,
+        )
+        .await
+    }
+}
+
+/// Optimiser steps a run of `cfg` plans over `train` (for the learning-rate schedule):
+/// `epochs` passes, or `max_steps` when that is fewer; at least 1.
+pub fn total_steps(cfg: &TrainConfig, train: &[TaskData]) -> usize {
+    let per_epoch = Trainer::steps_per_epoch(train, cfg.batch_size);
+    cfg.max_steps
+        .unwrap_or(usize::MAX)
+        .min(per_epoch * cfg.epochs)
+        .max(1)
+}

@@ -1,0 +1,150 @@
+//! The page's [`Observer`] of a training run.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use burn::tensor::Device;
+use wasm_bindgen::JsCast;
+
+use super::STOP;
+use super::dom::{doc, log, now, set_html, set_text, status, yield_now};
+use crate::report::plot::{Chart, Series, svg};
+use crate::train::artifacts::Files;
+use crate::train::run::Observer;
+use crate::train::{RunResults, StepStats};
+
+/// Shows a run's progress on the page (bar, rate, loss plot, dev metrics), keeps the best
+/// checkpoint's files for "Download adapter", and yields to the browser after every step.
+pub struct WebObserver {
+    steps: u64,
+    done: u64,
+    examples: usize,
+    t0: f64,
+    losses: Vec<f64>,
+    device: Device,
+    peak: u64,
+    /// The files of the best checkpoint so far.
+    pub best_files: Option<Files>,
+    label: String,
+}
+
+impl WebObserver {
+    /// An observer of the run `label` on `device` (whose memory pool it samples).
+    pub fn new(label: &str, device: &Device) -> Self {
+        WebObserver {
+            steps: 0,
+            done: 0,
+            examples: 0,
+            t0: now(),
+            losses: Vec::new(),
+            device: device.clone(),
+            peak: 0,
+            best_files: None,
+            label: label.to_string(),
+        }
+    }
+}
+
+impl Observer for WebObserver {
+    fn now(&self) -> f64 {
+        now()
+    }
+
+    fn on_epoch_start(&mut self, epoch: usize, steps: usize, done: usize) {
+        self.steps = steps as u64;
+        self.done = done as u64;
+        self.examples = 0;
+        self.t0 = now();
+        status(&format!("{}: epoch {epoch}", self.label));
+    }
+
+    fn on_step(&mut self, s: &StepStats) {
+        self.done += 1;
+        self.examples += s.examples;
+        self.losses.push(s.loss);
+        if let Some(u) = self.device.memory_pool_usage() {
+            self.peak = self.peak.max(u.bytes_reserved);
+        }
+        let dt = (now() - self.t0).max(1e-9);
+        let rate = self.examples as f64 / dt;
+        let left = (self.steps.saturating_sub(self.done)) as f64 * dt / (self.done.max(1) as f64);
+        if let Some(p) = doc()
+            .get_element_by_id("progress")
+            .and_then(|e| e.dyn_into::<web_sys::HtmlProgressElement>().ok())
+        {
+            p.set_max(self.steps.max(1) as f64);
+            p.set_value(self.done as f64);
+        }
+        set_text(
+            "rate",
+            &format!(
+                "step {}/{}, loss {:.4}, {rate:.1} examples/s, ETA {left:.0} s",
+                self.done, self.steps, s.loss
+            ),
+        );
+        set_text(
+            "loss-values",
+            &serde_json::to_string(&self.losses).unwrap_or_default(),
+        );
+        let points: Vec<(f64, f64)> = self
+            .losses
+            .iter()
+            .enumerate()
+            .map(|(i, l)| ((i + 1) as f64, *l))
+            .collect();
+        let chart = Chart {
+            title: format!("training loss: {}", self.label),
+            x_label: "step".into(),
+            y_label: "loss".into(),
+            series: vec![Series {
+                name: self.label.clone(),
+                points,
+            }],
+            log2_x: false,
+        };
+        if let Ok(s) = svg(&chart, 560, 300) {
+            set_html("loss-plot", &s);
+        }
+    }
+
+    fn on_eval_start(&mut self, epoch: usize) {
+        status(&format!(
+            "{}: evaluating epoch {epoch} on dev ...",
+            self.label
+        ));
+    }
+
+    fn on_epoch_end(&mut self, results: &RunResults, best: Option<&Files>) -> crate::Result<()> {
+        if let Some(e) = results.epochs.last() {
+            let txt = e.dev.to_string();
+            set_text(
+                "dev-metric",
+                &format!("{}: epoch {}: dev {txt}", self.label, e.epoch),
+            );
+            log(&format!(
+                "{}: epoch {}: train loss {:.4}, {:.1} ex/s, dev {txt}",
+                self.label, e.epoch, e.train_loss, e.examples_per_second
+            ));
+        }
+        if let Some(f) = best {
+            self.best_files = Some(f.clone());
+        }
+        Ok(())
+    }
+
+    fn wants_resume_checkpoints(&self) -> bool {
+        false
+    }
+
+    fn should_stop(&self) -> bool {
+        STOP.with(|s| s.get())
+    }
+
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        (self.peak > 0).then_some(self.peak)
+    }
+
+    fn pause(&mut self) -> Option<Pin<Box<dyn Future<Output = ()>>>> {
+        Some(yield_now())
+    }
+}

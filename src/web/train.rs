@@ -1,0 +1,194 @@
+//! The page's training job: the form's fields into one [`Job`] per (adapter, rank) of a grid,
+//! each run with a [`WebObserver`], each finished run recorded in the results table.
+
+use wasm_bindgen_futures::spawn_local;
+
+use super::dom::{input, log, num, opt_num, report, set_text, status};
+use super::load::{GpuInfo, ModelBytes, gpu, load_data, load_model};
+use super::observer::WebObserver;
+use super::results::{RunRecord, render_runs, rows, save_runs};
+use super::{STATE, STOP};
+use crate::adapter::LoraConfig;
+use crate::error::{Error, Result};
+use crate::model::Pretrained;
+use crate::report::share::ShareRow;
+use crate::tasks::{PairEncoding, Pooling, Task};
+use crate::train::memory::{largest_tensor_bytes, sequences_per_example};
+use crate::train::{Job, Precision, TrainConfig, resolve_precision};
+
+/// LoRA and DoRA at each of `ranks`.
+pub fn lora_dora_grid(ranks: &[usize]) -> Vec<(String, usize)> {
+    ["lora", "dora"]
+        .iter()
+        .flat_map(|a| ranks.iter().map(move |&r| (a.to_string(), r)))
+        .collect()
+}
+
+/// Starts training the `(adapter, rank)` grid in the background, unless a job is running.
+pub fn start_job(grid: Vec<(String, usize)>) {
+    if STATE.with(|s| s.borrow().busy) {
+        return;
+    }
+    STATE.with(|s| s.borrow_mut().busy = true);
+    STOP.with(|s| s.set(false));
+    set_text("error", "");
+    spawn_local(async move {
+        let r = train_grid(grid).await;
+        STATE.with(|s| s.borrow_mut().busy = false);
+        if STOP.with(|s| s.get()) {
+            status("stopped; finished runs are kept");
+        }
+        report(r);
+    });
+}
+
+/// The task picked on the page.
+fn task() -> Result<Task> {
+    match input("task").as_str() {
+        "sst" => Ok(Task::Sst),
+        "para" => Ok(Task::Para),
+        "sts" => Ok(Task::Sts),
+        t => Err(Error::Invalid(format!("unknown task `{t}`"))),
+    }
+}
+
+/// The run configuration of the form's fields (LoRA at r = 1; the grid sets both).
+fn form_config(t: Task, precision: Precision) -> Result<TrainConfig> {
+    let cfg = TrainConfig {
+        tasks: vec![t],
+        adapter: Some(LoraConfig {
+            r: 1,
+            lora_alpha: num("alpha", "lora_alpha")?,
+            lora_dropout: 0.0,
+            use_rslora: false,
+            use_dora: false,
+            target_modules: crate::adapter::target_set(&input("targets")),
+        }),
+        epochs: num("epochs", "epochs")?,
+        batch_size: num("batch", "batch size")?,
+        lr: num("lr", "learning rate")?,
+        max_len: num("max-len", "max length")?,
+        max_steps: opt_num("max-steps", "max steps")?,
+        pooling: Pooling::Mean,
+        pair_encoding: PairEncoding::Bi,
+        checkpoint_every: 0,
+        eval_batch_size: 64,
+        precision,
+        ..TrainConfig::default()
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Refuses a batch whose largest buffer exceeds the device's `maxStorageBufferBindingSize`,
+/// naming the largest batch that fits.
+fn check_buffer(g: &GpuInfo, model: &ModelBytes, cfg: &TrainConfig) -> Result<()> {
+    let Some(limit) = g.max_buffer else {
+        return Ok(());
+    };
+    let per_example = sequences_per_example(cfg);
+    let need = |batch: usize| largest_tensor_bytes(&model.cfg, batch * per_example, cfg.max_len);
+    if need(cfg.batch_size) <= limit {
+        return Ok(());
+    }
+    let mut fit = cfg.batch_size;
+    while fit > 1 && need(fit) > limit {
+        fit -= 1;
+    }
+    Err(Error::Invalid(format!(
+        "batch {} × {} tokens needs a {} MiB buffer but this device allows {} MiB; the largest batch that fits is {fit}",
+        cfg.batch_size,
+        cfg.max_len,
+        need(cfg.batch_size) >> 20,
+        limit >> 20
+    )))
+}
+
+/// Trains one configuration per (adapter, rank) in `grid` and records each run.
+async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
+    let g = gpu().await;
+    let model = match STATE.with(|s| s.borrow().model.clone()) {
+        Some(m) => m,
+        None => load_model().await?,
+    };
+    let t = task()?;
+    let requested = match input("precision").as_str() {
+        "f16" => Precision::F16,
+        _ => Precision::F32,
+    };
+    let (precision, notice) = resolve_precision(requested, &g.device);
+    let form = form_config(t, precision)?;
+    let targets = input("targets");
+    check_buffer(&g, &model, &form)?;
+    if let Some(notice) = notice {
+        log(&notice);
+    }
+    let pretrained = Pretrained::from_bytes(
+        &model.name,
+        &model.config_json,
+        "config.json",
+        &model.tokenizer,
+        "tokenizer.json",
+        form.max_len,
+    )?;
+    let (train, dev) = load_data(
+        t,
+        &pretrained.tokenizer,
+        opt_num("max-train", "max train rows")?,
+        opt_num("max-dev", "max dev rows")?,
+    )
+    .await?;
+    let backend = if g.gpu { "webgpu" } else { "flex (wasm CPU)" };
+    for (adapter, r) in grid {
+        if STOP.with(|s| s.get()) {
+            break;
+        }
+        let mut cfg = form.clone();
+        if let Some(lora) = &mut cfg.adapter {
+            lora.r = r;
+            lora.use_dora = adapter == "dora";
+        }
+        cfg.validate()?;
+        let device = g.device.clone().autodiff();
+        device.seed(cfg.seed);
+        let label = format!("{adapter} r={r}");
+        status(&format!("{label}: building the model ..."));
+        let bert = pretrained.encoder(&model.weights, "model.safetensors", &device)?;
+        let (train, dev) = (vec![train.clone()], vec![dev.clone()]);
+        let mut job = Job::new(cfg, &pretrained, bert, train, dev, backend, &device)?;
+        let mut obs = WebObserver::new(&label, &device);
+        let results = job
+            .run(&mut obs)
+            .await
+            .inspect_err(|_| log(&format!("{label}: the run failed")))?;
+        let Some(best) = results.best.clone() else {
+            continue;
+        };
+        let cfg = &job.trainer.cfg;
+        let rec = RunRecord {
+            row: ShareRow {
+                task: t.name().into(),
+                adapter: cfg.adapter_name().into(),
+                targets: targets.clone(),
+                r: r as u32,
+                precision: cfg.precision.name().into(),
+                seed: cfg.seed,
+                score: best.primary().clamp(-1.0, 1.0),
+                seconds_per_epoch: results.mean_seconds_per_epoch(),
+                peak_memory_bytes: results.peak_memory_bytes.unwrap_or(0),
+                trainable_params: results.params.trainable as u64,
+            },
+            loss_curve: results.loss_curve.clone(),
+            examples_per_second: results.mean_examples_per_second(),
+        };
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            s.runs.push(rec);
+            s.adapter_files = obs.best_files.take();
+        });
+        save_runs();
+        render_runs(&rows());
+    }
+    status("done");
+    Ok(())
+}
