@@ -209,7 +209,9 @@ fn fuzz_share_link_decoder() {
             seconds_per_epoch: 1.0,
             peak_memory_bytes: 1,
             trainable_params: 1,
+            metric: None,
         }],
+        data: None,
     };
     let link = share::link("http://h/", &payload).unwrap().into_bytes();
     fuzz("share link", inputs(vec![link]), |b| {

@@ -47,6 +47,7 @@ fn data(n: usize) -> TaskData {
         examples,
         truncated: 0,
         skipped_rows: 0,
+        own: None,
     }
 }
 

@@ -718,3 +718,48 @@ mod wgpu {
         check_layers(&device().autodiff(), 1e-5);
     }
 }
+
+/// The own-data metrics against scikit-learn and SciPy (`tests/golden/metrics.json`, made by
+/// `tools/make_golden_metrics.py`): accuracy, F1 (binary), macro-F1, Matthews correlation,
+/// Pearson, Spearman (with ties), MSE, within 1e-12.
+#[test]
+fn own_data_metrics_match_sklearn_and_scipy() {
+    use lorabert::tasks::metrics::{f1_binary, f1_macro, matthews, mse, spearman};
+    use lorabert::tasks::{accuracy, pearson};
+    let v: serde_json::Value = serde_json::from_slice(&golden("metrics.json")).unwrap();
+    let ints = |c: &serde_json::Value, k: &str| -> Vec<usize> {
+        c[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect()
+    };
+    let floats = |c: &serde_json::Value, k: &str| -> Vec<f64> {
+        c[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let close = |name: &str, got: f64, want: &serde_json::Value| {
+        let want = want.as_f64().unwrap();
+        assert!((got - want).abs() < 1e-12, "{name}: {got} vs {want}");
+    };
+    for c in v["classification"].as_array().unwrap() {
+        let (g, p) = (ints(c, "gold"), ints(c, "pred"));
+        let n = c["classes"].as_u64().unwrap() as usize;
+        let name = c["name"].as_str().unwrap();
+        close(name, accuracy(&p, &g), &c["accuracy"]);
+        close(name, f1_macro(&p, &g, n), &c["f1_macro"]);
+        close(name, matthews(&p, &g, n), &c["mcc"]);
+        if n == 2 {
+            close(name, f1_binary(&p, &g), &c["f1"]);
+        }
+    }
+    for c in v["regression"].as_array().unwrap() {
+        let (p, g) = (floats(c, "pred"), floats(c, "gold"));
+        close("pearson", pearson(&p, &g), &c["pearson"]);
+        close("spearman", spearman(&p, &g), &c["spearman"]);
+        close("mse", mse(&p, &g), &c["mse"]);
+    }
+}

@@ -73,6 +73,7 @@ fn synthetic(task: Task, n: usize, seed: u64) -> TaskData {
         examples,
         truncated: 0,
         skipped_rows: 0,
+        own: None,
     }
 }
 
@@ -202,6 +203,7 @@ fn checkpoint_restores_identical_predictions() {
             pair_encoding: c.pair_encoding,
             head_dropout: 0.0,
             hidden_size: 16,
+            own: None,
         };
         let files =
             pollster::block_on(checkpoint_files(tr.model(), &c, &heads, "tiny", "{}")).unwrap();
@@ -278,6 +280,7 @@ fn interrupted_and_resumed_training_is_bit_identical() {
             loss_curve: vec![],
             skipped_batches: 0,
             loss_scaler: None,
+            data: None,
         };
         let files =
             pollster::block_on(resume_files(&first, &EpochProgress::default(), &results)).unwrap();

@@ -2,13 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
-use super::load::{data_file, load_split, load_trained};
+use super::load::{data_file, load_own_file, load_split, load_trained, read_data_file};
 use super::{CheckpointArgs, ModelArgs, devices, io, set_threads};
+use crate::data::table::{Format, Table};
+use crate::model::Pretrained;
 use crate::tasks::minbert::Split;
-use crate::tasks::{Task, TaskData};
+use crate::tasks::own::{self, OwnRow, OwnRows};
+use crate::tasks::{HeadsConfig, MultitaskModel, Task, TaskData};
+use crate::train::evaluate::PredictionRow;
 use crate::train::{evaluate, predict as predict_task};
 
 /// `lorabert eval`.
@@ -21,6 +25,9 @@ pub struct EvalArgs {
     /// Folder with the minBERT files.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Own-data checkpoints: the labelled file to evaluate on (its columns as in training).
+    #[arg(long)]
+    validation_file: Option<PathBuf>,
     /// Use at most this many dev examples per task.
     #[arg(long)]
     max_eval: Option<usize>,
@@ -54,6 +61,21 @@ pub struct PredictArgs {
     /// Output folder for <task>-<split>-output.csv.
     #[arg(long, default_value = "predictions")]
     out: PathBuf,
+    /// A text to predict (repeatable) instead of the minBERT split: label, score and class
+    /// probabilities of every head that takes it.
+    #[arg(long = "sentence")]
+    sentences: Vec<String>,
+    /// The second sentence of a pair (repeatable, one per --sentence).
+    #[arg(long = "sentence-pair")]
+    sentence_pairs: Vec<String>,
+    /// A file of texts to predict (CSV, TSV or JSON Lines with a header; the text columns as in
+    /// training, or `sentence`/`text` and `sentence1` + `sentence2`; an `id` column is kept).
+    #[arg(long, conflicts_with = "sentences")]
+    input: Option<PathBuf>,
+    /// Where to write the predictions of --sentence / --input: a .csv or .jsonl file (default:
+    /// JSON lines on stdout).
+    #[arg(long)]
+    output: Option<PathBuf>,
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
@@ -64,6 +86,18 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     set_threads(a.model.threads)?;
     let (device, _) = devices(a.model.backend, 0)?;
     let (loaded, model, heads) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
+    if let Some(own) = &heads.own {
+        let Some(path) = &a.validation_file else {
+            bail!(
+                "an own-data checkpoint is evaluated on a labelled file: pass --validation-file FILE"
+            );
+        };
+        let d = load_own_file(path, own, &loaded, heads.pair_encoding, a.max_eval)?;
+        let m = pollster::block_on(evaluate(&model, &[d], a.batch_size, loaded.pad_id()))?;
+        println!("{}", serde_json::to_string_pretty(&m)?);
+        eprintln!("{m}");
+        return Ok(());
+    }
     let data_dir = io::resolve_data(a.data.as_deref())?;
     let dev: Vec<TaskData> = heads
         .tasks
@@ -90,6 +124,12 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     set_threads(a.model.threads)?;
     let (device, _) = devices(a.model.backend, 0)?;
     let (loaded, model, heads) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
+    if !a.sentences.is_empty() || a.input.is_some() {
+        return predict_texts(&a, &loaded, &model, &heads);
+    }
+    if heads.own.is_some() {
+        bail!("an own-data checkpoint predicts texts: pass --sentence TEXT or --input FILE");
+    }
     let data_dir = io::resolve_data(a.data.as_deref())?;
     let split = match a.split {
         SplitArg::Dev => Split::Dev,
@@ -123,6 +163,7 @@ pub fn write_predictions(
         Task::Sst => ("sst", "Predicted_Sentiment"),
         Task::Para => ("para", "Predicted_Is_Paraphrase"),
         Task::Sts => ("sts", "Predicted_Similiarity"),
+        Task::Own => bail!("own-data predictions are written by --input/--output"),
     };
     let mut csv = format!("id,{header}\n");
     for (id, v) in p.ids.iter().zip(p.labels()) {
@@ -134,5 +175,157 @@ pub fn write_predictions(
     let path = out.join(format!("{file}-{split_name}-output.csv"));
     io::write_atomic(&path, csv.as_bytes())?;
     eprintln!("wrote {} ({} rows)", path.display(), p.ids.len());
+    Ok(())
+}
+
+/// A data file read as a table (format from its extension), for prediction or evaluation.
+fn read_table(path: &Path) -> Result<Table> {
+    let name = path.display().to_string();
+    let format = Format::resolve(&name, None)?;
+    Ok(Table::read(&read_data_file(path)?, &name, format, true)?)
+}
+
+/// `lorabert predict --sentence ... | --input FILE`: every head of the checkpoint that takes
+/// the inputs (single sentences: SST and single-text own tasks; pairs: paraphrase, STS and
+/// pair own tasks), as JSON lines or a CSV/JSONL file.
+fn predict_texts(
+    a: &PredictArgs,
+    loaded: &Pretrained,
+    model: &MultitaskModel,
+    heads: &HeadsConfig,
+) -> Result<()> {
+    let own_task = heads.own.as_ref();
+    let rows = match &a.input {
+        Some(path) => {
+            let table = read_table(path)?;
+            let want_pair = match own_task {
+                Some(o) => o.is_pair(),
+                None => own::PAIR_NAMES
+                    .iter()
+                    .any(|n| table.header.iter().any(|h| h == n)),
+            };
+            let cols = own::input_columns(
+                &table,
+                own_task.map(|o| o.columns.text.as_str()),
+                own_task.and_then(|o| o.columns.text_pair.as_deref()),
+                want_pair,
+            )?;
+            own::rows(&table, &cols, false)?
+        }
+        None => {
+            if !a.sentence_pairs.is_empty() && a.sentence_pairs.len() != a.sentences.len() {
+                bail!(
+                    "{} --sentence and {} --sentence-pair: give one pair sentence per sentence",
+                    a.sentences.len(),
+                    a.sentence_pairs.len()
+                );
+            }
+            OwnRows {
+                source: "--sentence".into(),
+                rows: a
+                    .sentences
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| OwnRow {
+                        line: i as u64 + 1,
+                        id: (i + 1).to_string(),
+                        text: s.clone(),
+                        text_pair: a.sentence_pairs.get(i).cloned(),
+                        label: String::new(),
+                    })
+                    .collect(),
+                skipped_lines: Vec::new(),
+            }
+        }
+    };
+    let pairs = rows.rows.iter().all(|r| r.text_pair.is_some());
+    let tasks: Vec<Task> = heads
+        .tasks
+        .iter()
+        .copied()
+        .filter(|t| match t {
+            Task::Sst => !pairs,
+            Task::Para | Task::Sts => pairs,
+            Task::Own => true,
+        })
+        .collect();
+    if tasks.is_empty() {
+        let names: Vec<&str> = heads.tasks.iter().map(|t| t.name()).collect();
+        bail!(
+            "none of this checkpoint's heads ({}) takes {}",
+            names.join(", "),
+            if pairs {
+                "sentence pairs"
+            } else {
+                "single sentences (give --sentence-pair for pairs)"
+            }
+        );
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        let data = own::unlabelled(
+            task,
+            own_task,
+            &rows,
+            &loaded.tokenizer,
+            heads.pair_encoding,
+        )?;
+        let p = pollster::block_on(predict_task(model, &data, a.batch_size, loaded.pad_id()))?;
+        out.extend(p.rows(own_task));
+    }
+    write_rows(&out, a.output.as_deref())
+}
+
+/// Prediction rows as JSON lines (stdout, or a `.jsonl` file) or CSV (`id,task,label,score`,
+/// then one probability column per class).
+fn write_rows(rows: &[PredictionRow], output: Option<&Path>) -> Result<()> {
+    let csv_out = output.is_some_and(|p| p.extension().is_some_and(|e| e == "csv"));
+    let bytes = if csv_out {
+        let mut classes: Vec<String> = Vec::new();
+        for r in rows {
+            for (c, _) in &r.probabilities {
+                if !classes.contains(c) {
+                    classes.push(c.clone());
+                }
+            }
+        }
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header = vec![
+            "id".to_string(),
+            "task".into(),
+            "label".into(),
+            "score".into(),
+        ];
+        header.extend(classes.iter().map(|c| format!("p_{c}")));
+        w.write_record(&header)?;
+        for r in rows {
+            let mut rec = vec![
+                r.id.clone(),
+                r.task.clone(),
+                r.label.clone().unwrap_or_default(),
+                format!("{:.6}", r.score),
+            ];
+            for c in &classes {
+                let p = r.probabilities.iter().find(|(k, _)| k == c);
+                rec.push(p.map_or(String::new(), |(_, p)| format!("{p:.6}")));
+            }
+            w.write_record(&rec)?;
+        }
+        w.into_inner().map_err(|e| anyhow::anyhow!("CSV: {e}"))?
+    } else {
+        let mut s = String::new();
+        for r in rows {
+            s.push_str(&serde_json::to_string(r)?);
+            s.push('\n');
+        }
+        s.into_bytes()
+    };
+    match output {
+        Some(p) => {
+            io::write_atomic(p, &bytes)?;
+            eprintln!("wrote {} ({} predictions)", p.display(), rows.len());
+        }
+        None => print!("{}", String::from_utf8_lossy(&bytes)),
+    }
     Ok(())
 }

@@ -7,9 +7,12 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 
 use super::{ModelArgs, io};
+use crate::data::table::{Format, Table};
 use crate::model::{Bert, Pretrained};
 use crate::tasks::minbert::{Split, file_names, task_data};
+use crate::tasks::own::{self, DataSpec, OwnData, OwnTask, TaskKind};
 use crate::tasks::{HeadsConfig, MultitaskModel, PairEncoding, Task, TaskData};
+use crate::train::TrainConfig;
 use crate::train::artifacts::{names, restore};
 
 /// Loads `config.json`, `model.safetensors` (or `weights` instead) and `tokenizer.json` from
@@ -78,6 +81,103 @@ pub fn load_split(
         &model.tokenizer,
         enc,
         limit,
+    )?)
+}
+
+/// Reads a data file for the core, refusing one larger than
+/// [`crate::data::table::MAX_FILE_BYTES`] before reading it.
+///
+/// # Errors
+/// The file cannot be read, or is too large.
+pub fn read_data_file(path: &Path) -> Result<Vec<u8>> {
+    let limit = crate::data::table::MAX_FILE_BYTES;
+    let len = std::fs::metadata(path)
+        .map_err(|e| crate::Error::io("read", path.display(), e))?
+        .len();
+    if len > limit {
+        bail!(
+            "{}: {:.1} GiB is more than the {} GiB lorabert reads from one data file; sample or split it",
+            path.display(),
+            len as f64 / (1u64 << 30) as f64,
+            limit >> 30
+        );
+    }
+    Ok(io::read(path)?)
+}
+
+/// Reads a run's own data (the files of `spec`, tokenised for `model`) and prints what was
+/// found: the task kind and classes, the columns, the label counts of both splits.
+///
+/// # Errors
+/// The files cannot be read or are too large; the core's errors naming file, line and column.
+pub fn load_own(spec: &DataSpec, cfg: &TrainConfig, model: &Pretrained) -> Result<OwnData> {
+    let train = read_data_file(Path::new(&spec.train_file))?;
+    let validation = spec
+        .validation_file
+        .as_ref()
+        .map(|v| read_data_file(Path::new(v)))
+        .transpose()?;
+    let own = own::load(
+        spec,
+        &train,
+        validation.as_deref(),
+        &model.tokenizer,
+        cfg.pair_encoding,
+        cfg.seed,
+        cfg.max_train_examples,
+        cfg.max_eval_examples,
+    )?;
+    let t = &own.task;
+    let kind = match &t.kind {
+        TaskKind::Classification { id2label } => {
+            format!(
+                "classification with {} classes ({})",
+                id2label.len(),
+                id2label.join(", ")
+            )
+        }
+        TaskKind::Regression => "regression".into(),
+    };
+    let cols = match &t.columns.text_pair {
+        Some(p) => format!("pairs `{}` + `{p}`", t.columns.text),
+        None => format!("text `{}`", t.columns.text),
+    };
+    eprintln!(
+        "{}: {kind}; {cols}, label `{}`; best epoch by {}",
+        spec.train_file, t.columns.label, t.metric_for_best_model
+    );
+    let s = &own.summary;
+    eprintln!("  train: {}", s.train);
+    eprintln!("  validation ({}): {}", s.validation, s.validation_labels);
+    if s.skipped_rows > 0 {
+        eprintln!("  skipped {} rows with an empty label", s.skipped_rows);
+    }
+    Ok(own)
+}
+
+/// A labelled file of an own-data task (its columns, format from the extension) as task data,
+/// at most `limit` rows.
+///
+/// # Errors
+/// The file cannot be read; the core's errors naming file, line and column.
+pub fn load_own_file(
+    path: &Path,
+    task: &OwnTask,
+    model: &Pretrained,
+    enc: PairEncoding,
+    limit: Option<usize>,
+) -> Result<TaskData> {
+    let name = path.display().to_string();
+    let format = Format::resolve(&name, None)?;
+    let table = Table::read(&read_data_file(path)?, &name, format, true)?;
+    let rows = own::rows(&table, &task.columns, true)?;
+    Ok(own::task_data(
+        &rows,
+        task,
+        &model.tokenizer,
+        enc,
+        limit,
+        true,
     )?)
 }
 

@@ -8,16 +8,19 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::eval::write_predictions;
-use super::load::{data_file, load_split, load_trained};
+use super::load::{data_file, load_own_file, load_split, load_trained};
 use super::{ModelArgs, io};
 use crate::report::claims::claims;
 use crate::report::html::{charts, render, report_html, share_payload};
+use crate::report::share::SharedData;
 use crate::report::sweep::{
     Cell, SweepRow, grid, parse_ranks, parse_shard, rows_from_csv, rows_to_csv, shard,
 };
 use crate::tasks::minbert::Split;
+use crate::tasks::own::OwnTask;
 use crate::tasks::{Task, TaskData};
 use crate::train::RunResults;
+use crate::train::evaluate::own_metrics;
 use crate::train::{DevMetrics, Predictions, predict, score};
 
 /// `lorabert sweep`.
@@ -26,7 +29,7 @@ pub struct SweepArgs {
     /// Output folder: cells/<cell>/ (one training run each), sweep.csv, plots/, report.html.
     #[arg(long)]
     out: PathBuf,
-    /// Tasks (sst, para, sts, multi).
+    /// Tasks (sst, para, sts, multi; own with `-- --train-file FILE`).
     #[arg(long, value_delimiter = ',', default_value = "sst")]
     tasks: Vec<String>,
     /// Adapters (lora, dora, none).
@@ -86,8 +89,11 @@ fn sort_rows(rows: &mut [SweepRow]) {
 /// Runs (or resumes) a sweep.
 pub fn sweep(a: SweepArgs) -> Result<()> {
     for t in &a.tasks {
-        if !["sst", "para", "sts", "multi"].contains(&t.as_str()) {
-            bail!("--tasks: unknown task `{t}` (sst, para, sts, multi)");
+        if !["sst", "para", "sts", "multi", "own"].contains(&t.as_str()) {
+            bail!("--tasks: unknown task `{t}` (sst, para, sts, multi, own)");
+        }
+        if t == "own" && !a.train_args.iter().any(|x| x == "--train-file") {
+            bail!("--tasks own trains on your file: add `-- --train-file FILE` (and its options)");
         }
     }
     for ad in &a.adapters {
@@ -191,14 +197,11 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
 /// The `lorabert train` child process of `cell`, writing into `dir`.
 fn train_command(exe: &Path, cell: &Cell, dir: &Path, a: &SweepArgs) -> Command {
     let mut cmd = Command::new(exe);
-    cmd.arg("train").args([
-        "--task",
-        &cell.task,
-        "--adapter",
-        &cell.adapter,
-        "--seed",
-        &cell.seed.to_string(),
-    ]);
+    cmd.arg("train");
+    if cell.task != "own" {
+        cmd.args(["--task", &cell.task]); // own data: the --train-file after `--`
+    }
+    cmd.args(["--adapter", &cell.adapter, "--seed", &cell.seed.to_string()]);
     if cell.adapter != "none" {
         cmd.args([
             "--r",
@@ -319,9 +322,24 @@ fn write_report(dir: &Path, base_url: &str, model: Option<&str>) -> Result<()> {
     }
     let mut curves = BTreeMap::new();
     let mut model_name = model.map(str::to_string);
+    let mut data = None;
     for r in &rows {
         if let Some(res) = finished(&dir.join("cells").join(&r.cell)) {
             model_name.get_or_insert(res.model.clone());
+            if data.is_none() {
+                data = res
+                    .data
+                    .as_ref()
+                    .zip(res.config.own.as_ref())
+                    .map(|(d, o)| SharedData {
+                        file: Path::new(&d.train_file)
+                            .file_name()
+                            .map_or(d.train_file.clone(), |f| f.to_string_lossy().to_string()),
+                        kind: o.kind.name().into(),
+                        train_rows: d.train.rows as u64,
+                        validation_rows: d.validation_labels.rows as u64,
+                    });
+            }
             curves.insert(r.cell.clone(), res.loss_curve);
         }
     }
@@ -353,7 +371,9 @@ fn write_report(dir: &Path, base_url: &str, model: Option<&str>) -> Result<()> {
         io::write_atomic(&dir.join("plots").join(png), &svg_to_png(s, &opt)?)?;
     }
     let claims = claims(&rows);
-    let link = crate::report::share::link(base_url, &share_payload(&short, &rows)).ok();
+    let mut payload = share_payload(&short, &rows);
+    payload.data = data;
+    let link = crate::report::share::link(base_url, &payload).ok();
     let html = report_html(
         &format!("lorabert sweep: {short}"),
         &rows,
@@ -400,6 +420,9 @@ pub struct EnsembleArgs {
     /// Folder with the minBERT files.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Own-data checkpoints (all of the same task): the labelled file to evaluate on.
+    #[arg(long)]
+    validation_file: Option<PathBuf>,
     /// Use at most this many dev examples per task.
     #[arg(long)]
     max_eval: Option<usize>,
@@ -423,6 +446,7 @@ fn average(preds: &[Predictions]) -> Predictions {
         task: preds[0].task,
         ids: preds[0].ids.clone(),
         values,
+        width: preds[0].width,
     }
 }
 
@@ -434,7 +458,11 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         bail!("an ensemble needs at least two --checkpoint folders");
     }
     let (device, _) = super::devices(a.model.backend, 0)?;
-    let data_dir = io::resolve_data(a.data.as_deref())?;
+    let data_dir = match &a.validation_file {
+        None => Some(io::resolve_data(a.data.as_deref())?),
+        Some(_) => None,
+    };
+    let mut own_task: Option<OwnTask> = None;
     let mut dev_preds: BTreeMap<Task, Vec<Predictions>> = BTreeMap::new();
     let mut test_preds: BTreeMap<Task, Vec<Predictions>> = BTreeMap::new();
     let mut dev_gold: BTreeMap<Task, TaskData> = BTreeMap::new();
@@ -443,22 +471,49 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         let (loaded, model, heads) = load_trained(&a.model, ck, &device)?;
         let pad = loaded.pad_id();
         let mut m = DevMetrics::default();
+        if let Some(o) = &heads.own {
+            match &own_task {
+                Some(first) if first.kind != o.kind || first.columns != o.columns => bail!(
+                    "{}: its task ({} of {}) differs from the first member's",
+                    ck.display(),
+                    o.kind.name(),
+                    o.name
+                ),
+                _ => own_task = Some(o.clone()),
+            }
+        }
         for &task in &heads.tasks {
-            let dev = load_split(
-                &data_dir,
-                task,
-                Split::Dev,
-                &loaded,
-                heads.pair_encoding,
-                a.max_eval,
-            )?;
+            let dev = match (&heads.own, &a.validation_file, &data_dir) {
+                (Some(o), Some(f), _) => {
+                    load_own_file(f, o, &loaded, heads.pair_encoding, a.max_eval)?
+                }
+                (Some(_), None, _) => {
+                    bail!("own-data checkpoints are compared on --validation-file FILE")
+                }
+                (None, _, Some(dir)) => load_split(
+                    dir,
+                    task,
+                    Split::Dev,
+                    &loaded,
+                    heads.pair_encoding,
+                    a.max_eval,
+                )?,
+                (None, _, None) => bail!(
+                    "{}: a minBERT checkpoint among own-data ones (--validation-file)",
+                    ck.display()
+                ),
+            };
             let p = pollster::block_on(predict(&model, &dev, a.batch_size, pad))?;
-            m.record(task, score(&p, &dev));
+            match &heads.own {
+                Some(o) => m.own = Some(own_metrics(&p, &dev, o)),
+                None => m.record(task, score(&p, &dev)),
+            }
             dev_preds.entry(task).or_default().push(p);
             dev_gold.entry(task).or_insert(dev);
-            if a.out.is_some() && data_file(&data_dir, task, Split::Test).is_some() {
+            let Some(data_dir) = &data_dir else { continue };
+            if a.out.is_some() && data_file(data_dir, task, Split::Test).is_some() {
                 let test = load_split(
-                    &data_dir,
+                    data_dir,
                     task,
                     Split::Test,
                     &loaded,
@@ -481,7 +536,11 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     }
     let mut ens = DevMetrics::default();
     for (task, preds) in &dev_preds {
-        ens.record(*task, score(&average(preds), &dev_gold[task]));
+        let (avg, gold) = (average(preds), &dev_gold[task]);
+        match &own_task {
+            Some(o) => ens.own = Some(own_metrics(&avg, gold, o)),
+            None => ens.record(*task, score(&avg, gold)),
+        }
     }
     eprintln!("ensemble of {}: {ens}", a.checkpoints.len());
     let json = serde_json::json!({

@@ -10,11 +10,13 @@ use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::load::{load_model, load_split};
+use super::load::{load_model, load_own, load_split};
 use super::{ModelArgs, PrecisionArg, devices, io, set_threads};
 use crate::adapter::LoraConfig;
+use crate::data::table::Format;
 use crate::model::{BertConfig, Pretrained};
 use crate::tasks::minbert::Split;
+use crate::tasks::own::{DataSpec, TaskType};
 use crate::tasks::{PairEncoding, Pooling, Task, TaskData};
 use crate::train::artifacts::Files;
 use crate::train::memory::{estimate_training_bytes, largest_batch, sequences_per_example};
@@ -76,6 +78,26 @@ pub enum PairArg {
     Cross,
 }
 
+/// `--task-type`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TaskTypeArg {
+    /// Classes (strings or integers).
+    Classification,
+    /// A real-valued target.
+    Regression,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FormatArg {
+    /// Comma-separated, RFC 4180 quoting.
+    Csv,
+    /// Tab-separated, quoting off (GLUE).
+    Tsv,
+    /// JSON Lines.
+    Jsonl,
+}
+
 /// `lorabert train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -84,9 +106,44 @@ pub struct TrainArgs {
     /// Folder with the minBERT files (default ../shared/data/minbert).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Task(s) to train.
+    /// Task(s) to train: the minBERT presets.
     #[arg(long, value_enum, default_value_t = TaskArg::Multi)]
     task: TaskArg,
+    /// Your own training file (CSV, TSV or JSON Lines with a header) instead of a minBERT task:
+    /// columns `sentence` or `text` (pairs: `sentence1` + `sentence2`) and `label`, or named
+    /// with --text-column, --text-pair-column, --label-column.
+    #[arg(long, conflicts_with = "task")]
+    train_file: Option<PathBuf>,
+    /// Validation file for --train-file (same columns); without it --validation-split.
+    #[arg(long, requires = "train_file")]
+    validation_file: Option<PathBuf>,
+    /// Fraction of --train-file held out for validation when there is no --validation-file
+    /// (seeded by --seed; stratified by class for classification).
+    #[arg(long, default_value_t = 0.1, requires = "train_file")]
+    validation_split: f64,
+    /// The text column of --train-file.
+    #[arg(long, requires = "train_file")]
+    text_column: Option<String>,
+    /// The second-sentence column of sentence pairs.
+    #[arg(long, requires = "train_file")]
+    text_pair_column: Option<String>,
+    /// The label column.
+    #[arg(long, requires = "train_file")]
+    label_column: Option<String>,
+    /// What the label column holds (default: inferred from its values).
+    #[arg(long, value_enum, requires = "train_file")]
+    task_type: Option<TaskTypeArg>,
+    /// The files' format (default: from the extension: .csv, .tsv, .jsonl).
+    #[arg(long, value_enum, requires = "train_file")]
+    format: Option<FormatArg>,
+    /// The files have no header row: columns are then named 0, 1, ... (e.g. --text-column 3).
+    #[arg(long, requires = "train_file")]
+    no_header: bool,
+    /// The metric that picks the best epoch: accuracy, f1 (binary), f1_macro, mcc
+    /// (classification; default accuracy) or pearson, spearman, mse (regression; default
+    /// pearson).
+    #[arg(long, requires = "train_file")]
+    metric_for_best_model: Option<String>,
     /// Adapter type (`none` = full fine-tuning).
     #[arg(long, value_enum, default_value_t = AdapterArg::Lora)]
     adapter: AdapterArg,
@@ -190,8 +247,33 @@ impl TrainArgs {
             use_dora: self.adapter == AdapterArg::Dora,
             target_modules: self.target_modules.clone(),
         });
+        let data = self.train_file.as_ref().map(|f| DataSpec {
+            train_file: f.display().to_string(),
+            validation_file: self
+                .validation_file
+                .as_ref()
+                .map(|v| v.display().to_string()),
+            validation_split: self.validation_split,
+            format: self.format.map(|f| match f {
+                FormatArg::Csv => Format::Csv,
+                FormatArg::Tsv => Format::Tsv,
+                FormatArg::Jsonl => Format::Jsonl,
+            }),
+            no_header: self.no_header,
+            text_column: self.text_column.clone(),
+            text_pair_column: self.text_pair_column.clone(),
+            label_column: self.label_column.clone(),
+            task_type: self.task_type.map(|t| match t {
+                TaskTypeArg::Classification => TaskType::Classification,
+                TaskTypeArg::Regression => TaskType::Regression,
+            }),
+            metric_for_best_model: self.metric_for_best_model.clone(),
+        });
         TrainConfig {
-            tasks: self.task.tasks(),
+            tasks: match data {
+                Some(_) => vec![Task::Own],
+                None => self.task.tasks(),
+            },
             adapter,
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -219,6 +301,8 @@ impl TrainArgs {
             skip_nonfinite: self.skip_nonfinite,
             debug_nan_at_step: self.debug_nan_at_step,
             precision: self.precision.into(),
+            data,
+            own: None,
         }
     }
 
@@ -233,7 +317,12 @@ impl TrainArgs {
             return Ok((st.results.config, dir.clone()));
         }
         let out = self.out.clone().unwrap_or_else(|| {
-            let task = format!("{:?}", self.task).to_lowercase();
+            let task = match &self.train_file {
+                Some(f) => f
+                    .file_stem()
+                    .map_or("own".into(), |s| s.to_string_lossy().to_string()),
+                None => format!("{:?}", self.task).to_lowercase(),
+            };
             let adapter = format!("{:?}", self.adapter).to_lowercase();
             PathBuf::from(format!("runs/{task}-{adapter}-r{}", self.r))
         });
@@ -247,7 +336,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let (mut cfg, out) = a.run_config()?;
     cfg.validate()?;
     let model_dir = io::resolve_model(a.model.model.as_deref())?;
-    let data_dir = io::resolve_data(a.data.as_deref())?;
+    let data_dir = match cfg.data {
+        None => Some(io::resolve_data(a.data.as_deref())?),
+        Some(_) => None,
+    };
     // Before the output folder exists: a refused --exact-precision leaves nothing behind.
     let (_, device) = devices(a.model.backend, cfg.seed)?;
     cfg.precision = precision_or_refuse(cfg.precision, &device, a.exact_precision)?;
@@ -255,9 +347,21 @@ pub fn train(a: TrainArgs) -> Result<()> {
     // One run per output folder: a second `train` (or an orphaned sweep child) is refused.
     let lock = io::lock_dir(&out)?;
     let (model, bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
-    let (train, dev) = load_data(&data_dir, &cfg, &model)?;
+    let (train, dev, summary) = match (&cfg.data, &data_dir) {
+        (Some(spec), _) => {
+            let own = load_own(spec, &cfg, &model)?;
+            cfg.own = Some(own.task);
+            (vec![own.train], vec![own.dev], Some(own.summary))
+        }
+        (None, Some(dir)) => {
+            let (t, d) = load_data(dir, &cfg, &model)?;
+            (t, d, None)
+        }
+        (None, None) => unreachable!("the minBERT folder is resolved without own data"),
+    };
     let backend = a.model.backend.describe();
     let mut job = Job::new(cfg, &model, bert, train, dev, backend, &device)?;
+    job.info.data = summary;
     if !a.skip_memory_check {
         check_memory(&model.cfg, &job.trainer.cfg, job.params())?;
     }
@@ -279,7 +383,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
         "training {} on {} with {} (trainable {} of {} parameters), {} steps; output {}",
         cfg.tasks
             .iter()
-            .map(|t| t.name())
+            .map(|t| match (t, &cfg.own) {
+                (Task::Own, Some(o)) => o.name.as_str(),
+                _ => t.name(),
+            })
             .collect::<Vec<_>>()
             .join("+"),
         model_dir.display(),

@@ -2,7 +2,23 @@
 //! quoting, a header whose first column is an unnamed row index; columns are looked up by name
 //! as the starter code's `csv.DictReader(f, delimiter='\t')` does.
 
+use super::table::{Dialect, Table};
 use crate::error::{Error, Result};
+
+/// The minBERT files: tab-separated with CSV quoting (the starter code's
+/// `csv.DictReader(f, delimiter='\t')`), a header, rows checked column by column.
+fn read_table(bytes: &[u8], source: &str) -> Result<Table> {
+    Table::read_delimited(
+        bytes,
+        source,
+        Dialect {
+            delimiter: b'\t',
+            quoting: true,
+            header: true,
+            ragged: true,
+        },
+    )
+}
 
 /// One SST example.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,69 +64,6 @@ pub enum PairLabel {
     None,
 }
 
-struct Table<'a> {
-    source: &'a str,
-    header: Vec<String>,
-    rows: Vec<(u64, Vec<String>)>,
-}
-
-impl Table<'_> {
-    fn column(&self, name: &str) -> Result<usize> {
-        self.header.iter().position(|h| h == name).ok_or_else(|| {
-            Error::data(
-                self.source,
-                1,
-                format!("missing column `{name}` (header has {:?})", self.header),
-            )
-        })
-    }
-}
-
-fn read_table<'a>(bytes: &[u8], source: &'a str) -> Result<Table<'a>> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(b'\t')
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes);
-    let mut header = None;
-    let mut rows = Vec::new();
-    let mut record = csv::ByteRecord::new();
-    loop {
-        let more = rdr.read_byte_record(&mut record).map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            Error::data(source, line, format!("malformed row: {e}"))
-        })?;
-        if !more {
-            break;
-        }
-        let line = record.position().map_or(0, |p| p.line());
-        let fields = record
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                std::str::from_utf8(f).map(str::to_string).map_err(|e| {
-                    Error::data(
-                        source,
-                        line,
-                        format!("field {} is not valid UTF-8: {e}", i + 1),
-                    )
-                })
-            })
-            .collect::<Result<Vec<String>>>()?;
-        if header.is_none() {
-            header = Some(fields);
-        } else if !(fields.len() == 1 && fields[0].trim().is_empty()) {
-            rows.push((line, fields));
-        }
-    }
-    let header = header.ok_or_else(|| Error::data(source, 1, "empty file (no header)"))?;
-    Ok(Table {
-        source,
-        header,
-        rows,
-    })
-}
-
 fn field<'r>(
     row: &'r [String],
     idx: usize,
@@ -144,8 +97,8 @@ pub fn read_sst(bytes: &[u8], source: &str, labeled: bool) -> Result<Dataset<Sst
     };
     let mut examples = Vec::with_capacity(t.rows.len());
     let mut skipped_lines = Vec::new();
-    for (line, row) in &t.rows {
-        let line = *line;
+    for r in &t.rows {
+        let (line, row) = (r.line, &r.fields);
         let id = field(row, id_c, "id", source, line)?.to_string();
         let sentence = field(row, s_c, "sentence", source, line)?
             .trim()
@@ -204,8 +157,8 @@ pub fn read_pairs(bytes: &[u8], source: &str, label: PairLabel) -> Result<Datase
     };
     let mut examples = Vec::with_capacity(t.rows.len());
     let mut skipped_lines = Vec::new();
-    for (line, row) in &t.rows {
-        let line = *line;
+    for r in &t.rows {
+        let (line, row) = (r.line, &r.fields);
         let id = field(row, id_c, "id", source, line)?.to_string();
         let sentence1 = field(row, a_c, "sentence1", source, line)?
             .trim()

@@ -1,6 +1,8 @@
-//! Data: minBERT readers, tokenised examples, batching with dynamic padding and seeded shuffling.
+//! Data: tables from CSV, TSV and JSON Lines files ([`table`]), the minBERT readers
+//! ([`minbert`]), padded token batches and seeded, length-bucketed batch plans.
 
 pub mod minbert;
+pub mod table;
 
 pub use minbert::{Dataset, PairExample, PairLabel, SstExample, read_pairs, read_sst};
 

@@ -41,12 +41,23 @@ fn by_rank(
     m
 }
 
-fn metric_name(task: &str) -> &'static str {
+/// The name of the score of `task`'s rows: the minBERT task's metric, or the own-data run's
+/// `metric_for_best_model`.
+fn metric_name(task: &str, rows: &[SweepRow]) -> String {
     match task {
-        "sst" => "SST dev accuracy",
-        "para" => "Quora dev accuracy",
-        "sts" => "STS dev Pearson",
-        _ => "overall dev score",
+        "sst" => "SST dev accuracy".into(),
+        "para" => "Quora dev accuracy".into(),
+        "sts" => "STS dev Pearson".into(),
+        "multi" => "overall dev score".into(),
+        _ => match rows
+            .iter()
+            .find(|r| r.task == task)
+            .and_then(|r| r.metric.clone())
+        {
+            Some(m) if m == "mse" => "dev −MSE".into(),
+            Some(m) => format!("dev {m}"),
+            None => "dev score".into(),
+        },
     }
 }
 
@@ -72,7 +83,7 @@ pub fn charts(rows: &[SweepRow], curves: &BTreeMap<String, Vec<[f64; 2]>>) -> Ve
     for (key, label, f) in specs.iter() {
         for (task, series) in by_rank(rows, |r| f(r)) {
             let y_label = if label.is_empty() {
-                metric_name(&task).to_string()
+                metric_name(&task, rows)
             } else {
                 label.to_string()
             };
@@ -138,8 +149,10 @@ pub fn share_payload(model: &str, rows: &[SweepRow]) -> SharePayload {
                 seconds_per_epoch: r.seconds_per_epoch,
                 peak_memory_bytes: r.peak_memory_bytes.unwrap_or(0),
                 trainable_params: r.trainable_params as u64,
+                metric: r.metric.clone(),
             })
             .collect(),
+        data: None,
     }
 }
 

@@ -49,6 +49,23 @@ pub struct ShareRow {
     /// Trainable parameters.
     #[serde(rename = "n")]
     pub trainable_params: u64,
+    /// The metric `score` is (own data: its `metric_for_best_model`; absent for the minBERT
+    /// tasks, whose metric the task names).
+    #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+}
+
+/// Own data in a share link: the file's name and row counts, never its contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedData {
+    /// The training file's name (without its folder).
+    pub file: String,
+    /// `classification` or `regression`.
+    pub kind: String,
+    /// Training rows.
+    pub train_rows: u64,
+    /// Validation rows.
+    pub validation_rows: u64,
 }
 
 /// What a link carries.
@@ -62,6 +79,9 @@ pub struct SharePayload {
     pub model: String,
     /// Result rows.
     pub rows: Vec<ShareRow>,
+    /// Own data: which file, what kind, how many rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<SharedData>,
 }
 
 /// Encodes `payload` as a fragment (without `#`): `v1.<base64url(JSON)>`.
@@ -139,12 +159,21 @@ pub fn validate(p: &SharePayload) -> Result<()> {
     if p.rows.len() > MAX_ROWS {
         return bad(format!("{} rows (limit {MAX_ROWS})", p.rows.len()));
     }
+    if let Some(d) = &p.data {
+        for (name, s) in [("data file", &d.file), ("data kind", &d.kind)] {
+            if s.len() > MAX_STR || s.chars().any(|c| c.is_control()) {
+                return bad(format!("{name} is too long or has control characters"));
+            }
+        }
+    }
     for (i, r) in p.rows.iter().enumerate() {
+        let metric = r.metric.clone().unwrap_or_default();
         for (name, s) in [
             ("task", &r.task),
             ("adapter", &r.adapter),
             ("targets", &r.targets),
             ("precision", &r.precision),
+            ("metric", &metric),
         ] {
             if s.len() > MAX_STR || s.chars().any(|c| c.is_control()) {
                 return bad(format!(
@@ -184,7 +213,9 @@ mod tests {
                 seconds_per_epoch: 231.5,
                 peak_memory_bytes: 300_000_000,
                 trainable_params: 43_397,
+                metric: None,
             }],
+            data: None,
         }
     }
 

@@ -175,6 +175,9 @@ pub struct SweepRow {
     pub best_epoch: usize,
     /// Optimiser steps.
     pub steps: usize,
+    /// Own data: the metric `score` is (`metric_for_best_model`); empty for the minBERT tasks.
+    #[serde(default)]
+    pub metric: Option<String>,
 }
 
 impl SweepRow {
@@ -206,6 +209,11 @@ impl SweepRow {
             total_params: r.params.total,
             best_epoch: r.best_epoch.unwrap_or(0),
             steps: r.steps,
+            metric: r
+                .config
+                .own
+                .as_ref()
+                .map(|o| o.metric_for_best_model.clone()),
         })
     }
 }
@@ -278,6 +286,7 @@ mod tests {
             total_params: 1_000_000,
             best_epoch: 1,
             steps: 10,
+            metric: None,
         }
     }
 

@@ -2,7 +2,8 @@
 
 use burn::tensor::Device;
 
-use super::{PairEncoding, Task, TaskBatch, float_labels, int_labels};
+use super::own::TaskKind;
+use super::{OwnLabels, PairEncoding, Task, TaskBatch, float_labels, int_labels};
 use crate::data::{Dataset, PairExample, SstExample, TokenBatch};
 use crate::error::Result;
 use crate::model::{BertTokenizer, Encoded};
@@ -44,6 +45,8 @@ pub struct TaskData {
     pub truncated: usize,
     /// Rows skipped by the reader (missing label).
     pub skipped_rows: usize,
+    /// For [`Task::Own`]: classes or regression (the other tasks say it themselves).
+    pub own: Option<TaskKind>,
 }
 
 impl TaskData {
@@ -73,6 +76,7 @@ impl TaskData {
             examples,
             truncated,
             skipped_rows: ds.skipped_lines.len(),
+            own: None,
         })
     }
 
@@ -107,6 +111,7 @@ impl TaskData {
             examples,
             truncated,
             skipped_rows: ds.skipped_lines.len(),
+            own: None,
         })
     }
 
@@ -116,7 +121,8 @@ impl TaskData {
     }
 
     /// Builds the device batch of examples `idx`. Labels: SST class ids; paraphrase 0/1; STS
-    /// `similarity / 5` (the scale of the cosine / regression output).
+    /// `similarity / 5` (the scale of the cosine / regression output); own data class ids or
+    /// the regression value.
     ///
     /// # Panics
     /// When an index in `idx` is out of range.
@@ -125,41 +131,49 @@ impl TaskData {
         let mut encs: Vec<&Encoded> = exs.iter().map(|e| &e.a).collect();
         encs.extend(exs.iter().filter_map(|e| e.b.as_ref()));
         let x = TokenBatch::from_encoded(&encs, pad_id).to_tensors(device);
+        let classes = || {
+            let labels: Vec<usize> = exs
+                .iter()
+                .map(|e| {
+                    if e.label.is_finite() {
+                        e.label as usize
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            int_labels(&labels, device)
+        };
+        let values = |div: f32| {
+            let labels: Vec<f32> = exs
+                .iter()
+                .map(|e| {
+                    if e.label.is_finite() {
+                        e.label / div
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            float_labels(&labels, device)
+        };
         match self.task {
-            Task::Sst => {
-                let labels: Vec<usize> = exs
-                    .iter()
-                    .map(|e| {
-                        if e.label.is_finite() {
-                            e.label as usize
-                        } else {
-                            0
-                        }
-                    })
-                    .collect();
-                TaskBatch::Sst {
-                    x,
-                    labels: int_labels(&labels, device),
-                }
-            }
-            task => {
-                let div = if task == Task::Sts { 5.0 } else { 1.0 };
-                let labels: Vec<f32> = exs
-                    .iter()
-                    .map(|e| {
-                        if e.label.is_finite() {
-                            e.label / div
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect();
-                TaskBatch::Pair {
-                    task,
-                    x,
-                    labels: float_labels(&labels, device),
-                }
-            }
+            Task::Sst => TaskBatch::Sst {
+                x,
+                labels: classes(),
+            },
+            Task::Own => TaskBatch::Own {
+                x,
+                labels: match self.own {
+                    Some(TaskKind::Regression) => OwnLabels::Values(values(1.0)),
+                    _ => OwnLabels::Classes(classes()),
+                },
+            },
+            task => TaskBatch::Pair {
+                task,
+                x,
+                labels: values(if task == Task::Sts { 5.0 } else { 1.0 }),
+            },
         }
     }
 }

@@ -1,4 +1,7 @@
-//! Metrics of the minBERT tasks (computed on host values).
+//! Metrics of the tasks, computed on host values: accuracy, F1, Matthews correlation for
+//! classification; Pearson, Spearman, MSE for regression; the minBERT overall score. Each
+//! matches the scikit-learn / SciPy function it names (golden values in
+//! `tests/golden/metrics.json`, made by `tools/make_golden.py --only metrics`).
 
 /// Fraction of `pred[i] == gold[i]`; 0 for empty input.
 pub fn accuracy(pred: &[usize], gold: &[usize]) -> f64 {
@@ -29,6 +32,102 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
         return 0.0;
     }
     sxy / (sxx.sqrt() * syy.sqrt())
+}
+
+/// The confusion counts of `classes` classes: `m[gold][pred]`.
+fn confusion(pred: &[usize], gold: &[usize], classes: usize) -> Vec<Vec<f64>> {
+    let mut m = vec![vec![0.0; classes]; classes];
+    for (&p, &g) in pred.iter().zip(gold) {
+        if p < classes && g < classes {
+            m[g][p] += 1.0;
+        }
+    }
+    m
+}
+
+/// F1 of class `c` (`sklearn.metrics.f1_score(..., labels=[c], average=None)`, 0 where
+/// precision and recall are undefined, as its `zero_division=0`).
+fn f1_of(m: &[Vec<f64>], c: usize) -> f64 {
+    let tp = m[c][c];
+    let predicted: f64 = m.iter().map(|row| row[c]).sum();
+    let actual: f64 = m[c].iter().sum();
+    if predicted + actual == 0.0 {
+        return 0.0;
+    }
+    2.0 * tp / (predicted + actual)
+}
+
+/// F1 of the positive class (class 1) of a binary task (`sklearn.metrics.f1_score`, the
+/// default `average="binary"`).
+pub fn f1_binary(pred: &[usize], gold: &[usize]) -> f64 {
+    f1_of(&confusion(pred, gold, 2), 1)
+}
+
+/// Macro-averaged F1 over `classes` classes (`sklearn.metrics.f1_score(average="macro",
+/// labels=range(classes))`).
+pub fn f1_macro(pred: &[usize], gold: &[usize], classes: usize) -> f64 {
+    if classes == 0 {
+        return 0.0;
+    }
+    let m = confusion(pred, gold, classes);
+    (0..classes).map(|c| f1_of(&m, c)).sum::<f64>() / classes as f64
+}
+
+/// Matthews correlation coefficient, multiclass (`sklearn.metrics.matthews_corrcoef`); 0 when
+/// it is undefined (one class predicted or present).
+pub fn matthews(pred: &[usize], gold: &[usize], classes: usize) -> f64 {
+    let m = confusion(pred, gold, classes);
+    let n: f64 = m.iter().flatten().sum();
+    let correct: f64 = (0..classes).map(|c| m[c][c]).sum();
+    let t: Vec<f64> = m.iter().map(|row| row.iter().sum()).collect();
+    let p: Vec<f64> = (0..classes).map(|c| m.iter().map(|r| r[c]).sum()).collect();
+    let tp: f64 = t.iter().zip(&p).map(|(a, b)| a * b).sum();
+    let cov_ytyp = correct * n - tp;
+    let cov_ypyp = n * n - p.iter().map(|x| x * x).sum::<f64>();
+    let cov_ytyt = n * n - t.iter().map(|x| x * x).sum::<f64>();
+    if cov_ypyp == 0.0 || cov_ytyt == 0.0 {
+        return 0.0;
+    }
+    cov_ytyp / (cov_ytyt * cov_ypyp).sqrt()
+}
+
+/// Ranks of `x` from 1, ties given their average rank (`scipy.stats.rankdata`).
+fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman rank correlation (`scipy.stats.spearmanr`): Pearson of the average ranks.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len());
+    pearson(&ranks(&x[..n]), &ranks(&y[..n]))
+}
+
+/// Mean squared error (`sklearn.metrics.mean_squared_error`); 0 for empty input.
+pub fn mse(pred: &[f64], gold: &[f64]) -> f64 {
+    let n = pred.len().min(gold.len());
+    if n == 0 {
+        return 0.0;
+    }
+    pred.iter()
+        .zip(gold)
+        .map(|(p, g)| (p - g) * (p - g))
+        .sum::<f64>()
+        / n as f64
 }
 
 /// The minBERT overall score: `mean(SST accuracy, paraphrase accuracy, (STS Pearson + 1) / 2)`.

@@ -30,7 +30,8 @@ impl Split {
 }
 
 /// The file names of `task`'s `split`, most preferred first (Quora training uses
-/// `quora-train.csv` when present, else the starter code's `quora-train-partial.csv`).
+/// `quora-train.csv` when present, else the starter code's `quora-train-partial.csv`); none
+/// for own data.
 pub fn file_names(task: Task, split: Split) -> &'static [&'static str] {
     match (task, split) {
         (Task::Sst, Split::Train) => &["ids-sst-train.csv"],
@@ -42,6 +43,7 @@ pub fn file_names(task: Task, split: Split) -> &'static [&'static str] {
         (Task::Sts, Split::Train) => &["sts-train.csv"],
         (Task::Sts, Split::Dev) => &["sts-dev.csv"],
         (Task::Sts, Split::Test) => &["sts-test-student.csv"],
+        (Task::Own, _) => &[],
     }
 }
 
@@ -73,5 +75,8 @@ pub fn task_data(
             let ds = read_pairs(bytes, source, label)?;
             TaskData::pairs(task, &ds, tok, encoding, limit)
         }
+        Task::Own => Err(crate::Error::Invalid(
+            "own data is read by tasks::own, not as a minBERT file".into(),
+        )),
     }
 }

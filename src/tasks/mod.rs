@@ -1,8 +1,11 @@
-//! The three minBERT tasks on one shared (adapted) encoder: heads, losses and metrics.
+//! The tasks on one shared (adapted) encoder: heads, losses and metrics.
 //!
 //! - SST: 5-way sentiment, a linear head on the pooled sentence, cross-entropy.
 //! - Paraphrase (Quora): binary, binary cross-entropy on one logit.
 //! - STS: similarity 0..5, Pearson correlation; trained with MSE against `label / 5`.
+//! - Your own data ([`own`]): classification into the file's classes (cross-entropy over
+//!   `num_labels` logits, as transformers' `BertForSequenceClassification`) or regression (MSE
+//!   on the raw value), on single sentences or pairs.
 //!
 //! Pairs are bi-encoded by default (each sentence pooled on its own: paraphrase head on
 //! `[u, v, |u−v|, u⊙v]` as Sentence-BERT, STS prediction `cos(u, v)` as sentence-transformers'
@@ -11,6 +14,7 @@
 pub mod examples;
 pub mod metrics;
 pub mod minbert;
+pub mod own;
 
 pub use examples::{Prepared, TaskData};
 pub use metrics::{accuracy, overall_score, pearson};
@@ -36,6 +40,8 @@ pub enum Task {
     Para,
     /// STS-B similarity.
     Sts,
+    /// Your own data (see [`own`]): the run's `OwnTask` says what it is.
+    Own,
 }
 
 impl Task {
@@ -48,6 +54,7 @@ impl Task {
             Task::Sst => "sst",
             Task::Para => "para",
             Task::Sts => "sts",
+            Task::Own => "own",
         }
     }
 }
@@ -85,6 +92,9 @@ pub struct HeadsConfig {
     pub head_dropout: f64,
     /// Hidden size of the encoder.
     pub hidden_size: usize,
+    /// The own-data task (kind, classes, columns), when `tasks` holds [`Task::Own`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own: Option<own::OwnTask>,
 }
 
 /// The shared encoder and the task heads; the module the optimiser updates.
@@ -98,6 +108,10 @@ pub struct MultitaskModel {
     pub para: Option<Linear>,
     /// STS head `[hidden → 1]` (cross only; bi uses the cosine).
     pub sts: Option<Linear>,
+    /// Own-data head `[features → outputs]`: features `4·hidden` for bi-encoded pairs
+    /// (`[u, v, |u−v|, u⊙v]`), else `hidden`; outputs the number of classes, or 1 for
+    /// regression.
+    pub own: Option<Linear>,
     /// Dropout before the heads.
     pub dropout: Dropout,
     /// Sentence pooling.
@@ -106,6 +120,9 @@ pub struct MultitaskModel {
     /// Pair encoding.
     #[module(skip)]
     pub pair_encoding: PairEncoding,
+    /// The own-data task of the `own` head.
+    #[module(skip)]
+    pub own_task: Option<own::OwnTask>,
 }
 
 /// A task batch on the device, with its labels.
@@ -128,6 +145,41 @@ pub enum TaskBatch {
         /// Targets: 0/1 for paraphrase, `similarity / 5` for STS.
         labels: Tensor<1>,
     },
+    /// Own data: sentences (`batch` sequences) or pairs (as [`TaskBatch::Pair`]), with class
+    /// ids or regression targets `[batch]`.
+    Own {
+        /// Tokens.
+        x: BatchTensors,
+        /// Targets.
+        labels: OwnLabels,
+    },
+}
+
+/// The targets of an own-data batch.
+#[derive(Debug, Clone)]
+pub enum OwnLabels {
+    /// Class ids `[batch]`.
+    Classes(Tensor<1, Int>),
+    /// Regression targets `[batch]`.
+    Values(Tensor<1>),
+}
+
+impl TaskBatch {
+    /// Examples in the batch (a pair counts once).
+    pub fn examples(&self) -> usize {
+        match self {
+            TaskBatch::Sst { labels, .. } => labels.dims()[0],
+            TaskBatch::Pair { labels, .. } => labels.dims()[0],
+            TaskBatch::Own {
+                labels: OwnLabels::Classes(l),
+                ..
+            } => l.dims()[0],
+            TaskBatch::Own {
+                labels: OwnLabels::Values(l),
+                ..
+            } => l.dims()[0],
+        }
+    }
 }
 
 impl MultitaskModel {
@@ -139,16 +191,43 @@ impl MultitaskModel {
             PairEncoding::Bi => 4 * h,
             PairEncoding::Cross => h,
         };
+        let own = cfg.own.as_ref().filter(|_| has(Task::Own)).map(|t| {
+            let d_in = if t.is_pair() { para_in } else { h };
+            LinearConfig::new(d_in, t.kind.outputs()).init(device)
+        });
         MultitaskModel {
             bert,
             sst: has(Task::Sst).then(|| LinearConfig::new(h, 5).init(device)),
             para: has(Task::Para).then(|| LinearConfig::new(para_in, 1).init(device)),
             sts: (has(Task::Sts) && cfg.pair_encoding == PairEncoding::Cross)
                 .then(|| LinearConfig::new(h, 1).init(device)),
+            own,
             dropout: Dropout::new(cfg.head_dropout),
             pooling: cfg.pooling,
             pair_encoding: cfg.pair_encoding,
+            own_task: cfg.own.clone().filter(|_| has(Task::Own)),
         }
+    }
+
+    /// The task heads under the names their tensors have in `heads.safetensors`: `sst`,
+    /// `para`, `sts`, `own`.
+    pub fn heads(&self) -> [(&'static str, &Option<Linear>); 4] {
+        [
+            ("sst", &self.sst),
+            ("para", &self.para),
+            ("sts", &self.sts),
+            ("own", &self.own),
+        ]
+    }
+
+    /// [`heads`](Self::heads), mutable.
+    pub fn heads_mut(&mut self) -> [(&'static str, &mut Option<Linear>); 4] {
+        [
+            ("sst", &mut self.sst),
+            ("para", &mut self.para),
+            ("sts", &mut self.sts),
+            ("own", &mut self.own),
+        ]
     }
 
     /// Encodes and pools: `[batch, seq]` tokens → `[batch, hidden]`.
@@ -194,16 +273,34 @@ impl MultitaskModel {
                 match task {
                     Task::Para => {
                         let head = self.para.as_ref().expect("model has no paraphrase head");
-                        let feats = Tensor::cat(
-                            vec![u.clone(), v.clone(), (u.clone() - v.clone()).abs(), u * v],
-                            1,
-                        );
-                        head.forward(self.dropout.forward(feats)).reshape([b])
+                        head.forward(self.dropout.forward(pair_features(u, v)))
+                            .reshape([b])
                     }
                     _ => cosine(u, v),
                 }
             }
         }
+    }
+
+    /// Own-data outputs `[batch, outputs]`: class logits, or the regression value (`outputs`
+    /// = 1). Sentences are pooled; bi-encoded pairs (`2·batch` sequences, first sentences
+    /// then second) give `[u, v, |u−v|, u⊙v]`; cross-encoded pairs are one sequence each.
+    ///
+    /// # Panics
+    /// If the model has no own-data head (a programming error: heads follow the task list).
+    pub fn own_outputs(&self, x: &BatchTensors) -> Tensor<2> {
+        let head = self.own.as_ref().expect("model has no own-data head");
+        let pair = self.own_task.as_ref().is_some_and(|t| t.is_pair());
+        let pooled = self.embed(x);
+        let feats = if pair && self.pair_encoding == PairEncoding::Bi {
+            let [b2, h] = pooled.dims();
+            let b = b2 / 2;
+            let u = pooled.clone().slice([0..b, 0..h]);
+            pair_features(u, pooled.slice([b..b2, 0..h]))
+        } else {
+            pooled
+        };
+        head.forward(self.dropout.forward(feats))
     }
 
     /// Mean training loss of one batch (scalar `[1]`).
@@ -219,8 +316,26 @@ impl MultitaskModel {
                 let d = self.pair_scores(*task, x) - labels.clone();
                 d.square().mean()
             }
+            TaskBatch::Own { x, labels } => {
+                let out = self.own_outputs(x);
+                match labels {
+                    OwnLabels::Classes(l) => cross_entropy(out, l.clone()),
+                    OwnLabels::Values(v) => {
+                        let [b, _] = out.dims();
+                        (out.reshape([b]) - v.clone()).square().mean()
+                    }
+                }
+            }
         }
     }
+}
+
+/// Sentence-BERT's pair features `[u, v, |u−v|, u⊙v]`: `[batch, h]` each → `[batch, 4·h]`.
+pub fn pair_features(u: Tensor<2>, v: Tensor<2>) -> Tensor<2> {
+    Tensor::cat(
+        vec![u.clone(), v.clone(), (u.clone() - v.clone()).abs(), u * v],
+        1,
+    )
 }
 
 /// Pools `[batch, seq, hidden]` with `mask` `[batch, seq]` into `[batch, hidden]`.

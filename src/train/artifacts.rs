@@ -31,18 +31,14 @@ pub mod names {
 /// Named files of a checkpoint: `(file name, bytes)`.
 pub type Files = Vec<(&'static str, Vec<u8>)>;
 
-/// The task heads as safetensors (`sst.weight` `[5, hidden]`, `sst.bias`, `para.*`, `sts.*`;
-/// weights in the PyTorch `[out, in]` layout).
+/// The task heads as safetensors (`sst.weight` `[5, hidden]`, `sst.bias`, `para.*`, `sts.*`,
+/// `own.*`; weights in the PyTorch `[out, in]` layout).
 ///
 /// # Errors
 /// [`Error::Invalid`] if a tensor cannot be read back.
 pub async fn heads_safetensors(model: &MultitaskModel) -> Result<Vec<u8>> {
     let mut t = ReadBack::default();
-    for (name, head) in [
-        ("sst", &model.sst),
-        ("para", &model.para),
-        ("sts", &model.sts),
-    ] {
+    for (name, head) in model.heads() {
         if let Some(l) = head {
             t.push_linear(name, l.weight.val(), l.bias.as_ref().map(|b| b.val()));
         }
@@ -72,9 +68,9 @@ pub fn load_heads(
             bias: l.bias.map(|p| p.map(|_| b)),
         })
     };
-    model.sst = model.sst.map(|l| load("sst", l)).transpose()?;
-    model.para = model.para.map(|l| load("para", l)).transpose()?;
-    model.sts = model.sts.map(|l| load("sts", l)).transpose()?;
+    for (name, head) in model.heads_mut() {
+        *head = head.take().map(|l| load(name, l)).transpose()?;
+    }
     Ok(model)
 }
 

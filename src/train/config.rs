@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapter::LoraConfig;
 use crate::error::{Error, Result};
+use crate::tasks::own::{DataSpec, OwnTask};
 use crate::tasks::{PairEncoding, Pooling, Task};
 
 /// Storage precision of the frozen weights (`--precision`).
@@ -98,6 +99,12 @@ pub struct TrainConfig {
     /// Storage precision of the frozen weights.
     #[serde(default)]
     pub precision: Precision,
+    /// Own data: the files and what was asked of them (with `tasks` = `[own]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataSpec>,
+    /// Own data: the task read from them (kind, classes, columns, metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own: Option<OwnTask>,
 }
 
 fn default_checkpoint_every() -> usize {
@@ -133,6 +140,8 @@ impl Default for TrainConfig {
             skip_nonfinite: false,
             debug_nan_at_step: None,
             precision: Precision::F32,
+            data: None,
+            own: None,
         }
     }
 }
@@ -170,6 +179,9 @@ impl TrainConfig {
         }
         if let Some(lora) = &self.adapter {
             lora.validate()?;
+        }
+        if self.tasks.contains(&Task::Own) && self.tasks.len() > 1 {
+            return bad("own data trains alone, not with the minBERT tasks");
         }
         Ok(())
     }

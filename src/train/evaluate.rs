@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::kernels::read_f32;
-use crate::tasks::{MultitaskModel, Task, TaskBatch, TaskData, accuracy, overall_score, pearson};
+use crate::tasks::metrics::{f1_binary, f1_macro, matthews, mse, spearman};
+use crate::tasks::own::{OwnTask, TaskKind};
+use crate::tasks::{
+    MultitaskModel, OwnLabels, Task, TaskBatch, TaskData, accuracy, overall_score, pearson,
+};
 
 /// Dev metrics; a field is present when that task was evaluated.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -19,6 +23,96 @@ pub struct DevMetrics {
     pub sts_pearson: Option<f64>,
     /// `mean(sst, para, (sts + 1) / 2)`, when all three are present.
     pub overall: Option<f64>,
+    /// Own data: the metrics of its kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own: Option<OwnMetrics>,
+}
+
+/// Dev metrics of an own-data task: classification accuracy, F1 (binary: of class 1), macro-F1
+/// and Matthews correlation; regression Pearson, Spearman and MSE.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OwnMetrics {
+    /// The metric that picks the best epoch (`mse`: the lowest).
+    pub metric_for_best_model: String,
+    /// Accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// F1 of class 1 (binary classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
+    /// Macro-averaged F1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f1_macro: Option<f64>,
+    /// Matthews correlation coefficient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcc: Option<f64>,
+    /// Pearson correlation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pearson: Option<f64>,
+    /// Spearman rank correlation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spearman: Option<f64>,
+    /// Mean squared error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mse: Option<f64>,
+}
+
+impl OwnMetrics {
+    /// The metrics of `pred` against `gold`: class ids for classification (`classes` of them),
+    /// values for regression; `metric` picks the best epoch.
+    pub fn of(pred: &[f64], gold: &[f64], kind: &TaskKind, metric: &str) -> Self {
+        let mut m = OwnMetrics {
+            metric_for_best_model: metric.to_string(),
+            ..OwnMetrics::default()
+        };
+        match kind {
+            TaskKind::Classification { id2label } => {
+                let ids = |v: &[f64]| v.iter().map(|&x| x as usize).collect::<Vec<_>>();
+                let (p, g) = (ids(pred), ids(gold));
+                let n = id2label.len();
+                m.accuracy = Some(accuracy(&p, &g));
+                m.f1 = (n == 2).then(|| f1_binary(&p, &g));
+                m.f1_macro = Some(f1_macro(&p, &g, n));
+                m.mcc = Some(matthews(&p, &g, n));
+            }
+            TaskKind::Regression => {
+                m.pearson = Some(pearson(pred, gold));
+                m.spearman = Some(spearman(pred, gold));
+                m.mse = Some(mse(pred, gold));
+            }
+        }
+        m
+    }
+
+    /// The metrics present, by name, in the order of the task kind's list.
+    pub fn named(&self) -> Vec<(&'static str, f64)> {
+        [
+            ("accuracy", self.accuracy),
+            ("f1", self.f1),
+            ("f1_macro", self.f1_macro),
+            ("mcc", self.mcc),
+            ("pearson", self.pearson),
+            ("spearman", self.spearman),
+            ("mse", self.mse),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| v.map(|v| (n, v)))
+        .collect()
+    }
+
+    /// The value of `metric_for_best_model`, negated for `mse` (larger is better).
+    pub fn primary(&self) -> f64 {
+        let v = self
+            .named()
+            .into_iter()
+            .find(|(n, _)| *n == self.metric_for_best_model)
+            .map_or(f64::NEG_INFINITY, |(_, v)| v);
+        if self.metric_for_best_model == "mse" {
+            -v
+        } else {
+            v
+        }
+    }
 }
 
 impl DevMetrics {
@@ -29,14 +123,19 @@ impl DevMetrics {
             Task::Sst => self.sst_acc = Some(score),
             Task::Para => self.para_acc = Some(score),
             Task::Sts => self.sts_pearson = Some(score),
+            Task::Own => {}
         }
         if let (Some(a), Some(b), Some(c)) = (self.sst_acc, self.para_acc, self.sts_pearson) {
             self.overall = Some(overall_score(a, b, c));
         }
     }
 
-    /// The number to select the best epoch by: the overall score, or the only metric present.
+    /// The number to select the best epoch by: the overall score, or the only metric present
+    /// (own data: its `metric_for_best_model`, negated for `mse`).
     pub fn primary(&self) -> f64 {
+        if let Some(o) = &self.own {
+            return o.primary();
+        }
         self.overall
             .or(self.sst_acc)
             .or(self.para_acc)
@@ -55,33 +154,40 @@ impl std::fmt::Display for DevMetrics {
             ("STS Pearson", self.sts_pearson),
             ("overall", self.overall),
         ];
-        let shown: Vec<String> = parts
+        let mut shown: Vec<String> = parts
             .iter()
             .filter_map(|(n, v)| v.map(|v| format!("{n} {v:.4}")))
             .collect();
+        if let Some(o) = &self.own {
+            shown.extend(o.named().iter().map(|(n, v)| format!("{n} {v:.4}")));
+        }
         f.write_str(&shown.join(", "))
     }
 }
 
 /// Raw predictions of one task, in example order: SST class probabilities `[n·5]`, paraphrase
-/// probabilities `[n]`, STS scores on the 0..5 scale `[n]`.
+/// probabilities `[n]`, STS scores on the 0..5 scale `[n]`, own data class probabilities
+/// `[n·classes]` or regression values `[n]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Predictions {
     /// The task.
     pub task: Task,
     /// Example ids.
     pub ids: Vec<String>,
-    /// Values as described above (row-major for SST).
+    /// Values as described above (row-major for class probabilities).
     pub values: Vec<f32>,
+    /// Values per example: the number of classes, or 1.
+    pub width: usize,
 }
 
 impl Predictions {
-    /// Predicted labels: SST argmax class, paraphrase `p > 0.5` (0/1), STS score.
+    /// Predicted labels: the argmax class (SST, own classification), paraphrase `p > 0.5`
+    /// (0/1), the STS score or regression value.
     pub fn labels(&self) -> Vec<f64> {
         match self.task {
-            Task::Sst => self
+            Task::Sst | Task::Own if self.width > 1 => self
                 .values
-                .chunks(5)
+                .chunks(self.width)
                 .map(|p| {
                     p.iter()
                         .enumerate()
@@ -96,8 +202,80 @@ impl Predictions {
                 .iter()
                 .map(|&p| (p > 0.5) as u8 as f64)
                 .collect(),
-            Task::Sts => self.values.iter().map(|&v| v as f64).collect(),
+            _ => self.values.iter().map(|&v| v as f64).collect(),
         }
+    }
+}
+
+/// One prediction as `lorabert predict` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictionRow {
+    /// The input's id.
+    pub id: String,
+    /// The task (`sst`, `para`, `sts`, or the own task's name).
+    pub task: String,
+    /// The predicted class name (classification tasks: SST `0`..`4`, paraphrase `0`/`1`, own
+    /// data its `id2label`); absent for STS and regression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The predicted class's probability (paraphrase: of class `1`), or the value (STS on
+    /// 0..5, regression).
+    pub score: f64,
+    /// Probabilities by class, in class order (classification).
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "as_map")]
+    pub probabilities: Vec<(String, f64)>,
+}
+
+fn as_map<S: serde::Serializer>(v: &[(String, f64)], s: S) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (k, p) in v {
+        m.serialize_entry(k, p)?;
+    }
+    m.end()
+}
+
+impl Predictions {
+    /// The predictions as named rows: class names from `own`'s `id2label` for own data.
+    pub fn rows(&self, own: Option<&OwnTask>) -> Vec<PredictionRow> {
+        let names: Vec<String> = match (self.task, own.map(|o| &o.kind)) {
+            (Task::Own, Some(TaskKind::Classification { id2label })) => id2label.clone(),
+            (Task::Sst, _) => (0..5).map(|c| c.to_string()).collect(),
+            (Task::Para, _) => vec!["0".into(), "1".into()],
+            _ => Vec::new(),
+        };
+        let task = match (self.task, own) {
+            (Task::Own, Some(o)) => o.name.clone(),
+            (t, _) => t.name().to_string(),
+        };
+        let w = self.width.max(1);
+        self.ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let v: Vec<f64> = self.values[i * w..(i + 1) * w]
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect();
+                let probs: Vec<f64> = match (self.task, names.len()) {
+                    (Task::Para, _) => vec![1.0 - v[0], v[0]],
+                    (_, 0) => Vec::new(),
+                    _ => v.clone(),
+                };
+                let best = (0..probs.len()).max_by(|&a, &b| probs[a].total_cmp(&probs[b]));
+                PredictionRow {
+                    id: id.clone(),
+                    task: task.clone(),
+                    label: best.map(|b| names[b].clone()),
+                    score: match (self.task, best) {
+                        (Task::Para, _) => v[0],
+                        (_, Some(b)) => probs[b],
+                        (_, None) => v[0],
+                    },
+                    probabilities: names.iter().cloned().zip(probs).collect(),
+                }
+            })
+            .collect()
     }
 }
 
@@ -112,7 +290,11 @@ pub async fn predict(
     pad_id: u32,
 ) -> Result<Predictions> {
     let device = model_device(model);
-    let stride = if data.task == Task::Sst { 5 } else { 1 };
+    let stride = match (&data.task, &data.own) {
+        (Task::Sst, _) => 5,
+        (Task::Own, Some(kind)) => kind.outputs(),
+        _ => 1,
+    };
     let mut values = vec![0f32; data.examples.len() * stride];
     // Batches of similar length (less padding); outputs are put back in file order.
     let mut order: Vec<usize> = (0..data.examples.len()).collect();
@@ -129,6 +311,13 @@ pub async fn predict(
             TaskBatch::Pair { task, x, .. } => {
                 read_f32(model.pair_scores(*task, x).mul_scalar(5.0)).await?
             }
+            TaskBatch::Own { x, labels } => {
+                let out = model.own_outputs(x);
+                match labels {
+                    OwnLabels::Classes(_) => read_f32(softmax(out, 1)).await?,
+                    OwnLabels::Values(_) => read_f32(out).await?,
+                }
+            }
         };
         for (k, &i) in idx.iter().enumerate() {
             values[i * stride..(i + 1) * stride]
@@ -139,6 +328,7 @@ pub async fn predict(
         task: data.task,
         ids: data.examples.iter().map(|e| e.id.clone()).collect(),
         values,
+        width: stride,
     })
 }
 
@@ -147,18 +337,26 @@ pub fn model_device(model: &MultitaskModel) -> Device {
     model.bert.embeddings.word_embeddings.weight.val().device()
 }
 
-/// Scores predictions against the gold labels of `data`.
+/// Scores predictions against the gold labels of `data`: accuracy, or Pearson for STS and
+/// own-data regression.
 pub fn score(p: &Predictions, data: &TaskData) -> f64 {
     let gold: Vec<f64> = data.examples.iter().map(|e| e.label as f64).collect();
     let pred = p.labels();
     match p.task {
         Task::Sts => pearson(&pred, &gold),
+        Task::Own if p.width == 1 => pearson(&pred, &gold),
         _ => {
             let pr: Vec<usize> = pred.iter().map(|&x| x as usize).collect();
             let gd: Vec<usize> = gold.iter().map(|&x| x as usize).collect();
             accuracy(&pr, &gd)
         }
     }
+}
+
+/// The own-data metrics of predictions `p` against the gold labels of `data`.
+pub fn own_metrics(p: &Predictions, data: &TaskData, task: &OwnTask) -> OwnMetrics {
+    let gold: Vec<f64> = data.examples.iter().map(|e| e.label as f64).collect();
+    OwnMetrics::of(&p.labels(), &gold, &task.kind, &task.metric_for_best_model)
 }
 
 /// Dev metrics of `model` (pass `model.valid()`) on each task of `dev`.
@@ -174,7 +372,10 @@ pub async fn evaluate(
     let mut m = DevMetrics::default();
     for d in dev {
         let p = predict(model, d, batch_size, pad_id).await?;
-        m.record(d.task, score(&p, d));
+        match (&d.task, &model.own_task) {
+            (Task::Own, Some(t)) => m.own = Some(own_metrics(&p, d, t)),
+            _ => m.record(d.task, score(&p, d)),
+        }
     }
     Ok(m)
 }

@@ -54,6 +54,7 @@ impl Job {
             backend: backend.to_string(),
             heads,
             bert_config_json: model.config_json.clone(),
+            data: None,
         };
         Ok(Job {
             trainer,

@@ -70,7 +70,11 @@ pub fn largest_batch(
 /// Sequences the encoder runs per training example of `cfg`: 2 when sentence pairs are
 /// bi-encoded (each sentence its own sequence), else 1.
 pub fn sequences_per_example(cfg: &TrainConfig) -> usize {
-    let pairs = cfg.tasks.iter().any(|t| *t != Task::Sst);
+    let pairs = cfg.tasks.iter().any(|t| match t {
+        Task::Sst => false,
+        Task::Own => cfg.own.as_ref().is_some_and(|o| o.is_pair()),
+        _ => true,
+    });
     if pairs && cfg.pair_encoding == PairEncoding::Bi {
         2
     } else {

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{DevMetrics, LossScaler, ParamCounts, TrainConfig};
 use crate::error::{Error, Result};
+use crate::tasks::own::DataSummary;
 
 /// Version of the `results.json` layout. 2: `config.adapter` is PEFT's `LoraConfig` (with
 /// `use_dora`) or `null` for full fine-tuning; version 1 had `config.adapter` as
@@ -95,6 +96,9 @@ pub struct RunResults {
     /// overflow); `None` in f32. Restored with the run on resume.
     #[serde(default)]
     pub loss_scaler: Option<LossScaler>,
+    /// Own data: the files read, the validation split, the label counts of both splits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataSummary>,
 }
 
 impl RunResults {

@@ -9,6 +9,7 @@ use super::{StepStats, Trainer};
 use crate::error::{Error, Result};
 use crate::tasks::HeadsConfig;
 use crate::tasks::TaskData;
+use crate::tasks::own::DataSummary;
 
 /// What a driver provides to [`run`].
 pub trait Observer {
@@ -72,6 +73,8 @@ pub struct RunInfo {
     pub heads: HeadsConfig,
     /// The base model's `config.json` text (saved with full fine-tuning checkpoints).
     pub bert_config_json: String,
+    /// Own data: the files read and their label counts.
+    pub data: Option<DataSummary>,
 }
 
 /// Where a resumed run continues from (see [`crate::train::resume::restore_training`]).
@@ -177,6 +180,7 @@ fn new_results(
         loss_curve: Vec::new(),
         skipped_batches: 0,
         loss_scaler: trainer.scaler,
+        data: info.data.clone(),
     }
 }
 

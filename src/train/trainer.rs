@@ -355,10 +355,7 @@ impl Trainer {
     /// [`Error::NonFinite`] when the loss or (outside loss scaling) the gradient norm is not
     /// finite, naming the step and the parameters; a failed read-back.
     pub async fn step(&mut self, batch: &TaskBatch) -> Result<StepStats> {
-        let examples = match batch {
-            TaskBatch::Sst { labels, .. } => labels.dims()[0],
-            TaskBatch::Pair { labels, .. } => labels.dims()[0],
-        };
+        let examples = batch.examples();
         // Dropout masks come from a generator reseeded at every step, so a resumed run draws
         // exactly the masks the uninterrupted run drew.
         let seed = step_seed(self.cfg.seed, self.step);
@@ -516,12 +513,18 @@ pub fn build_model(
         Precision::F16 => bert.into_f16(),
         Precision::F32 => bert,
     };
+    if cfg.tasks.contains(&crate::tasks::Task::Own) && cfg.own.is_none() {
+        return Err(Error::Invalid(
+            "the own-data task is not resolved (read its data first)".into(),
+        ));
+    }
     let heads = crate::tasks::HeadsConfig {
         tasks: cfg.tasks.clone(),
         pooling: cfg.pooling,
         pair_encoding: cfg.pair_encoding,
         head_dropout: cfg.head_dropout,
         hidden_size,
+        own: cfg.own.clone(),
     };
     Ok((MultitaskModel::new(bert, &heads, device), heads))
 }

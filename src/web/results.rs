@@ -110,6 +110,7 @@ pub fn payload(rows: Vec<ShareRow>) -> SharePayload {
         v: SHARE_VERSION,
         model: model.chars().take(100).collect(),
         rows,
+        data: None,
     }
 }
 

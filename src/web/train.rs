@@ -177,6 +177,7 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
                 seconds_per_epoch: results.mean_seconds_per_epoch(),
                 peak_memory_bytes: results.peak_memory_bytes.unwrap_or(0),
                 trainable_params: results.params.trainable as u64,
+                metric: None,
             },
             loss_curve: results.loss_curve.clone(),
             examples_per_second: results.mean_examples_per_second(),
