@@ -314,8 +314,9 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn tiny() -> PathBuf {
-    let dir = tmp("tiny-model");
+/// A tiny random BERT of the test `name` (each test its own: tests run in parallel).
+fn tiny(name: &str) -> PathBuf {
+    let dir = tmp(&format!("tiny-model-{name}"));
     tiny_model(&dir);
     dir
 }
@@ -335,7 +336,7 @@ const QUICK: &[&str] = &[
 
 #[test]
 fn train_eval_and_predict_on_own_csv_with_string_labels() {
-    let model = tiny();
+    let model = tiny("sst2");
     let run = tmp("sst2");
     let (train, dev) = (fixture("sst2.csv"), fixture("sst2-dev.csv"));
     let mut args = vec![
@@ -443,7 +444,7 @@ fn train_eval_and_predict_on_own_csv_with_string_labels() {
 
 #[test]
 fn csv_and_jsonl_give_the_same_run_and_regression_pairs_train() {
-    let model = tiny();
+    let model = tiny("same");
     let metrics = |file: &str| {
         let run = tmp(&format!("same-{file}"));
         let mut args = vec!["train", "--model", s(&model), "--train-file"];
@@ -511,7 +512,7 @@ fn a_file_over_the_limit_is_refused_before_reading() {
     let huge = dir.join("huge.csv");
     let f = std::fs::File::create(&huge).unwrap();
     f.set_len(2 << 30).unwrap(); // 2 GiB, sparse: nothing is written
-    let model = tiny();
+    let model = tiny("huge");
     let (success, _, stderr) = lorabert(&[
         "train",
         "--model",
@@ -531,7 +532,7 @@ fn a_file_over_the_limit_is_refused_before_reading() {
 
 #[test]
 fn sweep_report_and_share_link_on_own_data() {
-    let model = tiny();
+    let model = tiny("sweep");
     let out = tmp("sweep");
     let train = fixture("sst2.csv");
     ok(&[
@@ -582,4 +583,277 @@ fn sweep_report_and_share_link_on_own_data() {
     );
     assert_eq!(d.train_rows + d.validation_rows, 240);
     assert_eq!(p.rows[0].metric.as_deref(), Some("accuracy"));
+}
+
+#[test]
+fn more_bad_input_found_by_trying_it() {
+    let s = spec("reviews.csv");
+    // One non-number among numbers: not silently a class per value.
+    let mut csv = String::from("text,score\n");
+    for i in 0..30 {
+        csv.push_str(&format!("t{i},{}.{}\n", i % 5, i % 7));
+    }
+    csv.push_str("oops,n/a\n");
+    let e = err(&s, &csv.replace("score", "label"), None);
+    assert!(
+        e.starts_with("reviews.csv line 32: column `label`: label `n/a` is not a number, but 30 of the 31 labels are"),
+        "{e}"
+    );
+    // JSON Lines values that are not text.
+    for (line, what) in [
+        (
+            r#"{"text": {"a": 1}, "label": 1}"#,
+            "expected a string, got an object",
+        ),
+        (
+            r#"{"text": ["a"], "label": 1}"#,
+            "expected a string, got an array",
+        ),
+        (r#"{"label": 1}"#, "expected a string, got missing"),
+        (
+            r#"{"text": "x", "label": [1]}"#,
+            "expected a string or number, got an array",
+        ),
+    ] {
+        let file = format!(
+            "{{\"text\": \"a\", \"label\": 0}}\n{line}\n{{\"text\": \"b\", \"label\": 1}}\n"
+        );
+        let e = err(&spec("d.jsonl"), &file, None);
+        assert!(
+            e.starts_with("d.jsonl line 2: column `") && e.contains(what),
+            "{line}: {e}"
+        );
+    }
+    // A duplicated column name, and the label column read as text.
+    let e = err(&s, "text,label,label\na,1,0\n", None);
+    assert!(
+        e.contains("column `label` appears 2 times in the header"),
+        "{e}"
+    );
+    let mut same = spec("reviews.csv");
+    same.text_column = Some("label".into());
+    let e = err(&same, "text,label\na,1\nb,0\n", None);
+    assert!(e.contains("column `label` is both text and label"), "{e}");
+    // A validation file without labelled rows.
+    let mut v = spec("train.csv");
+    v.validation_file = Some("dev.csv".into());
+    let e = err(&v, "text,label\na,1\nb,0\n", Some("text,label\n"));
+    assert!(
+        e.starts_with("dev.csv line 1: no rows with a label to validate on"),
+        "{e}"
+    );
+    // The stratified split holds out the fraction asked, not a row of every class.
+    let mut many = String::from("text,label\n");
+    for i in 0..80 {
+        many.push_str(&format!("t{i},c{}\n", i / 2));
+    }
+    let mut forced = spec("many.csv");
+    forced.task_type = Some(TaskType::Classification);
+    let d = load(&forced, many.as_bytes(), None).unwrap();
+    assert_eq!(d.summary.validation_labels.rows, 8);
+    assert!(
+        d.summary.validation.starts_with("8 of the 80 rows"),
+        "{}",
+        d.summary.validation
+    );
+    // transformers' metric names are accepted.
+    let mut m = spec("reviews.csv");
+    m.metric_for_best_model = Some("eval_f1".into());
+    let d = load(&m, b"text,label\na,x\nb,y\nc,x\nd,y\n", None).unwrap();
+    assert_eq!(d.task.metric_for_best_model, "f1");
+}
+
+#[test]
+fn runs_are_not_overwritten_and_resumes_read_the_same_data() {
+    let model = tiny("guard");
+    let dir = tmp("guard");
+    std::fs::create_dir_all(&dir).unwrap();
+    let train = dir.join("t.csv");
+    std::fs::copy(fixture("sst2.csv"), &train).unwrap();
+    let run = dir.join("run");
+    let base = |extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--model",
+            s(&model),
+            "--train-file",
+            s(&train),
+            "--out",
+            s(&run),
+        ];
+        a.extend(QUICK);
+        a.extend(extra);
+        a.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    // A run that stops at step 5 (a non-finite loss) with a resume checkpoint at step 4.
+    let first = base(&["--checkpoint-every", "4", "--debug-nan-at-step", "5"]);
+    let (success, _, stderr) = lorabert(&args(&first));
+    assert!(!success && stderr.contains("--resume"), "{stderr}");
+    assert!(run.join("resume/state.json").is_file());
+    // A new run into the folder is refused (the resume checkpoint would be lost) ...
+    let (success, _, stderr) = lorabert(&args(&base(&[])));
+    assert!(
+        !success && stderr.contains("holds an interrupted run") && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    // ... and a resume of a changed training file too.
+    std::fs::write(
+        &train,
+        std::fs::read_to_string(fixture("sst2.csv"))
+            .unwrap()
+            .replacen("negative", "positive", 3),
+    )
+    .unwrap();
+    let (success, _, stderr) = lorabert(&["train", "--resume", s(&run), "--threads", "1"]);
+    assert!(
+        !success && stderr.contains("changed since this run began"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("resuming with the run's model"),
+        "the run's model is found: {stderr}"
+    );
+    // --overwrite starts over.
+    ok(&args(&base(&["--overwrite"])));
+    // Own-data options without --train-file are refused, not ignored.
+    let (success, _, stderr) = lorabert(&[
+        "train",
+        "--task",
+        "sst",
+        "--text-column",
+        "x",
+        "--out",
+        s(&dir.join("other")),
+    ]);
+    assert!(
+        !success && stderr.contains("--text-column only apply to your own data"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn predict_reads_other_column_names_and_refuses_mismatched_inputs() {
+    let model = tiny("cols");
+    let run = tmp("cols");
+    let train = fixture("sst2.csv");
+    let mut args = vec![
+        "train",
+        "--model",
+        s(&model),
+        "--train-file",
+        s(&train),
+        "--out",
+        s(&run),
+    ];
+    args.extend(QUICK);
+    ok(&args);
+    // Trained on `sentence`; this file has `text`: read with a note.
+    let jsonl = fixture("sst5.jsonl");
+    let (success, stdout, stderr) = lorabert(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&run),
+        "--input",
+        s(&jsonl),
+    ]);
+    assert!(success, "{stderr}");
+    assert!(
+        stderr.contains("no column `sentence`") && stderr.contains("reading `text`"),
+        "{stderr}"
+    );
+    assert_eq!(stdout.lines().count(), 200);
+    let (success, _, stderr) = lorabert(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&run),
+        "--sentence",
+        "a",
+        "--sentence-pair",
+        "b",
+    ]);
+    assert!(
+        !success && stderr.contains("takes single texts"),
+        "{stderr}"
+    );
+    let (success, _, stderr) = lorabert(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&run),
+        "--sentence",
+        "a",
+        "--output",
+        "x.txt",
+    ]);
+    assert!(
+        !success && stderr.contains("name a .csv or .jsonl file"),
+        "{stderr}"
+    );
+    // An ensemble of a classifier and a regressor is refused before anything is loaded.
+    let reg = tmp("cols-reg");
+    let sts = fixture("sts.csv");
+    let mut args = vec![
+        "train",
+        "--model",
+        s(&model),
+        "--train-file",
+        s(&sts),
+        "--out",
+        s(&reg),
+    ];
+    args.extend(QUICK);
+    ok(&args);
+    let (success, _, stderr) = lorabert(&[
+        "ensemble",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&run),
+        "--checkpoint",
+        s(&reg),
+        "--validation-file",
+        s(&fixture("sst2-dev.csv")),
+    ]);
+    assert!(
+        !success && stderr.contains("predict different things"),
+        "{stderr}"
+    );
+    // A sweep whose options fail says so once, before any cell.
+    let out = tmp("cols-sweep");
+    let (success, _, stderr) = lorabert(&[
+        "sweep",
+        "--out",
+        s(&out),
+        "--tasks",
+        "own",
+        "--ranks",
+        "1,2",
+        "--adapters",
+        "lora",
+        "--model",
+        s(&model),
+        "--",
+        "--train-file",
+        s(&fixture("missing.csv")),
+    ]);
+    assert!(
+        !success && stderr.contains("the cells' training options fail"),
+        "{stderr}"
+    );
+    assert!(
+        !out.join("cells").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .join("results.json")
+            .is_file())
+    );
 }

@@ -278,8 +278,16 @@ fn second_run_on_a_busy_output_folder_is_refused() {
         err.contains("in use by another lorabert process") && err.contains(&first.id().to_string()),
         "{err}"
     );
-    // The killed run's lock is stale now: a new run takes it over and finishes.
-    let o = train_sized(&model, &out, "1", "16", &[]).output().unwrap();
+    // The killed run's lock is stale now: a new run takes it over; what the killed run left
+    // (results.json, a resume checkpoint) is not replaced without --overwrite.
+    if out.join("results.json").is_file() {
+        let o = train_sized(&model, &out, "1", "16", &[]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("--overwrite"), "{err}");
+    }
+    let o = train_sized(&model, &out, "1", "16", &["--overwrite"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!lock.exists(), "the lock is removed at the end of a run");
     for d in [model, out] {

@@ -281,6 +281,7 @@ fn interrupted_and_resumed_training_is_bit_identical() {
             skipped_batches: 0,
             loss_scaler: None,
             data: None,
+            segments: Vec::new(),
         };
         let files =
             pollster::block_on(resume_files(&first, &EpochProgress::default(), &results)).unwrap();

@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
-use super::load::{data_file, load_own_file, load_split, load_trained, read_data_file};
+use super::load::{FileArgs, data_file, load_own_file, load_split, load_trained};
 use super::{CheckpointArgs, ModelArgs, devices, io, set_threads};
-use crate::data::table::{Format, Table};
 use crate::model::Pretrained;
 use crate::tasks::minbert::Split;
 use crate::tasks::own::{self, OwnRow, OwnRows};
@@ -28,6 +27,8 @@ pub struct EvalArgs {
     /// Own-data checkpoints: the labelled file to evaluate on (its columns as in training).
     #[arg(long)]
     validation_file: Option<PathBuf>,
+    #[command(flatten)]
+    file: FileArgs,
     /// Use at most this many dev examples per task.
     #[arg(long)]
     max_eval: Option<usize>,
@@ -76,6 +77,8 @@ pub struct PredictArgs {
     /// JSON lines on stdout).
     #[arg(long)]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    file: FileArgs,
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
@@ -92,7 +95,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 "an own-data checkpoint is evaluated on a labelled file: pass --validation-file FILE"
             );
         };
-        let d = load_own_file(path, own, &loaded, heads.pair_encoding, a.max_eval)?;
+        let d = load_own_file(path, &a.file, own, &loaded, heads.pair_encoding, a.max_eval)?;
         let m = pollster::block_on(evaluate(&model, &[d], a.batch_size, loaded.pad_id()))?;
         println!("{}", serde_json::to_string_pretty(&m)?);
         eprintln!("{m}");
@@ -178,13 +181,6 @@ pub fn write_predictions(
     Ok(())
 }
 
-/// A data file read as a table (format from its extension), for prediction or evaluation.
-fn read_table(path: &Path) -> Result<Table> {
-    let name = path.display().to_string();
-    let format = Format::resolve(&name, None)?;
-    Ok(Table::read(&read_data_file(path)?, &name, format, true)?)
-}
-
 /// `lorabert predict --sentence ... | --input FILE`: every head of the checkpoint that takes
 /// the inputs (single sentences: SST and single-text own tasks; pairs: paraphrase, STS and
 /// pair own tasks), as JSON lines or a CSV/JSONL file.
@@ -197,20 +193,27 @@ fn predict_texts(
     let own_task = heads.own.as_ref();
     let rows = match &a.input {
         Some(path) => {
-            let table = read_table(path)?;
+            let table = a.file.table(path, own_task.is_some_and(|o| o.no_header))?;
             let want_pair = match own_task {
                 Some(o) => o.is_pair(),
-                None => own::PAIR_NAMES
-                    .iter()
-                    .any(|n| table.header.iter().any(|h| h == n)),
+                None => {
+                    a.file.text_pair_column.is_some()
+                        || own::PAIR_NAMES
+                            .iter()
+                            .any(|n| table.header.iter().any(|h| h == n))
+                }
             };
-            let cols = own::input_columns(
-                &table,
-                own_task.map(|o| o.columns.text.as_str()),
-                own_task.and_then(|o| o.columns.text_pair.as_deref()),
-                want_pair,
-            )?;
-            own::rows(&table, &cols, false)?
+            let trained = own_task.map(|o| &o.columns);
+            let (cols, notes) =
+                own::file_columns(&table, trained, &a.file.given(), want_pair, false)?;
+            for n in notes {
+                eprintln!("note: {n}");
+            }
+            let rows = own::rows(&table, &cols, false)?;
+            if rows.rows.is_empty() {
+                bail!("{}: no rows to predict", path.display());
+            }
+            rows
         }
         None => {
             if !a.sentence_pairs.is_empty() && a.sentence_pairs.len() != a.sentences.len() {
@@ -239,6 +242,22 @@ fn predict_texts(
         }
     };
     let pairs = rows.rows.iter().all(|r| r.text_pair.is_some());
+    if let Some(o) = own_task
+        && pairs
+        && !o.is_pair()
+    {
+        bail!(
+            "this checkpoint ({}) takes single texts: leave out --sentence-pair",
+            o.name
+        );
+    }
+    if let Some(out) = &a.output
+        && !out
+            .extension()
+            .is_some_and(|e| e == "csv" || e == "jsonl" || e == "json")
+    {
+        bail!("--output {}: name a .csv or .jsonl file", out.display());
+    }
     let tasks: Vec<Task> = heads
         .tasks
         .iter()

@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
+use clap::Args;
 
+use super::train::FormatArg;
 use super::{ModelArgs, io};
 use crate::data::table::{Format, Table};
 use crate::model::{Bert, Pretrained};
 use crate::tasks::minbert::{Split, file_names, task_data};
-use crate::tasks::own::{self, DataSpec, OwnData, OwnTask, TaskKind};
+use crate::tasks::own::{self, Columns, DataSpec, OwnData, OwnTask, TaskKind};
 use crate::tasks::{HeadsConfig, MultitaskModel, PairEncoding, Task, TaskData};
 use crate::train::TrainConfig;
 use crate::train::artifacts::{names, restore};
@@ -152,25 +154,86 @@ pub fn load_own(spec: &DataSpec, cfg: &TrainConfig, model: &Pretrained) -> Resul
     if s.skipped_rows > 0 {
         eprintln!("  skipped {} rows with an empty label", s.skipped_rows);
     }
+    if s.empty_texts > 0 {
+        eprintln!(
+            "  warning: {} rows have an empty text (is --text-column right?)",
+            s.empty_texts
+        );
+    }
     Ok(own)
 }
 
-/// A labelled file of an own-data task (its columns, format from the extension) as task data,
-/// at most `limit` rows.
+/// How to read a file of texts given to `eval`, `predict` or `ensemble`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FileArgs {
+    /// The file's text column (default: the one the checkpoint was trained on, else `sentence`,
+    /// `text`, ...).
+    #[arg(long)]
+    pub text_column: Option<String>,
+    /// The file's second-sentence column, for pairs.
+    #[arg(long)]
+    pub text_pair_column: Option<String>,
+    /// The file's label column (evaluation).
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// The file's format (default: from the extension: .csv, .tsv, .jsonl).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// The file has no header row (columns 0, 1, ...); implied for checkpoints trained so.
+    #[arg(long)]
+    pub no_header: bool,
+}
+
+impl FileArgs {
+    /// Reads `path` as a table; `trained_without_header` is the checkpoint's own setting.
+    ///
+    /// # Errors
+    /// The file cannot be read or is too large; the readers' errors naming file and line.
+    pub fn table(&self, path: &Path, trained_without_header: bool) -> Result<Table> {
+        let name = path.display().to_string();
+        let format = Format::resolve(&name, self.format.map(Format::from))?;
+        let header = !(self.no_header || trained_without_header);
+        Ok(Table::read(&read_data_file(path)?, &name, format, header)?)
+    }
+
+    /// The columns the user named (empty where not named).
+    pub fn given(&self) -> Columns {
+        Columns {
+            text: self.text_column.clone().unwrap_or_default(),
+            text_pair: self.text_pair_column.clone(),
+            label: self.label_column.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A labelled file of an own-data task as task data (at most `limit` rows): its columns as
+/// [`own::file_columns`] finds them, any note printed.
 ///
 /// # Errors
-/// The file cannot be read; the core's errors naming file, line and column.
+/// The file cannot be read; no labelled row; the core's errors naming file, line and column.
 pub fn load_own_file(
     path: &Path,
+    file: &FileArgs,
     task: &OwnTask,
     model: &Pretrained,
     enc: PairEncoding,
     limit: Option<usize>,
 ) -> Result<TaskData> {
-    let name = path.display().to_string();
-    let format = Format::resolve(&name, None)?;
-    let table = Table::read(&read_data_file(path)?, &name, format, true)?;
-    let rows = own::rows(&table, &task.columns, true)?;
+    let table = file.table(path, task.no_header)?;
+    let (columns, notes) = own::file_columns(
+        &table,
+        Some(&task.columns),
+        &file.given(),
+        task.is_pair(),
+        true,
+    )?;
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    let rows = own::rows(&table, &columns, true)?;
+    if rows.rows.is_empty() {
+        bail!("{}: no rows with a label to evaluate on", path.display());
+    }
     Ok(own::task_data(
         &rows,
         task,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::eval::write_predictions;
-use super::load::{data_file, load_own_file, load_split, load_trained};
+use super::load::{checkpoint_dir, data_file, load_own_file, load_split, load_trained};
 use super::{ModelArgs, io};
 use crate::report::claims::claims;
 use crate::report::html::{charts, render, report_html, share_payload};
@@ -16,10 +16,12 @@ use crate::report::share::SharedData;
 use crate::report::sweep::{
     Cell, SweepRow, grid, parse_ranks, parse_shard, rows_from_csv, rows_to_csv, shard,
 };
+use crate::tasks::HeadsConfig;
 use crate::tasks::minbert::Split;
-use crate::tasks::own::OwnTask;
+use crate::tasks::own::{OwnTask, TaskKind};
 use crate::tasks::{Task, TaskData};
 use crate::train::RunResults;
+use crate::train::artifacts::names;
 use crate::train::evaluate::own_metrics;
 use crate::train::{DevMetrics, Predictions, predict, score};
 
@@ -118,6 +120,14 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     let cells_dir = a.out.join("cells");
     std::fs::create_dir_all(&cells_dir)
         .with_context(|| format!("cannot create {}", cells_dir.display()))?;
+    check_options(&a)?;
+    let gpu = a.train_args.iter().any(|x| x == "wgpu");
+    if let Some(first) = cells
+        .iter()
+        .find(|c| finished(&cells_dir.join(c.name())).is_none() && (c.precision == "f32" || gpu))
+    {
+        check_first_cell(&exe, first, &cells_dir.join(first.name()), &a)?;
+    }
     let mut failed = Vec::new();
     for (k, cell) in cells.iter().enumerate() {
         let dir = cells_dir.join(cell.name());
@@ -148,7 +158,12 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         eprintln!("[{}/{}] {}: training", k + 1, cells.len(), cell.name());
         std::fs::create_dir_all(&dir)?;
         let log = std::fs::File::create(dir.join("train.log"))?;
-        let mut cmd = train_command(&exe, cell, &dir, &a);
+        let mut cmd = if dir.join("resume").join("state.json").is_file() {
+            eprintln!("  continuing from its resume checkpoint");
+            resume_command(&exe, &dir, &a)
+        } else {
+            train_command(&exe, cell, &dir, &a)
+        };
         let status = cmd
             .stdout(Stdio::null())
             .stderr(log)
@@ -210,7 +225,9 @@ fn train_command(exe: &Path, cell: &Cell, dir: &Path, a: &SweepArgs) -> Command 
             &cell.target_modules().join(","),
         ]);
     }
-    cmd.arg("--out").arg(dir);
+    // The cell's folder is the sweep's own: an earlier unfinished attempt is replaced (one with
+    // a resume checkpoint is continued instead, see `resume_command`).
+    cmd.arg("--out").arg(dir).arg("--overwrite");
     if cell.precision != "f32" {
         cmd.args(["--precision", &cell.precision, "--exact-precision"]);
     }
@@ -222,6 +239,80 @@ fn train_command(exe: &Path, cell: &Cell, dir: &Path, a: &SweepArgs) -> Command 
     }
     cmd.args(&a.train_args);
     cmd
+}
+
+/// `lorabert train --resume DIR` for a cell interrupted with a resume checkpoint.
+fn resume_command(exe: &Path, dir: &Path, a: &SweepArgs) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("train").arg("--resume").arg(dir);
+    if let Some(m) = &a.model {
+        cmd.arg("--model").arg(m);
+    }
+    if let Some(d) = &a.data {
+        cmd.arg("--data").arg(d);
+    }
+    // Of the options after `--`, only those that say where and how to run apply to a resume.
+    let mut args = a.train_args.iter();
+    while let Some(x) = args.next() {
+        if ["--threads", "--backend", "--model", "--data"].contains(&x.as_str()) {
+            cmd.arg(x);
+            if let Some(v) = args.next() {
+                cmd.arg(v);
+            }
+        }
+    }
+    cmd
+}
+
+/// The options a sweep folder was started with (`OUT/sweep.json`): a re-run with other
+/// options after `--`, or another model or data folder, would mix two sweeps in one table.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct SweepOptions {
+    model: Option<PathBuf>,
+    data: Option<PathBuf>,
+    train_args: Vec<String>,
+}
+
+/// Records the sweep's options in `OUT/sweep.json`, or refuses when they differ from those
+/// recorded there.
+fn check_options(a: &SweepArgs) -> Result<()> {
+    let now = SweepOptions {
+        model: a.model.clone(),
+        data: a.data.clone(),
+        train_args: a.train_args.clone(),
+    };
+    let path = a.out.join("sweep.json");
+    if let Ok(bytes) = std::fs::read(&path) {
+        let then: SweepOptions = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a sweep's options", path.display()))?;
+        if then != now {
+            bail!(
+                "{} was started with other options ({}): finish it with those, or use another --out",
+                a.out.display(),
+                serde_json::to_string(&then)?
+            );
+        }
+        return Ok(());
+    }
+    io::write_atomic(&path, &serde_json::to_vec_pretty(&now)?)?;
+    Ok(())
+}
+
+/// Runs the first cell's training command with `--check-only`, so options or data that every
+/// cell would fail on are reported once, before any cell starts.
+fn check_first_cell(exe: &Path, cell: &Cell, dir: &Path, a: &SweepArgs) -> Result<()> {
+    let o = train_command(exe, cell, dir, a)
+        .arg("--check-only")
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !o.status.success() {
+        bail!(
+            "the cells' training options fail ({}):\n{}",
+            cell.name(),
+            String::from_utf8_lossy(&o.stderr).trim_end()
+        );
+    }
+    Ok(())
 }
 
 /// Rewrites `sweep.csv` from the finished cells' `results.json`; returns its rows.
@@ -423,6 +514,8 @@ pub struct EnsembleArgs {
     /// Own-data checkpoints (all of the same task): the labelled file to evaluate on.
     #[arg(long)]
     validation_file: Option<PathBuf>,
+    #[command(flatten)]
+    file: super::load::FileArgs,
     /// Use at most this many dev examples per task.
     #[arg(long)]
     max_eval: Option<usize>,
@@ -450,6 +543,49 @@ fn average(preds: &[Predictions]) -> Predictions {
     }
 }
 
+/// The members' shared own-data task, checked before any member is loaded: all members are
+/// own-data checkpoints of the same kind and classes (and then a --validation-file is given),
+/// or none is.
+fn ensemble_task(a: &EnsembleArgs) -> Result<Option<OwnTask>> {
+    let mut tasks = Vec::new();
+    for ck in &a.checkpoints {
+        let path = checkpoint_dir(ck)?.join(names::HEADS_CONFIG);
+        let heads: HeadsConfig = serde_json::from_slice(&io::read(&path)?)
+            .with_context(|| format!("{} is not a heads configuration", path.display()))?;
+        tasks.push((ck, heads.own));
+    }
+    let (first_ck, first) = &tasks[0];
+    for (ck, t) in &tasks[1..] {
+        let describe = |t: &Option<OwnTask>| match t {
+            None => "minBERT tasks".to_string(),
+            Some(o) => match &o.kind {
+                TaskKind::Classification { id2label } => {
+                    format!("classification into {}", id2label.join(", "))
+                }
+                TaskKind::Regression => "regression".into(),
+            },
+        };
+        let same = match (first, t) {
+            (None, None) => true,
+            (Some(x), Some(y)) => x.kind == y.kind && x.is_pair() == y.is_pair(),
+            _ => false,
+        };
+        if !same {
+            bail!(
+                "{} ({}) and {} ({}) predict different things: an ensemble averages members of one task",
+                first_ck.display(),
+                describe(first),
+                ck.display(),
+                describe(t)
+            );
+        }
+    }
+    if first.is_some() && a.validation_file.is_none() {
+        bail!("own-data checkpoints are compared on a labelled file: pass --validation-file FILE");
+    }
+    Ok(first.clone())
+}
+
 /// Averages the members' task probabilities (SST, Quora) and similarity scores (STS), reports
 /// the dev metrics of every member and of the ensemble, and optionally writes test predictions.
 pub fn ensemble(a: EnsembleArgs) -> Result<()> {
@@ -457,12 +593,12 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     if a.checkpoints.len() < 2 {
         bail!("an ensemble needs at least two --checkpoint folders");
     }
+    let own_task = ensemble_task(&a)?;
     let (device, _) = super::devices(a.model.backend, 0)?;
     let data_dir = match &a.validation_file {
         None => Some(io::resolve_data(a.data.as_deref())?),
         Some(_) => None,
     };
-    let mut own_task: Option<OwnTask> = None;
     let mut dev_preds: BTreeMap<Task, Vec<Predictions>> = BTreeMap::new();
     let mut test_preds: BTreeMap<Task, Vec<Predictions>> = BTreeMap::new();
     let mut dev_gold: BTreeMap<Task, TaskData> = BTreeMap::new();
@@ -471,21 +607,10 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
         let (loaded, model, heads) = load_trained(&a.model, ck, &device)?;
         let pad = loaded.pad_id();
         let mut m = DevMetrics::default();
-        if let Some(o) = &heads.own {
-            match &own_task {
-                Some(first) if first.kind != o.kind || first.columns != o.columns => bail!(
-                    "{}: its task ({} of {}) differs from the first member's",
-                    ck.display(),
-                    o.kind.name(),
-                    o.name
-                ),
-                _ => own_task = Some(o.clone()),
-            }
-        }
         for &task in &heads.tasks {
             let dev = match (&heads.own, &a.validation_file, &data_dir) {
                 (Some(o), Some(f), _) => {
-                    load_own_file(f, o, &loaded, heads.pair_encoding, a.max_eval)?
+                    load_own_file(f, &a.file, o, &loaded, heads.pair_encoding, a.max_eval)?
                 }
                 (Some(_), None, _) => {
                     bail!("own-data checkpoints are compared on --validation-file FILE")

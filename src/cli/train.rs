@@ -16,7 +16,7 @@ use crate::adapter::LoraConfig;
 use crate::data::table::Format;
 use crate::model::{BertConfig, Pretrained};
 use crate::tasks::minbert::Split;
-use crate::tasks::own::{DataSpec, TaskType};
+use crate::tasks::own::{DataSpec, DataSummary, TaskType};
 use crate::tasks::{PairEncoding, Pooling, Task, TaskData};
 use crate::train::artifacts::Files;
 use crate::train::memory::{estimate_training_bytes, largest_batch, sequences_per_example};
@@ -98,6 +98,16 @@ pub enum FormatArg {
     Jsonl,
 }
 
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Tsv => Format::Tsv,
+            FormatArg::Jsonl => Format::Jsonl,
+        }
+    }
+}
+
 /// `lorabert train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -115,34 +125,34 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "task")]
     train_file: Option<PathBuf>,
     /// Validation file for --train-file (same columns); without it --validation-split.
-    #[arg(long, requires = "train_file")]
+    #[arg(long)]
     validation_file: Option<PathBuf>,
     /// Fraction of --train-file held out for validation when there is no --validation-file
-    /// (seeded by --seed; stratified by class for classification).
-    #[arg(long, default_value_t = 0.1, requires = "train_file")]
-    validation_split: f64,
+    /// (seeded by --seed; stratified by class for classification) [default: 0.1].
+    #[arg(long)]
+    validation_split: Option<f64>,
     /// The text column of --train-file.
-    #[arg(long, requires = "train_file")]
+    #[arg(long)]
     text_column: Option<String>,
     /// The second-sentence column of sentence pairs.
-    #[arg(long, requires = "train_file")]
+    #[arg(long)]
     text_pair_column: Option<String>,
     /// The label column.
-    #[arg(long, requires = "train_file")]
+    #[arg(long)]
     label_column: Option<String>,
     /// What the label column holds (default: inferred from its values).
-    #[arg(long, value_enum, requires = "train_file")]
+    #[arg(long, value_enum)]
     task_type: Option<TaskTypeArg>,
     /// The files' format (default: from the extension: .csv, .tsv, .jsonl).
-    #[arg(long, value_enum, requires = "train_file")]
+    #[arg(long, value_enum)]
     format: Option<FormatArg>,
     /// The files have no header row: columns are then named 0, 1, ... (e.g. --text-column 3).
-    #[arg(long, requires = "train_file")]
+    #[arg(long)]
     no_header: bool,
     /// The metric that picks the best epoch: accuracy, f1 (binary), f1_macro, mcc
     /// (classification; default accuracy) or pearson, spearman, mse (regression; default
     /// pearson).
-    #[arg(long, requires = "train_file")]
+    #[arg(long)]
     metric_for_best_model: Option<String>,
     /// Adapter type (`none` = full fine-tuning).
     #[arg(long, value_enum, default_value_t = AdapterArg::Lora)]
@@ -223,6 +233,12 @@ pub struct TrainArgs {
     /// Start even when the memory estimate exceeds the available memory.
     #[arg(long)]
     skip_memory_check: bool,
+    /// Start over in an --out folder that holds a run (replacing its results, best/ and resume/).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
+    /// Check the options, model and data without training or writing anything.
+    #[arg(long, hide = true)]
+    check_only: bool,
     /// Testing aid: make the loss NaN at this step.
     #[arg(long, hide = true)]
     debug_nan_at_step: Option<usize>,
@@ -253,12 +269,8 @@ impl TrainArgs {
                 .validation_file
                 .as_ref()
                 .map(|v| v.display().to_string()),
-            validation_split: self.validation_split,
-            format: self.format.map(|f| match f {
-                FormatArg::Csv => Format::Csv,
-                FormatArg::Tsv => Format::Tsv,
-                FormatArg::Jsonl => Format::Jsonl,
-            }),
+            validation_split: self.validation_split.unwrap_or(0.1),
+            format: self.format.map(Format::from),
             no_header: self.no_header,
             text_column: self.text_column.clone(),
             text_pair_column: self.text_pair_column.clone(),
@@ -308,13 +320,58 @@ impl TrainArgs {
 
     /// The configuration and output folder of the run: the flags' and `--out` (default
     /// `runs/<task>-<adapter>-r<r>`), or with `--resume DIR` the saved configuration and `DIR`.
-    fn run_config(&self) -> Result<(TrainConfig, PathBuf)> {
+    /// The own-data options given without --train-file (they would be ignored).
+    fn stray_own_data_options(&self) -> Vec<&'static str> {
+        let given = [
+            (self.validation_file.is_some(), "--validation-file"),
+            (self.validation_split.is_some(), "--validation-split"),
+            (self.text_column.is_some(), "--text-column"),
+            (self.text_pair_column.is_some(), "--text-pair-column"),
+            (self.label_column.is_some(), "--label-column"),
+            (self.task_type.is_some(), "--task-type"),
+            (self.format.is_some(), "--format"),
+            (self.no_header, "--no-header"),
+            (
+                self.metric_for_best_model.is_some(),
+                "--metric-for-best-model",
+            ),
+        ];
+        given
+            .into_iter()
+            .filter(|(g, _)| *g)
+            .map(|(_, n)| n)
+            .collect()
+    }
+
+    /// With `--resume`, also the model the run was trained on (as recorded).
+    fn run_config(&self) -> Result<(TrainConfig, PathBuf, Option<String>)> {
+        let stray = self.stray_own_data_options();
+        if self.train_file.is_none() && !stray.is_empty() {
+            bail!(
+                "{} only apply to your own data: add --train-file FILE",
+                stray.join(", ")
+            );
+        }
         if let Some(dir) = &self.resume {
             let state_path = dir.join("resume").join(resume_names::STATE);
-            let bytes = io::read(&state_path)
-                .with_context(|| format!("{} has no resume checkpoint", dir.display()))?;
+            if !state_path.is_file() {
+                if let Ok(b) = io::read(&dir.join("results.json"))
+                    && RunResults::from_json(&b, "results.json").is_ok_and(|r| r.finished)
+                {
+                    bail!(
+                        "the run in {} has finished: there is nothing to resume",
+                        dir.display()
+                    );
+                }
+                bail!(
+                    "{} has no resume checkpoint ({} is missing)",
+                    dir.display(),
+                    state_path.display()
+                );
+            }
+            let bytes = io::read(&state_path)?;
             let st = ResumeState::from_json(&bytes, &state_path.display().to_string())?;
-            return Ok((st.results.config, dir.clone()));
+            return Ok((st.results.config, dir.clone(), Some(st.results.model)));
         }
         let out = self.out.clone().unwrap_or_else(|| {
             let task = match &self.train_file {
@@ -326,16 +383,35 @@ impl TrainArgs {
             let adapter = format!("{:?}", self.adapter).to_lowercase();
             PathBuf::from(format!("runs/{task}-{adapter}-r{}", self.r))
         });
-        Ok((self.config(), out))
+        Ok((self.config(), out, None))
     }
 }
 
 /// `lorabert train`: flags in, [`Job`] built from the files, trained with a [`CliObserver`].
 pub fn train(a: TrainArgs) -> Result<()> {
     set_threads(a.model.threads)?;
-    let (mut cfg, out) = a.run_config()?;
+    let (mut cfg, out, resumed_model) = a.run_config()?;
     cfg.validate()?;
-    let model_dir = io::resolve_model(a.model.model.as_deref())?;
+    // A resumed run uses the model it began with (recorded in its state) unless told otherwise.
+    let model_arg = a.model.model.clone().or_else(|| {
+        resumed_model
+            .map(PathBuf::from)
+            .filter(|p| p.join("config.json").is_file())
+    });
+    if a.model.model.is_none()
+        && let Some(m) = &model_arg
+    {
+        eprintln!("resuming with the run's model {}", m.display());
+    }
+    let model_dir = io::resolve_model(model_arg.as_deref())?;
+    let resume_hint = match &model_arg {
+        Some(m) => format!(
+            "lorabert train --resume {} --model {}",
+            out.display(),
+            m.display()
+        ),
+        None => format!("lorabert train --resume {}", out.display()),
+    };
     let data_dir = match cfg.data {
         None => Some(io::resolve_data(a.data.as_deref())?),
         Some(_) => None,
@@ -343,22 +419,21 @@ pub fn train(a: TrainArgs) -> Result<()> {
     // Before the output folder exists: a refused --exact-precision leaves nothing behind.
     let (_, device) = devices(a.model.backend, cfg.seed)?;
     cfg.precision = precision_or_refuse(cfg.precision, &device, a.exact_precision)?;
+    if a.check_only {
+        let (model, bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
+        let (train, dev, _) = load_all_data(&mut cfg, data_dir.as_deref(), &model)?;
+        Job::new(cfg, &model, bert, train, dev, "check", &device)?;
+        eprintln!("the options and data are fine (--check-only: nothing trained or written)");
+        return Ok(());
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     // One run per output folder: a second `train` (or an orphaned sweep child) is refused.
     let lock = io::lock_dir(&out)?;
+    if a.resume.is_none() && !a.overwrite {
+        refuse_existing_run(&out, &resume_hint)?;
+    }
     let (model, bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
-    let (train, dev, summary) = match (&cfg.data, &data_dir) {
-        (Some(spec), _) => {
-            let own = load_own(spec, &cfg, &model)?;
-            cfg.own = Some(own.task);
-            (vec![own.train], vec![own.dev], Some(own.summary))
-        }
-        (None, Some(dir)) => {
-            let (t, d) = load_data(dir, &cfg, &model)?;
-            (t, d, None)
-        }
-        (None, None) => unreachable!("the minBERT folder is resolved without own data"),
-    };
+    let (train, dev, summary) = load_all_data(&mut cfg, data_dir.as_deref(), &model)?;
     let backend = a.model.backend.describe();
     let mut job = Job::new(cfg, &model, bert, train, dev, backend, &device)?;
     job.info.data = summary;
@@ -406,9 +481,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
             },
         ) => {
             bail!(
-                "{e} (saved in {}); fix the cause, then continue with `lorabert train --resume {}`, or rerun with --skip-nonfinite",
+                "{e} (saved in {}); fix the cause, then continue with `{resume_hint}`, or rerun with --skip-nonfinite",
                 out.join("resume").display(),
-                out.display()
             )
         }
         Err(e) => return Err(e.into()),
@@ -418,16 +492,54 @@ pub fn train(a: TrainArgs) -> Result<()> {
             bar.abandon();
         }
         eprintln!(
-            "stopped at step {}; checkpoint in {}; continue with `lorabert train --resume {}`",
+            "stopped at step {}; checkpoint in {}; continue with `{resume_hint}`",
             results.steps,
             out.join("resume").display(),
-            out.display()
         );
         drop(lock);
         std::process::exit(130);
     }
     let _ = std::fs::remove_dir_all(out.join("resume"));
     summarize(&results, &cfg, &out);
+    Ok(())
+}
+
+/// The run's data: its own files (resolving `cfg.own`) or the minBERT files of its tasks in
+/// `minbert_dir`; with own data's summary for the record.
+fn load_all_data(
+    cfg: &mut TrainConfig,
+    minbert_dir: Option<&Path>,
+    model: &Pretrained,
+) -> Result<(Vec<TaskData>, Vec<TaskData>, Option<DataSummary>)> {
+    match (&cfg.data, minbert_dir) {
+        (Some(spec), _) => {
+            let own = load_own(spec, cfg, model)?;
+            cfg.own = Some(own.task);
+            Ok((vec![own.train], vec![own.dev], Some(own.summary)))
+        }
+        (None, Some(dir)) => {
+            let (t, d) = load_data(dir, cfg, model)?;
+            Ok((t, d, None))
+        }
+        (None, None) => bail!("no minBERT data folder"),
+    }
+}
+
+/// Refuses to start a new run in `out` when it holds one: an interrupted run (its resume
+/// checkpoint would be lost) or any run's `results.json` and `best/`.
+fn refuse_existing_run(out: &Path, resume_hint: &str) -> Result<()> {
+    if out.join("resume").join(resume_names::STATE).is_file() {
+        bail!(
+            "{} holds an interrupted run: continue it with `{resume_hint}`, or pass --overwrite to start over (its resume checkpoint is then replaced)",
+            out.display()
+        );
+    }
+    if out.join("results.json").is_file() {
+        bail!(
+            "{} holds a run (results.json, best/): choose another --out, or pass --overwrite to replace it",
+            out.display()
+        );
+    }
     Ok(())
 }
 
@@ -649,6 +761,9 @@ impl Observer for CliObserver {
                 "epoch {}: train loss {:.4}, {:.1} ex/s, dev {}",
                 e.epoch, e.train_loss, e.examples_per_second, e.dev
             );
+            for n in &e.dev.notes {
+                eprintln!("note: {n}");
+            }
         }
         if let Some(files) = best {
             io::write_dir_atomic(&self.out.join("best"), files)?;

@@ -68,6 +68,19 @@ pub struct Row {
     pub line: u64,
     /// The fields, one per column of the header.
     pub fields: Vec<String>,
+    /// JSON Lines: the fields that hold no text, by column index, with what they hold instead
+    /// (`missing`, `null`, `an object`, `an array`); their `fields` entry is empty or the JSON.
+    pub not_text: Vec<(usize, &'static str)>,
+}
+
+impl Row {
+    /// What field `column` holds when it is not text (JSON Lines), else `None`.
+    pub fn not_text(&self, column: usize) -> Option<&'static str> {
+        self.not_text
+            .iter()
+            .find(|(c, _)| *c == column)
+            .map(|(_, k)| *k)
+    }
 }
 
 /// A table read from a file: the header (column names) and the data rows.
@@ -170,7 +183,11 @@ impl Table {
                     ),
                 ));
             }
-            rows.push(Row { line, fields });
+            rows.push(Row {
+                line,
+                fields,
+                not_text: Vec::new(),
+            });
         }
         let header = header.ok_or_else(|| Error::data(source, 1, "empty file (no header)"))?;
         Ok(Table {
@@ -212,15 +229,33 @@ impl Table {
         let rows = objects
             .into_iter()
             .map(|(line, o)| {
+                let mut not_text = Vec::new();
                 let fields = header
                     .iter()
-                    .map(|k| match o.get(k) {
-                        None | Some(Value::Null) => String::new(),
-                        Some(Value::String(s)) => s.clone(),
-                        Some(v) => v.to_string(),
+                    .enumerate()
+                    .map(|(i, k)| {
+                        let kind = match o.get(k) {
+                            None => Some("missing"),
+                            Some(Value::Null) => Some("null"),
+                            Some(Value::Object(_)) => Some("an object"),
+                            Some(Value::Array(_)) => Some("an array"),
+                            Some(_) => None,
+                        };
+                        if let Some(kind) = kind {
+                            not_text.push((i, kind));
+                        }
+                        match o.get(k) {
+                            None | Some(Value::Null) => String::new(),
+                            Some(Value::String(s)) => s.clone(),
+                            Some(v) => v.to_string(),
+                        }
                     })
                     .collect();
-                Row { line, fields }
+                Row {
+                    line,
+                    fields,
+                    not_text,
+                }
             })
             .collect();
         Ok(Table {
@@ -233,8 +268,17 @@ impl Table {
     /// The index of column `name`.
     ///
     /// # Errors
-    /// [`Error::Data`] at line 1 naming the column and listing the header's columns.
+    /// [`Error::Data`] at line 1 naming the column and listing the header's columns; or naming
+    /// it when the header has it more than once.
     pub fn column(&self, name: &str) -> Result<usize> {
+        let count = self.header.iter().filter(|h| *h == name).count();
+        if count > 1 {
+            return Err(Error::data(
+                &self.source,
+                1,
+                format!("column `{name}` appears {count} times in the header: rename one"),
+            ));
+        }
         self.header.iter().position(|h| h == name).ok_or_else(|| {
             Error::data(
                 &self.source,

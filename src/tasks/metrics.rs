@@ -12,11 +12,30 @@ pub fn accuracy(pred: &[usize], gold: &[usize]) -> f64 {
     ok as f64 / pred.len() as f64
 }
 
+/// Relative spread below which values count as constant: f32 rounding noise (the cosine of
+/// identical embeddings is 1 ± 1e-7) is not variation.
+pub const CONSTANT_TOLERANCE: f64 = 1e-6;
+
+/// Whether `x` is constant up to rounding: its standard deviation is at most
+/// [`CONSTANT_TOLERANCE`] of its largest magnitude (or exactly 0). SciPy calls such input
+/// constant (`ConstantInputWarning`) and its correlations undefined.
+pub fn is_constant(x: &[f64]) -> bool {
+    if x.len() < 2 {
+        return true;
+    }
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let sd = (x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+    let scale = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    sd == 0.0 || sd <= CONSTANT_TOLERANCE * scale
+}
+
 /// Pearson correlation coefficient of `x` and `y` (the STS-B metric, as `scipy.stats.pearsonr`);
-/// 0 when either has zero variance or fewer than two points.
+/// 0 when either is constant ([`is_constant`]: undefined, where SciPy gives NaN) or has fewer
+/// than two points.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len().min(y.len());
-    if n < 2 {
+    if n < 2 || is_constant(&x[..n]) || is_constant(&y[..n]) {
         return 0.0;
     }
     let mx = x[..n].iter().sum::<f64>() / n as f64;
@@ -111,9 +130,13 @@ fn ranks(x: &[f64]) -> Vec<f64> {
     r
 }
 
-/// Spearman rank correlation (`scipy.stats.spearmanr`): Pearson of the average ranks.
+/// Spearman rank correlation (`scipy.stats.spearmanr`): Pearson of the average ranks; 0 when
+/// either input is constant ([`is_constant`]), whose ranks would order rounding noise.
 pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len().min(y.len());
+    if is_constant(&x[..n]) || is_constant(&y[..n]) {
+        return 0.0;
+    }
     pearson(&ranks(&x[..n]), &ranks(&y[..n]))
 }
 
@@ -150,6 +173,18 @@ mod tests {
         );
         assert!((r - 0.9502742523832863).abs() < 1e-12, "{r}");
         assert_eq!(pearson(&[1.0, 1.0], &[2.0, 3.0]), 0.0);
+    }
+
+    #[test]
+    fn constant_predictions_up_to_rounding_have_no_correlation() {
+        // STS: identical sentence pairs give a cosine of 1 ± 1e-7 in f32, times 5.
+        let pred = [5.0, 5.0 - 4.8e-7, 5.0 + 2.4e-7, 5.0, 5.0 - 2.4e-7];
+        let gold = [4.8, 5.0, 4.6, 4.0, 5.0];
+        assert!(is_constant(&pred));
+        assert_eq!(pearson(&pred, &gold), 0.0);
+        assert_eq!(spearman(&pred, &gold), 0.0);
+        assert!(!is_constant(&gold));
+        assert!(!is_constant(&[0.0, 1e-3]));
     }
 
     #[test]

@@ -139,6 +139,9 @@ pub struct OwnTask {
     pub columns: Columns,
     /// The metric that picks the best epoch.
     pub metric_for_best_model: String,
+    /// Whether its files had no header row (columns named `0`, `1`, ...).
+    #[serde(default)]
+    pub no_header: bool,
 }
 
 impl OwnTask {
@@ -207,11 +210,15 @@ impl std::fmt::Display for LabelSummary {
         if let Some([mean, min, max]) = self.range {
             write!(f, ", mean {mean:.4}, min {min:.4}, max {max:.4}")?;
         }
-        let counts: Vec<String> = self
+        let mut counts: Vec<String> = self
             .counts
             .iter()
+            .take(20)
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
+        if self.counts.len() > 20 {
+            counts.push(format!("and {} more classes", self.counts.len() - 20));
+        }
         if !counts.is_empty() {
             write!(f, " ({})", counts.join(", "))?;
         }
@@ -234,6 +241,28 @@ pub struct DataSummary {
     pub validation_labels: LabelSummary,
     /// Rows skipped for an empty label, training and validation together.
     pub skipped_rows: usize,
+    /// Rows whose text (or either text of a pair) is empty, training and validation together.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub empty_texts: usize,
+    /// SHA-256 of the training file's bytes (hex): a resumed run refuses a changed file.
+    #[serde(default)]
+    pub train_sha256: String,
+    /// SHA-256 of the validation file's bytes, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_sha256: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The SHA-256 of `bytes`, hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A run's own data, ready to train on.
@@ -317,6 +346,16 @@ pub fn rows(table: &Table, columns: &Columns, labelled: bool) -> Result<OwnRows>
     } else {
         table.column(&columns.label).ok()
     };
+    if label.is_some_and(|l| l == text || Some(l) == pair) {
+        return Err(Error::data(
+            &table.source,
+            1,
+            format!(
+                "column `{}` is both text and label: name the text with --text-column",
+                columns.label
+            ),
+        ));
+    }
     let id = table.header.iter().position(|h| h == "id");
     let mut out = OwnRows {
         source: table.source.clone(),
@@ -325,6 +364,28 @@ pub fn rows(table: &Table, columns: &Columns, labelled: bool) -> Result<OwnRows>
     };
     for r in &table.rows {
         let get = |i: usize| r.fields.get(i).map_or("", |s| s.as_str());
+        // JSON Lines values that are not text: texts must be there, labels may be null.
+        for (c, what) in [(Some(text), "text"), (pair, "text"), (label, "label")] {
+            let Some(c) = c else { continue };
+            match (r.not_text(c), what) {
+                (Some("missing" | "null"), "label") | (None, _) => {}
+                (Some(kind), _) => {
+                    return Err(Error::data(
+                        &table.source,
+                        r.line,
+                        format!(
+                            "column `{}`: expected {}, got {kind}",
+                            table.header[c],
+                            if what == "text" {
+                                "a string"
+                            } else {
+                                "a string or number"
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
         let lab = label.map_or("", get).trim().to_string();
         if labelled && lab.is_empty() {
             out.skipped_lines.push(r.line);
@@ -404,6 +465,18 @@ pub fn infer_kind(rows: &OwnRows, column: &str, forced: Option<TaskType>) -> Res
             ));
         }
         (Some(t), _) => t == TaskType::Regression,
+        (None, Some(r)) if !numbers.is_empty() => {
+            return Err(Error::data(
+                src,
+                r.line,
+                format!(
+                    "column `{column}`: label `{}` is not a number, but {} of the {} labels are: fix the row, or say which kind the column is (--task-type classification | regression)",
+                    r.label,
+                    numbers.len(),
+                    rows.rows.len()
+                ),
+            ));
+        }
         (None, Some(_)) => false,
         (None, None) => {
             let mut distinct: Vec<f64> = numbers.clone();
@@ -539,11 +612,9 @@ pub fn split(
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut held = vec![false; rows.rows.len()];
-    for idx in groups.values_mut() {
+    let sizes: Vec<usize> = groups.values().map(Vec::len).collect();
+    for (idx, n) in groups.values_mut().zip(allocate(&sizes, fraction)) {
         idx.shuffle(&mut rng);
-        let n = ((idx.len() as f64 * fraction).round() as usize)
-            .max(1)
-            .min(idx.len().saturating_sub(1));
         for &i in &idx[..n] {
             held[i] = true;
         }
@@ -570,6 +641,33 @@ pub fn split(
         skipped_lines: Vec::new(),
     };
     Ok((train, val))
+}
+
+/// Rows held out per group of `sizes` rows: `round(fraction · total)` (at least 1) shared in
+/// proportion to the group sizes by largest remainders (as stratified splitting does), each
+/// group keeping at least one row for training.
+fn allocate(sizes: &[usize], fraction: f64) -> Vec<usize> {
+    let total: usize = sizes.iter().sum();
+    let target = ((total as f64 * fraction).round() as usize).max(1);
+    let cap = |n: usize| n.saturating_sub(1);
+    let mut out: Vec<usize> = sizes
+        .iter()
+        .map(|&n| ((n as f64 * fraction).floor() as usize).min(cap(n)))
+        .collect();
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    let frac = |i: usize| sizes[i] as f64 * fraction - (sizes[i] as f64 * fraction).floor();
+    order.sort_by(|&a, &b| frac(b).total_cmp(&frac(a)).then(a.cmp(&b)));
+    let mut left = target.saturating_sub(out.iter().sum());
+    for i in order.into_iter().cycle().take(sizes.len() * 2) {
+        if left == 0 {
+            break;
+        }
+        if out[i] < cap(sizes[i]) {
+            out[i] += 1;
+            left -= 1;
+        }
+    }
+    out
 }
 
 /// Tokenises `rows` as task data of `task` (pairs as `encoding` says), at most `limit` rows.
@@ -614,53 +712,91 @@ pub fn task_data(
     })
 }
 
-/// The text columns of an input file for prediction: `text` and `text_pair` when named (an
-/// own-data task's columns), else the first usual names found (a pair column only when
-/// `want_pair`).
+/// The columns of a file to predict or evaluate on: those the user names; else those the task
+/// was trained on (`trained`) where the file has them; else the usual names. A pair column is
+/// looked for when `want_pair`, a label column when `labelled`. Returns notes on each column
+/// read under another name than in training.
 ///
 /// # Errors
 /// [`Error::Data`] at line 1 listing the file's columns when a column is missing.
-pub fn input_columns(
+pub fn file_columns(
     table: &Table,
-    text: Option<&str>,
-    text_pair: Option<&str>,
+    trained: Option<&Columns>,
+    given: &Columns,
     want_pair: bool,
-) -> Result<Columns> {
-    let find = |given: Option<&str>, names: &[&str]| -> Result<Option<String>> {
-        match given {
-            Some(g) => table.column(g).map(|_| Some(g.to_string())),
-            None => Ok(names
-                .iter()
-                .find(|n| table.header.iter().any(|h| h == *n))
-                .map(|n| n.to_string())),
+    labelled: bool,
+) -> Result<(Columns, Vec<String>)> {
+    let mut notes = Vec::new();
+    let mut pick = |given: &str, trained: Option<&str>, names: &[&str], what: &str| {
+        if !given.is_empty() {
+            return table.column(given).map(|_| given.to_string());
+        }
+        let has = |n: &str| table.header.iter().any(|h| h == n);
+        if let Some(t) = trained.filter(|t| has(t)) {
+            return Ok(t.to_string());
+        }
+        let found = names.iter().find(|n| has(n)).map(|n| n.to_string());
+        match (found, trained) {
+            (Some(f), Some(t)) => {
+                notes.push(format!(
+                    "{}: no column `{t}` (the {what} column in training): reading `{f}`",
+                    table.source
+                ));
+                Ok(f)
+            }
+            (Some(f), None) => Ok(f),
+            (None, _) => Err(Error::data(
+                &table.source,
+                1,
+                format!(
+                    "no {what} column{}; the columns are {}; name it with --{what}-column",
+                    trained
+                        .map(|t| format!(" (`{t}` in training)"))
+                        .unwrap_or_default(),
+                    table
+                        .header
+                        .iter()
+                        .map(|h| format!("`{h}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
         }
     };
-    let missing = |what: &str| {
-        Error::data(
-            &table.source,
-            1,
-            format!(
-                "no {what} column; the columns are {}",
-                table
-                    .header
-                    .iter()
-                    .map(|h| format!("`{h}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-    };
-    let text = find(text, TEXT_NAMES)?.ok_or_else(|| missing("text"))?;
-    let text_pair = if want_pair || text_pair.is_some() {
-        Some(find(text_pair, PAIR_NAMES)?.ok_or_else(|| missing("sentence-pair"))?)
+    let text = pick(
+        &given.text,
+        trained.map(|c| c.text.as_str()),
+        TEXT_NAMES,
+        "text",
+    )?;
+    let text_pair = if want_pair {
+        Some(pick(
+            given.text_pair.as_deref().unwrap_or(""),
+            trained.and_then(|c| c.text_pair.as_deref()),
+            PAIR_NAMES,
+            "text-pair",
+        )?)
     } else {
         None
     };
-    Ok(Columns {
-        text,
-        text_pair,
-        label: String::new(),
-    })
+    let label = if labelled {
+        pick(
+            &given.label,
+            trained.map(|c| c.label.as_str()),
+            LABEL_NAMES,
+            "label",
+        )?
+    } else {
+        String::new()
+    };
+    Ok((
+        Columns {
+            text,
+            text_pair,
+            label,
+        },
+        notes,
+    ))
 }
 
 /// Tokenised unlabelled inputs for `task` (its own-data task `own` for [`Task::Own`]): single
@@ -701,6 +837,7 @@ pub fn unlabelled(
             label: String::new(),
         },
         metric_for_best_model: String::new(),
+        no_header: false,
     };
     let mut data = task_data(
         &rows,
@@ -743,7 +880,12 @@ pub fn load(
     let columns = Columns::resolve(&table, spec)?;
     let all = rows(&table, &columns, true)?;
     let kind = infer_kind(&all, &columns.label, spec.task_type)?;
-    let metric = match &spec.metric_for_best_model {
+    // transformers names metrics `eval_accuracy`, ...: the prefix is optional here.
+    let asked = spec
+        .metric_for_best_model
+        .as_deref()
+        .map(|m| m.strip_prefix("eval_").unwrap_or(m).to_string());
+    let metric = match &asked {
         Some(m) if kind.metric_names().contains(&m.as_str()) => m.clone(),
         Some(m) => {
             return Err(Error::Invalid(format!(
@@ -759,12 +901,17 @@ pub fn load(
         kind,
         columns,
         metric_for_best_model: metric,
+        no_header: spec.no_header,
     };
     let (train, val, validation) = match (&spec.validation_file, validation_bytes) {
         (Some(name), Some(bytes)) => {
             let vf = Format::resolve(name, spec.format)?;
             let vt = Table::read(bytes, name, vf, !spec.no_header)?;
-            (all, rows(&vt, &task.columns, true)?, name.clone())
+            let v = rows(&vt, &task.columns, true)?;
+            if v.rows.is_empty() {
+                return Err(Error::data(name, 1, "no rows with a label to validate on"));
+            }
+            (all, v, name.clone())
         }
         _ => {
             let (t, v) = split(all, &task, spec.validation_split, seed)?;
@@ -772,10 +919,13 @@ pub fn load(
                 TaskKind::Classification { .. } => "stratified by class",
                 TaskKind::Regression => "random",
             };
+            let n = t.rows.len() + v.rows.len();
             let held = format!(
-                "{:.0} % of {} held out ({how}, seed {seed})",
-                spec.validation_split * 100.0,
+                "{} of the {n} rows of {} held out ({:.1} %; asked {:.1} %; {how}, seed {seed})",
+                v.rows.len(),
                 spec.train_file,
+                100.0 * v.rows.len() as f64 / n as f64,
+                spec.validation_split * 100.0,
             );
             (t, v, held)
         }
@@ -787,6 +937,14 @@ pub fn load(
         train: summarize(&train, &task)?,
         validation_labels: summarize(&val, &task)?,
         skipped_rows: train.skipped_lines.len() + val.skipped_lines.len(),
+        empty_texts: train
+            .rows
+            .iter()
+            .chain(&val.rows)
+            .filter(|r| r.text.is_empty() || r.text_pair.as_ref().is_some_and(|p| p.is_empty()))
+            .count(),
+        train_sha256: sha256_hex(train_bytes),
+        validation_sha256: validation_bytes.map(sha256_hex),
     };
     Ok(OwnData {
         train: task_data(&train, &task, tok, encoding, max_train, true)?,
@@ -848,6 +1006,7 @@ mod tests {
                 label: "label".into(),
             },
             metric_for_best_model: "accuracy".into(),
+            no_header: false,
         };
         let (t, v) = split(r.clone(), &task, 0.2, 7).unwrap();
         assert_eq!((t.rows.len(), v.rows.len()), (80, 20));

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::kernels::read_f32;
-use crate::tasks::metrics::{f1_binary, f1_macro, matthews, mse, spearman};
+use crate::tasks::metrics::{
+    CONSTANT_TOLERANCE, f1_binary, f1_macro, is_constant, matthews, mse, spearman,
+};
 use crate::tasks::own::{OwnTask, TaskKind};
 use crate::tasks::{
     MultitaskModel, OwnLabels, Task, TaskBatch, TaskData, accuracy, overall_score, pearson,
@@ -26,6 +28,10 @@ pub struct DevMetrics {
     /// Own data: the metrics of its kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub own: Option<OwnMetrics>,
+    /// What to know about these numbers (e.g. constant predictions, whose correlations are
+    /// reported as 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Dev metrics of an own-data task: classification accuracy, F1 (binary: of class 1), macro-F1
@@ -353,6 +359,20 @@ pub fn score(p: &Predictions, data: &TaskData) -> f64 {
     }
 }
 
+/// A note when real-valued predictions (STS, own-data regression) are constant up to rounding:
+/// their correlations are undefined and reported as 0.
+pub fn constant_note(p: &Predictions) -> Option<String> {
+    let real = p.task == Task::Sts || (p.task == Task::Own && p.width == 1);
+    let values: Vec<f64> = p.values.iter().map(|&v| v as f64).collect();
+    (real && is_constant(&values)).then(|| {
+        format!(
+            "{}: the {} predictions are constant (spread under {CONSTANT_TOLERANCE} relative): Pearson and Spearman are undefined, reported as 0",
+            p.task.name(),
+            values.len()
+        )
+    })
+}
+
 /// The own-data metrics of predictions `p` against the gold labels of `data`.
 pub fn own_metrics(p: &Predictions, data: &TaskData, task: &OwnTask) -> OwnMetrics {
     let gold: Vec<f64> = data.examples.iter().map(|e| e.label as f64).collect();
@@ -372,6 +392,9 @@ pub async fn evaluate(
     let mut m = DevMetrics::default();
     for d in dev {
         let p = predict(model, d, batch_size, pad_id).await?;
+        if let Some(note) = constant_note(&p) {
+            m.notes.push(note);
+        }
         match (&d.task, &model.own_task) {
             (Task::Own, Some(t)) => m.own = Some(own_metrics(&p, d, t)),
             _ => m.record(d.task, score(&p, d)),

@@ -74,12 +74,29 @@ impl Job {
     /// when absent), so that [`run`](Self::run) continues where the interrupted run stopped.
     ///
     /// # Errors
-    /// See [`restore_training`].
+    /// See [`restore_training`]; [`crate::Error::Config`] when own data files differ from those
+    /// the run began with.
     pub fn resume_from(
         &mut self,
         get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
     ) -> Result<()> {
         let (progress, results) = restore_training(&mut self.trainer, get)?;
+        if let (Some(now), Some(then)) = (&self.info.data, &results.data) {
+            let changed = |what: &str, file: &str| {
+                Err(crate::Error::config(
+                    file,
+                    format!(
+                        "the {what} file changed since this run began (its SHA-256 differs): a resumed run must read the same data; start a new run"
+                    ),
+                ))
+            };
+            if now.train_sha256 != then.train_sha256 {
+                return changed("training", &now.train_file);
+            }
+            if now.validation_sha256 != then.validation_sha256 {
+                return changed("validation", &now.validation);
+            }
+        }
         self.resumed = Some(Resumed { progress, results });
         Ok(())
     }

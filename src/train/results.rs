@@ -61,7 +61,7 @@ pub struct RunResults {
     pub results_version: u32,
     /// Base model (folder or name).
     pub model: String,
-    /// Backend and device, e.g. `flex (CPU)`.
+    /// Backend and device, e.g. `flex (CPU)`: of the last segment of a resumed run.
     pub backend: String,
     /// The full configuration.
     pub config: TrainConfig,
@@ -99,6 +99,19 @@ pub struct RunResults {
     /// Own data: the files read, the validation split, the label counts of both splits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<DataSummary>,
+    /// A resumed run's segments, each from the step it started at, with the backend it ran on
+    /// (empty for a run that never stopped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<RunSegment>,
+}
+
+/// One uninterrupted part of a resumed run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSegment {
+    /// The optimiser step it started from (0 for the first).
+    pub start_step: usize,
+    /// Its backend, as [`RunResults::backend`].
+    pub backend: String,
 }
 
 impl RunResults {

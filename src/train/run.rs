@@ -3,7 +3,9 @@
 //! clock or thread.
 
 use super::artifacts::{Files, checkpoint_files};
-use super::results::{EpochRecord, LOSS_CURVE_EVERY, RESULTS_VERSION, RunResults, Versions};
+use super::results::{
+    EpochRecord, LOSS_CURVE_EVERY, RESULTS_VERSION, RunResults, RunSegment, Versions,
+};
 use super::resume::{EpochProgress, resume_files};
 use super::{StepStats, Trainer};
 use crate::error::{Error, Result};
@@ -114,7 +116,7 @@ pub async fn run(
     resumed: Option<Resumed>,
 ) -> Result<RunResults> {
     let (progress, results) = match resumed {
-        Some(r) => (r.progress, r.results),
+        Some(r) => (r.progress, continued(r.results, trainer.step, info)),
         None => (
             EpochProgress::default(),
             new_results(trainer, train, dev, info),
@@ -155,6 +157,23 @@ pub async fn run(
     Ok(l.results)
 }
 
+/// The record of a resumed run: what ran before keeps its segment, and the rest of the record
+/// describes what runs now (the backend of this process).
+fn continued(mut results: RunResults, step: usize, info: &RunInfo) -> RunResults {
+    if results.segments.is_empty() {
+        results.segments.push(RunSegment {
+            start_step: 0,
+            backend: results.backend.clone(),
+        });
+    }
+    results.segments.push(RunSegment {
+        start_step: step,
+        backend: info.backend.clone(),
+    });
+    results.backend = info.backend.clone();
+    results
+}
+
 /// The record of a run that starts now.
 fn new_results(
     trainer: &Trainer,
@@ -181,6 +200,7 @@ fn new_results(
         skipped_batches: 0,
         loss_scaler: trainer.scaler,
         data: info.data.clone(),
+        segments: Vec::new(),
     }
 }
 
@@ -355,5 +375,53 @@ impl Loop<'_> {
         )
         .await?;
         Ok(Some(files))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::{HeadsConfig, PairEncoding, Pooling, Task};
+
+    #[test]
+    fn a_resumed_run_records_each_segment_backend() {
+        let info = |backend: &str| RunInfo {
+            model: "m".into(),
+            backend: backend.into(),
+            heads: HeadsConfig {
+                tasks: vec![Task::Sst],
+                pooling: Pooling::Mean,
+                pair_encoding: PairEncoding::Bi,
+                head_dropout: 0.0,
+                hidden_size: 4,
+                own: None,
+            },
+            bert_config_json: "{}".into(),
+            data: None,
+        };
+        let first = RunResults::from_json(
+            br#"{"results_version": 2, "model": "m", "backend": "flex (CPU)",
+                "config": {"tasks": ["sst"], "adapter": null, "epochs": 1, "batch_size": 1,
+                  "lr": 0.001, "weight_decay": 0.0, "warmup_ratio": 0.1, "max_grad_norm": 1.0,
+                  "max_len": 8, "seed": 1, "max_steps": null, "max_train_examples": null,
+                  "max_eval_examples": null, "pooling": "mean", "pair_encoding": "bi",
+                  "head_dropout": 0.1, "bucket_by_length": true, "eval_batch_size": 1},
+                "epochs": [], "best_epoch": null, "best": null,
+                "params": {"trainable": 1, "total": 2}, "peak_memory_bytes": null,
+                "truncated_examples": 0, "skipped_rows": 0, "steps": 5, "finished": false,
+                "versions": {"lorabert": "0.1.0", "burn": "0.22.1", "tokenizers": "0.23.2"}}"#,
+            "r.json",
+        )
+        .unwrap();
+        let r = continued(first, 5, &info("wgpu"));
+        assert_eq!(r.backend, "wgpu");
+        let seg: Vec<(usize, &str)> = r
+            .segments
+            .iter()
+            .map(|s| (s.start_step, s.backend.as_str()))
+            .collect();
+        assert_eq!(seg, vec![(0, "flex (CPU)"), (5, "wgpu")]);
+        let r = continued(r, 9, &info("wgpu"));
+        assert_eq!(r.segments.len(), 3);
     }
 }
