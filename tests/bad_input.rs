@@ -206,10 +206,26 @@ fn adapter_config_problems() {
     ));
     assert!(e.contains("`r` must be >= 1"), "{e}");
     let e = err_of(peft::parse_adapter_config(
-        r#"{"r": 2, "target_modules": ".*query"}"#,
+        r#"{"r": 2, "target_modules": ["query"], "fan_in_fan_out": true}"#,
         "a.json",
     ));
-    assert!(e.contains("regular expression"), "{e}");
+    assert!(
+        e.contains("a.json: `fan_in_fan_out`: refused when true"),
+        "{e}"
+    );
+    let e = err_of(peft::parse_adapter_config(
+        r#"{"r": 2, "target_modules": ["query"], "lora_shrink": 3}"#,
+        "a.json",
+    ));
+    assert!(
+        e.contains("field `lora_shrink` is not a field of PEFT's LoraConfig"),
+        "{e}"
+    );
+    let e = err_of(peft::parse_adapter_config(
+        r#"{"r": 2, "target_modules": ["query"], "init_lora_weights": "pissa_niter_4"}"#,
+        "a.json",
+    ));
+    assert!(e.contains("changes the base weights"), "{e}");
 }
 
 #[test]

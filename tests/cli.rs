@@ -166,3 +166,79 @@ fn train_eval_predict_embed_merge_on_minilm() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A PEFT adapter folder as PEFT saves it (no heads) is taken by `merge` (the merged model
+/// reproduces PEFT's output) and refused by `eval`, which needs heads, with a message saying so.
+#[test]
+fn merge_takes_a_peft_adapter_folder() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/peft_interop");
+    let model = tmp("peft-base");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(golden.join("base").join(f), model.join(f)).unwrap();
+    }
+    std::fs::copy(
+        model_dir().join("tokenizer.json"),
+        model.join("tokenizer.json"),
+    )
+    .unwrap();
+    let out = tmp("peft-merged");
+    let adapter = golden.join("lora_bias");
+    lorabert(&[
+        "merge",
+        "--max-len",
+        "32",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&adapter),
+        "--output",
+        s(&out),
+    ]);
+    let device = burn::tensor::Device::flex();
+    let cfg = lorabert::model::BertConfig::from_json(
+        &std::fs::read_to_string(out.join("config.json")).unwrap(),
+        "config.json",
+    )
+    .unwrap();
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let bert = lorabert::model::load_bert(&cfg, &bytes, "model.safetensors", &device).unwrap();
+    let exp = std::fs::read(golden.join("expected.safetensors")).unwrap();
+    let (s2, m) = read(&exp, "attention_mask");
+    let mask = burn::tensor::Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(m, [s2[0], s2[1]]),
+        &device,
+    );
+    let got = host(bert.forward(
+        ints2(&exp, "input_ids", &device),
+        ints2(&exp, "token_type_ids", &device),
+        mask,
+    ));
+    assert_close(
+        "merged PEFT adapter",
+        &got,
+        &read(&exp, "lora_bias.last_hidden_state").1,
+        1e-5,
+    );
+    assert!(!out.join("heads_config.json").exists());
+    let o = Command::new(env!("CARGO_BIN_EXE_lorabert"))
+        .args([
+            "eval",
+            "--max-len",
+            "32",
+            "--model",
+            s(&model),
+            "--checkpoint",
+            s(&adapter),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("a PEFT adapter folder has none"),
+        "{err}"
+    );
+    for d in [model, out] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -217,7 +217,7 @@ fn peft_made_adapter_loads_and_matches_peft_outputs() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/peft_adapter");
     let cfg_json = std::fs::read_to_string(dir.join("adapter_config.json")).unwrap();
     let st = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
-    let (bert, cfg) = peft::load_adapter(
+    let loaded = peft::load_adapter(
         bert,
         &cfg_json,
         "adapter_config.json",
@@ -225,6 +225,7 @@ fn peft_made_adapter_loads_and_matches_peft_outputs() {
         "adapter_model.safetensors",
     )
     .unwrap();
+    let (bert, cfg) = (loaded.bert, loaded.cfg);
     assert!(cfg.use_dora);
     assert_eq!(cfg.r, 2);
     let g = golden("peft_adapter_hidden.safetensors");
@@ -259,7 +260,9 @@ fn peft_made_adapter_loads_and_matches_peft_outputs() {
     }
     let json = peft::adapter_config_json(&cfg, "all-MiniLM-L6-v2");
     let (_, bert0, _) = minilm(&device);
-    let (bert2, _) = peft::load_adapter(bert0, &json, "x", &bytes, "y").unwrap();
+    let bert2 = peft::load_adapter(bert0, &json, "x", &bytes, "y")
+        .unwrap()
+        .bert;
     assert_close(
         "reloaded",
         &host(bert2.forward(ids.clone(), types.clone(), mask.clone())),
@@ -761,5 +764,163 @@ fn own_data_metrics_match_sklearn_and_scipy() {
         close("pearson", pearson(&p, &g), &c["pearson"]);
         close("spearman", spearman(&p, &g), &c["spearman"]);
         close("mse", mse(&p, &g), &c["mse"]);
+    }
+}
+
+/// Adapters saved by PEFT 0.21.2 with the `adapter_config.json` fields lorabert applies
+/// (`tests/golden/peft_interop/`, made by `tools/make_golden_peft_interop.py`): `lora_bias`,
+/// `layers_to_transform` + `layers_pattern`, `exclude_modules` (list and regex), `bias:
+/// lora_only` and `all`, `rank_pattern` + `alpha_pattern`, `target_modules` as a regex, DoRA on
+/// one layer, an adapter of a `BertForSequenceClassification` (modules named `bert.…`), and one
+/// whose saving model had no pooler. Each reproduces PEFT's `last_hidden_state` within 1e-5;
+/// merged (where PEFT can merge), the output stays within 1e-5.
+#[test]
+fn peft_adapters_with_every_applied_field_match_peft() {
+    use lorabert::model::{BertConfig, load_bert};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/peft_interop");
+    let device = Device::flex();
+    let cfg_text = std::fs::read_to_string(dir.join("base/config.json")).unwrap();
+    let cfg = BertConfig::from_json(&cfg_text, "config.json").unwrap();
+    let weights = std::fs::read(dir.join("base/model.safetensors")).unwrap();
+    let exp = std::fs::read(dir.join("expected.safetensors")).unwrap();
+    let ids = ints2(&exp, "input_ids", &device);
+    let types = ints2(&exp, "token_type_ids", &device);
+    let (s, m) = read(&exp, "attention_mask");
+    let mask = Tensor::<2>::from_data(TensorData::new(m, [s[0], s[1]]), &device);
+    let cases = [
+        "lora_bias_minimal",
+        "lora_bias",
+        "layers_to_transform",
+        "exclude_list",
+        "exclude_regex",
+        "bias_lora_only",
+        "bias_all",
+        "patterns",
+        "regex_targets",
+        "dora_layers",
+        "seq_cls_prefix",
+        "no_pooler",
+    ];
+    let base_out = {
+        let bert = load_bert(&cfg, &weights, "model.safetensors", &device).unwrap();
+        host(bert.forward(ids.clone(), types.clone(), mask.clone()))
+    };
+    for case in cases {
+        let bert = load_bert(&cfg, &weights, "model.safetensors", &device).unwrap();
+        let json = std::fs::read_to_string(dir.join(case).join("adapter_config.json")).unwrap();
+        let st = std::fs::read(dir.join(case).join("adapter_model.safetensors")).unwrap();
+        let loaded = peft::load_adapter(
+            bert,
+            &json,
+            "adapter_config.json",
+            &st,
+            "adapter_model.safetensors",
+        )
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+        let want = read(&exp, &format!("{case}.last_hidden_state")).1;
+        let got = host(
+            loaded
+                .bert
+                .forward(ids.clone(), types.clone(), mask.clone()),
+        );
+        eprintln!("{case}: max |diff| to PEFT {:e}", max_abs_diff(&got, &want));
+        assert_close(case, &got, &want, 1e-5);
+        assert!(
+            max_abs_diff(&got, &base_out) > 1e-3,
+            "{case}: the adapter changes nothing"
+        );
+        if case == "no_pooler" {
+            assert_eq!(loaded.notes.len(), 1, "{:?}", loaded.notes);
+            assert!(
+                loaded.notes[0].contains("pooler.dense"),
+                "{:?}",
+                loaded.notes
+            );
+        } else {
+            assert!(loaded.notes.is_empty(), "{case}: {:?}", loaded.notes);
+        }
+        let merged = adapter::merge(loaded.bert);
+        let got = host(merged.forward(ids.clone(), types.clone(), mask.clone()));
+        assert_close(&format!("{case} merged"), &got, &want, 1e-5);
+    }
+}
+
+/// Fields PEFT would apply differently, or that leave tensors unused, are refused naming them.
+#[test]
+fn peft_adapter_tensors_and_fields_are_all_accounted_for() {
+    use lorabert::model::{BertConfig, load_bert};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/peft_interop");
+    let device = Device::flex();
+    let cfg = BertConfig::from_json(
+        &std::fs::read_to_string(dir.join("base/config.json")).unwrap(),
+        "c",
+    )
+    .unwrap();
+    let weights = std::fs::read(dir.join("base/model.safetensors")).unwrap();
+    let load = |case: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join(case).join("adapter_config.json")).unwrap(),
+        )
+        .unwrap();
+        edit(&mut json);
+        let st = std::fs::read(dir.join(case).join("adapter_model.safetensors")).unwrap();
+        let bert = load_bert(&cfg, &weights, "model.safetensors", &device).unwrap();
+        peft::load_adapter(
+            bert,
+            &json.to_string(),
+            "adapter_config.json",
+            &st,
+            "adapter_model.safetensors",
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    };
+    // The lora_B.bias tensors without lora_bias: not silently ignored.
+    let e = load("lora_bias", &|j| j["lora_bias"] = false.into());
+    assert!(e.contains("lora_B.bias` is not used"), "{e}");
+    // Trained biases without `bias`.
+    let e = load("bias_all", &|j| j["bias"] = "none".into());
+    assert!(e.contains("is a bias, but `bias: none`"), "{e}");
+    // A module whose lora_B is missing while its lora_A is there.
+    let st = std::fs::read(dir.join("lora_bias/adapter_model.safetensors")).unwrap();
+    let t = safetensors::SafeTensors::deserialize(&st).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> = t
+        .tensors()
+        .into_iter()
+        .filter(|(k, _)| k != "base_model.model.encoder.layer.1.attention.self.value.lora_B.weight")
+        .collect();
+    let cut = safetensors::serialize(kept, None).unwrap();
+    let json = std::fs::read_to_string(dir.join("lora_bias/adapter_config.json")).unwrap();
+    let bert = load_bert(&cfg, &weights, "model.safetensors", &device).unwrap();
+    let e = peft::load_adapter(
+        bert,
+        &json,
+        "adapter_config.json",
+        &cut,
+        "adapter_model.safetensors",
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("encoder.layer.1.attention.self.value.lora_B.weight` is missing (the module's other tensors are there)"),
+        "{e}"
+    );
+    // DoRA with lora_bias, as PEFT refuses.
+    let e = load("lora_bias", &|j| j["use_dora"] = true.into());
+    assert!(e.contains("`lora_bias` is not supported for DoRA"), "{e}");
+}
+
+/// The README's interoperability table lists every `adapter_config.json` field the code knows,
+/// with what the code does with it.
+#[test]
+fn readme_lists_every_adapter_config_field() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    for (field, how) in peft::FIELDS {
+        let row = format!("| `{field}` | {how} |");
+        assert!(readme.contains(&row), "README lacks the row {row}");
     }
 }

@@ -220,7 +220,7 @@ fn checkpoint_restores_identical_predictions() {
         bcfg.attention_probs_dropout_prob = 0.0;
         let base = Bert::random(&bcfg, &autodiff).valid();
         let mut get = |n: &str| Ok(files.iter().find(|(f, _)| *f == n).map(|(_, b)| b.clone()));
-        let (restored, _, _) = restore(base, &mut get, &device).unwrap();
+        let restored = restore(base, &mut get, &device).unwrap().model;
         let got = pollster::block_on(evaluate(&restored, &data, 32, 0)).unwrap();
         let got_p = pollster::block_on(predict(&restored, &data[1], 32, 0)).unwrap();
         assert_eq!(want, got, "{adapter:?} {enc:?}");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::load::{load_model, load_trained};
+use super::load::{load_encoder, load_model};
 use super::{ModelArgs, devices, io, set_threads};
 use crate::data::TokenBatch;
 
@@ -42,8 +42,8 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
     }
     let (tok, bert) = match &a.checkpoint {
         Some(ck) => {
-            let (loaded, model, _) = load_trained(&a.model, ck, &device)?;
-            (loaded.tokenizer, model.bert)
+            let (loaded, bert) = load_encoder(&a.model, ck, &device)?;
+            (loaded.tokenizer, bert)
         }
         None => {
             let dir = io::resolve_model(a.model.model.as_deref())?;

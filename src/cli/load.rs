@@ -15,7 +15,7 @@ use crate::tasks::minbert::{Split, file_names, task_data};
 use crate::tasks::own::{self, Columns, DataSpec, OwnData, OwnTask, TaskKind};
 use crate::tasks::{HeadsConfig, MultitaskModel, PairEncoding, Task, TaskData};
 use crate::train::TrainConfig;
-use crate::train::artifacts::{names, restore};
+use crate::train::artifacts::{names, restore, restore_adapter};
 
 /// Loads `config.json`, `model.safetensors` (or `weights` instead) and `tokenizer.json` from
 /// the model folder `dir`, for sequences of at most `max_len` tokens; the encoder on `device`.
@@ -244,38 +244,69 @@ pub fn load_own_file(
     )?)
 }
 
-/// The checkpoint folder: `dir/best` when `dir` is a run folder.
+/// The checkpoint folder: `dir/best` when `dir` is a run folder; `dir` itself when it holds a
+/// lorabert checkpoint (`heads_config.json`) or a PEFT adapter folder (`adapter_config.json`
+/// + `adapter_model.safetensors`, as PEFT's `save_pretrained` writes it).
 pub fn checkpoint_dir(dir: &Path) -> Result<PathBuf> {
-    if dir.join(names::HEADS_CONFIG).is_file() {
+    let is_checkpoint =
+        |d: &Path| d.join(names::HEADS_CONFIG).is_file() || d.join(names::ADAPTER_CONFIG).is_file();
+    if is_checkpoint(dir) {
         return Ok(dir.to_path_buf());
     }
-    if dir.join("best").join(names::HEADS_CONFIG).is_file() {
+    if is_checkpoint(&dir.join("best")) {
         return Ok(dir.join("best"));
     }
     bail!(
-        "{} is not a checkpoint folder (no {} in it or in its best/)",
+        "{} is not a checkpoint folder (no {} or {} in it or in its best/)",
         dir.display(),
-        names::HEADS_CONFIG
+        names::HEADS_CONFIG,
+        names::ADAPTER_CONFIG
     )
 }
 
 /// Loads the base model and a trained checkpoint (a run folder or its `best/`) for inference
 /// on `device` (not an autodiff device): a full fine-tuning checkpoint's own
-/// `model.safetensors` replaces the base weights.
+/// `model.safetensors` replaces the base weights. Loading notes are printed.
 ///
 /// # Errors
-/// As [`load_model`], [`checkpoint_dir`] and [`restore`], naming the folder.
+/// As [`load_model`], [`checkpoint_dir`] and [`restore`] (a PEFT adapter folder has no heads),
+/// naming the folder.
 pub fn load_trained(
     model: &ModelArgs,
     ckpt: &Path,
     device: &Device,
 ) -> Result<(Pretrained, MultitaskModel, HeadsConfig)> {
     let ck = checkpoint_dir(ckpt)?;
+    let (pretrained, bert) = load_base_for(model, &ck, device)?;
+    let r = restore(bert, &mut io::files_in(&ck), device)
+        .with_context(|| format!("loading checkpoint {}", ck.display()))?;
+    for n in &r.notes {
+        eprintln!("note: {n}");
+    }
+    Ok((pretrained, r.model, r.heads))
+}
+
+/// The base model of checkpoint folder `ck`: `--model`'s (or the default), with the
+/// checkpoint's own `model.safetensors` for full fine-tuning.
+fn load_base_for(model: &ModelArgs, ck: &Path, device: &Device) -> Result<(Pretrained, Bert)> {
     let model_dir = io::resolve_model(model.model.as_deref())?;
     let full = ck.join(names::MODEL);
     let weights = full.is_file().then_some(full.as_path());
-    let (pretrained, bert) = load_model(&model_dir, weights, model.max_len, device)?;
-    let (m, heads, _) = restore(bert, &mut io::files_in(&ck), device)
-        .with_context(|| format!("loading checkpoint {}", ck.display()))?;
-    Ok((pretrained, m, heads))
+    load_model(&model_dir, weights, model.max_len, device)
+}
+
+/// Loads the base model with the encoder of a checkpoint or PEFT adapter folder (no heads
+/// needed: `embed`, `merge`). Loading notes are printed.
+///
+/// # Errors
+/// As [`load_model`], [`checkpoint_dir`] and [`restore_adapter`], naming the folder.
+pub fn load_encoder(model: &ModelArgs, ckpt: &Path, device: &Device) -> Result<(Pretrained, Bert)> {
+    let ck = checkpoint_dir(ckpt)?;
+    let (pretrained, bert) = load_base_for(model, &ck, device)?;
+    let (bert, _, notes) = restore_adapter(bert, &mut io::files_in(&ck))
+        .with_context(|| format!("loading the adapter in {}", ck.display()))?;
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    Ok((pretrained, bert))
 }

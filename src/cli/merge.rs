@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use super::load::{checkpoint_dir, load_trained};
+use super::load::{checkpoint_dir, load_encoder};
 use super::{CheckpointArgs, ModelArgs, devices, io, set_threads};
 use crate::train::artifacts::names;
 
@@ -26,10 +26,10 @@ pub struct MergeArgs {
 pub fn merge(a: MergeArgs) -> Result<()> {
     set_threads(a.model.threads)?;
     let (device, _) = devices(a.model.backend, 0)?;
-    let (loaded, model, _) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
+    let (loaded, bert) = load_encoder(&a.model, &a.ckpt.checkpoint, &device)?;
     let ck = checkpoint_dir(&a.ckpt.checkpoint)?;
     let model_dir = io::resolve_model(a.model.model.as_deref())?;
-    let bert = crate::adapter::merge(model.bert);
+    let bert = crate::adapter::merge(bert);
     let st = pollster::block_on(crate::train::artifacts::bert_safetensors(&bert))?;
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         (names::MODEL, st),
@@ -37,8 +37,11 @@ pub fn merge(a: MergeArgs) -> Result<()> {
     ];
     let tok = io::read(&model_dir.join("tokenizer.json"))?;
     files.push(("tokenizer.json", tok));
+    // A lorabert checkpoint's heads go along; a PEFT adapter folder has none.
     for n in [names::HEADS, names::HEADS_CONFIG] {
-        files.push((n, io::read(&ck.join(n))?));
+        if ck.join(n).is_file() {
+            files.push((n, io::read(&ck.join(n))?));
+        }
     }
     io::write_dir_atomic(&a.output, &files)?;
     eprintln!("wrote merged checkpoint to {}", a.output.display());

@@ -262,6 +262,7 @@ impl TrainArgs {
             use_rslora: self.use_rslora,
             use_dora: self.adapter == AdapterArg::Dora,
             target_modules: self.target_modules.clone(),
+            ..LoraConfig::default()
         });
         let data = self.train_file.as_ref().map(|f| DataSpec {
             train_file: f.display().to_string(),

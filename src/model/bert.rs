@@ -435,6 +435,56 @@ impl Bert {
         Ok(self)
     }
 
+    /// Replaces the bias of the linear layer or LayerNorm named `module` (its Hugging Face name,
+    /// e.g. `encoder.layer.0.attention.self.query`, `embeddings.LayerNorm`) with `values`,
+    /// `[out]`: PEFT adapters saved with `bias="all"` or `"lora_only"` carry trained biases.
+    /// The bias stays frozen.
+    ///
+    /// # Errors
+    /// [`crate::Error::Adapter`] naming `source` when no linear layer or LayerNorm has that name,
+    /// or the length differs from the module's bias.
+    pub fn set_bias(mut self, module: &str, values: Vec<f32>, source: &str) -> Result<Self> {
+        let device = self.embeddings.word_embeddings.weight.device();
+        let n = values.len();
+        let t = Tensor::<1>::from_data(burn::tensor::TensorData::new(values, [n]), &device);
+        let mut found = None;
+        let pooler = self.pooler.as_mut().map(|p| &mut p.dense);
+        for l in self
+            .layers
+            .iter_mut()
+            .flat_map(Layer::linears_mut)
+            .chain(pooler)
+        {
+            if l.name == module {
+                found = Some(l.dims().1);
+                if found == Some(n) {
+                    l.bias = Some(Param::from_tensor(t.clone()).set_require_grad(false));
+                }
+            }
+        }
+        let mut norms = vec![&mut self.embeddings.layer_norm];
+        for l in &mut self.layers {
+            norms.extend([&mut l.attention.output.layer_norm, &mut l.output.layer_norm]);
+        }
+        for ln in norms {
+            if ln.name == module {
+                found = Some(ln.bias.shape().num_elements());
+                if found == Some(n) {
+                    ln.bias = Param::from_tensor(t.clone()).set_require_grad(false);
+                }
+            }
+        }
+        match found {
+            Some(want) if want == n => Ok(self),
+            Some(want) => Err(crate::Error::Adapter(format!(
+                "{source}: the bias of `{module}` has {n} values, the module {want}"
+            ))),
+            None => Err(crate::Error::Adapter(format!(
+                "{source}: no linear layer or LayerNorm `{module}` to take a bias"
+            ))),
+        }
+    }
+
     /// Queues every weight of the encoder for read-back under its Hugging Face name, as a
     /// `BertModel` `model.safetensors` holds it (no prefix; linear weights `[out, in]`, biases,
     /// LayerNorm `weight`/`bias`, embedding tables). Adapters are included folded in when

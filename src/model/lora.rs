@@ -46,6 +46,9 @@ pub struct LoraAdapter {
     pub lora_b: Param<Tensor<2>>,
     /// DoRA magnitude `m`, `[out]`, initialised to the row norms `||W_j||` of the base weight.
     pub lora_magnitude_vector: Option<Param<Tensor<1>>>,
+    /// PEFT's `lora_bias=True` (LoRA only): the bias of `lora_B`, `[out]`, scaled with `B`
+    /// (`s·(B·A·x + b_B)`); initialised to zero.
+    pub lora_b_bias: Option<Param<Tensor<1>>>,
     /// `lora_alpha / r`, or `lora_alpha / √r` with `use_rslora`.
     pub scaling: f64,
     /// Dropout on the adapter's input (`lora_dropout`).
@@ -137,6 +140,7 @@ impl AdaptedLinear {
             lora_a,
             lora_b,
             lora_magnitude_vector: None,
+            lora_b_bias: None,
             scaling,
             dropout: Dropout::new(lora_dropout),
             merged: false,
@@ -154,6 +158,15 @@ impl AdaptedLinear {
             adapter.lora_magnitude_vector = Some(Param::from_tensor(m.detach()));
         }
         self.adapter = Some(adapter);
+        self
+    }
+
+    /// Gives the adapter the bias of `lora_B` (PEFT's `lora_bias=True`), `[out]`, trainable.
+    /// No-op without an adapter.
+    pub fn with_lora_bias(mut self, bias: Tensor<1>) -> Self {
+        if let Some(a) = self.adapter.as_mut() {
+            a.lora_b_bias = Some(Param::from_tensor(bias));
+        }
         self
     }
 
@@ -212,10 +225,14 @@ impl AdaptedLinear {
             Some(u) => crate::kernels::gelu_matmul(u, xd.clone(), cast_like(a.clone(), &x)),
             None => linear(xd.clone(), cast_like(a.clone(), &x), None),
         };
+        let b_bias = adapter
+            .lora_b_bias
+            .as_ref()
+            .map(|bb| cast_like(bb.val(), &x).mul_scalar(adapter.scaling));
         let lora = linear(
             ax,
             cast_like(b.clone(), &x).mul_scalar(adapter.scaling),
-            None,
+            b_bias,
         );
         let Some(m) = &adapter.lora_magnitude_vector else {
             return frozen_linear(x, w, bias) + lora;
@@ -236,7 +253,8 @@ impl AdaptedLinear {
         }
     }
 
-    /// Folds the adapter into the base weight (PEFT `merge`): LoRA `W ← W + s·B·A`; DoRA
+    /// Folds the adapter into the base weight (PEFT `merge`): LoRA `W ← W + s·B·A` (and with
+    /// `lora_bias` `b ← b + s·b_B`, which needs a base bias, as PEFT); DoRA
     /// `W ← (m / ||W + s·B·A||) ⊙ (W + s·B·A)` row-wise, bias unchanged. The norms are kept so
     /// [`unmerge`](Self::unmerge) restores `W`. A no-op without an adapter or when already merged.
     pub fn merge(mut self) -> Self {
@@ -262,6 +280,12 @@ impl AdaptedLinear {
             }
         };
         self.weight = self.weight.map(|_| merged.detach().cast(dtype));
+        if let Some(bb) = &adapter.lora_b_bias
+            && let Some(bias) = self.bias.take()
+        {
+            let add = bb.val().detach().mul_scalar(adapter.scaling);
+            self.bias = Some(bias.map(|b| b + add));
+        }
         adapter.merged = true;
         self
     }
@@ -295,6 +319,12 @@ impl AdaptedLinear {
             _ => w - delta,
         };
         self.weight = self.weight.map(|_| restored.detach().cast(dtype));
+        if let Some(bb) = &adapter.lora_b_bias
+            && let Some(bias) = self.bias.take()
+        {
+            let sub = bb.val().detach().mul_scalar(adapter.scaling);
+            self.bias = Some(bias.map(|b| b - sub));
+        }
         adapter.merged = false;
         self
     }
@@ -309,6 +339,9 @@ impl AdaptedLinear {
                     + a.lora_magnitude_vector
                         .as_ref()
                         .map_or(0, |m| m.shape().num_elements())
+                    + a.lora_b_bias
+                        .as_ref()
+                        .map_or(0, |b| b.shape().num_elements())
             }
         }
     }

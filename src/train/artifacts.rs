@@ -125,6 +125,53 @@ pub async fn checkpoint_files(
     Ok(files)
 }
 
+/// A trained model rebuilt from checkpoint files.
+#[derive(Debug)]
+pub struct Restored {
+    /// Encoder (with its adapters) and heads.
+    pub model: MultitaskModel,
+    /// The heads' configuration.
+    pub heads: HeadsConfig,
+    /// The adapter's configuration (`None` for full fine-tuning).
+    pub adapter: Option<crate::adapter::LoraConfig>,
+    /// Notes from loading the adapter (see [`crate::adapter::peft::LoadedAdapter::notes`]).
+    pub notes: Vec<String>,
+}
+
+/// Attaches the adapter of a checkpoint folder or a PEFT adapter folder
+/// (`adapter_config.json` + `adapter_model.safetensors`; `get(name)` gives a file's bytes) to
+/// `bert`; a folder without an adapter (full fine-tuning) leaves it as it is. Returns the
+/// adapter's configuration and the loading notes.
+///
+/// # Errors
+/// [`Error::Adapter`] when `adapter_model.safetensors` is missing beside its config; the
+/// adapter loading errors naming the file, field and tensor.
+pub fn restore_adapter(
+    bert: Bert,
+    get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
+) -> Result<(Bert, Option<crate::adapter::LoraConfig>, Vec<String>)> {
+    let Some(cfg) = get(names::ADAPTER_CONFIG)? else {
+        return Ok((bert, None, Vec::new()));
+    };
+    let cfg =
+        String::from_utf8(cfg).map_err(|_| Error::config(names::ADAPTER_CONFIG, "not UTF-8"))?;
+    let weights = get(names::ADAPTER_WEIGHTS)?.ok_or_else(|| {
+        Error::Adapter(format!(
+            "{} is missing beside {}",
+            names::ADAPTER_WEIGHTS,
+            names::ADAPTER_CONFIG
+        ))
+    })?;
+    let l = crate::adapter::peft::load_adapter(
+        bert,
+        &cfg,
+        names::ADAPTER_CONFIG,
+        &weights,
+        names::ADAPTER_WEIGHTS,
+    )?;
+    Ok((l.bert, Some(l.cfg), l.notes))
+}
+
 /// Rebuilds a trained model from checkpoint files. `bert` is the base encoder (for a full
 /// fine-tuning checkpoint, the caller builds it from the checkpoint's `model.safetensors`);
 /// `get(name)` returns a checkpoint file's bytes or `None` when absent.
@@ -136,40 +183,24 @@ pub fn restore(
     bert: Bert,
     get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
     device: &burn::tensor::Device,
-) -> Result<(
-    MultitaskModel,
-    HeadsConfig,
-    Option<crate::adapter::LoraConfig>,
-)> {
-    let heads_json = get(names::HEADS_CONFIG)?
-        .ok_or_else(|| Error::config(names::HEADS_CONFIG, "missing from the checkpoint folder"))?;
+) -> Result<Restored> {
+    let heads_json = get(names::HEADS_CONFIG)?.ok_or_else(|| {
+        Error::config(
+            names::HEADS_CONFIG,
+            "missing: task heads are needed here (a PEFT adapter folder has none)",
+        )
+    })?;
     let heads: HeadsConfig = serde_json::from_slice(&heads_json)
         .map_err(|e| Error::config(names::HEADS_CONFIG, format!("invalid: {e}")))?;
-    let (bert, lora) = match get(names::ADAPTER_CONFIG)? {
-        Some(cfg) => {
-            let cfg = String::from_utf8(cfg)
-                .map_err(|_| Error::config(names::ADAPTER_CONFIG, "not UTF-8"))?;
-            let weights = get(names::ADAPTER_WEIGHTS)?.ok_or_else(|| {
-                Error::Adapter(format!(
-                    "{} is missing beside {}",
-                    names::ADAPTER_WEIGHTS,
-                    names::ADAPTER_CONFIG
-                ))
-            })?;
-            let (b, c) = crate::adapter::peft::load_adapter(
-                bert,
-                &cfg,
-                names::ADAPTER_CONFIG,
-                &weights,
-                names::ADAPTER_WEIGHTS,
-            )?;
-            (b, Some(c))
-        }
-        None => (bert, None),
-    };
+    let (bert, adapter, notes) = restore_adapter(bert, get)?;
     let model = MultitaskModel::new(bert, &heads, device);
     let heads_bytes = get(names::HEADS)?
         .ok_or_else(|| Error::config(names::HEADS, "missing from the checkpoint folder"))?;
     let model = load_heads(model, &heads_bytes, names::HEADS)?;
-    Ok((model, heads, lora))
+    Ok(Restored {
+        model,
+        heads,
+        adapter,
+        notes,
+    })
 }

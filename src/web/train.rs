@@ -63,6 +63,7 @@ fn form_config(t: Task, precision: Precision) -> Result<TrainConfig> {
             use_rslora: false,
             use_dora: false,
             target_modules: crate::adapter::target_set(&input("targets")),
+            ..LoraConfig::default()
         }),
         epochs: num("epochs", "epochs")?,
         batch_size: num("batch", "batch size")?,
