@@ -242,3 +242,58 @@ fn merge_takes_a_peft_adapter_folder() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A PEFT sequence-classification adapter made on MiniLM (`tests/golden/peft_seqcls/`, by
+/// `tools/make_golden_peft_seqcls.py`: LoRA on query/value and the `classifier` saved through
+/// `modules_to_save`) predicts through lorabert with transformers + PEFT's probabilities,
+/// within 1e-5, for single sentences and a cross-encoded pair; labels named as transformers
+/// names them without an `id2label` (`LABEL_0`, ...).
+#[test]
+fn peft_sequence_classification_adapter_predicts_like_transformers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/peft_seqcls");
+    let exp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let model = model_dir();
+    let mut args = vec!["predict", "--model", s(&model), "--checkpoint", s(&dir)];
+    let sentences: Vec<String> = exp["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    for t in &sentences {
+        args.extend(["--sentence", t.as_str()]);
+    }
+    let out = lorabert(&args);
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), sentences.len(), "{out}");
+    let check = |row: &serde_json::Value, want: &serde_json::Value| {
+        for (i, w) in want.as_array().unwrap().iter().enumerate() {
+            let got = row["probabilities"][format!("LABEL_{i}")].as_f64().unwrap();
+            let w = w.as_f64().unwrap();
+            assert!((got - w).abs() < 1e-5, "{row}: LABEL_{i} {got} vs {w}");
+        }
+    };
+    for (row, want) in rows.iter().zip(exp["probabilities"].as_array().unwrap()) {
+        check(row, want);
+    }
+    let pair = exp["pair"].as_array().unwrap();
+    let out = lorabert(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&dir),
+        "--sentence",
+        pair[0].as_str().unwrap(),
+        "--sentence-pair",
+        pair[1].as_str().unwrap(),
+    ]);
+    let row: serde_json::Value =
+        serde_json::from_str(out.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    check(&row, &exp["pair_probabilities"]);
+}

@@ -83,7 +83,16 @@ pub struct LoraConfig {
     /// PEFT's `bias`: which base biases the adapter file carries (trained with it).
     #[serde(default, skip_serializing_if = "Bias::is_none")]
     pub bias: Bias,
+    /// PEFT's `modules_to_save`: modules trained whole and saved in the adapter file (a
+    /// sequence-classification adapter's `classifier`, sometimes the `pooler`); adapters never
+    /// go on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules_to_save: Vec<String>,
 }
+
+/// The `modules_to_save` lorabert loads: the classifier of a `BertForSequenceClassification`
+/// (`classifier`; `score` is PEFT's name for other models' heads, absent here) and its pooler.
+pub const SAVED_MODULES: [&str; 4] = ["classifier", "score", "pooler", "pooler.dense"];
 
 /// PEFT's `bias` option: which of the base model's biases were trained (and are saved in the
 /// adapter file, as `<module>.base_layer.bias` or `<module>.bias`).
@@ -147,6 +156,7 @@ impl Default for LoraConfig {
             alpha_pattern: Vec::new(),
             lora_bias: false,
             bias: Bias::None,
+            modules_to_save: Vec::new(),
         }
     }
 }
@@ -326,7 +336,15 @@ pub fn select_targets(bert: &Bert, cfg: &LoraConfig, key_prefix: &str) -> Result
     let mut out = Vec::new();
     for name in names {
         let key = format!("{key_prefix}{name}");
-        let excluded = exclude_re.as_ref().is_some_and(|r| r.is_match(&key))
+        // PEFT never puts adapters on modules it saves whole (`(^|.*\.)m($|\..*)`).
+        let saved_whole = cfg.modules_to_save.iter().any(|m| {
+            key == *m
+                || key.starts_with(&format!("{m}."))
+                || key.contains(&format!(".{m}."))
+                || key.ends_with(&format!(".{m}"))
+        });
+        let excluded = saved_whole
+            || exclude_re.as_ref().is_some_and(|r| r.is_match(&key))
             || cfg.exclude_modules.iter().any(|e| matches_target(&key, e));
         if excluded {
             continue;

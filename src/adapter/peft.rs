@@ -46,7 +46,11 @@ pub fn adapter_config_json(cfg: &LoraConfig, base_model_name_or_path: &str) -> S
         "fan_in_fan_out": false,
         "inference_mode": true,
         "init_lora_weights": true,
-        "modules_to_save": null,
+        "modules_to_save": if cfg.modules_to_save.is_empty() {
+            Value::Null
+        } else {
+            json!(cfg.modules_to_save)
+        },
         "rank_pattern": ordered(&ranks),
         "alpha_pattern": ordered(&cfg.alpha_pattern),
         "layers_to_transform": cfg.layers_to_transform,
@@ -115,7 +119,7 @@ pub const FIELDS: &[(&str, &str)] = &[
     ),
     (
         "modules_to_save",
-        "refused when set: the saved heads of SEQ_CLS adapters are not loaded yet",
+        "applied: `classifier` (a SEQ_CLS adapter's head: `predict` runs it on the pooler output, as BertForSequenceClassification), `score`, `pooler`; other modules refused",
     ),
     (
         "init_lora_weights",
@@ -331,6 +335,17 @@ pub fn parse_adapter_config(text: &str, source_name: &str) -> Result<LoraConfig>
             })
             .collect::<Result<Vec<_>>>()
     })?;
+    let mut modules_to_save = match obj.get("modules_to_save") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => strings("modules_to_save", v)?,
+    };
+    // PEFT appends its task's defaults (`classifier`, `score`), often twice.
+    let mut seen = Vec::new();
+    modules_to_save.retain(|m| {
+        let new = !seen.contains(m);
+        seen.push(m.clone());
+        new
+    });
     let bias = match obj.get("bias").and_then(Value::as_str) {
         None | Some("none") => Bias::None,
         Some("lora_only") => Bias::LoraOnly,
@@ -357,6 +372,7 @@ pub fn parse_adapter_config(text: &str, source_name: &str) -> Result<LoraConfig>
         alpha_pattern,
         lora_bias: flag("lora_bias"),
         bias,
+        modules_to_save,
     };
     cfg.validate().map_err(|e| bad(e.to_string()))?;
     Ok(cfg)
@@ -413,6 +429,22 @@ pub struct LoadedAdapter {
     /// What the user should know: modules `target_modules` selects in this model that the
     /// file has no tensors for (PEFT leaves those at their no-op initialisation).
     pub notes: Vec<String>,
+    /// A sequence-classification adapter's saved `classifier` (`modules_to_save`): weight
+    /// `[labels, hidden]` (PyTorch layout) and bias `[labels]`, row-major.
+    pub classifier: Option<Classifier>,
+}
+
+/// The saved classifier of a sequence-classification adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classifier {
+    /// `[labels, hidden]`, row-major (PyTorch's `nn.Linear` layout).
+    pub weight: Vec<f32>,
+    /// `[labels]`.
+    pub bias: Vec<f32>,
+    /// Number of labels (1: regression, as transformers' `num_labels == 1`).
+    pub labels: usize,
+    /// Its input width (the hidden size).
+    pub hidden: usize,
 }
 
 /// Attaches the adapters stored in PEFT format to `bert` (which must have none yet), as PEFT
@@ -519,6 +551,39 @@ pub fn load_adapter(
             None => lin,
         })
     })?;
+    // Modules saved whole: the classifier and the pooler of SEQ_CLS adapters.
+    let mut take = |short: &str| unused.remove(short);
+    let mut classifier = None;
+    let saves = |m: &str| cfg.modules_to_save.iter().any(|x| x == m);
+    if saves("classifier") || saves("score") {
+        for head in ["classifier", "score"] {
+            if let (Some(w), Some(b)) = (
+                take(&format!("{head}.weight")),
+                take(&format!("{head}.bias")),
+            ) {
+                let shape = shape_of(&ck, &w);
+                let [labels, hidden] = shape[..] else {
+                    return Err(Error::Adapter(format!(
+                        "{weights_source}: tensor `{w}` has shape {shape:?}, expected [labels, hidden]"
+                    )));
+                };
+                classifier = Some(Classifier {
+                    weight: ck.f32_values_raw(&w, &[labels, hidden])?,
+                    bias: ck.f32_values_raw(&b, &[labels])?,
+                    labels,
+                    hidden,
+                });
+            }
+        }
+    }
+    if (saves("pooler") || saves("pooler.dense"))
+        && let (Some(w), Some(b)) = (take("pooler.dense.weight"), take("pooler.dense.bias"))
+    {
+        let h = shape_of(&ck, &b).iter().product::<usize>();
+        let weight = ck.f32_values_raw(&w, &[h, h])?;
+        let bias = ck.f32_values_raw(&b, &[h])?;
+        bert = bert.set_linear("pooler.dense", weight, bias, weights_source)?;
+    }
     // The trained base biases of `bias: all` / `lora_only`: `<module>[.base_layer].bias`.
     let biases: Vec<(String, String)> = unused
         .iter()
@@ -564,7 +629,12 @@ pub fn load_adapter(
             skipped.join(", ")
         ));
     }
-    Ok(LoadedAdapter { bert, cfg, notes })
+    Ok(LoadedAdapter {
+        bert,
+        cfg,
+        notes,
+        classifier,
+    })
 }
 
 fn shape_of(ck: &Checkpoint, full: &str) -> Vec<usize> {

@@ -195,15 +195,15 @@ fn predict_texts(
         Some(path) => {
             let table = a.file.table(path, own_task.is_some_and(|o| o.no_header))?;
             let want_pair = match own_task {
-                Some(o) => o.is_pair(),
-                None => {
+                Some(o) if !o.pairs_optional => o.is_pair(),
+                _ => {
                     a.file.text_pair_column.is_some()
                         || own::PAIR_NAMES
                             .iter()
                             .any(|n| table.header.iter().any(|h| h == n))
                 }
             };
-            let trained = own_task.map(|o| &o.columns);
+            let trained = own_task.map(|o| &o.columns).filter(|c| !c.text.is_empty());
             let (cols, notes) =
                 own::file_columns(&table, trained, &a.file.given(), want_pair, false)?;
             for n in notes {
@@ -245,6 +245,7 @@ fn predict_texts(
     if let Some(o) = own_task
         && pairs
         && !o.is_pair()
+        && !o.pairs_optional
     {
         bail!(
             "this checkpoint ({}) takes single texts: leave out --sentence-pair",

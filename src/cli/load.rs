@@ -15,7 +15,7 @@ use crate::tasks::minbert::{Split, file_names, task_data};
 use crate::tasks::own::{self, Columns, DataSpec, OwnData, OwnTask, TaskKind};
 use crate::tasks::{HeadsConfig, MultitaskModel, PairEncoding, Task, TaskData};
 use crate::train::TrainConfig;
-use crate::train::artifacts::{names, restore, restore_adapter};
+use crate::train::artifacts::{names, restore, restore_adapter, restore_seq_cls};
 
 /// Loads `config.json`, `model.safetensors` (or `weights` instead) and `tokenizer.json` from
 /// the model folder `dir`, for sequences of at most `max_len` tokens; the encoder on `device`.
@@ -278,8 +278,18 @@ pub fn load_trained(
 ) -> Result<(Pretrained, MultitaskModel, HeadsConfig)> {
     let ck = checkpoint_dir(ckpt)?;
     let (pretrained, bert) = load_base_for(model, &ck, device)?;
-    let r = restore(bert, &mut io::files_in(&ck), device)
-        .with_context(|| format!("loading checkpoint {}", ck.display()))?;
+    let r = if ck.join(names::HEADS_CONFIG).is_file() {
+        restore(bert, &mut io::files_in(&ck), device)
+    } else {
+        // A PEFT adapter folder: heads only from a sequence-classification adapter.
+        restore_seq_cls(
+            bert,
+            &mut io::files_in(&ck),
+            &pretrained.config_json,
+            device,
+        )
+    }
+    .with_context(|| format!("loading checkpoint {}", ck.display()))?;
     for n in &r.notes {
         eprintln!("note: {n}");
     }
@@ -303,10 +313,10 @@ fn load_base_for(model: &ModelArgs, ck: &Path, device: &Device) -> Result<(Pretr
 pub fn load_encoder(model: &ModelArgs, ckpt: &Path, device: &Device) -> Result<(Pretrained, Bert)> {
     let ck = checkpoint_dir(ckpt)?;
     let (pretrained, bert) = load_base_for(model, &ck, device)?;
-    let (bert, _, notes) = restore_adapter(bert, &mut io::files_in(&ck))
+    let parts = restore_adapter(bert, &mut io::files_in(&ck))
         .with_context(|| format!("loading the adapter in {}", ck.display()))?;
-    for n in &notes {
+    for n in &parts.notes {
         eprintln!("note: {n}");
     }
-    Ok((pretrained, bert))
+    Ok((pretrained, parts.bert))
 }

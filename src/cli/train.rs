@@ -67,6 +67,8 @@ pub enum PoolingArg {
     Mean,
     /// The [CLS] token.
     Cls,
+    /// The [CLS] token through BERT's pooler (as BertForSequenceClassification).
+    Pooler,
 }
 
 /// `--pair-encoding`.
@@ -302,6 +304,7 @@ impl TrainArgs {
             pooling: match self.pooling {
                 PoolingArg::Mean => Pooling::Mean,
                 PoolingArg::Cls => Pooling::Cls,
+                PoolingArg::Pooler => Pooling::Pooler,
             },
             pair_encoding: match self.pair_encoding {
                 PairArg::Bi => PairEncoding::Bi,

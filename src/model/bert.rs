@@ -485,6 +485,49 @@ impl Bert {
         }
     }
 
+    /// Replaces the weight (`[out, in]`, PyTorch's layout, row-major) and bias (`[out]`) of the
+    /// linear layer named `module` (a module saved whole in an adapter file, such as a
+    /// sequence-classification adapter's `pooler.dense`), frozen.
+    ///
+    /// # Errors
+    /// [`crate::Error::Adapter`] naming `source` when no linear layer has that name or the sizes
+    /// differ.
+    pub fn set_linear(
+        mut self,
+        module: &str,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        source: &str,
+    ) -> Result<Self> {
+        let device = self.embeddings.word_embeddings.weight.device();
+        let pooler = self.pooler.as_mut().map(|p| &mut p.dense);
+        let Some(l) = self
+            .layers
+            .iter_mut()
+            .flat_map(Layer::linears_mut)
+            .chain(pooler)
+            .find(|l| l.name == module)
+        else {
+            return Err(crate::Error::Adapter(format!(
+                "{source}: the model has no linear layer `{module}` (a checkpoint without a pooler?)"
+            )));
+        };
+        let (d_in, d_out) = l.dims();
+        if weight.len() != d_in * d_out || bias.len() != d_out {
+            return Err(crate::Error::Adapter(format!(
+                "{source}: `{module}` has {} weights and {} biases, the layer {d_out}x{d_in}",
+                weight.len(),
+                bias.len()
+            )));
+        }
+        let w = crate::model::weights::transpose(&weight, d_out, d_in);
+        let w = Tensor::<2>::from_data(burn::tensor::TensorData::new(w, [d_in, d_out]), &device);
+        let b = Tensor::<1>::from_data(burn::tensor::TensorData::new(bias, [d_out]), &device);
+        l.weight = Param::from_tensor(w).set_require_grad(false);
+        l.bias = Some(Param::from_tensor(b).set_require_grad(false));
+        Ok(self)
+    }
+
     /// Queues every weight of the encoder for read-back under its Hugging Face name, as a
     /// `BertModel` `model.safetensors` holds it (no prefix; linear weights `[out, in]`, biases,
     /// LayerNorm `weight`/`bias`, embedding tables). Adapters are included folded in when

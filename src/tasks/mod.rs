@@ -67,6 +67,9 @@ pub enum Pooling {
     Mean,
     /// The `[CLS]` state.
     Cls,
+    /// The `[CLS]` state through BERT's pooler (`tanh(dense(h[:, 0]))`), as transformers'
+    /// `BertForSequenceClassification` feeds its classifier. Needs a checkpoint with a pooler.
+    Pooler,
 }
 
 /// How sentence pairs are fed to the encoder.
@@ -231,11 +234,20 @@ impl MultitaskModel {
     }
 
     /// Encodes and pools: `[batch, seq]` tokens → `[batch, hidden]`.
+    ///
+    /// # Panics
+    /// With [`Pooling::Pooler`] on an encoder without a pooler (refused when the model is built).
     pub fn embed(&self, x: &BatchTensors) -> Tensor<2> {
         let hidden = self
             .bert
             .forward(x.ids.clone(), x.type_ids.clone(), x.mask.clone());
-        pool(hidden, x.mask.clone(), self.pooling)
+        match self.pooling {
+            Pooling::Pooler => self
+                .bert
+                .pool(hidden)
+                .expect("pooler pooling needs a checkpoint with a pooler"),
+            other => pool(hidden, x.mask.clone(), other),
+        }
     }
 
     /// SST logits `[batch, 5]`.
@@ -338,14 +350,16 @@ pub fn pair_features(u: Tensor<2>, v: Tensor<2>) -> Tensor<2> {
     )
 }
 
-/// Pools `[batch, seq, hidden]` with `mask` `[batch, seq]` into `[batch, hidden]`.
+/// Pools `[batch, seq, hidden]` with `mask` `[batch, seq]` into `[batch, hidden]`
+/// ([`Pooling::Pooler`] needs the encoder: see [`MultitaskModel::embed`]; here it is the
+/// `[CLS]` state).
 ///
 /// # Panics
 /// When `mask` is not `[batch, seq]` for `hidden`.
 pub fn pool(hidden: Tensor<3>, mask: Tensor<2>, pooling: Pooling) -> Tensor<2> {
     let [b, s, h] = hidden.dims();
     match pooling {
-        Pooling::Cls => hidden.slice([0..b, 0..1]).reshape([b, h]),
+        Pooling::Cls | Pooling::Pooler => hidden.slice([0..b, 0..1]).reshape([b, h]),
         Pooling::Mean => {
             let m = mask.reshape([b, s, 1]);
             let summed = (hidden * m.clone()).sum_dim(1).reshape([b, h]);

@@ -142,6 +142,10 @@ pub struct OwnTask {
     /// Whether its files had no header row (columns named `0`, `1`, ...).
     #[serde(default)]
     pub no_header: bool,
+    /// Whether it takes single texts and cross-encoded pairs alike (a sequence-classification
+    /// adapter made elsewhere: its head reads one sequence either way).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pairs_optional: bool,
 }
 
 impl OwnTask {
@@ -825,7 +829,7 @@ pub fn unlabelled(
         )));
     }
     let mut rows = rows.clone();
-    if !needs_pair {
+    if !needs_pair && !own.is_some_and(|o| o.pairs_optional) {
         rows.rows.iter_mut().for_each(|r| r.text_pair = None);
     }
     let placeholder = OwnTask {
@@ -838,6 +842,7 @@ pub fn unlabelled(
         },
         metric_for_best_model: String::new(),
         no_header: false,
+        pairs_optional: false,
     };
     let mut data = task_data(
         &rows,
@@ -902,6 +907,7 @@ pub fn load(
         columns,
         metric_for_best_model: metric,
         no_header: spec.no_header,
+        pairs_optional: false,
     };
     let (train, val, validation) = match (&spec.validation_file, validation_bytes) {
         (Some(name), Some(bytes)) => {
@@ -1007,6 +1013,7 @@ mod tests {
             },
             metric_for_best_model: "accuracy".into(),
             no_header: false,
+            pairs_optional: false,
         };
         let (t, v) = split(r.clone(), &task, 0.2, 7).unwrap();
         assert_eq!((t.rows.len(), v.rows.len()), (80, 20));

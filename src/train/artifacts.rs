@@ -149,9 +149,14 @@ pub struct Restored {
 pub fn restore_adapter(
     bert: Bert,
     get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
-) -> Result<(Bert, Option<crate::adapter::LoraConfig>, Vec<String>)> {
+) -> Result<AdapterParts> {
     let Some(cfg) = get(names::ADAPTER_CONFIG)? else {
-        return Ok((bert, None, Vec::new()));
+        return Ok(AdapterParts {
+            bert,
+            adapter: None,
+            notes: Vec::new(),
+            classifier: None,
+        });
     };
     let cfg =
         String::from_utf8(cfg).map_err(|_| Error::config(names::ADAPTER_CONFIG, "not UTF-8"))?;
@@ -169,7 +174,118 @@ pub fn restore_adapter(
         &weights,
         names::ADAPTER_WEIGHTS,
     )?;
-    Ok((l.bert, Some(l.cfg), l.notes))
+    Ok(AdapterParts {
+        bert: l.bert,
+        adapter: Some(l.cfg),
+        notes: l.notes,
+        classifier: l.classifier,
+    })
+}
+
+/// What [`restore_adapter`] found in a folder.
+#[derive(Debug)]
+pub struct AdapterParts {
+    /// The encoder with the adapter attached.
+    pub bert: Bert,
+    /// The adapter's configuration, when the folder has one.
+    pub adapter: Option<crate::adapter::LoraConfig>,
+    /// Loading notes.
+    pub notes: Vec<String>,
+    /// A sequence-classification adapter's saved classifier.
+    pub classifier: Option<crate::adapter::peft::Classifier>,
+}
+
+/// Rebuilds the model of a PEFT sequence-classification adapter folder (`task_type: SEQ_CLS`,
+/// its `classifier` in `modules_to_save`): the encoder with the adapter, and an own-data head
+/// that is transformers' `BertForSequenceClassification` head (the pooler output into the
+/// classifier: softmax over the labels, or the value for one label, as transformers'
+/// `num_labels == 1`). Labels are named by the base `config.json`'s `id2label` (else
+/// `LABEL_0`, ... as transformers names them); texts and cross-encoded pairs both go in.
+///
+/// # Errors
+/// [`Error::Config`] when the folder has no classifier (a PEFT folder without heads), the base
+/// has no pooler, or its `problem_type` is multi-label; the adapter loading errors.
+pub fn restore_seq_cls(
+    bert: Bert,
+    get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
+    base_config_json: &str,
+    device: &burn::tensor::Device,
+) -> Result<Restored> {
+    use crate::tasks::own::{Columns, OwnTask, TaskKind};
+    let parts = restore_adapter(bert, get)?;
+    let Some(c) = parts.classifier else {
+        return Err(Error::config(
+            names::HEADS_CONFIG,
+            "missing: task heads are needed here (a PEFT adapter folder has none, unless it saves a classifier: task_type SEQ_CLS)",
+        ));
+    };
+    if parts.bert.pooler.is_none() {
+        return Err(Error::config(
+            "config.json",
+            "the adapter's classifier reads BERT's pooler, and the base checkpoint has none",
+        ));
+    }
+    let base: serde_json::Value = serde_json::from_str(base_config_json)
+        .map_err(|e| Error::config("config.json", format!("invalid: {e}")))?;
+    if base.get("problem_type").and_then(|v| v.as_str()) == Some("multi_label_classification") {
+        return Err(Error::config(
+            "config.json",
+            "problem_type multi_label_classification (sigmoid per label) is not supported",
+        ));
+    }
+    let id2label: Vec<String> = (0..c.labels)
+        .map(|i| {
+            base.get("id2label")
+                .and_then(|m| m.get(i.to_string()))
+                .and_then(|v| v.as_str())
+                .map_or_else(|| format!("LABEL_{i}"), str::to_string)
+        })
+        .collect();
+    let kind = if c.labels == 1 {
+        TaskKind::Regression
+    } else {
+        TaskKind::Classification { id2label }
+    };
+    let own = OwnTask {
+        name: "seq_cls".into(),
+        metric_for_best_model: kind.default_metric().into(),
+        kind,
+        columns: Columns {
+            text: String::new(),
+            text_pair: None,
+            label: String::new(),
+        },
+        no_header: false,
+        pairs_optional: true,
+    };
+    let heads = HeadsConfig {
+        tasks: vec![crate::tasks::Task::Own],
+        pooling: crate::tasks::Pooling::Pooler,
+        pair_encoding: crate::tasks::PairEncoding::Cross,
+        head_dropout: 0.0,
+        hidden_size: c.hidden,
+        own: Some(own),
+    };
+    let mut model = MultitaskModel::new(parts.bert, &heads, device);
+    let w = crate::model::weights::transpose(&c.weight, c.labels, c.hidden);
+    let w = burn::tensor::Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(w, [c.hidden, c.labels]),
+        device,
+    );
+    let b = burn::tensor::Tensor::<1>::from_data(
+        burn::tensor::TensorData::new(c.bias, [c.labels]),
+        device,
+    );
+    model.own = model.own.take().map(|l| Linear {
+        weight: l.weight.map(|_| w),
+        bias: l.bias.map(|p| p.map(|_| b)),
+    });
+    Ok(Restored {
+        model,
+        heads,
+        adapter: parts.adapter,
+        notes: parts.notes,
+    })
 }
 
 /// Rebuilds a trained model from checkpoint files. `bert` is the base encoder (for a full
@@ -192,7 +308,12 @@ pub fn restore(
     })?;
     let heads: HeadsConfig = serde_json::from_slice(&heads_json)
         .map_err(|e| Error::config(names::HEADS_CONFIG, format!("invalid: {e}")))?;
-    let (bert, adapter, notes) = restore_adapter(bert, get)?;
+    let AdapterParts {
+        bert,
+        adapter,
+        notes,
+        classifier: _,
+    } = restore_adapter(bert, get)?;
     let model = MultitaskModel::new(bert, &heads, device);
     let heads_bytes = get(names::HEADS)?
         .ok_or_else(|| Error::config(names::HEADS, "missing from the checkpoint folder"))?;

@@ -501,9 +501,12 @@ pub fn build_model(
     let bert = match &cfg.adapter {
         None => {
             let mut bert = bert.set_require_grad(true);
-            // The heads read pooled token states, never the pooler: it stays frozen (as in a
-            // transformers full fine-tuning run of `BertModel(add_pooling_layer=False)`).
-            bert.pooler = bert.pooler.map(|p| p.set_require_grad(false));
+            // The heads read pooled token states, not the pooler (unless `--pooling pooler`):
+            // it stays frozen (as in a transformers full fine-tuning run of
+            // `BertModel(add_pooling_layer=False)`).
+            if cfg.pooling != crate::tasks::Pooling::Pooler {
+                bert.pooler = bert.pooler.map(|p| p.set_require_grad(false));
+            }
             bert
         }
         Some(lora) => crate::adapter::apply_adapters(bert, lora, device)?,
@@ -513,6 +516,11 @@ pub fn build_model(
         Precision::F16 => bert.into_f16(),
         Precision::F32 => bert,
     };
+    if cfg.pooling == crate::tasks::Pooling::Pooler && bert.pooler.is_none() {
+        return Err(Error::Invalid(
+            "--pooling pooler needs a checkpoint with a pooler (pooler.dense)".into(),
+        ));
+    }
     if cfg.tasks.contains(&crate::tasks::Task::Own) && cfg.own.is_none() {
         return Err(Error::Invalid(
             "the own-data task is not resolved (read its data first)".into(),
