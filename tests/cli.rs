@@ -297,3 +297,50 @@ fn peft_sequence_classification_adapter_predicts_like_transformers() {
         serde_json::from_str(out.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
     check(&row, &exp["pair_probabilities"]);
 }
+
+/// Base checkpoints in the layouts people download (`tests/golden/checkpoints/`, written by
+/// transformers through `tools/make_golden_checkpoints.py`): sharded safetensors with their
+/// index, and `pytorch_model.bin` only, load and give transformers' `last_hidden_state`
+/// within 1e-5; another layout is refused listing the folder's files.
+#[test]
+fn sharded_and_pytorch_bin_checkpoints_load() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/checkpoints");
+    let device = burn::tensor::Device::flex();
+    let exp = std::fs::read(golden.join("expected.safetensors")).unwrap();
+    let (s2, m) = read(&exp, "attention_mask");
+    let mask = burn::tensor::Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(m, [s2[0], s2[1]]),
+        &device,
+    );
+    for layout in ["sharded", "pytorch_bin"] {
+        let dir = golden.join(layout);
+        let (bytes, source) = lorabert::cli::load::read_weights(&dir).unwrap();
+        let cfg = lorabert::model::BertConfig::from_json(
+            &std::fs::read_to_string(dir.join("config.json")).unwrap(),
+            "config.json",
+        )
+        .unwrap();
+        let bert = lorabert::model::load_bert(&cfg, &bytes, &source, &device).unwrap();
+        let got = host(bert.forward(
+            ints2(&exp, "input_ids", &device),
+            ints2(&exp, "token_type_ids", &device),
+            mask.clone(),
+        ));
+        let want = read(&exp, "last_hidden_state").1;
+        eprintln!("{layout}: max |diff| {:e}", max_abs_diff(&got, &want));
+        assert_close(layout, &got, &want, 1e-5);
+    }
+    let odd = tmp("odd-layout");
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::write(odd.join("config.json"), "{}").unwrap();
+    std::fs::write(odd.join("tf_model.h5"), "x").unwrap();
+    let e = lorabert::cli::load::read_weights(&odd)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no weights in a layout lorabert reads")
+            && e.contains("the folder has config.json, tf_model.h5"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(odd);
+}

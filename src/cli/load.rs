@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
 
 use super::train::FormatArg;
 use super::{ModelArgs, io};
@@ -38,11 +40,141 @@ pub fn load_model(
         &tok_path.display().to_string(),
         max_len,
     )?;
-    let st_path = weights
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| dir.join(names::MODEL));
-    let bert = model.encoder(&io::read(&st_path)?, &st_path.display().to_string(), device)?;
+    let (bytes, source) = match weights {
+        Some(p) => (io::read(p)?, p.display().to_string()),
+        None => read_weights(dir)?,
+    };
+    let bert = model.encoder(&bytes, &source, device)?;
     Ok((model, bert))
+}
+
+/// The weights of model folder `dir` as one safetensors buffer (with the name to quote in
+/// errors), from the layouts Hugging Face checkpoints come in: `model.safetensors`; sharded
+/// `model-0000N-of-0000M.safetensors` listed by `model.safetensors.index.json`; or only
+/// `pytorch_model.bin` (PyTorch's pickle, read by Burn's PyTorch reader, `burn-store`).
+///
+/// # Errors
+/// A file that cannot be read or parsed (naming it); a folder with none of these layouts
+/// (listing the files it has and the layouts read).
+pub fn read_weights(dir: &Path) -> Result<(Vec<u8>, String)> {
+    let single = dir.join(names::MODEL);
+    if single.is_file() {
+        return Ok((io::read(&single)?, single.display().to_string()));
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        return Ok((read_sharded(dir, &index)?, index.display().to_string()));
+    }
+    let bin = dir.join("pytorch_model.bin");
+    if bin.is_file() {
+        return Ok((read_pytorch(&bin)?, bin.display().to_string()));
+    }
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    bail!(
+        "{}: no weights in a layout lorabert reads (model.safetensors; model-0000N-of-0000M.safetensors with model.safetensors.index.json; pytorch_model.bin); the folder has {}",
+        dir.display(),
+        if found.is_empty() {
+            "no files".into()
+        } else {
+            found.join(", ")
+        }
+    )
+}
+
+/// One safetensors buffer of named tensors `(name, dtype, shape, bytes)`.
+fn serialize(tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) -> Result<Vec<u8>> {
+    let views = tensors
+        .iter()
+        .map(|(k, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (k.clone(), v))
+                .with_context(|| format!("tensor {k}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, None).context("safetensors")
+}
+
+/// A sharded checkpoint's tensors, from the shards its index lists, as one buffer.
+fn read_sharded(dir: &Path, index: &Path) -> Result<Vec<u8>> {
+    let v: serde_json::Value = serde_json::from_slice(&io::read(index)?)
+        .with_context(|| format!("{} is not JSON", index.display()))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .with_context(|| format!("{}: no `weight_map`", index.display()))?;
+    let mut shards: Vec<String> = map
+        .values()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    let mut tensors = Vec::new();
+    for shard in shards {
+        let path = dir.join(&shard);
+        if shard.contains('/') || shard.contains('\\') || !path.is_file() {
+            bail!(
+                "{}: shard `{shard}` is not a file beside it",
+                index.display()
+            );
+        }
+        let bytes = io::read(&path)?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| crate::Error::Safetensors {
+            source_name: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        for (name, view) in st.tensors() {
+            tensors.push((
+                name,
+                view.dtype(),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            ));
+        }
+    }
+    serialize(&tensors)
+}
+
+/// A `pytorch_model.bin`'s tensors as one safetensors buffer.
+fn read_pytorch(path: &Path) -> Result<Vec<u8>> {
+    use burn_store::pytorch::PytorchReader;
+    use burn_store::pytorch_reader::DType as P;
+    let reader = PytorchReader::new(path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a PyTorch checkpoint lorabert can read: {e}",
+            path.display()
+        )
+    })?;
+    let mut tensors = Vec::new();
+    for (name, t) in reader.tensors() {
+        let dtype = match t.dtype() {
+            P::F64 => Dtype::F64,
+            P::F32 => Dtype::F32,
+            P::F16 => Dtype::F16,
+            P::BF16 => Dtype::BF16,
+            P::I64 => Dtype::I64,
+            P::I32 => Dtype::I32,
+            P::I16 => Dtype::I16,
+            P::I8 => Dtype::I8,
+            P::U64 => Dtype::U64,
+            P::U32 => Dtype::U32,
+            P::U16 => Dtype::U16,
+            P::U8 => Dtype::U8,
+            P::Bool => Dtype::BOOL,
+        };
+        let data = t
+            .read()
+            .with_context(|| format!("{}: tensor {name}", path.display()))?;
+        tensors.push((name.clone(), dtype, t.shape().to_vec(), data));
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    serialize(&tensors)
 }
 
 /// Path of `task`'s minBERT file of `split` in `dir`; `None` when no such file is there.

@@ -88,7 +88,8 @@ pub fn main() -> Result<()> {
 /// Model location options.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Hugging Face BERT folder (config.json, model.safetensors, tokenizer.json). Default:
+    /// Hugging Face BERT folder (config.json, tokenizer.json, and model.safetensors, sharded
+    /// safetensors with model.safetensors.index.json, or pytorch_model.bin). Default:
     /// ../shared/models/all-MiniLM-L6-v2, else models/all-MiniLM-L6-v2 (fetched if missing).
     #[arg(long)]
     pub model: Option<PathBuf>,
