@@ -344,3 +344,415 @@ fn sharded_and_pytorch_bin_checkpoints_load() {
     );
     let _ = std::fs::remove_dir_all(odd);
 }
+
+/// The checkpoints and expected outputs of `tools/make_golden_export.py` (`tests/golden/export`):
+/// what transformers, PEFT and sentence-transformers computed from `lorabert export` folders.
+fn export_golden() -> (PathBuf, serde_json::Value) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/export");
+    let exp = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    (dir, exp)
+}
+
+/// `texts` of a golden case: single sentences, or pairs.
+fn golden_texts(exp: &serde_json::Value, pairs: bool) -> Vec<Vec<String>> {
+    let key = if pairs { "pairs" } else { "sentences" };
+    exp[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| match v {
+            serde_json::Value::Array(p) => p.iter().map(|s| s.as_str().unwrap().into()).collect(),
+            s => vec![s.as_str().unwrap().to_string()],
+        })
+        .collect()
+}
+
+/// `--sentence` (and `--sentence-pair`) arguments for `texts`.
+fn sentence_args(texts: &[Vec<String>]) -> Vec<&str> {
+    let mut args = Vec::new();
+    for t in texts {
+        args.extend(["--sentence", t[0].as_str()]);
+        if let Some(p) = t.get(1) {
+            args.extend(["--sentence-pair", p.as_str()]);
+        }
+    }
+    args
+}
+
+/// The encoder of an exported folder (its `config.json`, `tokenizer.json`, `model.safetensors`)
+/// run by lorabert on `texts`: `(last_hidden_state's encoder, pooler output or mean-pooled
+/// states)`, `[batch, hidden]` row-major.
+fn exported_pooled(dir: &Path, texts: &[Vec<String>], pooler: bool) -> Vec<f32> {
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let tok = std::fs::read(dir.join("tokenizer.json")).unwrap();
+    let p =
+        lorabert::model::Pretrained::from_bytes("x", &cfg, "config.json", &tok, "t", 128).unwrap();
+    let device = burn::tensor::Device::flex();
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let bert = p.encoder(&bytes, "model.safetensors", &device).unwrap();
+    let encs: Vec<_> = texts
+        .iter()
+        .map(|t| match t.get(1) {
+            Some(b) => p.tokenizer.encode_pair(&t[0], b).unwrap(),
+            None => p.tokenizer.encode(&t[0]).unwrap(),
+        })
+        .collect();
+    let batch = lorabert::data::TokenBatch::from_encoded(&encs.iter().collect::<Vec<_>>(), 0);
+    let x = batch.to_tensors(&device);
+    let h = bert.forward(x.ids, x.type_ids, x.mask.clone());
+    host(if pooler {
+        bert.pool(h).unwrap()
+    } else {
+        lorabert::tasks::pool(h, x.mask, lorabert::tasks::Pooling::Mean)
+    })
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    let mut out = Vec::new();
+    for x in v.as_array().unwrap() {
+        match x {
+            serde_json::Value::Array(a) => out.extend(a.iter().map(|y| y.as_f64().unwrap() as f32)),
+            y => out.push(y.as_f64().unwrap() as f32),
+        }
+    }
+    out
+}
+
+/// What `lorabert predict` printed for `task` (a head name, or `None` for every row), as the
+/// golden files hold it: class probabilities in label order, or the regression value.
+fn predicted(out: &str, task: Option<&str>, labels: &[String], regression: bool) -> Vec<f32> {
+    let mut got = Vec::new();
+    for l in out.lines().filter(|l| l.starts_with('{')) {
+        let row: serde_json::Value = serde_json::from_str(l).unwrap();
+        if task.is_some_and(|t| row["task"] != t) {
+            continue;
+        }
+        if regression {
+            got.push(row["score"].as_f64().unwrap() as f32);
+        } else {
+            for name in labels {
+                got.push(row["probabilities"][name].as_f64().unwrap() as f32);
+            }
+        }
+    }
+    got
+}
+
+/// `lorabert export` (issue 17, item 7), against `tools/make_golden_export.py`'s references:
+/// for each head trained with `--pooling pooler` (SST, paraphrase and STS of a multitask
+/// checkpoint; an own-data DoRA head with string labels), `lorabert predict` on the checkpoint
+/// gives what transformers' `AutoModelForSequenceClassification` computed from the
+/// `--format transformers` export, and PEFT's `AutoPeftModelForSequenceClassification` from the
+/// `--format peft` export (1e-4); a fresh export has the golden config fields, and run by
+/// lorabert's own encoder (the `transformers` folder) or SEQ_CLS loader (the `peft` folder)
+/// gives the same. The mean-pooled checkpoint's `--format sentence-transformers` export gives
+/// `SentenceTransformer.encode`'s vectors, as does `lorabert embed --pooling mean`.
+#[test]
+fn exports_load_in_transformers_peft_and_sentence_transformers() {
+    let (dir, exp) = export_golden();
+    let model = model_dir();
+    let softmax = |v: &[f32], n: usize| -> Vec<f32> {
+        v.chunks(n)
+            .flat_map(|row| {
+                let m = row.iter().cloned().fold(f32::MIN, f32::max);
+                let e: Vec<f32> = row.iter().map(|x| (x - m).exp()).collect();
+                let s: f32 = e.iter().sum();
+                e.into_iter().map(move |x| x / s)
+            })
+            .collect()
+    };
+    for (name, case) in exp["cases"].as_object().unwrap() {
+        let ckpt = dir.join(case["checkpoint"].as_str().unwrap());
+        if name.ends_with("-st") {
+            continue;
+        }
+        let task = case["task"].as_str();
+        let pairs = case["pairs"].as_bool().unwrap();
+        let texts = golden_texts(&exp, pairs);
+        let cfg = &case["config"];
+        let regression = cfg["problem_type"] == "regression";
+        let n = cfg["num_labels"].as_u64().unwrap() as usize;
+        let labels: Vec<String> = (0..n)
+            .map(|i| cfg["id2label"][i.to_string()].as_str().unwrap().to_string())
+            .collect();
+        let want_tf = floats(&case["transformers"]);
+        let want_peft = floats(&case["peft"]);
+        // The checkpoint itself, through lorabert predict.
+        let mut args = vec!["predict", "--model", s(&model), "--checkpoint", s(&ckpt)];
+        args.extend(sentence_args(&texts));
+        let out = lorabert(&args);
+        let got = predicted(&out, task, &labels, regression);
+        let d = max_abs_diff(&got, &want_tf);
+        eprintln!("{name}: lorabert predict vs transformers export: max |diff| {d:e}");
+        assert!(d < 1e-4, "{name}: {got:?} vs {want_tf:?}");
+        // A fresh transformers export: its config, and its weights run by lorabert.
+        let tf = tmp(&format!("{name}-tf"));
+        let mut args = vec![
+            "export",
+            "--model",
+            s(&model),
+            "--checkpoint",
+            s(&ckpt),
+            "--format",
+            "transformers",
+            "--output",
+            s(&tf),
+        ];
+        if let Some(t) = task {
+            args.extend(["--task", t]);
+        }
+        lorabert(&args);
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(tf.join("config.json")).unwrap()).unwrap();
+        for k in [
+            "architectures",
+            "id2label",
+            "label2id",
+            "num_labels",
+            "problem_type",
+        ] {
+            assert_eq!(written[k], cfg[k], "{name}: config.json `{k}`");
+        }
+        let pooled = exported_pooled(&tf, &texts, true);
+        let st = std::fs::read(tf.join("model.safetensors")).unwrap();
+        let (_, w) = read(&st, "classifier.weight");
+        let (_, b) = read(&st, "classifier.bias");
+        let hidden = w.len() / n;
+        let logits: Vec<f32> = pooled
+            .chunks(hidden)
+            .flat_map(|p| {
+                (0..n).map(|j| b[j] + (0..hidden).map(|k| p[k] * w[j * hidden + k]).sum::<f32>())
+            })
+            .collect();
+        let got = if regression {
+            logits
+        } else {
+            softmax(&logits, n)
+        };
+        let d = max_abs_diff(&got, &want_tf);
+        eprintln!("{name}: fresh transformers export run by lorabert: max |diff| {d:e}");
+        assert!(d < 1e-4, "{name}: {got:?} vs {want_tf:?}");
+        // A fresh PEFT export, loaded back as a SEQ_CLS adapter.
+        let peft = tmp(&format!("{name}-peft"));
+        args[6] = "peft";
+        args[8] = s(&peft);
+        lorabert(&args);
+        let ac: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(peft.join("adapter_config.json")).unwrap())
+                .unwrap();
+        assert_eq!(ac["task_type"], "SEQ_CLS");
+        assert_eq!(ac["modules_to_save"], serde_json::json!(["classifier"]));
+        let mut args = vec!["predict", "--model", s(&model), "--checkpoint", s(&peft)];
+        args.extend(sentence_args(&texts));
+        let out = lorabert(&args);
+        let generic: Vec<String> = (0..n).map(|i| format!("LABEL_{i}")).collect();
+        let got = predicted(&out, None, &generic, regression);
+        let d = max_abs_diff(&got, &want_peft);
+        eprintln!("{name}: fresh PEFT export run by lorabert vs PEFT: max |diff| {d:e}");
+        assert!(d < 1e-4, "{name}: {got:?} vs {want_peft:?}");
+        let _ = std::fs::remove_dir_all(tf);
+        let _ = std::fs::remove_dir_all(peft);
+    }
+    // sentence-transformers: the mean-pooled checkpoint.
+    let case = &exp["cases"]["ckpt-mean-st"];
+    let want = floats(&case["sentence_transformers"]);
+    let ckpt = dir.join("ckpt-mean");
+    let texts = golden_texts(&exp, false);
+    let st = tmp("st");
+    lorabert(&[
+        "export",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&ckpt),
+        "--format",
+        "sentence-transformers",
+        "--output",
+        s(&st),
+    ]);
+    let pool: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(st.join("1_Pooling/config.json")).unwrap()).unwrap();
+    assert_eq!(pool["pooling_mode_mean_tokens"], true);
+    assert!(st.join("modules.json").is_file() && st.join("sentence_bert_config.json").is_file());
+    let got = exported_pooled(&st, &texts, false);
+    let d = max_abs_diff(&got, &want);
+    eprintln!("fresh sentence-transformers export run by lorabert: max |diff| {d:e}");
+    assert!(d < 1e-4);
+    let emb = st.join("emb.safetensors");
+    let mut args = vec![
+        "embed",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&ckpt),
+        "--pooling",
+        "mean",
+        "--output",
+        s(&emb),
+    ];
+    args.extend(sentence_args(&texts));
+    lorabert(&args);
+    let (shape, got) = read(&std::fs::read(&emb).unwrap(), "sentence_embedding");
+    assert_eq!(shape, vec![texts.len(), 384]);
+    let d = max_abs_diff(&got, &want);
+    eprintln!("lorabert embed --pooling mean vs sentence-transformers: max |diff| {d:e}");
+    assert!(d < 1e-4);
+    let _ = std::fs::remove_dir_all(st);
+}
+
+/// Exports that would not compute what lorabert computes are refused, saying why and what to do.
+#[test]
+fn export_refuses_what_it_cannot_write_exactly() {
+    let (dir, _) = export_golden();
+    let model = model_dir();
+    let fails = |ckpt: &str, extra: &[&str], want: &str| {
+        let out = tmp("refused");
+        let ck = dir.join(ckpt);
+        let mut args = vec![
+            "export",
+            "--model",
+            s(&model),
+            "--checkpoint",
+            s(&ck),
+            "--output",
+            s(&out),
+        ];
+        args.extend(extra);
+        let o = Command::new(env!("CARGO_BIN_EXE_lorabert"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{args:?}: {err}");
+        assert!(!out.exists(), "nothing is written");
+    };
+    fails(
+        "ckpt-mean",
+        &["--format", "transformers"],
+        "--pooling pooler",
+    );
+    fails(
+        "ckpt-multi",
+        &["--format", "transformers"],
+        "pick one with --task",
+    );
+    fails(
+        "ckpt-multi",
+        &["--format", "peft", "--task", "nli"],
+        "heads are sst, para, sts",
+    );
+    fails(
+        "ckpt-multi",
+        &["--format", "sentence-transformers"],
+        "no BERT-pooler mode",
+    );
+    fails(
+        "ckpt-own",
+        &["--format", "transformers", "--pooling", "mean"],
+        "--pooling applies",
+    );
+}
+
+/// `train --init-adapter`: a lorabert checkpoint's adapter (DoRA) and heads are the starting
+/// point (at a learning rate too small to move an f32, the run's checkpoint predicts what the
+/// starting checkpoint predicts and its adapter is unchanged); a PEFT SEQ_CLS adapter folder sets
+/// the run's adapter (its r and target_modules), its classifier left to the heads.
+#[test]
+fn train_init_adapter_starts_from_a_checkpoint_or_a_peft_folder() {
+    let (dir, _) = export_golden();
+    let model = model_dir();
+    let work = tmp("init");
+    std::fs::create_dir_all(&work).unwrap();
+    let csv = work.join("own.csv");
+    std::fs::write(
+        &csv,
+        "text,label\nsuch a lovely film,pos\na dreadful bore,neg\nit opens on a Monday,neu\n\
+         warm and funny,pos\nflat and dull,neg\nthe film is in colour,neu\n",
+    )
+    .unwrap();
+    let ckpt = dir.join("ckpt-own");
+    let run = work.join("run");
+    let out = lorabert(&[
+        "train",
+        "--model",
+        s(&model),
+        "--train-file",
+        s(&csv),
+        "--validation-file",
+        s(&csv),
+        "--pooling",
+        "pooler",
+        "--init-adapter",
+        s(&ckpt),
+        "--lr",
+        "1e-30",
+        "--max-steps",
+        "1",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        s(&run),
+    ]);
+    assert!(out.contains("starting from the adapter and heads"), "{out}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["config"]["adapter"]["use_dora"], true);
+    assert_eq!(results["config"]["adapter"]["r"], 2);
+    assert_eq!(results["config"]["init_adapter"], s(&ckpt));
+    let labels: Vec<String> = ["neg", "neu", "pos"].map(String::from).to_vec();
+    let texts = vec![
+        vec!["a lovely, warm film".to_string()],
+        vec!["so dull".to_string()],
+    ];
+    let probs = |ck: &Path| {
+        let mut args = vec!["predict", "--model", s(&model), "--checkpoint", s(ck)];
+        args.extend(sentence_args(&texts));
+        predicted(&lorabert(&args), None, &labels, false)
+    };
+    let (before, after) = (probs(&ckpt), probs(&run));
+    assert_eq!(before.len(), 6);
+    assert_close("probabilities", &after, &before, 1e-6);
+    let a = std::fs::read(ckpt.join("adapter_model.safetensors")).unwrap();
+    let b = std::fs::read(run.join("best/adapter_model.safetensors")).unwrap();
+    let names: Vec<String> = safetensors::SafeTensors::deserialize(&a)
+        .unwrap()
+        .names()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("lora_magnitude_vector")));
+    for n in &names {
+        assert_close(n, &read(&b, n).1, &read(&a, n).1, 1e-7);
+    }
+    // A PEFT folder as PEFT saved it: r = 4 on query and value, a classifier in modules_to_save.
+    let peft = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/peft_seqcls");
+    let run2 = work.join("run2");
+    let out = lorabert(&[
+        "train",
+        "--model",
+        s(&model),
+        "--train-file",
+        s(&csv),
+        "--validation-file",
+        s(&csv),
+        "--init-adapter",
+        s(&peft),
+        "--max-steps",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        s(&run2),
+    ]);
+    assert!(out.contains("the run trains its own heads"), "{out}");
+    let r2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run2.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r2["config"]["adapter"]["r"], 4);
+    assert_eq!(
+        r2["config"]["adapter"]["target_modules"],
+        serde_json::json!(["query", "value"])
+    );
+    let _ = std::fs::remove_dir_all(work);
+}

@@ -383,8 +383,10 @@ pub fn select_targets(bert: &Bert, cfg: &LoraConfig, key_prefix: &str) -> Result
 }
 
 /// Attaches freshly initialised adapters (A Kaiming-uniform, B = 0, DoRA m = ‖W‖, `lora_B`'s
-/// bias 0 with `lora_bias`) to every module `cfg` selects, each with its rank. Random draws
-/// use `device`'s seeded generator.
+/// bias 0 with `lora_bias`) to every module `cfg` selects, each with its rank; a module that
+/// already has an adapter (loaded from a file: `train --init-adapter`) keeps it, as PEFT keeps
+/// a selected module's no-op initialisation where the file has none. Random draws use
+/// `device`'s seeded generator.
 ///
 /// # Errors
 /// [`Error::Adapter`] for an invalid config, a target that matches nothing, or `bias` other
@@ -402,6 +404,9 @@ pub fn apply_adapters(bert: Bert, cfg: &LoraConfig, device: &Device) -> Result<B
         let Some(t) = selected.iter().find(|t| t.name == name) else {
             return Ok(lin);
         };
+        if lin.adapter.is_some() {
+            return Ok(lin);
+        }
         let (_, d_out) = lin.dims();
         let lin = lin.with_adapter(cfg.kind(), t.r, t.scaling, cfg.lora_dropout, device);
         Ok(if cfg.lora_bias {

@@ -384,6 +384,17 @@ pub fn parse_adapter_config(text: &str, source_name: &str) -> Result<LoraConfig>
 /// [`Error::Invalid`] if a tensor cannot be read back; [`Error::Adapter`] when the model has no
 /// adapters or they are merged.
 pub async fn adapter_safetensors(bert: &Bert) -> Result<Vec<u8>> {
+    f32_safetensors(&adapter_tensors(bert, PEFT_PREFIX).await?)
+}
+
+/// The adapters of `bert` as named f32 tensors in PEFT's layout, each key `prefix` + module
+/// name + `.lora_A.weight` `[r, in]`, `.lora_B.weight` `[out, r]` (and `.lora_B.bias`
+/// `[out]`, `.lora_magnitude_vector` `[out]`): `prefix` is [`PEFT_PREFIX`] for a wrapped
+/// `BertModel`, `base_model.model.bert.` for a `BertForSequenceClassification`.
+///
+/// # Errors
+/// As [`adapter_safetensors`].
+pub async fn adapter_tensors(bert: &Bert, prefix: &str) -> Result<crate::model::weights::Tensors> {
     let mut rb = ReadBack::default();
     let mut err = None;
     bert.visit_linears(&mut |name, lin| {
@@ -396,17 +407,14 @@ pub async fn adapter_safetensors(bert: &Bert) -> Result<Vec<u8>> {
         }
         // lora_A [in, r] and lora_B [r, out] here; PEFT stores them as the nn.Linear weights
         // [r, in] and [out, r].
-        rb.push_linear(&format!("{PEFT_PREFIX}{name}.lora_A"), a.lora_a.val(), None);
+        rb.push_linear(&format!("{prefix}{name}.lora_A"), a.lora_a.val(), None);
         rb.push_linear(
-            &format!("{PEFT_PREFIX}{name}.lora_B"),
+            &format!("{prefix}{name}.lora_B"),
             a.lora_b.val(),
             a.lora_b_bias.as_ref().map(|b| b.val()),
         );
         if let Some(m) = &a.lora_magnitude_vector {
-            rb.push_param(
-                &format!("{PEFT_PREFIX}{name}.lora_magnitude_vector"),
-                m.val(),
-            );
+            rb.push_param(&format!("{prefix}{name}.lora_magnitude_vector"), m.val());
         }
     });
     if let Some(e) = err {
@@ -416,7 +424,7 @@ pub async fn adapter_safetensors(bert: &Bert) -> Result<Vec<u8>> {
     if tensors.is_empty() {
         return Err(Error::Adapter("the model has no adapters to save".into()));
     }
-    f32_safetensors(&tensors)
+    Ok(tensors)
 }
 
 /// An adapter loaded from PEFT's files.

@@ -8,6 +8,7 @@ use clap::Args;
 use super::load::{load_encoder, load_model};
 use super::{ModelArgs, devices, io, set_threads};
 use crate::data::TokenBatch;
+use crate::tasks::{Pooling, pool};
 
 /// `lorabert embed`.
 #[derive(Args, Debug)]
@@ -23,9 +24,14 @@ pub struct EmbedArgs {
     /// A UTF-8 file with one sentence per line.
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Output safetensors file (last_hidden_state [batch, seq, hidden], attention_mask, input_ids).
+    /// Output safetensors file (last_hidden_state [batch, seq, hidden], attention_mask, input_ids;
+    /// with --pooling also sentence_embedding [batch, hidden]).
     #[arg(long)]
     output: PathBuf,
+    /// Also write `sentence_embedding`: the states pooled as sentence-transformers' Pooling
+    /// module does (mean over real tokens, or the [CLS] state), unnormalised.
+    #[arg(long, value_enum)]
+    pooling: Option<super::export::ExportPooling>,
 }
 
 /// `lorabert embed`: `last_hidden_state`, `attention_mask` and `input_ids` of sentences to a
@@ -57,10 +63,20 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         .collect::<crate::Result<Vec<_>>>()?;
     let batch = TokenBatch::from_encoded(&encs.iter().collect::<Vec<_>>(), 0);
     let x = batch.to_tensors(&device);
-    let hidden = bert.forward(x.ids, x.type_ids, x.mask);
+    let hidden = bert.forward(x.ids, x.type_ids, x.mask.clone());
     let dims = hidden.dims();
-    let values = pollster::block_on(crate::kernels::read_f32(hidden))?;
     let mut t = std::collections::BTreeMap::new();
+    if let Some(p) = a.pooling {
+        let pooling = match p {
+            super::export::ExportPooling::Mean => Pooling::Mean,
+            super::export::ExportPooling::Cls => Pooling::Cls,
+        };
+        let pooled = pool(hidden.clone(), x.mask, pooling);
+        let shape = pooled.dims().to_vec();
+        let v = pollster::block_on(crate::kernels::read_f32(pooled))?;
+        t.insert("sentence_embedding".to_string(), (shape, v));
+    }
+    let values = pollster::block_on(crate::kernels::read_f32(hidden))?;
     t.insert("last_hidden_state".to_string(), (dims.to_vec(), values));
     t.insert(
         "attention_mask".to_string(),

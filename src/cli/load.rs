@@ -17,7 +17,7 @@ use crate::tasks::minbert::{Split, file_names, task_data};
 use crate::tasks::own::{self, Columns, DataSpec, OwnData, OwnTask, TaskKind};
 use crate::tasks::{HeadsConfig, MultitaskModel, PairEncoding, Task, TaskData};
 use crate::train::TrainConfig;
-use crate::train::artifacts::{names, restore, restore_adapter, restore_seq_cls};
+use crate::train::artifacts::{Restored, names, restore, restore_adapter, restore_seq_cls};
 
 /// Loads `config.json`, `model.safetensors` (or `weights` instead) and `tokenizer.json` from
 /// the model folder `dir`, for sequences of at most `max_len` tokens; the encoder on `device`.
@@ -408,6 +408,19 @@ pub fn load_trained(
     ckpt: &Path,
     device: &Device,
 ) -> Result<(Pretrained, MultitaskModel, HeadsConfig)> {
+    let (pretrained, r) = load_restored(model, ckpt, device)?;
+    Ok((pretrained, r.model, r.heads))
+}
+
+/// [`load_trained`], with the adapter's configuration (`None` for full fine-tuning).
+///
+/// # Errors
+/// As [`load_trained`].
+pub fn load_restored(
+    model: &ModelArgs,
+    ckpt: &Path,
+    device: &Device,
+) -> Result<(Pretrained, Restored)> {
     let ck = checkpoint_dir(ckpt)?;
     let (pretrained, bert) = load_base_for(model, &ck, device)?;
     let r = if ck.join(names::HEADS_CONFIG).is_file() {
@@ -425,7 +438,7 @@ pub fn load_trained(
     for n in &r.notes {
         eprintln!("note: {n}");
     }
-    Ok((pretrained, r.model, r.heads))
+    Ok((pretrained, r))
 }
 
 /// The base model of checkpoint folder `ck`: `--model`'s (or the default), with the

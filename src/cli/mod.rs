@@ -1,11 +1,12 @@
 //! The native command-line driver (`lorabert ...`): turns flags into a configuration, feeds file
 //! bytes to the core, shows progress and writes results. Native only. One file per command
-//! (`train`, `eval` with `predict`, `embed`, `merge`, `random_model`, `sweep` with `report` and
+//! (`train`, `eval` with `predict`, `embed`, `merge`, `export`, `random_model`, `sweep` with `report` and
 //! `ensemble`, `bench`); `load` turns folders into the core's inputs, `io` does the file work.
 
 pub mod bench;
 pub mod embed;
 pub mod eval;
+pub mod export;
 pub mod io;
 pub mod load;
 pub mod merge;
@@ -41,6 +42,9 @@ pub enum Command {
     Embed(embed::EmbedArgs),
     /// Fold a checkpoint's adapter into the base weights and write a plain BERT checkpoint.
     Merge(merge::MergeArgs),
+    /// Write a checkpoint as a folder transformers (AutoModelForSequenceClassification), PEFT
+    /// (AutoPeftModelForSequenceClassification) or sentence-transformers loads.
+    Export(export::ExportArgs),
     /// Run a grid of training runs (ranks, adapters, target sets, precisions, tasks, seeds);
     /// resumable, shardable.
     Sweep(sweep::SweepArgs),
@@ -75,6 +79,7 @@ pub fn main() -> Result<()> {
         Command::Predict(a) => eval::predict(a),
         Command::Embed(a) => embed::embed(a),
         Command::Merge(a) => merge::merge(a),
+        Command::Export(a) => export::export(a),
         Command::Bench(a) => bench::bench(a),
         Command::Sweep(a) => sweep::sweep(a),
         Command::SweepMerge(a) => sweep::sweep_merge(a),

@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::load::{load_model, load_own, load_split};
+use super::load::{checkpoint_dir, load_model, load_own, load_split};
 use super::{ModelArgs, PrecisionArg, devices, io, set_threads};
 use crate::adapter::LoraConfig;
 use crate::data::table::Format;
@@ -159,6 +159,12 @@ pub struct TrainArgs {
     /// Adapter type (`none` = full fine-tuning).
     #[arg(long, value_enum, default_value_t = AdapterArg::Lora)]
     adapter: AdapterArg,
+    /// Start from the adapter in this folder (a lorabert run or checkpoint folder, or a PEFT
+    /// adapter folder as PEFT saves it): its adapter_config.json sets the adapter (r,
+    /// lora_alpha, target_modules, DoRA, ...) and its weights the starting values; a lorabert
+    /// checkpoint's heads are kept when they are the heads this run trains.
+    #[arg(long, conflicts_with_all = ["resume", "adapter", "r", "lora_alpha", "lora_dropout", "use_rslora", "target_modules"])]
+    init_adapter: Option<PathBuf>,
     /// LoRA rank r.
     #[arg(long, default_value_t = 1)]
     r: usize,
@@ -319,6 +325,7 @@ impl TrainArgs {
             precision: self.precision.into(),
             data,
             own: None,
+            init_adapter: self.init_adapter.as_ref().map(|p| p.display().to_string()),
         }
     }
 
@@ -387,8 +394,88 @@ impl TrainArgs {
             let adapter = format!("{:?}", self.adapter).to_lowercase();
             PathBuf::from(format!("runs/{task}-{adapter}-r{}", self.r))
         });
-        Ok((self.config(), out, None))
+        let mut cfg = self.config();
+        if let Some(dir) = &self.init_adapter {
+            cfg.adapter = Some(init_adapter_config(dir)?);
+        }
+        Ok((cfg, out, None))
     }
+}
+
+/// The adapter configuration of `--init-adapter DIR` (its `adapter_config.json`), for training
+/// on: what PEFT saved whole (`modules_to_save`: a SEQ_CLS classifier) is left to the heads.
+///
+/// # Errors
+/// Not a checkpoint or adapter folder; no adapter in it (full fine-tuning); an invalid
+/// `adapter_config.json`; an adapter whose base biases are trained (`bias` not `none`).
+fn init_adapter_config(dir: &Path) -> Result<LoraConfig> {
+    let ck = checkpoint_dir(dir)?;
+    let path = ck.join(crate::train::artifacts::names::ADAPTER_CONFIG);
+    if !path.is_file() {
+        bail!(
+            "--init-adapter {}: no {} (a full fine-tuning checkpoint has no adapter to start from)",
+            dir.display(),
+            path.display()
+        );
+    }
+    let mut lora = crate::adapter::peft::parse_adapter_config(
+        &io::read_text(&path)?,
+        &path.display().to_string(),
+    )?;
+    if lora.bias != crate::adapter::Bias::None {
+        bail!(
+            "--init-adapter {}: the adapter trains the base model's biases (bias: {}); lorabert trains adapters with bias none",
+            dir.display(),
+            lora.bias.name()
+        );
+    }
+    if !lora.modules_to_save.is_empty() {
+        eprintln!(
+            "note: {} saves {} whole (modules_to_save): the run trains its own heads",
+            path.display(),
+            lora.modules_to_save.join(", ")
+        );
+        lora.modules_to_save.clear();
+    }
+    Ok(lora)
+}
+
+/// Attaches `--init-adapter`'s adapter weights to `bert` (the configuration is already in the
+/// run's), printing the loading notes.
+fn init_adapter_weights(dir: &Path, bert: crate::model::Bert) -> Result<crate::model::Bert> {
+    let ck = checkpoint_dir(dir)?;
+    let parts = crate::train::artifacts::restore_adapter(bert, &mut io::files_in(&ck))
+        .with_context(|| format!("--init-adapter {}", ck.display()))?;
+    for n in &parts.notes {
+        eprintln!("note: {n}");
+    }
+    Ok(parts.bert)
+}
+
+/// Starts the job's heads from `--init-adapter`'s checkpoint when it has matching ones.
+fn init_heads(job: &mut Job, dir: &Path) -> Result<()> {
+    use crate::train::artifacts::names;
+    let ck = checkpoint_dir(dir)?;
+    let (c, w) = (ck.join(names::HEADS_CONFIG), ck.join(names::HEADS));
+    if !(c.is_file() && w.is_file()) {
+        eprintln!(
+            "note: {} has no task heads: the heads start fresh",
+            ck.display()
+        );
+        return Ok(());
+    }
+    if job
+        .init_heads(&io::read(&c)?, &io::read(&w)?)
+        .with_context(|| format!("--init-adapter {}", ck.display()))?
+    {
+        eprintln!("starting from the adapter and heads in {}", ck.display());
+    } else {
+        eprintln!(
+            "note: the heads in {} are for other tasks or pooling: the heads start fresh",
+            ck.display()
+        );
+    }
+    Ok(())
 }
 
 /// `lorabert train`: flags in, [`Job`] built from the files, trained with a [`CliObserver`].
@@ -423,10 +510,18 @@ pub fn train(a: TrainArgs) -> Result<()> {
     // Before the output folder exists: a refused --exact-precision leaves nothing behind.
     let (_, device) = devices(a.model.backend, cfg.seed)?;
     cfg.precision = precision_or_refuse(cfg.precision, &device, a.exact_precision)?;
+    // A fresh run from --init-adapter starts from its weights; a resumed one from its own.
+    let init = a.init_adapter.as_deref().filter(|_| a.resume.is_none());
     if a.check_only {
-        let (model, bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
+        let (model, mut bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
+        if let Some(dir) = init {
+            bert = init_adapter_weights(dir, bert)?;
+        }
         let (train, dev, _) = load_all_data(&mut cfg, data_dir.as_deref(), &model)?;
-        Job::new(cfg, &model, bert, train, dev, "check", &device)?;
+        let mut job = Job::new(cfg, &model, bert, train, dev, "check", &device)?;
+        if let Some(dir) = init {
+            init_heads(&mut job, dir)?;
+        }
         eprintln!("the options and data are fine (--check-only: nothing trained or written)");
         return Ok(());
     }
@@ -436,11 +531,17 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if a.resume.is_none() && !a.overwrite {
         refuse_existing_run(&out, &resume_hint)?;
     }
-    let (model, bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
+    let (model, mut bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
+    if let Some(dir) = init {
+        bert = init_adapter_weights(dir, bert)?;
+    }
     let (train, dev, summary) = load_all_data(&mut cfg, data_dir.as_deref(), &model)?;
     let backend = a.model.backend.describe();
     let mut job = Job::new(cfg, &model, bert, train, dev, backend, &device)?;
     job.info.data = summary;
+    if let Some(dir) = init {
+        init_heads(&mut job, dir)?;
+    }
     if !a.skip_memory_check {
         check_memory(&model.cfg, &job.trainer.cfg, job.params())?;
     }

@@ -197,6 +197,10 @@ pub struct ReadBack {
     items: Vec<Queued>,
 }
 
+/// Named f32 tensors: `name → (shape, row-major values)`, as [`ReadBack::read`] returns them
+/// and [`f32_safetensors`] writes them.
+pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// A queued tensor: name, stored shape, flattened values, optional transpose `(rows, cols)`.
 type Queued = (String, Vec<usize>, Tensor<1>, Option<(usize, usize)>);
 
@@ -240,7 +244,7 @@ impl ReadBack {
     ///
     /// # Errors
     /// [`Error::ReadBack`] when a device read-back fails.
-    pub async fn read(self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    pub async fn read(self) -> Result<Tensors> {
         let mut out = BTreeMap::new();
         for (name, shape, t, tr) in self.items {
             let v = crate::kernels::read_f32(t).await?;
@@ -258,7 +262,7 @@ impl ReadBack {
 ///
 /// # Errors
 /// [`Error::Invalid`] when a shape does not match its values.
-pub fn f32_safetensors(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<Vec<u8>> {
+pub fn f32_safetensors(tensors: &Tensors) -> Result<Vec<u8>> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(k, (shape, v))| {

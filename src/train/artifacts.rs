@@ -81,9 +81,18 @@ pub fn load_heads(
 /// # Errors
 /// [`Error::ReadBack`] if a tensor cannot be read back.
 pub async fn bert_safetensors(bert: &Bert) -> Result<Vec<u8>> {
+    f32_safetensors(&bert_tensors(bert).await?)
+}
+
+/// The encoder's weights as named f32 tensors under their `BertModel` names (see
+/// [`bert_safetensors`]).
+///
+/// # Errors
+/// [`Error::ReadBack`] if a tensor cannot be read back.
+pub async fn bert_tensors(bert: &Bert) -> Result<crate::model::weights::Tensors> {
     let mut t = ReadBack::default();
     bert.queue_weights(&mut t);
-    f32_safetensors(&t.read().await?)
+    t.read().await
 }
 
 /// The files of a checkpoint of `model` trained with `cfg`: for adapters, the PEFT adapter

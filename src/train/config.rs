@@ -105,6 +105,10 @@ pub struct TrainConfig {
     /// Own data: the task read from them (kind, classes, columns, metric).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub own: Option<OwnTask>,
+    /// The adapter folder training started from (`train --init-adapter`: a lorabert checkpoint
+    /// or a PEFT adapter folder), as given; `adapter` is then its configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_adapter: Option<String>,
 }
 
 fn default_checkpoint_every() -> usize {
@@ -142,6 +146,7 @@ impl Default for TrainConfig {
             precision: Precision::F32,
             data: None,
             own: None,
+            init_adapter: None,
         }
     }
 }

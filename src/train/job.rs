@@ -65,6 +65,32 @@ impl Job {
         })
     }
 
+    /// Starts the heads from a checkpoint's (`heads_config.json` bytes `config`, `heads.safetensors`
+    /// bytes `weights`; `train --init-adapter`) when they are the heads this run trains: the same
+    /// tasks, pooling, pair encoding, hidden size and own-data task kind (classes in the same
+    /// order). Returns whether they were loaded; `Ok(false)` leaves the fresh heads.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] for an invalid `heads_config.json`; the head loading errors
+    /// ([`super::artifacts::load_heads`]) when the files disagree with their config.
+    pub fn init_heads(&mut self, config: &[u8], weights: &[u8]) -> Result<bool> {
+        use super::artifacts::{load_heads, names};
+        let saved: crate::tasks::HeadsConfig = serde_json::from_slice(config)
+            .map_err(|e| crate::Error::config(names::HEADS_CONFIG, format!("invalid: {e}")))?;
+        let ours = &self.info.heads;
+        let same = saved.tasks == ours.tasks
+            && saved.pooling == ours.pooling
+            && saved.pair_encoding == ours.pair_encoding
+            && saved.hidden_size == ours.hidden_size
+            && saved.own.as_ref().map(|o| &o.kind) == ours.own.as_ref().map(|o| &o.kind);
+        if !same {
+            return Ok(false);
+        }
+        let model = load_heads(self.trainer.model().clone(), weights, names::HEADS)?;
+        self.trainer.set_model(model);
+        Ok(true)
+    }
+
     /// Trainable and total parameters of the model being trained.
     pub fn params(&self) -> ParamCounts {
         count_params(self.trainer.model())

@@ -1,13 +1,15 @@
 //! Training: the run configuration ([`config`]), the trainer's step with AdamW, linear
 //! warm-up and decay, global gradient-norm clipping and f16 loss scaling ([`trainer`]), dev
 //! evaluation ([`evaluate`]), the one run path of both drivers ([`job`]) and its epoch loop
-//! ([`run`]), the results record ([`results`]), checkpoint files ([`artifacts`]), resume
+//! ([`run`]), the results record ([`results`]), checkpoint files ([`artifacts`]) and exports
+//! for transformers, PEFT and sentence-transformers ([`export`]), resume
 //! checkpoints ([`resume`]) and memory estimates ([`memory`]). Read-backs are `async` so the
 //! same loop runs in the browser; native drivers block on it with a small executor.
 
 pub mod artifacts;
 pub mod config;
 pub mod evaluate;
+pub mod export;
 pub mod job;
 pub mod memory;
 pub mod results;

@@ -1,0 +1,222 @@
+//! `lorabert export`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+use super::load::{checkpoint_dir, load_encoder, load_restored};
+use super::{CheckpointArgs, ModelArgs, devices, io, set_threads};
+use crate::tasks::{Pooling, Task};
+use crate::train::artifacts::{Files, names};
+use crate::train::export::{
+    SeqClsHead, peft_seq_cls_files, sentence_transformers_files, seq_cls_head, transformers_files,
+};
+
+/// `--format` of `export`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// A BertForSequenceClassification folder (adapter merged, one head as `classifier`) for
+    /// transformers' AutoModelForSequenceClassification.
+    Transformers,
+    /// A PEFT adapter folder of task type SEQ_CLS (the head in modules_to_save) for
+    /// AutoPeftModelForSequenceClassification.
+    Peft,
+    /// A sentence-transformers folder (adapter merged; mean or CLS pooling).
+    SentenceTransformers,
+}
+
+/// `--pooling` of `export` (sentence-transformers).
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportPooling {
+    /// Mean over real tokens.
+    Mean,
+    /// The [CLS] token state.
+    Cls,
+}
+
+/// `lorabert export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    ckpt: CheckpointArgs,
+    /// What to write.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// The head to export (transformers, peft): sst, para, sts or own; default the
+    /// checkpoint's only head.
+    #[arg(long)]
+    task: Option<String>,
+    /// sentence-transformers: the pooling (default: the checkpoint's, else mean).
+    #[arg(long, value_enum)]
+    pooling: Option<ExportPooling>,
+    /// Output folder (replaced atomically).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+/// Tokenizer files copied from the model folder when present (`tokenizer.json` is required).
+const TOKENIZER_FILES: [&str; 4] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+];
+
+/// `lorabert export`: a checkpoint (or PEFT adapter folder) as a folder that transformers,
+/// PEFT or sentence-transformers load; see [`crate::train::export`].
+pub fn export(a: ExportArgs) -> Result<()> {
+    set_threads(a.model.threads)?;
+    let (device, _) = devices(a.model.backend, 0)?;
+    let st = a.format == ExportFormat::SentenceTransformers;
+    if !st && a.pooling.is_some() {
+        bail!(
+            "--pooling applies to --format sentence-transformers (a classifier head keeps the pooling it was trained with)"
+        );
+    }
+    if st && a.task.is_some() {
+        bail!(
+            "--task applies to --format transformers and peft (sentence-transformers exports the encoder)"
+        );
+    }
+    let model_dir = io::resolve_model(a.model.model.as_deref())?;
+    let (mut files, hint) = match a.format {
+        ExportFormat::SentenceTransformers => sentence_transformers(&a, &device)?,
+        ExportFormat::Transformers | ExportFormat::Peft => seq_cls(&a, &model_dir, &device)?,
+    };
+    for name in TOKENIZER_FILES {
+        let p = model_dir.join(name);
+        if p.is_file() {
+            files.push((name, io::read(&p)?));
+        } else if name == "tokenizer.json" {
+            bail!("{} is missing: the export needs the tokenizer", p.display());
+        }
+    }
+    io::write_dir_atomic(&a.output, &files)?;
+    eprintln!("wrote {}; {hint}", a.output.display());
+    Ok(())
+}
+
+/// The head to export: `--task`, or the checkpoint's only head.
+fn pick_task(arg: Option<&str>, tasks: &[Task]) -> Result<Task> {
+    let names: Vec<&str> = tasks.iter().map(|t| t.name()).collect();
+    match arg {
+        Some(n) => tasks.iter().copied().find(|t| t.name() == n).with_context(|| {
+            format!(
+                "--task {n}: the checkpoint's heads are {} (own-data and PEFT SEQ_CLS heads are `own`)",
+                names.join(", ")
+            )
+        }),
+        None => match tasks {
+            [one] => Ok(*one),
+            _ => bail!(
+                "the checkpoint has {} heads ({}): pick one with --task",
+                tasks.len(),
+                names.join(", ")
+            ),
+        },
+    }
+}
+
+/// `--format transformers | peft`.
+fn seq_cls(
+    a: &ExportArgs,
+    model_dir: &Path,
+    device: &burn::tensor::Device,
+) -> Result<(Files, String)> {
+    let (loaded, r) = load_restored(&a.model, &a.ckpt.checkpoint, device)?;
+    let task = pick_task(a.task.as_deref(), &r.heads.tasks)?;
+    let head = pollster::block_on(seq_cls_head(&r.model, &r.heads, task))?;
+    let kwargs = python_kwargs(&head);
+    match a.format {
+        ExportFormat::Peft => {
+            let Some(lora) = &r.adapter else {
+                bail!(
+                    "{} is a full fine-tuning checkpoint (no adapter): export it with --format transformers",
+                    a.ckpt.checkpoint.display()
+                );
+            };
+            // PEFT loads the base from this path: absolute, so it holds from any directory.
+            let base = std::fs::canonicalize(model_dir)
+                .unwrap_or_else(|_| model_dir.to_path_buf())
+                .display()
+                .to_string();
+            let files = pollster::block_on(peft_seq_cls_files(&r.model.bert, lora, &head, &base))?;
+            Ok((
+                files,
+                format!(
+                    "load it with peft.AutoPeftModelForSequenceClassification.from_pretrained(\"{}\"{kwargs})",
+                    a.output.display()
+                ),
+            ))
+        }
+        _ => {
+            let bert = crate::adapter::merge(r.model.bert);
+            let files = pollster::block_on(transformers_files(&bert, &head, &loaded.config_json))?;
+            Ok((
+                files,
+                format!(
+                    "load it with transformers.AutoModelForSequenceClassification.from_pretrained(\"{}\")",
+                    a.output.display()
+                ),
+            ))
+        }
+    }
+}
+
+/// The keyword arguments AutoPeftModelForSequenceClassification needs for `head` (the base
+/// config has no labels: transformers would build 2).
+fn python_kwargs(head: &SeqClsHead) -> String {
+    let labels: Vec<String> = head
+        .id2label
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{i}: {}", serde_json::Value::from(l.as_str())))
+        .collect();
+    let mut s = format!(
+        ", num_labels={}, id2label={{{}}}",
+        head.id2label.len(),
+        labels.join(", ")
+    );
+    if head.regression {
+        s.push_str(", problem_type=\"regression\"");
+    }
+    s
+}
+
+/// `--format sentence-transformers`.
+fn sentence_transformers(a: &ExportArgs, device: &burn::tensor::Device) -> Result<(Files, String)> {
+    let ck = checkpoint_dir(&a.ckpt.checkpoint)?;
+    let trained = match io::read(&ck.join(names::HEADS_CONFIG)) {
+        Ok(b) => Some(
+            serde_json::from_slice::<crate::tasks::HeadsConfig>(&b)
+                .with_context(|| format!("{} is invalid", ck.join(names::HEADS_CONFIG).display()))?
+                .pooling,
+        ),
+        Err(_) => None,
+    };
+    let pooling = match (a.pooling, trained) {
+        (Some(ExportPooling::Mean), _) => Pooling::Mean,
+        (Some(ExportPooling::Cls), _) => Pooling::Cls,
+        (None, Some(p)) => p,
+        (None, None) => Pooling::Mean,
+    };
+    let (loaded, bert) = load_encoder(&a.model, &a.ckpt.checkpoint, device)?;
+    let bert = crate::adapter::merge(bert);
+    let files = pollster::block_on(sentence_transformers_files(
+        &bert,
+        &loaded.config_json,
+        pooling,
+        a.model.max_len,
+        loaded.cfg.hidden_size,
+    ))?;
+    Ok((
+        files,
+        format!(
+            "load it with sentence_transformers.SentenceTransformer(\"{}\")",
+            a.output.display()
+        ),
+    ))
+}

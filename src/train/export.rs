@@ -1,0 +1,360 @@
+//! Exports of a trained model in the layouts other libraries load, as bytes (the driver adds the
+//! tokenizer files and writes the folder):
+//!
+//! - **transformers**: a `BertForSequenceClassification` folder (`config.json` with
+//!   `architectures`, `id2label`, `label2id`, `num_labels`, `problem_type`; `model.safetensors`
+//!   with the adapter folded into `bert.*` and the head as `classifier.*`), for
+//!   `AutoModelForSequenceClassification.from_pretrained`;
+//! - **PEFT sequence classification**: an adapter folder with `task_type: SEQ_CLS` and the head
+//!   in `modules_to_save` as `classifier` (the layout PEFT saves from a
+//!   `BertForSequenceClassification`), for `AutoPeftModelForSequenceClassification`;
+//! - **sentence-transformers**: the merged encoder as a `BertModel` folder with `modules.json`,
+//!   `sentence_bert_config.json` and `1_Pooling/config.json`, for `SentenceTransformer(dir)`.
+//!
+//! `BertForSequenceClassification` feeds its classifier the pooler output
+//! (`tanh(dense(h[:, 0]))`, transformers' `BertPooler`): only heads trained with
+//! [`Pooling::Pooler`] on one sequence (single texts or cross-encoded pairs) are exported that
+//! way, so the export computes exactly what lorabert computes.
+
+use serde_json::{Value, json};
+
+use super::artifacts::{Files, bert_tensors, names};
+use crate::adapter::peft::{adapter_config_json, adapter_tensors};
+use crate::adapter::{Bias, LoraConfig};
+use crate::error::{Error, Result};
+use crate::kernels::read_f32;
+use crate::model::Bert;
+use crate::model::weights::{Tensors, f32_safetensors, transpose};
+use crate::tasks::own::TaskKind;
+use crate::tasks::{HeadsConfig, MultitaskModel, PairEncoding, Pooling, Task};
+
+/// A task head as transformers' `BertForSequenceClassification.classifier` computes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqClsHead {
+    /// The task it was trained for.
+    pub task: Task,
+    /// Label names by output index (`id2label`); one entry for regression.
+    pub id2label: Vec<String>,
+    /// One real-valued output (`problem_type: regression`) instead of classes.
+    pub regression: bool,
+    /// Classifier weight `[labels, hidden]`, row-major (PyTorch's `nn.Linear` layout).
+    pub weight: Vec<f32>,
+    /// Classifier bias `[labels]`.
+    pub bias: Vec<f32>,
+    /// Its input width (the hidden size).
+    pub hidden: usize,
+}
+
+/// The head of `task` in `model` as a `BertForSequenceClassification` classifier whose outputs
+/// are what `lorabert predict` reports: SST's 5 logits (labels `0`..`4`); the paraphrase logit
+/// `z` as two logits `[0, z]` (softmax of those is `[1 − σ(z), σ(z)]`, labels `0`, `1`); STS's
+/// regression output times 5 (the similarity on the 0–5 scale); an own-data head as trained
+/// (class logits named by its labels, or the regression value).
+///
+/// # Errors
+/// [`Error::Invalid`] when the checkpoint has no head for `task`, its pooling is not
+/// [`Pooling::Pooler`], or it is a bi-encoded pair head (two sentences encoded apart, which
+/// `BertForSequenceClassification` does not compute); [`Error::ReadBack`] on a failed read.
+pub async fn seq_cls_head(
+    model: &MultitaskModel,
+    heads: &HeadsConfig,
+    task: Task,
+) -> Result<SeqClsHead> {
+    if !heads.tasks.contains(&task) {
+        let have: Vec<&str> = heads.tasks.iter().map(|t| t.name()).collect();
+        return Err(Error::Invalid(format!(
+            "the checkpoint has no `{}` head (it has {})",
+            task.name(),
+            have.join(", ")
+        )));
+    }
+    if heads.pooling != Pooling::Pooler {
+        return Err(Error::Invalid(format!(
+            "this checkpoint's heads read {} pooling; BertForSequenceClassification feeds its classifier the pooler output, so only heads trained with --pooling pooler export exactly (train with it, or export the encoder with --format sentence-transformers)",
+            pooling_name(heads.pooling)
+        )));
+    }
+    let pair = match task {
+        Task::Para | Task::Sts => true,
+        Task::Own => heads.own.as_ref().is_some_and(|o| o.is_pair()),
+        Task::Sst => false,
+    };
+    if pair && heads.pair_encoding == PairEncoding::Bi {
+        return Err(Error::Invalid(format!(
+            "the `{}` head is bi-encoded (each sentence encoded apart{}); BertForSequenceClassification encodes a pair as one sequence: train with --pair-encoding cross, or export the encoder with --format sentence-transformers",
+            task.name(),
+            if task == Task::Sts {
+                ", scored by the cosine"
+            } else {
+                ""
+            }
+        )));
+    }
+    let linear = match task {
+        Task::Sst => &model.sst,
+        Task::Para => &model.para,
+        Task::Sts => &model.sts,
+        Task::Own => &model.own,
+    };
+    let lin = linear
+        .as_ref()
+        .ok_or_else(|| Error::Invalid(format!("the checkpoint has no `{}` head", task.name())))?;
+    let [hidden, outs] = lin.weight.dims();
+    let w = transpose(
+        &read_f32(lin.weight.val().reshape([hidden * outs])).await?,
+        hidden,
+        outs,
+    );
+    let b = match &lin.bias {
+        Some(b) => read_f32(b.val()).await?,
+        None => vec![0.0; outs],
+    };
+    let names = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>();
+    let (id2label, regression, weight, bias) = match task {
+        Task::Sst => (names(outs), false, w, b),
+        Task::Para => {
+            let mut weight = vec![0.0; hidden];
+            weight.extend(w);
+            (names(2), false, weight, vec![0.0, b[0]])
+        }
+        Task::Sts => (
+            vec!["similarity".into()],
+            true,
+            w.iter().map(|x| x * 5.0).collect(),
+            b.iter().map(|x| x * 5.0).collect(),
+        ),
+        Task::Own => match heads.own.as_ref().map(|o| (&o.kind, &o.columns.label)) {
+            Some((TaskKind::Classification { id2label }, _)) => (id2label.clone(), false, w, b),
+            Some((TaskKind::Regression, label)) => {
+                let name = if label.is_empty() { "LABEL_0" } else { label };
+                (vec![name.to_string()], true, w, b)
+            }
+            None => {
+                return Err(Error::Invalid(
+                    "the own-data head has no task description in heads_config.json".into(),
+                ));
+            }
+        },
+    };
+    Ok(SeqClsHead {
+        task,
+        id2label,
+        regression,
+        weight,
+        bias,
+        hidden,
+    })
+}
+
+fn pooling_name(p: Pooling) -> &'static str {
+    match p {
+        Pooling::Mean => "mean",
+        Pooling::Cls => "cls",
+        Pooling::Pooler => "pooler",
+    }
+}
+
+/// The base model's `config.json` as a `BertForSequenceClassification` config for `head`:
+/// `architectures`, `id2label`, `label2id`, `num_labels` and `problem_type`
+/// (`single_label_classification` or `regression`) set, every other field kept.
+///
+/// # Errors
+/// [`Error::Config`] when `base_config_json` is not a JSON object.
+pub fn seq_cls_config_json(base_config_json: &str, head: &SeqClsHead) -> Result<String> {
+    let mut v: Value = serde_json::from_str(base_config_json)
+        .map_err(|e| Error::config("config.json", format!("invalid: {e}")))?;
+    let o = v
+        .as_object_mut()
+        .ok_or_else(|| Error::config("config.json", "not a JSON object"))?;
+    o.insert(
+        "architectures".into(),
+        json!(["BertForSequenceClassification"]),
+    );
+    o.insert(
+        "id2label".into(),
+        Value::Object(
+            head.id2label
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i.to_string(), json!(l)))
+                .collect(),
+        ),
+    );
+    o.insert(
+        "label2id".into(),
+        Value::Object(
+            head.id2label
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.clone(), json!(i)))
+                .collect(),
+        ),
+    );
+    o.insert("num_labels".into(), json!(head.id2label.len()));
+    o.insert(
+        "problem_type".into(),
+        json!(if head.regression {
+            "regression"
+        } else {
+            "single_label_classification"
+        }),
+    );
+    serde_json::to_string_pretty(&v).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// The classifier as named tensors `{prefix}classifier.weight` `[labels, hidden]` and
+/// `{prefix}classifier.bias` `[labels]`.
+fn classifier_tensors(head: &SeqClsHead, prefix: &str, t: &mut Tensors) {
+    let labels = head.bias.len();
+    t.insert(
+        format!("{prefix}classifier.weight"),
+        (vec![labels, head.hidden], head.weight.clone()),
+    );
+    t.insert(
+        format!("{prefix}classifier.bias"),
+        (vec![labels], head.bias.clone()),
+    );
+}
+
+/// A `BertForSequenceClassification` folder's `config.json` and `model.safetensors` (f32): the
+/// encoder `bert` (with any adapter already merged: [`crate::adapter::merge`]) under `bert.`,
+/// and `head` as `classifier`.
+///
+/// # Errors
+/// [`Error::Invalid`] when `bert` has no pooler or still has an unmerged adapter; as
+/// [`seq_cls_config_json`]; [`Error::ReadBack`] on a failed read.
+pub async fn transformers_files(
+    bert: &Bert,
+    head: &SeqClsHead,
+    base_config_json: &str,
+) -> Result<Files> {
+    if bert.pooler.is_none() {
+        return Err(Error::Invalid(
+            "the base checkpoint has no pooler (pooler.dense), which BertForSequenceClassification's head reads".into(),
+        ));
+    }
+    require_merged(bert)?;
+    let mut t: Tensors = bert_tensors(bert)
+        .await?
+        .into_iter()
+        .map(|(k, v)| (format!("bert.{k}"), v))
+        .collect();
+    classifier_tensors(head, "", &mut t);
+    Ok(vec![
+        (
+            names::CONFIG,
+            seq_cls_config_json(base_config_json, head)?.into_bytes(),
+        ),
+        (names::MODEL, f32_safetensors(&t)?),
+    ])
+}
+
+fn require_merged(bert: &Bert) -> Result<()> {
+    let mut unmerged = None;
+    bert.visit_linears(&mut |name, l| {
+        if l.adapter.as_ref().is_some_and(|a| !a.merged) && unmerged.is_none() {
+            unmerged = Some(name.to_string());
+        }
+    });
+    match unmerged {
+        Some(n) => Err(Error::Invalid(format!(
+            "{n}: the adapter must be merged before a whole-model export"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A PEFT sequence-classification adapter folder (`adapter_config.json` with `task_type:
+/// SEQ_CLS` and `modules_to_save: ["classifier"]`, `adapter_model.safetensors` with keys under
+/// `base_model.model.bert.` and the head as `base_model.model.classifier.*`), as PEFT saves an
+/// adapter of a `BertForSequenceClassification`. `bert` carries the (unmerged) adapter of `lora`.
+///
+/// # Errors
+/// [`Error::Invalid`] for an adapter whose trained base biases (`bias` other than `none`) or
+/// saved modules (`modules_to_save`) this layout would lose; the adapter saving errors.
+pub async fn peft_seq_cls_files(
+    bert: &Bert,
+    lora: &LoraConfig,
+    head: &SeqClsHead,
+    base_model_name_or_path: &str,
+) -> Result<Files> {
+    if lora.bias != Bias::None {
+        return Err(Error::Invalid(format!(
+            "the adapter trains base biases (bias: {}), which a PEFT export would not carry: export with --format transformers",
+            lora.bias.name()
+        )));
+    }
+    if let Some(m) = lora
+        .modules_to_save
+        .iter()
+        .find(|m| !matches!(m.as_str(), "classifier" | "score"))
+    {
+        return Err(Error::Invalid(format!(
+            "the adapter saves module `{m}` whole (modules_to_save), which this export would not carry: export with --format transformers"
+        )));
+    }
+    let mut v: Value = serde_json::from_str(&adapter_config_json(lora, base_model_name_or_path))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("task_type".into(), json!("SEQ_CLS"));
+        o.insert("modules_to_save".into(), json!(["classifier"]));
+    }
+    let config = serde_json::to_string_pretty(&v).map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut t = adapter_tensors(bert, "base_model.model.bert.").await?;
+    classifier_tensors(head, "base_model.model.", &mut t);
+    Ok(vec![
+        (names::ADAPTER_CONFIG, config.into_bytes()),
+        (names::ADAPTER_WEIGHTS, f32_safetensors(&t)?),
+    ])
+}
+
+/// A sentence-transformers folder: the encoder `bert` (adapter merged) as a `BertModel`
+/// (`config.json` = `base_config_json`, `model.safetensors`), `modules.json` (Transformer, then
+/// Pooling), `sentence_bert_config.json` (`max_seq_length` tokens) and `1_Pooling/config.json`
+/// (mean or CLS pooling, as `pooling`), so `SentenceTransformer(dir).encode(texts)` gives the
+/// pooled vectors lorabert computes (`lorabert embed --pooling`), unnormalised.
+///
+/// # Errors
+/// [`Error::Invalid`] for [`Pooling::Pooler`] (sentence-transformers' Pooling module has no
+/// BERT-pooler mode) or an unmerged adapter; [`Error::ReadBack`] on a failed read.
+pub async fn sentence_transformers_files(
+    bert: &Bert,
+    base_config_json: &str,
+    pooling: Pooling,
+    max_seq_length: usize,
+    hidden: usize,
+) -> Result<Files> {
+    if pooling == Pooling::Pooler {
+        return Err(Error::Invalid(
+            "sentence-transformers pools token states (mean or CLS) and has no BERT-pooler mode: export with --pooling mean or cls, or use --format transformers for a pooler head".into(),
+        ));
+    }
+    require_merged(bert)?;
+    let weights = f32_safetensors(&bert_tensors(bert).await?)?;
+    let pretty =
+        |v: Value| serde_json::to_vec_pretty(&v).map_err(|e| Error::Invalid(e.to_string()));
+    let modules = json!([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}
+    ]);
+    let pool = json!({
+        "word_embedding_dimension": hidden,
+        "pooling_mode_cls_token": pooling == Pooling::Cls,
+        "pooling_mode_mean_tokens": pooling == Pooling::Mean,
+        "pooling_mode_max_tokens": false,
+        "pooling_mode_mean_sqrt_len_tokens": false,
+        "pooling_mode_weightedmean_tokens": false,
+        "pooling_mode_lasttoken": false,
+        "include_prompt": true
+    });
+    Ok(vec![
+        (names::CONFIG, base_config_json.as_bytes().to_vec()),
+        (names::MODEL, weights),
+        ("modules.json", pretty(modules)?),
+        (
+            "sentence_bert_config.json",
+            pretty(json!({"max_seq_length": max_seq_length, "do_lower_case": false}))?,
+        ),
+        ("1_Pooling/config.json", pretty(pool)?),
+    ])
+}
