@@ -756,3 +756,75 @@ fn train_init_adapter_starts_from_a_checkpoint_or_a_peft_folder() {
     );
     let _ = std::fs::remove_dir_all(work);
 }
+
+/// `bench --gemm` writes one JSON line per product and route with the shapes of the model's
+/// config (here a small random one: hidden 32, intermediate 64, 4 heads, batch 2 × 8 tokens),
+/// positive GFLOP/s, and the same products on both routes.
+#[test]
+fn bench_gemm_writes_the_step_products_of_the_model_shape() {
+    let dir = tmp("bench-gemm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"model_type":"bert","vocab_size":100,"hidden_size":32,"num_hidden_layers":1,
+            "num_attention_heads":4,"intermediate_size":64,"max_position_embeddings":16,
+            "type_vocab_size":2,"layer_norm_eps":1e-12}"#,
+    )
+    .unwrap();
+    let out = dir.join("gemm.jsonl");
+    lorabert(&[
+        "bench",
+        "--gemm",
+        "--model-config",
+        s(&cfg),
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "8",
+        "--threads",
+        "2",
+        "--output",
+        s(&out),
+    ]);
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |product: &str, route: &str| {
+        recs.iter()
+            .find(|r| r["product"] == product && r["route"] == route)
+            .unwrap_or_else(|| panic!("no {product} on {route}"))
+    };
+    for route in ["burn", "lorabert"] {
+        let up = find("x·W intermediate.dense", route);
+        assert_eq!(
+            [&up["m"], &up["k"], &up["n"]],
+            [16, 32, 64].map(serde_json::Value::from).each_ref()
+        );
+        let back = find("g·Wᵀ intermediate.dense", route);
+        assert_eq!(
+            [&back["m"], &back["k"], &back["n"]],
+            [16, 64, 32].map(serde_json::Value::from).each_ref()
+        );
+        assert_eq!(back["rhs_transposed"], true);
+        let att = find("q·kᵀ attention scores", route);
+        assert_eq!(
+            [&att["batch"], &att["m"], &att["k"], &att["n"]],
+            [8, 8, 8, 8].map(serde_json::Value::from).each_ref()
+        );
+        let a8 = find("xᵀ·(g·Bᵀ) ∂A lora r=8", route);
+        assert_eq!(
+            [&a8["m"], &a8["k"], &a8["n"]],
+            [32, 16, 8].map(serde_json::Value::from).each_ref()
+        );
+        assert_eq!(a8["lhs_transposed"], true);
+    }
+    assert_eq!(recs.len() % 2, 0);
+    assert!(
+        recs.iter()
+            .all(|r| r["gflops"].as_f64().unwrap() > 0.0 && r["threads"] == 2)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

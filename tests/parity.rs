@@ -575,6 +575,81 @@ fn check_gelu_matmul(device: &Device, dtype: DType, tol: f32) {
     );
 }
 
+/// The CPU's matrix products through `kernels::gemm` (the op behind `kernels::matmul` and
+/// `kernels::linear`, whose output `gemm` writes in place) against Burn's flex `matmul` (the same
+/// `gemm` crate through Burn's own buffers): outputs and both gradients, for plain operands, a
+/// transposed weight (`g·Wᵀ`, the backward of a linear layer), a transposed left operand (`xᵀ·g`)
+/// and the attention shapes (`[b, heads, s, d]` views with swapped axes). Same kernels, same
+/// order of sums: equal within 1e-6 (relative to the values' scale of about 10).
+#[test]
+fn gemm_route_matches_burn_matmul() {
+    use burn::tensor::Distribution;
+    use lorabert::kernels::fused;
+    let device = Device::flex().autodiff();
+    device.seed(36);
+    let n = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    // [rows, in] · [in, out], above the threshold where one matrix splits over threads.
+    check_map_matmul(
+        "x·W",
+        [n([300, 384]), n([384, 200]), n([300, 200])],
+        DType::F32,
+        fused::matmul,
+        |a, b| a.matmul(b),
+        1e-6,
+    );
+    // A rank-1 LoRA product, and a product below the threading threshold.
+    check_map_matmul(
+        "x·A r=1",
+        [n([64, 48]), n([48, 1]), n([64, 1])],
+        DType::F32,
+        fused::matmul,
+        |a, b| a.matmul(b),
+        1e-6,
+    );
+    // g·Wᵀ with W [out, in] read transposed in place.
+    check_map_matmul(
+        "g·Wᵀ",
+        [n([300, 200]), n([384, 200]), n([300, 384])],
+        DType::F32,
+        |a, b| fused::matmul(a, b.transpose()),
+        |a, b| a.matmul(b.transpose()),
+        1e-6,
+    );
+    // xᵀ·g with x [rows, in] read transposed in place.
+    check_map_matmul(
+        "xᵀ·g",
+        [n([256, 96]), n([256, 80]), n([96, 80])],
+        DType::F32,
+        |a, b| fused::matmul(a.transpose(), b),
+        |a, b| a.transpose().matmul(b),
+        1e-6,
+    );
+    // Attention: q [b, heads, s, d] and k as views of [b, s, heads, d], scores q·kᵀ.
+    let q = Tensor::<4>::random([2, 16, 3, 8], Distribution::Normal(0.0, 1.0), &device);
+    let k = Tensor::<4>::random([2, 16, 3, 8], Distribution::Normal(0.0, 1.0), &device);
+    let up = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+    check_map_matmul(
+        "q·kᵀ",
+        [q, k, up],
+        DType::F32,
+        |q, k| fused::matmul(q.swap_dims(1, 2), k.swap_dims(1, 2).swap_dims(2, 3)),
+        |q, k| q.swap_dims(1, 2).matmul(k.swap_dims(1, 2).swap_dims(2, 3)),
+        1e-6,
+    );
+    // A contiguous batch below the threading threshold (one matrix after another).
+    let a3 = Tensor::<3>::random([2, 4, 6], Distribution::Normal(0.0, 1.0), &device);
+    let b3 = Tensor::<3>::random([2, 6, 5], Distribution::Normal(0.0, 1.0), &device);
+    let up3 = Tensor::<3>::random([2, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+    check_map_matmul(
+        "batched",
+        [a3, b3, up3],
+        DType::F32,
+        fused::matmul,
+        |a, b| a.matmul(b),
+        1e-6,
+    );
+}
+
 /// On the CPU the same ops in the same order: within 1e-6.
 #[test]
 fn fused_gelu_matmul_matches_gelu_then_matmul() {

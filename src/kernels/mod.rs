@@ -17,6 +17,8 @@
 //! | [`layer_norm`] | [`fused`] (flex): backward keeps only `x`, one pass per row | Burn's `layer_norm` |
 
 pub mod fused;
+#[cfg(not(target_family = "wasm"))]
+pub mod gemm;
 pub mod mask;
 #[cfg(any(feature = "wgpu", feature = "web"))]
 pub mod wgpu;
@@ -195,7 +197,50 @@ pub fn frozen_linear<const D: usize>(
     } else {
         w.cast(x.dtype())
     };
-    burn::tensor::module::linear(x, w, bias)
+    linear(x, w, bias)
+}
+
+/// Whether the matrix products of `x` run through [`gemm`]: the kernels on, a flex device, f32,
+/// a native build. Burn's matmul runs otherwise (wgpu, f16, wasm, `--no-kernels`).
+fn routes_gemm<const D: usize>(x: &Tensor<D>) -> bool {
+    cfg!(not(target_family = "wasm"))
+        && kernels_enabled()
+        && x.dtype() == DType::F32
+        && fused::is_flex(&x.device())
+}
+
+/// `a·b` over the last two axes: `a` `[.., m, k]`, `b` `[.., k, n]` with the same leading axes
+/// → `[.., m, n]` (the attention scores `q·kᵀ` and context `p·v`). On flex f32 (native builds,
+/// kernels on) one differentiable op whose forward and backward products are [`gemm`]'s;
+/// elsewhere Burn's `matmul`. The same values either way (the same `gemm` crate on the CPU).
+///
+/// # Panics
+/// When the shapes do not chain.
+pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    if routes_gemm(&a) {
+        return fused::matmul(a, b);
+    }
+    a.matmul(b)
+}
+
+/// `x·w + bias` for `x` `[.., in]`, `w` `[in, out]`, `bias` `[out]` → `[.., out]`:
+/// `torch.nn.functional.linear` with the weight in Burn's layout, as
+/// `burn::tensor::module::linear`. The product runs as [`matmul`] of the rows of `x`.
+///
+/// # Panics
+/// When the last axis of `x` is not `w`'s first, or `bias` is not `[out]`.
+pub fn linear<const D: usize>(x: Tensor<D>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
+    if !routes_gemm(&x) || D < 2 {
+        return burn::tensor::module::linear(x, w, bias);
+    }
+    let mut dims = x.dims();
+    let y = fused::matmul(as_rows(x), w);
+    dims[D - 1] = y.dims()[1];
+    let y = y.reshape(dims);
+    match bias {
+        Some(b) => y + b.unsqueeze(),
+        None => y,
+    }
 }
 
 /// `t` cast to the dtype of `like` (a no-op when they match); differentiable, the gradient is
@@ -278,7 +323,7 @@ pub fn gelu_matmul<const D: usize>(u: Tensor<D>, gelu_u: Tensor<D>, w: Tensor<2>
         out[D - 1] = y.dims()[1];
         return y.reshape(out);
     }
-    burn::tensor::module::linear(gelu_u, w, None)
+    linear(gelu_u, w, None)
 }
 
 /// Whether `device` computes in host memory (the CPU backends), where a mask made on the host
@@ -317,7 +362,7 @@ pub fn random_dropout_matmul<const D: usize>(p: Tensor<D>, v: Tensor<D>, keep: f
     if seeded_masks(&p.device()) {
         return dropout_matmul(p, v, mask::next_call_seed(), keep);
     }
-    random_dropout(p, keep).matmul(v)
+    matmul(random_dropout(p, keep), v)
 }
 
 /// The attention context `dropout(p)·v` with the dropout mask of `seed` (as [`dropout`]): `p`
@@ -339,7 +384,7 @@ pub fn dropout_matmul<const D: usize>(
     if routes_fused(&p) {
         return fused::dropout_matmul(p, v, seed, keep);
     }
-    dropout(p, seed, keep).matmul(v)
+    matmul(dropout(p, seed, keep), v)
 }
 
 /// LayerNorm over the last axis (PyTorch's `layer_norm`, biased variance): `x` `[.., h]`,

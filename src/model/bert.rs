@@ -128,7 +128,7 @@ impl SelfAttention {
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x));
-        let scores = q.matmul(k.swap_dims(2, 3));
+        let scores = crate::kernels::matmul(q, k.swap_dims(2, 3));
         let probs = crate::kernels::attention_softmax(scores, mask_bias, 1.0 / (hd as f64).sqrt());
         self.dropout
             .forward_matmul(probs, v)

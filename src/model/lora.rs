@@ -7,7 +7,6 @@
 //! form from `[r, out]`-sized products and never materialises the `[out, in]` matrix `W + s·B·A`.
 
 use burn::module::{Module, Param};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::kernels::{as_rows, cast_like, dora_weight_norm, frozen_linear, to_f32};
@@ -223,13 +222,13 @@ impl AdaptedLinear {
         // adapters meet f16 activations narrowed (their gradients come back as f32).
         let ax = match pre_gelu {
             Some(u) => crate::kernels::gelu_matmul(u, xd.clone(), cast_like(a.clone(), &x)),
-            None => linear(xd.clone(), cast_like(a.clone(), &x), None),
+            None => crate::kernels::linear(xd.clone(), cast_like(a.clone(), &x), None),
         };
         let b_bias = adapter
             .lora_b_bias
             .as_ref()
             .map(|bb| cast_like(bb.val(), &x).mul_scalar(adapter.scaling));
-        let lora = linear(
+        let lora = crate::kernels::linear(
             ax,
             cast_like(b.clone(), &x).mul_scalar(adapter.scaling),
             b_bias,

@@ -49,7 +49,7 @@ impl<B: Backend, S> std::fmt::Debug for MapMatmulBackward<B, S> {
     }
 }
 
-impl<B: Backend, S: Clone + Send + std::fmt::Debug + 'static> Backward<B, 2>
+impl<B: FusedBackend, S: Clone + Send + std::fmt::Debug + 'static> Backward<B, 2>
     for MapMatmulBackward<B, S>
 {
     type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive, S);
@@ -62,10 +62,10 @@ impl<B: Backend, S: Clone + Send + std::fmt::Debug + 'static> Backward<B, 2>
         let grad = cast_to::<B>(grad, a.dtype());
         if let Some(node) = n_b {
             let fa_t = B::float_swap_dims((self.f)(&s, a.clone()), last - 1, last);
-            grads.register::<B>(node.id, B::float_matmul(fa_t, grad.clone()));
+            grads.register::<B>(node.id, B::matmul(fa_t, grad.clone()));
         }
         if let Some(node) = n_a {
-            let dfa = B::float_matmul(grad, B::float_swap_dims(b, last - 1, last));
+            let dfa = B::matmul(grad, B::float_swap_dims(b, last - 1, last));
             grads.register::<B>(node.id, (self.df)(&s, a, dfa));
         }
     }
@@ -174,6 +174,15 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
                 prep.finish(B::dropout_mask(x.into_primitive(), seed, keep))
             }
         }
+    }
+
+    fn matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        // Keeps `a` and `b` (handles): `∂b = aᵀ·g`, `∂a = g·bᵀ`.
+        let backward = MapMatmulBackward::<B, ()> {
+            f: |_, a| a,
+            df: |_, _, g| g,
+        };
+        map_matmul::<B, C, ()>(a, b, (), backward, |a, b, _| B::matmul(a, b))
     }
 
     fn gelu_matmul(u: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -41,6 +41,10 @@ impl FusedBackend for Cube {
         dropout_ops::<Self>(x, seed, keep)
     }
 
+    fn matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(a, b)
+    }
+
     fn gelu_matmul(u: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_matmul(Self::gelu_exact(u), w)
     }

@@ -155,12 +155,20 @@ impl FusedBackend for Flex {
         FlexTensor::from_data(TensorData::new(out, x.shape()))
     }
 
+    fn matmul(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+        #[cfg(not(target_family = "wasm"))]
+        if let Some(y) = crate::kernels::gemm::matmul_f32(&a, &b) {
+            return y;
+        }
+        Self::float_matmul(a, b)
+    }
+
     fn gelu_matmul(u: FlexTensor, w: FlexTensor) -> FlexTensor {
-        Self::float_matmul(Self::gelu_exact(u), w)
+        Self::matmul(Self::gelu_exact(u), w)
     }
 
     fn dropout_matmul(p: FlexTensor, v: FlexTensor, seed: u64, keep: f64) -> FlexTensor {
-        Self::float_matmul(Self::dropout_mask(p, seed, keep), v)
+        Self::matmul(Self::dropout_mask(p, seed, keep), v)
     }
 
     fn layer_norm_last(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {

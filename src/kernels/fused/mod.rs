@@ -63,6 +63,12 @@ pub trait FusedBackend: Backend {
     /// own gradient (the backward multiplies the gradient by the same mask).
     fn dropout_mask(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self>;
 
+    /// `a · b` over the last two axes: `a` `[.., m, k]`, `b` `[.., k, n]` with the same leading
+    /// axes → `[.., m, n]`. On flex (f32, native builds) one call of the `gemm` crate per matrix
+    /// into an output it allocates once ([`super::gemm`]); elsewhere Burn's `float_matmul`. Its
+    /// backward is `∂a = g·bᵀ`, `∂b = aᵀ·g` through the same op.
+    fn matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// `gelu(u) · w`, the first LoRA projection of `output.dense` from the pre-activation:
     /// `u` `[rows, in]`, `w` `[in, r]` → `[rows, r]`. Its backward keeps `u` (which GELU keeps
     /// anyway) and `w`, and recomputes `gelu(u)` for `∂w`, instead of keeping the `[rows, in]`
@@ -149,6 +155,14 @@ pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> 
         x.into_dispatch(),
         seed,
         keep,
+    ))
+}
+
+/// [`crate::kernels::matmul`] through the extension.
+pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::matmul(
+        a.into_dispatch(),
+        b.into_dispatch(),
     ))
 }
 

@@ -1,0 +1,185 @@
+//! `lorabert bench --gemm`: GFLOP/s of the training step's matrix products on the CPU, through
+//! Burn's flex `matmul` and through lorabert's route ([`crate::kernels::matmul`], the `gemm`
+//! crate writing into the output's own buffer), as JSON lines. `tools/peft_bench.py --gemm`
+//! times the same lines' shapes in PyTorch.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use burn::tensor::{Device, Distribution, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::model::BertConfig;
+
+/// One product of the step: `batch` matrices `[m, k]·[k, n]`, operands read transposed in
+/// place where the step reads them so (`g·Wᵀ`, `xᵀ·g`, `q·kᵀ`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GemmRecord {
+    /// `lorabert` or `pytorch`.
+    pub tool: String,
+    /// What the product is in the step (`x·W intermediate.dense`, `g·Wᵀ ...`, `q·kᵀ`, ...).
+    pub product: String,
+    /// Matrices per call (batch × heads for attention, 1 otherwise).
+    pub batch: usize,
+    /// Rows of the output.
+    pub m: usize,
+    /// Inner dimension.
+    pub k: usize,
+    /// Columns of the output.
+    pub n: usize,
+    /// Whether the left operand is a transposed view (`[k, m]` in memory).
+    pub lhs_transposed: bool,
+    /// Whether the right operand is a transposed view (`[n, k]` in memory).
+    pub rhs_transposed: bool,
+    /// `burn` (flex's `float_matmul`), `lorabert` (`kernels::matmul`) or `torch`.
+    pub route: String,
+    /// The `gemm` crate's kernels on this CPU (`avx512f`, `fma`, ...), or PyTorch's BLAS.
+    pub isa: String,
+    /// Threads.
+    pub threads: usize,
+    /// Median seconds per call.
+    pub median_seconds: f64,
+    /// `2·batch·m·k·n / median_seconds / 1e9`.
+    pub gflops: f64,
+}
+
+/// A product's shape: name, batch, m, k, n, lhs transposed, rhs transposed.
+type Shape = (String, usize, usize, usize, usize, bool, bool);
+
+/// The distinct matrix products of a training step of `cfg` on `batch × seq` tokens with LoRA
+/// ranks `ranks` on all linear layers (and full fine-tuning's weight gradients): the forward `x·W`,
+/// the input gradients `g·Wᵀ`, the weight gradients `xᵀ·g`, LoRA's `[tokens, r]` products and
+/// the attention products.
+pub fn step_products(cfg: &BertConfig, batch: usize, seq: usize, ranks: &[usize]) -> Vec<Shape> {
+    let (t, h, i) = (batch * seq, cfg.hidden_size, cfg.intermediate_size);
+    let heads = cfg.num_attention_heads;
+    let d = h / heads.max(1);
+    let bh = batch * heads;
+    let s = |name: &str, b, m, k, n, lt, rt| (name.to_string(), b, m, k, n, lt, rt);
+    let mut v = vec![
+        s(
+            "x·W attention (query, key, value, output)",
+            1,
+            t,
+            h,
+            h,
+            false,
+            false,
+        ),
+        s("x·W intermediate.dense", 1, t, h, i, false, false),
+        s("x·W output.dense", 1, t, i, h, false, false),
+        s("g·Wᵀ attention", 1, t, h, h, false, true),
+        s("g·Wᵀ intermediate.dense", 1, t, i, h, false, true),
+        s("g·Wᵀ output.dense", 1, t, h, i, false, true),
+        s("xᵀ·g ∂W attention (full)", 1, h, t, h, true, false),
+        s("xᵀ·g ∂W intermediate.dense (full)", 1, h, t, i, true, false),
+        s("xᵀ·g ∂W output.dense (full)", 1, i, t, h, true, false),
+        s("q·kᵀ attention scores", bh, seq, d, seq, false, true),
+        s("p·v attention context", bh, seq, seq, d, false, false),
+        s("g·vᵀ ∂p", bh, seq, d, seq, false, true),
+        s("pᵀ·g ∂v", bh, seq, seq, d, true, false),
+    ];
+    for &r in ranks {
+        v.extend([
+            s(&format!("x·A lora r={r}"), 1, t, h, r, false, false),
+            s(&format!("(x·A)·B lora r={r}"), 1, t, r, h, false, false),
+            s(&format!("g·Bᵀ lora r={r}"), 1, t, h, r, false, true),
+            s(&format!("(x·A)ᵀ·g ∂B lora r={r}"), 1, r, t, h, true, false),
+            s(&format!("xᵀ·(g·Bᵀ) ∂A lora r={r}"), 1, h, t, r, true, false),
+        ]);
+    }
+    v
+}
+
+/// Median seconds of `f` over `reps` calls after `warmup` calls.
+fn time(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// Times every product of [`step_products`] through Burn's matmul and through
+/// [`crate::kernels::matmul`] on `device` (flex), each for about `seconds` seconds.
+///
+/// # Errors
+/// When `device` is not the CPU backend (flex).
+pub fn run(
+    cfg: &BertConfig,
+    batch: usize,
+    seq: usize,
+    ranks: &[usize],
+    seconds: f64,
+    device: &Device,
+) -> Result<Vec<GemmRecord>> {
+    if !crate::kernels::fused::is_flex(device) {
+        bail!("--gemm measures the CPU backend's products (use --backend cpu)");
+    }
+    let mut out = Vec::new();
+    for (product, b, m, k, n, lt, rt) in step_products(cfg, batch, seq, ranks) {
+        // Operands as the step holds them: transposed ones are views of the stored matrix
+        // (2-D for single products, so no reshape copies them).
+        let rnd3 = |rows, cols| {
+            Tensor::<3>::random([b, rows, cols], Distribution::Normal(0.0, 1.0), device)
+        };
+        let rnd2 =
+            |rows, cols| Tensor::<2>::random([rows, cols], Distribution::Normal(0.0, 1.0), device);
+        let view3 = |t: bool, rows, cols| {
+            if t {
+                rnd3(cols, rows).swap_dims(1, 2)
+            } else {
+                rnd3(rows, cols)
+            }
+        };
+        let view2 = |t: bool, rows, cols| {
+            if t {
+                rnd2(cols, rows).transpose()
+            } else {
+                rnd2(rows, cols)
+            }
+        };
+        let (l3, r3) = (view3(lt, m, k), view3(rt, k, n));
+        let (l2, r2) = (view2(lt, m, k), view2(rt, k, n));
+        let flops = 2.0 * (b * m * k * n) as f64;
+        // About `seconds` per route at ~100 GFLOP/s, at least 5 calls.
+        let reps = ((seconds * 1e11 / flops) as usize).clamp(5, 2000);
+        for route in ["burn", "lorabert"] {
+            let ours = route == "lorabert";
+            let call = || {
+                // Flex runs each op when it is called: the product is done on return.
+                let rows = match (b == 1, ours) {
+                    (true, false) => l2.clone().matmul(r2.clone()).dims()[0],
+                    (true, true) => crate::kernels::matmul(l2.clone(), r2.clone()).dims()[0],
+                    (false, false) => l3.clone().matmul(r3.clone()).dims()[0],
+                    (false, true) => crate::kernels::matmul(l3.clone(), r3.clone()).dims()[0],
+                };
+                std::hint::black_box(rows);
+            };
+            let median = time(2, reps, call);
+            out.push(GemmRecord {
+                tool: "lorabert".into(),
+                product: product.clone(),
+                batch: b,
+                m,
+                k,
+                n,
+                lhs_transposed: lt,
+                rhs_transposed: rt,
+                route: route.into(),
+                isa: crate::kernels::gemm::isa().into(),
+                threads: rayon::current_num_threads(),
+                median_seconds: median,
+                gflops: flops / median / 1e9,
+            });
+        }
+    }
+    Ok(out)
+}

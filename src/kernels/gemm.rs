@@ -1,0 +1,147 @@
+//! The CPU's matrix products (native builds, flex, f32): one call of the `gemm` crate per matrix,
+//! written straight into the output's final allocation.
+//!
+//! Burn's flex `float_matmul` calls the same `gemm` crate, but allocates each output as a zeroed
+//! `Vec<u8>` and then copies it into a 16-byte-aligned buffer (`Bytes::from_bytes_vec`): at the
+//! training step's shapes (`[2048, 1536]` outputs, 12 MiB) the zeroing, the page faults of the
+//! fresh pages and the copy took about a tenth of a MiniLM LoRA step on 2 cores (`perf record`
+//! of `lorabert bench`). Here the output is a `Vec<f32>` that `gemm` writes once (`read_dst`
+//! false: every element is stored, none read) and that the tensor then owns without a copy.
+//!
+//! Threading matches flex's: one matrix above `192³` multiply-adds splits over the rayon pool
+//! (`gemm::Parallelism::Rayon`), a batch of small matrices (attention) splits over matrices.
+//! Native builds enable the `gemm` crate's AVX-512 kernels (Burn's `x86-v4` feature, chosen at
+//! run time where the CPU has `avx512f`); `lorabert bench --gemm` measures both routes.
+
+use burn::backend::TensorMetadata;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Shape, TensorData};
+use rayon::prelude::*;
+
+/// Multiply-adds above which one matrix is split over the rayon pool (flex's threshold).
+const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
+
+/// The instruction set the `gemm` crate's f32 kernels use on this CPU: `avx512f` (x86-64 with
+/// AVX-512; native builds enable those kernels), `fma` (x86-64 with AVX2 and FMA), `neon`, or
+/// `scalar`.
+pub fn isa() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512f";
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            return "fma";
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    return "neon";
+    #[allow(unreachable_code)]
+    "scalar"
+}
+
+/// Element offsets of each matrix of a batch: `dims` the leading axes, `strides` their strides,
+/// `start` the tensor's offset. Row-major order over the leading axes.
+fn batch_offsets(dims: &[usize], strides: &[isize], start: usize) -> Vec<isize> {
+    let count = dims.iter().product::<usize>();
+    (0..count)
+        .map(|mut b| {
+            let mut off = start as isize;
+            for (d, s) in dims.iter().zip(strides).rev() {
+                off += (b % d) as isize * s;
+                b /= d;
+            }
+            off
+        })
+        .collect()
+}
+
+/// `a·b` over the last two axes for f32 flex tensors of equal rank with equal leading axes (any
+/// strides: transposed views are read in place): `a` `[.., m, k]`, `b` `[.., k, n]` →
+/// `[.., m, n]`, contiguous. `None` for other dtypes, ranks or shapes (the caller then runs
+/// Burn's `float_matmul`, which also reports mismatched shapes).
+pub fn matmul_f32(a: &FlexTensor, b: &FlexTensor) -> Option<FlexTensor> {
+    if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
+        return None;
+    }
+    let (sa, sb) = (a.shape(), b.shape());
+    let d = sa.num_dims();
+    if d < 2 || sb.num_dims() != d || (0..d - 2).any(|i| sa[i] != sb[i]) || sa[d - 1] != sb[d - 2] {
+        return None;
+    }
+    let (m, k, n) = (sa[d - 2], sa[d - 1], sb[d - 1]);
+    let lead: Vec<usize> = (0..d - 2).map(|i| sa[i]).collect();
+    let batch = lead.iter().product::<usize>();
+    let mut out_dims = lead.clone();
+    out_dims.extend([m, n]);
+    let len = batch * m * n;
+    if len == 0 || k == 0 {
+        return Some(FlexTensor::from_data(TensorData::new(
+            vec![0f32; len],
+            Shape::from(out_dims),
+        )));
+    }
+    let (la, lb) = (a.layout(), b.layout());
+    let (ast, bst) = (la.strides(), lb.strides());
+    let (a_rs, a_cs) = (ast[d - 2], ast[d - 1]);
+    let (b_rs, b_cs) = (bst[d - 2], bst[d - 1]);
+    let a_off = batch_offsets(&lead, &ast[..d - 2], la.start_offset());
+    let b_off = batch_offsets(&lead, &bst[..d - 2], lb.start_offset());
+    let (ap, bp) = (a.storage::<f32>().as_ptr(), b.storage::<f32>().as_ptr());
+    // Raw pointers cross into the rayon closures as addresses (the tensors outlive them).
+    let (ap, bp) = (ap as usize, bp as usize);
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let one = |dst: *mut f32, i: usize, par: gemm::Parallelism| {
+        // SAFETY: `dst` has room for the `m × n` matrix `i` (row stride `n`); `a_off[i]` and
+        // `b_off[i]` with the row and column strides address elements of `a` and `b` inside
+        // their storage (their layouts say so); `read_dst` is false, so `dst` is only written.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst,
+                1,
+                n as isize,
+                false,
+                (ap as *const f32).offset(a_off[i]),
+                a_cs,
+                a_rs,
+                (bp as *const f32).offset(b_off[i]),
+                b_cs,
+                b_rs,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    };
+    let work = m.saturating_mul(n).saturating_mul(k);
+    if batch == 1 {
+        let par = if work >= PARALLEL_THRESHOLD {
+            gemm::Parallelism::Rayon(0)
+        } else {
+            gemm::Parallelism::None
+        };
+        one(out.spare_capacity_mut().as_mut_ptr().cast(), 0, par);
+    } else if work.saturating_mul(batch) >= PARALLEL_THRESHOLD {
+        out.spare_capacity_mut()
+            .par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(i, c)| one(c.as_mut_ptr().cast(), i, gemm::Parallelism::None));
+    } else {
+        for (i, c) in out.spare_capacity_mut().chunks_mut(m * n).enumerate() {
+            one(c.as_mut_ptr().cast(), i, gemm::Parallelism::None);
+        }
+    }
+    // SAFETY: every one of the `len` elements was written by `gemm` above (`k > 0`, each
+    // matrix's `m × n` block stored in full).
+    unsafe { out.set_len(len) };
+    Some(FlexTensor::from_data(TensorData::new(
+        out,
+        Shape::from(out_dims),
+    )))
+}
