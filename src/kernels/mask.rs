@@ -2,16 +2,17 @@
 //!
 //! Burn's dropout draws one ChaCha-based sample per element through the backend's random
 //! generator, which took about 9 % of a MiniLM training step on the CPU (profiled with `perf`).
-//! On the CPU backend each dropout call takes one seed from a host generator and derives the
-//! scaled mask `{0, 1/(1−p)}` from it in fixed blocks of [`MASK_BLOCK`] elements, each block
-//! with its own Xoshiro256++ stream (two 32-bit draws per `u64`), so blocks fill in parallel and
-//! the mask does not depend on the thread count; [`crate::kernels::dropout`] multiplies by the
-//! mask in the same pass and regenerates it from the seed for the backward instead of storing
-//! it. On wgpu devices (kernels on) the per-call seed keys a counter-based hash in
-//! `shaders/dropout.wgsl` ([`device_mask_keeps`]), so the mask is likewise regenerated, never
-//! stored; elsewhere (and with `--no-kernels`) Burn's device-side random tensors. The host
-//! generator is reseeded at every training step ([`seed_dropout`]) so a resumed run draws the
-//! same masks.
+//! Here each dropout call takes one seed from a host generator, and element `i` of its mask is
+//! kept when a counter-based hash of `i` and the seed (two rounds of the PCG hash of Jarzynski and
+//! Olano 2020, [`device_mask_keeps`]) falls below `keep·2³²`; kept elements are `1/(1−p)`. The
+//! CPU ([`fill_mask_block`], in fixed blocks of [`MASK_BLOCK`] elements filled in parallel and 16
+//! lanes wide with AVX-512) and the wgpu kernel `shaders/dropout.wgsl` compute the same hash, so
+//! both backends draw the same mask for the same seed, and the mask does not depend on the thread
+//! count. [`crate::kernels::dropout`] multiplies by the mask in the same pass and regenerates it
+//! from the seed for the backward instead of storing it; elsewhere (and with `--no-kernels` on
+//! wgpu) Burn's device-side random tensors. The host generator is reseeded at every training step
+//! ([`seed_dropout`]) so a resumed run draws the same masks. (Until issue 18 the CPU drew each
+//! block from its own Xoshiro256++ stream: a serial generator that took 6 % of a LoRA step.)
 
 use std::sync::Mutex;
 
@@ -36,28 +37,30 @@ pub(crate) fn next_call_seed() -> u64 {
         .next_u64()
 }
 
-/// Fills `out` with block `block` of the dropout mask of `seed`: each element `1/keep` with
-/// probability `keep`, else 0.
+/// Fills `out` with block `block` of the dropout mask of `seed` (elements `block·MASK_BLOCK + j`
+/// of the whole mask): each element `1/keep` where [`device_mask_keeps`] keeps it, else 0.
+#[inline(always)]
 pub fn fill_mask_block(seed: u64, block: usize, keep: f64, out: &mut [f32]) {
-    let mut rng =
-        SmallRng::seed_from_u64(seed ^ (block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let threshold = (keep * 4294967296.0) as u64; // P(u32 < threshold) = keep
+    let key = mask_key(seed);
+    let mix = key.wrapping_mul(2_654_435_769);
+    let threshold = device_mask_threshold(keep);
     let scale = (1.0 / keep) as f32;
-    for pair in out.chunks_mut(2) {
-        let r = rng.next_u64();
-        pair[0] = if (r & 0xffff_ffff) < threshold {
-            scale
-        } else {
-            0.0
-        };
-        if let Some(v) = pair.get_mut(1) {
-            *v = if (r >> 32) < threshold { scale } else { 0.0 };
-        }
+    let first = (block * MASK_BLOCK) as u32;
+    for (j, o) in out.iter_mut().enumerate() {
+        let h = pcg(pcg((first.wrapping_add(j as u32)) ^ key) ^ mix);
+        *o = if h < threshold { scale } else { 0.0 };
     }
+}
+
+/// The per-call key of the mask of `seed` (as `shaders/dropout.wgsl` derives it).
+#[inline(always)]
+fn mask_key(seed: u64) -> u32 {
+    pcg((seed as u32) ^ pcg((seed >> 32) as u32))
 }
 
 /// The PCG hash (Jarzynski and Olano, "Hash Functions for GPU Rendering", JCGT 2020), as in
 /// `shaders/dropout.wgsl`.
+#[inline(always)]
 fn pcg(v: u32) -> u32 {
     let state = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
     let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
@@ -72,7 +75,7 @@ pub fn device_mask_threshold(keep: f64) -> u32 {
 /// Whether element `index` is kept by the wgpu dropout kernel (`shaders/dropout.wgsl`) for
 /// `seed` and `keep`: the kernel's counter-based mask, computed on the host (for tests).
 pub fn device_mask_keeps(seed: u64, index: u32, keep: f64) -> bool {
-    let key = pcg((seed as u32) ^ pcg((seed >> 32) as u32));
+    let key = mask_key(seed);
     let h = pcg(pcg(index ^ key) ^ key.wrapping_mul(2_654_435_769));
     h < device_mask_threshold(keep)
 }
@@ -101,6 +104,10 @@ mod tests {
         assert_ne!(mask(8, 100_001, 0.9), m, "another seed, another mask");
         // Blocks differ from each other (each has its own stream).
         assert_ne!(m[..MASK_BLOCK], m[MASK_BLOCK..2 * MASK_BLOCK]);
+        // The CPU mask is the wgpu kernel's: element by element, across block boundaries.
+        for (i, v) in m.iter().enumerate() {
+            assert_eq!(*v > 0.0, device_mask_keeps(7, i as u32, 0.9), "element {i}");
+        }
         seed_dropout(3);
         let a = next_call_seed();
         seed_dropout(3);

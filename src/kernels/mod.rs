@@ -288,8 +288,8 @@ pub fn attention_softmax_reference(scores: Tensor<4>, mask: Tensor<2>, scale: f6
 /// Inverted dropout with the mask of `seed` (elements kept with probability `keep` and scaled
 /// by `1/keep`), any shape, in `x`'s dtype. On flex devices with f32 data one op ([`fused`])
 /// that draws the host mask ([`mask::mask`]) in parallel blocks while
-/// multiplying; on wgpu devices (f32 or f16) one op running `shaders/dropout.wgsl`, whose mask
-/// is a counter-based hash of `seed` and the element index
+/// multiplying; on wgpu devices (f32 or f16) one op running `shaders/dropout.wgsl`. Both masks
+/// are the same counter-based hash of `seed` and the element index
 /// ([`mask::device_mask_keeps`]). Both redraw the mask from `seed` for the
 /// backward, so no mask is stored. Elsewhere (ndarray, `--no-kernels`) the host mask is built
 /// and multiplied (its gradient is the same product).
