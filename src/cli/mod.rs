@@ -191,7 +191,8 @@ pub struct CheckpointArgs {
     checkpoint: PathBuf,
 }
 
-/// Sizes rayon's global pool (used by the CPU backend) before any tensor work starts.
+/// Sizes rayon's global pool (used by the CPU backend) before any tensor work starts, and makes
+/// its threads flush subnormal floats to zero ([`crate::kernels::denormals`]).
 pub(crate) fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
         rayon::ThreadPoolBuilder::new()
@@ -199,6 +200,7 @@ pub(crate) fn set_threads(threads: Option<usize>) -> Result<()> {
             .build_global()
             .context("cannot configure the thread pool")?;
     }
+    crate::kernels::denormals::flush_denormals();
     Ok(())
 }
 

@@ -16,6 +16,8 @@
 //! | [`dropout_matmul`] | [`fused`] (flex, wgpu): `dropout(p)·v` whose backward redraws the dropped probabilities instead of keeping them | [`dropout`] then `matmul` |
 //! | [`layer_norm`] | [`fused`] (flex): backward keeps only `x`, one pass per row | Burn's `layer_norm` |
 
+#[cfg(not(target_family = "wasm"))]
+pub mod denormals;
 pub mod fused;
 #[cfg(not(target_family = "wasm"))]
 pub mod gemm;
