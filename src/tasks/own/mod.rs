@@ -1,0 +1,448 @@
+//! Your own data: text classification, pair classification and regression from a table
+//! (CSV, TSV, JSON Lines; [`crate::data::table`]). Columns are found by name as transformers'
+//! `run_glue.py` finds them (`sentence` or `text`; `sentence1` + `sentence2` for pairs;
+//! `label`), the task kind from the label column (classes with their names, transformers'
+//! `id2label`; or a real-valued target), a validation split drawn with a seed (stratified for
+//! classification) when there is no validation file. Everything takes bytes, so the page can
+//! call it with picked files.
+//!
+//! [`read`] finds the columns and tokenises rows; [`labels`] reads the label column (task kind,
+//! targets, label counts) and draws the validation split; this module holds the types and
+//! [`load`], which runs them in order.
+
+mod labels;
+mod read;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use labels::{infer_kind, rows, split, summarize, target};
+pub use read::{file_columns, task_data, unlabelled};
+
+use super::{PairEncoding, TaskData};
+use crate::data::sha256_hex;
+use crate::data::table::{Format, Table};
+use crate::error::{Error, Result};
+use crate::model::BertTokenizer;
+
+/// Integer-valued labels with at most this many distinct values are classes; more are a
+/// real-valued target.
+pub const MAX_AUTO_CLASSES: usize = 20;
+
+/// `--task-type`: what the label column is, when its values alone do not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskType {
+    /// Classes (strings or integers).
+    Classification,
+    /// A real number.
+    Regression,
+}
+
+/// What the label column holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Classes; `id2label[i]` names class `i` (transformers' `id2label`). Numeric classes are
+    /// ordered by value, string classes alphabetically.
+    Classification {
+        /// Class names by class id.
+        id2label: Vec<String>,
+    },
+    /// A real-valued target, trained with MSE on the raw value (transformers'
+    /// `problem_type="regression"`).
+    Regression,
+}
+
+impl TaskKind {
+    /// Number of classes (1 output for regression).
+    pub fn outputs(&self) -> usize {
+        match self {
+            TaskKind::Classification { id2label } => id2label.len(),
+            TaskKind::Regression => 1,
+        }
+    }
+
+    /// `classification` or `regression`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskKind::Classification { .. } => "classification",
+            TaskKind::Regression => "regression",
+        }
+    }
+
+    /// The metric that picks the best epoch unless the user names one: `accuracy` or
+    /// `pearson`.
+    pub fn default_metric(&self) -> &'static str {
+        match self {
+            TaskKind::Classification { .. } => "accuracy",
+            TaskKind::Regression => "pearson",
+        }
+    }
+
+    /// The metrics of this kind, by their names in results and `--metric-for-best-model`.
+    pub fn metric_names(&self) -> &'static [&'static str] {
+        match self {
+            TaskKind::Classification { id2label } if id2label.len() == 2 => {
+                &["accuracy", "f1", "f1_macro", "mcc"]
+            }
+            TaskKind::Classification { .. } => &["accuracy", "f1_macro", "mcc"],
+            TaskKind::Regression => &["pearson", "spearman", "mse"],
+        }
+    }
+}
+
+/// The columns a task reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Columns {
+    /// The text (first sentence of a pair).
+    pub text: String,
+    /// The second sentence of a pair.
+    pub text_pair: Option<String>,
+    /// The label.
+    pub label: String,
+}
+
+/// Names tried, in order, for each column when the user names none (`run_glue.py`'s
+/// `sentence`/`sentence1`/`sentence2`/`label`, and the spellings of common public files).
+pub const TEXT_NAMES: &[&str] = &["sentence", "text", "sentence1", "question1", "#1 String"];
+pub const PAIR_NAMES: &[&str] = &["sentence2", "question2", "#2 String"];
+pub const LABEL_NAMES: &[&str] = &["label", "labels", "Quality", "is_duplicate", "score"];
+
+/// What the user asked for: the files' reading, the columns, the task kind and the metric
+/// (`None` = detect). Saved in the run's configuration so `--resume` and sweeps read the same.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataSpec {
+    /// The training file.
+    pub train_file: String,
+    /// The validation file; without it a split of the training file.
+    pub validation_file: Option<String>,
+    /// Fraction of the training rows held out for validation when there is no validation file.
+    pub validation_split: f64,
+    /// The file format; `None` = from the extension.
+    pub format: Option<Format>,
+    /// Whether the files have no header row (columns are then `0`, `1`, ...).
+    pub no_header: bool,
+    /// The text column.
+    pub text_column: Option<String>,
+    /// The second-sentence column (pairs).
+    pub text_pair_column: Option<String>,
+    /// The label column.
+    pub label_column: Option<String>,
+    /// Classification or regression.
+    pub task_type: Option<TaskType>,
+    /// The metric that picks the best epoch (transformers' `metric_for_best_model`).
+    pub metric_for_best_model: Option<String>,
+}
+
+/// An own-data task as a run trains it and a checkpoint keeps it (in `heads_config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnTask {
+    /// Its name: the training file's stem.
+    pub name: String,
+    /// Classes or regression.
+    pub kind: TaskKind,
+    /// The columns read.
+    pub columns: Columns,
+    /// The metric that picks the best epoch.
+    pub metric_for_best_model: String,
+    /// Whether its files had no header row (columns named `0`, `1`, ...).
+    #[serde(default)]
+    pub no_header: bool,
+    /// Whether it takes single texts and cross-encoded pairs alike (a sequence-classification
+    /// adapter made elsewhere: its head reads one sequence either way).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pairs_optional: bool,
+}
+
+impl OwnTask {
+    /// Whether it reads sentence pairs.
+    pub fn is_pair(&self) -> bool {
+        self.columns.text_pair.is_some()
+    }
+
+    /// `label2id` (transformers' name): class name → class id.
+    pub fn label2id(&self) -> BTreeMap<String, usize> {
+        match &self.kind {
+            TaskKind::Classification { id2label } => id2label
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.clone(), i))
+                .collect(),
+            TaskKind::Regression => BTreeMap::new(),
+        }
+    }
+}
+
+/// One row of own data: where it is, its id (an `id` column, else the line), its text and its
+/// label as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnRow {
+    /// 1-based line in its file.
+    pub line: u64,
+    /// The row's `id` field, or its line number.
+    pub id: String,
+    /// The text.
+    pub text: String,
+    /// The second sentence of a pair.
+    pub text_pair: Option<String>,
+    /// The label as written (trimmed); empty where the file has none.
+    pub label: String,
+}
+
+/// The rows of one file with the columns they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnRows {
+    /// The file (quoted in errors).
+    pub source: String,
+    /// Rows with a label (all rows when reading unlabelled input).
+    pub rows: Vec<OwnRow>,
+    /// Lines skipped because their label was empty.
+    pub skipped_lines: Vec<u64>,
+}
+
+/// Label counts of a split (classification: rows per class name; regression: rows, mean,
+/// minimum, maximum), as printed and stored in `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelSummary {
+    /// Rows.
+    pub rows: usize,
+    /// Rows per class name (classification).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<String, usize>,
+    /// Mean, minimum and maximum of the target (regression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<[f64; 3]>,
+}
+
+impl std::fmt::Display for LabelSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} rows", self.rows)?;
+        if let Some([mean, min, max]) = self.range {
+            write!(f, ", mean {mean:.4}, min {min:.4}, max {max:.4}")?;
+        }
+        let mut counts: Vec<String> = self
+            .counts
+            .iter()
+            .take(20)
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        if self.counts.len() > 20 {
+            counts.push(format!("and {} more classes", self.counts.len() - 20));
+        }
+        if !counts.is_empty() {
+            write!(f, " ({})", counts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a run learnt about its data, for `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSummary {
+    /// The training file.
+    pub train_file: String,
+    /// Where the validation rows came from: the validation file, or the split.
+    pub validation: String,
+    /// The format read.
+    pub format: Format,
+    /// Label counts of the training rows.
+    pub train: LabelSummary,
+    /// Label counts of the validation rows.
+    pub validation_labels: LabelSummary,
+    /// Rows skipped for an empty label, training and validation together.
+    pub skipped_rows: usize,
+    /// Rows whose text (or either text of a pair) is empty, training and validation together.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub empty_texts: usize,
+    /// SHA-256 of the training file's bytes (hex): a resumed run refuses a changed file.
+    #[serde(default)]
+    pub train_sha256: String,
+    /// SHA-256 of the validation file's bytes, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_sha256: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A run's own data, ready to train on.
+#[derive(Debug, Clone)]
+pub struct OwnData {
+    /// The task (kind, classes, columns).
+    pub task: OwnTask,
+    /// Tokenised training rows.
+    pub train: TaskData,
+    /// Tokenised validation rows.
+    pub dev: TaskData,
+    /// For the record.
+    pub summary: DataSummary,
+}
+
+/// The stem of a file name (`data/reviews.csv` → `reviews`).
+fn stem(path: &str) -> String {
+    let base = path.rsplit(['/', '\\']).next().unwrap_or(path);
+    base.rsplit_once('.').map_or(base, |(s, _)| s).to_string()
+}
+
+/// Reads a run's own data: the training file's bytes, the validation file's (or a split of the
+/// training rows), the columns, the task kind and the metric, tokenised for `tok`.
+///
+/// # Errors
+/// The readers' errors naming file, line and column; an unknown metric for the task kind; the
+/// errors of [`infer_kind`], [`target`], [`split`].
+#[allow(clippy::too_many_arguments)]
+pub fn load(
+    spec: &DataSpec,
+    train_bytes: &[u8],
+    validation_bytes: Option<&[u8]>,
+    tok: &BertTokenizer,
+    encoding: PairEncoding,
+    seed: u64,
+    max_train: Option<usize>,
+    max_eval: Option<usize>,
+) -> Result<OwnData> {
+    let format = Format::resolve(&spec.train_file, spec.format)?;
+    let table = Table::read(train_bytes, &spec.train_file, format, !spec.no_header)?;
+    let columns = Columns::resolve(&table, spec)?;
+    let all = rows(&table, &columns, true)?;
+    let kind = infer_kind(&all, &columns.label, spec.task_type)?;
+    // transformers names metrics `eval_accuracy`, ...: the prefix is optional here.
+    let asked = spec
+        .metric_for_best_model
+        .as_deref()
+        .map(|m| m.strip_prefix("eval_").unwrap_or(m).to_string());
+    let metric = match &asked {
+        Some(m) if kind.metric_names().contains(&m.as_str()) => m.clone(),
+        Some(m) => {
+            return Err(Error::Invalid(format!(
+                "--metric-for-best-model `{m}` is not a metric of {} (use one of {})",
+                kind.name(),
+                kind.metric_names().join(", ")
+            )));
+        }
+        None => kind.default_metric().to_string(),
+    };
+    let task = OwnTask {
+        name: stem(&spec.train_file),
+        kind,
+        columns,
+        metric_for_best_model: metric,
+        no_header: spec.no_header,
+        pairs_optional: false,
+    };
+    let (train, val, validation) = match (&spec.validation_file, validation_bytes) {
+        (Some(name), Some(bytes)) => {
+            let vf = Format::resolve(name, spec.format)?;
+            let vt = Table::read(bytes, name, vf, !spec.no_header)?;
+            let v = rows(&vt, &task.columns, true)?;
+            if v.rows.is_empty() {
+                return Err(Error::data(name, 1, "no rows with a label to validate on"));
+            }
+            (all, v, name.clone())
+        }
+        _ => {
+            let (t, v) = split(all, &task, spec.validation_split, seed)?;
+            let how = match task.kind {
+                TaskKind::Classification { .. } => "stratified by class",
+                TaskKind::Regression => "random",
+            };
+            let n = t.rows.len() + v.rows.len();
+            let held = format!(
+                "{} of the {n} rows of {} held out ({:.1} %; asked {:.1} %; {how}, seed {seed})",
+                v.rows.len(),
+                spec.train_file,
+                100.0 * v.rows.len() as f64 / n as f64,
+                spec.validation_split * 100.0,
+            );
+            (t, v, held)
+        }
+    };
+    let summary = DataSummary {
+        train_file: spec.train_file.clone(),
+        validation,
+        format,
+        train: summarize(&train, &task)?,
+        validation_labels: summarize(&val, &task)?,
+        skipped_rows: train.skipped_lines.len() + val.skipped_lines.len(),
+        empty_texts: train
+            .rows
+            .iter()
+            .chain(&val.rows)
+            .filter(|r| r.text.is_empty() || r.text_pair.as_ref().is_some_and(|p| p.is_empty()))
+            .count(),
+        train_sha256: sha256_hex(train_bytes),
+        validation_sha256: validation_bytes.map(sha256_hex),
+    };
+    Ok(OwnData {
+        train: task_data(&train, &task, tok, encoding, max_train, true)?,
+        dev: task_data(&val, &task, tok, encoding, max_eval, true)?,
+        task,
+        summary,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows_of(csv: &str) -> OwnRows {
+        let t = Table::read(csv.as_bytes(), "t.csv", Format::Csv, true).unwrap();
+        let c = Columns::resolve(&t, &DataSpec::default()).unwrap();
+        rows(&t, &c, true).unwrap()
+    }
+
+    #[test]
+    fn kinds_from_labels() {
+        let k = |csv: &str| infer_kind(&rows_of(csv), "label", None).unwrap();
+        assert_eq!(
+            k("text,label\na,1.0\nb,0\nc,1\n"),
+            TaskKind::Classification {
+                id2label: vec!["0".into(), "1".into()]
+            }
+        );
+        assert_eq!(
+            k("text,label\na,positive\nb,negative\n"),
+            TaskKind::Classification {
+                id2label: vec!["negative".into(), "positive".into()]
+            }
+        );
+        assert_eq!(k("text,label\na,0.5\nb,3.8\n"), TaskKind::Regression);
+        let e = infer_kind(&rows_of("text,label\na,1\nb,nan\n"), "label", None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("t.csv line 3: column `label`: label `nan` is not a finite"),
+            "{e}"
+        );
+        let e = infer_kind(&rows_of("text,label\na,x\nb,x\n"), "label", None).unwrap_err();
+        assert!(e.to_string().contains("one class only (`x`)"), "{e}");
+    }
+
+    #[test]
+    fn stratified_split_keeps_classes_and_is_seeded() {
+        let mut csv = String::from("text,label\n");
+        for i in 0..100 {
+            csv.push_str(&format!("t{i},{}\n", if i % 4 == 0 { "a" } else { "b" }));
+        }
+        let r = rows_of(&csv);
+        let task = OwnTask {
+            name: "t".into(),
+            kind: infer_kind(&r, "label", None).unwrap(),
+            columns: Columns {
+                text: "text".into(),
+                text_pair: None,
+                label: "label".into(),
+            },
+            metric_for_best_model: "accuracy".into(),
+            no_header: false,
+            pairs_optional: false,
+        };
+        let (t, v) = split(r.clone(), &task, 0.2, 7).unwrap();
+        assert_eq!((t.rows.len(), v.rows.len()), (80, 20));
+        assert_eq!(v.rows.iter().filter(|x| x.label == "a").count(), 5);
+        let (_, v2) = split(r, &task, 0.2, 7).unwrap();
+        assert_eq!(v, v2);
+    }
+}
