@@ -241,17 +241,6 @@ fn predict_texts(
             }
         }
     };
-    let pairs = rows.rows.iter().all(|r| r.text_pair.is_some());
-    if let Some(o) = own_task
-        && pairs
-        && !o.is_pair()
-        && !o.pairs_optional
-    {
-        bail!(
-            "this checkpoint ({}) takes single texts: leave out --sentence-pair",
-            o.name
-        );
-    }
     if let Some(out) = &a.output
         && !out
             .extension()
@@ -259,40 +248,14 @@ fn predict_texts(
     {
         bail!("--output {}: name a .csv or .jsonl file", out.display());
     }
-    let tasks: Vec<Task> = heads
-        .tasks
-        .iter()
-        .copied()
-        .filter(|t| match t {
-            Task::Sst => !pairs,
-            Task::Para | Task::Sts => pairs,
-            Task::Own => true,
-        })
-        .collect();
-    if tasks.is_empty() {
-        let names: Vec<&str> = heads.tasks.iter().map(|t| t.name()).collect();
-        bail!(
-            "none of this checkpoint's heads ({}) takes {}",
-            names.join(", "),
-            if pairs {
-                "sentence pairs"
-            } else {
-                "single sentences (give --sentence-pair for pairs)"
-            }
-        );
-    }
-    let mut out = Vec::new();
-    for task in tasks {
-        let data = own::unlabelled(
-            task,
-            own_task,
-            &rows,
-            &loaded.tokenizer,
-            heads.pair_encoding,
-        )?;
-        let p = pollster::block_on(predict_task(model, &data, a.batch_size, loaded.pad_id()))?;
-        out.extend(p.rows(own_task));
-    }
+    let out = pollster::block_on(crate::train::infer::predict_texts(
+        model,
+        heads,
+        &loaded.tokenizer,
+        &rows,
+        a.batch_size,
+        loaded.pad_id(),
+    ))?;
     write_rows(&out, a.output.as_deref())
 }
 

@@ -17,7 +17,7 @@ use crate::tasks::minbert::{Split, file_names, task_data};
 use crate::tasks::own::{self, Columns, DataSpec, OwnData, OwnTask, TaskKind};
 use crate::tasks::{HeadsConfig, MultitaskModel, PairEncoding, Task, TaskData};
 use crate::train::TrainConfig;
-use crate::train::artifacts::{Restored, names, restore, restore_adapter, restore_seq_cls};
+use crate::train::artifacts::{Restored, names, restore_adapter, restore_any};
 
 /// Loads `config.json`, `model.safetensors` (or `weights` instead) and `tokenizer.json` from
 /// the model folder `dir`, for sequences of at most `max_len` tokens; the encoder on `device`.
@@ -423,17 +423,12 @@ pub fn load_restored(
 ) -> Result<(Pretrained, Restored)> {
     let ck = checkpoint_dir(ckpt)?;
     let (pretrained, bert) = load_base_for(model, &ck, device)?;
-    let r = if ck.join(names::HEADS_CONFIG).is_file() {
-        restore(bert, &mut io::files_in(&ck), device)
-    } else {
-        // A PEFT adapter folder: heads only from a sequence-classification adapter.
-        restore_seq_cls(
-            bert,
-            &mut io::files_in(&ck),
-            &pretrained.config_json,
-            device,
-        )
-    }
+    let r = restore_any(
+        bert,
+        &mut io::files_in(&ck),
+        &pretrained.config_json,
+        device,
+    )
     .with_context(|| format!("loading checkpoint {}", ck.display()))?;
     for n in &r.notes {
         eprintln!("note: {n}");

@@ -91,10 +91,25 @@ impl BertConfig {
     /// `source_name` (usually the file path) is quoted in errors.
     ///
     /// # Errors
-    /// [`Error::Config`] when the JSON is malformed, a size is zero, `hidden_size` does not divide
+    /// [`Error::Config`] when the JSON is malformed, `model_type` names another architecture than
+    /// `bert`, a size is zero, `hidden_size` does not divide
     /// by `num_attention_heads`, or the activation / position-embedding type is unsupported.
     pub fn from_json(text: &str, source_name: &str) -> Result<Self> {
-        let cfg: BertConfig = serde_json::from_str(text)
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::config(source_name, format!("invalid config.json: {e}")))?;
+        // Other architectures' files parse here too (their unknown fields are ignored and the
+        // BERT sizes default), so the architecture is checked first.
+        if let Some(t) = value.get("model_type").and_then(|t| t.as_str())
+            && t != "bert"
+        {
+            return Err(Error::config(
+                source_name,
+                format!(
+                    "model_type `{t}` is not BERT: lorabert fine-tunes BERT-architecture checkpoints (model_type `bert`, e.g. all-MiniLM-L6-v2, bge-small-en-v1.5, e5-small-v2, bert-base-uncased)"
+                ),
+            ));
+        }
+        let cfg: BertConfig = serde_json::from_value(value)
             .map_err(|e| Error::config(source_name, format!("invalid config.json: {e}")))?;
         cfg.validate(source_name)?;
         Ok(cfg)
@@ -255,6 +270,21 @@ mod tests {
         cfg.intermediate_size = 1536;
         // all-MiniLM-L6-v2 holds 22,713,216 parameters, 147,840 of them in its pooler.
         assert_eq!(cfg.encoder_params(), 22_713_216 - 147_840);
+    }
+
+    #[test]
+    fn names_another_architecture() {
+        // DistilBERT's config.json (its fields, none of BERT's), as distilbert-base-uncased has it.
+        let distil = r#"{"model_type": "distilbert", "dim": 768, "n_layers": 6, "n_heads": 12}"#;
+        let err = BertConfig::from_json(distil, "m/config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("m/config.json: model_type `distilbert` is not BERT"),
+            "{err}"
+        );
+        let bert = r#"{"model_type": "bert", "hidden_size": 384, "num_attention_heads": 12}"#;
+        assert_eq!(BertConfig::from_json(bert, "x").unwrap().hidden_size, 384);
     }
 
     #[test]

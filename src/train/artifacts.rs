@@ -297,6 +297,26 @@ pub fn restore_seq_cls(
     })
 }
 
+/// Rebuilds a trained model from the files of a lorabert checkpoint ([`restore`]) or, where
+/// there is no `heads_config.json`, of a PEFT sequence-classification adapter folder
+/// ([`restore_seq_cls`], labels from `base_config_json`). `get(name)` returns a file's bytes
+/// or `None` when absent.
+///
+/// # Errors
+/// As [`restore`] and [`restore_seq_cls`] (a PEFT folder without a classifier has no heads).
+pub fn restore_any(
+    bert: Bert,
+    get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
+    base_config_json: &str,
+    device: &burn::tensor::Device,
+) -> Result<Restored> {
+    if get(names::HEADS_CONFIG)?.is_some() {
+        restore(bert, get, device)
+    } else {
+        restore_seq_cls(bert, get, base_config_json, device)
+    }
+}
+
 /// Rebuilds a trained model from checkpoint files. `bert` is the base encoder (for a full
 /// fine-tuning checkpoint, the caller builds it from the checkpoint's `model.safetensors`);
 /// `get(name)` returns a checkpoint file's bytes or `None` when absent.

@@ -1,6 +1,6 @@
 //! Training: the run configuration ([`config`]), the trainer's step with AdamW, linear
 //! warm-up and decay, global gradient-norm clipping and f16 loss scaling ([`trainer`]), dev
-//! evaluation ([`evaluate`]), the one run path of both drivers ([`job`]) and its epoch loop
+//! evaluation ([`evaluate`]), predictions for given texts ([`infer`]), the one run path of both drivers ([`job`]) and its epoch loop
 //! ([`run`]), the results record ([`results`]), checkpoint files ([`artifacts`]) and exports
 //! for transformers, PEFT and sentence-transformers ([`export`]), resume
 //! checkpoints ([`resume`]) and memory estimates ([`memory`]). Read-backs are `async` so the
@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod config;
 pub mod evaluate;
 pub mod export;
+pub mod infer;
 pub mod job;
 pub mod memory;
 pub mod results;

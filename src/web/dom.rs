@@ -136,6 +136,15 @@ pub fn on_click(id: &str, f: impl Fn() + 'static) {
     }
 }
 
+/// Runs `f` on every `change` event of element `id` (inputs, selects, radio buttons).
+pub fn on_change(id: &str, f: impl Fn() + 'static) {
+    if let Some(e) = el(id) {
+        let c = Closure::<dyn Fn()>::new(f);
+        let _ = e.add_event_listener_with_callback("change", c.as_ref().unchecked_ref());
+        c.forget();
+    }
+}
+
 /// Offers `bytes` as a download named `name`.
 ///
 /// # Errors

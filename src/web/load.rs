@@ -11,6 +11,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::HtmlInputElement;
 
 use super::STATE;
+use super::cache::fetch_cached;
 use super::dom::{doc, input, log, set_input, set_text, status};
 use crate::error::{Error, Result};
 use crate::model::{BertConfig, BertTokenizer, load_bert};
@@ -46,29 +47,6 @@ pub struct GpuInfo {
     pub shader_f16: bool,
     /// The adapter's `maxStorageBufferBindingSize` in bytes.
     pub max_buffer: Option<u64>,
-}
-
-/// The bytes at `url`.
-///
-/// # Errors
-/// [`Error::Load`] naming the URL: a network error or an HTTP status other than 2xx.
-pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>> {
-    let fail = |e: JsValue| Error::load(url, format!("{e:?}"));
-    let w = web_sys::window().ok_or_else(|| Error::load(url, "no window"))?;
-    let resp = JsFuture::from(w.fetch_with_str(url)).await.map_err(fail)?;
-    let resp: web_sys::Response = resp
-        .dyn_into()
-        .map_err(|_| Error::load(url, "not a response"))?;
-    if !resp.ok() {
-        return Err(Error::load(
-            url,
-            format!("HTTP {} {}", resp.status(), resp.status_text()),
-        ));
-    }
-    let buf = JsFuture::from(resp.array_buffer().map_err(fail)?)
-        .await
-        .map_err(fail)?;
-    Ok(Uint8Array::new(&buf).to_vec())
 }
 
 /// The picked file of `<input type=file id=...>` named `name` (or the first one), if any.
@@ -183,6 +161,24 @@ fn describe(info: &GpuInfo) -> String {
     )
 }
 
+/// A model's short name from its folder URL: `org/name` for a Hugging Face
+/// `https://huggingface.co/org/name/resolve/main/` URL, else the folder's last part.
+fn model_name(base: &str) -> String {
+    let trimmed = base.trim_end_matches('/');
+    if let Some((repo, _)) = trimmed.split_once("/resolve/") {
+        let parts: Vec<&str> = repo.rsplit('/').take(2).collect();
+        if parts.len() == 2 {
+            return format!("{}/{}", parts[1], parts[0]);
+        }
+    }
+    trimmed
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("model")
+        .to_string()
+}
+
 /// `base` as a folder URL (ending in `/`, or empty for the page's own folder).
 fn folder(base: &str) -> String {
     if base.is_empty() || base.ends_with('/') {
@@ -204,29 +200,32 @@ pub async fn load_model() -> Result<Rc<ModelBytes>> {
             if let Some((_, b)) = picked_file("model-files", Some(name)).await? {
                 return Ok::<_, Error>(b);
             }
-            status(&format!("downloading {name} ..."));
-            let b = fetch_bytes(&url).await?;
-            log(&format!("{url}: {:.1} MiB", b.len() as f64 / 1048576.0));
+            status(&format!("loading {name} ..."));
+            let (b, stored) = fetch_cached(&url, name).await?;
+            let from = if stored {
+                "from the browser's store"
+            } else {
+                "downloaded"
+            };
+            log(&format!(
+                "{url}: {:.1} MiB {from}",
+                b.len() as f64 / 1048576.0
+            ));
             Ok(b)
         }
     };
+    // config.json first: another architecture is named before its weights are downloaded.
     let config = get("config.json").await?;
-    let weights = get("model.safetensors").await?;
-    let tokenizer = get("tokenizer.json").await?;
     let config_json =
         String::from_utf8(config).map_err(|_| Error::config("config.json", "not UTF-8"))?;
-    let cfg = BertConfig::from_json(&config_json, "config.json")?;
+    let cfg = BertConfig::from_json(&config_json, &format!("{base}config.json"))?;
+    let tokenizer = get("tokenizer.json").await?;
+    BertTokenizer::from_bytes(&tokenizer, "tokenizer.json", 8)?;
+    let weights = get("model.safetensors").await?;
     // Parse once now so a bad file is reported at load time, naming the tensor.
     status("checking model.safetensors ...");
     load_bert(&cfg, &weights, "model.safetensors", &Device::flex())?;
-    BertTokenizer::from_bytes(&tokenizer, "tokenizer.json", 8)?;
-    let name = base
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .filter(|n| !n.is_empty())
-        .unwrap_or("model")
-        .to_string();
+    let name = model_name(&base);
     let m = Rc::new(ModelBytes {
         name,
         config_json,
@@ -254,9 +253,9 @@ async fn data_bytes(task: Task, split: Split, pick: &str) -> Result<(String, Vec
     let names = file_names(task, split);
     let mut last = None;
     for name in names {
-        status(&format!("downloading {name} ..."));
-        match fetch_bytes(&format!("{base}{name}")).await {
-            Ok(b) => return Ok((name.to_string(), b)),
+        status(&format!("loading {name} ..."));
+        match fetch_cached(&format!("{base}{name}"), name).await {
+            Ok((b, _)) => return Ok((name.to_string(), b)),
             Err(e) => last = Some(e),
         }
     }

@@ -3,13 +3,19 @@
 //! Burn's wgpu backend with async read-backs so the page stays responsive ([`train`],
 //! [`observer`]), draws the loss curve and the rank plot with the same SVG plotting code as the
 //! native report, keeps finished runs in `localStorage`, and shares results as a link in the
-//! URL fragment ([`results`], `report::share`). [`dom`] holds the small DOM helpers.
+//! URL fragment ([`results`], `report::share`). Downloads are kept in Cache Storage with their
+//! SHA-256 ([`cache`]); own CSV/TSV/JSONL files are previewed and their columns picked
+//! ([`owndata`]); "Try it" predicts a typed sentence with the trained model ([`tryit`]).
+//! [`dom`] holds the small DOM helpers.
 
+pub mod cache;
 pub mod dom;
 pub mod load;
 pub mod observer;
+pub mod owndata;
 pub mod results;
 pub mod train;
+pub mod tryit;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -38,6 +44,12 @@ pub struct State {
     pub adapter_files: Option<Files>,
     /// Whether a training job is running.
     pub busy: bool,
+    /// Own data files picked, dropped or fetched.
+    pub own: owndata::OwnFiles,
+    /// The model "Try it" uses: the last run's best checkpoint, or one loaded from disk.
+    pub trained: Option<Rc<tryit::Trained>>,
+    /// Own data of the last run, for share links (name and row counts only).
+    pub shared_data: Option<crate::report::share::SharedData>,
 }
 
 thread_local! {
@@ -89,6 +101,17 @@ fn download_adapter() {
     }
 }
 
+/// Shows the fields of the chosen data source (minBERT presets or your own file).
+fn show_source() {
+    let own = owndata::selected();
+    if let Some(e) = dom::el("minbert-fields") {
+        e.set_hidden(own);
+    }
+    if let Some(e) = dom::el("own-fields") {
+        e.set_hidden(!own);
+    }
+}
+
 /// Entry point of the page (called by the binary's `main` in the wasm build).
 pub fn start() {
     std::panic::set_hook(Box::new(|info| {
@@ -102,6 +125,24 @@ pub fn start() {
     }
     spawn_local(async {
         gpu().await;
+        cache::render_stored().await;
+    });
+    owndata::wire();
+    dom::on_change("model-pick", || {
+        let v = input("model-pick");
+        if !v.is_empty() {
+            set_input("model-url", &v);
+        }
+    });
+    for id in ["source-minbert", "source-own"] {
+        dom::on_change(id, show_source);
+    }
+    show_source();
+    on_click("try-run", || {
+        spawn_local(async { report(tryit::run().await) })
+    });
+    on_click("load-ckpt", || {
+        spawn_local(async { report(tryit::load_picked().await) })
     });
     on_click("load-model", || {
         spawn_local(async {
@@ -127,5 +168,5 @@ pub fn start() {
         save_runs();
         render_runs(&[]);
     });
-    status("ready: load a model, pick data, press Start");
+    status("ready: pick a model and data, then press Start");
 }

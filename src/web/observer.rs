@@ -26,7 +26,16 @@ pub struct WebObserver {
     /// The files of the best checkpoint so far.
     pub best_files: Option<Files>,
     label: String,
+    /// When the loss plot was last drawn (seconds, `performance.now()`).
+    drawn: f64,
 }
+
+/// Seconds between redraws of the loss plot while training (the series is kept in full and
+/// drawn at the end of each epoch).
+const REDRAW_SECONDS: f64 = 0.5;
+
+/// Points drawn of a loss series at most (longer series are averaged in equal buckets).
+const MAX_PLOT_POINTS: usize = 400;
 
 impl WebObserver {
     /// An observer of the run `label` on `device` (whose memory pool it samples).
@@ -41,6 +50,44 @@ impl WebObserver {
             peak: 0,
             best_files: None,
             label: label.to_string(),
+            drawn: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Draws the loss plot and puts the full series in `#loss-values` (JSON).
+    fn draw(&mut self) {
+        self.drawn = now();
+        set_text(
+            "loss-values",
+            &serde_json::to_string(&self.losses).unwrap_or_default(),
+        );
+        let n = self.losses.len();
+        let per = n.div_ceil(MAX_PLOT_POINTS).max(1);
+        let points: Vec<(f64, f64)> = self
+            .losses
+            .chunks(per)
+            .enumerate()
+            .map(|(i, c)| {
+                let mid = (i * per) as f64 + (c.len() as f64 + 1.0) / 2.0;
+                (mid, c.iter().sum::<f64>() / c.len() as f64)
+            })
+            .collect();
+        let chart = Chart {
+            title: format!("training loss: {}", self.label),
+            x_label: "step".into(),
+            y_label: if per > 1 {
+                format!("loss (mean of {per} steps)")
+            } else {
+                "loss".into()
+            },
+            series: vec![Series {
+                name: self.label.clone(),
+                points,
+            }],
+            log2_x: false,
+        };
+        if let Ok(s) = svg(&chart, 560, 300) {
+            set_html("loss-plot", &s);
         }
     }
 }
@@ -82,28 +129,9 @@ impl Observer for WebObserver {
                 self.done, self.steps, s.loss
             ),
         );
-        set_text(
-            "loss-values",
-            &serde_json::to_string(&self.losses).unwrap_or_default(),
-        );
-        let points: Vec<(f64, f64)> = self
-            .losses
-            .iter()
-            .enumerate()
-            .map(|(i, l)| ((i + 1) as f64, *l))
-            .collect();
-        let chart = Chart {
-            title: format!("training loss: {}", self.label),
-            x_label: "step".into(),
-            y_label: "loss".into(),
-            series: vec![Series {
-                name: self.label.clone(),
-                points,
-            }],
-            log2_x: false,
-        };
-        if let Ok(s) = svg(&chart, 560, 300) {
-            set_html("loss-plot", &s);
+        // O(1) per step on the main thread: the plot is redrawn a few times a second.
+        if now() - self.drawn >= REDRAW_SECONDS {
+            self.draw();
         }
     }
 
@@ -115,6 +143,7 @@ impl Observer for WebObserver {
     }
 
     fn on_epoch_end(&mut self, results: &RunResults, best: Option<&Files>) -> crate::Result<()> {
+        self.draw();
         if let Some(e) = results.epochs.last() {
             let txt = e.dev.to_string();
             set_text(

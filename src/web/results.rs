@@ -52,10 +52,26 @@ pub fn render_runs(rows: &[ShareRow]) {
     let mut h = String::from(
         "<tr><th>task</th><th>adapter</th><th>targets</th><th>r</th><th>precision</th><th>dev score</th><th>s/epoch</th><th>peak MiB</th><th>trainable</th></tr>",
     );
+    // The best score of each task is marked (scores of different tasks do not compare).
+    let best = |task: &str| {
+        rows.iter()
+            .filter(|r| r.task == task)
+            .map(|r| r.score)
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
     for r in rows {
+        let task = match &r.metric {
+            Some(m) => format!("{} ({m})", r.task),
+            None => r.task.clone(),
+        };
+        let class = if r.score == best(&r.task) {
+            " class=\"best\""
+        } else {
+            ""
+        };
         h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"score\">{:.4}</td><td>{:.1}</td><td>{:.0}</td><td>{}</td></tr>",
-            esc(&r.task), esc(&r.adapter), esc(&r.targets), r.r, esc(&r.precision), r.score, r.seconds_per_epoch, r.peak_memory_bytes as f64 / 1048576.0, r.trainable_params
+            "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"score\">{:.4}</td><td>{:.1}</td><td>{:.0}</td><td>{}</td></tr>",
+            esc(&task), esc(&r.adapter), esc(&r.targets), r.r, esc(&r.precision), r.score, r.seconds_per_epoch, r.peak_memory_bytes as f64 / 1048576.0, r.trainable_params
         ));
     }
     set_html("results", &h);
@@ -110,7 +126,7 @@ pub fn payload(rows: Vec<ShareRow>) -> SharePayload {
         v: SHARE_VERSION,
         model: model.chars().take(100).collect(),
         rows,
-        data: None,
+        data: STATE.with(|s| s.borrow().shared_data.clone()),
     }
 }
 
@@ -125,10 +141,20 @@ pub fn show_shared() -> bool {
     match share::decode(&hash) {
         Ok(p) => {
             render_runs(&p.rows);
+            let data = p
+                .data
+                .as_ref()
+                .map(|d| {
+                    format!(
+                        " on {} ({}, {} training and {} validation rows)",
+                        d.file, d.kind, d.train_rows, d.validation_rows
+                    )
+                })
+                .unwrap_or_default();
             set_text(
                 "shared",
                 &format!(
-                    "Shared results for {} ({} runs), not trained in this page.",
+                    "Shared results for {}{data} ({} runs), not trained in this page.",
                     p.model,
                     p.rows.len()
                 ),

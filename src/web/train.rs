@@ -3,15 +3,17 @@
 
 use wasm_bindgen_futures::spawn_local;
 
+use std::collections::BTreeMap;
+
 use super::dom::{input, log, num, opt_num, report, set_text, status};
 use super::load::{GpuInfo, ModelBytes, gpu, load_data, load_model};
 use super::observer::WebObserver;
 use super::results::{RunRecord, render_runs, rows, save_runs};
-use super::{STATE, STOP};
+use super::{STATE, STOP, owndata, tryit};
 use crate::adapter::LoraConfig;
 use crate::error::{Error, Result};
 use crate::model::Pretrained;
-use crate::report::share::ShareRow;
+use crate::report::share::{ShareRow, SharedData};
 use crate::tasks::{PairEncoding, Pooling, Task};
 use crate::train::memory::{largest_tensor_bytes, sequences_per_example};
 use crate::train::{Job, Precision, TrainConfig, resolve_precision};
@@ -52,9 +54,10 @@ fn task() -> Result<Task> {
     }
 }
 
-/// The run configuration of the form's fields (LoRA at r = 1; the grid sets both).
+/// The run configuration of the form's fields (LoRA at r = 1; the grid sets both), not yet
+/// validated (own data sets its task first).
 fn form_config(t: Task, precision: Precision) -> Result<TrainConfig> {
-    let cfg = TrainConfig {
+    Ok(TrainConfig {
         tasks: vec![t],
         adapter: Some(LoraConfig {
             r: 1,
@@ -76,9 +79,7 @@ fn form_config(t: Task, precision: Precision) -> Result<TrainConfig> {
         eval_batch_size: 64,
         precision,
         ..TrainConfig::default()
-    };
-    cfg.validate()?;
-    Ok(cfg)
+    })
 }
 
 /// Refuses a batch whose largest buffer exceeds the device's `maxStorageBufferBindingSize`,
@@ -112,15 +113,15 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
         Some(m) => m,
         None => load_model().await?,
     };
-    let t = task()?;
+    let own_data = owndata::selected();
+    let t = if own_data { Task::Own } else { task()? };
     let requested = match input("precision").as_str() {
         "f16" => Precision::F16,
         _ => Precision::F32,
     };
     let (precision, notice) = resolve_precision(requested, &g.device);
-    let form = form_config(t, precision)?;
+    let mut form = form_config(t, precision)?;
     let targets = input("targets");
-    check_buffer(&g, &model, &form)?;
     if let Some(notice) = notice {
         log(&notice);
     }
@@ -132,13 +133,28 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
         "tokenizer.json",
         form.max_len,
     )?;
-    let (train, dev) = load_data(
-        t,
-        &pretrained.tokenizer,
+    let (max_train, max_dev) = (
         opt_num("max-train", "max train rows")?,
         opt_num("max-dev", "max dev rows")?,
-    )
-    .await?;
+    );
+    let (train, dev, shared) = if own_data {
+        let (spec, d) = owndata::load(&pretrained.tokenizer, form.seed, max_train, max_dev).await?;
+        let shared = SharedData {
+            file: spec.train_file.clone(),
+            kind: d.task.kind.name().into(),
+            train_rows: d.train.examples.len() as u64,
+            validation_rows: d.dev.examples.len() as u64,
+        };
+        form.data = Some(spec);
+        form.own = Some(d.task);
+        (d.train, d.dev, Some(shared))
+    } else {
+        let (train, dev) = load_data(t, &pretrained.tokenizer, max_train, max_dev).await?;
+        (train, dev, None)
+    };
+    form.validate()?;
+    check_buffer(&g, &model, &form)?;
+    STATE.with(|s| s.borrow_mut().shared_data = shared);
     let backend = if g.gpu { "webgpu" } else { "flex (wasm CPU)" };
     for (adapter, r) in grid {
         if STOP.with(|s| s.get()) {
@@ -166,9 +182,10 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
             continue;
         };
         let cfg = &job.trainer.cfg;
+        let own = cfg.own.as_ref();
         let rec = RunRecord {
             row: ShareRow {
-                task: t.name().into(),
+                task: own.map_or(t.name().into(), |o| o.name.clone()),
                 adapter: cfg.adapter_name().into(),
                 targets: targets.clone(),
                 r: r as u32,
@@ -178,18 +195,27 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
                 seconds_per_epoch: results.mean_seconds_per_epoch(),
                 peak_memory_bytes: results.peak_memory_bytes.unwrap_or(0),
                 trainable_params: results.params.trainable as u64,
-                metric: None,
+                metric: own.map(|o| o.metric_for_best_model.clone()),
             },
             loss_curve: results.loss_curve.clone(),
             examples_per_second: results.mean_examples_per_second(),
         };
+        let best_files = obs.best_files.take();
         STATE.with(|s| {
             let mut s = s.borrow_mut();
             s.runs.push(rec);
-            s.adapter_files = obs.best_files.take();
+            s.adapter_files = best_files.clone();
         });
         save_runs();
         render_runs(&rows());
+        if let Some(files) = best_files {
+            let files: BTreeMap<String, Vec<u8>> =
+                files.into_iter().map(|(n, b)| (n.to_string(), b)).collect();
+            match tryit::build(&model, files, &format!("{label}, best epoch")).await {
+                Ok(t) => tryit::set_trained(t),
+                Err(e) => log(&format!("Try it: cannot load the trained model: {e}")),
+            }
+        }
     }
     status("done");
     Ok(())

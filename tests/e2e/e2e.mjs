@@ -4,9 +4,16 @@
 // fixtures/data/ (tests/e2e/run.sh sets this up). Exits non-zero on the first failed check.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 
 const base = process.argv[2] ?? 'http://127.0.0.1:8765/';
-const out = process.argv[3] ?? '.';
+const out = path.resolve(process.argv[3] ?? '.');
+const bin = path.resolve(process.env.LORABERT_BIN ?? 'target/release/lorabert');
+const tinyModel = path.resolve(process.env.TINY_MODEL ?? 'dist/fixtures/tiny');
+const shots = `${out}/screens`;
+fs.mkdirSync(shots, { recursive: true });
+const shot = async (page, id, name) => page.locator(`#${id}`).screenshot({ path: `${shots}/${name}.png` });
 const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const fail = (msg) => { console.error(`E2E FAIL: ${msg}`); process.exitCode = 1; throw new Error(msg); };
 const check = (ok, msg) => { if (!ok) fail(msg); console.log(`ok - ${msg}`); };
@@ -64,6 +71,51 @@ try {
   check(await page.locator('#rank-plot svg').count() >= 1, 'the rank plot SVG exists');
   const table = await page.textContent('#results');
   await page.screenshot({ path: `${out}/e2e-trained.png`, fullPage: true });
+  await shot(page, 'model-section', '1-model');
+  await shot(page, 'train-section', '3-train');
+  await shot(page, 'results-section', '4-results');
+
+  // Try it: two sentences through the page's model, against `lorabert predict --sentence` on
+  // the checkpoint the page offers for download.
+  const ckpt = `${out}/page-checkpoint`;
+  fs.rmSync(ckpt, { recursive: true, force: true });
+  fs.mkdirSync(ckpt, { recursive: true });
+  const saved = [];
+  const onDownload = async (d) => { const f = `${ckpt}/${d.suggestedFilename()}`; saved.push(d.saveAs(f)); };
+  page.on('download', onDownload);
+  await page.click('#download-adapter');
+  for (let i = 0; i < 100 && saved.length < 4; i++) await page.waitForTimeout(100);
+  await Promise.all(saved);
+  page.off('download', onDownload);
+  const names = fs.readdirSync(ckpt).sort();
+  check(['adapter_config.json', 'adapter_model.safetensors', 'heads.safetensors', 'heads_config.json'].every((n) => names.includes(n)),
+    `the checkpoint downloads (${names.join(', ')})`);
+  const sentences = ['A gripping, beautifully acted film.', 'Dull and far too long; I wanted my money back.'];
+  const pageRows = [];
+  for (const sentence of sentences) {
+    await page.fill('#try-text', sentence);
+    await page.fill('#try-pair', '');
+    await page.evaluate(() => { document.getElementById('try-json').textContent = ''; });
+    await page.click('#try-run');
+    await page.waitForFunction(() => document.getElementById('try-json')?.textContent || document.getElementById('error')?.textContent, null, { timeout: 60_000 });
+    check(!(await page.textContent('#error')), `Try it predicts without error: ${await page.textContent('#error')}`);
+    const rows = JSON.parse(await page.textContent('#try-json'));
+    console.log(`Try it: "${sentence}" -> ${JSON.stringify(rows)} in ${await page.textContent('#try-time')}`);
+    pageRows.push(...rows);
+  }
+  await shot(page, 'try-section', '5-try-it');
+  const cli = execFileSync(bin, ['predict', '--checkpoint', ckpt, '--model', tinyModel,
+    ...sentences.flatMap((s) => ['--sentence', s])], { encoding: 'utf8' })
+    .trim().split('\n').map((l) => JSON.parse(l));
+  check(cli.length === pageRows.length, `the CLI predicts the same heads (${cli.length} rows)`);
+  let worst = 0;
+  cli.forEach((c, i) => {
+    const p = pageRows[i];
+    check(c.task === p.task && c.label === p.label, `row ${i + 1}: label ${p.label} as the CLI's ${c.label}`);
+    for (const [k, v] of Object.entries(c.probabilities)) worst = Math.max(worst, Math.abs(v - p.probabilities[k]));
+    worst = Math.max(worst, Math.abs(c.score - p.score));
+  });
+  check(worst <= 1e-4, `Try it's probabilities equal lorabert predict --sentence (max |diff| ${worst.toExponential(2)} <= 1e-4)`);
 
   await page.click('#share');
   await page.waitForFunction(() => document.getElementById('share-link')?.value.includes('#v1.'), null, { timeout: 10_000 });
@@ -85,6 +137,63 @@ try {
   await bad.goto(base + '#v1.@@not-base64@@', { waitUntil: 'load' });
   await bad.waitForFunction(() => document.getElementById('error')?.textContent.includes('share link'), null, { timeout: 60_000 });
   check(true, `a corrupt share link gives an error: ${await bad.textContent('#error')}`);
+
+  // Own data: a CSV picked from disk (string labels), its preview and task, trained; accuracy
+  // and F1 shown; the share link names the file and row counts.
+  await page.check('#source-own');
+  await page.setInputFiles('#own-file', `${out}/sst2-slice.csv`);
+  await page.waitForFunction(() => document.getElementById('own-summary')?.textContent || document.getElementById('error')?.textContent, null, { timeout: 30_000 });
+  check(!(await page.textContent('#error')), `the own file is read: ${await page.textContent('#error')}`);
+  const summary = await page.textContent('#own-summary');
+  check(/classification with 2 classes of texts `text`, label `sentiment`/.test(summary), `the own file's task is detected: ${summary}`);
+  check(await page.locator('#own-preview tr').count() === 6, 'a preview of the first 5 rows');
+  await shot(page, 'data-section', '2-data-own');
+  await page.fill('#max-train', '');
+  await page.fill('#max-dev', '');
+  await page.fill('#max-steps', '10');
+  await page.evaluate(() => { document.getElementById('dev-metric').textContent = ''; });
+  await page.click('#start');
+  await page.waitForFunction(
+    () => document.getElementById('dev-metric')?.textContent.includes('dev') || document.getElementById('error')?.textContent,
+    null, { timeout: 600_000, polling: 500 });
+  check(!(await page.textContent('#error')), `own data trains: ${await page.textContent('#error')}`);
+  const ownMetric = await page.textContent('#dev-metric');
+  check(/accuracy [0-9.]+/.test(ownMetric) && /f1 [0-9.]+/.test(ownMetric), `accuracy and F1 are shown: ${ownMetric}`);
+  await page.waitForFunction(() => document.getElementById('results')?.textContent.includes('sst2-slice (accuracy)'), null, { timeout: 30_000 });
+  await page.click('#share');
+  await page.waitForFunction(() => document.getElementById('share-link')?.value.includes('#v1.'), null, { timeout: 10_000 });
+  const ownLink = await page.inputValue('#share-link');
+  const ownPayload = JSON.parse(Buffer.from(ownLink.split('#v1.')[1], 'base64url').toString());
+  check(ownPayload.data?.file === 'sst2-slice.csv' && ownPayload.data.train_rows === 144 && ownPayload.data.validation_rows === 16,
+    `the share link names the file and row counts: ${JSON.stringify(ownPayload.data)}`);
+  check(!ownLink.includes('gripping') && !JSON.stringify(ownPayload).includes('hide new secretions'), 'the share link holds no rows of the file');
+
+  // Second visit: the model and data come from the browser's store, not the network.
+  const fetched = [];
+  page.on('request', (r) => { if (r.url().includes('/fixtures/')) fetched.push(r.url()); });
+  await page.reload({ waitUntil: 'load' });
+  await page.check('#source-minbert');
+  await page.waitForFunction(() => document.getElementById('status')?.textContent.startsWith('ready'), null, { timeout: 120_000 });
+  await page.waitForFunction(() => document.querySelectorAll('#stored button.del').length >= 2, null, { timeout: 30_000 });
+  const stored = await page.textContent('#stored');
+  check(stored.includes('fixtures/tiny/') && stored.includes('fixtures/data/'), `the stored list shows the model and data folders`);
+  await page.evaluate(() => { document.querySelector('#model-section details').open = true; });
+  await shot(page, 'model-section', '1-model-stored');
+  await page.fill('#model-url', 'fixtures/tiny/');
+  await page.fill('#data-url', 'fixtures/data/');
+  await page.selectOption('#task', 'sst');
+  for (const [id, v] of [['#max-train', '32'], ['#max-dev', '16'], ['#batch', '8'], ['#max-len', '32'], ['#max-steps', '2'], ['#rank', '1']]) await page.fill(id, v);
+  await page.click('#start');
+  await page.waitForFunction(
+    () => document.getElementById('dev-metric')?.textContent.includes('dev') || document.getElementById('error')?.textContent,
+    null, { timeout: 600_000, polling: 500 });
+  check(!(await page.textContent('#error')), `training after a reload: ${await page.textContent('#error')}`);
+  check(fetched.length === 0, `after a reload nothing under fixtures/ is fetched again (${fetched.length}: ${fetched.join(', ')})`);
+  const logText = await page.textContent('#log');
+  check(logText.includes("model.safetensors: ") && logText.includes("from the browser's store"), 'the log says the model came from the store');
+  await page.screenshot({ path: `${out}/e2e-page.png`, fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: `${shots}/phone.png`, fullPage: false });
   console.log('E2E PASS');
 } catch (e) {
   process.exitCode = 1;

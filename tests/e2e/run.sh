@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the page (if needed), serves dist/ on 127.0.0.1 with a tiny random BERT and a few rows of
-# the minBERT data, and runs e2e.mjs in headless Chromium. Artefacts (screenshots, console log)
+# the minBERT data (and a CSV slice of GLUE SST-2 for own data), and runs e2e.mjs in headless
+# Chromium. Artefacts (screenshots, console log)
 # go to $E2E_OUT (default target/e2e). Needs: trunk + wasm-bindgen 0.2.130 on PATH, chromium,
 # node + npm, the lorabert native binary ($LORABERT_BIN), ../shared (tokenizer and data).
 set -euo pipefail
@@ -16,10 +17,21 @@ rm -rf "$FIX"; mkdir -p "$FIX/data"
   --tokenizer "$SHARED/models/all-MiniLM-L6-v2/tokenizer.json" --out "$FIX/tiny" --seed 3
 head -n 200 "$SHARED/data/minbert/ids-sst-train.csv" > "$FIX/data/ids-sst-train.csv"
 head -n 60 "$SHARED/data/minbert/ids-sst-dev.csv" > "$FIX/data/ids-sst-dev.csv"
+# Own data: a slice of GLUE SST-2 as CSV with string labels (RFC 4180 quoting by Python's csv).
+python3 - "$SHARED/data/glue/sst2-train.tsv" "$OUT/sst2-slice.csv" <<'PY'
+import csv, sys
+src, dst = sys.argv[1], sys.argv[2]
+with open(src, newline="") as f, open(dst, "w", newline="") as g:
+    rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:161]
+    w = csv.writer(g)
+    w.writerow(["text", "sentiment"])
+    for sentence, label in rows:
+        w.writerow([sentence.strip(), "positive" if label == "1" else "negative"])
+PY
 (cd tests/e2e && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund)
 PORT=${E2E_PORT:-8765}
 python3 -m http.server "$PORT" --bind 127.0.0.1 --directory dist > "$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
-node tests/e2e/e2e.mjs "http://127.0.0.1:$PORT/" "$OUT"
+LORABERT_BIN="$BIN" TINY_MODEL="$FIX/tiny" node tests/e2e/e2e.mjs "http://127.0.0.1:$PORT/" "$OUT"

@@ -1,0 +1,342 @@
+//! Your own data in the page: a CSV, TSV or JSON Lines file picked, dropped on the page or
+//! fetched by URL; a preview of its first rows; column pickers filled with the same detection
+//! as the CLI (`tasks::own`: `sentence`/`text`, `sentence1` + `sentence2`, `label`, ...); the
+//! inferred task kind with its label counts; a validation file or a seeded split. Training
+//! reads the same [`DataSpec`] as `lorabert train --train-file`.
+
+use std::rc::Rc;
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+use web_sys::HtmlInputElement;
+
+use super::STATE;
+use super::dom::{doc, el, esc, input, log, report, set_html, set_text, status};
+use super::load::picked_file;
+use crate::data::table::{Format, Table};
+use crate::error::{Error, Result};
+use crate::model::BertTokenizer;
+use crate::tasks::PairEncoding;
+use crate::tasks::own::{self, Columns, DataSpec, OwnData, TaskType};
+
+/// Rows shown in the preview.
+const PREVIEW_ROWS: usize = 5;
+
+/// An own data file as the page holds it.
+pub struct OwnFile {
+    /// The file's name (its extension picks the format).
+    pub name: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// The own data files of the page: training and, optionally, validation.
+#[derive(Default)]
+pub struct OwnFiles {
+    /// The training file.
+    pub train: Option<Rc<OwnFile>>,
+    /// The validation file.
+    pub validation: Option<Rc<OwnFile>>,
+}
+
+fn table_of(f: &OwnFile) -> Result<Table> {
+    let format = Format::resolve(&f.name, None)?;
+    Table::read(&f.bytes, &f.name, format, true)
+}
+
+/// Fills a `<select>` with `options` (value = text), selecting `chosen`.
+fn fill_select(id: &str, options: &[String], none: Option<&str>, chosen: Option<&str>) {
+    let mut html = String::new();
+    if let Some(n) = none {
+        html.push_str(&format!("<option value=\"\">{}</option>", esc(n)));
+    }
+    for o in options {
+        let sel = if Some(o.as_str()) == chosen {
+            " selected"
+        } else {
+            ""
+        };
+        let v = esc(o).replace('"', "&quot;");
+        html.push_str(&format!("<option value=\"{v}\"{sel}>{}</option>", esc(o)));
+    }
+    set_html(id, &html);
+}
+
+/// The preview table's HTML: the header and the first rows, long fields cut.
+fn preview_html(t: &Table) -> String {
+    let cut = |s: &str| {
+        if s.chars().count() > 80 {
+            format!("{}…", s.chars().take(80).collect::<String>())
+        } else {
+            s.to_string()
+        }
+    };
+    let mut html = String::from("<tr><th>line</th>");
+    for h in &t.header {
+        html.push_str(&format!("<th>{}</th>", esc(h)));
+    }
+    html.push_str("</tr>");
+    for r in t.rows.iter().take(PREVIEW_ROWS) {
+        html.push_str(&format!("<tr><td>{}</td>", r.line));
+        for f in &r.fields {
+            html.push_str(&format!("<td>{}</td>", esc(&cut(f))));
+        }
+        html.push_str("</tr>");
+    }
+    html
+}
+
+/// The spec of the page's own-data fields for the training file `train` (and validation
+/// file `validation`).
+pub fn spec(train: &OwnFile, validation: Option<&OwnFile>) -> Result<DataSpec> {
+    let col = |id: &str| Some(input(id)).filter(|v| !v.is_empty());
+    let split: f64 = input("own-split").trim().parse().map_err(|_| {
+        Error::Invalid(format!(
+            "validation split: `{}` is not a number",
+            input("own-split")
+        ))
+    })?;
+    Ok(DataSpec {
+        train_file: train.name.clone(),
+        validation_file: validation.map(|v| v.name.clone()),
+        validation_split: split,
+        format: None,
+        no_header: false,
+        text_column: col("own-text"),
+        text_pair_column: col("own-pair"),
+        label_column: col("own-label"),
+        task_type: match input("own-type").as_str() {
+            "classification" => Some(TaskType::Classification),
+            "regression" => Some(TaskType::Regression),
+            _ => None,
+        },
+        metric_for_best_model: None,
+    })
+}
+
+/// Shows the task the columns make: kind, classes and label counts (or the target's range),
+/// or the error naming line and column.
+fn show_summary() {
+    let Some(train) = STATE.with(|s| s.borrow().own.train.clone()) else {
+        return;
+    };
+    let text = (|| -> Result<String> {
+        let t = table_of(&train)?;
+        let spec = spec(&train, None)?;
+        let columns = Columns::resolve(&t, &spec)?;
+        let rows = own::rows(&t, &columns, true)?;
+        let kind = own::infer_kind(&rows, &columns.label, spec.task_type)?;
+        let task = own::OwnTask {
+            name: train.name.clone(),
+            kind: kind.clone(),
+            columns: columns.clone(),
+            metric_for_best_model: kind.default_metric().into(),
+            no_header: false,
+            pairs_optional: false,
+        };
+        let summary = own::summarize(&rows, &task)?;
+        let what = match &kind {
+            own::TaskKind::Classification { id2label } => {
+                format!("classification with {} classes", id2label.len())
+            }
+            own::TaskKind::Regression => "regression".into(),
+        };
+        let input = match &columns.text_pair {
+            Some(p) => format!("pairs `{}` + `{p}`", columns.text),
+            None => format!("texts `{}`", columns.text),
+        };
+        Ok(format!(
+            "{what} of {input}, label `{}`: {summary}; metrics {}",
+            columns.label,
+            kind.metric_names().join(", ")
+        ))
+    })();
+    match text {
+        Ok(t) => {
+            set_text("own-summary", &t);
+            set_text("error", "");
+        }
+        Err(e) => {
+            set_text("own-summary", &format!("error: {e}"));
+        }
+    }
+}
+
+/// The columns to preselect: the CLI's detection (`Columns::resolve`) where it finds them; else
+/// the first usual text name (or the first column) and, for the label, the first usual name or
+/// the last column that is not the text.
+fn guess_columns(t: &Table) -> (String, Option<String>, String) {
+    if let Ok(c) = Columns::resolve(t, &DataSpec::default()) {
+        return (c.text, c.text_pair, c.label);
+    }
+    let first = |names: &[&str]| {
+        names
+            .iter()
+            .find(|n| t.header.iter().any(|h| h == *n))
+            .map(|n| n.to_string())
+    };
+    let text = first(own::TEXT_NAMES)
+        .or_else(|| t.header.first().cloned())
+        .unwrap_or_default();
+    let pair = first(own::PAIR_NAMES);
+    let label = first(own::LABEL_NAMES)
+        .or_else(|| {
+            t.header
+                .iter()
+                .rev()
+                .find(|h| **h != text && Some(*h) != pair.as_ref())
+                .cloned()
+        })
+        .unwrap_or_default();
+    (text, pair, label)
+}
+
+/// Reads the picked (or dropped) training file: preview, column pickers, summary.
+async fn read_train_file() -> Result<()> {
+    let Some((name, bytes)) = picked_file("own-file", None).await? else {
+        return Ok(());
+    };
+    set_train(name, bytes)
+}
+
+fn set_train(name: String, bytes: Vec<u8>) -> Result<()> {
+    let f = OwnFile { name, bytes };
+    let t = table_of(&f)?;
+    let (text, pair, label) = guess_columns(&t);
+    fill_select("own-text", &t.header, None, Some(&text));
+    fill_select(
+        "own-pair",
+        &t.header,
+        Some("(none: single texts)"),
+        pair.as_deref(),
+    );
+    fill_select("own-label", &t.header, None, Some(&label));
+    set_html("own-preview", &preview_html(&t));
+    log(&format!(
+        "{}: {} rows, columns {}",
+        f.name,
+        t.rows.len(),
+        t.header.join(", ")
+    ));
+    status(&format!("data: {} ({} rows)", f.name, t.rows.len()));
+    STATE.with(|s| s.borrow_mut().own.train = Some(Rc::new(f)));
+    set_input_checked("source-own");
+    show_summary();
+    Ok(())
+}
+
+fn set_input_checked(id: &str) {
+    if let Some(i) = doc()
+        .get_element_by_id(id)
+        .and_then(|e| e.dyn_into::<HtmlInputElement>().ok())
+    {
+        i.set_checked(true);
+    }
+}
+
+/// Whether the page trains on own data (the "your own file" choice).
+pub fn selected() -> bool {
+    doc()
+        .get_element_by_id("source-own")
+        .and_then(|e| e.dyn_into::<HtmlInputElement>().ok())
+        .is_some_and(|i| i.checked())
+}
+
+/// The own data of the page's fields, read and tokenised for training with `tok`.
+///
+/// # Errors
+/// [`Error::Invalid`] when no file was given; the readers' errors naming file, line and column.
+pub async fn load(
+    tok: &BertTokenizer,
+    seed: u64,
+    max_train: Option<usize>,
+    max_dev: Option<usize>,
+) -> Result<(DataSpec, OwnData)> {
+    let validation = picked_file("own-val-file", None)
+        .await?
+        .map(|(name, bytes)| Rc::new(OwnFile { name, bytes }));
+    STATE.with(|s| s.borrow_mut().own.validation = validation.clone());
+    let train = STATE
+        .with(|s| s.borrow().own.train.clone())
+        .ok_or_else(|| {
+            Error::Invalid("own data: pick, drop or fetch a CSV, TSV or JSONL file first".into())
+        })?;
+    let spec = spec(&train, validation.as_deref())?;
+    let data = own::load(
+        &spec,
+        &train.bytes,
+        validation.as_ref().map(|v| v.bytes.as_slice()),
+        tok,
+        PairEncoding::Bi,
+        seed,
+        max_train,
+        max_dev,
+    )?;
+    log(&format!(
+        "{}: {} training and {} validation rows; {}",
+        spec.train_file,
+        data.train.examples.len(),
+        data.dev.examples.len(),
+        data.summary.validation
+    ));
+    Ok((spec, data))
+}
+
+/// Wires the own-data fields: the file picker, drops on the data section, the URL button and
+/// the column pickers.
+pub fn wire() {
+    let on = |id: &str, ev: &str, f: Box<dyn Fn()>| {
+        if let Some(e) = el(id) {
+            let c = Closure::<dyn Fn()>::new(f);
+            let _ = e.add_event_listener_with_callback(ev, c.as_ref().unchecked_ref());
+            c.forget();
+        }
+    };
+    on(
+        "own-file",
+        "change",
+        Box::new(|| spawn_local(async { report(read_train_file().await) })),
+    );
+    for id in ["own-text", "own-pair", "own-label", "own-type"] {
+        on(id, "change", Box::new(show_summary));
+    }
+    on(
+        "own-fetch",
+        "click",
+        Box::new(|| {
+            spawn_local(async {
+                let url = input("own-url");
+                let name = url.rsplit('/').next().unwrap_or("data.csv").to_string();
+                let r = async {
+                    let (bytes, _) = super::cache::fetch_cached(&url, &name).await?;
+                    set_train(name, bytes)
+                }
+                .await;
+                report(r);
+            })
+        }),
+    );
+    if let Some(zone) = el("data-section") {
+        let over = Closure::<dyn Fn(web_sys::DragEvent)>::new(|e: web_sys::DragEvent| {
+            e.prevent_default();
+        });
+        let _ = zone.add_event_listener_with_callback("dragover", over.as_ref().unchecked_ref());
+        over.forget();
+        let drop = Closure::<dyn Fn(web_sys::DragEvent)>::new(|e: web_sys::DragEvent| {
+            e.prevent_default();
+            let Some(files) = e.data_transfer().and_then(|d| d.files()) else {
+                return;
+            };
+            if let Some(i) = doc()
+                .get_element_by_id("own-file")
+                .and_then(|e| e.dyn_into::<HtmlInputElement>().ok())
+            {
+                i.set_files(Some(&files));
+            }
+            spawn_local(async { report(read_train_file().await) });
+        });
+        let _ = zone.add_event_listener_with_callback("drop", drop.as_ref().unchecked_ref());
+        drop.forget();
+    }
+}

@@ -1,0 +1,207 @@
+//! "Try it": a sentence (or a pair) typed on the page through the last run's best checkpoint,
+//! or through a checkpoint loaded from disk (a lorabert checkpoint's files, or a PEFT
+//! sequence-classification adapter's), showing the predicted label with every class's
+//! probability, or the score. One forward pass without the training graph, through the same
+//! code as `lorabert predict --sentence` (`train::infer`).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use js_sys::Uint8Array;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::HtmlInputElement;
+
+use super::STATE;
+use super::dom::{doc, esc, input, log, now, set_html, set_text, status};
+use super::load::{ModelBytes, gpu, load_model};
+use crate::error::{Error, Result};
+use crate::model::Pretrained;
+use crate::tasks::own::{OwnRow, OwnRows};
+use crate::tasks::{HeadsConfig, MultitaskModel};
+use crate::train::artifacts::{names, restore_any};
+use crate::train::evaluate::PredictionRow;
+use crate::train::infer::predict_texts;
+
+/// A trained model ready to predict, with what it was loaded from.
+pub struct Trained {
+    /// The model (inference device, no autodiff).
+    pub model: MultitaskModel,
+    /// Its heads' configuration.
+    pub heads: HeadsConfig,
+    /// Tokenizer and configuration of the base.
+    pub pretrained: Pretrained,
+    /// Where it came from (shown on the page).
+    pub source: String,
+}
+
+/// Builds the model of checkpoint `files` (name → bytes) on the page's device: the base model's
+/// weights (or the checkpoint's own `model.safetensors`, full fine-tuning) with the adapter and
+/// heads of the files.
+///
+/// # Errors
+/// The loaders' errors naming the file and tensor; a PEFT folder without a classifier.
+pub async fn build(
+    model: &ModelBytes,
+    files: BTreeMap<String, Vec<u8>>,
+    source: &str,
+) -> Result<Trained> {
+    let g = gpu().await;
+    let pretrained = Pretrained::from_bytes(
+        &model.name,
+        &model.config_json,
+        "config.json",
+        &model.tokenizer,
+        "tokenizer.json",
+        // `lorabert predict`'s default --max-len, where the model has the positions.
+        128.min(model.cfg.max_position_embeddings),
+    )?;
+    let (weights, name) = match files.get(names::MODEL) {
+        Some(w) => (w.as_slice(), names::MODEL),
+        None => (model.weights.as_slice(), "model.safetensors (base)"),
+    };
+    let bert = pretrained.encoder(weights, name, &g.device)?;
+    let mut get = |n: &str| Ok(files.get(n).cloned());
+    let r = restore_any(bert, &mut get, &model.config_json, &g.device)?;
+    for n in &r.notes {
+        log(&format!("note: {n}"));
+    }
+    Ok(Trained {
+        model: r.model,
+        heads: r.heads,
+        pretrained,
+        source: source.to_string(),
+    })
+}
+
+/// Keeps `t` as the model "Try it" uses.
+pub fn set_trained(t: Trained) {
+    let what = format!(
+        "trying: {} ({})",
+        t.source,
+        t.heads
+            .tasks
+            .iter()
+            .map(|k| match (k, &t.heads.own) {
+                (crate::tasks::Task::Own, Some(o)) => o.name.clone(),
+                (k, _) => k.name().to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    set_text("try-model", &what);
+    STATE.with(|s| s.borrow_mut().trained = Some(Rc::new(t)));
+}
+
+/// Loads the checkpoint files picked in `#ckpt-files`.
+///
+/// # Errors
+/// No files picked; a file the browser cannot read; as [`build`].
+pub async fn load_picked() -> Result<()> {
+    let Some(list) = doc()
+        .get_element_by_id("ckpt-files")
+        .and_then(|e| e.dyn_into::<HtmlInputElement>().ok())
+        .and_then(|i| i.files())
+    else {
+        return Ok(());
+    };
+    let mut files = BTreeMap::new();
+    for i in 0..list.length() {
+        let Some(f) = list.get(i) else { continue };
+        let buf = JsFuture::from(f.array_buffer())
+            .await
+            .map_err(|e| Error::load(f.name(), format!("{e:?}")))?;
+        files.insert(f.name(), Uint8Array::new(&buf).to_vec());
+    }
+    if files.is_empty() {
+        return Err(Error::Invalid(
+            "pick the checkpoint's files (adapter_config.json, adapter_model.safetensors, heads_config.json, heads.safetensors)".into(),
+        ));
+    }
+    let model = match STATE.with(|s| s.borrow().model.clone()) {
+        Some(m) => m,
+        None => load_model().await?,
+    };
+    status("loading the checkpoint ...");
+    let names: Vec<&String> = files.keys().collect();
+    let source = format!(
+        "checkpoint files {}",
+        names
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let t = build(&model, files, &source).await?;
+    set_trained(t);
+    status("checkpoint loaded: type a sentence under \"Try it\"");
+    Ok(())
+}
+
+/// The rows' HTML: one row per head with the label, its probability and a bar per class.
+fn rows_html(rows: &[PredictionRow]) -> String {
+    let mut html = String::from("<tr><th>task</th><th>prediction</th><th>probabilities</th></tr>");
+    for r in rows {
+        let pred = match &r.label {
+            Some(l) => format!("<b>{}</b> ({:.1} %)", esc(l), 100.0 * r.score),
+            None => format!("<b>{:.4}</b>", r.score),
+        };
+        let mut probs = String::new();
+        for (c, p) in &r.probabilities {
+            probs.push_str(&format!(
+                "<div class=\"bar\"><span class=\"bar-label\">{}</span><span class=\"bar-fill\" style=\"width:{:.0}px\"></span> {:.4}</div>",
+                esc(c),
+                (p * 160.0).clamp(0.0, 160.0),
+                p
+            ));
+        }
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{pred}</td><td>{probs}</td></tr>",
+            esc(&r.task)
+        ));
+    }
+    html
+}
+
+/// Predicts the typed sentence (and pair) and shows the result.
+///
+/// # Errors
+/// No trained or loaded model; an empty sentence; as [`predict_texts`].
+pub async fn run() -> Result<()> {
+    let Some(t) = STATE.with(|s| s.borrow().trained.clone()) else {
+        return Err(Error::Invalid(
+            "Try it needs a model: train one above, or load a checkpoint's files".into(),
+        ));
+    };
+    let text = input("try-text");
+    if text.trim().is_empty() {
+        return Err(Error::Invalid("Try it: type a sentence first".into()));
+    }
+    let pair = Some(input("try-pair")).filter(|p| !p.trim().is_empty());
+    let rows = OwnRows {
+        source: "the Try it field".into(),
+        rows: vec![OwnRow {
+            line: 1,
+            id: "1".into(),
+            text,
+            text_pair: pair,
+            label: String::new(),
+        }],
+        skipped_lines: Vec::new(),
+    };
+    let t0 = now();
+    let out = predict_texts(
+        &t.model,
+        &t.heads,
+        &t.pretrained.tokenizer,
+        &rows,
+        1,
+        t.pretrained.pad_id(),
+    )
+    .await?;
+    let ms = (now() - t0) * 1000.0;
+    set_html("try-out", &rows_html(&out));
+    set_text("try-json", &serde_json::to_string(&out).unwrap_or_default());
+    set_text("try-time", &format!("{ms:.0} ms"));
+    Ok(())
+}
