@@ -101,6 +101,18 @@ fn download_adapter() {
     }
 }
 
+/// Registers `sw.js`, which keeps the page's own files for offline visits (model and data files
+/// are kept by [`cache`]). Where the browser has no service workers the page works as before.
+fn register_service_worker() {
+    let Some(w) = web_sys::window() else { return };
+    let promise = w.navigator().service_worker().register("sw.js");
+    spawn_local(async move {
+        if let Err(e) = wasm_bindgen_futures::JsFuture::from(promise).await {
+            dom::log(&format!("offline use unavailable (service worker: {e:?})"));
+        }
+    });
+}
+
 /// Shows the fields of the chosen data source (minBERT presets or your own file).
 fn show_source() {
     let own = owndata::selected();
@@ -119,6 +131,7 @@ pub fn start() {
         web_sys::console::error_1(&msg.clone().into());
         dom::set_text("error", &msg);
     }));
+    register_service_worker();
     load_runs();
     if !results::show_shared() {
         render_runs(&rows());

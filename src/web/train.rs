@@ -166,6 +166,8 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
             lora.use_dora = adapter == "dora";
         }
         cfg.validate()?;
+        // Seeded as the CLI seeds (`cli::devices`): the plain device and its autodiff twin.
+        g.device.seed(cfg.seed);
         let device = g.device.clone().autodiff();
         device.seed(cfg.seed);
         let label = format!("{adapter} r={r}");

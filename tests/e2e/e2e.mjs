@@ -192,6 +192,20 @@ try {
   const logText = await page.textContent('#log');
   check(logText.includes("model.safetensors: ") && logText.includes("from the browser's store"), 'the log says the model came from the store');
   await page.screenshot({ path: `${out}/e2e-page.png`, fullPage: true });
+
+  // Offline: the page's own files come from its service worker, the model and data from the store.
+  await ctx.setOffline(true);
+  await page.reload({ waitUntil: 'load' });
+  await page.waitForFunction(() => document.getElementById('status')?.textContent.startsWith('ready'), null, { timeout: 120_000 });
+  check(true, 'the page opens offline');
+  await page.check('#source-minbert');
+  for (const [id, v] of [['#model-url', 'fixtures/tiny/'], ['#data-url', 'fixtures/data/'], ['#max-train', '32'], ['#max-dev', '16'], ['#batch', '8'], ['#max-len', '32'], ['#max-steps', '2']]) await page.fill(id, v);
+  await page.click('#start');
+  await page.waitForFunction(
+    () => document.getElementById('dev-metric')?.textContent.includes('dev') || document.getElementById('error')?.textContent,
+    null, { timeout: 600_000, polling: 500 });
+  check(!(await page.textContent('#error')), `it trains offline from the stored model and data: ${await page.textContent('#error')}`);
+  await ctx.setOffline(false);
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${shots}/phone.png`, fullPage: false });
   console.log('E2E PASS');

@@ -28,10 +28,16 @@ with open(src, newline="") as f, open(dst, "w", newline="") as g:
     for sentence, label in rows:
         w.writerow([sentence.strip(), "positive" if label == "1" else "negative"])
 PY
-(cd tests/e2e && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund)
+(cd tests/e2e && [ -d node_modules/playwright-core ] && [ -d node_modules/puppeteer-core ] || npm ci --no-audit --no-fund)
 PORT=${E2E_PORT:-8765}
 python3 -m http.server "$PORT" --bind 127.0.0.1 --directory dist > "$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
-LORABERT_BIN="$BIN" TINY_MODEL="$FIX/tiny" node tests/e2e/e2e.mjs "http://127.0.0.1:$PORT/" "$OUT"
+if [ "${E2E_CHROMIUM:-1}" = 1 ]; then
+  LORABERT_BIN="$BIN" TINY_MODEL="$FIX/tiny" node tests/e2e/e2e.mjs "http://127.0.0.1:$PORT/" "$OUT"
+fi
+# Firefox ESR (WebGPU on lavapipe, with shader-f16): the page's f16 path against native f16.
+if [ "${E2E_FIREFOX:-1}" = 1 ]; then
+  LORABERT_BIN="$BIN" TINY_MODEL="$FIX/tiny" E2E_DATA="$FIX/data" node tests/e2e/firefox.mjs "http://127.0.0.1:$PORT/" "$OUT"
+fi

@@ -1,0 +1,97 @@
+// The page's f16 path in a real browser: headless Firefox ESR (WebGPU behind the pref
+// dom.webgpu.enabled; wgpu on Mesa's lavapipe, with `shader-f16`), driven by puppeteer-core over
+// WebDriver BiDi. Trains the tiny BERT with DoRA r = 2 in f16 and asserts that it trained in f16
+// with finite, falling losses and a dev metric. Then it runs native `lorabert train --backend wgpu
+// --precision f16` on lavapipe with the same model, data, configuration and seed and prints both
+// loss curves and examples/s. Their agreement is reported, not asserted: the page's first-step
+// loss differs from the native run's (1.864 vs 1.636 on 2026-11-30), so the two do not start
+// from the same weights or batch yet (README, "The browser app").
+// Usage: node firefox.mjs <base-url> <artefact-dir>   (tests/e2e/run.sh sets up the page and env)
+import puppeteer from 'puppeteer-core';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+
+const base = process.argv[2] ?? 'http://127.0.0.1:8765/';
+const out = path.resolve(process.argv[3] ?? '.');
+const bin = path.resolve(process.env.LORABERT_BIN ?? 'target/release/lorabert');
+const tinyModel = path.resolve(process.env.TINY_MODEL ?? 'dist/fixtures/tiny');
+const dataDir = path.resolve(process.env.E2E_DATA ?? 'dist/fixtures/data');
+const fail = (msg) => { console.error(`FIREFOX E2E FAIL: ${msg}`); process.exitCode = 1; throw new Error(msg); };
+const check = (ok, msg) => { if (!ok) fail(msg); console.log(`ok - ${msg}`); };
+
+const F16_REL = 5e-3;
+const config = { adapter: 'dora', rank: '2', alpha: '8', maxTrain: '96', maxDev: '32', batch: '8', maxLen: '32', steps: '8', lr: '0.01' };
+
+const browser = await puppeteer.launch({
+  browser: 'firefox',
+  executablePath: process.env.FIREFOX ?? '/usr/bin/firefox-esr',
+  headless: true,
+  extraPrefsFirefox: { 'dom.webgpu.enabled': true, 'gfx.webgpu.ignore-blocklist': true },
+});
+const logs = [];
+try {
+  const page = await browser.newPage();
+  page.on('console', (m) => logs.push(`[console.${m.type()}] ${m.text()}`));
+  await page.goto(base, { waitUntil: 'load' });
+  await page.waitForFunction(() => document.getElementById('status')?.textContent.startsWith('ready'), { timeout: 120_000 });
+  await page.waitForFunction(() => document.getElementById('device')?.textContent !== '?', { timeout: 120_000 });
+  const device = await page.$eval('#device', (e) => e.textContent);
+  console.log(`device: ${device}`);
+  check(device.startsWith('WebGPU') && device.includes('shader-f16'), `Firefox offers WebGPU with shader-f16 (${device})`);
+  const set = (id, v) => page.evaluate((id, v) => {
+    const e = document.getElementById(id);
+    e.value = v;
+    e.dispatchEvent(new Event('change'));
+  }, id, v);
+  for (const [id, v] of [['model-url', 'fixtures/tiny/'], ['data-url', 'fixtures/data/'], ['task', 'sst'],
+    ['adapter', config.adapter], ['rank', config.rank], ['alpha', config.alpha], ['targets', 'all-linear'],
+    ['precision', 'f16'], ['max-train', config.maxTrain], ['max-dev', config.maxDev], ['batch', config.batch],
+    ['max-len', config.maxLen], ['epochs', '1'], ['max-steps', config.steps], ['lr', config.lr]]) await set(id, v);
+  const t0 = Date.now();
+  await page.click('#start');
+  await page.waitForFunction(
+    () => document.getElementById('dev-metric')?.textContent.includes('dev') || document.getElementById('error')?.textContent,
+    { timeout: 900_000, polling: 500 });
+  const err = await page.$eval('#error', (e) => e.textContent);
+  check(!err, `training finished without error${err ? `: ${err}` : ''}`);
+  const wall = (Date.now() - t0) / 1000;
+  const runs = JSON.parse(await page.evaluate(() => localStorage.getItem('lorabert.runs.v1')));
+  const run = runs.at(-1);
+  check(run.row.p === 'f16', `the page trained in f16 (precision ${run.row.p})`);
+  const rate = await page.$eval('#rate', (e) => e.textContent);
+  const losses = JSON.parse(await page.$eval('#loss-values', (e) => e.textContent));
+  check(losses.length === Number(config.steps) && losses.every(Number.isFinite), `a finite loss for each of the ${config.steps} steps`);
+  const third = Math.floor(losses.length / 3);
+  const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
+  check(mean(losses.slice(-third)) < mean(losses.slice(0, third)), `the f16 loss decreases (${mean(losses.slice(0, third)).toFixed(4)} -> ${mean(losses.slice(-third)).toFixed(4)})`);
+  const metric = await page.$eval('#dev-metric', (e) => e.textContent);
+  check(/SST accuracy [0-9.]+/.test(metric), `a dev metric is shown: ${metric}`);
+  console.log(`page step losses: ${JSON.stringify(losses)}`);
+  console.log(`page: ${wall.toFixed(1)} s, ${run.examples_per_second.toFixed(2)} ex/s (${rate}); loss curve ${JSON.stringify(run.loss_curve)}`);
+  await page.screenshot({ path: `${out}/firefox-f16.png`, fullPage: true });
+
+  const native = `${out}/firefox-native-f16`;
+  fs.rmSync(native, { recursive: true, force: true });
+  execFileSync(bin, ['train', '--backend', 'wgpu', '--precision', 'f16', '--task', 'sst', '--adapter', config.adapter,
+    '--r', config.rank, '--lora-alpha', config.alpha, '--lora-dropout', '0', '--target-modules', 'all-linear',
+    '--epochs', '1', '--max-steps', config.steps, '--batch-size', config.batch, '--max-len', config.maxLen,
+    '--max-train', config.maxTrain, '--max-eval', config.maxDev, '--eval-batch-size', '64', '--lr', config.lr,
+    '--checkpoint-every', '0', '--model', tinyModel, '--data', dataDir, '--out', native], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const res = JSON.parse(fs.readFileSync(`${native}/results.json`, 'utf8'));
+  console.log(`native wgpu f16 (lavapipe): ${res.epochs[0].examples_per_second.toFixed(2)} ex/s; loss curve ${JSON.stringify(res.loss_curve)}`);
+  check(res.config.precision === 'f16', 'the native run trained in f16');
+  res.loss_curve.forEach(([step, l], i) => {
+    const [, pl] = run.loss_curve[i] ?? [step, NaN];
+    console.log(`step ${step}: mean loss page ${pl.toFixed(6)}, native ${l.toFixed(6)} (rel diff ${(Math.abs(pl - l) / Math.abs(l)).toExponential(2)}; f16 tolerance of tests/mixed.rs ${F16_REL}, not asserted here)`);
+  });
+  console.log(`page / native examples/s: ${(run.examples_per_second / res.epochs[0].examples_per_second).toFixed(2)}`);
+  console.log('FIREFOX E2E PASS');
+} catch (e) {
+  process.exitCode = 1;
+  console.error(e.message);
+} finally {
+  fs.writeFileSync(`${out}/firefox-console.log`, logs.join('\n') + '\n');
+  if (process.exitCode) console.error(logs.slice(-40).join('\n'));
+  await browser.close();
+}
