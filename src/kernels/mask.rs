@@ -16,15 +16,18 @@
 
 use std::sync::Mutex;
 
-use rand::rngs::SmallRng;
+use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-static HOST_RNG: Mutex<Option<SmallRng>> = Mutex::new(None);
+/// The per-call seed generator. `StdRng` (ChaCha12) gives the same stream on every platform;
+/// `SmallRng` does not (Xoshiro256++ on 64-bit targets, Xoshiro128++ on wasm32), which made the
+/// page draw other dropout masks than the native program for the same seed.
+static HOST_RNG: Mutex<Option<StdRng>> = Mutex::new(None);
 
 /// Reseeds the host mask generator (call with the step seed before each training step).
 pub fn seed_dropout(seed: u64) {
     let mut g = HOST_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    *g = Some(SmallRng::seed_from_u64(seed));
+    *g = Some(StdRng::seed_from_u64(seed));
 }
 
 /// Elements per independently seeded block of a host mask.
@@ -33,8 +36,7 @@ pub const MASK_BLOCK: usize = 1 << 14;
 /// The next per-call mask seed from the host generator.
 pub(crate) fn next_call_seed() -> u64 {
     let mut g = HOST_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    g.get_or_insert_with(|| SmallRng::seed_from_u64(0))
-        .next_u64()
+    g.get_or_insert_with(|| StdRng::seed_from_u64(0)).next_u64()
 }
 
 /// Fills `out` with block `block` of the dropout mask of `seed` (elements `block·MASK_BLOCK + j`

@@ -70,6 +70,25 @@ try {
   await page.waitForFunction(() => document.querySelectorAll('#results tr').length >= 2, null, { timeout: 30_000 });
   check(await page.locator('#rank-plot svg').count() >= 1, 'the rank plot SVG exists');
   const table = await page.textContent('#results');
+
+  // The same run natively on the same software GPU (wgpu on Chromium's SwiftShader Vulkan driver):
+  // the page's loss curve within the CPU/wgpu parity bound of tests/mixed.rs (1e-4 relative), and
+  // the page's examples/s beside the native run's.
+  const pageRun = JSON.parse(await page.evaluate(() => localStorage.getItem('lorabert.runs.v1'))).at(-1);
+  const nativeDir = `${out}/chromium-native`;
+  fs.rmSync(nativeDir, { recursive: true, force: true });
+  execFileSync(bin, ['train', '--backend', 'wgpu', '--task', 'sst', '--adapter', 'lora', '--r', '2', '--lora-alpha', '8',
+    '--lora-dropout', '0', '--epochs', '1', '--max-steps', '12', '--batch-size', '8', '--max-len', '32', '--max-train', '96',
+    '--max-eval', '32', '--eval-batch-size', '64', '--lr', '0.01', '--checkpoint-every', '0', '--model', tinyModel,
+    '--data', path.resolve(process.env.E2E_DATA ?? 'dist/fixtures/data'), '--out', nativeDir],
+    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, VK_ICD_FILENAMES: process.env.SWIFTSHADER_ICD ?? '/usr/lib/chromium/vk_swiftshader_icd.json' } });
+  const nat = JSON.parse(fs.readFileSync(`${nativeDir}/results.json`, 'utf8'));
+  check(nat.loss_curve.length === pageRun.loss_curve.length, `page and native have ${nat.loss_curve.length} loss points`);
+  nat.loss_curve.forEach(([step, l], i) => {
+    const rel = Math.abs(pageRun.loss_curve[i][1] - l) / Math.abs(l);
+    check(rel <= 1e-4, `step ${step}: mean loss page ${pageRun.loss_curve[i][1].toFixed(6)} = native wgpu on SwiftShader ${l.toFixed(6)} (rel ${rel.toExponential(2)} <= 1e-4)`);
+  });
+  console.log(`examples/s: page ${pageRun.examples_per_second.toFixed(2)}, native wgpu on SwiftShader ${nat.epochs[0].examples_per_second.toFixed(2)}, ratio ${(pageRun.examples_per_second / nat.epochs[0].examples_per_second).toFixed(2)}`);
   await page.screenshot({ path: `${out}/e2e-trained.png`, fullPage: true });
   await shot(page, 'model-section', '1-model');
   await shot(page, 'train-section', '3-train');

@@ -1,11 +1,13 @@
 // The page's f16 path in a real browser: headless Firefox ESR (WebGPU behind the pref
 // dom.webgpu.enabled; wgpu on Mesa's lavapipe, with `shader-f16`), driven by puppeteer-core over
-// WebDriver BiDi. Trains the tiny BERT with DoRA r = 2 in f16 and asserts that it trained in f16
-// with finite, falling losses and a dev metric. Then it runs native `lorabert train --backend wgpu
-// --precision f16` on lavapipe with the same model, data, configuration and seed and prints both
-// loss curves and examples/s. Their agreement is reported, not asserted: the page's first-step
-// loss differs from the native run's (1.864 vs 1.636 on 2026-11-30), so the two do not start
-// from the same weights or batch yet (README, "The browser app").
+// WebDriver BiDi. Trains the tiny BERT with DoRA r = 2 in f16 (FF_PRECISION=f32 for f32) and
+// asserts that it trained in that precision with finite, falling losses and a dev metric. Then it
+// trains the same configuration natively (`lorabert train --backend wgpu` on lavapipe) and prints
+// both loss curves and examples/s, without asserting their agreement: the initial adapter and
+// head weights are drawn on the device, and wgpu's random numbers differ between drivers (the
+// same binary's first-step loss: lavapipe 1.5977, SwiftShader 1.6565, Firefox's WebGPU 1.8423),
+// so the two runs do not start alike. (On the same driver they do: tests/e2e/e2e.mjs asserts the
+// page's curve equal to native wgpu on SwiftShader.)
 // Usage: node firefox.mjs <base-url> <artefact-dir>   (tests/e2e/run.sh sets up the page and env)
 import puppeteer from 'puppeteer-core';
 import fs from 'node:fs';
@@ -20,7 +22,6 @@ const dataDir = path.resolve(process.env.E2E_DATA ?? 'dist/fixtures/data');
 const fail = (msg) => { console.error(`FIREFOX E2E FAIL: ${msg}`); process.exitCode = 1; throw new Error(msg); };
 const check = (ok, msg) => { if (!ok) fail(msg); console.log(`ok - ${msg}`); };
 
-const F16_REL = 5e-3;
 const config = { adapter: 'dora', rank: '2', alpha: '8', maxTrain: '96', maxDev: '32', batch: '8', maxLen: '32', steps: '8', lr: '0.01' };
 
 const browser = await puppeteer.launch({
@@ -46,7 +47,7 @@ try {
   }, id, v);
   for (const [id, v] of [['model-url', 'fixtures/tiny/'], ['data-url', 'fixtures/data/'], ['task', 'sst'],
     ['adapter', config.adapter], ['rank', config.rank], ['alpha', config.alpha], ['targets', 'all-linear'],
-    ['precision', 'f16'], ['max-train', config.maxTrain], ['max-dev', config.maxDev], ['batch', config.batch],
+    ['precision', process.env.FF_PRECISION ?? 'f16'], ['max-train', config.maxTrain], ['max-dev', config.maxDev], ['batch', config.batch],
     ['max-len', config.maxLen], ['epochs', '1'], ['max-steps', config.steps], ['lr', config.lr]]) await set(id, v);
   const t0 = Date.now();
   await page.click('#start');
@@ -58,7 +59,7 @@ try {
   const wall = (Date.now() - t0) / 1000;
   const runs = JSON.parse(await page.evaluate(() => localStorage.getItem('lorabert.runs.v1')));
   const run = runs.at(-1);
-  check(run.row.p === 'f16', `the page trained in f16 (precision ${run.row.p})`);
+  check(run.row.p === (process.env.FF_PRECISION ?? 'f16'), `the page trained in ${process.env.FF_PRECISION ?? 'f16'} (precision ${run.row.p})`);
   const rate = await page.$eval('#rate', (e) => e.textContent);
   const losses = JSON.parse(await page.$eval('#loss-values', (e) => e.textContent));
   check(losses.length === Number(config.steps) && losses.every(Number.isFinite), `a finite loss for each of the ${config.steps} steps`);
@@ -73,17 +74,17 @@ try {
 
   const native = `${out}/firefox-native-f16`;
   fs.rmSync(native, { recursive: true, force: true });
-  execFileSync(bin, ['train', '--backend', 'wgpu', '--precision', 'f16', '--task', 'sst', '--adapter', config.adapter,
+  execFileSync(bin, ['train', '--backend', 'wgpu', '--precision', process.env.FF_PRECISION ?? 'f16', '--task', 'sst', '--adapter', config.adapter,
     '--r', config.rank, '--lora-alpha', config.alpha, '--lora-dropout', '0', '--target-modules', 'all-linear',
     '--epochs', '1', '--max-steps', config.steps, '--batch-size', config.batch, '--max-len', config.maxLen,
     '--max-train', config.maxTrain, '--max-eval', config.maxDev, '--eval-batch-size', '64', '--lr', config.lr,
     '--checkpoint-every', '0', '--model', tinyModel, '--data', dataDir, '--out', native], { stdio: ['ignore', 'inherit', 'inherit'] });
   const res = JSON.parse(fs.readFileSync(`${native}/results.json`, 'utf8'));
   console.log(`native wgpu f16 (lavapipe): ${res.epochs[0].examples_per_second.toFixed(2)} ex/s; loss curve ${JSON.stringify(res.loss_curve)}`);
-  check(res.config.precision === 'f16', 'the native run trained in f16');
+  check(res.config.precision === (process.env.FF_PRECISION ?? 'f16'), 'the native run trained in the same precision');
   res.loss_curve.forEach(([step, l], i) => {
     const [, pl] = run.loss_curve[i] ?? [step, NaN];
-    console.log(`step ${step}: mean loss page ${pl.toFixed(6)}, native ${l.toFixed(6)} (rel diff ${(Math.abs(pl - l) / Math.abs(l)).toExponential(2)}; f16 tolerance of tests/mixed.rs ${F16_REL}, not asserted here)`);
+    console.log(`step ${step}: mean loss page ${pl.toFixed(6)}, native ${l.toFixed(6)} (rel diff ${(Math.abs(pl - l) / Math.abs(l)).toExponential(2)}; not asserted: the runs start from different random weights)`);
   });
   console.log(`page / native examples/s: ${(run.examples_per_second / res.epochs[0].examples_per_second).toFixed(2)}`);
   console.log('FIREFOX E2E PASS');

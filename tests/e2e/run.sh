@@ -35,7 +35,7 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
 if [ "${E2E_CHROMIUM:-1}" = 1 ]; then
-  LORABERT_BIN="$BIN" TINY_MODEL="$FIX/tiny" node tests/e2e/e2e.mjs "http://127.0.0.1:$PORT/" "$OUT"
+  LORABERT_BIN="$BIN" TINY_MODEL="$FIX/tiny" E2E_DATA="$FIX/data" node tests/e2e/e2e.mjs "http://127.0.0.1:$PORT/" "$OUT"
 fi
 # Firefox ESR (WebGPU on lavapipe, with shader-f16): the page's f16 path against native f16.
 if [ "${E2E_FIREFOX:-1}" = 1 ]; then
