@@ -14,7 +14,7 @@ use super::STATE;
 use super::cache::fetch_cached;
 use super::dom::{doc, input, log, set_input, set_text, status};
 use crate::error::{Error, Result};
-use crate::model::{BertConfig, BertTokenizer, load_bert};
+use crate::model::{BertConfig, BertTokenizer, Pretrained, load_bert};
 use crate::tasks::minbert::{Split, file_names, task_data};
 use crate::tasks::{PairEncoding, Task, TaskData};
 
@@ -35,6 +35,23 @@ pub struct ModelBytes {
     pub weights: Vec<u8>,
     /// `tokenizer.json`.
     pub tokenizer: Vec<u8>,
+}
+
+impl ModelBytes {
+    /// Its configuration and tokenizer for sequences of at most `max_len` tokens.
+    ///
+    /// # Errors
+    /// As [`Pretrained::from_bytes`]: an invalid file, or `max_len` over the model's positions.
+    pub fn pretrained(&self, max_len: usize) -> Result<Pretrained> {
+        Pretrained::from_bytes(
+            &self.name,
+            &self.config_json,
+            "config.json",
+            &self.tokenizer,
+            "tokenizer.json",
+            max_len,
+        )
+    }
 }
 
 /// The compute device and what the browser says about it.

@@ -46,8 +46,11 @@ pub struct State {
     pub busy: bool,
     /// Own data files picked, dropped or fetched.
     pub own: owndata::OwnFiles,
-    /// The model "Try it" uses: the last run's best checkpoint, or one loaded from disk.
+    /// The model "Try it" uses, once built: the last run's best checkpoint, or one loaded
+    /// from disk.
     pub trained: Option<Rc<tryit::Trained>>,
+    /// What "Try it" builds from `adapter_files` when `trained` is empty (a run's label).
+    pub try_source: Option<String>,
     /// Own data of the last run, for share links (name and row counts only).
     pub shared_data: Option<crate::report::share::SharedData>,
 }

@@ -3,8 +3,6 @@
 
 use wasm_bindgen_futures::spawn_local;
 
-use std::collections::BTreeMap;
-
 use super::dom::{input, log, num, opt_num, report, set_text, status};
 use super::load::{GpuInfo, ModelBytes, gpu, load_data, load_model};
 use super::observer::WebObserver;
@@ -12,7 +10,6 @@ use super::results::{RunRecord, render_runs, rows, save_runs};
 use super::{STATE, STOP, owndata, tryit};
 use crate::adapter::LoraConfig;
 use crate::error::{Error, Result};
-use crate::model::Pretrained;
 use crate::report::share::{ShareRow, SharedData};
 use crate::tasks::{PairEncoding, Pooling, Task};
 use crate::train::memory::{largest_tensor_bytes, sequences_per_example};
@@ -125,14 +122,7 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
     if let Some(notice) = notice {
         log(&notice);
     }
-    let pretrained = Pretrained::from_bytes(
-        &model.name,
-        &model.config_json,
-        "config.json",
-        &model.tokenizer,
-        "tokenizer.json",
-        form.max_len,
-    )?;
+    let pretrained = model.pretrained(form.max_len)?;
     let (max_train, max_dev) = (
         opt_num("max-train", "max train rows")?,
         opt_num("max-dev", "max dev rows")?,
@@ -203,21 +193,17 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
             examples_per_second: results.mean_examples_per_second(),
         };
         let best_files = obs.best_files.take();
+        if best_files.is_some() {
+            // "Try it" builds its model from these files on its first use.
+            tryit::offer_run(&format!("{label}, best epoch"));
+        }
         STATE.with(|s| {
             let mut s = s.borrow_mut();
             s.runs.push(rec);
-            s.adapter_files = best_files.clone();
+            s.adapter_files = best_files;
         });
         save_runs();
         render_runs(&rows());
-        if let Some(files) = best_files {
-            let files: BTreeMap<String, Vec<u8>> =
-                files.into_iter().map(|(n, b)| (n.to_string(), b)).collect();
-            match tryit::build(&model, files, &format!("{label}, best epoch")).await {
-                Ok(t) => tryit::set_trained(t),
-                Err(e) => log(&format!("Try it: cannot load the trained model: {e}")),
-            }
-        }
     }
     status("done");
     Ok(())

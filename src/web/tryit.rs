@@ -47,15 +47,8 @@ pub async fn build(
     source: &str,
 ) -> Result<Trained> {
     let g = gpu().await;
-    let pretrained = Pretrained::from_bytes(
-        &model.name,
-        &model.config_json,
-        "config.json",
-        &model.tokenizer,
-        "tokenizer.json",
-        // `lorabert predict`'s default --max-len, where the model has the positions.
-        128.min(model.cfg.max_position_embeddings),
-    )?;
+    // `lorabert predict`'s default --max-len, where the model has the positions.
+    let pretrained = model.pretrained(128.min(model.cfg.max_position_embeddings))?;
     let (weights, name) = match files.get(names::MODEL) {
         Some(w) => (w.as_slice(), names::MODEL),
         None => (model.weights.as_slice(), "model.safetensors (base)"),
@@ -72,6 +65,48 @@ pub async fn build(
         pretrained,
         source: source.to_string(),
     })
+}
+
+/// Makes the last run's best checkpoint (`State::adapter_files`) the one "Try it" uses; its
+/// model is built on the first prediction, so a rank sweep does not rebuild it after every run.
+pub fn offer_run(label: &str) {
+    set_text("try-model", &format!("trying: {label}"));
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.trained = None;
+        s.try_source = Some(label.to_string());
+    });
+}
+
+/// The model "Try it" uses: the one kept, else built from the last run's best checkpoint.
+///
+/// # Errors
+/// No trained or loaded model; as [`build`].
+async fn current() -> Result<Rc<Trained>> {
+    if let Some(t) = STATE.with(|s| s.borrow().trained.clone()) {
+        return Ok(t);
+    }
+    let (files, model, label) = STATE.with(|s| {
+        let s = s.borrow();
+        (
+            s.adapter_files.clone(),
+            s.model.clone(),
+            s.try_source.clone(),
+        )
+    });
+    let (Some(files), Some(model)) = (files, model) else {
+        return Err(Error::Invalid(
+            "Try it needs a model: train one above, or load a checkpoint's files".into(),
+        ));
+    };
+    status("loading the trained model for Try it ...");
+    let files: BTreeMap<String, Vec<u8>> =
+        files.into_iter().map(|(n, b)| (n.to_string(), b)).collect();
+    let label = label.unwrap_or_else(|| "the last run".into());
+    set_trained(build(&model, files, &label).await?);
+    STATE
+        .with(|s| s.borrow().trained.clone())
+        .ok_or_else(|| Error::Invalid("Try it: the model was not kept".into()))
 }
 
 /// Keeps `t` as the model "Try it" uses.
@@ -168,11 +203,7 @@ fn rows_html(rows: &[PredictionRow]) -> String {
 /// # Errors
 /// No trained or loaded model; an empty sentence; as [`predict_texts`].
 pub async fn run() -> Result<()> {
-    let Some(t) = STATE.with(|s| s.borrow().trained.clone()) else {
-        return Err(Error::Invalid(
-            "Try it needs a model: train one above, or load a checkpoint's files".into(),
-        ));
-    };
+    let t = current().await?;
     let text = input("try-text");
     if text.trim().is_empty() {
         return Err(Error::Invalid("Try it: type a sentence first".into()));
