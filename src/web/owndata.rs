@@ -124,19 +124,10 @@ fn show_summary() {
     let text = (|| -> Result<String> {
         let t = table_of(&train)?;
         let spec = spec(&train, None)?;
-        let columns = Columns::resolve(&t, &spec)?;
-        let rows = own::rows(&t, &columns, true)?;
-        let kind = own::infer_kind(&rows, &columns.label, spec.task_type)?;
-        let task = own::OwnTask {
-            name: train.name.clone(),
-            kind: kind.clone(),
-            columns: columns.clone(),
-            metric_for_best_model: kind.default_metric().into(),
-            no_header: false,
-            pairs_optional: false,
-        };
+        let (task, rows) = own::task_of(&t, &spec)?;
+        let (kind, columns) = (&task.kind, &task.columns);
         let summary = own::summarize(&rows, &task)?;
-        let what = match &kind {
+        let what = match kind {
             own::TaskKind::Classification { id2label } => {
                 format!("classification with {} classes", id2label.len())
             }

@@ -287,27 +287,17 @@ fn stem(path: &str) -> String {
     base.rsplit_once('.').map_or(base, |(s, _)| s).to_string()
 }
 
-/// Reads a run's own data: the training file's bytes, the validation file's (or a split of the
-/// training rows), the columns, the task kind and the metric, tokenised for `tok`.
+/// The task `table` makes under `spec` and its labelled rows: the columns (named, else found by
+/// the usual names), the task kind (forced, else detected from the labels) and the metric that
+/// picks the best epoch (asked, else the kind's default). The first half of [`load`]; the page
+/// shows it as a summary when a file is picked.
 ///
 /// # Errors
-/// The readers' errors naming file, line and column; an unknown metric for the task kind; the
-/// errors of [`infer_kind`], [`target`], [`split`].
-#[allow(clippy::too_many_arguments)]
-pub fn load(
-    spec: &DataSpec,
-    train_bytes: &[u8],
-    validation_bytes: Option<&[u8]>,
-    tok: &BertTokenizer,
-    encoding: PairEncoding,
-    seed: u64,
-    max_train: Option<usize>,
-    max_eval: Option<usize>,
-) -> Result<OwnData> {
-    let format = Format::resolve(&spec.train_file, spec.format)?;
-    let table = Table::read(train_bytes, &spec.train_file, format, !spec.no_header)?;
-    let columns = Columns::resolve(&table, spec)?;
-    let all = rows(&table, &columns, true)?;
+/// As [`Columns::resolve`], [`rows`] and [`infer_kind`]; [`Error::Invalid`] for a metric that is
+/// not one of the kind's.
+pub fn task_of(table: &Table, spec: &DataSpec) -> Result<(OwnTask, OwnRows)> {
+    let columns = Columns::resolve(table, spec)?;
+    let all = rows(table, &columns, true)?;
     let kind = infer_kind(&all, &columns.label, spec.task_type)?;
     // transformers names metrics `eval_accuracy`, ...: the prefix is optional here.
     let asked = spec
@@ -333,6 +323,29 @@ pub fn load(
         no_header: spec.no_header,
         pairs_optional: false,
     };
+    Ok((task, all))
+}
+
+/// Reads a run's own data: the training file's bytes, the validation file's (or a split of the
+/// training rows), the columns, the task kind and the metric, tokenised for `tok`.
+///
+/// # Errors
+/// The readers' errors naming file, line and column; an unknown metric for the task kind; the
+/// errors of [`infer_kind`], [`target`], [`split`].
+#[allow(clippy::too_many_arguments)]
+pub fn load(
+    spec: &DataSpec,
+    train_bytes: &[u8],
+    validation_bytes: Option<&[u8]>,
+    tok: &BertTokenizer,
+    encoding: PairEncoding,
+    seed: u64,
+    max_train: Option<usize>,
+    max_eval: Option<usize>,
+) -> Result<OwnData> {
+    let format = Format::resolve(&spec.train_file, spec.format)?;
+    let table = Table::read(train_bytes, &spec.train_file, format, !spec.no_header)?;
+    let (task, all) = task_of(&table, spec)?;
     let (train, val, validation) = match (&spec.validation_file, validation_bytes) {
         (Some(name), Some(bytes)) => {
             let vf = Format::resolve(name, spec.format)?;
