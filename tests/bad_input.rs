@@ -12,6 +12,7 @@ fn tiny() -> (BertConfig, Vec<u8>) {
     let cfg = BertConfig::tiny(50, 8, 1, 2);
     let device = Device::flex();
     device.seed(1);
+    lorabert::model::init::seed(1);
     let bert = Bert::random(&cfg, &device);
     (cfg, pollster::block_on(bert_safetensors(&bert)).unwrap())
 }

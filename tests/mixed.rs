@@ -54,6 +54,7 @@ fn data(n: usize) -> TaskData {
 fn trainer(precision: Precision, kind: &str) -> (Trainer, Vec<TaskData>) {
     let device = wgpu().autodiff();
     device.seed(3);
+    lorabert::model::init::seed(3);
     let mut bcfg = BertConfig::tiny(64, 32, 2, 2);
     bcfg.hidden_dropout_prob = 0.0;
     bcfg.attention_probs_dropout_prob = 0.0;
@@ -128,6 +129,7 @@ fn wgpu_f32_training_matches_cpu_training() {
     for adapter in ["lora", "dora"] {
         let cpu = Device::flex().autodiff();
         cpu.seed(5);
+        lorabert::model::init::seed(5);
         let mut bcfg = BertConfig::tiny(64, 32, 2, 2);
         bcfg.hidden_dropout_prob = 0.0;
         bcfg.attention_probs_dropout_prob = 0.0;
@@ -147,6 +149,56 @@ fn wgpu_f32_training_matches_cpu_training() {
         let mut on_cpu = Trainer::new(model, c, total, 0, cpu);
         let (lc, lg) = (losses(&mut on_cpu, &d, 2), losses(&mut on_gpu, &d, 2));
         assert_losses_close(&format!("{adapter:?}"), ["CPU", "wgpu"], &lc, &lg, 1e-4);
+    }
+}
+
+/// One seed starts a run alike on every device: the encoder of `Bert::random`, the adapters
+/// (`A`, DoRA's `m`) and the heads built on the CPU and on wgpu from the same seed hold the same
+/// values (drawn on the host, `lorabert::model::init`; before, each backend drew its own
+/// numbers). `A`, `B` and the heads are bit-identical; the encoder's normal draws and DoRA's
+/// `m = ‖W‖` (a reduction on each device) within 1e-6 relative.
+#[test]
+fn one_seed_starts_every_device_alike() {
+    for adapter in ["lora", "dora"] {
+        let built = |device: Device| {
+            device.seed(9);
+            lorabert::model::init::seed(9);
+            let bert = Bert::random(&BertConfig::tiny(64, 32, 2, 2), &device);
+            let c = TrainConfig {
+                tasks: vec![Task::Sst, Task::Sts],
+                adapter: common::adapter(adapter, 2),
+                seed: 9,
+                ..TrainConfig::default()
+            };
+            let (model, _) = build_model(bert, &c, 32, &device).unwrap();
+            let mut v = Vec::new();
+            struct All<'a>(&'a mut Vec<(bool, Vec<f32>)>);
+            impl ModuleVisitor for All<'_> {
+                fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                    self.0
+                        .push((p.is_require_grad(), common::host(p.val().detach())));
+                }
+            }
+            model.visit(&mut All(&mut v));
+            v
+        };
+        let (cpu, gpu) = (built(Device::flex().autodiff()), built(wgpu().autodiff()));
+        assert_eq!(cpu.len(), gpu.len());
+        let mut trainable = 0;
+        for (i, ((ta, a), (_, b))) in cpu.iter().zip(&gpu).enumerate() {
+            assert_eq!(a.len(), b.len(), "{adapter} parameter {i}");
+            for (x, y) in a.iter().zip(b) {
+                assert!(
+                    (x - y).abs() <= 1e-6 * x.abs().max(1e-3),
+                    "{adapter} parameter {i} (trainable {ta}): CPU {x} vs wgpu {y}"
+                );
+            }
+            trainable += usize::from(*ta);
+        }
+        // A and B on the 6 linear layers of each of 2 layers, and the SST head's weight and bias
+        // (STS is the cosine of the bi-encoder: no head); DoRA adds m per layer.
+        let want = 2 * 6 * 2 + 2 + if adapter == "dora" { 12 } else { 0 };
+        assert_eq!(trainable, want, "{adapter}: trainable tensors");
     }
 }
 

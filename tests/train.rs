@@ -104,6 +104,7 @@ fn as_cross(mut d: TaskData) -> TaskData {
 fn setup(c: &TrainConfig) -> (Trainer, Vec<TaskData>, Device) {
     let device = Device::flex().autodiff();
     device.seed(3);
+    lorabert::model::init::seed(3);
     let mut bcfg = BertConfig::tiny(64, 16, 2, 2);
     bcfg.hidden_dropout_prob = 0.0;
     bcfg.attention_probs_dropout_prob = 0.0;
@@ -213,6 +214,7 @@ fn checkpoint_restores_identical_predictions() {
         // Rebuild from the same base encoder, then load the files.
         let device = Device::flex();
         device.seed(3);
+        lorabert::model::init::seed(3);
         let autodiff = device.clone().autodiff();
         autodiff.seed(3);
         let mut bcfg = BertConfig::tiny(64, 16, 2, 2);

@@ -385,8 +385,8 @@ pub fn select_targets(bert: &Bert, cfg: &LoraConfig, key_prefix: &str) -> Result
 /// Attaches freshly initialised adapters (A Kaiming-uniform, B = 0, DoRA m = ‖W‖, `lora_B`'s
 /// bias 0 with `lora_bias`) to every module `cfg` selects, each with its rank; a module that
 /// already has an adapter (loaded from a file: `train --init-adapter`) keeps it, as PEFT keeps
-/// a selected module's no-op initialisation where the file has none. Random draws use
-/// `device`'s seeded generator.
+/// a selected module's no-op initialisation where the file has none. Random draws come from
+/// the host generator of [`crate::model::init`] (seed it first).
 ///
 /// # Errors
 /// [`Error::Adapter`] for an invalid config, a target that matches nothing, or `bias` other

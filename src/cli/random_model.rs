@@ -39,6 +39,7 @@ pub fn random_model(a: RandomModelArgs) -> Result<()> {
     }
     let device = Device::flex();
     device.seed(a.seed);
+    crate::model::init::seed(a.seed);
     let bert = Bert::random(&cfg, &device);
     let files: Vec<(&str, Vec<u8>)> = vec![
         (crate::train::artifacts::names::CONFIG, text.into_bytes()),

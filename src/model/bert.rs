@@ -6,7 +6,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::module::embedding;
-use burn::tensor::{DType, Device, Distribution, Int, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor};
 
 use super::config::BertConfig;
 use super::dropout::Dropout;
@@ -655,14 +655,15 @@ impl WeightSource for FromCheckpoint<'_> {
     }
 }
 
-/// BERT's initialisation (`initializer_range` 0.02) from the device's seeded generator.
+/// BERT's initialisation (`initializer_range` 0.02) from the host generator of
+/// [`crate::model::init`].
 struct RandomInit<'a> {
     device: &'a Device,
 }
 
 impl RandomInit<'_> {
     fn normal(&self, shape: [usize; 2]) -> Tensor<2> {
-        Tensor::random(shape, Distribution::Normal(0.0, 0.02), self.device)
+        crate::model::init::normal(shape, 0.0, 0.02, self.device)
     }
 }
 

@@ -7,7 +7,7 @@
 //! form from `[r, out]`-sized products and never materialises the `[out, in]` matrix `W + s·B·A`.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Tensor};
 
 use crate::kernels::{as_rows, cast_like, dora_weight_norm, frozen_linear, to_f32};
 use crate::model::dropout::Dropout;
@@ -105,7 +105,8 @@ impl AdaptedLinear {
 
     /// Attaches a freshly initialised adapter: `A` Kaiming-uniform (as PEFT's
     /// `nn.init.kaiming_uniform_(a=√5)`, i.e. `U(-1/√in, 1/√in)`), `B = 0`, and for DoRA
-    /// `m = ||W_j||` per output row. Random draws use the device's seeded generator.
+    /// `m = ||W_j||` per output row. `A` comes from the host generator of [`crate::model::init`]
+    /// (the same numbers on every device for one seed).
     pub fn with_adapter(
         self,
         kind: AdapterKind,
@@ -116,7 +117,7 @@ impl AdaptedLinear {
     ) -> Self {
         let (d_in, d_out) = self.dims();
         let bound = 1.0 / (d_in as f64).sqrt();
-        let a = Tensor::<2>::random([d_in, r], Distribution::Uniform(-bound, bound), device);
+        let a = crate::model::init::uniform([d_in, r], -bound, bound, device);
         let b = Tensor::<2>::zeros([r, d_out], device);
         self.with_adapter_weights(kind, a, b, None, scaling, lora_dropout)
     }

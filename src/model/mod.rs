@@ -4,6 +4,7 @@
 pub mod bert;
 pub mod config;
 pub mod dropout;
+pub mod init;
 pub mod lora;
 pub mod tokenizer;
 pub mod weights;

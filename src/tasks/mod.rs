@@ -19,8 +19,8 @@ pub mod own;
 pub use examples::{Prepared, TaskData};
 pub use metrics::{accuracy, overall_score, pearson};
 
-use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::module::{Module, Param};
+use burn::nn::Linear;
 
 use crate::model::dropout::Dropout;
 use burn::tensor::activation::log_softmax;
@@ -186,7 +186,9 @@ impl TaskBatch {
 }
 
 impl MultitaskModel {
-    /// Builds heads for `cfg.tasks` on `bert` (Burn's default Linear init, Kaiming-uniform).
+    /// Builds heads for `cfg.tasks` on `bert`, each `U(−1/√in, 1/√in)` for weight and bias (as
+    /// Burn's and PyTorch's default `Linear` init) from the host generator of
+    /// [`crate::model::init`], drawn in the order sst, para, sts, own.
     pub fn new(bert: Bert, cfg: &HeadsConfig, device: &Device) -> Self {
         let h = cfg.hidden_size;
         let has = |t| cfg.tasks.contains(&t);
@@ -194,16 +196,25 @@ impl MultitaskModel {
             PairEncoding::Bi => 4 * h,
             PairEncoding::Cross => h,
         };
+        let head = |d_in: usize, d_out: usize| {
+            let (w, b) = crate::model::init::linear(d_in, d_out, device);
+            Linear {
+                weight: Param::from_tensor(w),
+                bias: Some(Param::from_tensor(b)),
+            }
+        };
+        let sst = has(Task::Sst).then(|| head(h, 5));
+        let para = has(Task::Para).then(|| head(para_in, 1));
+        let sts = (has(Task::Sts) && cfg.pair_encoding == PairEncoding::Cross).then(|| head(h, 1));
         let own = cfg.own.as_ref().filter(|_| has(Task::Own)).map(|t| {
             let d_in = if t.is_pair() { para_in } else { h };
-            LinearConfig::new(d_in, t.kind.outputs()).init(device)
+            head(d_in, t.kind.outputs())
         });
         MultitaskModel {
             bert,
-            sst: has(Task::Sst).then(|| LinearConfig::new(h, 5).init(device)),
-            para: has(Task::Para).then(|| LinearConfig::new(para_in, 1).init(device)),
-            sts: (has(Task::Sts) && cfg.pair_encoding == PairEncoding::Cross)
-                .then(|| LinearConfig::new(h, 1).init(device)),
+            sst,
+            para,
+            sts,
             own,
             dropout: Dropout::new(cfg.head_dropout),
             pooling: cfg.pooling,

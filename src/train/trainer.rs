@@ -498,6 +498,9 @@ pub fn build_model(
     hidden_size: usize,
     device: &Device,
 ) -> Result<(MultitaskModel, crate::tasks::HeadsConfig)> {
+    // Adapters and heads are drawn on the host from the run's seed: the same start on every
+    // device (see `crate::model::init`).
+    crate::model::init::seed(cfg.seed);
     let bert = match &cfg.adapter {
         None => {
             let mut bert = bert.set_require_grad(true);

@@ -132,6 +132,7 @@ pub fn tiny_model(dir: &std::path::Path) {
     cfg.max_position_embeddings = 128;
     let device = Device::flex();
     device.seed(5);
+    lorabert::model::init::seed(5);
     let bert = lorabert::model::Bert::random(&cfg, &device);
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
