@@ -21,6 +21,11 @@ pub struct WebObserver {
     examples: usize,
     t0: f64,
     losses: Vec<f64>,
+    /// Wall-clock seconds of each step (from the end of the previous one, or the epoch start),
+    /// training and the yield to the browser included.
+    step_seconds: Vec<f64>,
+    /// When the last step ended (seconds, `performance.now()`).
+    last: f64,
     device: Device,
     peak: u64,
     /// The files of the best checkpoint so far.
@@ -46,6 +51,8 @@ impl WebObserver {
             examples: 0,
             t0: now(),
             losses: Vec::new(),
+            step_seconds: Vec::new(),
+            last: now(),
             device: device.clone(),
             peak: 0,
             best_files: None,
@@ -54,12 +61,17 @@ impl WebObserver {
         }
     }
 
-    /// Draws the loss plot and puts the full series in `#loss-values` (JSON).
+    /// Draws the loss plot and puts the full series in `#loss-values` and the step times in
+    /// `#step-seconds` (JSON arrays, one entry per step).
     fn draw(&mut self) {
         self.drawn = now();
         set_text(
             "loss-values",
             &serde_json::to_string(&self.losses).unwrap_or_default(),
+        );
+        set_text(
+            "step-seconds",
+            &serde_json::to_string(&self.step_seconds).unwrap_or_default(),
         );
         let n = self.losses.len();
         let per = n.div_ceil(MAX_PLOT_POINTS).max(1);
@@ -102,6 +114,7 @@ impl Observer for WebObserver {
         self.done = done as u64;
         self.examples = 0;
         self.t0 = now();
+        self.last = self.t0;
         status(&format!("{}: epoch {epoch}", self.label));
     }
 
@@ -109,6 +122,9 @@ impl Observer for WebObserver {
         self.done += 1;
         self.examples += s.examples;
         self.losses.push(s.loss);
+        let t = now();
+        self.step_seconds.push(t - self.last);
+        self.last = t;
         if let Some(u) = self.device.memory_pool_usage() {
             self.peak = self.peak.max(u.bytes_reserved);
         }

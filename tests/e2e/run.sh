@@ -10,6 +10,12 @@ OUT=${E2E_OUT:-target/e2e}
 BIN=${LORABERT_BIN:-target/release/lorabert}
 mkdir -p "$OUT"
 [ -f dist/index.html ] || trunk build --release --offline
+# The static constructors run once (src/main.rs calls them): wasm-ld must not have wrapped every
+# export in a call to them (`*.command_export`), which cost 36 % of the page's main thread. The
+# check reads the name section; its presence is checked first.
+WASM=$(ls dist/*_bg.wasm)
+grep -aq 'lorabert::web::start' "$WASM" || { echo "E2E FAIL: $WASM has no name section to check"; exit 1; }
+if grep -aq 'command_export' "$WASM"; then echo "E2E FAIL: $WASM wraps its exports in constructor calls"; exit 1; fi
 SHARED=../shared
 FIX=dist/fixtures
 rm -rf "$FIX"; mkdir -p "$FIX/data"
