@@ -319,6 +319,81 @@ fn gram_norm_matches_direct_norm() {
     assert_close("gram norm", &host(gram), &host(direct), 1e-5);
 }
 
+/// The DoRA ops on flex (the fused scale with its one-pass backward, the row norm by
+/// definition) against their tensor-op references, on values that are not the golden layer's:
+/// `s` = 0.5, rank 3, a tracked bias, negative magnitudes. Outputs and the gradients of
+/// `base`, `lora`, `m` and `bias` within 1e-5 (relative to the largest value), the norms 1e-5.
+#[test]
+fn flex_dora_kernels_match_tensor_ops() {
+    let device = Device::flex().autodiff();
+    let vals = |n: usize, k: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * k) % 23) as f32 - 11.0) / 9.0)
+            .collect()
+    };
+    let t2 = |v: Vec<f32>, shape: [usize; 2]| {
+        Tensor::<2>::from_data(TensorData::new(v, shape), &device).require_grad()
+    };
+    let t1 = |v: Vec<f32>| {
+        let n = v.len();
+        Tensor::<1>::from_data(TensorData::new(v, [n]), &device).require_grad()
+    };
+    let (rows, out) = (37, 13);
+    // No magnitude of exactly 0: the backward recovers `base + s·lora` from the output as
+    // `(y − bias)·n/m` (documented at `KernelBackend::dora_scale_backward`).
+    let m: Vec<f32> = vals(out, 5)
+        .iter()
+        .map(|v| if *v == 0.0 { 0.25 } else { *v })
+        .collect();
+    let norm: Vec<f32> = vals(out, 7).iter().map(|v| v.abs() + 0.5).collect();
+    let up = Tensor::<2>::from_data(TensorData::new(vals(rows * out, 3), [rows, out]), &device);
+    let run = |kernels: bool| {
+        lorabert::kernels::set_kernels_enabled(kernels);
+        let (base, lora) = (
+            t2(vals(rows * out, 11), [rows, out]),
+            t2(vals(rows * out, 17), [rows, out]),
+        );
+        let (mm, bias) = (t1(m.clone()), t1(vals(out, 19)));
+        let n = Tensor::<1>::from_data(TensorData::new(norm.clone(), [out]), &device);
+        let y = lorabert::kernels::dora_scale(
+            base.clone(),
+            lora.clone(),
+            mm.clone(),
+            n,
+            Some(bias.clone()),
+            0.5,
+        );
+        let grads = (y.clone() * up.clone()).sum().backward();
+        let g = |t: &Tensor<2>| host(t.grad(&grads).expect("grad"));
+        let g1 = |t: &Tensor<1>| host(t.grad(&grads).expect("grad"));
+        lorabert::kernels::set_kernels_enabled(true);
+        [host(y), g(&base), g(&lora), g1(&mm), g1(&bias)]
+    };
+    let _rng = rng_lock();
+    let (fused, reference) = (run(true), run(false));
+    for (what, (a, b)) in ["output", "grad base", "grad lora", "grad m", "grad bias"]
+        .iter()
+        .zip(fused.iter().zip(&reference))
+    {
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let a: Vec<f32> = a.iter().map(|v| v / scale).collect();
+        let b: Vec<f32> = b.iter().map(|v| v / scale).collect();
+        assert_close(&format!("flex dora_scale {what}"), &a, &b, 1e-5);
+    }
+
+    let plain = Device::flex();
+    let p2 =
+        |v: Vec<f32>, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, shape), &plain);
+    let (w, a, b) = (
+        p2(vals(40 * out, 29), [40, out]),
+        p2(vals(40 * 3, 31), [40, 3]),
+        p2(vals(3 * out, 37), [3, out]),
+    );
+    let kernel = lorabert::kernels::dora_weight_norm(w.clone(), a.clone(), b.clone(), 0.5);
+    let reference = lorabert::kernels::dora_weight_norm_reference(w, a, b, 0.5);
+    assert_close("flex dora row norm", &host(kernel), &host(reference), 1e-5);
+}
+
 /// The same parity checks on the wgpu backend (in CI: Mesa's lavapipe Vulkan driver), f32.
 /// Tolerances as on the CPU: hidden states 1e-4, layer outputs and gradients 1e-5.
 #[cfg(feature = "wgpu")]

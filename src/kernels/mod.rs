@@ -1,14 +1,15 @@
 //! Custom GPU kernels for the adapters, each beside its plain tensor-op reference.
 //!
 //! The WGSL sources live in `shaders/`; [`wgpu`] launches them through Burn's backend-extension
-//! mechanism on wgpu devices (Vulkan, Metal, DX12, lavapipe natively; WebGPU in the page). Every
-//! other device (the flex CPU backend, CUDA) runs the reference, which is also what the parity
-//! tests (`tests/kernels.rs`) compare the kernels against.
+//! mechanism on wgpu devices (Vulkan, Metal, DX12, lavapipe natively; WebGPU in the page); the two
+//! DoRA ops also have fused loops on the flex CPU backend. Other devices (CUDA) run the reference,
+//! which is also what the parity tests (`tests/kernels.rs`, `tests/parity.rs`) compare the kernels
+//! against.
 //!
 //! | function | kernel | reference |
 //! |---|---|---|
-//! | [`dora_weight_norm`] | `shaders/dora_norm.wgsl` | [`dora_weight_norm_reference`] |
-//! | [`dora_scale`] | `shaders/dora_scale.wgsl` | [`dora_scale_reference`] |
+//! | [`dora_weight_norm`] | `shaders/dora_norm.wgsl`; on flex one pass over `W` by the definition | [`dora_weight_norm_reference`] |
+//! | [`dora_scale`] | `shaders/dora_scale.wgsl`; on flex one fused pass each way (`∂base` and `∂m` together) | [`dora_scale_reference`] |
 //! | [`gelu`] | [`fused`]: one CPU pass each way on flex, tensor ops on wgpu; backward keeps only `x` | [`gelu_reference`] |
 //! | [`attention_softmax`] | [`fused`] (flex): scale, mask, softmax in one pass; backward from the output | [`attention_softmax_reference`] |
 //! | [`dropout`] | [`fused`] (flex): mask drawn in parallel blocks while multiplying, redrawn for the backward | host mask times `x` |
@@ -79,13 +80,16 @@ pub fn as_rows<const D: usize>(t: Tensor<D>) -> Tensor<2> {
 ///
 /// Inputs in Burn layout: `w` = `Wᵀ` `[in, out]` (f32, or f16 storage), `a` = `Aᵀ` `[in, r]`,
 /// `b` = `Bᵀ` `[r, out]`. On wgpu devices (and `r ≤` [`MAX_KERNEL_RANK`]) this runs
-/// `shaders/dora_norm.wgsl`, elsewhere [`dora_weight_norm_reference`].
+/// `shaders/dora_norm.wgsl`, on flex one pass over `w` (`Σ_i (w_ij + s·Σ_k a_ik·b_kj)²`, any
+/// rank), elsewhere (and with kernels off) [`dora_weight_norm_reference`].
 ///
 /// # Panics
 /// When the shapes do not chain (`w` `[in, out]`, `a` `[in, r]`, `b` `[r, out]`).
 pub fn dora_weight_norm(w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scaling: f64) -> Tensor<1> {
     #[cfg(any(feature = "wgpu", feature = "web"))]
-    if kernels_active(&w.device()) && a.dims()[1] <= MAX_KERNEL_RANK {
+    if kernels_active(&w.device()) && a.dims()[1] <= MAX_KERNEL_RANK
+        || kernels_enabled() && fused::is_flex(&w.device())
+    {
         return wgpu::dora_weight_norm(w, a, b, scaling);
     }
     dora_weight_norm_reference(w, a, b, scaling)
@@ -122,8 +126,9 @@ pub fn dora_weight_norm_reference(
 /// `norm` `[out]` (`norm` is treated as a constant, as in the paper's section 4.3), `bias`
 /// `[out]` (f32). `base`, `lora` and the result are f32, or f16 in the f16 mode (computed in f32
 /// per element and rounded once). Differentiable in `base`, `lora`, `m` and `bias`. On wgpu
-/// devices this runs `shaders/dora_scale.wgsl` (one pass instead of four) with a hand-written
-/// backward; elsewhere [`dora_scale_reference`].
+/// devices this runs `shaders/dora_scale.wgsl` (one pass instead of four), on flex (f32) a fused
+/// loop, both with a hand-written backward (on flex `∂base` and `∂m` in one pass); elsewhere
+/// (and with kernels off) [`dora_scale_reference`].
 ///
 /// # Panics
 /// When `base` and `lora` differ in shape or `m`, `norm`, `bias` are not `[out]`.
@@ -136,8 +141,8 @@ pub fn dora_scale(
     scaling: f64,
 ) -> Tensor<2> {
     #[cfg(any(feature = "wgpu", feature = "web"))]
-    if kernels_active(&base.device())
-        && matches!(base.dtype(), DType::F32 | DType::F16)
+    if (kernels_active(&base.device()) && matches!(base.dtype(), DType::F32 | DType::F16)
+        || kernels_enabled() && fused::is_flex(&base.device()) && base.dtype() == DType::F32)
         && lora.dtype() == base.dtype()
     {
         return wgpu::dora_scale(base, lora, m, norm, bias, scaling);

@@ -22,8 +22,9 @@ use cubecl::prelude::KernelId;
 use cubecl::server::KernelArguments;
 use cubecl::{CubeCount, CubeDim};
 
-/// Backend operations with a WGSL kernel on wgpu devices.
-#[backend_extension(Autodiff, Cube)]
+/// Backend operations with a WGSL kernel on wgpu devices, and the DoRA scale also as a fused
+/// loop on flex (`crate::kernels::fused`'s flex module).
+#[backend_extension(Autodiff, Flex, Cube)]
 pub trait KernelBackend: Backend {
     /// `shaders/dora_norm.wgsl`: `w` `[in, out]` (f32 or f16), `a` `[in, r]`, `b` `[r, out]`,
     /// `gram` = `AᵀᵀAᵀ` `[r, r]` → `[out]` f32.
@@ -45,6 +46,45 @@ pub trait KernelBackend: Backend {
         bias: FloatTensor<Self>,
         scaling: f32,
     ) -> FloatTensor<Self>;
+
+    /// The backward of [`KernelBackend::dora_scale`] from its output `y` `[rows, out]` at `grad`
+    /// (same shape and dtype): `(∂base = g ⊙ (m/n), ∂m = Σ_rows g ⊙ (y − bias) / m)`, `∂m`
+    /// `[out]` f32 (a magnitude of exactly 0 divided as 1e-30). `∂lora` is `s·∂base` and
+    /// `∂bias` = `Σ_rows g`, left to the caller.
+    fn dora_scale_backward(
+        grad: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        norm: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// [`KernelBackend::dora_scale_backward`] from tensor ops (wgpu, and flex tensors that are not
+/// contiguous f32): f16 activations (the f16 mode) meet f32 `m`, `norm` and bias: the row sums
+/// are taken in the activations' dtype, as the reference's autodiff does, and widened; the
+/// per-column scale is narrowed.
+pub(crate) fn dora_scale_backward_ops<B: Backend>(
+    grad: B::FloatTensorPrimitive,
+    y: B::FloatTensorPrimitive,
+    m: B::FloatTensorPrimitive,
+    norm: B::FloatTensorPrimitive,
+    bias: B::FloatTensorPrimitive,
+) -> (B::FloatTensorPrimitive, B::FloatTensorPrimitive) {
+    let out_features = m.shape()[0];
+    let (act, param) = (grad.dtype(), m.dtype());
+    let row = |t: B::FloatTensorPrimitive| B::float_reshape(t, Shape::new([1, out_features]));
+    let scale = cast_to::<B>(row(B::float_div(m.clone(), norm)), act);
+    let centred = B::float_sub(y, cast_to::<B>(row(bias), act));
+    let gm = B::float_sum_dim(B::float_mul(grad.clone(), centred), 0);
+    let bools = get_or_init_device_settings::<B>(&m.device()).bool_dtype;
+    let zero = B::float_equal_elem(m.clone(), 0.0.into(), bools);
+    let m = B::float_mask_fill(m, zero, 1e-30.into());
+    let gm = B::float_div(cast_to::<B>(gm, param), row(m));
+    (
+        B::float_mul(grad, scale),
+        B::float_reshape(gm, Shape::new([out_features])),
+    )
 }
 
 /// Whether tensors on `device` run the WGSL kernels: a wgpu device (its compiler takes WGSL).
@@ -406,9 +446,37 @@ impl KernelBackend for Cube {
         );
         out
     }
+
+    fn dora_scale_backward(
+        grad: CubeTensor,
+        y: CubeTensor,
+        m: CubeTensor,
+        norm: CubeTensor,
+        bias: CubeTensor,
+    ) -> (CubeTensor, CubeTensor) {
+        dora_scale_backward_ops::<Self>(grad, y, m, norm, bias)
+    }
 }
 
 impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
+    fn dora_scale_backward(
+        grad: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        norm: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        // Not differentiated again (no double backward in training).
+        let (gx, gm) = B::dora_scale_backward(
+            grad.into_primitive(),
+            y.into_primitive(),
+            m.into_primitive(),
+            norm.into_primitive(),
+            bias.into_primitive(),
+        );
+        (Self::from_inner(gx), Self::from_inner(gm))
+    }
+
     fn dora_row_norm(
         w: FloatTensor<Self>,
         a: FloatTensor<Self>,
@@ -444,7 +512,7 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         #[derive(Debug)]
         struct DoraScaleBackward;
 
-        impl<B: Backend> Backward<B, 4> for DoraScaleBackward {
+        impl<B: KernelBackend> Backward<B, 4> for DoraScaleBackward {
             type State = (
                 Option<(B::FloatTensorPrimitive, B::FloatTensorPrimitive)>,
                 B::FloatTensorPrimitive,
@@ -462,30 +530,30 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
                 let grad = grads.consume::<B>(&ops.node);
                 let (kept, m, norm, s) = ops.state;
                 let out_features = m.shape()[0];
-                // f16 activations (the f16 mode) meet f32 `m`, `norm` and bias: the row sums
-                // are taken in the activations' dtype, as the reference's autodiff does, and
-                // widened; the per-column scale is narrowed.
-                let (act, param) = (grad.dtype(), m.dtype());
-                let row =
-                    |t: B::FloatTensorPrimitive| B::float_reshape(t, Shape::new([1, out_features]));
-                let scale = cast_to::<B>(row(B::float_div(m.clone(), norm)), act);
-                if let Some(node) = n_m {
-                    let (y, bias) = kept.expect("kept when m is tracked");
-                    let centred = B::float_sub(y, cast_to::<B>(row(bias), act));
-                    let gm = B::float_sum_dim(B::float_mul(grad.clone(), centred), 0);
-                    let bools = get_or_init_device_settings::<B>(&m.device()).bool_dtype;
-                    let zero = B::float_equal_elem(m.clone(), 0.0.into(), bools);
-                    let m = B::float_mask_fill(m, zero, 1e-30.into());
-                    let gm = B::float_div(cast_to::<B>(gm, param), row(m));
-                    grads.register::<B>(node.id, B::float_reshape(gm, Shape::new([out_features])));
-                }
                 if let Some(node) = n_bias {
-                    let gb = cast_to::<B>(B::float_sum_dim(grad.clone(), 0), param);
+                    let gb = cast_to::<B>(B::float_sum_dim(grad.clone(), 0), m.dtype());
                     grads.register::<B>(node.id, B::float_reshape(gb, Shape::new([out_features])));
                 }
-                let g_base = B::float_mul(grad, scale);
+                let g_base = match (n_m, kept) {
+                    (Some(node), Some((y, bias))) => {
+                        let (g_base, gm) = B::dora_scale_backward(grad, y, m, norm, bias);
+                        grads.register::<B>(node.id, gm);
+                        g_base
+                    }
+                    _ => {
+                        let scale =
+                            B::float_reshape(B::float_div(m, norm), Shape::new([1, out_features]));
+                        let scale = cast_to::<B>(scale, grad.dtype());
+                        B::float_mul(grad, scale)
+                    }
+                };
                 if let Some(node) = n_lora {
-                    grads.register::<B>(node.id, B::float_mul_scalar(g_base.clone(), s.into()));
+                    let g_lora = if s == 1.0 {
+                        g_base.clone()
+                    } else {
+                        B::float_mul_scalar(g_base.clone(), s.into())
+                    };
+                    grads.register::<B>(node.id, g_lora);
                 }
                 if let Some(node) = n_base {
                     grads.register::<B>(node.id, g_base);

@@ -255,6 +255,205 @@ impl FusedBackend for Flex {
     }
 }
 
+/// A flex tensor as contiguous f32 (a copy only for other dtypes or strided views).
+#[cfg(any(feature = "wgpu", feature = "web"))]
+fn f32_contiguous(t: FlexTensor) -> FlexTensor {
+    let t = if t.dtype() == DType::F32 {
+        t
+    } else {
+        Flex::float_cast(t, burn::tensor::FloatDType::F32)
+    };
+    if t.is_contiguous() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The DoRA ops on flex: the scale as one fused pass each way over the rayon pool (four
+/// element-wise passes forward and three backward as tensor ops), and the row norm as one pass
+/// over `W`.
+#[cfg(any(feature = "wgpu", feature = "web"))]
+impl crate::kernels::wgpu::KernelBackend for Flex {
+    /// `‖W_j + s·B_j·A‖` by definition (`Σ_i (w_ij + s·Σ_k a_ik·b_kj)²`, clamped below by
+    /// [`crate::kernels::DORA_NORM_EPS_SQ`]), rows of `w` `[in, out]` summed per fixed chunk and
+    /// then in chunk order; `gram` is not used.
+    fn dora_row_norm(
+        w: FlexTensor,
+        a: FlexTensor,
+        b: FlexTensor,
+        _gram: FlexTensor,
+        scaling: f32,
+    ) -> FlexTensor {
+        let (w, a, b) = (f32_contiguous(w), f32_contiguous(a), f32_contiguous(b));
+        let (n_in, n_out) = (w.shape()[0], w.shape()[1]);
+        let r = a.shape()[1];
+        let (wv, av, bv) = (
+            w.as_slice::<f32>().unwrap_or_default(),
+            a.as_slice::<f32>().unwrap_or_default(),
+            b.as_slice::<f32>().unwrap_or_default(),
+        );
+        let partial = |rows: std::ops::Range<usize>| {
+            let mut acc = vec![0f32; n_out];
+            let mut delta = vec![0f32; n_out];
+            for i in rows {
+                delta.iter_mut().for_each(|d| *d = 0.0);
+                for k in 0..r {
+                    let aik = av[i * r + k] * scaling;
+                    for (d, bkj) in delta.iter_mut().zip(&bv[k * n_out..(k + 1) * n_out]) {
+                        *d += aik * bkj;
+                    }
+                }
+                for ((s, w), d) in acc
+                    .iter_mut()
+                    .zip(&wv[i * n_out..(i + 1) * n_out])
+                    .zip(&delta)
+                {
+                    let v = w + d;
+                    *s += v * v;
+                }
+            }
+            acc
+        };
+        let n2 = row_chunk_sums(n_in, n_out, partial);
+        let eps = crate::kernels::DORA_NORM_EPS_SQ as f32;
+        let norm: Vec<f32> = n2.into_iter().map(|v| v.max(eps).sqrt()).collect();
+        FlexTensor::from_data(TensorData::new(norm, [n_out]))
+    }
+
+    /// `(base + s·lora) ⊙ (m/n) + bias` in one pass over the rows.
+    fn dora_scale(
+        base: FlexTensor,
+        lora: FlexTensor,
+        m: FlexTensor,
+        norm: FlexTensor,
+        bias: FlexTensor,
+        scaling: f32,
+    ) -> FlexTensor {
+        let shape = base.shape();
+        let (base, lora) = (f32_contiguous(base), f32_contiguous(lora));
+        let (m, norm, bias) = (
+            f32_contiguous(m),
+            f32_contiguous(norm),
+            f32_contiguous(bias),
+        );
+        let n_out = m.shape()[0];
+        let (bv, lv) = (
+            base.as_slice::<f32>().unwrap_or_default(),
+            lora.as_slice::<f32>().unwrap_or_default(),
+        );
+        let (mv, nv, biasv) = (
+            m.as_slice::<f32>().unwrap_or_default(),
+            norm.as_slice::<f32>().unwrap_or_default(),
+            bias.as_slice::<f32>().unwrap_or_default(),
+        );
+        let scale: Vec<f32> = mv.iter().zip(nv).map(|(m, n)| m / n).collect();
+        let mut out = vec![0f32; bv.len()];
+        rows_mut(
+            &mut out,
+            n_out,
+            #[inline(always)]
+            |i, o| {
+                let (b, l) = (&bv[i * n_out..][..n_out], &lv[i * n_out..][..n_out]);
+                for ((((o, b), l), c), bias) in o.iter_mut().zip(b).zip(l).zip(&scale).zip(biasv) {
+                    *o = (b + scaling * l) * c + bias;
+                }
+            },
+        );
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    /// `∂base = g ⊙ (m/n)` written and `Σ_rows g ⊙ (y − bias)` summed in the same pass (per fixed
+    /// chunk of rows, then in chunk order), divided by `m` at the end.
+    fn dora_scale_backward(
+        grad: FlexTensor,
+        y: FlexTensor,
+        m: FlexTensor,
+        norm: FlexTensor,
+        bias: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let (Some(g), Some(yv)) = (f32_values(&grad), f32_values(&y)) else {
+            return crate::kernels::wgpu::dora_scale_backward_ops::<Self>(grad, y, m, norm, bias);
+        };
+        let shape = grad.shape();
+        let (m, norm, bias) = (
+            f32_contiguous(m),
+            f32_contiguous(norm),
+            f32_contiguous(bias),
+        );
+        let n_out = m.shape()[0];
+        let (mv, nv, biasv) = (
+            m.as_slice::<f32>().unwrap_or_default(),
+            norm.as_slice::<f32>().unwrap_or_default(),
+            bias.as_slice::<f32>().unwrap_or_default(),
+        );
+        let scale: Vec<f32> = mv.iter().zip(nv).map(|(m, n)| m / n).collect();
+        let mut gx = vec![0f32; g.len()];
+        let partial = |i0: usize, chunk: &mut [f32]| {
+            let mut gm = vec![0f32; n_out];
+            for (k, o) in chunk.chunks_mut(n_out).enumerate() {
+                let at = (i0 + k) * n_out;
+                let (g, y) = (&g[at..at + n_out], &yv[at..at + n_out]);
+                for (((((o, g), y), c), b), s) in o
+                    .iter_mut()
+                    .zip(g)
+                    .zip(y)
+                    .zip(&scale)
+                    .zip(biasv)
+                    .zip(gm.iter_mut())
+                {
+                    *o = g * c;
+                    *s += g * (y - b);
+                }
+            }
+            (gm, Vec::new())
+        };
+        let (gm, _) = rows_chunked(&mut gx, n_out, partial);
+        let gm: Vec<f32> = gm
+            .into_iter()
+            .zip(mv)
+            .map(|(s, &m)| s / if m == 0.0 { 1e-30 } else { m })
+            .collect();
+        (
+            FlexTensor::from_data(TensorData::new(gx, shape)),
+            FlexTensor::from_data(TensorData::new(gm, [n_out])),
+        )
+    }
+}
+
+/// `Σ` of `f(rows)` over fixed chunks of `0..rows` (about four per thread) on the rayon pool,
+/// each an `[n]` partial sum, added in chunk order (deterministic for a given thread count).
+#[cfg(any(feature = "wgpu", feature = "web"))]
+fn row_chunk_sums(
+    rows: usize,
+    n: usize,
+    f: impl Fn(std::ops::Range<usize>) -> Vec<f32> + Sync,
+) -> Vec<f32> {
+    let add = |mut a: Vec<f32>, b: Vec<f32>| {
+        a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+        a
+    };
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        let per = rows
+            .div_ceil(rayon::current_num_threads().max(1) * 4)
+            .max(1);
+        let parts: Vec<_> = (0..rows.div_ceil(per))
+            .into_par_iter()
+            .map(|c| {
+                simd(
+                    #[inline(always)]
+                    || f(c * per..((c + 1) * per).min(rows)),
+                )
+            })
+            .collect();
+        parts.into_iter().fold(vec![0f32; n], add)
+    }
+    #[cfg(target_family = "wasm")]
+    add(vec![0f32; n], f(0..rows))
+}
+
 /// Runs `f` compiled for the widest vector instructions of this CPU (AVX-512 or AVX2 with FMA on
 /// x86-64, picked at run time by `pulp`), so the loops inside it vectorise 8 or 16 lanes wide
 /// instead of the 4 of the x86-64 baseline. The same values: Rust neither contracts `a·b + c`
