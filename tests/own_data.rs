@@ -729,7 +729,7 @@ fn runs_are_not_overwritten_and_resumes_read_the_same_data() {
         s(&dir.join("other")),
     ]);
     assert!(
-        !success && stderr.contains("--text-column only apply to your own data"),
+        !success && stderr.contains("--text-column only applies to your own data"),
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);

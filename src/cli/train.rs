@@ -355,8 +355,9 @@ impl TrainArgs {
         let stray = self.stray_own_data_options();
         if self.train_file.is_none() && !stray.is_empty() {
             bail!(
-                "{} only apply to your own data: add --train-file FILE",
-                stray.join(", ")
+                "{} only {} to your own data: add --train-file FILE",
+                stray.join(", "),
+                if stray.len() == 1 { "applies" } else { "apply" }
             );
         }
         if let Some(dir) = &self.resume {

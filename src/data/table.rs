@@ -173,8 +173,9 @@ impl Table {
                     source,
                     line,
                     format!(
-                        "the row has {} fields, the header {width}{}",
+                        "the row has {} field{}, the header {width}{}",
                         fields.len(),
+                        if fields.len() == 1 { "" } else { "s" },
                         if dialect.delimiter == b',' {
                             " (a field with an unquoted comma, or a stray quote?)"
                         } else {

@@ -22,8 +22,8 @@ use cubecl::prelude::KernelId;
 use cubecl::server::KernelArguments;
 use cubecl::{CubeCount, CubeDim};
 
-/// Backend operations with a WGSL kernel on wgpu devices, and the DoRA scale also as a fused
-/// loop on flex (`crate::kernels::fused`'s flex module).
+/// Backend operations with a WGSL kernel on wgpu devices, and the same DoRA ops as fused loops on
+/// flex (`impl KernelBackend for Flex` in `src/kernels/fused/flex.rs`).
 #[backend_extension(Autodiff, Flex, Cube)]
 pub trait KernelBackend: Backend {
     /// `shaders/dora_norm.wgsl`: `w` `[in, out]` (f32 or f16), `a` `[in, r]`, `b` `[r, out]`,
