@@ -398,7 +398,7 @@ mod tests {
         let e = Table::read(b"a,b\n1,2\n3\n", "r.csv", Format::Csv, true).unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("r.csv line 3: the row has 1 fields"),
+                .starts_with("r.csv line 3: the row has 1 field, the header 2"),
             "{e}"
         );
         let t = Table::read(b"x\t1\ny\t0\n", "c.tsv", Format::Tsv, false).unwrap();
