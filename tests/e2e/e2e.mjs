@@ -6,6 +6,7 @@ import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { stepSummary } from './steps.mjs';
 
 const base = process.argv[2] ?? 'http://127.0.0.1:8765/';
 const out = path.resolve(process.argv[3] ?? '.');
@@ -89,9 +90,7 @@ try {
     check(rel <= 1e-4, `step ${step}: mean loss page ${pageRun.loss_curve[i][1].toFixed(6)} = native wgpu on SwiftShader ${l.toFixed(6)} (rel ${rel.toExponential(2)} <= 1e-4)`);
   });
   console.log(`examples/s: page ${pageRun.examples_per_second.toFixed(2)}, native wgpu on SwiftShader ${nat.epochs[0].examples_per_second.toFixed(2)}, ratio ${(pageRun.examples_per_second / nat.epochs[0].examples_per_second).toFixed(2)}`);
-  const stepSecs = JSON.parse(await page.textContent('#step-seconds'));
-  const later = stepSecs.slice(3).sort((a, b) => a - b);
-  console.log(`page seconds per step: first 3 (shader compilation) ${stepSecs.slice(0, 3).map((x) => x.toFixed(2)).join(', ')}; median of the rest ${later[later.length >> 1]?.toFixed(3)}`);
+  console.log(stepSummary(await page.textContent('#step-seconds')));
   await page.screenshot({ path: `${out}/e2e-trained.png`, fullPage: true });
   await shot(page, 'model-section', '1-model');
   await shot(page, 'train-section', '3-train');

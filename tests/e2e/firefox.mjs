@@ -12,6 +12,7 @@ import puppeteer from 'puppeteer-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { stepSummary } from './steps.mjs';
 
 const base = process.argv[2] ?? 'http://127.0.0.1:8765/';
 const out = path.resolve(process.argv[3] ?? '.');
@@ -88,9 +89,7 @@ try {
     check(pstep === step && rel <= 5e-3, `step ${step}: mean loss page ${pl.toFixed(6)}, native ${l.toFixed(6)} (rel diff ${rel.toExponential(2)} <= 5e-3)`);
   });
   console.log(`page / native examples/s: ${(run.examples_per_second / res.epochs[0].examples_per_second).toFixed(2)}`);
-  const stepSecs = JSON.parse(await page.$eval('#step-seconds', (e) => e.textContent));
-  const later = stepSecs.slice(3).sort((a, b) => a - b);
-  console.log(`page seconds per step: first 3 (shader compilation) ${stepSecs.slice(0, 3).map((x) => x.toFixed(2)).join(', ')}; median of the rest ${later[later.length >> 1]?.toFixed(3)}`);
+  console.log(stepSummary(await page.$eval('#step-seconds', (e) => e.textContent)));
   console.log('FIREFOX E2E PASS');
 } catch (e) {
   process.exitCode = 1;

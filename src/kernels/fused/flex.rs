@@ -270,6 +270,12 @@ fn f32_contiguous(t: FlexTensor) -> FlexTensor {
     }
 }
 
+/// The values of tensors made contiguous f32 by [`f32_contiguous`].
+#[cfg(any(feature = "wgpu", feature = "web"))]
+fn f32_slices<const N: usize>(ts: [&FlexTensor; N]) -> [&[f32]; N] {
+    ts.map(|t| t.as_slice::<f32>().unwrap_or_default())
+}
+
 /// The DoRA ops on flex: the scale as one fused pass each way over the rayon pool (four
 /// element-wise passes forward and three backward as tensor ops), and the row norm as one pass
 /// over `W`.
@@ -288,11 +294,7 @@ impl crate::kernels::wgpu::KernelBackend for Flex {
         let (w, a, b) = (f32_contiguous(w), f32_contiguous(a), f32_contiguous(b));
         let (n_in, n_out) = (w.shape()[0], w.shape()[1]);
         let r = a.shape()[1];
-        let (wv, av, bv) = (
-            w.as_slice::<f32>().unwrap_or_default(),
-            a.as_slice::<f32>().unwrap_or_default(),
-            b.as_slice::<f32>().unwrap_or_default(),
-        );
+        let [wv, av, bv] = f32_slices([&w, &a, &b]);
         let partial = |rows: std::ops::Range<usize>| {
             let mut acc = vec![0f32; n_out];
             let mut delta = vec![0f32; n_out];
@@ -338,15 +340,7 @@ impl crate::kernels::wgpu::KernelBackend for Flex {
             f32_contiguous(bias),
         );
         let n_out = m.shape()[0];
-        let (bv, lv) = (
-            base.as_slice::<f32>().unwrap_or_default(),
-            lora.as_slice::<f32>().unwrap_or_default(),
-        );
-        let (mv, nv, biasv) = (
-            m.as_slice::<f32>().unwrap_or_default(),
-            norm.as_slice::<f32>().unwrap_or_default(),
-            bias.as_slice::<f32>().unwrap_or_default(),
-        );
+        let [bv, lv, mv, nv, biasv] = f32_slices([&base, &lora, &m, &norm, &bias]);
         let scale: Vec<f32> = mv.iter().zip(nv).map(|(m, n)| m / n).collect();
         let mut out = vec![0f32; bv.len()];
         rows_mut(
@@ -382,11 +376,7 @@ impl crate::kernels::wgpu::KernelBackend for Flex {
             f32_contiguous(bias),
         );
         let n_out = m.shape()[0];
-        let (mv, nv, biasv) = (
-            m.as_slice::<f32>().unwrap_or_default(),
-            norm.as_slice::<f32>().unwrap_or_default(),
-            bias.as_slice::<f32>().unwrap_or_default(),
-        );
+        let [mv, nv, biasv] = f32_slices([&m, &norm, &bias]);
         let scale: Vec<f32> = mv.iter().zip(nv).map(|(m, n)| m / n).collect();
         let mut gx = vec![0f32; g.len()];
         let partial = |i0: usize, chunk: &mut [f32]| {
