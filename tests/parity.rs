@@ -610,7 +610,8 @@ fn check_map_matmul<const D: usize>(
 }
 
 /// The fused attention context `dropout(p)·v` ([`lorabert::kernels::fused::dropout_matmul`],
-/// whose backward redraws the dropped probabilities) against the fused dropout then `matmul`:
+/// whose backward redraws the dropped probabilities) against the fused dropout then the product
+/// op (`fused::matmul`, the same product kernel):
 /// softmax probabilities `[2, 12, 64, 64]`, values `[2, 12, 64, 32]`, keep 0.9.
 fn check_dropout_matmul(device: &Device, dtype: DType, tol: f32) {
     use burn::tensor::Distribution;
@@ -627,13 +628,13 @@ fn check_dropout_matmul(device: &Device, dtype: DType, tol: f32) {
         [p, v, up],
         dtype,
         |p, v| fused::dropout_matmul(p, v, seed, keep),
-        |p, v| fused::dropout(p, seed, keep).matmul(v),
+        |p, v| fused::matmul(fused::dropout(p, seed, keep), v),
         tol,
     );
 }
 
 /// The fused `gelu(u)·w` ([`lorabert::kernels::fused::gelu_matmul`], whose backward recomputes
-/// `gelu(u)`) against the fused GELU then `matmul`: BERT-like pre-activations `[96, 256]`
+/// `gelu(u)`) against the fused GELU then the product op (`fused::matmul`): BERT-like pre-activations `[96, 256]`
 /// (mean −0.5, sd 2) and a LoRA `A` `[256, 8]`.
 fn check_gelu_matmul(device: &Device, dtype: DType, tol: f32) {
     use burn::tensor::Distribution;
@@ -648,84 +649,107 @@ fn check_gelu_matmul(device: &Device, dtype: DType, tol: f32) {
         [u, w, up],
         dtype,
         fused::gelu_matmul,
-        |u, w| fused::gelu(u).matmul(w),
+        |u, w| fused::matmul(fused::gelu(u), w),
         tol,
     );
 }
 
 /// The CPU's matrix products through `kernels::gemm` (the op behind `kernels::matmul` and
 /// `kernels::linear`, whose output `gemm` writes in place) against Burn's flex `matmul` (the same
-/// `gemm` crate through Burn's own buffers): outputs and both gradients, for plain operands, a
-/// transposed weight (`g·Wᵀ`, the backward of a linear layer), a transposed left operand (`xᵀ·g`)
-/// and the attention shapes (`[b, heads, s, d]` views with swapped axes). Same kernels, same
+/// `gemm` crate through Burn's own buffers): see [`check_matmul_route`]. Same kernels, same
 /// order of sums: equal within 1e-6 (relative to the values' scale of about 10).
 #[test]
 fn gemm_route_matches_burn_matmul() {
+    check_matmul_route(&Device::flex().autodiff(), DType::F32, 1e-6);
+}
+
+/// `kernels::fused::matmul` against Burn's `matmul` on `device` in `dtype`: outputs and both
+/// gradients, for plain operands, a transposed weight (`g·Wᵀ`, the backward of a linear layer),
+/// a transposed left operand (`xᵀ·g`), the attention shapes (`[b, heads, s, d]` views with
+/// swapped axes), a rank-1 LoRA product, sizes that are not multiples of any tile, and a
+/// contiguous batch.
+fn check_matmul_route(device: &Device, dtype: DType, tol: f32) {
     use burn::tensor::Distribution;
     use lorabert::kernels::fused;
-    let device = Device::flex().autodiff();
     device.seed(36);
     lorabert::model::init::seed(36);
-    let n = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let n = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), device);
     // [rows, in] · [in, out], above the threshold where one matrix splits over threads.
     check_map_matmul(
         "x·W",
         [n([300, 384]), n([384, 200]), n([300, 200])],
-        DType::F32,
+        dtype,
         fused::matmul,
         |a, b| a.matmul(b),
-        1e-6,
+        tol,
     );
     // A rank-1 LoRA product, and a product below the threading threshold.
     check_map_matmul(
         "x·A r=1",
         [n([64, 48]), n([48, 1]), n([64, 1])],
-        DType::F32,
+        dtype,
         fused::matmul,
         |a, b| a.matmul(b),
-        1e-6,
+        tol,
+    );
+    // Ragged sizes: every edge of a 64 x 64 block, and k = 1.
+    check_map_matmul(
+        "ragged",
+        [n([130, 67]), n([67, 65]), n([130, 65])],
+        dtype,
+        fused::matmul,
+        |a, b| a.matmul(b),
+        tol,
+    );
+    check_map_matmul(
+        "k=1",
+        [n([5, 1]), n([1, 70]), n([5, 70])],
+        dtype,
+        fused::matmul,
+        |a, b| a.matmul(b),
+        tol,
     );
     // g·Wᵀ with W [out, in] read transposed in place.
     check_map_matmul(
         "g·Wᵀ",
         [n([300, 200]), n([384, 200]), n([300, 384])],
-        DType::F32,
+        dtype,
         |a, b| fused::matmul(a, b.transpose()),
         |a, b| a.matmul(b.transpose()),
-        1e-6,
+        tol,
     );
     // xᵀ·g with x [rows, in] read transposed in place.
     check_map_matmul(
         "xᵀ·g",
         [n([256, 96]), n([256, 80]), n([96, 80])],
-        DType::F32,
+        dtype,
         |a, b| fused::matmul(a.transpose(), b),
         |a, b| a.transpose().matmul(b),
-        1e-6,
+        tol,
     );
     // Attention: q [b, heads, s, d] and k as views of [b, s, heads, d], scores q·kᵀ.
-    let q = Tensor::<4>::random([2, 16, 3, 8], Distribution::Normal(0.0, 1.0), &device);
-    let k = Tensor::<4>::random([2, 16, 3, 8], Distribution::Normal(0.0, 1.0), &device);
-    let up = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+    let q = Tensor::<4>::random([2, 16, 3, 8], Distribution::Normal(0.0, 1.0), device);
+    let k = Tensor::<4>::random([2, 16, 3, 8], Distribution::Normal(0.0, 1.0), device);
+    let up = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), device);
     check_map_matmul(
         "q·kᵀ",
         [q, k, up],
-        DType::F32,
+        dtype,
         |q, k| fused::matmul(q.swap_dims(1, 2), k.swap_dims(1, 2).swap_dims(2, 3)),
         |q, k| q.swap_dims(1, 2).matmul(k.swap_dims(1, 2).swap_dims(2, 3)),
-        1e-6,
+        tol,
     );
     // A contiguous batch below the threading threshold (one matrix after another).
-    let a3 = Tensor::<3>::random([2, 4, 6], Distribution::Normal(0.0, 1.0), &device);
-    let b3 = Tensor::<3>::random([2, 6, 5], Distribution::Normal(0.0, 1.0), &device);
-    let up3 = Tensor::<3>::random([2, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+    let a3 = Tensor::<3>::random([2, 4, 6], Distribution::Normal(0.0, 1.0), device);
+    let b3 = Tensor::<3>::random([2, 6, 5], Distribution::Normal(0.0, 1.0), device);
+    let up3 = Tensor::<3>::random([2, 4, 5], Distribution::Normal(0.0, 1.0), device);
     check_map_matmul(
         "batched",
         [a3, b3, up3],
-        DType::F32,
+        dtype,
         fused::matmul,
         |a, b| a.matmul(b),
-        1e-6,
+        tol,
     );
 }
 
@@ -869,6 +893,26 @@ mod wgpu {
         } else {
             eprintln!("f16 skipped: this wgpu adapter has no shader-f16");
         }
+    }
+
+    /// `shaders/matmul.wgsl` (one kernel for every shape and layout, f32 accumulation) against
+    /// Burn's wgpu matmul: the same products summed in another order, within 1e-4 of values of
+    /// scale about 20 (k up to 384 products of N(0, 1) values; 5e-6 relative).
+    #[test]
+    fn wgpu_matmul_kernel_matches_burn_matmul() {
+        check_matmul_route(&device().autodiff(), DType::F32, 1e-4);
+    }
+
+    /// The same in f16 storage: both round each output (about 20) to f16, 2⁻¹¹ relative, and
+    /// Burn's kernel also accumulates in f16; within 0.1.
+    #[test]
+    fn wgpu_matmul_kernel_matches_burn_matmul_in_f16() {
+        let device = device().autodiff();
+        if !device.supports_dtype(DType::F16) {
+            eprintln!("skipped: this wgpu adapter has no shader-f16");
+            return;
+        }
+        check_matmul_route(&device, DType::F16, 0.1);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! `lorabert bench --gemm`: GFLOP/s of the training step's matrix products on the CPU, through
-//! Burn's flex `matmul` and through lorabert's route ([`crate::kernels::matmul`], the `gemm`
-//! crate writing into the output's own buffer), as JSON lines. `tools/peft_bench.py --gemm`
+//! `lorabert bench --gemm`: GFLOP/s of the training step's matrix products through Burn's
+//! `matmul` and through lorabert's route ([`crate::kernels::matmul`]), as JSON lines: on the CPU
+//! (flex's `matmul` against the `gemm` crate writing into the output's own buffer) or on a wgpu
+//! device (Burn's per-shape CubeCL kernels against `shaders/matmul.wgsl`). `tools/peft_bench.py --gemm`
 //! times the same lines' shapes in PyTorch.
 
 use std::time::Instant;
@@ -31,9 +32,10 @@ pub struct GemmRecord {
     pub lhs_transposed: bool,
     /// Whether the right operand is a transposed view (`[n, k]` in memory).
     pub rhs_transposed: bool,
-    /// `burn` (flex's `float_matmul`), `lorabert` (`kernels::matmul`) or `torch`.
+    /// `burn` (the backend's `float_matmul`), `lorabert` (`kernels::matmul`) or `torch`.
     pub route: String,
-    /// The `gemm` crate's kernels on this CPU (`avx512f`, `fma`, ...), or PyTorch's BLAS.
+    /// The `gemm` crate's kernels on this CPU (`avx512f`, `fma`, ...), `wgpu` for a wgpu
+    /// device, or PyTorch's BLAS.
     pub isa: String,
     /// Threads.
     pub threads: usize,
@@ -108,10 +110,12 @@ fn time(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 /// Times every product of [`step_products`] through Burn's matmul and through
-/// [`crate::kernels::matmul`] on `device` (flex), each for about `seconds` seconds.
+/// [`crate::kernels::matmul`] on `device` (flex or wgpu), each for about `seconds` seconds. On
+/// wgpu each timed call waits for the device (`Device::sync`), so a call's seconds include one
+/// submission and wait, alike for both routes.
 ///
 /// # Errors
-/// When `device` is not the CPU backend (flex).
+/// When `device` is neither the CPU backend (flex) nor a wgpu device, or a wgpu call fails.
 pub fn run(
     cfg: &BertConfig,
     batch: usize,
@@ -120,9 +124,15 @@ pub fn run(
     seconds: f64,
     device: &Device,
 ) -> Result<Vec<GemmRecord>> {
-    if !crate::kernels::fused::is_flex(device) {
-        bail!("--gemm measures the CPU backend's products (use --backend cpu)");
+    let wgpu = crate::kernels::is_wgpu(device);
+    if !crate::kernels::fused::is_flex(device) && !wgpu {
+        bail!("--gemm measures the CPU or wgpu backend's products (--backend cpu or wgpu)");
     }
+    let isa = if wgpu {
+        "wgpu"
+    } else {
+        crate::kernels::gemm::isa()
+    };
     let mut out = Vec::new();
     for (product, b, m, k, n, lt, rt) in step_products(cfg, batch, seq, ranks) {
         // Operands as the step holds them: transposed ones are views of the stored matrix
@@ -153,8 +163,10 @@ pub fn run(
         let reps = ((seconds * 1e11 / flops) as usize).clamp(5, 2000);
         for route in ["burn", "lorabert"] {
             let ours = route == "lorabert";
+            let mut failed = None;
             let call = || {
-                // Flex runs each op when it is called: the product is done on return.
+                // Flex runs each op when it is called: the product is done on return. A wgpu
+                // op is queued: wait for it.
                 let rows = match (b == 1, ours) {
                     (true, false) => l2.clone().matmul(r2.clone()).dims()[0],
                     (true, true) => crate::kernels::matmul(l2.clone(), r2.clone()).dims()[0],
@@ -162,8 +174,14 @@ pub fn run(
                     (false, true) => crate::kernels::matmul(l3.clone(), r3.clone()).dims()[0],
                 };
                 std::hint::black_box(rows);
+                if wgpu && let Err(e) = device.sync() {
+                    failed = Some(format!("{e:?}"));
+                }
             };
             let median = time(2, reps, call);
+            if let Some(e) = failed {
+                bail!("{product}: the wgpu device failed: {e}");
+            }
             out.push(GemmRecord {
                 tool: "lorabert".into(),
                 product: product.clone(),
@@ -174,7 +192,7 @@ pub fn run(
                 lhs_transposed: lt,
                 rhs_transposed: rt,
                 route: route.into(),
-                isa: crate::kernels::gemm::isa().into(),
+                isa: isa.into(),
                 threads: rayon::current_num_threads(),
                 median_seconds: median,
                 gflops: flops / median / 1e9,

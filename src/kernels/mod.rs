@@ -207,24 +207,31 @@ pub fn frozen_linear<const D: usize>(
     linear(x, w, bias)
 }
 
-/// Whether the matrix products of `x` run through [`gemm`]: the kernels on, a flex device, f32,
-/// a native build. Burn's matmul runs otherwise (wgpu, f16, wasm, `--no-kernels`).
-fn routes_gemm<const D: usize>(x: &Tensor<D>) -> bool {
-    cfg!(not(target_family = "wasm"))
-        && kernels_enabled()
-        && x.dtype() == DType::F32
-        && fused::is_flex(&x.device())
+/// Whether the matrix products of `x` run through lorabert's op ([`fused`]): the kernels on and
+/// either a flex device with f32 data in a native build ([`gemm`]) or a wgpu device
+/// (`shaders/matmul.wgsl`, f32 or f16). Burn's matmul runs otherwise (flex f16, flex in wasm,
+/// ndarray, `--no-kernels`).
+fn routes_matmul<const D: usize>(x: &Tensor<D>) -> bool {
+    let device = x.device();
+    kernels_enabled()
+        && (is_wgpu(&device)
+            || cfg!(not(target_family = "wasm"))
+                && x.dtype() == DType::F32
+                && fused::is_flex(&device))
 }
 
 /// `a·b` over the last two axes: `a` `[.., m, k]`, `b` `[.., k, n]` with the same leading axes
-/// → `[.., m, n]` (the attention scores `q·kᵀ` and context `p·v`). On flex f32 (native builds,
-/// kernels on) one differentiable op whose forward and backward products are [`gemm`]'s;
-/// elsewhere Burn's `matmul`. The same values either way (the same `gemm` crate on the CPU).
+/// → `[.., m, n]` (the attention scores `q·kᵀ` and context `p·v`). With the kernels on, one
+/// differentiable op whose forward and backward products are [`gemm`]'s (flex f32, native
+/// builds) or `shaders/matmul.wgsl`'s (wgpu, f32 or f16, accumulated in f32; one compiled
+/// kernel per dtype for every shape and layout); elsewhere Burn's `matmul`. On flex the same
+/// values either way (the same `gemm` crate); on wgpu the same within f32 rounding (another
+/// summation order).
 ///
 /// # Panics
 /// When the shapes do not chain.
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
-    if routes_gemm(&a) {
+    if routes_matmul(&a) {
         return fused::matmul(a, b);
     }
     a.matmul(b)
@@ -237,7 +244,7 @@ pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
 /// # Panics
 /// When the last axis of `x` is not `w`'s first, or `bias` is not `[out]`.
 pub fn linear<const D: usize>(x: Tensor<D>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
-    if !routes_gemm(&x) || D < 2 {
+    if !routes_matmul(&x) || D < 2 {
         return burn::tensor::module::linear(x, w, bias);
     }
     let mut dims = x.dims();

@@ -267,7 +267,7 @@ impl MultitaskModel {
     /// If the model has no SST head (a programming error: heads follow the task list).
     pub fn sst_logits(&self, x: &BatchTensors) -> Tensor<2> {
         let head = self.sst.as_ref().expect("model has no SST head");
-        head.forward(self.dropout.forward(self.embed(x)))
+        apply_head(head, self.dropout.forward(self.embed(x)))
     }
 
     /// Pair scores `[batch]`: paraphrase logits, or STS predictions (cosine in `[-1, 1]` for
@@ -284,7 +284,7 @@ impl MultitaskModel {
                     _ => self.sts.as_ref(),
                 }
                 .expect("model has no head for this pair task");
-                let out = head.forward(self.dropout.forward(pooled));
+                let out = apply_head(head, self.dropout.forward(pooled));
                 let [b, _] = out.dims();
                 out.reshape([b])
             }
@@ -296,8 +296,7 @@ impl MultitaskModel {
                 match task {
                     Task::Para => {
                         let head = self.para.as_ref().expect("model has no paraphrase head");
-                        head.forward(self.dropout.forward(pair_features(u, v)))
-                            .reshape([b])
+                        apply_head(head, self.dropout.forward(pair_features(u, v))).reshape([b])
                     }
                     _ => cosine(u, v),
                 }
@@ -323,7 +322,7 @@ impl MultitaskModel {
         } else {
             pooled
         };
-        head.forward(self.dropout.forward(feats))
+        apply_head(head, self.dropout.forward(feats))
     }
 
     /// Mean training loss of one batch (scalar `[1]`).
@@ -351,6 +350,12 @@ impl MultitaskModel {
             }
         }
     }
+}
+
+/// A task head `x·W + b` on `x` `[batch, in]` → `[batch, out]`, as `Linear::forward`, through
+/// [`crate::kernels::linear`] (the same product op as the encoder's layers).
+fn apply_head(head: &Linear, x: Tensor<2>) -> Tensor<2> {
+    crate::kernels::linear(x, head.weight.val(), head.bias.as_ref().map(|b| b.val()))
 }
 
 /// Sentence-BERT's pair features `[u, v, |u−v|, u⊙v]`: `[batch, h]` each → `[batch, 4·h]`.

@@ -14,7 +14,8 @@ const steps = process.argv[3] ?? '25';
 const out = process.argv[4] ?? 'page.cpuprofile';
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true,
-  args: ['--no-sandbox', '--disable-gpu-sandbox', '--enable-unsafe-webgpu'],
+  args: ['--no-sandbox', '--disable-gpu-sandbox', '--enable-unsafe-webgpu',
+    ...(process.env.CHROMIUM_FLAGS ?? '').split(' ').filter(Boolean)],
 });
 try {
   const page = await (await browser.newContext()).newPage();

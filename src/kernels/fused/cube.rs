@@ -1,5 +1,5 @@
-//! [`FusedBackend`] on the Cube (wgpu) backend: WGSL kernels (`shaders/`) for dropout and
-//! LayerNorm, tensor-op compositions ([`super::ops`]) for the rest.
+//! [`FusedBackend`] on the Cube (wgpu) backend: WGSL kernels (`shaders/`) for dropout,
+//! LayerNorm and the matrix products, tensor-op compositions ([`super::ops`]) for the rest.
 
 use burn::backend::Cube;
 use burn::backend::ops::{FloatTensorOps, ModuleOps};
@@ -42,11 +42,16 @@ impl FusedBackend for Cube {
     }
 
     fn matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        if use_wgsl(&a)
+            && let Some(out) = crate::kernels::wgpu::matmul(&a, &b)
+        {
+            return out;
+        }
         Self::float_matmul(a, b)
     }
 
     fn gelu_matmul(u: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::float_matmul(Self::gelu_exact(u), w)
+        Self::matmul(Self::gelu_exact(u), w)
     }
 
     fn dropout_matmul(
@@ -55,7 +60,7 @@ impl FusedBackend for Cube {
         seed: u64,
         keep: f64,
     ) -> FloatTensor<Self> {
-        Self::float_matmul(Self::dropout_mask(p, seed, keep), v)
+        Self::matmul(Self::dropout_mask(p, seed, keep), v)
     }
 
     fn layer_norm_last(
