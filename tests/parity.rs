@@ -895,7 +895,8 @@ mod wgpu {
         }
     }
 
-    /// `shaders/matmul.wgsl` (one kernel for every shape and layout, f32 accumulation) against
+    /// `shaders/matmul_vec4.wgsl` and `shaders/matmul.wgsl` (runtime sizes and strides, f32
+    /// accumulation; the cases reach both vec4 row counts and the three layouts) against
     /// Burn's wgpu matmul: the same products summed in another order, within 1e-4 of values of
     /// scale about 20 (k up to 384 products of N(0, 1) values; 5e-6 relative).
     #[test]

@@ -223,8 +223,9 @@ fn routes_matmul<const D: usize>(x: &Tensor<D>) -> bool {
 /// `a·b` over the last two axes: `a` `[.., m, k]`, `b` `[.., k, n]` with the same leading axes
 /// → `[.., m, n]` (the attention scores `q·kᵀ` and context `p·v`). With the kernels on, one
 /// differentiable op whose forward and backward products are [`gemm`]'s (flex f32, native
-/// builds) or `shaders/matmul.wgsl`'s (wgpu, f32 or f16, accumulated in f32; one compiled
-/// kernel per dtype for every shape and layout); elsewhere Burn's `matmul`. On flex the same
+/// builds) or `shaders/matmul_vec4.wgsl`'s and `shaders/matmul.wgsl`'s (wgpu, f32 or f16,
+/// accumulated in f32; at most five compiled kernels per dtype for every shape and layout);
+/// elsewhere Burn's `matmul`. On flex the same
 /// values either way (the same `gemm` crate); on wgpu the same within f32 rounding (another
 /// summation order).
 ///

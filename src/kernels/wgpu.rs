@@ -272,8 +272,9 @@ const MAX_GROUPS: usize = 65535;
 /// same leading axes, both f32 or both f16, any strides) → a new contiguous `[.., m, n]` in their
 /// dtype, accumulated in f32. Where `k` and `n` are multiples of 4, `shaders/matmul_vec4.wgsl`
 /// on row-major copies of strided operands (16 rows per invocation from `m` = 256 on, else 4);
-/// otherwise `shaders/matmul.wgsl`, which reads the strides in place. The sizes and strides are
-/// parameters: one run compiles at most three product kernels per dtype, where Burn's matmul
+/// otherwise `shaders/matmul.wgsl`, which reads the strides in place (64 × 64 blocks, or
+/// 1024 × 4 where `n` < 16, or 4 × 1024 where `m` < 16). The sizes and strides are parameters:
+/// one run compiles at most five product kernels per dtype, where Burn's matmul
 /// compiles one per shape class, layout and vector width (about 40 for one training run, each
 /// slow to compile in a browser).
 ///
