@@ -227,6 +227,45 @@ try {
     null, { timeout: 600_000, polling: 500 });
   check(!(await page.textContent('#error')), `it trains offline from the stored model and data: ${await page.textContent('#error')}`);
   await ctx.setOffline(false);
+
+  // A Hugging Face entry of the model list, without the network: huggingface.co's resolve URLs
+  // are answered here with the tiny model's files and the CORS header huggingface.co sends; a
+  // repo whose config.json names another architecture gets a message naming it. (huggingface.co
+  // answers large files with a redirect to its CDN, which the browser's fetch follows; a redirect
+  // from Playwright's interception fails in Chromium, so that hop is not simulated.)
+  const cors = { 'access-control-allow-origin': '*' };
+  const hf = [];
+  await page.route('https://huggingface.co/**', (route) => {
+    const url = route.request().url();
+    hf.push(url);
+    const m = url.match(/^https:\/\/huggingface\.co\/([^/]+\/[^/]+)\/resolve\/main\/([^/?]+)$/);
+    if (!m) return route.fulfill({ status: 404, headers: cors, body: 'not found' });
+    if (m[1] === 'e2e/not-bert' && m[2] === 'config.json') {
+      return route.fulfill({ status: 200, headers: cors, body: JSON.stringify({ model_type: 'roberta', hidden_size: 32 }) });
+    }
+    return route.fulfill({ status: 200, headers: cors, body: fs.readFileSync(path.join(tinyModel, m[2])) });
+  });
+  const bge = 'https://huggingface.co/BAAI/bge-small-en-v1.5/resolve/main/';
+  await page.selectOption('#model-pick', bge);
+  check(await page.inputValue('#model-url') === bge, 'picking a Hugging Face list entry fills the model URL');
+  await page.click('#load-model');
+  await page.waitForFunction(
+    () => /model loaded|error/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 120_000, polling: 200 });
+  const hfStatus = await page.textContent('#status');
+  const tinyCfg = JSON.parse(fs.readFileSync(path.join(tinyModel, 'config.json'), 'utf8'));
+  check(hfStatus.startsWith(`model loaded: ${tinyCfg.num_hidden_layers} layers, hidden ${tinyCfg.hidden_size}`),
+    `the list entry loads from huggingface.co: ${hfStatus}`);
+  check(['config.json', 'tokenizer.json', 'model.safetensors'].every((f) => hf.includes(bge + f)),
+    `it asked huggingface.co's resolve URL for each file (${hf.length} requests)`);
+  await page.waitForFunction((u) => document.getElementById('stored')?.textContent.includes(u), bge, { timeout: 30_000 });
+  check(true, 'the stored list shows the Hugging Face folder');
+  await page.fill('#model-url', 'https://huggingface.co/e2e/not-bert/resolve/main/');
+  await page.click('#load-model');
+  await page.waitForFunction(() => document.getElementById('error')?.textContent.includes('roberta'), null, { timeout: 60_000, polling: 200 });
+  const archErr = await page.textContent('#error');
+  check(archErr.includes('model_type `roberta` is not BERT') && !hf.some((u) => u.includes('not-bert/model.safetensors')),
+    `another architecture is named before its weights are fetched: ${archErr}`);
+  await page.unrouteAll();
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${shots}/phone.png`, fullPage: false });
   console.log('E2E PASS');
