@@ -261,8 +261,9 @@ fn cli_reports_missing_model_folder() {
     );
 }
 
-/// `bench` refuses a zero rank, zero steps and a sequence longer than the model's positions with
-/// a message naming the option, before measuring anything.
+/// `bench` refuses a zero rank, zero steps, a sequence longer than the model's positions, and
+/// (`--gemm`) f16 or an unwritable output, with a message naming the option or path, before
+/// measuring anything.
 #[test]
 fn bench_rejects_bad_options_by_name() {
     let run = |extra: &[&str]| {
@@ -299,4 +300,21 @@ fn bench_rejects_bad_options_by_name() {
         !e.contains("error: error:") && !e.contains("failed: error:"),
         "{e}"
     );
+    // `--gemm` refuses f16 and an output it could not write before timing anything (a folder
+    // under /proc cannot be created, even by root).
+    let e = run(&["--gemm", "--precision", "f16"]);
+    assert!(e.contains("--gemm times f32 products"), "{e}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lorabert"))
+        .args([
+            "bench",
+            "--gemm",
+            "--output",
+            "/proc/lorabert-none/gemm.jsonl",
+        ])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !e.contains("panicked"), "{e}");
+    assert!(e.contains("/proc/lorabert-none"), "{e}");
+    assert!(!e.contains("GFLOP/s"), "nothing is timed first: {e}");
 }

@@ -58,15 +58,18 @@ pub struct BenchArgs {
     /// fused GELU, softmax and LayerNorm ops of `kernels::fused`), to measure what they gain.
     #[arg(long)]
     no_kernels: bool,
-    /// Instead of training steps, time the step's matrix products on the CPU (GFLOP/s per
-    /// product through Burn's matmul and through lorabert's route; JSON lines; the LoRA
-    /// products at ranks 1 and 8).
+    /// Instead of training steps, time the step's matrix products on `--backend` (cpu or
+    /// wgpu): GFLOP/s per product through Burn's matmul and through lorabert's route, as JSON
+    /// lines, the LoRA products at ranks 1 and 8. `--warmup`, `--steps` and `--configs` do not
+    /// apply; the products are f32 (`--precision f16` is refused); with `--no-kernels` the
+    /// lorabert route runs Burn's matmul too.
     #[arg(long)]
     gemm: bool,
     /// Rayon threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// JSON-lines output file (rewritten atomically after each configuration).
+    /// JSON-lines output file (rewritten atomically after each configuration; with `--gemm`
+    /// written once at the end, its folder checked first).
     #[arg(long, default_value = "bench.jsonl")]
     output: PathBuf,
     /// Internal: run one configuration in this process and print its JSON line.
@@ -246,6 +249,10 @@ fn bench_gemm(a: &BenchArgs) -> Result<()> {
     if a.batch_size == 0 || a.seq_len == 0 {
         bail!("--batch-size and --seq-len must be >= 1");
     }
+    if a.precision != super::PrecisionArg::F32 {
+        bail!("--gemm times f32 products: drop --precision");
+    }
+    io::check_writable(&a.output)?;
     let (device, _) = super::devices(a.backend, 0)?;
     let cfg = match &a.model_config {
         Some(path) => BertConfig::from_json(&io::read_text(path)?, &path.display().to_string())?,
@@ -258,19 +265,22 @@ fn bench_gemm(a: &BenchArgs) -> Result<()> {
     let mut lines = String::new();
     for r in &recs {
         eprintln!(
-            "{:<44} {:>4}×[{:>4},{:>4}]·[{:>4},{:>4}] {:<8} {:>7.1} GFLOP/s",
+            "{:<44} {:>4}×[{:>4},{:>4}]·[{:>4},{:>4}] {:<8} {:>8.2} GFLOP/s",
             r.product, r.batch, r.m, r.k, r.k, r.n, r.route, r.gflops
         );
         lines.push_str(&serde_json::to_string(r)?);
         lines.push('\n');
     }
     io::write_atomic(&a.output, lines.as_bytes())?;
-    eprintln!(
-        "wrote {} ({} threads, gemm kernels {})",
-        a.output.display(),
-        rayon::current_num_threads(),
-        crate::kernels::gemm::isa()
-    );
+    let on = match recs.first() {
+        Some(r) if r.isa == "wgpu" => "a wgpu device".to_string(),
+        _ => format!(
+            "{} threads, gemm kernels {}",
+            rayon::current_num_threads(),
+            crate::kernels::gemm::isa()
+        ),
+    };
+    eprintln!("wrote {} ({on})", a.output.display());
     Ok(())
 }
 

@@ -176,6 +176,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
     write_atomic_with(path, &mut |f| f.write_all(bytes))
 }
 
+/// Checks, before a long computation, that [`write_atomic`] will be able to write `path`: its
+/// folder exists (or is created) and takes a new file (a probe file is created and removed).
+/// An existing file at `path` is left as it is.
+///
+/// # Errors
+/// [`crate::Error::Io`] naming the folder or the probe file.
+pub fn check_writable(path: &Path) -> crate::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io("create", dir.display(), e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let probe = dir.join(format!(".{name}.probe-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| crate::Error::io("write", path.display(), e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// [`write_atomic`] with the content written by `write` (which may fail part-way: the previous
 /// file at `path` is then left untouched and the temporary file removed).
 ///

@@ -171,6 +171,14 @@ const LAYER_NORM_WORKGROUP: u32 = 128;
 const DROPOUT_WGSL: &str = include_str!("../../shaders/dropout.wgsl");
 const ROW_STATS_WGSL: &str = include_str!("../../shaders/row_stats.wgsl");
 
+/// `source` with its activation type filled in: `{{ act }}` f16 (and `{{ enable }}` turning on
+/// WGSL's f16) or f32.
+fn act_template(source: &str, f16: bool) -> SourceTemplate {
+    SourceTemplate::new(source)
+        .register("act", if f16 { "f16" } else { "f32" })
+        .register("enable", if f16 { "enable f16;" } else { "" })
+}
+
 /// A kernel of `shaders/` templated on the activation type: `{{ act }}` (f32, or f16 in the f16
 /// mode, with `{{ enable }}` turning on WGSL's f16), `{{ workgroup_size }}`, and (LayerNorm)
 /// `{{ row_stats }}`, the shared row reductions of `shaders/row_stats.wgsl`.
@@ -209,9 +217,7 @@ impl ActKernel {
 
 impl KernelSource for ActKernel {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(self.source)
-            .register("act", if self.f16 { "f16" } else { "f32" })
-            .register("enable", if self.f16 { "enable f16;" } else { "" })
+        act_template(self.source, self.f16)
             .register("workgroup_size", self.workgroup.to_string())
             .register("row_stats", ROW_STATS_WGSL)
     }
@@ -408,9 +414,7 @@ impl KernelSource for MatmulKernel {
             MatmulLayout::Narrow => ("wid.y * 1024u + t", "wid.x * 4u", 256, 1),
             MatmulLayout::Short => ("wid.y * 4u", "wid.x * 1024u + t", 1, 256),
         };
-        SourceTemplate::new(MATMUL_WGSL)
-            .register("act", if self.f16 { "f16" } else { "f32" })
-            .register("enable", if self.f16 { "enable f16;" } else { "" })
+        act_template(MATMUL_WGSL, self.f16)
             .register("row", row)
             .register("col", col)
             .register("row_step", row_step.to_string())
@@ -436,9 +440,7 @@ struct MatmulVec4Kernel {
 impl KernelSource for MatmulVec4Kernel {
     fn source(&self) -> SourceTemplate {
         let lines = |f: &dyn Fn(usize) -> String| (0..self.rows).map(f).collect::<String>();
-        SourceTemplate::new(MATMUL_VEC4_WGSL)
-            .register("act", if self.f16 { "f16" } else { "f32" })
-            .register("enable", if self.f16 { "enable f16;" } else { "" })
+        act_template(MATMUL_VEC4_WGSL, self.f16)
             .register("tile_rows", (16 * self.rows).to_string())
             .register(
                 "addresses",
