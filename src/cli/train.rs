@@ -481,7 +481,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let cfg = job.trainer.cfg.clone();
     let counts = job.params();
     eprintln!(
-        "training {} on {} with {} (trainable {} of {} parameters), {} steps; output {}",
+        "training {} on {} with {} (trainable {} of {} parameters), {} steps on {} in {}; output {}",
         cfg.tasks
             .iter()
             .map(|t| match (t, &cfg.own) {
@@ -495,6 +495,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
         counts.trainable,
         counts.total,
         job.trainer.total_steps,
+        backend,
+        cfg.precision.name(),
         out.display()
     );
     let mut obs = CliObserver::new(out.clone(), stop_on_signal()?);
