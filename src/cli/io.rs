@@ -176,13 +176,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
     write_atomic_with(path, &mut |f| f.write_all(bytes))
 }
 
-/// Checks, before a long computation, that [`write_atomic`] will be able to write `path`: its
-/// folder exists (or is created) and takes a new file (a probe file is created and removed).
-/// An existing file at `path` is left as it is.
+/// `path`'s folder (`.` for a bare file name), created if missing, and its file name.
 ///
 /// # Errors
-/// [`crate::Error::Io`] naming the folder or the probe file.
-pub fn check_writable(path: &Path) -> crate::Result<()> {
+/// [`crate::Error::Io`] naming the folder it could not create.
+fn folder_and_name(path: &Path) -> crate::Result<(&Path, String)> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -192,6 +190,17 @@ pub fn check_writable(path: &Path) -> crate::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    Ok((dir, name))
+}
+
+/// Checks, before a long computation, that [`write_atomic`] will be able to write `path`: its
+/// folder exists (or is created) and takes a new file (a probe file is created and removed).
+/// An existing file at `path` is left as it is.
+///
+/// # Errors
+/// [`crate::Error::Io`] naming the folder or the probe file.
+pub fn check_writable(path: &Path) -> crate::Result<()> {
+    let (dir, name) = folder_and_name(path)?;
     let probe = dir.join(format!(".{name}.probe-{}", std::process::id()));
     std::fs::File::create(&probe).map_err(|e| crate::Error::io("write", path.display(), e))?;
     let _ = std::fs::remove_file(&probe);
@@ -207,15 +216,7 @@ pub fn write_atomic_with(
     path: &Path,
     write: &mut dyn FnMut(&mut std::fs::File) -> std::io::Result<()>,
 ) -> crate::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io("create", dir.display(), e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let (dir, name) = folder_and_name(path)?;
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

@@ -25,6 +25,8 @@ pub mod gemm;
 pub mod mask;
 #[cfg(any(feature = "wgpu", feature = "web"))]
 pub mod wgpu;
+#[cfg(any(feature = "wgpu", feature = "web"))]
+mod wgpu_matmul;
 
 use burn::tensor::{DType, Device, Distribution, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -43,7 +43,7 @@ impl FusedBackend for Cube {
 
     fn matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
         if use_wgsl(&a)
-            && let Some(out) = crate::kernels::wgpu::matmul(&a, &b)
+            && let Some(out) = crate::kernels::wgpu_matmul::matmul(&a, &b)
         {
             return out;
         }

@@ -11,7 +11,7 @@
 //! | dropout `x⊙mask(seed)` | nothing (the mask is redrawn from its seed) | mask blocks (a counter-based hash of the element index) drawn in parallel while multiplying | WGSL kernel `shaders/dropout.wgsl`, the same hash: the same mask as flex's for the same seed |
 //! | `gelu(u)·w`, `output.dense`'s first LoRA projection from the pre-activation | `u` (kept by GELU anyway) and `w`: `gelu(u)` is recomputed for `∂w` | GELU pass then flex's matmul | GELU tensor ops then the product kernel |
 //! | attention context `dropout(p)·v` | `p` (the softmax output, kept by the softmax anyway) and `v`: the dropped probabilities are redrawn from the seed, not kept | dropout pass then flex's matmul | dropout kernel then the product kernel |
-//! | `a·b` over the last two axes | `a` and `b` (handles) | the `gemm` crate ([`super::gemm`]) | WGSL kernels `shaders/matmul_vec4.wgsl` and `shaders/matmul.wgsl` (`kernels::wgpu::matmul`), Burn's matmul where they do not apply |
+//! | `a·b` over the last two axes | `a` and `b` (handles) | the `gemm` crate ([`super::gemm`]) | WGSL kernels `shaders/matmul_vec4.wgsl` and `shaders/matmul.wgsl` (`kernels::wgpu_matmul::matmul`), Burn's matmul where they do not apply |
 //! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | flex's fused row LayerNorm; backward one pass per row, `∂γ`, `∂β` summed per fixed chunk in order | WGSL kernels `shaders/layer_norm.wgsl` and `layer_norm_backward.wgsl` (one workgroup per row, f32 or f16 rows, f32 statistics; `∂x` alone when `γ`, `β` are frozen), tensor ops in f32 for `∂γ`, `∂β` when they are trained and with `--no-kernels` |
 //!
 //! `crate::kernels` routes these here on flex (f32) and wgpu (f32 and f16) devices.
@@ -67,7 +67,7 @@ pub trait FusedBackend: Backend {
     /// `a · b` over the last two axes: `a` `[.., m, k]`, `b` `[.., k, n]` with the same leading
     /// axes → `[.., m, n]`. On flex (f32, native builds) one call of the `gemm` crate per matrix
     /// into an output it allocates once ([`super::gemm`]); on wgpu (f32 or f16, the kernels on)
-    /// `shaders/matmul_vec4.wgsl` or `shaders/matmul.wgsl` (`kernels::wgpu::matmul`); elsewhere
+    /// `shaders/matmul_vec4.wgsl` or `shaders/matmul.wgsl` (`kernels::wgpu_matmul::matmul`); elsewhere
     /// Burn's `float_matmul`. Its backward is `∂a = g·bᵀ`, `∂b = aᵀ·g` through the same op.
     fn matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
 
