@@ -5,7 +5,7 @@
 //! Here each dropout call takes one seed from a host generator, and element `i` of its mask is
 //! kept when a counter-based hash of `i` and the seed (two rounds of the PCG hash of Jarzynski and
 //! Olano 2020, [`device_mask_keeps`]) falls below `keep·2³²`; kept elements are `1/(1−p)`. The
-//! CPU ([`fill_mask_block`], in fixed blocks of [`MASK_BLOCK`] elements filled in parallel and 16
+//! CPU ([`apply_mask_block`], in fixed blocks of [`MASK_BLOCK`] elements filled in parallel and 16
 //! lanes wide with AVX-512) and the wgpu kernel `shaders/dropout.wgsl` compute the same hash, so
 //! both backends draw the same mask for the same seed, and the mask does not depend on the thread
 //! count. [`crate::kernels::dropout`] multiplies by the mask in the same pass and regenerates it
@@ -39,10 +39,11 @@ pub(crate) fn next_call_seed() -> u64 {
     g.get_or_insert_with(|| StdRng::seed_from_u64(0)).next_u64()
 }
 
-/// Fills `out` with block `block` of the dropout mask of `seed` (elements `block·MASK_BLOCK + j`
-/// of the whole mask): each element `1/keep` where [`device_mask_keeps`] keeps it, else 0.
+/// Multiplies `out`, block `block` of a tensor (elements `block·MASK_BLOCK + j`), in place by the
+/// dropout mask of `seed`: each element times `1/keep` where [`device_mask_keeps`] keeps it, else
+/// times 0.
 #[inline(always)]
-pub fn fill_mask_block(seed: u64, block: usize, keep: f64, out: &mut [f32]) {
+pub fn apply_mask_block(seed: u64, block: usize, keep: f64, out: &mut [f32]) {
     let key = mask_key(seed);
     let mix = key.wrapping_mul(2_654_435_769);
     let threshold = device_mask_threshold(keep);
@@ -50,7 +51,7 @@ pub fn fill_mask_block(seed: u64, block: usize, keep: f64, out: &mut [f32]) {
     let first = (block * MASK_BLOCK) as u32;
     for (j, o) in out.iter_mut().enumerate() {
         let h = pcg(pcg((first.wrapping_add(j as u32)) ^ key) ^ mix);
-        *o = if h < threshold { scale } else { 0.0 };
+        *o *= if h < threshold { scale } else { 0.0 };
     }
 }
 
@@ -84,9 +85,9 @@ pub fn device_mask_keeps(seed: u64, index: u32, keep: f64) -> bool {
 
 /// The whole dropout mask of `seed` for `n` elements (blocks of [`MASK_BLOCK`]), `[n]`.
 pub fn mask(seed: u64, n: usize, keep: f64) -> Vec<f32> {
-    let mut out = vec![0f32; n];
+    let mut out = vec![1f32; n];
     for (b, o) in out.chunks_mut(MASK_BLOCK).enumerate() {
-        fill_mask_block(seed, b, keep, o);
+        apply_mask_block(seed, b, keep, o);
     }
     out
 }
