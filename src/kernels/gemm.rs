@@ -145,3 +145,59 @@ pub fn matmul_f32(a: &FlexTensor, b: &FlexTensor) -> Option<FlexTensor> {
         Shape::from(out_dims),
     )))
 }
+
+/// `c += a·b` in place for a row-major `c` `[m, n]` (its values, owned by the caller) and 2-D f32
+/// flex tensors `a` `[m, k]`, `b` `[k, n]` of any strides (transposed views read in place): one
+/// `gemm` call that reads each element of `c` once in its epilogue (`read_dst`, `alpha = 1`)
+/// instead of a product written to a new buffer and a separate add pass over both. `false`
+/// (nothing written) for other dtypes, ranks or shapes.
+pub fn matmul_add_f32(c: &mut [f32], a: &FlexTensor, b: &FlexTensor) -> bool {
+    if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
+        return false;
+    }
+    let (sa, sb) = (a.shape(), b.shape());
+    if sa.num_dims() != 2 || sb.num_dims() != 2 || sa[1] != sb[0] {
+        return false;
+    }
+    let (m, k, n) = (sa[0], sa[1], sb[1]);
+    if c.len() != m * n {
+        return false;
+    }
+    if k == 0 || c.is_empty() {
+        return true;
+    }
+    let (la, lb) = (a.layout(), b.layout());
+    let (ast, bst) = (la.strides(), lb.strides());
+    let par = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `c` holds the `m × n` output (row stride `n`), read and written; the start offsets
+    // with the row and column strides address elements of `a` and `b` inside their storage
+    // (their layouts say so).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.storage::<f32>().as_ptr().add(la.start_offset()),
+            ast[1],
+            ast[0],
+            b.storage::<f32>().as_ptr().add(lb.start_offset()),
+            bst[1],
+            bst[0],
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    true
+}

@@ -260,6 +260,48 @@ pub fn linear<const D: usize>(x: Tensor<D>, w: Tensor<2>, bias: Option<Tensor<1>
     }
 }
 
+/// A LoRA linear layer without adapter dropout, `x·w + bias + (x·a)·b` for `x` `[.., in]`, frozen
+/// `w` `[in, out]` and `bias` `[out]`, `a` = `Aᵀ` `[in, r]` and `b` = `s·Bᵀ` `[r, out]` →
+/// `[.., out]` (PEFT's `lora.Linear.forward` with `lora_dropout = 0`). On flex with f32 data in
+/// a native build, one differentiable op ([`fused`]'s `lora_linear`): the base product, then
+/// `[x·a | 1]·[b ; bias]` accumulated into it in place, and in the backward `(g·bᵀ)·aᵀ`
+/// accumulated into `g·wᵀ`, so neither direction writes the `[rows, out]` or `[rows, in]`
+/// low-rank term on its own nor adds it in a separate pass. Elsewhere (other devices, f16,
+/// `--no-kernels`, or a `w` or `bias` that takes gradients) the composition of [`linear`]s.
+///
+/// # Panics
+/// When the shapes do not chain (`x`'s last axis `in`, `a` `[in, r]`, `b` `[r, out]`).
+pub fn lora_linear<const D: usize>(
+    x: Tensor<D>,
+    w: Tensor<2>,
+    bias: Tensor<1>,
+    a: Tensor<2>,
+    b: Tensor<2>,
+) -> Tensor<D> {
+    if !lora_linear_is_fused(&x, &w, &bias) {
+        let ax = linear(x.clone(), a, None);
+        return linear(x, w, Some(bias)) + linear(ax, b, None);
+    }
+    let mut dims = x.dims();
+    let y = fused::lora_linear(as_rows(x), w, bias, a, b);
+    dims[D - 1] = y.dims()[1];
+    y.reshape(dims)
+}
+
+/// Whether [`lora_linear`] of these operands runs as the fused op (flex, f32, a native build,
+/// the kernels on, `w` and `bias` frozen) rather than as the composition of [`linear`]s.
+pub fn lora_linear_is_fused<const D: usize>(
+    x: &Tensor<D>,
+    w: &Tensor<2>,
+    bias: &Tensor<1>,
+) -> bool {
+    D >= 2
+        && routes_matmul(x)
+        && fused::is_flex(&x.device())
+        && !w.is_require_grad()
+        && !bias.is_require_grad()
+}
+
 /// `t` cast to the dtype of `like` (a no-op when they match); differentiable, the gradient is
 /// cast back.
 pub fn cast_like<const D: usize, const E: usize>(t: Tensor<D>, like: &Tensor<E>) -> Tensor<D> {

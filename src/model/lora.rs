@@ -211,6 +211,40 @@ impl AdaptedLinear {
             _ => return frozen_linear(x, w, bias),
         };
         let dropout_active = adapter.dropout.is_active(&x.device());
+        if !dropout_active
+            && adapter.lora_magnitude_vector.is_none()
+            && adapter.lora_b_bias.is_none()
+            && let Some(bias) = &bias
+            && crate::kernels::lora_linear_is_fused(&x, &w, bias)
+        {
+            // LoRA without adapter dropout on the CPU: one op (the base product and the
+            // low-rank term accumulated into it, both ways), from `x` itself even after GELU.
+            let bias = cast_like(bias.clone(), &x);
+            let w = cast_like(w, &x);
+            let a = cast_like(adapter.lora_a.val(), &x);
+            let b = cast_like(adapter.lora_b.val(), &x).mul_scalar(adapter.scaling);
+            return crate::kernels::lora_linear(x, w, bias, a, b);
+        }
+        if !dropout_active && let Some(m) = &adapter.lora_magnitude_vector {
+            let (_, d_out) = self.dims();
+            let zero = Tensor::<1>::zeros([d_out], &x.device());
+            if crate::kernels::lora_linear_is_fused(&x, &w, &zero) {
+                // DoRA without adapter dropout on the CPU: `x·Wᵀ + s·B·A·x` as the LoRA op
+                // (no bias), then `(m / norm) ⊙ · + b` in place, with no separate low-rank term.
+                let (a, b) = (adapter.lora_a.val(), adapter.lora_b.val());
+                let norm = dora_weight_norm(w.clone(), a.clone(), b.clone(), adapter.scaling);
+                let (a, b) = (
+                    cast_like(a, &x),
+                    cast_like(b, &x).mul_scalar(adapter.scaling),
+                );
+                let y = crate::kernels::lora_linear(x, w, zero, a, b);
+                let dims = y.dims();
+                let rows = as_rows(y);
+                let no_lora = Tensor::<2>::zeros([1, d_out], &rows.device()).expand(rows.shape());
+                let out = crate::kernels::dora_scale(rows, no_lora, m.val(), norm, bias, 0.0);
+                return out.reshape(dims);
+            }
+        }
         let xd = if dropout_active {
             adapter.dropout.forward(x.clone())
         } else {

@@ -6,6 +6,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::{AutodiffBackend, Backend, TensorMetadata, tensor::FloatTensor};
 
 use super::{FusedBackend, cast_to};
@@ -183,6 +184,87 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
             df: |_, _, g| g,
         };
         map_matmul::<B, C, ()>(a, b, (), backward, |a, b, _| B::matmul(a, b))
+    }
+
+    fn matmul_add(
+        c: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::float_add(c, Self::matmul(a, b))
+    }
+
+    fn lora_linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        /// Keeps `x`, `w`, `a`, `b` (handles) and `x·a` (`[rows, r]`); see
+        /// [`FusedBackend::lora_linear`] for the gradients. `w` and `bias` are not parents.
+        #[derive(Debug)]
+        struct LoraLinearBackward;
+
+        impl<B: FusedBackend> Backward<B, 3> for LoraLinearBackward {
+            type State = [B::FloatTensorPrimitive; 5];
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [n_x, n_a, n_b] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let [x, w, a, b, ax] = ops.state;
+                let grad = cast_to::<B>(grad, x.dtype());
+                let t = |m| B::float_swap_dims(m, 0, 1);
+                if let Some(node) = n_b {
+                    grads.register::<B>(node.id, B::matmul(t(ax), grad.clone()));
+                }
+                if n_x.is_none() && n_a.is_none() {
+                    return;
+                }
+                let g_ax = B::matmul(grad.clone(), t(b));
+                if let Some(node) = n_a {
+                    grads.register::<B>(node.id, B::matmul(t(x), g_ax.clone()));
+                }
+                if let Some(node) = n_x {
+                    let dx = B::matmul_add(B::matmul(grad, t(w)), g_ax, t(a));
+                    grads.register::<B>(node.id, dx);
+                }
+            }
+        }
+
+        let (w, bias) = (w.into_primitive(), bias.into_primitive());
+        match LoraLinearBackward
+            .prepare::<C>([x.node(), a.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, a, b) = (x.into_primitive(), a.into_primitive(), b.into_primitive());
+                let (y, ax) = super::ops::lora_linear_parts::<B>(
+                    x.clone(),
+                    w.clone(),
+                    bias,
+                    a.clone(),
+                    b.clone(),
+                );
+                prep.finish([x, w, a, b, ax], y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(
+                super::ops::lora_linear_parts::<B>(
+                    x.into_primitive(),
+                    w,
+                    bias,
+                    a.into_primitive(),
+                    b.into_primitive(),
+                )
+                .0,
+            ),
+        }
     }
 
     fn gelu_matmul(u: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -50,6 +50,24 @@ impl FusedBackend for Cube {
         Self::float_matmul(a, b)
     }
 
+    fn matmul_add(
+        c: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::float_add(c, Self::matmul(a, b))
+    }
+
+    fn lora_linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        lora_linear_parts::<Self>(x, w, bias, a, b).0
+    }
+
     fn gelu_matmul(u: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::matmul(Self::gelu_exact(u), w)
     }

@@ -299,6 +299,30 @@ impl FusedBackend for Flex {
         Self::float_matmul(a, b)
     }
 
+    fn matmul_add(c: FlexTensor, a: FlexTensor, b: FlexTensor) -> FlexTensor {
+        #[cfg(not(target_family = "wasm"))]
+        if a.dtype() == DType::F32 && b.dtype() == DType::F32 && f32_values(&c).is_some() {
+            let Some(mut c) = owned_f32(c) else {
+                unreachable!("c is contiguous f32")
+            };
+            if crate::kernels::gemm::matmul_add_f32(values_mut(&mut c), &a, &b) {
+                return c;
+            }
+            return Self::float_add(c, Self::matmul(a, b));
+        }
+        Self::float_add(c, Self::matmul(a, b))
+    }
+
+    fn lora_linear(
+        x: FlexTensor,
+        w: FlexTensor,
+        bias: FlexTensor,
+        a: FlexTensor,
+        b: FlexTensor,
+    ) -> FlexTensor {
+        lora_linear_parts::<Self>(x, w, bias, a, b).0
+    }
+
     fn gelu_matmul(u: FlexTensor, w: FlexTensor) -> FlexTensor {
         Self::matmul(Self::gelu_exact(u), w)
     }
@@ -453,7 +477,7 @@ impl crate::kernels::wgpu::KernelBackend for Flex {
         FlexTensor::from_data(TensorData::new(norm, [n_out]))
     }
 
-    /// `(base + s·lora) ⊙ (m/n) + bias` in one pass over the rows.
+    /// `(base + s·lora) ⊙ (m/n) + bias` in one pass over the rows (`lora` unread when `s` = 0).
     fn dora_scale(
         base: FlexTensor,
         lora: FlexTensor,
@@ -462,8 +486,7 @@ impl crate::kernels::wgpu::KernelBackend for Flex {
         bias: FlexTensor,
         scaling: f32,
     ) -> FlexTensor {
-        let (lora, m, norm, bias) = (
-            f32_contiguous(lora),
+        let (m, norm, bias) = (
             f32_contiguous(m),
             f32_contiguous(norm),
             f32_contiguous(bias),
@@ -473,8 +496,25 @@ impl crate::kernels::wgpu::KernelBackend for Flex {
             unreachable!("f32_contiguous made it contiguous f32")
         };
         let n_out = m.shape()[0];
-        let [lv, mv, nv, biasv] = f32_slices([&lora, &m, &norm, &bias]);
+        let [mv, nv, biasv] = f32_slices([&m, &norm, &bias]);
         let scale: Vec<f32> = mv.iter().zip(nv).map(|(m, n)| m / n).collect();
+        if scaling == 0.0 {
+            // No low-rank term (already in `base`, `crate::kernels::lora_linear`): `lora` is
+            // not read at all (it may be a broadcast view).
+            rows_mut(
+                values_mut(&mut out),
+                n_out,
+                #[inline(always)]
+                |_, o| {
+                    for ((o, c), bias) in o.iter_mut().zip(&scale).zip(biasv) {
+                        *o = *o * c + bias;
+                    }
+                },
+            );
+            return out;
+        }
+        let lora = f32_contiguous(lora);
+        let [lv] = f32_slices([&lora]);
         rows_mut(
             values_mut(&mut out),
             n_out,

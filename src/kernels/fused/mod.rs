@@ -71,6 +71,32 @@ pub trait FusedBackend: Backend {
     /// Burn's `float_matmul`. Its backward is `∂a = g·bᵀ`, `∂b = aᵀ·g` through the same op.
     fn matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
 
+    /// `c + a·b` for `c` `[m, n]`, `a` `[m, k]`, `b` `[k, n]`: on flex (f32, native builds) the
+    /// product accumulates into `c`'s buffer in the `gemm` call (when nothing else holds `c`)
+    /// instead of a new product and an add pass ([`super::gemm::matmul_add_f32`]); elsewhere
+    /// [`FusedBackend::matmul`] and an add. Under autodiff, the composition of those two.
+    fn matmul_add(
+        c: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// A LoRA linear layer without adapter dropout, `y = x·w + bias + (x·a)·b` (PEFT's
+    /// `lora.Linear.forward`, with `b` the scaled `s·Bᵀ`): `x` `[rows, in]`, frozen `w`
+    /// `[in, out]` and `bias` `[out]`, `a` = `Aᵀ` `[in, r]`, `b` `[r, out]` → `[rows, out]`.
+    /// Two products and one accumulation: `y = x·w`, then `y += [x·a | 1]·[b ; bias]` in place
+    /// ([`FusedBackend::matmul_add`]). Its backward keeps `x`, `w`, `a`, `b` (handles) and the
+    /// `[rows, r]` product `x·a`: `∂b = (x·a)ᵀ·g`, `∂a = xᵀ·(g·bᵀ)`,
+    /// `∂x = g·wᵀ + (g·bᵀ)·aᵀ` (the second product accumulated into the first); `w` and `bias`
+    /// get no gradients.
+    fn lora_linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
     /// `gelu(u) · w`, the first LoRA projection of `output.dense` from the pre-activation:
     /// `u` `[rows, in]`, `w` `[in, r]` → `[rows, r]`. Its backward keeps `u` (which GELU keeps
     /// anyway) and `w`, and recomputes `gelu(u)` for `∂w`, instead of keeping the `[rows, in]`
@@ -163,6 +189,23 @@ pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> 
 /// [`crate::kernels::matmul`] through the extension.
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::matmul(
+        a.into_dispatch(),
+        b.into_dispatch(),
+    ))
+}
+
+/// [`crate::kernels::lora_linear`] through the extension: `x` `[rows, in]` → `[rows, out]`.
+pub fn lora_linear(
+    x: Tensor<2>,
+    w: Tensor<2>,
+    bias: Tensor<1>,
+    a: Tensor<2>,
+    b: Tensor<2>,
+) -> Tensor<2> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedBackend>::lora_linear(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        bias.into_dispatch(),
         a.into_dispatch(),
         b.into_dispatch(),
     ))

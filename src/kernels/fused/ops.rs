@@ -113,3 +113,23 @@ pub(super) fn layer_norm_backward_ops<B: Backend>(
     );
     (B::float_reshape(dx, shape), dgamma, dbeta)
 }
+
+/// The forward of [`super::FusedBackend::lora_linear`] on backend `B`: `(y, x·a)`, where
+/// `y = x·w` and then `y += [x·a | 1]·[b ; bias]` (the bias folded into the accumulated product
+/// as a column of ones, so no separate pass over `y` adds it).
+pub(super) fn lora_linear_parts<B: super::FusedBackend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    a: FloatTensor<B>,
+    b: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let ax = B::matmul(x.clone(), a);
+    let y = B::matmul(x, w);
+    let rows = ax.shape()[0];
+    let out = bias.shape()[0];
+    let ones = B::float_ones([rows, 1].into(), &ax.device(), ax.dtype().into());
+    let ax1 = B::float_cat(vec![ax.clone(), ones], 1);
+    let b1 = B::float_cat(vec![b, B::float_reshape(bias, [1, out].into())], 0);
+    (B::matmul_add(y, ax1, b1), ax)
+}
