@@ -21,6 +21,76 @@ use rayon::prelude::*;
 /// Multiply-adds above which one matrix is split over the rayon pool (flex's threshold).
 const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 
+/// Multiply-adds from which a product below [`PARALLEL_THRESHOLD`] is still split in two over
+/// the rayon pool, by rows or by columns, whichever is longer: the thin LoRA products
+/// (`[rows, in]·[in, r]`, `[rows, r]·[r, out]`, `xᵀ·(g·Bᵀ)`), which the `gemm` crate runs as
+/// single-threaded matrix-vector loops, memory-bound on one core.
+const SPLIT_THRESHOLD: usize = 1 << 16;
+
+/// One product `a·b` of `m × k` and `k × n` matrices (element strides given, in elements) into
+/// `dst` (row stride `dst_rs`, column stride 1), `dst = a·b`, or `dst += a·b` with `read_dst`:
+/// threaded by the `gemm` crate from [`PARALLEL_THRESHOLD`] multiply-adds, split in two halves
+/// (one `gemm` call each, on two rayon tasks) from [`SPLIT_THRESHOLD`], else one call.
+///
+/// # Safety
+/// `a`, `b` and `dst` with these sizes and strides must address valid, initialised (`dst` only
+/// with `read_dst`) elements, and `dst` must not overlap `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_2d(
+    (m, k, n): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: isize,
+    read_dst: bool,
+    (a, a_rs, a_cs): (*const f32, isize, isize),
+    (b, b_rs, b_cs): (*const f32, isize, isize),
+) {
+    // Addresses cross into the rayon tasks as integers (the buffers outlive the calls).
+    let (dst, a, b) = (dst as usize, a as usize, b as usize);
+    let call = |r0: usize, rows: usize, c0: usize, cols: usize, par: gemm::Parallelism| {
+        let (r0, c0) = (r0 as isize, c0 as isize);
+        // SAFETY: a block of rows `r0..r0 + rows` and columns `c0..c0 + cols` of the product:
+        // the caller's pointers offset inside the same matrices; blocks do not overlap.
+        unsafe {
+            gemm::gemm(
+                rows,
+                cols,
+                k,
+                (dst as *mut f32).offset(r0 * dst_rs + c0),
+                1,
+                dst_rs,
+                read_dst,
+                (a as *const f32).offset(r0 * a_rs),
+                a_cs,
+                a_rs,
+                (b as *const f32).offset(c0 * b_cs),
+                b_cs,
+                b_rs,
+                if read_dst { 1.0f32 } else { 0.0f32 },
+                1.0f32,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    };
+    let work = m.saturating_mul(n).saturating_mul(k);
+    if work >= PARALLEL_THRESHOLD {
+        call(0, m, 0, n, gemm::Parallelism::Rayon(0));
+    } else if work >= SPLIT_THRESHOLD && rayon::current_num_threads() > 1 && m.max(n) >= 2 {
+        let none = gemm::Parallelism::None;
+        if m >= n {
+            let h = m / 2;
+            rayon::join(|| call(0, h, 0, n, none), || call(h, m - h, 0, n, none));
+        } else {
+            let h = n / 2;
+            rayon::join(|| call(0, m, 0, h, none), || call(0, m, h, n - h, none));
+        }
+    } else {
+        call(0, m, 0, n, gemm::Parallelism::None);
+    }
+}
+
 /// The instruction set the `gemm` crate's f32 kernels use on this CPU: `avx512f` (x86-64 with
 /// AVX-512; native builds enable those kernels), `fma` (x86-64 with AVX2 and FMA), `neon`, or
 /// `scalar`.
@@ -121,12 +191,18 @@ pub fn matmul_f32(a: &FlexTensor, b: &FlexTensor) -> Option<FlexTensor> {
     };
     let work = m.saturating_mul(n).saturating_mul(k);
     if batch == 1 {
-        let par = if work >= PARALLEL_THRESHOLD {
-            gemm::Parallelism::Rayon(0)
-        } else {
-            gemm::Parallelism::None
-        };
-        one(out.spare_capacity_mut().as_mut_ptr().cast(), 0, par);
+        // SAFETY: as in `one`: `out` has room for the `m × n` result (row stride `n`, written,
+        // not read); the offsets and strides address `a`'s and `b`'s elements.
+        unsafe {
+            gemm_2d(
+                (m, k, n),
+                out.spare_capacity_mut().as_mut_ptr().cast(),
+                n as isize,
+                false,
+                ((ap as *const f32).offset(a_off[0]), a_rs, a_cs),
+                ((bp as *const f32).offset(b_off[0]), b_rs, b_cs),
+            );
+        }
     } else if work.saturating_mul(batch) >= PARALLEL_THRESHOLD {
         out.spare_capacity_mut()
             .par_chunks_mut(m * n)
@@ -168,35 +244,25 @@ pub fn matmul_add_f32(c: &mut [f32], a: &FlexTensor, b: &FlexTensor) -> bool {
     }
     let (la, lb) = (a.layout(), b.layout());
     let (ast, bst) = (la.strides(), lb.strides());
-    let par = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
     // SAFETY: `c` holds the `m × n` output (row stride `n`), read and written; the start offsets
     // with the row and column strides address elements of `a` and `b` inside their storage
     // (their layouts say so).
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        gemm_2d(
+            (m, k, n),
             c.as_mut_ptr(),
-            1,
             n as isize,
             true,
-            a.storage::<f32>().as_ptr().add(la.start_offset()),
-            ast[1],
-            ast[0],
-            b.storage::<f32>().as_ptr().add(lb.start_offset()),
-            bst[1],
-            bst[0],
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            par,
+            (
+                a.storage::<f32>().as_ptr().add(la.start_offset()),
+                ast[0],
+                ast[1],
+            ),
+            (
+                b.storage::<f32>().as_ptr().add(lb.start_offset()),
+                bst[0],
+                bst[1],
+            ),
         );
     }
     true
