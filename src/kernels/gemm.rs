@@ -29,8 +29,9 @@ const SPLIT_THRESHOLD: usize = 1 << 16;
 
 /// One product `a·b` of `m × k` and `k × n` matrices (element strides given, in elements) into
 /// `dst` (row stride `dst_rs`, column stride 1), `dst = a·b`, or `dst += a·b` with `read_dst`:
-/// threaded by the `gemm` crate from [`PARALLEL_THRESHOLD`] multiply-adds, split in two halves
-/// (one `gemm` call each, on two rayon tasks) from [`SPLIT_THRESHOLD`], else one call.
+/// with `threaded`, threaded by the `gemm` crate from [`PARALLEL_THRESHOLD`] multiply-adds, split
+/// in two halves (one `gemm` call each, on two rayon tasks) from [`SPLIT_THRESHOLD`], else (and
+/// always without `threaded`: a batch already split over matrices) one call on this thread.
 ///
 /// # Safety
 /// `a`, `b` and `dst` with these sizes and strides must address valid, initialised (`dst` only
@@ -43,6 +44,7 @@ unsafe fn gemm_2d(
     read_dst: bool,
     (a, a_rs, a_cs): (*const f32, isize, isize),
     (b, b_rs, b_cs): (*const f32, isize, isize),
+    threaded: bool,
 ) {
     // Addresses cross into the rayon tasks as integers (the buffers outlive the calls).
     let (dst, a, b) = (dst as usize, a as usize, b as usize);
@@ -75,9 +77,13 @@ unsafe fn gemm_2d(
         }
     };
     let work = m.saturating_mul(n).saturating_mul(k);
-    if work >= PARALLEL_THRESHOLD {
+    if threaded && work >= PARALLEL_THRESHOLD {
         call(0, m, 0, n, gemm::Parallelism::Rayon(0));
-    } else if work >= SPLIT_THRESHOLD && rayon::current_num_threads() > 1 && m.max(n) >= 2 {
+    } else if threaded
+        && work >= SPLIT_THRESHOLD
+        && rayon::current_num_threads() > 1
+        && m.max(n) >= 2
+    {
         let none = gemm::Parallelism::None;
         if m >= n {
             let h = m / 2;
@@ -161,56 +167,33 @@ pub fn matmul_f32(a: &FlexTensor, b: &FlexTensor) -> Option<FlexTensor> {
     // Raw pointers cross into the rayon closures as addresses (the tensors outlive them).
     let (ap, bp) = (ap as usize, bp as usize);
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    let one = |dst: *mut f32, i: usize, par: gemm::Parallelism| {
-        // SAFETY: `dst` has room for the `m × n` matrix `i` (row stride `n`); `a_off[i]` and
-        // `b_off[i]` with the row and column strides address elements of `a` and `b` inside
-        // their storage (their layouts say so); `read_dst` is false, so `dst` is only written.
+    let one = |dst: *mut f32, i: usize, threaded: bool| {
+        // SAFETY: `dst` has room for the `m × n` matrix `i` (row stride `n`, written, not read);
+        // `a_off[i]` and `b_off[i]` with the row and column strides address elements of `a` and
+        // `b` inside their storage (their layouts say so).
         unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
+            gemm_2d(
+                (m, k, n),
                 dst,
-                1,
                 n as isize,
                 false,
-                (ap as *const f32).offset(a_off[i]),
-                a_cs,
-                a_rs,
-                (bp as *const f32).offset(b_off[i]),
-                b_cs,
-                b_rs,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                par,
+                ((ap as *const f32).offset(a_off[i]), a_rs, a_cs),
+                ((bp as *const f32).offset(b_off[i]), b_rs, b_cs),
+                threaded,
             );
         }
     };
     let work = m.saturating_mul(n).saturating_mul(k);
     if batch == 1 {
-        // SAFETY: as in `one`: `out` has room for the `m × n` result (row stride `n`, written,
-        // not read); the offsets and strides address `a`'s and `b`'s elements.
-        unsafe {
-            gemm_2d(
-                (m, k, n),
-                out.spare_capacity_mut().as_mut_ptr().cast(),
-                n as isize,
-                false,
-                ((ap as *const f32).offset(a_off[0]), a_rs, a_cs),
-                ((bp as *const f32).offset(b_off[0]), b_rs, b_cs),
-            );
-        }
+        one(out.spare_capacity_mut().as_mut_ptr().cast(), 0, true);
     } else if work.saturating_mul(batch) >= PARALLEL_THRESHOLD {
         out.spare_capacity_mut()
             .par_chunks_mut(m * n)
             .enumerate()
-            .for_each(|(i, c)| one(c.as_mut_ptr().cast(), i, gemm::Parallelism::None));
+            .for_each(|(i, c)| one(c.as_mut_ptr().cast(), i, false));
     } else {
         for (i, c) in out.spare_capacity_mut().chunks_mut(m * n).enumerate() {
-            one(c.as_mut_ptr().cast(), i, gemm::Parallelism::None);
+            one(c.as_mut_ptr().cast(), i, false);
         }
     }
     // SAFETY: every one of the `len` elements was written by `gemm` above (`k > 0`, each
@@ -263,6 +246,7 @@ pub fn matmul_add_f32(c: &mut [f32], a: &FlexTensor, b: &FlexTensor) -> bool {
                 bst[0],
                 bst[1],
             ),
+            true,
         );
     }
     true
