@@ -139,17 +139,19 @@ fn f32_values(t: &FlexTensor) -> Option<&[f32]> {
 /// `t` as a contiguous f32 tensor that owns its buffer alone, to be overwritten in place: `t`
 /// itself when it already is one (an op's input that nothing else holds, such as a gradient or
 /// a product consumed by the op: no allocation, no zeroing, no copy), else a copy of its values.
-/// `None` for other dtypes and strided views.
-fn owned_f32(t: FlexTensor) -> Option<FlexTensor> {
+/// `Err(t)`, untouched, for other dtypes and strided views (the caller's tensor-op fallback).
+fn owned_f32(t: FlexTensor) -> Result<FlexTensor, FlexTensor> {
     let n = t.shape().num_elements();
     let whole = t.dtype() == DType::F32
         && t.layout().contiguous_offsets() == Some((0, n))
         && t.storage::<f32>().len() == n;
     if whole && t.is_unique() {
-        return Some(t);
+        return Ok(t);
     }
-    let values = f32_values(&t)?.to_vec();
-    Some(FlexTensor::from_data(TensorData::new(values, t.shape())))
+    let Some(values) = f32_values(&t).map(<[f32]>::to_vec) else {
+        return Err(t);
+    };
+    Ok(FlexTensor::from_data(TensorData::new(values, t.shape())))
 }
 
 /// `[f(v[0]), f(v[1]), ...]` as a new vector whose elements are written once each, in chunks
@@ -200,11 +202,12 @@ impl FusedBackend for Flex {
 
     fn gelu_exact_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
         const CHUNK: usize = 1 << 14;
-        let (Some(v), true) = (f32_values(&x), f32_values(&grad).is_some()) else {
-            return gelu_backward_ops::<Self>(x, grad);
+        let mut out = match owned_f32(grad) {
+            Ok(out) => out,
+            Err(grad) => return gelu_backward_ops::<Self>(x, grad),
         };
-        let Some(mut out) = owned_f32(grad) else {
-            unreachable!("grad is contiguous f32")
+        let Some(v) = f32_values(&x) else {
+            return gelu_backward_ops::<Self>(x, out);
         };
         rows_mut(
             values_mut(&mut out),
@@ -220,15 +223,16 @@ impl FusedBackend for Flex {
     }
 
     fn attention_softmax(scores: FlexTensor, mask: FlexTensor, scale: f64) -> FlexTensor {
-        let (true, Some(m)) = (f32_values(&scores).is_some(), f32_values(&mask)) else {
-            return attention_softmax_ops::<Self>(scores, mask, scale);
+        let mut out = match owned_f32(scores) {
+            Ok(out) => out,
+            Err(scores) => return attention_softmax_ops::<Self>(scores, mask, scale),
         };
-        let shape = scores.shape();
+        let Some(m) = f32_values(&mask) else {
+            return attention_softmax_ops::<Self>(out, mask, scale);
+        };
+        let shape = out.shape();
         let [_, h, q, n] = [shape[0], shape[1], shape[2], shape[3]];
         let scale = scale as f32;
-        let Some(mut out) = owned_f32(scores) else {
-            unreachable!("scores are contiguous f32")
-        };
         rows_mut(
             values_mut(&mut out),
             n,
@@ -250,15 +254,16 @@ impl FusedBackend for Flex {
     }
 
     fn attention_softmax_backward(y: FlexTensor, grad: FlexTensor, scale: f64) -> FlexTensor {
-        let (Some(yv), true) = (f32_values(&y), f32_values(&grad).is_some()) else {
-            return softmax_backward_ops::<Self>(y, grad, scale);
+        let mut out = match owned_f32(grad) {
+            Ok(out) => out,
+            Err(grad) => return softmax_backward_ops::<Self>(y, grad, scale),
+        };
+        let Some(yv) = f32_values(&y) else {
+            return softmax_backward_ops::<Self>(y, out, scale);
         };
         let shape = y.shape();
         let n = shape[shape.num_dims() - 1];
         let scale = scale as f32;
-        let Some(mut out) = owned_f32(grad) else {
-            unreachable!("grad is contiguous f32")
-        };
         rows_mut(
             values_mut(&mut out),
             n,
@@ -276,11 +281,9 @@ impl FusedBackend for Flex {
 
     fn dropout_mask(x: FlexTensor, seed: u64, keep: f64) -> FlexTensor {
         use crate::kernels::mask::{MASK_BLOCK, apply_mask_block};
-        if f32_values(&x).is_none() {
-            return dropout_ops::<Self>(x, seed, keep);
-        }
-        let Some(mut out) = owned_f32(x) else {
-            unreachable!("x is contiguous f32")
+        let mut out = match owned_f32(x) {
+            Ok(out) => out,
+            Err(x) => return dropout_ops::<Self>(x, seed, keep),
         };
         rows_mut(
             values_mut(&mut out),
@@ -301,15 +304,19 @@ impl FusedBackend for Flex {
 
     fn matmul_add(c: FlexTensor, a: FlexTensor, b: FlexTensor) -> FlexTensor {
         #[cfg(not(target_family = "wasm"))]
-        if a.dtype() == DType::F32 && b.dtype() == DType::F32 && f32_values(&c).is_some() {
-            let Some(mut c) = owned_f32(c) else {
-                unreachable!("c is contiguous f32")
-            };
-            if crate::kernels::gemm::matmul_add_f32(values_mut(&mut c), &a, &b) {
-                return c;
+        let c = if a.dtype() == DType::F32 && b.dtype() == DType::F32 {
+            match owned_f32(c) {
+                Ok(mut c) => {
+                    if crate::kernels::gemm::matmul_add_f32(values_mut(&mut c), &a, &b) {
+                        return c;
+                    }
+                    c
+                }
+                Err(c) => c,
             }
-            return Self::float_add(c, Self::matmul(a, b));
-        }
+        } else {
+            c
+        };
         Self::float_add(c, Self::matmul(a, b))
     }
 
@@ -341,20 +348,17 @@ impl FusedBackend for Flex {
         grad: FlexTensor,
         eps: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (Some(xv), Some(gm), true) = (
-            f32_values(&x),
-            f32_values(&gamma),
-            f32_values(&grad).is_some(),
-        ) else {
-            return layer_norm_backward_ops::<Self>(x, gamma, grad, eps);
+        // ∂x overwrites the gradient in place, row by row (each row's `g` is read before its
+        // `∂x` is written).
+        let mut dx = match owned_f32(grad) {
+            Ok(dx) => dx,
+            Err(grad) => return layer_norm_backward_ops::<Self>(x, gamma, grad, eps),
+        };
+        let (Some(xv), Some(gm)) = (f32_values(&x), f32_values(&gamma)) else {
+            return layer_norm_backward_ops::<Self>(x, gamma, dx, eps);
         };
         let shape = x.shape();
         let h = shape[shape.num_dims() - 1];
-        // ∂x overwrites the gradient in place, row by row (each row's `g` is read before its
-        // `∂x` is written).
-        let Some(mut dx) = owned_f32(grad) else {
-            unreachable!("grad is contiguous f32")
-        };
         // Per row (PyTorch's native_layer_norm_backward): x̂ = (x − μ)/σ, d = g⊙γ,
         // ∂x = (d − mean(d) − x̂·mean(d⊙x̂))/σ; ∂γ = Σ_rows g⊙x̂ and ∂β = Σ_rows g, summed per
         // chunk of rows and then across chunks. The row sums run in 16 lanes ([`sum16`]).
@@ -491,10 +495,9 @@ impl crate::kernels::wgpu::KernelBackend for Flex {
             f32_contiguous(norm),
             f32_contiguous(bias),
         );
-        // The output overwrites `base` in place (the product this op consumes).
-        let Some(mut out) = owned_f32(f32_contiguous(base)) else {
-            unreachable!("f32_contiguous made it contiguous f32")
-        };
+        // The output overwrites `base` in place (the product this op consumes); `f32_contiguous`
+        // already made it contiguous f32, so `owned_f32` copies at most.
+        let mut out = owned_f32(f32_contiguous(base)).unwrap_or_else(|t| t.to_contiguous());
         let n_out = m.shape()[0];
         let [mv, nv, biasv] = f32_slices([&m, &norm, &bias]);
         let scale: Vec<f32> = mv.iter().zip(nv).map(|(m, n)| m / n).collect();
@@ -538,8 +541,17 @@ impl crate::kernels::wgpu::KernelBackend for Flex {
         norm: FlexTensor,
         bias: FlexTensor,
     ) -> (FlexTensor, FlexTensor) {
-        let (true, Some(yv)) = (f32_values(&grad).is_some(), f32_values(&y)) else {
-            return crate::kernels::wgpu::dora_scale_backward_ops::<Self>(grad, y, m, norm, bias);
+        // `∂base` overwrites the gradient in place (each element read before it is written).
+        let mut gx = match owned_f32(grad) {
+            Ok(gx) => gx,
+            Err(grad) => {
+                return crate::kernels::wgpu::dora_scale_backward_ops::<Self>(
+                    grad, y, m, norm, bias,
+                );
+            }
+        };
+        let Some(yv) = f32_values(&y) else {
+            return crate::kernels::wgpu::dora_scale_backward_ops::<Self>(gx, y, m, norm, bias);
         };
         let (m, norm, bias) = (
             f32_contiguous(m),
@@ -549,10 +561,6 @@ impl crate::kernels::wgpu::KernelBackend for Flex {
         let n_out = m.shape()[0];
         let [mv, nv, biasv] = f32_slices([&m, &norm, &bias]);
         let scale: Vec<f32> = mv.iter().zip(nv).map(|(m, n)| m / n).collect();
-        // `∂base` overwrites the gradient in place (each element read before it is written).
-        let Some(mut gx) = owned_f32(grad) else {
-            unreachable!("grad is contiguous f32")
-        };
         let partial = |i0: usize, chunk: &mut [f32]| {
             let mut gm = vec![0f32; n_out];
             for (k, o) in chunk.chunks_mut(n_out).enumerate() {
