@@ -23,8 +23,11 @@ const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 
 /// Multiply-adds from which a product below [`PARALLEL_THRESHOLD`] is still split in two over
 /// the rayon pool, by rows or by columns, whichever is longer: the thin LoRA products
-/// (`[rows, in]·[in, r]`, `[rows, r]·[r, out]`, `xᵀ·(g·Bᵀ)`), which the `gemm` crate runs as
-/// single-threaded matrix-vector loops, memory-bound on one core.
+/// (`[rows, in]·[in, r]`, `[rows, r]·[r, out]`, `xᵀ·(g·Bᵀ)` at r = 8), which the `gemm` crate
+/// runs as single-threaded matrix-vector loops, memory-bound on one core. Not split: a vector
+/// output from long dot products (`min(m, n) = 1` and `k` above `max(m, n)`, the rank-1 weight
+/// gradients `xᵀ·(g·Bᵀ)` and `(x·A)ᵀ·g`), which ran at half the unsplit rate when split
+/// (`bench --gemm`: 9 against 17 GFLOP/s).
 const SPLIT_THRESHOLD: usize = 1 << 16;
 
 /// One product `a·b` of `m × k` and `k × n` matrices (element strides given, in elements) into
@@ -83,6 +86,7 @@ unsafe fn gemm_2d(
         && work >= SPLIT_THRESHOLD
         && rayon::current_num_threads() > 1
         && m.max(n) >= 2
+        && !(m.min(n) == 1 && k > m.max(n))
     {
         let none = gemm::Parallelism::None;
         if m >= n {
