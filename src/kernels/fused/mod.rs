@@ -27,6 +27,7 @@
 //! against Burn's autodiff of the tensor-op references.
 
 mod autodiff;
+mod cpu;
 #[cfg(any(feature = "wgpu", feature = "web"))]
 mod cube;
 mod flex;
