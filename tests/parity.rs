@@ -512,6 +512,73 @@ fn check_fused_softmax_and_layer_norm(device: &Device, dtype: DType, tol: FusedT
         };
         assert_close(&format!("fused layer_norm {what} ({dtype:?})"), g, w, tol);
     }
+    // The residual tail `LayerNorm(y + r)` as one op (`kernels::add_layer_norm`) against the add
+    // then the LayerNorm: `∂y`, `∂r` (equal) and `∂γ`, `∂β`, with `r` tracked or not.
+    let r = narrow(Tensor::<3>::random(
+        [6, 32, 384],
+        Distribution::Normal(-1.0, 2.0),
+        device,
+    ));
+    let run = |fused_op: bool, trained: bool, track_r: bool| {
+        let (y, g, b) = (x.clone().require_grad(), gamma.clone(), beta.clone());
+        let r = if track_r {
+            r.clone().require_grad()
+        } else {
+            r.clone()
+        };
+        let (g, b) = if trained {
+            (g.require_grad(), b.require_grad())
+        } else {
+            (g, b)
+        };
+        let out = if fused_op {
+            lorabert::kernels::add_layer_norm(y.clone(), r.clone(), g.clone(), b.clone(), 1e-12)
+        } else {
+            let wide = (y.clone() + r.clone()).cast(DType::F32);
+            narrow(burn::tensor::module::layer_norm(
+                wide,
+                g.clone(),
+                Some(b.clone()),
+                1e-12,
+            ))
+        };
+        assert_eq!(out.dtype(), dtype, "add_layer_norm keeps the dtype of y");
+        let grads = (out.clone().cast(DType::F32) * up.clone()).sum().backward();
+        let grad = |t: &Tensor<3>| t.grad(&grads).map(host).unwrap_or_default();
+        let param_grad = |t: &Tensor<1>| t.grad(&grads).map(host).unwrap_or_default();
+        [
+            host(out),
+            grad(&y),
+            grad(&r),
+            param_grad(&g),
+            param_grad(&b),
+        ]
+    };
+    for (trained, track_r) in [(false, true), (true, true), (false, false)] {
+        let (got, want) = (run(true, trained, track_r), run(false, trained, track_r));
+        for (what, (g, w)) in ["output", "dy", "dr", "dgamma", "dbeta"]
+            .iter()
+            .zip(got.iter().zip(&want))
+        {
+            assert_eq!(
+                g.len(),
+                w.len(),
+                "add_layer_norm {what}: tracked the same way"
+            );
+            let tol = match *what {
+                "dgamma" | "dbeta" => tol.ln_params * w.iter().fold(1f32, |m, v| m.max(v.abs())),
+                _ => tol.ln,
+            };
+            let what = format!(
+                "fused add_layer_norm {what} (trained {trained}, r tracked {track_r}, {dtype:?})"
+            );
+            assert_close(&what, g, w, tol);
+        }
+        assert_eq!(got[2].is_empty(), !track_r);
+        if track_r {
+            assert_eq!(got[1], got[2], "y and r take the same gradient");
+        }
+    }
     let s = Tensor::<4>::random([2, 12, 64, 64], Distribution::Normal(0.0, 20.0), device);
     let s = if dtype == DType::F32 {
         s
@@ -807,6 +874,27 @@ fn check_matmul_route(device: &Device, dtype: DType, tol: f32) {
         |a, b| a.transpose().matmul(b),
         tol,
     );
+    // Rank-1 weight gradients, vectors of long dot products (split along k over two threads):
+    // xᵀ·(g·Bᵀ) `[96, 1024]·[1024, 1]`, and (x·A)ᵀ·g `[1, 1025]·[1025, 80]` (odd k). The two
+    // halves are summed apart, so the order of the additions differs from Burn's: values of
+    // about 30 (sums of a thousand unit products), within 5e-4 (about 1e-5 relative).
+    let split_tol = tol.max(5e-4);
+    check_map_matmul(
+        "xᵀ·v",
+        [n([1024, 96]), n([1024, 1]), n([96, 1])],
+        dtype,
+        |a, b| fused::matmul(a.transpose(), b),
+        |a, b| a.transpose().matmul(b),
+        split_tol,
+    );
+    check_map_matmul(
+        "vᵀ·g",
+        [n([1025, 1]), n([1025, 80]), n([1, 80])],
+        dtype,
+        |a, b| fused::matmul(a.transpose(), b),
+        |a, b| a.transpose().matmul(b),
+        split_tol,
+    );
     // Attention: q [b, heads, s, d] and k as views of [b, s, heads, d], scores q·kᵀ.
     let q = Tensor::<4>::random([2, 16, 3, 8], Distribution::Normal(0.0, 1.0), device);
     let k = Tensor::<4>::random([2, 16, 3, 8], Distribution::Normal(0.0, 1.0), device);
@@ -869,6 +957,16 @@ fn fused_dropout_uses_the_mask_of_its_seed_both_ways() {
     assert_eq!(host(y), want);
     let want: Vec<f32> = host(up).iter().zip(&mask).map(|(a, m)| a * m).collect();
     assert_eq!(host(x.grad(&grads).unwrap()), want);
+    // `x` above is held by the test too (dropped out of place, into a new buffer); an input
+    // that nothing else holds is masked in place, with the same values.
+    let values = host(x.clone());
+    let unique = Tensor::<2>::from_data(TensorData::new(values.clone(), x.dims()), &device);
+    let want: Vec<f32> = values.iter().zip(&mask).map(|(a, m)| a * m).collect();
+    assert_eq!(
+        host(lorabert::kernels::fused::dropout(unique, 99, 0.9)),
+        want
+    );
+    assert_eq!(host(x), values, "the held input is left as it was");
 }
 
 mod wgpu {

@@ -24,16 +24,18 @@ const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 /// Multiply-adds from which a product below [`PARALLEL_THRESHOLD`] is still split in two over
 /// the rayon pool, by rows or by columns, whichever is longer: the thin LoRA products
 /// (`[rows, in]·[in, r]`, `[rows, r]·[r, out]`, `xᵀ·(g·Bᵀ)` at r = 8), which the `gemm` crate
-/// runs as single-threaded matrix-vector loops, memory-bound on one core. Not split: a vector
-/// output from long dot products (`min(m, n) = 1` and `k` above `max(m, n)`, the rank-1 weight
-/// gradients `xᵀ·(g·Bᵀ)` and `(x·A)ᵀ·g`), which ran at half the unsplit rate when split
-/// (`bench --gemm`: 9 against 17 GFLOP/s).
+/// runs as single-threaded matrix-vector loops, memory-bound on one core. A vector output from
+/// long dot products (`min(m, n) = 1` and `k` above `max(m, n)`, the rank-1 weight gradients
+/// `xᵀ·(g·Bᵀ)` and `(x·A)ᵀ·g`) is split along `k` instead (two partial vectors, then added):
+/// split by rows or columns it ran at half the unsplit rate (`bench --gemm`: 9 against
+/// 17 GFLOP/s).
 const SPLIT_THRESHOLD: usize = 1 << 16;
 
 /// One product `a·b` of `m × k` and `k × n` matrices (element strides given, in elements) into
 /// `dst` (row stride `dst_rs`, column stride 1), `dst = a·b`, or `dst += a·b` with `read_dst`:
 /// with `threaded`, threaded by the `gemm` crate from [`PARALLEL_THRESHOLD`] multiply-adds, split
-/// in two halves (one `gemm` call each, on two rayon tasks) from [`SPLIT_THRESHOLD`], else (and
+/// in two halves (one `gemm` call each, on two rayon tasks; along `k` for a vector output of long
+/// dot products) from [`SPLIT_THRESHOLD`], else (and
 /// always without `threaded`: a batch already split over matrices) one call on this thread.
 ///
 /// # Safety
@@ -51,26 +53,32 @@ unsafe fn gemm_2d(
 ) {
     // Addresses cross into the rayon tasks as integers (the buffers outlive the calls).
     let (dst, a, b) = (dst as usize, a as usize, b as usize);
-    let call = |r0: usize, rows: usize, c0: usize, cols: usize, par: gemm::Parallelism| {
-        let (r0, c0) = (r0 as isize, c0 as isize);
-        // SAFETY: a block of rows `r0..r0 + rows` and columns `c0..c0 + cols` of the product:
-        // the caller's pointers offset inside the same matrices; blocks do not overlap.
+    // The block of rows `r0..r0 + rows`, columns `c0..c0 + cols` and terms `k0..k0 + kk` of the
+    // product, into `out` (row stride `out_rs`) at that block, added to it with `read`.
+    let block = |(r0, rows): (usize, usize),
+                 (c0, cols): (usize, usize),
+                 (k0, kk): (usize, usize),
+                 (out, out_rs, read): (usize, isize, bool),
+                 par: gemm::Parallelism| {
+        let (r0, c0, k0) = (r0 as isize, c0 as isize, k0 as isize);
+        // SAFETY: the caller's pointers offset inside the same matrices (`out` is `dst` or a
+        // buffer of the product's shape); blocks written at once do not overlap.
         unsafe {
             gemm::gemm(
                 rows,
                 cols,
-                k,
-                (dst as *mut f32).offset(r0 * dst_rs + c0),
+                kk,
+                (out as *mut f32).offset(r0 * out_rs + c0),
                 1,
-                dst_rs,
-                read_dst,
-                (a as *const f32).offset(r0 * a_rs),
+                out_rs,
+                read,
+                (a as *const f32).offset(r0 * a_rs + k0 * a_cs),
                 a_cs,
                 a_rs,
-                (b as *const f32).offset(c0 * b_cs),
+                (b as *const f32).offset(c0 * b_cs + k0 * b_rs),
                 b_cs,
                 b_rs,
-                if read_dst { 1.0f32 } else { 0.0f32 },
+                if read { 1.0f32 } else { 0.0f32 },
                 1.0f32,
                 false,
                 false,
@@ -79,16 +87,32 @@ unsafe fn gemm_2d(
             );
         }
     };
+    let into_dst = (dst, dst_rs, read_dst);
+    let call = |r0: usize, rows: usize, c0: usize, cols: usize, par: gemm::Parallelism| {
+        block((r0, rows), (c0, cols), (0, k), into_dst, par)
+    };
     let work = m.saturating_mul(n).saturating_mul(k);
+    let none = gemm::Parallelism::None;
+    let split = threaded && rayon::current_num_threads() > 1;
     if threaded && work >= PARALLEL_THRESHOLD {
         call(0, m, 0, n, gemm::Parallelism::Rayon(0));
-    } else if threaded
-        && work >= SPLIT_THRESHOLD
-        && rayon::current_num_threads() > 1
-        && m.max(n) >= 2
-        && !(m.min(n) == 1 && k > m.max(n))
-    {
-        let none = gemm::Parallelism::None;
+    } else if split && work >= SPLIT_THRESHOLD && m.min(n) == 1 && k > m.max(n) {
+        // A vector of long dot products: the first half of every dot product into `dst`, the
+        // second into a temporary vector, then added (a fixed order for a given thread count).
+        let h = k / 2;
+        let mut part = vec![0f32; m * n];
+        let part_at = (part.as_mut_ptr() as usize, n as isize, false);
+        rayon::join(
+            || block((0, m), (0, n), (0, h), into_dst, none),
+            || block((0, m), (0, n), (h, k - h), part_at, none),
+        );
+        for (i, row) in part.chunks(n).enumerate() {
+            for (j, p) in row.iter().enumerate() {
+                // SAFETY: element (i, j) of the `m × n` output at row stride `dst_rs`.
+                unsafe { *(dst as *mut f32).offset(i as isize * dst_rs + j as isize) += p };
+            }
+        }
+    } else if split && work >= SPLIT_THRESHOLD && m.max(n) >= 2 {
         if m >= n {
             let h = m / 2;
             rayon::join(|| call(0, h, 0, n, none), || call(h, m - h, 0, n, none));
@@ -97,7 +121,7 @@ unsafe fn gemm_2d(
             rayon::join(|| call(0, m, 0, h, none), || call(0, m, h, n - h, none));
         }
     } else {
-        call(0, m, 0, n, gemm::Parallelism::None);
+        call(0, m, 0, n, none);
     }
 }
 

@@ -39,23 +39,49 @@ pub(crate) fn next_call_seed() -> u64 {
     g.get_or_insert_with(|| StdRng::seed_from_u64(0)).next_u64()
 }
 
-/// Multiplies `out`, block `block` of a tensor (elements `block·MASK_BLOCK + j`), in place by the
-/// dropout mask of `seed`: each element times `1/keep` where [`device_mask_keeps`] keeps it, else
-/// times 0.
+/// The dropout mask of `seed` over block `block` of a tensor (elements `block·MASK_BLOCK + j`,
+/// `j` from 0): `1/keep` where [`device_mask_keeps`] keeps the element, else 0. An iterator of
+/// plain arithmetic, so loops zipping it with slices vectorise.
 #[inline(always)]
-pub fn apply_mask_block(seed: u64, block: usize, keep: f64, out: &mut [f32]) {
+fn block_scales(seed: u64, block: usize, keep: f64, len: usize) -> impl Iterator<Item = f32> {
     let key = mask_key(seed);
     let mix = key.wrapping_mul(2_654_435_769);
     let threshold = device_mask_threshold(keep);
     let scale = (1.0 / keep) as f32;
     let first = (block * MASK_BLOCK) as u32;
-    for (j, o) in out.iter_mut().enumerate() {
-        let h = pcg(pcg((first.wrapping_add(j as u32)) ^ key) ^ mix);
-        *o *= if h < threshold { scale } else { 0.0 };
+    (0..len as u32).map(move |j| {
+        let h = pcg(pcg(first.wrapping_add(j) ^ key) ^ mix);
+        if h < threshold { scale } else { 0.0 }
+    })
+}
+
+/// Multiplies `out`, block `block` of a tensor (elements `block·MASK_BLOCK + j`), in place by the
+/// dropout mask of `seed`: each element times `1/keep` where [`device_mask_keeps`] keeps it, else
+/// times 0.
+#[inline(always)]
+pub fn apply_mask_block(seed: u64, block: usize, keep: f64, out: &mut [f32]) {
+    let scales = block_scales(seed, block, keep, out.len());
+    for (o, s) in out.iter_mut().zip(scales) {
+        *o *= s;
     }
 }
 
-/// The per-call key of the mask of `seed` (as `shaders/dropout.wgsl` derives it).
+/// [`apply_mask_block`] out of place: `out[j] = x[j]·mask[j]` for block `block`, writing every
+/// element of `out` (`x` and `out` of equal length).
+#[inline(always)]
+pub fn mask_block_into(
+    seed: u64,
+    block: usize,
+    keep: f64,
+    x: &[f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
+) {
+    let scales = block_scales(seed, block, keep, out.len());
+    for ((o, x), s) in out.iter_mut().zip(x).zip(scales) {
+        o.write(x * s);
+    }
+}
+
 #[inline(always)]
 fn mask_key(seed: u64) -> u32 {
     pcg((seed as u32) ^ pcg((seed >> 32) as u32))

@@ -15,7 +15,8 @@
 //! | [`dropout`] | [`fused`] (flex): mask drawn in parallel blocks while multiplying, redrawn for the backward | host mask times `x` |
 //! | [`gelu_matmul`] | [`fused`] (wgpu): `gelu(u)·w` whose backward recomputes `gelu(u)` instead of keeping it | the caller's `gelu(u)` times `w` |
 //! | [`dropout_matmul`] | [`fused`] (flex, wgpu): `dropout(p)·v` whose backward redraws the dropped probabilities instead of keeping them | [`dropout`] then `matmul` |
-//! | [`layer_norm`] | [`fused`] (flex): backward keeps only `x`, one pass per row | Burn's `layer_norm` |
+//! | [`layer_norm`] | [`fused`] (flex): one pass per row each way over the rayon pool, backward keeps only `x` | Burn's `layer_norm` |
+//! | [`add_layer_norm`] | [`fused`] (flex): `LayerNorm(y + r)`, add and LayerNorm in one pass per row, backward keeps the sum | `layer_norm(y + r)` |
 
 #[cfg(not(target_family = "wasm"))]
 pub mod denormals;
@@ -473,6 +474,28 @@ pub fn layer_norm<const D: usize>(
     } else {
         y.cast(dtype)
     }
+}
+
+/// [`layer_norm`] of `y + r`, the residual block's tail (`BertSelfOutput`, `BertOutput`):
+/// `y`, `r` `[.., h]`, `gamma`, `beta` `[h]` → `[.., h]` in the dtype of `y`. Where
+/// [`layer_norm`] runs [`fused`] and `y`, `r` have one shape and dtype, one op
+/// ([`fused::add_layer_norm`]): on flex the add and the LayerNorm in one pass per row over the
+/// rayon pool, instead of a single-threaded add pass then the LayerNorm; its backward keeps the
+/// sum, as the LayerNorm alone keeps its input. Otherwise `layer_norm(y + r)`.
+///
+/// # Panics
+/// When the shapes do not broadcast, or `gamma` or `beta` is not `[h]`.
+pub fn add_layer_norm<const D: usize>(
+    y: Tensor<D>,
+    r: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    if routes_fused(&y) && y.dtype() == r.dtype() && y.dims() == r.dims() {
+        return fused::add_layer_norm(y, r, gamma, beta, eps);
+    }
+    layer_norm(y + r, gamma, beta, eps)
 }
 
 /// Whether the row-wise ops ([`attention_softmax`], [`dropout`], [`layer_norm`]) of `x` go

@@ -40,6 +40,12 @@ impl LayerNorm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         crate::kernels::layer_norm(x, self.weight.val(), self.bias.val(), self.eps)
     }
+
+    /// [`forward`](Self::forward) of `y + residual` (`[..., hidden]`, one shape), as one op
+    /// where the kernels fuse it ([`crate::kernels::add_layer_norm`]).
+    pub fn forward_add<const D: usize>(&self, y: Tensor<D>, residual: Tensor<D>) -> Tensor<D> {
+        crate::kernels::add_layer_norm(y, residual, self.weight.val(), self.bias.val(), self.eps)
+    }
 }
 
 /// `nn.Embedding`: a frozen lookup table `[rows, hidden]`.
@@ -152,14 +158,14 @@ impl DenseResidual {
     /// `LayerNorm(dropout(dense(x)) + residual)`, `[batch, seq, *]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
         self.layer_norm
-            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
+            .forward_add(self.dropout.forward(self.dense.forward(x)), residual)
     }
 
     /// [`forward`](Self::forward) of `gelu(u)` (`BertOutput` after `BertIntermediate`), through
     /// [`AdaptedLinear::forward_gelu`]: `u` `[batch, seq, intermediate]` → `[batch, seq, hidden]`.
     pub fn forward_gelu(&self, u: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
         self.layer_norm
-            .forward(self.dropout.forward(self.dense.forward_gelu(u)) + residual)
+            .forward_add(self.dropout.forward(self.dense.forward_gelu(u)), residual)
     }
 }
 

@@ -36,6 +36,43 @@ impl<B: Backend, S: Clone + Send + std::fmt::Debug + 'static> Backward<B, 1>
     }
 }
 
+/// `∂x` of the LayerNorm over the last axis at `x` ([`FusedBackend::layer_norm_last`]) from its
+/// output gradient, and `(∂γ, ∂β)` when `params` (γ and β trained); `∂x` alone otherwise.
+#[allow(clippy::type_complexity)]
+fn layer_norm_grads<B: FusedBackend>(
+    x: B::FloatTensorPrimitive,
+    gamma: B::FloatTensorPrimitive,
+    grad: B::FloatTensorPrimitive,
+    eps: f64,
+    params: bool,
+) -> (
+    B::FloatTensorPrimitive,
+    Option<(B::FloatTensorPrimitive, B::FloatTensorPrimitive)>,
+) {
+    if params {
+        let (dx, dgamma, dbeta) = B::layer_norm_last_backward(x, gamma, grad, eps);
+        (dx, Some((dgamma, dbeta)))
+    } else {
+        (B::layer_norm_last_backward_x(x, gamma, grad, eps), None)
+    }
+}
+
+/// Registers `(∂γ, ∂β)` for the tracked ones of the parents `[γ, β]`.
+fn register_params<B: Backend>(
+    grads: &mut Gradients,
+    parents: [Option<burn::backend::autodiff::NodeId>; 2],
+    dparams: Option<(B::FloatTensorPrimitive, B::FloatTensorPrimitive)>,
+) {
+    let Some((dgamma, dbeta)) = dparams else {
+        return;
+    };
+    for (id, d) in parents.into_iter().zip([dgamma, dbeta]) {
+        if let Some(id) = id {
+            grads.register::<B>(id, d);
+        }
+    }
+}
+
 /// The backward of `y = f(a)·b` (matmul over the last two axes) that keeps `a` and `b` and
 /// recomputes `f(a)` instead of keeping it: `∂b = f(a)ᵀ·g`, `∂a = df(a, g·bᵀ)` with `df` the
 /// vector-Jacobian product of `f` (the attention context `dropout(p)·v`, `gelu(u)·A`).
@@ -317,24 +354,19 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
                 let [n_x, n_gamma, n_beta] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
                 let (x, gamma, eps) = ops.state;
-                if n_gamma.is_none() && n_beta.is_none() {
-                    // Frozen LayerNorm (adapters): only `∂x`.
-                    if let Some(node) = n_x {
-                        let dx = B::layer_norm_last_backward_x(x, gamma, grad, eps);
-                        grads.register::<B>(node.id, dx);
-                    }
+                let params = n_gamma.is_some() || n_beta.is_some();
+                if n_x.is_none() && !params {
                     return;
                 }
-                let (dx, dgamma, dbeta) = B::layer_norm_last_backward(x, gamma, grad, eps);
+                let (dx, dparams) = layer_norm_grads::<B>(x, gamma, grad, eps, params);
                 if let Some(node) = n_x {
                     grads.register::<B>(node.id, dx);
                 }
-                if let Some(node) = n_gamma {
-                    grads.register::<B>(node.id, dgamma);
-                }
-                if let Some(node) = n_beta {
-                    grads.register::<B>(node.id, dbeta);
-                }
+                register_params::<B>(
+                    grads,
+                    [n_gamma.map(|n| n.id), n_beta.map(|n| n.id)],
+                    dparams,
+                );
             }
         }
 
@@ -354,6 +386,83 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
                 beta.into_primitive(),
                 eps,
             )),
+        }
+    }
+
+    fn add_layer_norm(
+        y: FloatTensor<Self>,
+        r: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        /// Keeps the sum `z` and `γ`, as [`FusedBackend::layer_norm_last`] keeps its input; `y`
+        /// and `r` get the same `∂z`.
+        #[derive(Debug)]
+        struct AddLayerNormBackward;
+
+        impl<B: FusedBackend> Backward<B, 4> for AddLayerNormBackward {
+            type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive, f64);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 4>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [n_y, n_r, n_gamma, n_beta] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (z, gamma, eps) = ops.state;
+                let params = n_gamma.is_some() || n_beta.is_some();
+                if n_y.is_none() && n_r.is_none() && !params {
+                    return;
+                }
+                let (dz, dparams) = layer_norm_grads::<B>(z, gamma, grad, eps, params);
+                match (n_y, n_r) {
+                    (Some(y), Some(r)) => {
+                        grads.register::<B>(y.id, dz.clone());
+                        grads.register::<B>(r.id, dz);
+                    }
+                    (Some(node), None) | (None, Some(node)) => grads.register::<B>(node.id, dz),
+                    (None, None) => {}
+                }
+                register_params::<B>(
+                    grads,
+                    [n_gamma.map(|n| n.id), n_beta.map(|n| n.id)],
+                    dparams,
+                );
+            }
+        }
+
+        match AddLayerNormBackward
+            .prepare::<C>([y.node(), r.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let gamma = gamma.into_primitive();
+                let (z, out) = B::add_layer_norm(
+                    y.into_primitive(),
+                    r.into_primitive(),
+                    gamma.clone(),
+                    beta.into_primitive(),
+                    eps,
+                );
+                (
+                    Self::from_inner(z.clone()),
+                    prep.finish((z, gamma, eps), out),
+                )
+            }
+            OpsKind::UnTracked(prep) => {
+                let (z, out) = B::add_layer_norm(
+                    y.into_primitive(),
+                    r.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    eps,
+                );
+                (Self::from_inner(z), prep.finish(out))
+            }
         }
     }
 

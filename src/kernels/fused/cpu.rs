@@ -125,30 +125,51 @@ pub(super) fn max16(v: &[f32]) -> f32 {
 /// `[f(v[0]), f(v[1]), ...]` as a new vector whose elements are written once each, in chunks
 /// over the rayon pool (sequential on wasm): no zeroing of the new allocation first.
 pub(super) fn map_new(v: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    const CHUNK: usize = 1 << 14;
+    map_blocks_new(
+        v,
+        1 << 14,
+        #[inline(always)]
+        |_, x, o| {
+            for (o, x) in o.iter_mut().zip(x) {
+                o.write(f(*x));
+            }
+        },
+    )
+}
+
+/// A new vector of `v.len()` elements filled block by block: `f(b, x, out)` for block `b` of
+/// `block` elements (the last one shorter), `x` that block of `v`, `out` the same block of the
+/// new vector, which `f` must write in full. Blocks run over the rayon pool (sequential on wasm),
+/// each compiled for this CPU's vector width ([`simd`]); no zeroing of the allocation first.
+pub(super) fn map_blocks_new(
+    v: &[f32],
+    block: usize,
+    f: impl Fn(usize, &[f32], &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let block = block.max(1);
     let mut out: Vec<f32> = Vec::with_capacity(v.len());
     let dst = &mut out.spare_capacity_mut()[..v.len()];
-    let chunk = |(o, x): (&mut [std::mem::MaybeUninit<f32>], &[f32])| {
+    let task = |(b, (o, x)): (usize, (&mut [std::mem::MaybeUninit<f32>], &[f32]))| {
         simd(
             #[inline(always)]
-            || {
-                for (o, x) in o.iter_mut().zip(x) {
-                    o.write(f(*x));
-                }
-            },
+            || f(b, x, o),
         )
     };
     #[cfg(not(target_family = "wasm"))]
     {
         use rayon::prelude::*;
-        dst.par_chunks_mut(CHUNK)
-            .zip(v.par_chunks(CHUNK))
-            .for_each(chunk);
+        dst.par_chunks_mut(block)
+            .zip(v.par_chunks(block))
+            .enumerate()
+            .for_each(task);
     }
     #[cfg(target_family = "wasm")]
-    dst.chunks_mut(CHUNK).zip(v.chunks(CHUNK)).for_each(chunk);
-    // SAFETY: `dst` is the first `v.len()` elements of the spare capacity, and the loops above
-    // wrote each of them: chunks of `dst` and of `v` of the same size pair up one to one.
+    dst.chunks_mut(block)
+        .zip(v.chunks(block))
+        .enumerate()
+        .for_each(task);
+    // SAFETY: `dst` is the first `v.len()` elements of the spare capacity, its blocks pair one to
+    // one with `v`'s, and `f` writes each block in full (its contract).
     unsafe { out.set_len(v.len()) };
     out
 }
@@ -203,6 +224,84 @@ pub(super) fn simd<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// LayerNorm of one row `x` `[h]` into `out`, every element written:
+/// `out = (x − μ)·γ/√(var + eps) + β`, with the mean `μ` and the biased variance `var` from two
+/// passes in 16 lanes ([`sum16`]), as PyTorch's `native_layer_norm` computes them.
+#[inline(always)]
+pub(super) fn layer_norm_row(
+    x: &[f32],
+    (gamma, beta): (&[f32], &[f32]),
+    eps: f32,
+    out: &mut [std::mem::MaybeUninit<f32>],
+) {
+    let h = x.len() as f32;
+    let mean = sum16(x) / h;
+    let chunks = x.chunks_exact(LANES);
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|x| (x - mean) * (x - mean))
+        .sum();
+    let mut acc = [0f32; LANES];
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += (x - mean) * (x - mean);
+        }
+    }
+    let var = (acc.iter().sum::<f32>() + tail) / h;
+    let rstd = 1.0 / (var + eps).sqrt();
+    for (((o, x), g), b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+        o.write((x - mean) * rstd * g + b);
+    }
+}
+
+/// Rows of `n` elements per task, about [`ROWS_TASK`] elements (whole rows).
+pub(super) fn rows_per_task(n: usize) -> usize {
+    (ROWS_TASK / n.max(1)).max(1)
+}
+
+/// `f(a_rows, b_rows, out_rows)` over whole rows (length `n`) of `a` (to overwrite), `b` (read,
+/// as long as `a`) and a new vector as long as `a`, which `f` must write in full; tasks of about
+/// [`ROWS_TASK`] elements over the rayon pool (sequential on wasm), each compiled for this CPU's
+/// vector width ([`simd`]). No zeroing of the new allocation first.
+pub(super) fn rows_pair_new(
+    a: &mut [f32],
+    b: &[f32],
+    n: usize,
+    f: impl Fn(&mut [f32], &[f32], &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let len = a.len().min(b.len());
+    let step = rows_per_task(n) * n.max(1);
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let dst = &mut out.spare_capacity_mut()[..len];
+    type Uninit = std::mem::MaybeUninit<f32>;
+    let task = |((a, b), o): ((&mut [f32], &[f32]), &mut [Uninit])| {
+        simd(
+            #[inline(always)]
+            || f(a, b, o),
+        )
+    };
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        a[..len]
+            .par_chunks_mut(step)
+            .zip(b[..len].par_chunks(step))
+            .zip(dst.par_chunks_mut(step))
+            .for_each(task);
+    }
+    #[cfg(target_family = "wasm")]
+    a[..len]
+        .chunks_mut(step)
+        .zip(b[..len].chunks(step))
+        .zip(dst.chunks_mut(step))
+        .for_each(task);
+    // SAFETY: `dst` is the first `len` elements of the spare capacity, split into the same
+    // chunks as `a` and `b`, and `f` writes each of its chunks in full (its contract).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// Elements per rayon task of [`rows_mut`] (whole rows): short rows (the attention softmax's 64
 /// keys) go several to a task instead of one task each.
 const ROWS_TASK: usize = 1 << 14;
@@ -212,7 +311,7 @@ const ROWS_TASK: usize = 1 << 14;
 /// compiled for this CPU's vector width ([`simd`]).
 pub(super) fn rows_mut(out: &mut [f32], n: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let n = n.max(1);
-    let per = (ROWS_TASK / n).max(1);
+    let per = rows_per_task(n);
     let task = |(t, rows): (usize, &mut [f32])| {
         simd(
             #[inline(always)]

@@ -96,6 +96,17 @@ impl FusedBackend for Cube {
         cast_to::<Self>(Self::layer_norm(x, gamma, Some(beta), eps), dtype)
     }
 
+    fn add_layer_norm(
+        y: FloatTensor<Self>,
+        r: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let z = Self::float_add(y, r);
+        (z.clone(), Self::layer_norm_last(z, gamma, beta, eps))
+    }
+
     fn layer_norm_last_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,

@@ -25,17 +25,23 @@ fn f32_values(t: &FlexTensor) -> Option<&[f32]> {
 /// a product consumed by the op: no allocation, no zeroing, no copy), else a copy of its values.
 /// `Err(t)`, untouched, for other dtypes and strided views (the caller's tensor-op fallback).
 fn owned_f32(t: FlexTensor) -> Result<FlexTensor, FlexTensor> {
-    let n = t.shape().num_elements();
-    let whole = t.dtype() == DType::F32
-        && t.layout().contiguous_offsets() == Some((0, n))
-        && t.storage::<f32>().len() == n;
-    if whole && t.is_unique() {
+    if is_owned_f32(&t) {
         return Ok(t);
     }
     let Some(values) = f32_values(&t).map(<[f32]>::to_vec) else {
         return Err(t);
     };
     Ok(FlexTensor::from_data(TensorData::new(values, t.shape())))
+}
+
+/// Whether `t` is a contiguous f32 tensor that owns its whole buffer alone (which
+/// [`owned_f32`] returns as it is).
+fn is_owned_f32(t: &FlexTensor) -> bool {
+    let n = t.shape().num_elements();
+    t.dtype() == DType::F32
+        && t.layout().contiguous_offsets() == Some((0, n))
+        && t.storage::<f32>().len() == n
+        && t.is_unique()
 }
 
 /// The values of a tensor made by [`owned_f32`], to overwrite.
@@ -133,7 +139,21 @@ impl FusedBackend for Flex {
     }
 
     fn dropout_mask(x: FlexTensor, seed: u64, keep: f64) -> FlexTensor {
-        use crate::kernels::mask::{MASK_BLOCK, apply_mask_block};
+        use crate::kernels::mask::{MASK_BLOCK, apply_mask_block, mask_block_into};
+        // An input something else holds (the softmax output its backward keeps, a gradient
+        // shared by both sides of a residual add) is read once into a new buffer, in parallel
+        // blocks, rather than copied first and masked in place.
+        if !is_owned_f32(&x)
+            && let Some(v) = f32_values(&x)
+        {
+            let out = map_blocks_new(
+                v,
+                MASK_BLOCK,
+                #[inline(always)]
+                |b, x, o| mask_block_into(seed, b, keep, x, o),
+            );
+            return FlexTensor::from_data(TensorData::new(out, x.shape()));
+        }
         let mut out = match owned_f32(x) {
             Ok(out) => out,
             Err(x) => return dropout_ops::<Self>(x, seed, keep),
@@ -192,7 +212,71 @@ impl FusedBackend for Flex {
     }
 
     fn layer_norm_last(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
-        Self::layer_norm(x, gamma, Some(beta), eps)
+        let shape = x.shape();
+        let h = shape[shape.num_dims() - 1];
+        let (Some(v), Some(g), Some(b)) = (f32_values(&x), f32_values(&gamma), f32_values(&beta))
+        else {
+            return Self::layer_norm(x, gamma, Some(beta), eps);
+        };
+        if h == 0 || g.len() != h || b.len() != h {
+            return Self::layer_norm(x, gamma, Some(beta), eps);
+        }
+        let out = map_blocks_new(
+            v,
+            h * rows_per_task(h),
+            #[inline(always)]
+            |_, x, o| {
+                for (x, o) in x.chunks(h).zip(o.chunks_mut(h)) {
+                    layer_norm_row(x, (g, b), eps as f32, o);
+                }
+            },
+        );
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn add_layer_norm(
+        y: FlexTensor,
+        r: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f64,
+    ) -> (FlexTensor, FlexTensor) {
+        let shape = y.shape();
+        let h = shape[shape.num_dims() - 1];
+        let y = match (f32_values(&r), f32_values(&gamma), f32_values(&beta)) {
+            (Some(rv), Some(g), Some(b))
+                if h > 0
+                    && r.shape() == shape
+                    && rv.len() == shape.num_elements()
+                    && g.len() == h
+                    && b.len() == h =>
+            {
+                match owned_f32(y) {
+                    Ok(mut z) => {
+                        // Per row: z = y + r in place, then LayerNorm(z) into the new buffer.
+                        let out = rows_pair_new(
+                            values_mut(&mut z),
+                            rv,
+                            h,
+                            #[inline(always)]
+                            |z, r, o| {
+                                for (z, r) in z.iter_mut().zip(r) {
+                                    *z += r;
+                                }
+                                for (z, o) in z.chunks(h).zip(o.chunks_mut(h)) {
+                                    layer_norm_row(z, (g, b), eps as f32, o);
+                                }
+                            },
+                        );
+                        return (z, FlexTensor::from_data(TensorData::new(out, shape)));
+                    }
+                    Err(y) => y,
+                }
+            }
+            _ => y,
+        };
+        let z = Self::float_add(y, r);
+        (z.clone(), Self::layer_norm_last(z, gamma, beta, eps))
     }
 
     fn layer_norm_last_backward(
@@ -485,5 +569,33 @@ mod tests {
         for row in y.as_slice::<f32>().unwrap_or_default().chunks(64) {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         }
+
+        // Dropout over three mask blocks: a held input is read into a new buffer block by block,
+        // a unique one masked in place; both equal the input times the host mask of the seed.
+        use crate::kernels::mask::{MASK_BLOCK, mask as host_mask};
+        let n = 2 * MASK_BLOCK + 5;
+        let v: Vec<f32> = (0..n).map(|i| (i % 97) as f32 - 48.0).collect();
+        let want: Vec<f32> = v
+            .iter()
+            .zip(host_mask(5, n, 0.9))
+            .map(|(v, m)| v * m)
+            .collect();
+        let held = t(v.clone(), [1, n]);
+        let out = Flex::dropout_mask(held.clone(), 5, 0.9);
+        assert_eq!(held.as_slice::<f32>(), Some(&v[..]), "held input modified");
+        assert_ne!(
+            out.storage::<f32>().as_ptr(),
+            held.storage::<f32>().as_ptr()
+        );
+        assert_eq!(out.as_slice::<f32>(), Some(&want[..]));
+        let own = t(v.clone(), [1, n]);
+        let buffer = own.storage::<f32>().as_ptr();
+        let out = Flex::dropout_mask(own, 5, 0.9);
+        assert_eq!(
+            out.storage::<f32>().as_ptr(),
+            buffer,
+            "a unique input is reused"
+        );
+        assert_eq!(out.as_slice::<f32>(), Some(&want[..]));
     }
 }

@@ -14,7 +14,8 @@
 //! | `a·b` over the last two axes | `a` and `b` (handles) | the `gemm` crate ([`super::gemm`]) | WGSL kernels `shaders/matmul_vec4.wgsl` and `shaders/matmul.wgsl` (`kernels::wgpu_matmul::matmul`), Burn's matmul where they do not apply |
 //! | `c + a·b` (2-D) | composed under autodiff (add and product) | the product accumulated into `c`'s buffer in the `gemm` call when nothing else holds `c` ([`super::gemm::matmul_add_f32`]) | product kernel then an add |
 //! | LoRA linear `x·w + bias + (x·a)·b`, frozen `w`, `bias` | `x`, `w`, `a`, `b` (handles) and `x·a` `[rows, r]` | `x·w`, then `[x·a \| 1]·[b ; bias]` accumulated into it; backward `∂x = g·wᵀ` with `(g·bᵀ)·aᵀ` accumulated into it, `∂a = xᵀ·(g·bᵀ)`, `∂b = (x·a)ᵀ·g` | the same composition (used by `crate::kernels::lora_linear` on flex only) |
-//! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | flex's fused row LayerNorm; backward one pass per row, `∂γ`, `∂β` summed per fixed chunk in order | WGSL kernels `shaders/layer_norm.wgsl` and `layer_norm_backward.wgsl` (one workgroup per row, f32 or f16 rows, f32 statistics; `∂x` alone when `γ`, `β` are frozen), tensor ops in f32 for `∂γ`, `∂β` when they are trained and with `--no-kernels` |
+//! | LayerNorm over the last axis | `x` (mean and `1/σ` recomputed) | one pass per row over the rayon pool; backward one pass per row, `∂γ`, `∂β` summed per fixed chunk in order | WGSL kernels `shaders/layer_norm.wgsl` and `layer_norm_backward.wgsl` (one workgroup per row, f32 or f16 rows, f32 statistics; `∂x` alone when `γ`, `β` are frozen), tensor ops in f32 for `∂γ`, `∂β` when they are trained and with `--no-kernels` |
+//! | residual LayerNorm `LayerNorm(y + r)` | the sum `z` (as LayerNorm keeps its input) | the add and the LayerNorm in one pass per row, the sum into `y`'s buffer; backward the LayerNorm's, its `∂z` given to `y` and `r` alike | an add then the LayerNorm kernels |
 //!
 //! `crate::kernels` routes these here on flex (f32) and wgpu (f32 and f16) devices.
 //! On lavapipe, MiniLM LoRA r = 8, batch 8 × 128, the softmax and LayerNorm ops cut the
@@ -124,6 +125,21 @@ pub trait FusedBackend: Backend {
         beta: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self>;
+
+    /// `LayerNorm(y + r)` over the last axis, the residual block's tail (`BertSelfOutput`,
+    /// `BertOutput`): `y`, `r` `[.., h]` of one shape and dtype, `gamma`, `beta` `[h]` →
+    /// `(z, out)`, the sum `z = y + r` (kept for the backward, untracked) and the normalised
+    /// `out` `[.., h]`. On flex (f32) one pass per row over the rayon pool, the sum written into
+    /// `y`'s buffer when nothing else holds it; elsewhere an add then
+    /// [`FusedBackend::layer_norm_last`]. Under autodiff its backward keeps `z` and `γ`, and gives
+    /// `y` and `r` the same `∂z` (the LayerNorm backward at `z`).
+    fn add_layer_norm(
+        y: FloatTensor<Self>,
+        r: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// Gradients of [`FusedBackend::layer_norm_last`] at `x`: `(∂x [.., h], ∂γ [h], ∂β [h])`.
     fn layer_norm_last_backward(
@@ -235,6 +251,26 @@ pub fn dropout_matmul<const D: usize>(
         seed,
         keep,
     ))
+}
+
+/// [`crate::kernels::add_layer_norm`] through the extension: `LayerNorm(y + r)`.
+pub fn add_layer_norm<const D: usize>(
+    y: Tensor<D>,
+    r: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(
+        <burn::backend::Dispatch as FusedBackend>::add_layer_norm(
+            y.into_dispatch(),
+            r.into_dispatch(),
+            gamma.into_dispatch(),
+            beta.into_dispatch(),
+            eps,
+        )
+        .1,
+    )
 }
 
 /// [`crate::kernels::layer_norm`] through the extension.
