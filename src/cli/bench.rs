@@ -67,7 +67,7 @@ pub struct BenchArgs {
     gemm: bool,
     /// Rayon threads (default: all cores).
     #[arg(long)]
-    threads: Option<usize>,
+    pub(super) threads: Option<usize>,
     /// JSON-lines output file (rewritten atomically after each configuration; with `--gemm`
     /// written once at the end, its folder checked first).
     #[arg(long, default_value = "bench.jsonl")]
@@ -245,7 +245,6 @@ pub fn bench(a: BenchArgs) -> Result<()> {
 
 /// `--gemm`: the step's products for the benchmarked model's shapes, written as JSON lines.
 fn bench_gemm(a: &BenchArgs) -> Result<()> {
-    super::set_threads(a.threads)?;
     if a.batch_size == 0 || a.seq_len == 0 {
         bail!("--batch-size and --seq-len must be >= 1");
     }
@@ -330,7 +329,6 @@ fn bench_encoder(a: &BenchArgs, device: &Device) -> Result<(BertConfig, Bert, St
 /// One benchmark: `--warmup` then `--steps` timed training steps of configuration `name` on a
 /// synthetic SST batch.
 fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
-    super::set_threads(a.threads)?;
     let adapter = parse_config(name)?;
     let (_, device) = super::devices(a.backend, 0)?;
     let (cfg, bert, model_name) = bench_encoder(a, &device)?;

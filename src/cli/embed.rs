@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::load::{load_encoder, load_model};
-use super::{ModelArgs, devices, io, set_threads};
+use super::{ModelArgs, devices, io};
 use crate::data::TokenBatch;
 use crate::tasks::{Pooling, pool};
 
@@ -14,7 +14,7 @@ use crate::tasks::{Pooling, pool};
 #[derive(Args, Debug)]
 pub struct EmbedArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    pub(super) model: ModelArgs,
     /// Optional checkpoint whose adapter is applied.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -37,7 +37,6 @@ pub struct EmbedArgs {
 /// `lorabert embed`: `last_hidden_state`, `attention_mask` and `input_ids` of sentences to a
 /// safetensors file, with or without a checkpoint's adapter.
 pub fn embed(a: EmbedArgs) -> Result<()> {
-    set_threads(a.model.threads)?;
     let (device, _) = devices(a.model.backend, 0)?;
     let mut sentences = a.sentences.clone();
     if let Some(p) = &a.input {

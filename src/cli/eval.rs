@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::load::{FileArgs, data_file, load_own_file, load_split, load_trained};
-use super::{CheckpointArgs, ModelArgs, devices, io, set_threads};
+use super::{CheckpointArgs, ModelArgs, devices, io};
 use crate::model::Pretrained;
 use crate::tasks::minbert::Split;
 use crate::tasks::own::{self, OwnRow, OwnRows};
@@ -18,7 +18,7 @@ use crate::train::{evaluate, predict as predict_task};
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    pub(super) model: ModelArgs,
     #[command(flatten)]
     ckpt: CheckpointArgs,
     /// Folder with the minBERT files.
@@ -50,7 +50,7 @@ pub enum SplitArg {
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    pub(super) model: ModelArgs,
     #[command(flatten)]
     ckpt: CheckpointArgs,
     /// Folder with the minBERT files.
@@ -86,7 +86,6 @@ pub struct PredictArgs {
 
 /// `lorabert eval`: dev metrics of a checkpoint, as JSON on stdout.
 pub fn eval(a: EvalArgs) -> Result<()> {
-    set_threads(a.model.threads)?;
     let (device, _) = devices(a.model.backend, 0)?;
     let (loaded, model, heads) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
     if let Some(own) = &heads.own {
@@ -124,7 +123,6 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 
 /// `lorabert predict`: test (or dev) predictions of a checkpoint in the minBERT format.
 pub fn predict(a: PredictArgs) -> Result<()> {
-    set_threads(a.model.threads)?;
     let (device, _) = devices(a.model.backend, 0)?;
     let (loaded, model, heads) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
     if !a.sentences.is_empty() || a.input.is_some() {

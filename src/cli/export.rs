@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::load::{checkpoint_dir, load_encoder, load_restored};
-use super::{CheckpointArgs, ModelArgs, devices, io, set_threads};
+use super::{CheckpointArgs, ModelArgs, devices, io};
 use crate::tasks::{Pooling, Task};
 use crate::train::artifacts::{Files, names};
 use crate::train::export::{
@@ -39,7 +39,7 @@ pub enum ExportPooling {
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    pub(super) model: ModelArgs,
     #[command(flatten)]
     ckpt: CheckpointArgs,
     /// What to write.
@@ -68,7 +68,6 @@ const TOKENIZER_FILES: [&str; 4] = [
 /// `lorabert export`: a checkpoint (or PEFT adapter folder) as a folder that transformers,
 /// PEFT or sentence-transformers load; see [`crate::train::export`].
 pub fn export(a: ExportArgs) -> Result<()> {
-    set_threads(a.model.threads)?;
     let (device, _) = devices(a.model.backend, 0)?;
     let st = a.format == ExportFormat::SentenceTransformers;
     if !st && a.pooling.is_some() {

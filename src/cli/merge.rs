@@ -6,14 +6,14 @@ use anyhow::Result;
 use clap::Args;
 
 use super::load::{checkpoint_dir, load_encoder};
-use super::{CheckpointArgs, ModelArgs, devices, io, set_threads};
+use super::{CheckpointArgs, ModelArgs, devices, io};
 use crate::train::artifacts::names;
 
 /// `lorabert merge`.
 #[derive(Args, Debug)]
 pub struct MergeArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    pub(super) model: ModelArgs,
     #[command(flatten)]
     ckpt: CheckpointArgs,
     /// Output folder (model.safetensors, config.json, tokenizer.json, heads).
@@ -24,7 +24,6 @@ pub struct MergeArgs {
 /// `lorabert merge`: the adapter folded into the base weights, written as a plain BERT folder
 /// with the heads.
 pub fn merge(a: MergeArgs) -> Result<()> {
-    set_threads(a.model.threads)?;
     let (device, _) = devices(a.model.backend, 0)?;
     let (loaded, bert) = load_encoder(&a.model, &a.ckpt.checkpoint, &device)?;
     let ck = checkpoint_dir(&a.ckpt.checkpoint)?;

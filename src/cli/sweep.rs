@@ -504,7 +504,7 @@ fn write_report(dir: &Path, base_url: &str, model: Option<&str>) -> Result<()> {
 #[derive(Args, Debug)]
 pub struct EnsembleArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    pub(super) model: ModelArgs,
     /// Checkpoints (run folders or best/ folders) to combine; at least two.
     #[arg(long = "checkpoint", required = true, num_args = 1..)]
     checkpoints: Vec<PathBuf>,
@@ -589,7 +589,6 @@ fn ensemble_task(a: &EnsembleArgs) -> Result<Option<OwnTask>> {
 /// Averages the members' task probabilities (SST, Quora) and similarity scores (STS), reports
 /// the dev metrics of every member and of the ensemble, and optionally writes test predictions.
 pub fn ensemble(a: EnsembleArgs) -> Result<()> {
-    super::set_threads(a.model.threads)?;
     if a.checkpoints.len() < 2 {
         bail!("an ensemble needs at least two --checkpoint folders");
     }

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use super::init_adapter::{init_adapter_config, init_adapter_weights, init_heads};
 use super::load::{load_model, load_own, load_split};
 use super::progress::{CliObserver, stop_on_signal};
-use super::{ModelArgs, PrecisionArg, devices, io, set_threads};
+use super::{ModelArgs, PrecisionArg, devices, io};
 use crate::adapter::LoraConfig;
 use crate::data::table::Format;
 use crate::model::{BertConfig, Pretrained};
@@ -110,7 +110,7 @@ impl From<FormatArg> for Format {
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    pub(super) model: ModelArgs,
     /// Folder with the minBERT files (default ../shared/data/minbert).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -401,7 +401,6 @@ impl TrainArgs {
 
 /// `lorabert train`: flags in, [`Job`] built from the files, trained with a [`CliObserver`].
 pub fn train(a: TrainArgs) -> Result<()> {
-    set_threads(a.model.threads)?;
     let (mut cfg, out, resumed_model) = a.run_config()?;
     cfg.validate()?;
     // A resumed run uses the model it began with (recorded in its state) unless told otherwise.
