@@ -83,7 +83,8 @@ pub fn main() -> Result<()> {
     // The command runs on a thread of the pool rather than on `main`: each parallel op is then
     // split from inside the pool (work-stealing from the caller's own queue) instead of being
     // injected into it from outside, with a wake-up of a pool thread and of `main` per op.
-    // `lorabert bench --configs lora-r1 --threads 2`: 0.356 -> 0.343 s/step (alternating runs).
+    // `lorabert bench --configs lora-r1 --threads 2`: 0.360 and 0.364 -> 0.345 s/step (two
+    // alternating rounds; README, "Where a LoRA r = 1 step's time goes", item 7).
     rayon::scope(|_| run(cli.command))
 }
 
