@@ -265,6 +265,37 @@ pub(crate) fn dropout_hashed(x: CubeTensor, seed: u64, keep: f64) -> CubeTensor 
     out
 }
 
+const COPY_WGSL: &str = include_str!("../../shaders/copy.wgsl");
+
+/// A contiguous copy of `x` (f32 or f16) in a new allocation (`shaders/copy.wgsl`): what a launch
+/// binds where it would otherwise bind one allocation twice (see
+/// [`super::wgpu_bindings::check_launch`]).
+///
+/// # Panics
+/// When `x` is neither f32 nor f16, or has more than `u32::MAX` elements.
+pub(crate) fn copy_new(x: CubeTensor) -> CubeTensor {
+    let dtype = x.dtype;
+    assert!(
+        matches!(dtype, DType::F32 | DType::F16),
+        "copy kernel: x {dtype:?} (f32 or f16 expected)"
+    );
+    let x = into_contiguous(x);
+    let shape = x.meta.shape().clone();
+    let n = shape.num_elements();
+    assert!(
+        n <= u32::MAX as usize,
+        "copy kernel: {n} elements exceed u32 indexing"
+    );
+    let out = output(&x, shape, dtype);
+    let (gx, gy) = grid((n as u32).div_ceil(SCALE_WORKGROUP));
+    ActKernel::new("copy.wgsl", COPY_WGSL, dtype, SCALE_WORKGROUP).launch(
+        (gx, gy),
+        &[&x, &out],
+        &[n as u32, gx * SCALE_WORKGROUP],
+    );
+    out
+}
+
 /// Whether `t` lives on a wgpu device (the WGSL kernels' compiler).
 pub(crate) fn is_wgpu_tensor(t: &CubeTensor) -> bool {
     matches!(t.device, CubeDevice::Wgpu(_))
@@ -359,13 +390,18 @@ pub(super) fn output(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTenso
 
 /// Launches `kernel` over `count` workgroups of `workgroup` invocations with `tensors` bound in
 /// order (bindings 0..n, the output last among them) and `params` as the final binding.
-pub(super) fn launch<K: KernelSource>(
+///
+/// # Panics
+/// When a binding the kernel declares `read_write` overlaps another binding
+/// ([`super::wgpu_bindings::check_launch`]: WebGPU rejects such a dispatch).
+pub(super) fn launch<K: KernelSource + std::fmt::Debug>(
     kernel: K,
     workgroup: u32,
     count: CubeCount,
     tensors: &[&CubeTensor],
     params: &[u32],
 ) {
+    super::wgpu_bindings::check_launch(&kernel, tensors);
     let client = &tensors[0].client;
     let bytes: Vec<u8> = params.iter().flat_map(|w| w.to_le_bytes()).collect();
     let mut buffers: Vec<_> = tensors.iter().map(|t| t.handle.clone().binding()).collect();

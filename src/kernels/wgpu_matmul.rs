@@ -1,7 +1,8 @@
 //! The matrix products of [`crate::kernels::matmul`] on wgpu devices: `shaders/matmul_vec4.wgsl`
 //! and `shaders/matmul.wgsl`, launched through [`super::wgpu`]'s helpers (see [`matmul`]).
 
-use super::wgpu::{act_template, launch, output};
+use super::wgpu::{act_template, copy_new, launch, output};
+use super::wgpu_bindings::BindingSpan;
 use burn::backend::wgpu::{CubeTensor, KernelSource, SourceTemplate, into_contiguous};
 use burn::tensor::{DType, Shape};
 use cubecl::CubeCount;
@@ -45,6 +46,16 @@ pub(crate) fn matmul(lhs: &CubeTensor, rhs: &CubeTensor) -> Option<CubeTensor> {
     }
     let batch: usize = ls[..d - 2].iter().product();
     let inner = if d == 4 { ls[1] } else { 1 };
+    // One allocation bound as both operands (the Gram product `Aᵀ·A` of the DoRA row norm):
+    // every binding is read_write, and WebGPU refuses a writable binding that overlaps another
+    // one of the same dispatch, so the right operand is bound as a copy.
+    let rhs_copy;
+    let rhs = if BindingSpan::of(lhs).overlaps(&BindingSpan::of(rhs)) {
+        rhs_copy = copy_new(rhs.clone());
+        &rhs_copy
+    } else {
+        rhs
+    };
     let (lt, rt) = (lhs.meta.strides(), rhs.meta.strides());
     let lead = |t: &[usize], i: usize| if i + 2 < d { t[i] } else { 0 };
     let params = [
