@@ -142,3 +142,77 @@ impl Error {
 
 /// Result alias of the core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The message a person sees when a panic's text (`PanicHookInfo`'s display: location, then
+/// message) or an error's text says the GPU device failed; `None` for anything else.
+///
+/// A device fails when WebGPU rejects a command (a validation error, which cubecl-wgpu raises as
+/// `wgpu error: ...` from its `device_poison.rs`) or loses the device (a driver reset, a
+/// timeout; cubecl then reports the device as poisoned at every later use). Neither can be
+/// recovered on the same page: the message says so, names the first line of what the device
+/// reported, and says what is kept.
+pub fn device_failure_message(panic_text: &str) -> Option<String> {
+    // Matched without case (`DevicePoisoned`, `The device is poisoned`).
+    const SIGNS: [&str; 5] = [
+        "device_poison.rs",
+        "wgpu error:",
+        "poisoned",
+        "device was lost",
+        "invalid commandbuffer",
+    ];
+    let lower = panic_text.to_lowercase();
+    if !SIGNS.iter().any(|s| lower.contains(s)) {
+        return None;
+    }
+    // The message starts after the location line `panicked at FILE:LINE:COL:`.
+    let body = match panic_text.split_once(":\n") {
+        Some((head, rest)) if head.contains("panicked at") => rest,
+        _ => panic_text,
+    };
+    let reported = body
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no detail")
+        .trim_start_matches("wgpu error:")
+        .trim();
+    Some(format!(
+        "The GPU device failed ({reported}). This page cannot use it again: reload the page to \
+         train again. Finished runs stay in the results table, and Download adapter still saves \
+         the last finished run's checkpoint."
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_failure_message;
+
+    #[test]
+    fn device_failures_get_a_plain_message() {
+        // What Chromium showed for the aliased DoRA binding (issue 33).
+        let dawn = "panicked at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/\
+                    cubecl-wgpu-0.11.3/src/compute/device_poison.rs:42:17:\nwgpu error: \
+                    Validation Error\n\nCaused by:\n  In a CommandEncoder\n    [Invalid \
+                    CommandBuffer \"CubeCL Tasks Encoder\"] is invalid due to a previous error.";
+        let m = device_failure_message(dawn).expect("a device failure");
+        assert!(
+            m.starts_with("The GPU device failed (Validation Error)."),
+            "{m}"
+        );
+        assert!(m.contains("reload the page"), "{m}");
+        assert!(!m.contains("panicked") && !m.contains(".rs:"), "{m}");
+        let lost = "panicked at src/web/observer.rs:10:5:\ncalled `Result::unwrap()` on an \
+                    `Err` value: DevicePoisoned(\"Destroyed: device destroyed\")";
+        assert!(device_failure_message(lost).is_some());
+        // A read-back on a lost device is an error, not a panic.
+        let read = "device read-back failed: DevicePoisoned(The device is poisoned)";
+        let m = device_failure_message(read).expect("a device failure");
+        assert!(
+            m.contains("(device read-back failed: DevicePoisoned"),
+            "{m}"
+        );
+        // Other panics keep their own text.
+        let other = "panicked at src/tasks/mod.rs:3:1:\nindex out of bounds";
+        assert_eq!(device_failure_message(other), None);
+    }
+}

@@ -210,8 +210,10 @@ fn fuzz_share_link_decoder() {
             peak_memory_bytes: 1,
             trainable_params: 1,
             metric: None,
+            config: None,
         }],
         data: None,
+        model_url: None,
     };
     let link = share::link("http://h/", &payload).unwrap().into_bytes();
     fuzz("share link", inputs(vec![link]), |b| {

@@ -150,9 +150,11 @@ pub fn share_payload(model: &str, rows: &[SweepRow]) -> SharePayload {
                 peak_memory_bytes: r.peak_memory_bytes.unwrap_or(0),
                 trainable_params: r.trainable_params as u64,
                 metric: r.metric.clone(),
+                config: None,
             })
             .collect(),
         data: None,
+        model_url: None,
     }
 }
 

@@ -44,7 +44,13 @@ fn err<E: std::fmt::Debug>(e: E) -> Error {
     Error::Invalid(format!("plotting failed: {e:?}"))
 }
 
-/// Renders `chart` as an SVG document of `width × height` pixels.
+/// Height of one legend line below the plot, pixels.
+const LEGEND_LINE: u32 = 16;
+
+/// Renders `chart` as an SVG document `width` pixels wide: the plot `height` pixels high, and
+/// below it the legend (one line per series, [`LEGEND_LINE`] pixels each), outside the plotting
+/// area so it never covers a point. Where every x is a whole number (steps, epochs, ranks) the
+/// x axis is labelled with whole numbers only.
 ///
 /// # Errors
 /// [`Error::Invalid`] when the chart has no finite points or drawing fails.
@@ -80,11 +86,19 @@ pub fn svg(chart: &Chart, width: u32, height: u32) -> Result<String> {
     };
     y0 -= pad;
     y1 += pad;
+    let whole_x = pts.iter().all(|p| (p.0 - p.0.round()).abs() < 1e-9);
+    let legend_h = if chart.series.is_empty() {
+        0
+    } else {
+        LEGEND_LINE * chart.series.len() as u32 + 8
+    };
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
+        let root =
+            SVGBackend::with_string(&mut out, (width, height + legend_h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut ctx = ChartBuilder::on(&root)
+        let (plot, legend) = root.split_vertically(height);
+        let mut ctx = ChartBuilder::on(&plot)
             .caption(&chart.title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(40)
@@ -96,15 +110,21 @@ pub fn svg(chart: &Chart, width: u32, height: u32) -> Result<String> {
             let x = if log2 { 2f64.powf(*v) } else { *v };
             if (x - x.round()).abs() < 1e-6 {
                 format!("{}", x.round())
+            } else if whole_x {
+                // A step or an epoch between two whole ones has no label.
+                String::new()
             } else {
                 format!("{x:.2}")
             }
         };
+        let span = (x1 - x0).round().max(0.0) as usize + 1;
         ctx.configure_mesh()
             .x_desc(&chart.x_label)
             .y_desc(&chart.y_label)
             .x_labels(if log2 {
-                (x1 - x0).round() as usize + 1
+                span
+            } else if whole_x {
+                span.min(8)
             } else {
                 8
             })
@@ -120,20 +140,25 @@ pub fn svg(chart: &Chart, width: u32, height: u32) -> Result<String> {
                 .map(|p| (tx(p.0), p.1))
                 .collect();
             ctx.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
-                .map_err(err)?
-                .label(&s.name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .map_err(err)?;
             ctx.draw_series(line.into_iter().map(|p| Circle::new(p, 3, color.filled())))
                 .map_err(err)?;
+            // The legend line of this series, below the plot.
+            let y = (LEGEND_LINE * i as u32 + LEGEND_LINE / 2 + 4) as i32;
+            legend
+                .draw(&PathElement::new(
+                    vec![(60, y), (80, y)],
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?;
+            legend
+                .draw(&Text::new(
+                    s.name.clone(),
+                    (86, y - 7),
+                    ("sans-serif", 13).into_font(),
+                ))
+                .map_err(err)?;
         }
-        ctx.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
         root.present().map_err(err)?;
     }
     Ok(out)
@@ -169,6 +194,49 @@ mod tests {
             assert!(
                 s.contains(&format!("\n{tick}\n</text>")),
                 "x tick {tick} missing"
+            );
+        }
+    }
+
+    /// The legend lies below the plotting area (never over a point), and a step axis is
+    /// labelled with whole steps only.
+    #[test]
+    fn legend_below_the_plot_and_whole_steps() {
+        let c = Chart {
+            title: "loss".into(),
+            x_label: "step".into(),
+            y_label: "loss".into(),
+            series: vec![
+                Series {
+                    name: "train".into(),
+                    points: (1..=5).map(|i| (i as f64, 1.0 / i as f64)).collect(),
+                },
+                Series {
+                    name: "own data".into(),
+                    points: vec![(3.0, 0.9)],
+                },
+            ],
+            log2_x: false,
+        };
+        let s = svg(&c, 400, 300).unwrap();
+        let height = 300 + 2 * LEGEND_LINE + 8;
+        assert!(s.contains(&format!("height=\"{height}\"")), "{}", &s[..200]);
+        // Every legend text is drawn below y = 300 (the plot's bottom edge).
+        for name in ["train", "own data"] {
+            let at = s.find(&format!("\n{name}\n</text>")).expect(name);
+            let open = s[..at].rfind("<text").unwrap();
+            let y: f64 = s[open..at]
+                .split("y=\"")
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap();
+            assert!(y > 300.0, "{name} at y = {y}");
+        }
+        for tick in ["1.50", "2.50", "3.50", "4.50"] {
+            assert!(
+                !s.contains(&format!("\n{tick}\n</text>")),
+                "fractional step tick {tick}"
             );
         }
     }

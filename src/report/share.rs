@@ -53,6 +53,73 @@ pub struct ShareRow {
     /// tasks, whose metric the task names).
     #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
+    /// How the run was configured beyond the columns above, so a re-run reproduces it (absent
+    /// in links made before it was carried, and in the native report's).
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ShareRunConfig>,
+}
+
+/// The settings of a run that a link carries for "Re-run" (never any of the data): what the
+/// page's form sets besides the row's task, adapter, targets, `r` and precision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRunConfig {
+    /// `lora_alpha`.
+    pub alpha: f64,
+    /// Epochs.
+    pub epochs: u32,
+    /// Step budget (`max_steps`), if one was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u64>,
+    /// Batch size.
+    pub batch: u32,
+    /// Maximum sequence length, tokens.
+    pub max_len: u32,
+    /// Learning rate.
+    pub lr: f64,
+    /// Training rows used (the first N), if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_train: Option<u64>,
+    /// Validation rows used (the first N), if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_dev: Option<u64>,
+    /// The minBERT data folder's URL (absent for own data, whose file is never carried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_url: Option<String>,
+}
+
+impl ShareRunConfig {
+    /// Checks that every value is in a range a run can take.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Invalid(m.to_string()));
+        if !(self.alpha.is_finite() && self.alpha > 0.0 && self.alpha <= 1e6) {
+            return bad("lora_alpha is not in (0, 1e6]");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0) {
+            return bad("lr is not in (0, 10]");
+        }
+        if !(1..=1000).contains(&self.epochs) {
+            return bad("epochs is not in 1..=1000");
+        }
+        if !(1..=65536).contains(&self.batch) {
+            return bad("batch is not in 1..=65536");
+        }
+        if !(2..=65536).contains(&self.max_len) {
+            return bad("max_len is not in 2..=65536");
+        }
+        if self.max_steps == Some(0) {
+            return bad("max_steps is 0");
+        }
+        if let Some(u) = &self.data_url
+            && (u.len() > MAX_STR || u.chars().any(|c| c.is_control()))
+        {
+            return bad("data_url is too long or has control characters");
+        }
+        Ok(())
+    }
 }
 
 /// Own data in a share link: the file's name and row counts, never its contents.
@@ -82,6 +149,10 @@ pub struct SharePayload {
     /// Own data: which file, what kind, how many rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<SharedData>,
+    /// The model folder's URL, where it was loaded from one (never a local file), for
+    /// "Re-run".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_url: Option<String>,
 }
 
 /// Encodes `payload` as a fragment (without `#`): `v1.<base64url(JSON)>`.
@@ -156,6 +227,11 @@ pub fn validate(p: &SharePayload) -> Result<()> {
     if p.model.len() > MAX_STR {
         return bad("model name too long".into());
     }
+    if let Some(u) = &p.model_url
+        && (u.len() > MAX_STR || u.chars().any(|c| c.is_control()))
+    {
+        return bad("model_url is too long or has control characters".into());
+    }
     if p.rows.len() > MAX_ROWS {
         return bad(format!("{} rows (limit {MAX_ROWS})", p.rows.len()));
     }
@@ -190,6 +266,10 @@ pub fn validate(p: &SharePayload) -> Result<()> {
         if r.r == 0 && r.adapter != "none" || r.r > 65536 {
             return bad(format!("row {i}: rank {} is out of range", r.r));
         }
+        if let Some(c) = &r.config {
+            c.validate()
+                .map_err(|e| Error::Invalid(format!("row {i}: {e}")))?;
+        }
     }
     Ok(())
 }
@@ -214,8 +294,20 @@ mod tests {
                 peak_memory_bytes: 300_000_000,
                 trainable_params: 43_397,
                 metric: None,
+                config: Some(ShareRunConfig {
+                    alpha: 8.0,
+                    epochs: 1,
+                    max_steps: Some(12),
+                    batch: 8,
+                    max_len: 32,
+                    lr: 0.01,
+                    max_train: Some(96),
+                    max_dev: None,
+                    data_url: Some("fixtures/data/".into()),
+                }),
             }],
             data: None,
+            model_url: Some("https://huggingface.co/org/m/resolve/main/".into()),
         }
     }
 
@@ -251,5 +343,16 @@ mod tests {
         assert!(encode(&p).is_err());
         let json = br#"{"v":1,"model":"m","rows":[],"extra":1}"#;
         assert!(decode(&format!("v1.{}", URL_SAFE_NO_PAD.encode(json))).is_err());
+        let mut p = sample();
+        p.rows[0].config.as_mut().unwrap().lr = f64::INFINITY;
+        assert!(encode(&p).unwrap_err().to_string().contains("row 0: lr"));
+        let mut p = sample();
+        p.rows[0].config.as_mut().unwrap().batch = 0;
+        assert!(encode(&p).unwrap_err().to_string().contains("batch"));
+        // A link made before the settings were carried still decodes.
+        let old = br#"{"v":1,"model":"m","rows":[{"k":"sst","a":"lora","t":"all-linear","r":1,"p":"f32","d":42,"s":0.3,"e":1.0,"m":1,"n":1}]}"#;
+        let p = decode(&format!("v1.{}", URL_SAFE_NO_PAD.encode(old))).unwrap();
+        assert_eq!(p.rows[0].config, None);
+        assert_eq!(p.model_url, None);
     }
 }

@@ -3,7 +3,8 @@
 //! the next day reads them from disk instead of the network. A stored file whose bytes no
 //! longer match its SHA-256 is dropped and fetched again. Before storing, the origin's quota
 //! (`navigator.storage.estimate()`) is checked: a file that does not fit is used for this
-//! visit and not stored, with a message saying so, instead of failing the run.
+//! visit and not stored, with a message saying so, instead of failing the run. Each finished
+//! run's best checkpoint is kept the same way under `checkpoints/<run id>/`.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ use web_sys::{Cache, Headers, Request, Response, ResponseInit};
 use super::dom::{esc, log, now, set_html, set_text, status};
 use crate::data::sha256_hex;
 use crate::error::{Error, Result};
+use crate::train::artifacts::{Files, names};
 
 /// The Cache Storage cache the page keeps its files in.
 pub const CACHE_NAME: &str = "lorabert-files-v1";
@@ -304,4 +306,58 @@ async fn delete_folder(folder: &str) {
         }
     }
     log(&format!("deleted the stored files of {folder}"));
+}
+
+/// The names a stored checkpoint may hold (those `train::artifacts::checkpoint_files` writes).
+const CHECKPOINT_NAMES: [&str; 6] = [
+    names::ADAPTER_CONFIG,
+    names::ADAPTER_WEIGHTS,
+    names::HEADS,
+    names::HEADS_CONFIG,
+    names::MODEL,
+    names::CONFIG,
+];
+
+/// The folder URL (the cache's key prefix) of the finished run `id`'s stored checkpoint.
+fn checkpoint_folder(id: &str) -> String {
+    absolute(&format!("checkpoints/{id}/"))
+}
+
+/// Keeps a finished run's best checkpoint (`files`) in the browser's store under
+/// `checkpoints/<id>/`, so "Try it" and "Download adapter" work after a reload. The stored
+/// list shows it, with a Delete button, like the models.
+///
+/// # Errors
+/// [`Error::Load`] naming the folder where the browser has no Cache Storage or a file could not
+/// be stored (the quota).
+pub async fn store_checkpoint(id: &str, files: &Files) -> Result<()> {
+    let folder = checkpoint_folder(id);
+    let cache = open()
+        .await
+        .ok_or_else(|| Error::load(&folder, "this browser offers no Cache Storage"))?;
+    for (name, bytes) in files {
+        let url = format!("{folder}{name}");
+        let msg = store(&cache, &url, bytes, &sha256_hex(bytes)).await;
+        if !msg.contains(": stored in the browser") {
+            return Err(Error::load(&folder, msg));
+        }
+    }
+    Ok(())
+}
+
+/// The checkpoint stored for run `id` ([`store_checkpoint`]), if every file is there intact.
+pub async fn load_checkpoint(id: &str) -> Option<Files> {
+    let cache = open().await?;
+    let folder = checkpoint_folder(id);
+    let mut files: Files = Vec::new();
+    for s in stored(&cache).await {
+        let Some(name) = s.url.strip_prefix(&folder) else {
+            continue;
+        };
+        let Some(name) = CHECKPOINT_NAMES.into_iter().find(|n| *n == name) else {
+            continue;
+        };
+        files.push((name, lookup(&cache, &s.url).await?));
+    }
+    (!files.is_empty()).then_some(files)
 }

@@ -179,8 +179,17 @@ pub fn esc(s: &str) -> String {
 /// Shows an error in the status line, the log and the error field.
 pub fn report(r: Result<()>) {
     if let Err(e) = r {
-        status(&format!("error: {e}"));
         log(&format!("error: {e}"));
-        set_text("error", &e.to_string());
+        // A lost GPU device is said in the page's words (reload to go on, what is kept).
+        match crate::error::device_failure_message(&e.to_string()) {
+            Some(msg) => {
+                status("the GPU device failed: reload the page to train again");
+                set_text("error", &msg);
+            }
+            None => {
+                status(&format!("error: {e}"));
+                set_text("error", &e.to_string());
+            }
+        }
     }
 }

@@ -35,6 +35,8 @@ pub struct ModelBytes {
     pub weights: Vec<u8>,
     /// `tokenizer.json`.
     pub tokenizer: Vec<u8>,
+    /// The folder URL the files came from; `None` where any was picked from disk.
+    pub url: Option<String>,
 }
 
 impl ModelBytes {
@@ -157,7 +159,10 @@ pub async fn gpu() -> Rc<GpuInfo> {
     }
     set_text("device", &describe(&info));
     // Where the device has f16, training runs in the f16 mode unless the user picks f32.
-    if info.gpu && crate::kernels::f16_available(&info.device) {
+    if info.gpu
+        && crate::kernels::f16_available(&info.device)
+        && !super::settings::saved("precision")
+    {
         set_input("precision", "f16");
     }
     let info = Rc::new(info);
@@ -211,10 +216,13 @@ fn folder(base: &str) -> String {
 /// A failed download or file read; the core's errors for a bad file, naming the tensor.
 pub async fn load_model() -> Result<Rc<ModelBytes>> {
     let base = folder(&input("model-url"));
+    let picked = std::rc::Rc::new(std::cell::Cell::new(false));
     let get = |name: &'static str| {
         let url = format!("{base}{name}");
+        let picked = picked.clone();
         async move {
             if let Some((_, b)) = picked_file("model-files", Some(name)).await? {
+                picked.set(true);
                 return Ok::<_, Error>(b);
             }
             status(&format!("loading {name} ..."));
@@ -249,6 +257,7 @@ pub async fn load_model() -> Result<Rc<ModelBytes>> {
         cfg,
         weights,
         tokenizer,
+        url: (!picked.get()).then(|| base.clone()),
     });
     status(&format!(
         "model loaded: {} layers, hidden {}, {:.1} MiB",

@@ -14,6 +14,7 @@ pub mod load;
 pub mod observer;
 pub mod owndata;
 pub mod results;
+pub mod settings;
 pub mod train;
 pub mod tryit;
 
@@ -104,6 +105,30 @@ fn download_adapter() {
     }
 }
 
+/// After a reload: the last finished run whose best checkpoint the browser kept becomes the
+/// model "Try it" uses and what "Download adapter" saves.
+async fn restore_last_checkpoint() {
+    let last = STATE.with(|s| {
+        s.borrow()
+            .runs
+            .iter()
+            .rev()
+            .find_map(|r| r.checkpoint.clone().map(|id| (id, r.row.clone())))
+    });
+    let Some((id, row)) = last else { return };
+    let Some(files) = cache::load_checkpoint(&id).await else {
+        dom::log(&format!(
+            "the checkpoint of the last run ({id}) is no longer stored"
+        ));
+        return;
+    };
+    STATE.with(|s| s.borrow_mut().adapter_files = Some(files));
+    tryit::offer_run(&format!(
+        "{} {} r={}, best epoch (kept in this browser)",
+        row.task, row.adapter, row.r
+    ));
+}
+
 /// Registers `sw.js`, which keeps the page's own files for offline visits (model and data files
 /// are kept by [`cache`]). Where the browser has no service workers the page works as before.
 fn register_service_worker() {
@@ -119,6 +144,10 @@ fn register_service_worker() {
 /// Shows the fields of the chosen data source (minBERT presets or your own file).
 fn show_source() {
     let own = owndata::selected();
+    if !own {
+        // A bad own file disables Start for own data only.
+        owndata::set_startable(true);
+    }
     if let Some(e) = dom::el("minbert-fields") {
         e.set_hidden(own);
     }
@@ -130,16 +159,28 @@ fn show_source() {
 /// Entry point of the page (called by the binary's `main` in the wasm build).
 pub fn start() {
     std::panic::set_hook(Box::new(|info| {
-        let msg = format!("internal error: {info}");
-        web_sys::console::error_1(&msg.clone().into());
-        dom::set_text("error", &msg);
+        let text = info.to_string();
+        web_sys::console::error_1(&format!("internal error: {text}").into());
+        // A failed GPU device is said in the page's words (what failed, reload to go on, what
+        // is kept); any other panic keeps its text for a bug report.
+        match crate::error::device_failure_message(&text) {
+            Some(msg) => {
+                dom::set_text("error", &msg);
+                status("the GPU device failed: reload the page to train again");
+            }
+            None => dom::set_text("error", &format!("internal error: {text}")),
+        }
     }));
     register_service_worker();
+    // The saved form first: a shared link's settings then take precedence.
+    settings::restore();
+    settings::wire();
     load_runs();
     if !results::show_shared() {
         render_runs(&rows());
     }
     spawn_local(async {
+        restore_last_checkpoint().await;
         gpu().await;
         cache::render_stored().await;
     });
@@ -172,8 +213,16 @@ pub fn start() {
         )])
     });
     on_click("sweep", sweep_ranks);
-    on_click("rerun", sweep_ranks);
-    on_click("stop", || STOP.with(|s| s.set(true)));
+    // Re-run trains the shared link's runs with the settings it carries.
+    on_click("rerun", || match results::shared_grid() {
+        Some(grid) if !grid.is_empty() => start_job(grid),
+        _ => sweep_ranks(),
+    });
+    on_click("stop", || {
+        // The step in progress finishes first; its epochs so far are kept.
+        STOP.with(|s| s.set(true));
+        train::set_stop_button("stopping…", false);
+    });
     on_click("share", share_link);
     on_click("download-adapter", download_adapter);
     on_click("download-csv", || {

@@ -123,6 +123,11 @@ fn show_summary() {
     };
     let text = (|| -> Result<String> {
         let t = table_of(&train)?;
+        if input("own-label").is_empty() {
+            return Err(Error::Invalid(
+                "no label column found: pick one in the Label list".into(),
+            ));
+        }
         let spec = spec(&train, None)?;
         let (task, rows) = own::task_of(&t, &spec)?;
         let (kind, columns) = (&task.kind, &task.columns);
@@ -147,11 +152,39 @@ fn show_summary() {
         Ok(t) => {
             set_text("own-summary", &t);
             set_text("error", "");
+            set_startable(true);
         }
         Err(e) => {
             set_text("own-summary", &format!("error: {e}"));
+            set_startable(false);
         }
     }
+}
+
+/// Enables or disables Start and Sweep: own data with no usable file (a failed read, no label
+/// column) trains nothing until one is picked.
+pub fn set_startable(on: bool) {
+    for id in ["start", "sweep"] {
+        if let Some(e) = el(id) {
+            if on {
+                let _ = e.remove_attribute("disabled");
+            } else {
+                let _ = e.set_attribute("disabled", "");
+            }
+        }
+    }
+}
+
+/// Forgets the training file after a failed read: no preview, pickers or summary of the
+/// previous file stay to be trained on by mistake, and Start waits for a file that reads.
+fn clear_train() {
+    STATE.with(|s| s.borrow_mut().own.train = None);
+    for id in ["own-text", "own-pair", "own-label"] {
+        fill_select(id, &[], None, None);
+    }
+    set_html("own-preview", "");
+    set_text("own-summary", "");
+    set_startable(false);
 }
 
 /// The columns to preselect: the CLI's detection (`Columns::resolve`) where it finds them; else
@@ -171,6 +204,7 @@ fn guess_columns(t: &Table) -> (String, Option<String>, String) {
         .or_else(|| t.header.first().cloned())
         .unwrap_or_default();
     let pair = first(own::PAIR_NAMES);
+    // Empty where no other column is left: the label picker then asks for one.
     let label = first(own::LABEL_NAMES)
         .or_else(|| {
             t.header
@@ -193,7 +227,7 @@ async fn read_train_file() -> Result<()> {
 
 fn set_train(name: String, bytes: Vec<u8>) -> Result<()> {
     let f = OwnFile { name, bytes };
-    let t = table_of(&f)?;
+    let t = table_of(&f).inspect_err(|_| clear_train())?;
     let (text, pair, label) = guess_columns(&t);
     fill_select("own-text", &t.header, None, Some(&text));
     fill_select(
@@ -202,7 +236,8 @@ fn set_train(name: String, bytes: Vec<u8>) -> Result<()> {
         Some("(none: single texts)"),
         pair.as_deref(),
     );
-    fill_select("own-label", &t.header, None, Some(&label));
+    let pick = (label.is_empty()).then_some("(pick the label column)");
+    fill_select("own-label", &t.header, pick, Some(&label));
     set_html("own-preview", &preview_html(&t));
     log(&format!(
         "{}: {} rows, columns {}",

@@ -17,6 +17,11 @@ pub struct RunRecord {
     pub loss_curve: Vec<[f64; 2]>,
     /// Mean training throughput, examples per second.
     pub examples_per_second: f64,
+    /// The id its best checkpoint is stored under in the browser (`checkpoints/<id>/`,
+    /// [`super::cache::store_checkpoint`]); `None` for runs kept before checkpoints were, or
+    /// where the quota was full.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
 }
 
 /// Writes the finished runs to `localStorage`.
@@ -76,45 +81,70 @@ pub fn render_runs(rows: &[ShareRow]) {
     }
     set_html("results", &h);
     let mut plots = String::new();
-    for (title, y, f) in [
-        (
-            "dev score vs rank",
-            "dev score",
-            (|r: &ShareRow| r.score) as fn(&ShareRow) -> f64,
-        ),
-        ("seconds per epoch vs rank", "s/epoch", |r: &ShareRow| {
-            r.seconds_per_epoch
-        }),
-        ("peak memory vs rank", "MiB", |r: &ShareRow| {
-            r.peak_memory_bytes as f64 / 1048576.0
-        }),
-    ] {
-        let mut series: Vec<Series> = Vec::new();
-        for r in rows {
-            let name = format!("{} {} {}", r.task, r.adapter.to_uppercase(), r.targets);
-            match series.iter_mut().find(|s| s.name == name) {
-                Some(s) => s.points.push((r.r as f64, f(r))),
-                None => series.push(Series {
-                    name,
-                    points: vec![(r.r as f64, f(r))],
-                }),
-            }
-        }
-        for s in &mut series {
-            s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        }
-        let chart = Chart {
-            title: title.into(),
-            x_label: "rank r".into(),
-            y_label: y.into(),
-            series,
-            log2_x: true,
-        };
-        if let Ok(s) = svg(&chart, 420, 280) {
-            plots.push_str(&s);
+    // One score plot per task and metric (an SST 5-class accuracy and an own file's accuracy do
+    // not share an axis); seconds and memory compare across tasks.
+    let mut scored: Vec<(String, String)> = Vec::new();
+    for r in rows {
+        let key = (r.task.clone(), r.metric.clone().unwrap_or_default());
+        if !scored.contains(&key) {
+            scored.push(key);
         }
     }
+    for (task, metric) in &scored {
+        let of_task: Vec<ShareRow> = rows
+            .iter()
+            .filter(|r| &r.task == task && r.metric.clone().unwrap_or_default() == *metric)
+            .cloned()
+            .collect();
+        let what = if metric.is_empty() {
+            task.clone()
+        } else {
+            format!("{task} ({metric})")
+        };
+        plots.push_str(&rank_plot(
+            &of_task,
+            &format!("dev score vs rank: {what}"),
+            "dev score",
+            |r| r.score,
+        ));
+    }
+    plots.push_str(&rank_plot(
+        rows,
+        "seconds per epoch vs rank",
+        "s/epoch",
+        |r| r.seconds_per_epoch,
+    ));
+    plots.push_str(&rank_plot(rows, "peak memory vs rank", "MiB", |r| {
+        r.peak_memory_bytes as f64 / 1048576.0
+    }));
     set_html("rank-plot", &plots);
+}
+
+/// One rank plot (SVG) of `f` over `rows`, one line per task, adapter and target set; empty
+/// when there is nothing to draw.
+fn rank_plot(rows: &[ShareRow], title: &str, y: &str, f: fn(&ShareRow) -> f64) -> String {
+    let mut series: Vec<Series> = Vec::new();
+    for r in rows {
+        let name = format!("{} {} {}", r.task, r.adapter.to_uppercase(), r.targets);
+        match series.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.points.push((r.r as f64, f(r))),
+            None => series.push(Series {
+                name,
+                points: vec![(r.r as f64, f(r))],
+            }),
+        }
+    }
+    for s in &mut series {
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let chart = Chart {
+        title: title.into(),
+        x_label: "rank r".into(),
+        y_label: y.into(),
+        series,
+        log2_x: true,
+    };
+    svg(&chart, 420, 280).unwrap_or_default()
 }
 
 /// The share payload of `rows`.
@@ -122,11 +152,13 @@ pub fn payload(rows: Vec<ShareRow>) -> SharePayload {
     let model = STATE
         .with(|s| s.borrow().model.as_ref().map(|m| m.name.clone()))
         .unwrap_or_else(|| input("model-url"));
+    let model_url = STATE.with(|s| s.borrow().model.as_ref().and_then(|m| m.url.clone()));
     SharePayload {
         v: SHARE_VERSION,
         model: model.chars().take(100).collect(),
         rows,
         data: STATE.with(|s| s.borrow().shared_data.clone()),
+        model_url: model_url.filter(|u| u.len() <= 128),
     }
 }
 
@@ -162,12 +194,7 @@ pub fn show_shared() -> bool {
             if let Some(e) = el("rerun") {
                 e.set_hidden(false);
             }
-            if let Some(r) = p.rows.first() {
-                set_input("task", &r.task);
-                set_input("targets", &r.targets);
-                let ranks: Vec<String> = p.rows.iter().map(|r| r.r.to_string()).collect();
-                set_input("sweep-ranks", &ranks.join(","));
-            }
+            apply_shared_settings(&p);
             true
         }
         Err(e) => {
@@ -176,6 +203,56 @@ pub fn show_shared() -> bool {
             false
         }
     }
+}
+
+/// Puts the shared runs' settings into the form, so "Re-run" trains them as they were: the
+/// model URL, the first row's task, targets, precision and carried settings (`lora_alpha`,
+/// epochs, steps, batch, max length, lr, row limits, data URL), and the rows' ranks.
+fn apply_shared_settings(p: &SharePayload) {
+    if let Some(u) = &p.model_url {
+        set_input("model-url", u);
+    }
+    let Some(r) = p.rows.first() else { return };
+    set_input("task", &r.task);
+    set_input("targets", &r.targets);
+    set_input("precision", &r.precision);
+    set_input("adapter", &r.adapter);
+    set_input("rank", &r.r.to_string());
+    let ranks: Vec<String> = p.rows.iter().map(|r| r.r.to_string()).collect();
+    set_input("sweep-ranks", &ranks.join(","));
+    let Some(c) = &r.config else { return };
+    let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
+    for (id, v) in [
+        ("alpha", c.alpha.to_string()),
+        ("epochs", c.epochs.to_string()),
+        ("max-steps", opt(c.max_steps)),
+        ("batch", c.batch.to_string()),
+        ("max-len", c.max_len.to_string()),
+        ("lr", c.lr.to_string()),
+        ("max-train", opt(c.max_train)),
+        ("max-dev", opt(c.max_dev)),
+    ] {
+        set_input(id, &v);
+    }
+    if let Some(d) = &c.data_url {
+        set_input("data-url", d);
+    }
+}
+
+/// The `(adapter, r)` runs of a shared link, in its order without repeats: what "Re-run"
+/// trains.
+pub fn shared_grid() -> Option<Vec<(String, usize)>> {
+    let hash = web_sys::window()?.location().hash().ok()?;
+    let p = share::decode(&hash).ok()?;
+    apply_shared_settings(&p);
+    let mut grid: Vec<(String, usize)> = Vec::new();
+    for r in &p.rows {
+        let run = (r.adapter.clone(), r.r as usize);
+        if !grid.contains(&run) {
+            grid.push(run);
+        }
+    }
+    Some(grid)
 }
 
 /// The results table as CSV bytes (`Download CSV`).

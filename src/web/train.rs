@@ -10,7 +10,7 @@ use super::results::{RunRecord, render_runs, rows, save_runs};
 use super::{STATE, STOP, owndata, tryit};
 use crate::adapter::LoraConfig;
 use crate::error::{Error, Result};
-use crate::report::share::{ShareRow, SharedData};
+use crate::report::share::{ShareRow, ShareRunConfig, SharedData};
 use crate::tasks::{PairEncoding, Pooling, Task};
 use crate::train::memory::{largest_tensor_bytes, sequences_per_example};
 use crate::train::{Job, Precision, TrainConfig, resolve_precision};
@@ -31,14 +31,31 @@ pub fn start_job(grid: Vec<(String, usize)>) {
     STATE.with(|s| s.borrow_mut().busy = true);
     STOP.with(|s| s.set(false));
     set_text("error", "");
+    // While it trains, Start and Sweep wait; Stop is what can be pressed.
+    owndata::set_startable(false);
+    set_stop_button("Stop", true);
     spawn_local(async move {
         let r = train_grid(grid).await;
         STATE.with(|s| s.borrow_mut().busy = false);
+        owndata::set_startable(true);
+        set_stop_button("Stop", false);
         if STOP.with(|s| s.get()) {
             status("stopped; finished runs are kept");
         }
         report(r);
     });
+}
+
+/// Sets the Stop button's text and whether it can be pressed.
+pub fn set_stop_button(text: &str, enabled: bool) {
+    if let Some(e) = super::dom::el("stop") {
+        e.set_inner_text(text);
+        if enabled {
+            let _ = e.remove_attribute("disabled");
+        } else {
+            let _ = e.set_attribute("disabled", "");
+        }
+    }
 }
 
 /// The task picked on the page.
@@ -175,7 +192,7 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
         };
         let cfg = &job.trainer.cfg;
         let own = cfg.own.as_ref();
-        let rec = RunRecord {
+        let mut rec = RunRecord {
             row: ShareRow {
                 task: own.map_or(t.name().into(), |o| o.name.clone()),
                 adapter: cfg.adapter_name().into(),
@@ -188,14 +205,34 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
                 peak_memory_bytes: results.peak_memory_bytes.unwrap_or(0),
                 trainable_params: results.params.trainable as u64,
                 metric: own.map(|o| o.metric_for_best_model.clone()),
+                config: Some(ShareRunConfig {
+                    alpha: cfg.adapter.as_ref().map_or(8.0, |a| a.lora_alpha),
+                    epochs: cfg.epochs as u32,
+                    max_steps: cfg.max_steps.map(|s| s as u64),
+                    batch: cfg.batch_size as u32,
+                    max_len: cfg.max_len as u32,
+                    lr: cfg.lr,
+                    max_train: max_train.map(|n| n as u64),
+                    max_dev: max_dev.map(|n| n as u64),
+                    data_url: (!own_data).then(|| input("data-url")),
+                }),
             },
             loss_curve: results.loss_curve.clone(),
             examples_per_second: results.mean_examples_per_second(),
+            checkpoint: None,
         };
         let best_files = obs.best_files.take();
-        if best_files.is_some() {
-            // "Try it" builds its model from these files on its first use.
+        if let Some(files) = &best_files {
+            // "Try it" builds its model from these files on its first use; a copy is kept in
+            // the browser's store, so Try it and Download work after a reload too.
             tryit::offer_run(&format!("{label}, best epoch"));
+            let id = format!("run-{}", js_sys::Date::now() as u64);
+            match super::cache::store_checkpoint(&id, files).await {
+                Ok(()) => rec.checkpoint = Some(id),
+                Err(e) => log(&format!(
+                    "{label}: the checkpoint is not kept for a reload: {e}"
+                )),
+            }
         }
         STATE.with(|s| {
             let mut s = s.borrow_mut();

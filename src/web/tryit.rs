@@ -94,10 +94,15 @@ async fn current() -> Result<Rc<Trained>> {
             s.try_source.clone(),
         )
     });
-    let (Some(files), Some(model)) = (files, model) else {
+    let Some(files) = files else {
         return Err(Error::Invalid(
             "Try it needs a model: train one above, or load a checkpoint's files".into(),
         ));
+    };
+    // After a reload the base model is loaded again (from the browser's store).
+    let model = match model {
+        Some(m) => m,
+        None => load_model().await?,
     };
     status("loading the trained model for Try it ...");
     let files: BTreeMap<String, Vec<u8>> =
