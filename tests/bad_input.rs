@@ -318,3 +318,26 @@ fn bench_rejects_bad_options_by_name() {
     assert!(e.contains("/proc/lorabert-none"), "{e}");
     assert!(!e.contains("GFLOP/s"), "nothing is timed first: {e}");
 }
+
+/// `--threads` far above the cores is refused at once, naming the bound, instead of spawning
+/// that many threads (`--threads 100000` hung with no output).
+#[test]
+fn absurd_thread_count_is_refused_at_once() {
+    let start = std::time::Instant::now();
+    for command in ["train", "bench"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lorabert"))
+            .args([command, "--threads", "100000"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{command} accepted --threads 100000");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let limit = lorabert::cli::MAX_THREADS_PER_CORE * cores;
+        assert!(
+            err.contains(&format!("--threads 100000 is more than {limit}")),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
+}

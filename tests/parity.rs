@@ -1290,6 +1290,68 @@ fn peft_adapter_tensors_and_fields_are_all_accounted_for() {
     assert!(e.contains("`lora_bias` is not supported for DoRA"), "{e}");
 }
 
+/// A PEFT adapter file whose keys carry the adapter name (`...lora_A.default.weight`, a live
+/// PEFT state dict saved as it is; PEFT 0.21's `set_peft_model_state_dict` loads it) loads as the
+/// same adapter: the same hidden states as the file `save_pretrained` wrote, and PEFT's own
+/// hidden states (`tools/make_golden.py`) within the tolerance of the test above.
+#[test]
+fn peft_adapter_keys_with_the_adapter_name_load_as_peft_loads_them() {
+    let device = Device::flex();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/peft_adapter");
+    let cfg_json = std::fs::read_to_string(dir.join("adapter_config.json")).unwrap();
+    let st = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
+    let t = safetensors::SafeTensors::deserialize(&st).unwrap();
+    let named: Vec<(String, safetensors::tensor::TensorView)> = t
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            let k = k
+                .replace(".lora_A.weight", ".lora_A.default.weight")
+                .replace(".lora_B.weight", ".lora_B.default.weight")
+                .replace(
+                    ".lora_magnitude_vector",
+                    ".lora_magnitude_vector.default.weight",
+                );
+            (k, v)
+        })
+        .collect();
+    assert!(
+        named
+            .iter()
+            .any(|(k, _)| k.contains("lora_A.default.weight"))
+    );
+    assert!(
+        named
+            .iter()
+            .any(|(k, _)| k.ends_with("lora_magnitude_vector.default.weight"))
+    );
+    let named = safetensors::serialize(named, None).unwrap();
+    let g = golden("peft_adapter_hidden.safetensors");
+    let ids = ints2(&g, "input_ids", &device);
+    let types = ints2(&g, "token_type_ids", &device);
+    let mask = ints2(&g, "attention_mask", &device).float();
+    let hidden = |bytes: &[u8]| {
+        let (_, bert, _) = minilm(&device);
+        let loaded = peft::load_adapter(
+            bert,
+            &cfg_json,
+            "adapter_config.json",
+            bytes,
+            "adapter_model.safetensors",
+        )
+        .unwrap();
+        host(
+            loaded
+                .bert
+                .forward(ids.clone(), types.clone(), mask.clone()),
+        )
+    };
+    let (plain, with_name) = (hidden(&st), hidden(&named));
+    assert_close("adapter-name keys vs plain keys", &with_name, &plain, 0.0);
+    let want = read(&g, "last_hidden_state").1;
+    assert_close("adapter-name keys vs PEFT", &with_name, &want, 1e-4);
+}
+
 /// The README's interoperability table lists every `adapter_config.json` field the code knows,
 /// with what the code does with it.
 #[test]

@@ -94,6 +94,8 @@ fn sigterm_then_resume_equals_uninterrupted() {
     assert!(!results(&cut).finished);
 
     let data = data_dir().unwrap();
+    // Other run flags on --resume are ignored (the results below stay bit-identical), and a
+    // note names them with their saved values.
     let o = Command::new(env!("CARGO_BIN_EXE_lorabert"))
         .args(["train", "--threads", "1", "--resume"])
         .arg(&cut)
@@ -101,10 +103,20 @@ fn sigterm_then_resume_equals_uninterrupted() {
         .arg(&model)
         .arg("--data")
         .arg(&data)
+        .args(["--lr", "0.5", "--batch-size", "16"])
+        .env_remove("XDG_RUNTIME_DIR")
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("note: --resume continues with the run's saved configuration; ignored: ")
+            && log.contains("--lr (saved: 0.001)")
+            && log.contains("--batch-size (saved: 4)"),
+        "{log}"
+    );
+    // A CPU run probes no GPU or display: no `error:` line from a probe.
+    assert!(!log.contains("XDG_RUNTIME_DIR"), "{log}");
     assert!(
         log.contains(&format!("resuming {} at step {}", cut.display(), st.step)),
         "{log}"

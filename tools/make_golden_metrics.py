@@ -24,7 +24,9 @@ def classification(name, gold, pred, classes):
         "gold": [int(x) for x in gold],
         "pred": [int(x) for x in pred],
         "accuracy": accuracy_score(gold, pred),
-        "f1_macro": f1_score(gold, pred, average="macro", labels=list(range(classes)), zero_division=0),
+        # Averaged over the labels present in gold or pred (scikit-learn's default), not over
+        # every training class: a class absent from both is left out.
+        "f1_macro": f1_score(gold, pred, average="macro", zero_division=0),
         "mcc": matthews_corrcoef(gold, pred),
     }
     if classes == 2:
@@ -41,6 +43,10 @@ def main():
     pred = np.where(rng.random(60) < 0.6, gold, rng.integers(0, 2, 60))  # class 2 rarely predicted
     cases.append(classification("three classes", gold, pred, 3))
     cases.append(classification("one class predicted", gold, np.zeros(60, dtype=int), 3))
+    # Three training classes, two of them in the 40 validation rows, all predicted as one:
+    # class 2 occurs in neither (issue 33: 0.2222 averaged over 3 classes, 0.3333 over 2).
+    gold = np.random.default_rng(33).integers(0, 2, 40)
+    cases.append(classification("a training class absent from gold and pred", gold, np.zeros(40, dtype=int), 3))
     x = np.round(rng.normal(2.5, 1.2, 40), 1)  # rounded: ties for the ranks
     y = np.round(x + rng.normal(0, 0.8, 40), 1)
     regression = {

@@ -460,7 +460,9 @@ pub struct Classifier {
 /// `exclude_modules`, in `layers_to_transform`; each with its `rank_pattern` / `alpha_pattern`
 /// rank and alpha; `lora_B.bias` with `lora_bias`; the trained base biases of `bias: all` or
 /// `lora_only`. Keys carry `base_model.model.` and, for adapters of `BertFor...` models,
-/// `bert.` (module names are then matched with that prefix, as PEFT named them). A selected
+/// `bert.` (module names are then matched with that prefix, as PEFT named them), and may carry
+/// the adapter name (`lora_A.default.weight`, a live PEFT state dict), dropped as PEFT drops
+/// it. A selected
 /// module with none of its tensors in the file keeps no adapter (a note says which).
 ///
 /// # Errors
@@ -492,7 +494,7 @@ pub fn load_adapter(
         .map(|k| {
             let short = k.strip_prefix(PEFT_PREFIX).unwrap_or(k);
             let short = short.strip_prefix("bert.").unwrap_or(short);
-            (short.to_string(), k.clone())
+            (without_adapter_name(short), k.clone())
         })
         .collect();
     let targets = select_targets(&bert, &cfg, key_prefix)?;
@@ -643,6 +645,26 @@ pub fn load_adapter(
         notes,
         classifier,
     })
+}
+
+/// `key` without PEFT's adapter name `default` after an adapter tensor's name
+/// (`...lora_A.default.weight` -> `...lora_A.weight`, `...lora_magnitude_vector.default.weight`
+/// -> `...lora_magnitude_vector.weight`): the keys of a PEFT model's live `state_dict()`, which
+/// some tools save as they are. PEFT's `set_peft_model_state_dict` loads such a file as if saved
+/// by `save_pretrained` (which drops the name), so lorabert does too.
+fn without_adapter_name(key: &str) -> String {
+    const NAMED: [&str; 3] = [".lora_A", ".lora_B", ".lora_magnitude_vector"];
+    let mut out = key.to_string();
+    for part in NAMED {
+        let named = format!("{part}.default");
+        if let Some(at) = out.find(&named) {
+            let end = at + named.len();
+            if end == out.len() || out[end..].starts_with('.') {
+                out.replace_range(at..end, part);
+            }
+        }
+    }
+    out
 }
 
 fn shape_of(ck: &Checkpoint, full: &str) -> Vec<usize> {

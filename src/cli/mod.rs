@@ -75,7 +75,20 @@ pub enum Command {
 /// # Errors
 /// Whatever the command fails with, for `main` to print.
 pub fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli =
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Train(a), Some(m)) = (&mut cli.command, matches.subcommand_matches("train")) {
+        a.given = given_on_command_line(m);
+        if a.model.backend == BackendArg::Cpu && std::env::var_os("BURN_DEVICE").is_none() {
+            // Burn's optimiser loads a resumed run's AdamW state on `Device::default()`, the
+            // first GPU backend compiled in (wgpu), whose start probes the GPU and the display
+            // (`error: XDG_RUNTIME_DIR is invalid ...` on a headless machine). A CPU run points
+            // the default at the CPU backend instead.
+            // SAFETY: set once at start, before this process starts any thread.
+            unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+        }
+    }
     let Some(threads) = cli.command.threads() else {
         return run(cli.command);
     };
@@ -86,6 +99,16 @@ pub fn main() -> Result<()> {
     // `lorabert bench --configs lora-r1 --threads 2`: 0.360 and 0.364 -> 0.345 s/step (two
     // alternating rounds; README, "Where a LoRA r = 1 step's time goes", item 7).
     rayon::scope(|_| run(cli.command))
+}
+
+/// The ids (field names) of the arguments the command line gave, not defaults.
+fn given_on_command_line(m: &clap::ArgMatches) -> Vec<String> {
+    m.ids()
+        .filter(|id| m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        // Groups (the flattened `ModelArgs`) are named by their type, capitalised.
+        .filter(|id| id.as_str().starts_with(|c: char| c.is_ascii_lowercase()))
+        .map(|id| id.as_str().to_string())
+        .collect()
 }
 
 impl Command {
@@ -229,6 +252,9 @@ pub struct CheckpointArgs {
     checkpoint: PathBuf,
 }
 
+/// The most `--threads` per core (`available_parallelism`) that a command accepts.
+pub const MAX_THREADS_PER_CORE: usize = 8;
+
 /// Stack of each thread of rayon's pool, in bytes: the commands run on one of them (the main
 /// thread's usual 8 MiB, doubled).
 const POOL_STACK_BYTES: usize = 16 << 20;
@@ -238,8 +264,21 @@ const POOL_STACK_BYTES: usize = 16 << 20;
 /// flush subnormal floats to zero ([`crate::kernels::denormals`]).
 ///
 /// # Errors
-/// When the pool cannot be built (its threads cannot be spawned).
+/// When `threads` exceeds [`MAX_THREADS_PER_CORE`] times the cores (a typo such as
+/// `--threads 100000` would otherwise spawn that many threads and hang), or when the pool cannot
+/// be built (its threads cannot be spawned).
 pub(crate) fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let limit = MAX_THREADS_PER_CORE * cores;
+        if n > limit {
+            anyhow::bail!(
+                "--threads {n} is more than {limit} ({MAX_THREADS_PER_CORE} per core on this \
+                 machine's {cores} cores); more threads than cores only slow the CPU backend \
+                 down: leave --threads out to use one per core"
+            );
+        }
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads.map_or(0, |n| n.max(1)))
         .stack_size(POOL_STACK_BYTES)

@@ -246,6 +246,10 @@ pub struct TrainArgs {
     /// Testing aid: make the loss NaN at this step.
     #[arg(long, hide = true)]
     debug_nan_at_step: Option<usize>,
+    /// The arguments given on the command line (clap ids, the field names), set by
+    /// [`super::main`]: `--resume` names those it ignores.
+    #[arg(skip)]
+    pub(super) given: Vec<String>,
     /// Precision: f32, or f16 (wgpu devices with f16: frozen weights and activations in f16,
     /// adapters, heads and optimizer state in f32, dynamic loss scaling). Falls back to f32
     /// with a notice.
@@ -379,6 +383,9 @@ impl TrainArgs {
             }
             let bytes = io::read(&state_path)?;
             let st = ResumeState::from_json(&bytes, &state_path.display().to_string())?;
+            if let Some(note) = ignored_on_resume(&self.given, &st.results.config) {
+                eprintln!("{note}");
+            }
             return Ok((st.results.config, dir.clone(), Some(st.results.model)));
         }
         let out = self.out.clone().unwrap_or_else(|| {
@@ -397,6 +404,59 @@ impl TrainArgs {
         }
         Ok((cfg, out, None))
     }
+}
+
+/// Arguments a resumed run still takes from the command line; every other one describes the
+/// run, whose saved configuration `--resume` continues with.
+const TAKEN_ON_RESUME: [&str; 9] = [
+    "resume",
+    "model",
+    "data",
+    "threads",
+    "backend",
+    "skip_memory_check",
+    "exact_precision",
+    "check_only",
+    "given",
+];
+
+/// The note naming the run-describing flags in `given` (clap ids) that `--resume` ignores,
+/// each with its saved value where the configuration has a field of that name (transformers'
+/// `Trainer` warns alike when resumed with other arguments); `None` when there are none.
+fn ignored_on_resume(given: &[String], saved: &TrainConfig) -> Option<String> {
+    let saved = serde_json::to_value(saved).unwrap_or_default();
+    let adapter = match saved.get("adapter") {
+        Some(a) if a.get("use_dora") == Some(&serde_json::Value::Bool(true)) => "dora",
+        Some(a) if a.is_object() => "lora",
+        _ => "none",
+    };
+    let value = |id: &str| {
+        if id == "adapter" {
+            return format!(" (saved: {adapter})");
+        }
+        let key = match id {
+            "task" => saved.get("tasks"),
+            "r" | "lora_alpha" | "lora_dropout" | "use_rslora" | "target_modules" => {
+                saved.get("adapter").and_then(|a| a.get(id))
+            }
+            "max_train" => saved.get("max_train_examples"),
+            "max_eval" => saved.get("max_eval_examples"),
+            _ => saved.get(id),
+        };
+        key.map(|v| format!(" (saved: {v})")).unwrap_or_default()
+    };
+    let ignored: Vec<String> = given
+        .iter()
+        .filter(|id| !TAKEN_ON_RESUME.contains(&id.as_str()))
+        .map(|id| format!("--{}{}", id.replace('_', "-"), value(id)))
+        .collect();
+    (!ignored.is_empty()).then(|| {
+        format!(
+            "note: --resume continues with the run's saved configuration; ignored: {}. Start a \
+             new run (another --out, or --overwrite) to train with other options",
+            ignored.join(", ")
+        )
+    })
 }
 
 /// `lorabert train`: flags in, [`Job`] built from the files, trained with a [`CliObserver`].

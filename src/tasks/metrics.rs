@@ -82,14 +82,20 @@ pub fn f1_binary(pred: &[usize], gold: &[usize]) -> f64 {
     f1_of(&confusion(pred, gold, 2), 1)
 }
 
-/// Macro-averaged F1 over `classes` classes (`sklearn.metrics.f1_score(average="macro",
-/// labels=range(classes))`).
+/// Macro-averaged F1 (`sklearn.metrics.f1_score(average="macro", zero_division=0)`): the mean
+/// F1 over the classes among `0..classes` that occur in `gold` or in `pred`, as scikit-learn
+/// averages over the labels present in either. A training class absent from both (no
+/// validation row, never predicted) is left out rather than counted as F1 0; 0 when no class
+/// occurs.
 pub fn f1_macro(pred: &[usize], gold: &[usize], classes: usize) -> f64 {
-    if classes == 0 {
+    let m = confusion(pred, gold, classes);
+    let present: Vec<usize> = (0..classes)
+        .filter(|&c| m[c].iter().sum::<f64>() + m.iter().map(|r| r[c]).sum::<f64>() > 0.0)
+        .collect();
+    if present.is_empty() {
         return 0.0;
     }
-    let m = confusion(pred, gold, classes);
-    (0..classes).map(|c| f1_of(&m, c)).sum::<f64>() / classes as f64
+    present.iter().map(|&c| f1_of(&m, c)).sum::<f64>() / present.len() as f64
 }
 
 /// Matthews correlation coefficient, multiclass (`sklearn.metrics.matthews_corrcoef`); 0 when
