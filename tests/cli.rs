@@ -573,8 +573,45 @@ fn exports_load_in_transformers_peft_and_sentence_transformers() {
     let pool: serde_json::Value =
         serde_json::from_slice(&std::fs::read(st.join("1_Pooling/config.json")).unwrap()).unwrap();
     assert_eq!(pool["pooling_mode_mean_tokens"], true);
-    assert!(st.join("modules.json").is_file() && st.join("sentence_bert_config.json").is_file());
-    let got = exported_pooled(&st, &texts, false);
+    // The base's modules (Transformer, Pooling, Normalize) and max_seq_length (256) are carried
+    // over: sentence-transformers' vectors have norm 1, as the base model's do.
+    let json = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(st.join(name)).unwrap()).unwrap()
+    };
+    let types: Vec<String> = json("modules.json")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["type"]
+                .as_str()
+                .unwrap()
+                .rsplit('.')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(types, ["Transformer", "Pooling", "Normalize"]);
+    assert_eq!(json("sentence_bert_config.json")["max_seq_length"], 256);
+    assert_eq!(
+        case["modules"],
+        serde_json::json!(["Transformer", "Pooling", "Normalize"])
+    );
+    assert_eq!(case["max_seq_length"], 256);
+    for n in floats(&case["norms"]) {
+        assert!((n - 1.0).abs() < 1e-5, "sentence-transformers norm {n}");
+    }
+    // lorabert's pooled vectors, scaled to norm 1 as sentence-transformers' Normalize does.
+    let unit = |v: Vec<f32>| -> Vec<f32> {
+        v.chunks(384)
+            .flat_map(|row| {
+                let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+                row.iter().map(move |x| x / n).collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let got = unit(exported_pooled(&st, &texts, false));
     let d = max_abs_diff(&got, &want);
     eprintln!("fresh sentence-transformers export run by lorabert: max |diff| {d:e}");
     assert!(d < 1e-4);
@@ -594,9 +631,11 @@ fn exports_load_in_transformers_peft_and_sentence_transformers() {
     lorabert(&args);
     let (shape, got) = read(&std::fs::read(&emb).unwrap(), "sentence_embedding");
     assert_eq!(shape, vec![texts.len(), 384]);
-    let d = max_abs_diff(&got, &want);
-    eprintln!("lorabert embed --pooling mean vs sentence-transformers: max |diff| {d:e}");
-    assert!(d < 1e-4);
+    let d = max_abs_diff(&unit(got), &want);
+    eprintln!(
+        "lorabert embed --pooling mean (normalised) vs sentence-transformers: max |diff| {d:e}"
+    );
+    assert!(d < 1e-5);
     let _ = std::fs::remove_dir_all(st);
 }
 

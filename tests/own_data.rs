@@ -286,6 +286,48 @@ fn bad_input_names_file_line_and_column() {
 
 // ---- through the binary, on a tiny random BERT ----
 
+/// A stray quote in a CSV of one-line texts: RFC 4180 lets a quoted field span lines, so the
+/// reader (like Python's `csv` and pandas) merges lines 4 to 9 into one field and the 40-row file
+/// holds 35 rows. lorabert says so in a warning naming the lines and the counts, and
+/// `--strict-quotes` makes it an error naming the line the quote opened on.
+#[test]
+fn a_stray_quote_spanning_lines_is_named() {
+    let mut csv = String::from("text,label\n");
+    for i in 1..=40 {
+        let line = match i {
+            3 => "\"a stray quote opens here,1".to_string(),
+            8 => "and closes here\" at last,1".to_string(),
+            _ => format!("plain text {i},{}", i % 2),
+        };
+        csv.push_str(&line);
+        csv.push('\n');
+    }
+    let d = load(&spec("stray.csv"), csv.as_bytes(), None).unwrap();
+    assert_eq!(d.train.examples.len() + d.dev.examples.len(), 35);
+    assert_eq!(d.summary.warnings.len(), 1, "{:?}", d.summary.warnings);
+    let w = &d.summary.warnings[0];
+    assert!(
+        w.starts_with(
+            "stray.csv: 1 row of 35 holds a quoted field spanning lines (the first: lines 4-9)"
+        ) && w.contains("the file has 41 lines for 35 rows")
+            && w.contains("--strict-quotes"),
+        "{w}"
+    );
+    let strict = DataSpec {
+        strict_quotes: true,
+        ..spec("stray.csv")
+    };
+    let e = err(&strict, &csv, None);
+    assert!(
+        e.starts_with("stray.csv line 4: a quoted field opens on this line and closes on line 9"),
+        "{e}"
+    );
+    // A file without such rows says nothing.
+    let clean = csv.replace('"', "");
+    let d = load(&spec("clean.csv"), clean.as_bytes(), None).unwrap();
+    assert!(d.summary.warnings.is_empty(), "{:?}", d.summary.warnings);
+}
+
 fn lorabert(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lorabert"))
         .args(args)

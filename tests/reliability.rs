@@ -306,3 +306,133 @@ fn second_run_on_a_busy_output_folder_is_refused() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// An adapter is not applied twice (peft#1355's trap): `merge` records what it merged
+/// (`lorabert_merged.json`), and `merge` or `predict` of the same checkpoint on the merged
+/// folder, or of another adapter trained on the same base, is refused naming the folders;
+/// `--force` applies it anyway. The merged folder alone predicts what the run predicts.
+#[test]
+fn an_adapter_is_not_applied_twice() {
+    let model = tmp("twice-model");
+    tiny_model(&model);
+    let (a, b, merged) = (tmp("twice-a"), tmp("twice-b"), tmp("twice-merged"));
+    for (out, seed) in [(&a, "1"), (&b, "2")] {
+        let o = train_sized(&model, out, "1", "32", &["--lr", "0.05", "--seed", seed])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_lorabert"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    let (ok, _, e) = run(&[
+        "merge",
+        "--model",
+        &p(&model),
+        "--checkpoint",
+        &p(&a),
+        "--output",
+        &p(&merged),
+    ]);
+    assert!(ok, "{e}");
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(merged.join("lorabert_merged.json")).unwrap())
+            .unwrap();
+    assert_eq!(marker["base_model"], p(&model));
+    assert_eq!(marker["adapter_sha256"].as_str().unwrap().len(), 64);
+    // The same adapter again: merge and predict refuse.
+    let again = p(&tmp("twice-again"));
+    let (ok, _, e) = run(&[
+        "merge",
+        "--model",
+        &p(&merged),
+        "--checkpoint",
+        &p(&a),
+        "--output",
+        &again,
+    ]);
+    assert!(
+        !ok && e.contains("already holds this adapter") && e.contains("--force"),
+        "{e}"
+    );
+    let (ok, _, e) = run(&[
+        "predict",
+        "--model",
+        &p(&merged),
+        "--checkpoint",
+        &p(&a),
+        "--sentence",
+        "A fine film.",
+    ]);
+    assert!(!ok && e.contains("already holds this adapter"), "{e}");
+    // Another adapter trained on the same base: refused too.
+    let (ok, _, e) = run(&[
+        "predict",
+        "--model",
+        &p(&merged),
+        "--checkpoint",
+        &p(&b),
+        "--sentence",
+        "A fine film.",
+    ]);
+    assert!(!ok && e.contains("the adapter was trained on"), "{e}");
+    // --force applies it, with a warning.
+    let (ok, _, e) = run(&[
+        "predict",
+        "--model",
+        &p(&merged),
+        "--checkpoint",
+        &p(&a),
+        "--sentence",
+        "A fine film.",
+        "--force",
+    ]);
+    assert!(ok && e.contains("warning (--force)"), "{e}");
+    // The run on its base and the merged folder's own heads predict alike.
+    let (ok, base_out, e) = run(&[
+        "predict",
+        "--model",
+        &p(&model),
+        "--checkpoint",
+        &p(&a),
+        "--sentence",
+        "A fine film.",
+    ]);
+    assert!(ok, "{e}");
+    let (ok, merged_out, e) = run(&[
+        "predict",
+        "--checkpoint",
+        &p(&merged),
+        "--model",
+        &p(&merged),
+        "--sentence",
+        "A fine film.",
+    ]);
+    assert!(ok, "{e}");
+    let probs = |s: &str| -> Vec<f64> {
+        let v: serde_json::Value = serde_json::from_str(s.lines().next().unwrap()).unwrap();
+        v["probabilities"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let (x, y) = (probs(&base_out), probs(&merged_out));
+    assert!(
+        x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 1e-4),
+        "{x:?} vs {y:?}"
+    );
+    for d in [model, a, b, merged] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -11,6 +11,8 @@ Checkpoints (a few steps each at a high learning rate, so every lora_B is non-ze
   ckpt-mean   the same CSV, LoRA r=2, mean pooling (sentence-transformers)
 
     cargo build && /tmp/ref/bin/python tools/make_golden_export.py
+The sentence-transformers case (ckpt-mean-st) is rewritten, with the norms and module list, by
+tools/make_golden_st_export.py since the export carries the base's Normalize module.
 (a throwaway virtualenv with torch 2.15, transformers 5.24, peft 0.21.2,
 sentence-transformers 6.2.0; the minBERT data and the model from ../shared).
 """

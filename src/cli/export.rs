@@ -10,7 +10,8 @@ use super::{CheckpointArgs, ModelArgs, devices, io};
 use crate::tasks::{Pooling, Task};
 use crate::train::artifacts::{Files, names};
 use crate::train::export::{
-    SeqClsHead, peft_seq_cls_files, sentence_transformers_files, seq_cls_head, transformers_files,
+    SentenceTransformersBase, SeqClsHead, peft_seq_cls_files, sentence_transformers_files,
+    seq_cls_head, transformers_files,
 };
 
 /// `--format` of `export`.
@@ -204,12 +205,26 @@ fn sentence_transformers(a: &ExportArgs, device: &burn::tensor::Device) -> Resul
     };
     let (loaded, bert) = load_encoder(&a.model, &a.ckpt.checkpoint, device)?;
     let bert = crate::adapter::merge(bert);
+    // The base's own sentence-transformers modules and settings (Normalize, max_seq_length).
+    let base_dir = io::resolve_model(a.model.model.as_deref())?;
+    let read = |name: &str| std::fs::read(base_dir.join(name)).ok();
+    let base = SentenceTransformersBase::from_files(
+        read("modules.json").as_deref(),
+        read("sentence_bert_config.json").as_deref(),
+    )
+    .with_context(|| format!("reading the base model's folder {}", base_dir.display()))?;
+    for ty in &base.not_carried {
+        eprintln!(
+            "note: the base model's module {ty} (after Pooling) is not carried into the export"
+        );
+    }
     let files = pollster::block_on(sentence_transformers_files(
         &bert,
         &loaded.config_json,
         pooling,
         a.model.max_len,
         loaded.cfg.hidden_size,
+        &base,
     ))?;
     Ok((
         files,

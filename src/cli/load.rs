@@ -292,6 +292,9 @@ pub fn load_own(spec: &DataSpec, cfg: &TrainConfig, model: &Pretrained) -> Resul
             s.empty_texts
         );
     }
+    for w in &s.warnings {
+        eprintln!("  warning: {w}");
+    }
     Ok(own)
 }
 
@@ -440,9 +443,49 @@ pub fn load_restored(
 /// checkpoint's own `model.safetensors` for full fine-tuning.
 fn load_base_for(model: &ModelArgs, ck: &Path, device: &Device) -> Result<(Pretrained, Bert)> {
     let model_dir = io::resolve_model(model.model.as_deref())?;
+    refuse_applying_twice(&model_dir, ck, model.force)?;
     let full = ck.join(names::MODEL);
     let weights = full.is_file().then_some(full.as_path());
     load_model(&model_dir, weights, model.max_len, device)
+}
+
+/// Refuses to apply the adapter of checkpoint folder `ck` to `model_dir` when that folder is a
+/// `lorabert merge` of the same adapter, or of another one on the adapter's own base
+/// ([`crate::train::merged::applied_twice`]), unless `force`.
+///
+/// # Errors
+/// The reason, naming both folders and `--force`; an unreadable marker.
+pub(super) fn refuse_applying_twice(model_dir: &Path, ck: &Path, force: bool) -> Result<()> {
+    use crate::train::merged::{MARKER, MergedFrom, applied_twice};
+    let marker = model_dir.join(MARKER);
+    let adapter = ck.join(names::ADAPTER_WEIGHTS);
+    if !marker.is_file() || !adapter.is_file() {
+        return Ok(());
+    }
+    let merged = MergedFrom::from_json(&io::read(&marker)?)
+        .with_context(|| format!("reading {}", marker.display()))?;
+    let adapter_base = io::read(&ck.join(names::ADAPTER_CONFIG))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            v.get("base_model_name_or_path")?
+                .as_str()
+                .map(str::to_string)
+        });
+    let canonical = |p: &str| std::fs::canonicalize(p).ok();
+    let same_base = adapter_base.is_some_and(|b| {
+        b == merged.base_model
+            || canonical(&b).is_some() && canonical(&b) == canonical(&merged.base_model)
+    });
+    let model = model_dir.display().to_string();
+    if let Some(why) = applied_twice(&model, &merged, &io::read(&adapter)?, same_base) {
+        if force {
+            eprintln!("warning (--force): {why}");
+        } else {
+            bail!("{why}");
+        }
+    }
+    Ok(())
 }
 
 /// Loads the base model with the encoder of a checkpoint or PEFT adapter folder (no heads

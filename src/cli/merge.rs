@@ -22,7 +22,8 @@ pub struct MergeArgs {
 }
 
 /// `lorabert merge`: the adapter folded into the base weights, written as a plain BERT folder
-/// with the heads.
+/// with the heads and `lorabert_merged.json` (what it was merged from: base, checkpoint and
+/// their SHA-256), which later loads check so the adapter is not applied again.
 pub fn merge(a: MergeArgs) -> Result<()> {
     let (device, _) = devices(a.model.backend, 0)?;
     let (loaded, bert) = load_encoder(&a.model, &a.ckpt.checkpoint, &device)?;
@@ -36,6 +37,19 @@ pub fn merge(a: MergeArgs) -> Result<()> {
     ];
     let tok = io::read(&model_dir.join("tokenizer.json"))?;
     files.push(("tokenizer.json", tok));
+    // What it was merged from, so the adapter is not applied to it again (`refuse_applying_twice`).
+    let base_weights = std::fs::read(model_dir.join(names::MODEL)).ok();
+    let adapter = io::read(&ck.join(names::ADAPTER_WEIGHTS))?;
+    let marker = crate::train::merged::MergedFrom::new(
+        &model_dir.display().to_string(),
+        base_weights.as_deref(),
+        &ck.display().to_string(),
+        &adapter,
+    );
+    files.push((
+        crate::train::merged::MARKER,
+        serde_json::to_vec_pretty(&marker)?,
+    ));
     // A lorabert checkpoint's heads go along; a PEFT adapter folder has none.
     for n in [names::HEADS, names::HEADS_CONFIG] {
         if ck.join(n).is_file() {

@@ -170,6 +170,10 @@ pub struct ModelArgs {
     /// cuda (builds with the `cuda` feature only).
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
+    /// Apply a checkpoint's adapter even where the model folder is a `lorabert merge` of it (or
+    /// of another adapter on the same base), which applies a weight change twice.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `--backend`.

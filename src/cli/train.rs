@@ -152,6 +152,11 @@ pub struct TrainArgs {
     /// pearson).
     #[arg(long)]
     metric_for_best_model: Option<String>,
+    /// A CSV row whose quoted field spans lines (RFC 4180 allows it; in a file of one-line
+    /// texts it is a stray `"`) is an error naming the line the quote opened on, instead of a
+    /// warning.
+    #[arg(long)]
+    strict_quotes: bool,
     /// Adapter type (`none` = full fine-tuning).
     #[arg(long, value_enum, default_value_t = AdapterArg::Lora)]
     adapter: AdapterArg,
@@ -289,6 +294,7 @@ impl TrainArgs {
                 TaskTypeArg::Regression => TaskType::Regression,
             }),
             metric_for_best_model: self.metric_for_best_model.clone(),
+            strict_quotes: self.strict_quotes,
         });
         TrainConfig {
             tasks: match data {
@@ -342,6 +348,7 @@ impl TrainArgs {
             (self.task_type.is_some(), "--task-type"),
             (self.format.is_some(), "--format"),
             (self.no_header, "--no-header"),
+            (self.strict_quotes, "--strict-quotes"),
             (
                 self.metric_for_best_model.is_some(),
                 "--metric-for-best-model",
@@ -492,6 +499,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
     cfg.precision = precision_or_refuse(cfg.precision, &device, a.exact_precision)?;
     // A fresh run from --init-adapter starts from its weights; a resumed one from its own.
     let init = a.init_adapter.as_deref().filter(|_| a.resume.is_none());
+    if let Some(dir) = init {
+        super::load::refuse_applying_twice(
+            &model_dir,
+            &super::load::checkpoint_dir(dir)?,
+            a.model.force,
+        )?;
+    }
     if a.check_only {
         let (model, mut bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
         if let Some(dir) = init {

@@ -94,6 +94,64 @@ pub struct Table {
     pub rows: Vec<Row>,
 }
 
+impl Table {
+    /// Rows whose fields hold line breaks, as a quoted CSV field may (RFC 4180): `(first line,
+    /// last line)` of each, in file order. In a file of one-line texts such a row is almost
+    /// always a stray `"` that merged the lines up to the next quote into one field.
+    pub fn rows_spanning_lines(&self) -> Vec<(u64, u64)> {
+        self.rows
+            .iter()
+            .filter_map(|r| {
+                let breaks: u64 = r
+                    .fields
+                    .iter()
+                    .map(|f| f.matches('\n').count() as u64)
+                    .sum();
+                (breaks > 0).then_some((r.line, r.line + breaks))
+            })
+            .collect()
+    }
+
+    /// The check on quotes of a CSV file read from `bytes`: `None` when no row spans lines;
+    /// else a warning naming the first such row's lines, how many rows do, and the file's line
+    /// count against its rows; with `strict` an error naming the line where the first such
+    /// quote opened.
+    ///
+    /// # Errors
+    /// [`Error::Data`] (with `strict`) naming the file and the line the quote opened on.
+    pub fn check_quotes(&self, bytes: &[u8], strict: bool) -> Result<Option<String>> {
+        let spans = self.rows_spanning_lines();
+        let Some(&(first, last)) = spans.first() else {
+            return Ok(None);
+        };
+        if strict {
+            return Err(Error::data(
+                &self.source,
+                first,
+                format!(
+                    "a quoted field opens on this line and closes on line {last}, merging lines \
+                     {first}-{last} into one field (a stray `\"`?); fix the quote, or leave out \
+                     --strict-quotes if the field really spans lines"
+                ),
+            ));
+        }
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count()
+            + usize::from(bytes.last().is_some_and(|&b| b != b'\n'));
+        let n = spans.len();
+        Ok(Some(format!(
+            "{}: {n} row{} of {} {} a quoted field spanning lines (the first: lines {first}-{last}); \
+             the file has {lines} lines for {} rows and a header. In a file of one-line texts that \
+             is a stray `\"` merging lines into one field: check line {first}, or pass \
+             --strict-quotes to make it an error",
+            self.source,
+            if n == 1 { "" } else { "s" },
+            self.rows.len(),
+            if n == 1 { "holds" } else { "hold" },
+            self.rows.len(),
+        )))
+    }
+}
+
 /// How a delimited file is split.
 #[derive(Debug, Clone, Copy)]
 pub struct Dialect {

@@ -308,11 +308,71 @@ pub async fn peft_seq_cls_files(
     ])
 }
 
+/// What a sentence-transformers base model's folder says about its modules, carried into an
+/// export of a model fine-tuned from it: whether its `modules.json` ends in a `Normalize` module
+/// (all-MiniLM-L6-v2 does: its embeddings have norm 1), and its `sentence_bert_config.json`
+/// (`max_seq_length`, `do_lower_case`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SentenceTransformersBase {
+    /// The base lists `sentence_transformers.models.Normalize`.
+    pub normalize: bool,
+    /// The base's `max_seq_length`, tokens.
+    pub max_seq_length: Option<usize>,
+    /// The base's `do_lower_case`.
+    pub do_lower_case: bool,
+    /// Modules of the base after Pooling that an export does not carry (a `Dense` layer and its
+    /// weights), by type; the caller says so.
+    pub not_carried: Vec<String>,
+}
+
+impl SentenceTransformersBase {
+    /// Reads a base folder's `modules.json` and `sentence_bert_config.json` (either may be
+    /// absent: a plain BERT checkpoint has neither).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file when one is present but not the JSON
+    /// sentence-transformers writes.
+    pub fn from_files(modules_json: Option<&[u8]>, st_config: Option<&[u8]>) -> Result<Self> {
+        let mut base = SentenceTransformersBase::default();
+        if let Some(b) = modules_json {
+            let v: Value = serde_json::from_slice(b)
+                .map_err(|e| Error::config("modules.json", e.to_string()))?;
+            let list = v
+                .as_array()
+                .ok_or_else(|| Error::config("modules.json", "not a list of modules"))?;
+            for m in list {
+                let ty = m.get("type").and_then(Value::as_str).unwrap_or_default();
+                match ty.rsplit('.').next().unwrap_or_default() {
+                    "Transformer" | "Pooling" => {}
+                    "Normalize" => base.normalize = true,
+                    _ => base.not_carried.push(ty.to_string()),
+                }
+            }
+        }
+        if let Some(b) = st_config {
+            let v: Value = serde_json::from_slice(b)
+                .map_err(|e| Error::config("sentence_bert_config.json", e.to_string()))?;
+            base.max_seq_length = v
+                .get("max_seq_length")
+                .and_then(Value::as_u64)
+                .map(|n| n as usize);
+            base.do_lower_case = v
+                .get("do_lower_case")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        }
+        Ok(base)
+    }
+}
+
 /// A sentence-transformers folder: the encoder `bert` (adapter merged) as a `BertModel`
-/// (`config.json` = `base_config_json`, `model.safetensors`), `modules.json` (Transformer, then
-/// Pooling), `sentence_bert_config.json` (`max_seq_length` tokens) and `1_Pooling/config.json`
-/// (mean or CLS pooling, as `pooling`), so `SentenceTransformer(dir).encode(texts)` gives the
-/// pooled vectors lorabert computes (`lorabert embed --pooling`), unnormalised.
+/// (`config.json` = `base_config_json`, `model.safetensors`), `modules.json` (Transformer,
+/// Pooling, and `Normalize` where the base has it), `sentence_bert_config.json` (the base's
+/// `max_seq_length` and `do_lower_case` where it has them, else `max_seq_length` tokens) and
+/// `1_Pooling/config.json` (mean or CLS pooling, as `pooling`), so
+/// `SentenceTransformer(dir).encode(texts)` gives the pooled vectors lorabert computes
+/// (`lorabert embed --pooling`), scaled to norm 1 where the base normalises, as the base's
+/// own embeddings are.
 ///
 /// # Errors
 /// [`Error::Invalid`] for [`Pooling::Pooler`] (sentence-transformers' Pooling module has no
@@ -323,6 +383,7 @@ pub async fn sentence_transformers_files(
     pooling: Pooling,
     max_seq_length: usize,
     hidden: usize,
+    base: &SentenceTransformersBase,
 ) -> Result<Files> {
     if pooling == Pooling::Pooler {
         return Err(Error::Invalid(
@@ -333,10 +394,15 @@ pub async fn sentence_transformers_files(
     let weights = f32_safetensors(&bert_tensors(bert).await?)?;
     let pretty =
         |v: Value| serde_json::to_vec_pretty(&v).map_err(|e| Error::Invalid(e.to_string()));
-    let modules = json!([
+    let mut modules = json!([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}
     ]);
+    if base.normalize
+        && let Some(list) = modules.as_array_mut()
+    {
+        list.push(json!({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}));
+    }
     let pool = json!({
         "word_embedding_dimension": hidden,
         "pooling_mode_cls_token": pooling == Pooling::Cls,
@@ -353,7 +419,10 @@ pub async fn sentence_transformers_files(
         ("modules.json", pretty(modules)?),
         (
             "sentence_bert_config.json",
-            pretty(json!({"max_seq_length": max_seq_length, "do_lower_case": false}))?,
+            pretty(json!({
+                "max_seq_length": base.max_seq_length.unwrap_or(max_seq_length),
+                "do_lower_case": base.do_lower_case
+            }))?,
         ),
         ("1_Pooling/config.json", pretty(pool)?),
     ])

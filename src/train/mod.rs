@@ -13,6 +13,7 @@ pub mod export;
 pub mod infer;
 pub mod job;
 pub mod memory;
+pub mod merged;
 pub mod results;
 pub mod resume;
 pub mod run;

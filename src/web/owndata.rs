@@ -112,6 +112,7 @@ pub fn spec(train: &OwnFile, validation: Option<&OwnFile>) -> Result<DataSpec> {
             _ => None,
         },
         metric_for_best_model: None,
+        strict_quotes: false,
     })
 }
 
@@ -306,6 +307,9 @@ pub async fn load(
         data.dev.examples.len(),
         data.summary.validation
     ));
+    for w in &data.summary.warnings {
+        log(&format!("warning: {w}"));
+    }
     Ok((spec, data))
 }
 

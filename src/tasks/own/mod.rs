@@ -134,6 +134,10 @@ pub struct DataSpec {
     pub task_type: Option<TaskType>,
     /// The metric that picks the best epoch (transformers' `metric_for_best_model`).
     pub metric_for_best_model: Option<String>,
+    /// A CSV row whose quoted field spans lines is an error (naming the line the quote opened
+    /// on) instead of a warning ([`Table::check_quotes`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict_quotes: bool,
 }
 
 /// An own-data task as a run trains it and a checkpoint keeps it (in `heads_config.json`).
@@ -262,6 +266,10 @@ pub struct DataSummary {
     /// SHA-256 of the validation file's bytes, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_sha256: Option<String>,
+    /// Warnings about the files (CSV rows whose quoted fields span lines), for the drivers to
+    /// print.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -345,11 +353,18 @@ pub fn load(
 ) -> Result<OwnData> {
     let format = Format::resolve(&spec.train_file, spec.format)?;
     let table = Table::read(train_bytes, &spec.train_file, format, !spec.no_header)?;
+    let mut warnings = Vec::new();
+    if format == Format::Csv {
+        warnings.extend(table.check_quotes(train_bytes, spec.strict_quotes)?);
+    }
     let (task, all) = task_of(&table, spec)?;
     let (train, val, validation) = match (&spec.validation_file, validation_bytes) {
         (Some(name), Some(bytes)) => {
             let vf = Format::resolve(name, spec.format)?;
             let vt = Table::read(bytes, name, vf, !spec.no_header)?;
+            if vf == Format::Csv {
+                warnings.extend(vt.check_quotes(bytes, spec.strict_quotes)?);
+            }
             let v = rows(&vt, &task.columns, true)?;
             if v.rows.is_empty() {
                 return Err(Error::data(name, 1, "no rows with a label to validate on"));
@@ -388,6 +403,7 @@ pub fn load(
             .count(),
         train_sha256: sha256_hex(train_bytes),
         validation_sha256: validation_bytes.map(sha256_hex),
+        warnings,
     };
     Ok(OwnData {
         train: task_data(&train, &task, tok, encoding, max_train, true)?,
