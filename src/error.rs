@@ -153,12 +153,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// reported, and says what is kept.
 pub fn device_failure_message(panic_text: &str) -> Option<String> {
     // Matched without case (`DevicePoisoned`, `The device is poisoned`).
-    const SIGNS: [&str; 5] = [
+    // A failed read-back ([`Error::ReadBack`]) on a lost device says only "An error happened
+    // during execution": it counts as a device failure too.
+    const SIGNS: [&str; 6] = [
         "device_poison.rs",
         "wgpu error:",
         "poisoned",
         "device was lost",
         "invalid commandbuffer",
+        "device read-back failed",
     ];
     let lower = panic_text.to_lowercase();
     if !SIGNS.iter().any(|s| lower.contains(s)) {
@@ -205,6 +208,9 @@ mod tests {
                     `Err` value: DevicePoisoned(\"Destroyed: device destroyed\")";
         assert!(device_failure_message(lost).is_some());
         // A read-back on a lost device is an error, not a panic.
+        // What Chromium gives when the device is destroyed mid-run (tests/e2e/e2e.mjs).
+        let read = "device read-back failed: An error happened during execution";
+        assert!(device_failure_message(read).is_some());
         let read = "device read-back failed: DevicePoisoned(The device is poisoned)";
         let m = device_failure_message(read).expect("a device failure");
         assert!(

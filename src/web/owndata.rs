@@ -228,7 +228,11 @@ async fn read_train_file() -> Result<()> {
 
 fn set_train(name: String, bytes: Vec<u8>) -> Result<()> {
     let f = OwnFile { name, bytes };
-    let t = table_of(&f).inspect_err(|_| clear_train())?;
+    let t = table_of(&f).inspect_err(|e| {
+        clear_train();
+        // Said where the file was picked too, not only at the top of the page.
+        set_text("own-summary", &format!("error: {e}"));
+    })?;
     let (text, pair, label) = guess_columns(&t);
     fill_select("own-text", &t.header, None, Some(&text));
     fill_select(

@@ -248,8 +248,10 @@ try {
   await page.waitForFunction(() => document.getElementById('error')?.textContent, null, { timeout: 30_000 });
   const badErr = await page.textContent('#error');
   check(badErr.includes('array.jsonl'), `a JSON array file is refused naming it: ${badErr}`);
-  check(await page.locator('#own-preview tr').count() === 0 && !(await page.textContent('#own-summary'))
-    && await page.locator('#own-label option').count() === 0, 'the previous file\'s preview, pickers and summary are cleared');
+  const badSummary = await page.textContent('#own-summary');
+  check(await page.locator('#own-preview tr').count() === 0 && badSummary.startsWith('error: array.jsonl line 1')
+    && await page.locator('#own-label option').count() === 0,
+    `the previous file's preview, pickers and summary are cleared; the Data section says: ${badSummary}`);
   check(await page.locator('#start').isDisabled() && await page.locator('#sweep').isDisabled(), 'Start and Sweep are disabled until a file reads');
   await shot(page, 'data-section', '2-data-bad-file');
   // A file with no label column: said in the page's words, and no run until one is picked.
@@ -355,6 +357,42 @@ try {
   check(archErr.includes('model_type `roberta` is not BERT') && !hf.some((u) => u.includes('not-bert/model.safetensors')),
     `another architecture is named before its weights are fetched: ${archErr}`);
   await page.unrouteAll();
+
+  // A GPU device lost mid-run (destroyed from the page's side, as a driver reset or a timeout
+  // loses it): a message in the page's words, not a Rust panic; the results and the last
+  // finished run's checkpoint stay.
+  const lost = await ctx.newPage();
+  lost.on('console', (m) => logs.push(`[lost console.${m.type()}] ${m.text()}`));
+  await lost.addInitScript(() => {
+    const request = GPUAdapter.prototype.requestDevice;
+    GPUAdapter.prototype.requestDevice = async function (...args) {
+      const d = await request.apply(this, args);
+      window.__lorabertDevice = d;
+      return d;
+    };
+  });
+  await lost.goto(base, { waitUntil: 'load' });
+  await lost.waitForFunction(() => document.getElementById('status')?.textContent.startsWith('ready'), null, { timeout: 120_000 });
+  await lost.waitForFunction(() => document.getElementById('device')?.textContent !== '?', null, { timeout: 120_000 });
+  const rowsKept = await lost.locator('#results tr').count();
+  await lost.check('#source-minbert');
+  for (const [id, v] of [['#model-url', 'fixtures/tiny/'], ['#data-url', 'fixtures/data/'], ['#max-train', '96'], ['#max-dev', '32'], ['#batch', '8'], ['#max-len', '32'], ['#max-steps', '40']]) await lost.fill(id, v);
+  await lost.click('#start');
+  await lost.waitForFunction(() => JSON.parse(document.getElementById('loss-values')?.textContent || '[]').length >= 2, null, { timeout: 120_000, polling: 100 });
+  await lost.evaluate(() => window.__lorabertDevice.destroy());
+  await lost.waitForFunction(() => document.getElementById('error')?.textContent, null, { timeout: 120_000, polling: 200 });
+  const lostErr = await lost.textContent('#error');
+  check(lostErr.startsWith('The GPU device failed') && lostErr.includes('reload the page') && !lostErr.includes('panicked'),
+    `a lost device is said plainly: ${lostErr}`);
+  check(await lost.locator('#results tr').count() >= rowsKept, `the results table is kept (${rowsKept - 1} runs)`);
+  const keptFiles = [];
+  lost.on('download', (d) => keptFiles.push(d.suggestedFilename()));
+  await lost.click('#download-adapter');
+  for (let i = 0; i < 50 && keptFiles.length < 4; i++) await lost.waitForTimeout(100);
+  check(keptFiles.includes('adapter_model.safetensors'), `the last finished run's checkpoint still downloads (${keptFiles.join(', ')})`);
+  await lost.screenshot({ path: `${out}/e2e-device-lost.png`, fullPage: true });
+  await lost.close();
+
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${shots}/phone.png`, fullPage: false });
   console.log('E2E PASS');
