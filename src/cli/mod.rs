@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Fine-tune on SST, Quora, STS or all three, evaluating on dev after each epoch.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Evaluate a checkpoint on the dev sets.
     Eval(eval::EvalArgs),
     /// Write test (or dev) predictions in the minBERT CSV format.
@@ -136,7 +136,7 @@ impl Command {
 /// Runs the command.
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Train(a) => train::train(a),
+        Command::Train(a) => train::train(*a),
         Command::Eval(a) => eval::eval(a),
         Command::Predict(a) => eval::predict(a),
         Command::Embed(a) => embed::embed(a),
