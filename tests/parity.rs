@@ -1293,7 +1293,7 @@ fn peft_adapter_tensors_and_fields_are_all_accounted_for() {
 /// A PEFT adapter file whose keys carry the adapter name (`...lora_A.default.weight`, a live
 /// PEFT state dict saved as it is; PEFT 0.21's `set_peft_model_state_dict` loads it) loads as the
 /// same adapter: the same hidden states as the file `save_pretrained` wrote, and PEFT's own
-/// hidden states (`tools/make_golden.py`) within the tolerance of the test above.
+/// hidden states (`tools/make_golden.py`) within 1e-5.
 #[test]
 fn peft_adapter_keys_with_the_adapter_name_load_as_peft_loads_them() {
     let device = Device::flex();
@@ -1349,7 +1349,10 @@ fn peft_adapter_keys_with_the_adapter_name_load_as_peft_loads_them() {
     let (plain, with_name) = (hidden(&st), hidden(&named));
     assert_close("adapter-name keys vs plain keys", &with_name, &plain, 0.0);
     let want = read(&g, "last_hidden_state").1;
-    assert_close("adapter-name keys vs PEFT", &with_name, &want, 1e-4);
+    let d = max_abs_diff(&with_name, &want);
+    eprintln!("adapter-name keys vs PEFT: max |diff| {d:e}");
+    // Measured 2.6e-6 (the test above allows 1e-4 for the plain keys).
+    assert_close("adapter-name keys vs PEFT", &with_name, &want, 1e-5);
 }
 
 /// The README's interoperability table lists every `adapter_config.json` field the code knows,

@@ -385,6 +385,29 @@ fn an_adapter_is_not_applied_twice() {
         "A fine film.",
     ]);
     assert!(!ok && e.contains("the adapter was trained on"), "{e}");
+    // An adapter trained on a copy of the base under another name: the same weights (the
+    // merge recorded their SHA-256), refused too.
+    let copy = tmp("twice-model-copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in std::fs::read_dir(&model).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, copy.join(f.file_name().unwrap())).unwrap();
+    }
+    let c = tmp("twice-c");
+    let o = train_sized(&copy, &c, "1", "32", &["--lr", "0.05", "--seed", "3"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (ok, _, e) = run(&[
+        "predict",
+        "--model",
+        &p(&merged),
+        "--checkpoint",
+        &p(&c),
+        "--sentence",
+        "A fine film.",
+    ]);
+    assert!(!ok && e.contains("the adapter was trained on"), "{e}");
     // --force applies it, with a warning.
     let (ok, _, e) = run(&[
         "predict",
@@ -432,7 +455,7 @@ fn an_adapter_is_not_applied_twice() {
         x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 1e-4),
         "{x:?} vs {y:?}"
     );
-    for d in [model, a, b, merged] {
+    for d in [model, copy, a, b, c, merged] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -473,9 +473,17 @@ pub(super) fn refuse_applying_twice(model_dir: &Path, ck: &Path, force: bool) ->
                 .map(str::to_string)
         });
     let canonical = |p: &str| std::fs::canonicalize(p).ok();
+    // The same base by name, by resolved path, or (a copy under another name) by the SHA-256
+    // of its weights, which the merge recorded.
+    let same_weights = |b: &str| {
+        !merged.base_weights_sha256.is_empty()
+            && std::fs::read(Path::new(b).join(names::MODEL))
+                .is_ok_and(|w| crate::data::sha256_hex(&w) == merged.base_weights_sha256)
+    };
     let same_base = adapter_base.is_some_and(|b| {
         b == merged.base_model
             || canonical(&b).is_some() && canonical(&b) == canonical(&merged.base_model)
+            || same_weights(&b)
     });
     let model = model_dir.display().to_string();
     if let Some(why) = applied_twice(&model, &merged, &io::read(&adapter)?, same_base) {

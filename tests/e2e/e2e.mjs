@@ -56,8 +56,12 @@ try {
   const trainAndCompare = async (adapter) => {
     await page.selectOption('#adapter', adapter);
     await page.evaluate(() => { document.getElementById('dev-metric').textContent = ''; });
+    const recorded = () => page.evaluate(() => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length);
+    const before = await recorded();
     const t0 = Date.now();
     await page.click('#start');
+    check(await page.locator('#start').isDisabled() && await page.locator('#sweep').isDisabled() && await page.locator('#stop').isEnabled(),
+      `${adapter}: while it trains, Start and Sweep wait and Stop can be pressed`);
     await page.waitForFunction(
       () => document.getElementById('dev-metric')?.textContent.includes('dev') || document.getElementById('error')?.textContent,
       null, { timeout: 600_000, polling: 500 });
@@ -73,6 +77,8 @@ try {
     check(last < first, `${adapter}: the loss decreases (first third ${first.toFixed(4)}, last third ${last.toFixed(4)})`);
     const metric = await page.textContent('#dev-metric');
     check(/SST accuracy [0-9.]+/.test(metric), `${adapter}: a dev metric is shown: ${metric}`);
+    // The run is recorded once its best checkpoint is kept in the browser's store.
+    await page.waitForFunction((n) => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length > n, before, { timeout: 60_000, polling: 100 });
     const pageRun = JSON.parse(await page.evaluate(() => localStorage.getItem('lorabert.runs.v1'))).at(-1);
     check(pageRun.row.a === adapter, `${adapter}: the run is recorded as ${pageRun.row.a}`);
     const nativeDir = `${out}/chromium-native-${adapter}`;
@@ -113,7 +119,21 @@ try {
   check(swept.map((r) => `${r.row.a}${r.row.r}`).join(',') === 'lora1,lora3,dora1,dora3'
     && swept.every((r) => r.loss_curve.every(([, l]) => Number.isFinite(l))),
     `the sweep recorded lora and dora at r = 1, 3 with finite losses (${swept.map((r) => `${r.row.a} r${r.row.r} ${r.row.s.toFixed(3)}`).join('; ')})`);
-  await page.fill('#max-steps', '12');
+  // Stop mid-run: the button says stopping… until the step in progress ends, and the epoch the
+  // run finished is kept as a result.
+  const runsBefore = JSON.parse(await page.evaluate(() => localStorage.getItem('lorabert.runs.v1'))).length;
+  for (const [id, v] of [['#epochs', '3'], ['#max-steps', ''], ['#max-train', '32']]) await page.fill(id, v);
+  await page.evaluate(() => { document.getElementById('dev-metric').textContent = ''; });
+  await page.click('#start');
+  await page.waitForFunction(() => /epoch 1: dev/.test(document.getElementById('dev-metric')?.textContent ?? '') || document.getElementById('error')?.textContent,
+    null, { timeout: 600_000, polling: 100 });
+  await page.click('#stop');
+  check(await page.textContent('#stop') === 'stopping…' && await page.locator('#stop').isDisabled(), 'Stop says stopping… until the step ends');
+  await page.waitForFunction(() => document.getElementById('status')?.textContent.includes('stopped'), null, { timeout: 120_000, polling: 100 });
+  const afterStop = JSON.parse(await page.evaluate(() => localStorage.getItem('lorabert.runs.v1')));
+  check(afterStop.length === runsBefore + 1 && afterStop.at(-1).loss_curve.length >= 1 && await page.locator('#start').isEnabled(),
+    `the stopped run's finished epoch is kept (${afterStop.length - runsBefore} run, score ${afterStop.at(-1).row.s.toFixed(4)}) and Start is back`);
+  for (const [id, v] of [['#epochs', '1'], ['#max-steps', '12'], ['#max-train', '96']]) await page.fill(id, v);
   const table = await page.textContent('#results');
   await page.screenshot({ path: `${out}/e2e-trained.png`, fullPage: true });
   await shot(page, 'model-section', '1-model');
@@ -232,6 +252,9 @@ try {
   const ownMetric = await page.textContent('#dev-metric');
   check(/accuracy [0-9.]+/.test(ownMetric) && /f1 [0-9.]+/.test(ownMetric), `accuracy and F1 are shown: ${ownMetric}`);
   await page.waitForFunction(() => document.getElementById('results')?.textContent.includes('sst2-slice (accuracy)'), null, { timeout: 30_000 });
+  const plots = await page.textContent('#rank-plot');
+  check(plots.includes('dev score vs rank: sst2-slice (accuracy)') && plots.includes('dev score vs rank: sst'),
+    'one dev-score plot per task and metric (SST 5-class accuracy and the own file\'s accuracy apart)');
   await page.click('#share');
   await page.waitForFunction(() => document.getElementById('share-link')?.value.includes('#v1.'), null, { timeout: 10_000 });
   const ownLink = await page.inputValue('#share-link');

@@ -54,6 +54,7 @@ try {
       ['precision', precision], ['max-train', config.maxTrain], ['max-dev', config.maxDev], ['batch', config.batch],
       ['max-len', config.maxLen], ['epochs', '1'], ['max-steps', config.steps], ['lr', config.lr]]) await set(id, v);
     await page.evaluate(() => { document.getElementById('dev-metric').textContent = ''; });
+    const before = await page.evaluate(() => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length);
     const t0 = Date.now();
     await page.click('#start');
     await page.waitForFunction(
@@ -61,6 +62,8 @@ try {
       { timeout: 900_000, polling: 500 });
     const err = await page.$eval('#error', (e) => e.textContent);
     check(!err, `${name}: training finished without error${err ? `: ${err}` : ''}`);
+    // The run is recorded once its best checkpoint is kept in the browser's store.
+    await page.waitForFunction((n) => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length > n, { timeout: 60_000, polling: 100 }, before);
     const wall = (Date.now() - t0) / 1000;
     const runs = JSON.parse(await page.evaluate(() => localStorage.getItem('lorabert.runs.v1')));
     const run = runs.at(-1);
