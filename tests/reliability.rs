@@ -459,3 +459,63 @@ fn an_adapter_is_not_applied_twice() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A checkpoint whose heads read BERT's pooler, evaluated on a base without one (`eval --model`
+/// another folder): an error naming the pooler, not the panic `artifacts::restore` reached
+/// before (it skipped the checks a new run makes).
+#[test]
+fn pooler_heads_on_a_base_without_a_pooler_is_an_error() {
+    // MiniLM has a pooler (the tiny test model has none).
+    let model = model_dir();
+    let run = tmp("nopool-run");
+    let o = train_sized(
+        &model,
+        &run,
+        "1",
+        "8",
+        &["--pooling", "pooler", "--max-steps", "1", "--max-len", "16"],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The same base without pooler.dense.
+    let bare = tmp("nopool-bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(model.join(f), bare.join(f)).unwrap();
+    }
+    let st = std::fs::read(model.join("model.safetensors")).unwrap();
+    let t = safetensors::SafeTensors::deserialize(&st).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> = t
+        .tensors()
+        .into_iter()
+        .filter(|(k, _)| !k.contains("pooler"))
+        .collect();
+    std::fs::write(
+        bare.join("model.safetensors"),
+        safetensors::serialize(kept, None).unwrap(),
+    )
+    .unwrap();
+    for args in [
+        vec!["eval", "--checkpoint"],
+        vec!["predict", "--sentence", "A fine film.", "--checkpoint"],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_lorabert"))
+            .args(&args)
+            .arg(&run)
+            .arg("--model")
+            .arg(&bare)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(!e.contains("panicked"), "{e}");
+        assert!(
+            e.contains("this base model has no pooler (pooler.dense)"),
+            "{e}"
+        );
+    }
+    for d in [run, bare] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

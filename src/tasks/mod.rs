@@ -28,6 +28,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::data::BatchTensors;
+use crate::error::{Error, Result};
 use crate::model::Bert;
 
 /// A minBERT task.
@@ -183,6 +184,24 @@ impl TaskBatch {
             } => l.dims()[0],
         }
     }
+}
+
+/// Checks that heads reading `pooling` can sit on `bert`: [`Pooling::Pooler`] needs BERT's
+/// pooler (`pooler.dense`). Every path that builds a [`MultitaskModel`] (a new run, a restored
+/// checkpoint) calls it first, so [`MultitaskModel::embed`] cannot meet a missing pooler.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the pooler.
+pub fn check_pooling(bert: &Bert, pooling: Pooling) -> Result<()> {
+    if pooling == Pooling::Pooler && bert.pooler.is_none() {
+        return Err(Error::Invalid(
+            "the heads read BERT's pooler output (pooling: pooler), and this base model has no \
+             pooler (pooler.dense): use the model the run was trained on (--model), or train \
+             with --pooling mean or cls"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 impl MultitaskModel {

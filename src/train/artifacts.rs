@@ -343,6 +343,7 @@ pub fn restore(
         notes,
         classifier: _,
     } = restore_adapter(bert, get)?;
+    crate::tasks::check_pooling(&bert, heads.pooling)?;
     let model = MultitaskModel::new(bert, &heads, device);
     let heads_bytes = get(names::HEADS)?
         .ok_or_else(|| Error::config(names::HEADS, "missing from the checkpoint folder"))?;

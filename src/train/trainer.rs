@@ -519,11 +519,7 @@ pub fn build_model(
         Precision::F16 => bert.into_f16(),
         Precision::F32 => bert,
     };
-    if cfg.pooling == crate::tasks::Pooling::Pooler && bert.pooler.is_none() {
-        return Err(Error::Invalid(
-            "--pooling pooler needs a checkpoint with a pooler (pooler.dense)".into(),
-        ));
-    }
+    crate::tasks::check_pooling(&bert, cfg.pooling)?;
     if cfg.tasks.contains(&crate::tasks::Task::Own) && cfg.own.is_none() {
         return Err(Error::Invalid(
             "the own-data task is not resolved (read its data first)".into(),
