@@ -8,7 +8,7 @@
 //! and the browser build.
 //!
 //! The modules are layers; each imports only from itself and the layers below it (checked by
-//! `tests/layering.rs`; the README's "Architecture" says what each holds):
+//! `tests/layering.rs`; docs/architecture.md says what each holds):
 //!
 //! | layer | module |
 //! |---|---|

@@ -1,5 +1,5 @@
-//! Architecture test: the layers of `src/` import one way, downwards (see the README's
-//! "Architecture" and the `src/lib.rs` docs). A small ArchUnit-style check on the source text:
+//! Architecture test: the layers of `src/` import one way, downwards (see docs/architecture.md's
+//! "Layers" and the `src/lib.rs` docs). A small ArchUnit-style check on the source text:
 //! every `crate::<module>` path in a file (outside comments and string literals) must name its
 //! own layer or one below it; the two drivers (`cli`, `web`) sit on top and do not import each
 //! other.

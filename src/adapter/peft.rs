@@ -81,7 +81,7 @@ pub fn adapter_config_json(cfg: &LoraConfig, base_model_name_or_path: &str) -> S
 /// How lorabert treats each field of PEFT's (0.21.2) `LoraConfig` in `adapter_config.json`:
 /// every field changes the computation as PEFT does, or is metadata that changes nothing, or
 /// refuses the load when it holds anything but its default (naming the field and why). A field
-/// not in this list is refused. The README's "Interoperability" section is this table.
+/// not in this list is refused. The table of docs/interoperability.md is this list (checked by `tests/parity.rs`).
 pub const FIELDS: &[(&str, &str)] = &[
     ("peft_type", "applied: LORA only"),
     ("task_type", "metadata (the model class PEFT wraps)"),

@@ -97,7 +97,7 @@ pub fn main() -> Result<()> {
     // split from inside the pool (work-stealing from the caller's own queue) instead of being
     // injected into it from outside, with a wake-up of a pool thread and of `main` per op.
     // `lorabert bench --configs lora-r1 --threads 2`: 0.360 and 0.364 -> 0.345 s/step (two
-    // alternating rounds; README, "Where a LoRA r = 1 step's time goes", item 7).
+    // alternating rounds; docs/performance.md, "Where a LoRA r = 1 step's time goes", item 7).
     rayon::scope(|_| run(cli.command))
 }
 

@@ -2,7 +2,7 @@
 //! the largest batch that would fit, instead of being killed (or losing the GPU) mid-epoch.
 //!
 //! The activation coefficients were fitted to peak resident memory measured with
-//! `lorabert bench` on the CPU backend (f32, MiniLM and the bert-base shape; see the README)
+//! `lorabert bench` on the CPU backend (f32, MiniLM and the bert-base shape; see docs/performance.md)
 //! and carry a safety margin; they are estimates, not bounds.
 
 use super::TrainConfig;

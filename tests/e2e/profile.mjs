@@ -1,4 +1,4 @@
-// Where the page's training time goes: not a test, a measuring tool (README, "The page").
+// Where the page's training time goes: not a test, a measuring tool (docs/performance.md, "Where the page's time goes").
 // Usage: node profile.mjs <base-url> [steps] [profile.cpuprofile]
 // With the page served as tests/e2e/run.sh serves it (dist/ with fixtures/tiny and fixtures/data),
 // trains the tiny BERT on SST (LoRA r = 2, batch 8 x 32, 400 rows) in headless Chromium, records a
