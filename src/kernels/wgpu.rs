@@ -236,32 +236,49 @@ impl KernelSource for ActKernel {
 /// by `1/keep`, in `x`'s dtype. Applied to an upstream gradient with the same seed it is the
 /// backward.
 pub(crate) fn dropout_hashed(x: CubeTensor, seed: u64, keep: f64) -> CubeTensor {
+    elementwise(
+        "dropout.wgsl",
+        DROPOUT_WGSL,
+        x,
+        &[
+            seed as u32,
+            (seed >> 32) as u32,
+            super::mask::device_mask_threshold(keep),
+            ((1.0 / keep) as f32).to_bits(),
+        ],
+    )
+}
+
+/// Launches the element-wise kernel `name` (`source`) over `x` (any shape, f32 or f16, made
+/// contiguous) into a new tensor of its shape and dtype, one invocation per element; its
+/// parameters are `[n, extra.., row stride of the dispatch grid]`.
+///
+/// # Panics
+/// When `x` is neither f32 nor f16, or has more than `u32::MAX` elements.
+fn elementwise(
+    name: &'static str,
+    source: &'static str,
+    x: CubeTensor,
+    extra: &[u32],
+) -> CubeTensor {
     let dtype = x.dtype;
     assert!(
         matches!(dtype, DType::F32 | DType::F16),
-        "dropout kernel: x {dtype:?} (f32 or f16 expected)"
+        "{name}: x {dtype:?} (f32 or f16 expected)"
     );
     let x = into_contiguous(x);
     let shape = x.meta.shape().clone();
     let n = shape.num_elements();
     assert!(
         n <= u32::MAX as usize,
-        "dropout kernel: {n} elements exceed u32 indexing"
+        "{name}: {n} elements exceed u32 indexing"
     );
     let out = output(&x, shape, dtype);
     let (gx, gy) = grid((n as u32).div_ceil(SCALE_WORKGROUP));
-    ActKernel::new("dropout.wgsl", DROPOUT_WGSL, dtype, SCALE_WORKGROUP).launch(
-        (gx, gy),
-        &[&x, &out],
-        &[
-            n as u32,
-            seed as u32,
-            (seed >> 32) as u32,
-            super::mask::device_mask_threshold(keep),
-            ((1.0 / keep) as f32).to_bits(),
-            gx * SCALE_WORKGROUP,
-        ],
-    );
+    let mut params = vec![n as u32];
+    params.extend_from_slice(extra);
+    params.push(gx * SCALE_WORKGROUP);
+    ActKernel::new(name, source, dtype, SCALE_WORKGROUP).launch((gx, gy), &[&x, &out], &params);
     out
 }
 
@@ -274,26 +291,7 @@ const COPY_WGSL: &str = include_str!("../../shaders/copy.wgsl");
 /// # Panics
 /// When `x` is neither f32 nor f16, or has more than `u32::MAX` elements.
 pub(crate) fn copy_new(x: CubeTensor) -> CubeTensor {
-    let dtype = x.dtype;
-    assert!(
-        matches!(dtype, DType::F32 | DType::F16),
-        "copy kernel: x {dtype:?} (f32 or f16 expected)"
-    );
-    let x = into_contiguous(x);
-    let shape = x.meta.shape().clone();
-    let n = shape.num_elements();
-    assert!(
-        n <= u32::MAX as usize,
-        "copy kernel: {n} elements exceed u32 indexing"
-    );
-    let out = output(&x, shape, dtype);
-    let (gx, gy) = grid((n as u32).div_ceil(SCALE_WORKGROUP));
-    ActKernel::new("copy.wgsl", COPY_WGSL, dtype, SCALE_WORKGROUP).launch(
-        (gx, gy),
-        &[&x, &out],
-        &[n as u32, gx * SCALE_WORKGROUP],
-    );
-    out
+    elementwise("copy.wgsl", COPY_WGSL, x, &[])
 }
 
 /// Whether `t` lives on a wgpu device (the WGSL kernels' compiler).
