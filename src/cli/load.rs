@@ -9,7 +9,7 @@ use clap::Args;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-use super::train::FormatArg;
+use super::args::FormatArg;
 use super::{ModelArgs, io};
 use crate::data::table::{Format, Table};
 use crate::model::{Bert, Pretrained};

@@ -3,6 +3,7 @@
 //! (`train`, `eval` with `predict`, `embed`, `merge`, `export`, `random_model`, `sweep` with `report` and
 //! `ensemble`, `bench`); `load` turns folders into the core's inputs, `io` does the file work.
 
+pub mod args;
 pub mod bench;
 pub mod bench_gemm;
 pub mod embed;
@@ -14,6 +15,7 @@ pub mod load;
 pub mod merge;
 mod progress;
 pub mod random_model;
+mod run_dir;
 pub mod sweep;
 pub mod train;
 

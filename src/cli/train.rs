@@ -4,11 +4,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
+use super::args::{AdapterArg, FormatArg, PairArg, PoolingArg, TaskArg, TaskTypeArg};
 use super::init_adapter::{init_adapter_config, init_adapter_weights, init_heads};
 use super::load::{load_model, load_own, load_split};
 use super::progress::{CliObserver, stop_on_signal};
+use super::run_dir::{ignored_on_resume, refuse_existing_run};
 use super::{ModelArgs, PrecisionArg, devices, io};
 use crate::adapter::LoraConfig;
 use crate::data::table::Format;
@@ -19,92 +21,6 @@ use crate::tasks::{PairEncoding, Pooling, Task, TaskData};
 use crate::train::memory::{estimate_training_bytes, largest_batch, sequences_per_example};
 use crate::train::resume::{ResumeState, names as resume_names};
 use crate::train::{Job, Precision, RunResults, TrainConfig, resolve_precision};
-
-/// `--task`.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum TaskArg {
-    /// SST-5 sentiment.
-    Sst,
-    /// Quora paraphrase.
-    Para,
-    /// STS-B similarity.
-    Sts,
-    /// All three on one shared encoder.
-    Multi,
-}
-
-impl TaskArg {
-    /// The tasks trained.
-    fn tasks(self) -> Vec<Task> {
-        match self {
-            TaskArg::Sst => vec![Task::Sst],
-            TaskArg::Para => vec![Task::Para],
-            TaskArg::Sts => vec![Task::Sts],
-            TaskArg::Multi => Task::ALL.to_vec(),
-        }
-    }
-}
-
-/// `--adapter`.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum AdapterArg {
-    /// Full fine-tuning (no adapter; every encoder weight trains).
-    None,
-    /// LoRA.
-    Lora,
-    /// DoRA.
-    Dora,
-}
-
-/// `--pooling`.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum PoolingArg {
-    /// Mean over real tokens.
-    Mean,
-    /// The [CLS] token.
-    Cls,
-    /// The [CLS] token through BERT's pooler (as BertForSequenceClassification).
-    Pooler,
-}
-
-/// `--pair-encoding`.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum PairArg {
-    /// Each sentence encoded separately.
-    Bi,
-    /// Both sentences in one sequence.
-    Cross,
-}
-
-/// `--task-type`.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum TaskTypeArg {
-    /// Classes (strings or integers).
-    Classification,
-    /// A real-valued target.
-    Regression,
-}
-
-/// `--format`.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum FormatArg {
-    /// Comma-separated, RFC 4180 quoting.
-    Csv,
-    /// Tab-separated, quoting off (GLUE).
-    Tsv,
-    /// JSON Lines.
-    Jsonl,
-}
-
-impl From<FormatArg> for Format {
-    fn from(f: FormatArg) -> Self {
-        match f {
-            FormatArg::Csv => Format::Csv,
-            FormatArg::Tsv => Format::Tsv,
-            FormatArg::Jsonl => Format::Jsonl,
-        }
-    }
-}
 
 /// `lorabert train`.
 #[derive(Args, Debug)]
@@ -413,59 +329,6 @@ impl TrainArgs {
     }
 }
 
-/// Arguments a resumed run still takes from the command line; every other one describes the
-/// run, whose saved configuration `--resume` continues with.
-const TAKEN_ON_RESUME: [&str; 9] = [
-    "resume",
-    "model",
-    "data",
-    "threads",
-    "backend",
-    "skip_memory_check",
-    "exact_precision",
-    "check_only",
-    "given",
-];
-
-/// The note naming the run-describing flags in `given` (clap ids) that `--resume` ignores,
-/// each with its saved value where the configuration has a field of that name (transformers'
-/// `Trainer` warns alike when resumed with other arguments); `None` when there are none.
-fn ignored_on_resume(given: &[String], saved: &TrainConfig) -> Option<String> {
-    let saved = serde_json::to_value(saved).unwrap_or_default();
-    let adapter = match saved.get("adapter") {
-        Some(a) if a.get("use_dora") == Some(&serde_json::Value::Bool(true)) => "dora",
-        Some(a) if a.is_object() => "lora",
-        _ => "none",
-    };
-    let value = |id: &str| {
-        if id == "adapter" {
-            return format!(" (saved: {adapter})");
-        }
-        let key = match id {
-            "task" => saved.get("tasks"),
-            "r" | "lora_alpha" | "lora_dropout" | "use_rslora" | "target_modules" => {
-                saved.get("adapter").and_then(|a| a.get(id))
-            }
-            "max_train" => saved.get("max_train_examples"),
-            "max_eval" => saved.get("max_eval_examples"),
-            _ => saved.get(id),
-        };
-        key.map(|v| format!(" (saved: {v})")).unwrap_or_default()
-    };
-    let ignored: Vec<String> = given
-        .iter()
-        .filter(|id| !TAKEN_ON_RESUME.contains(&id.as_str()))
-        .map(|id| format!("--{}{}", id.replace('_', "-"), value(id)))
-        .collect();
-    (!ignored.is_empty()).then(|| {
-        format!(
-            "note: --resume continues with the run's saved configuration; ignored: {}. Start a \
-             new run (another --out, or --overwrite) to train with other options",
-            ignored.join(", ")
-        )
-    })
-}
-
 /// `lorabert train`: flags in, [`Job`] built from the files, trained with a [`CliObserver`].
 pub fn train(a: TrainArgs) -> Result<()> {
     let (mut cfg, out, resumed_model) = a.run_config()?;
@@ -624,24 +487,6 @@ fn load_all_data(
         }
         (None, None) => bail!("no minBERT data folder"),
     }
-}
-
-/// Refuses to start a new run in `out` when it holds one: an interrupted run (its resume
-/// checkpoint would be lost) or any run's `results.json` and `best/`.
-fn refuse_existing_run(out: &Path, resume_hint: &str) -> Result<()> {
-    if out.join("resume").join(resume_names::STATE).is_file() {
-        bail!(
-            "{} holds an interrupted run: continue it with `{resume_hint}`, or pass --overwrite to start over (its resume checkpoint is then replaced)",
-            out.display()
-        );
-    }
-    if out.join("results.json").is_file() {
-        bail!(
-            "{} holds a run (results.json, best/): choose another --out, or pass --overwrite to replace it",
-            out.display()
-        );
-    }
-    Ok(())
 }
 
 /// The precision that runs on `device` for `requested`: f16 falls back to f32 with a notice
