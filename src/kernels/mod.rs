@@ -29,6 +29,8 @@ pub mod wgpu;
 #[cfg(any(feature = "wgpu", feature = "web"))]
 pub mod wgpu_bindings;
 #[cfg(any(feature = "wgpu", feature = "web"))]
+mod wgpu_elementwise;
+#[cfg(any(feature = "wgpu", feature = "web"))]
 mod wgpu_matmul;
 
 use burn::tensor::{DType, Device, Distribution, Tensor};
