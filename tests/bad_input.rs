@@ -340,4 +340,13 @@ fn absurd_thread_count_is_refused_at_once() {
         assert!(!err.contains("panicked"), "{err}");
     }
     assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lorabert"))
+        .args(["train", "--threads", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--threads 0: give at least 1"),
+        "{err}"
+    );
 }

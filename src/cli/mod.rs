@@ -270,10 +270,13 @@ const POOL_STACK_BYTES: usize = 16 << 20;
 /// flush subnormal floats to zero ([`crate::kernels::denormals`]).
 ///
 /// # Errors
-/// When `threads` exceeds [`MAX_THREADS_PER_CORE`] times the cores (a typo such as
+/// When `threads` is 0 or exceeds [`MAX_THREADS_PER_CORE`] times the cores (a typo such as
 /// `--threads 100000` would otherwise spawn that many threads and hang), or when the pool cannot
 /// be built (its threads cannot be spawned).
 pub(crate) fn set_threads(threads: Option<usize>) -> Result<()> {
+    if threads == Some(0) {
+        anyhow::bail!("--threads 0: give at least 1, or leave --threads out to use one per core");
+    }
     if let Some(n) = threads {
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
         let limit = MAX_THREADS_PER_CORE * cores;
@@ -286,7 +289,7 @@ pub(crate) fn set_threads(threads: Option<usize>) -> Result<()> {
         }
     }
     rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.map_or(0, |n| n.max(1)))
+        .num_threads(threads.unwrap_or(0))
         .stack_size(POOL_STACK_BYTES)
         .build_global()
         .context("cannot configure the thread pool")?;

@@ -294,8 +294,11 @@ impl TrainArgs {
                     && RunResults::from_json(&b, "results.json").is_ok_and(|r| r.finished)
                 {
                     bail!(
-                        "the run in {} has finished: there is nothing to resume",
-                        dir.display()
+                        "the run in {} has finished: there is nothing to resume. To train on \
+                         from its best checkpoint start a new run with --init-adapter {}, or \
+                         pass --overwrite (without --resume) to replace it",
+                        dir.display(),
+                        dir.join("best").display()
                     );
                 }
                 bail!(

@@ -67,8 +67,8 @@ pub fn applied_twice(
     if sha256_hex(adapter_bytes) == merged.adapter_sha256 {
         return Some(format!(
             "{model} already holds this adapter, merged from {} ({MARKER}): applying it again \
-             doubles its weight change. Use the base model ({}) with --model, or the merged \
-             folder without the adapter; --force applies it anyway",
+             doubles its weight change. Use the base model with the adapter (--model {}), or \
+             the merged folder alone (--checkpoint {model}); --force applies it anyway",
             merged.checkpoint, merged.base_model
         ));
     }
