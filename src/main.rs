@@ -26,7 +26,8 @@ fn main() -> std::process::ExitCode {
     // SAFETY: sets a documented mimalloc option before any threads are started.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     match lorabert::cli::main() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(lorabert::cli::Outcome::Finished) => std::process::ExitCode::SUCCESS,
+        Ok(lorabert::cli::Outcome::Stopped) => std::process::ExitCode::from(130),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

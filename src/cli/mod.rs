@@ -76,7 +76,7 @@ pub enum Command {
 ///
 /// # Errors
 /// Whatever the command fails with, for `main` to print.
-pub fn main() -> Result<()> {
+pub fn main() -> Result<Outcome> {
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let mut cli =
         <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
@@ -136,9 +136,9 @@ impl Command {
 }
 
 /// Runs the command.
-fn run(command: Command) -> Result<()> {
-    match command {
-        Command::Train(a) => train::train(*a),
+fn run(command: Command) -> Result<Outcome> {
+    let done = match command {
+        Command::Train(a) => return train::train(*a),
         Command::Eval(a) => eval::eval(a),
         Command::Predict(a) => eval::predict(a),
         Command::Embed(a) => embed::embed(a),
@@ -151,7 +151,18 @@ fn run(command: Command) -> Result<()> {
         Command::Ensemble(a) => sweep::ensemble(a),
         Command::FetchModel { dest } => io::fetch_model(&dest),
         Command::RandomModel(a) => random_model::random_model(a),
-    }
+    };
+    done.map(|()| Outcome::Finished)
+}
+
+/// How a command that did not fail ended, for `main`'s exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It finished (exit status 0).
+    Finished,
+    /// A training run stopped on Ctrl-C or SIGTERM after saving a resume checkpoint (exit
+    /// status 130, as a shell reports an interrupted command).
+    Stopped,
 }
 
 /// Model location options.

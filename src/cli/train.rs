@@ -333,7 +333,7 @@ impl TrainArgs {
 }
 
 /// `lorabert train`: flags in, [`Job`] built from the files, trained with a [`CliObserver`].
-pub fn train(a: TrainArgs) -> Result<()> {
+pub fn train(a: TrainArgs) -> Result<super::Outcome> {
     let (mut cfg, out, resumed_model) = a.run_config()?;
     cfg.validate()?;
     // A resumed run uses the model it began with (recorded in its state) unless told otherwise.
@@ -383,7 +383,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             init_heads(&mut job, dir)?;
         }
         eprintln!("the options and data are fine (--check-only: nothing trained or written)");
-        return Ok(());
+        return Ok(super::Outcome::Finished);
     }
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     // One run per output folder: a second `train` (or an orphaned sweep child) is refused.
@@ -464,11 +464,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
             out.join("resume").display(),
         );
         drop(lock);
-        std::process::exit(130);
+        return Ok(super::Outcome::Stopped);
     }
     let _ = std::fs::remove_dir_all(out.join("resume"));
     summarize(&results, &cfg, &out);
-    Ok(())
+    Ok(super::Outcome::Finished)
 }
 
 /// The run's data: its own files (resolving `cfg.own`) or the minBERT files of its tasks in
