@@ -77,6 +77,13 @@ impl AdapterKind {
             AdapterKind::Dora => "dora",
         }
     }
+
+    /// The kind named `lora` or `dora` ([`AdapterKind::name`]); `None` for anything else.
+    pub fn from_name(name: &str) -> Option<AdapterKind> {
+        [AdapterKind::Lora, AdapterKind::Dora]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
 }
 
 impl AdaptedLinear {
@@ -378,5 +385,19 @@ impl AdaptedLinear {
                         .map_or(0, |b| b.shape().num_elements())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdapterKind;
+
+    #[test]
+    fn adapter_kind_names_round_trip() {
+        for k in [AdapterKind::Lora, AdapterKind::Dora] {
+            assert_eq!(AdapterKind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(AdapterKind::from_name("none"), None);
+        assert_eq!(AdapterKind::from_name("DoRA"), None);
     }
 }

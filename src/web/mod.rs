@@ -207,8 +207,10 @@ pub fn start() {
         })
     });
     on_click("start", || {
+        let kind = crate::model::AdapterKind::from_name(&input("adapter"))
+            .unwrap_or(crate::model::AdapterKind::Lora);
         start_job(vec![(
-            input("adapter"),
+            kind,
             num::<usize>("rank", "rank").unwrap_or(1).max(1),
         )])
     });

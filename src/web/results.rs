@@ -3,6 +3,7 @@
 
 use super::STATE;
 use super::dom::{el, esc, input, log, set_html, set_input, set_text, status};
+use crate::model::AdapterKind;
 use crate::report::plot::{Chart, Series, svg};
 use crate::report::share::{self, SHARE_VERSION, SharePayload, ShareRow};
 
@@ -241,13 +242,17 @@ fn apply_shared_settings(p: &SharePayload) {
 
 /// The `(adapter, r)` runs of a shared link, in its order without repeats: what "Re-run"
 /// trains.
-pub fn shared_grid() -> Option<Vec<(String, usize)>> {
+pub fn shared_grid() -> Option<Vec<(AdapterKind, usize)>> {
     let hash = web_sys::window()?.location().hash().ok()?;
     let p = share::decode(&hash).ok()?;
     apply_shared_settings(&p);
-    let mut grid: Vec<(String, usize)> = Vec::new();
+    let mut grid: Vec<(AdapterKind, usize)> = Vec::new();
+    // Rows of full fine-tuning (`none`, from a native sweep) are not trained in the page.
     for r in &p.rows {
-        let run = (r.adapter.clone(), r.r as usize);
+        let Some(kind) = AdapterKind::from_name(&r.adapter) else {
+            continue;
+        };
+        let run = (kind, r.r as usize);
         if !grid.contains(&run) {
             grid.push(run);
         }

@@ -10,21 +10,22 @@ use super::results::{RunRecord, render_runs, rows, save_runs};
 use super::{STATE, STOP, owndata, tryit};
 use crate::adapter::LoraConfig;
 use crate::error::{Error, Result};
+use crate::model::AdapterKind;
 use crate::report::share::{ShareRow, ShareRunConfig, SharedData};
 use crate::tasks::{PairEncoding, Pooling, Task};
 use crate::train::memory::{largest_tensor_bytes, sequences_per_example};
 use crate::train::{Job, Precision, TrainConfig, resolve_precision};
 
 /// LoRA and DoRA at each of `ranks`.
-pub fn lora_dora_grid(ranks: &[usize]) -> Vec<(String, usize)> {
-    ["lora", "dora"]
-        .iter()
-        .flat_map(|a| ranks.iter().map(move |&r| (a.to_string(), r)))
+pub fn lora_dora_grid(ranks: &[usize]) -> Vec<(AdapterKind, usize)> {
+    [AdapterKind::Lora, AdapterKind::Dora]
+        .into_iter()
+        .flat_map(|a| ranks.iter().map(move |&r| (a, r)))
         .collect()
 }
 
 /// Starts training the `(adapter, rank)` grid in the background, unless a job is running.
-pub fn start_job(grid: Vec<(String, usize)>) {
+pub fn start_job(grid: Vec<(AdapterKind, usize)>) {
     if STATE.with(|s| s.borrow().busy) {
         return;
     }
@@ -121,7 +122,7 @@ fn check_buffer(g: &GpuInfo, model: &ModelBytes, cfg: &TrainConfig) -> Result<()
 }
 
 /// Trains one configuration per (adapter, rank) in `grid` and records each run.
-async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
+async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
     let g = gpu().await;
     let model = match STATE.with(|s| s.borrow().model.clone()) {
         Some(m) => m,
@@ -170,14 +171,14 @@ async fn train_grid(grid: Vec<(String, usize)>) -> Result<()> {
         let mut cfg = form.clone();
         if let Some(lora) = &mut cfg.adapter {
             lora.r = r;
-            lora.use_dora = adapter == "dora";
+            lora.use_dora = adapter == AdapterKind::Dora;
         }
         cfg.validate()?;
         // Seeded as the CLI seeds (`cli::devices`): the plain device and its autodiff twin.
         g.device.seed(cfg.seed);
         let device = g.device.clone().autodiff();
         device.seed(cfg.seed);
-        let label = format!("{adapter} r={r}");
+        let label = format!("{} r={r}", adapter.name());
         status(&format!("{label}: building the model ..."));
         let bert = pretrained.encoder(&model.weights, "model.safetensors", &device)?;
         let (train, dev) = (vec![train.clone()], vec![dev.clone()]);
