@@ -4,7 +4,7 @@
 //! (PEFT's `layer.py` / `dora.py`) is [`crate::model::lora`], below this module.
 
 pub mod peft;
-mod peft_load;
+pub mod peft_load;
 
 use crate::model::lora::AdapterKind;
 

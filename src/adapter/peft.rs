@@ -7,13 +7,11 @@
 
 use serde_json::{Value, json};
 
+pub use super::peft_load::{Classifier, LoadedAdapter, PEFT_PREFIX};
 use super::{Bias, LoraConfig};
 use crate::error::{Error, Result};
 use crate::model::Bert;
 use crate::model::weights::{ReadBack, f32_safetensors};
-
-/// Prefix PEFT puts before module names of a wrapped `BertModel`.
-pub const PEFT_PREFIX: &str = "base_model.model.";
 
 /// Serialises `cfg` as PEFT's `adapter_config.json` (`peft_type: LORA`; `all-linear` written as
 /// the explicit module list so PEFT adapts exactly the same modules).
@@ -423,32 +421,19 @@ pub async fn adapter_tensors(bert: &Bert, prefix: &str) -> Result<crate::model::
     Ok(tensors)
 }
 
-/// An adapter loaded from PEFT's files.
-#[derive(Debug)]
-pub struct LoadedAdapter {
-    /// The encoder with the adapters attached.
-    pub bert: Bert,
-    /// The adapter's configuration.
-    pub cfg: LoraConfig,
-    /// What the user should know: modules `target_modules` selects in this model that the
-    /// file has no tensors for (PEFT leaves those at their no-op initialisation).
-    pub notes: Vec<String>,
-    /// A sequence-classification adapter's saved `classifier` (`modules_to_save`): weight
-    /// `[labels, hidden]` (PyTorch layout) and bias `[labels]`, row-major.
-    pub classifier: Option<Classifier>,
+/// Attaches the adapters stored in PEFT format to `bert`: `config_json` parsed as
+/// [`parse_adapter_config`], then the tensors of `safetensors_bytes` loaded as
+/// [`super::peft_load::load_tensors`] describes (PEFT 0.21.2's loading rules).
+///
+/// # Errors
+/// [`Error::Config`] for a bad `adapter_config.json`; as [`super::peft_load::load_tensors`].
+pub fn load_adapter(
+    bert: Bert,
+    config_json: &str,
+    config_source: &str,
+    safetensors_bytes: &[u8],
+    weights_source: &str,
+) -> Result<LoadedAdapter> {
+    let cfg = parse_adapter_config(config_json, config_source)?;
+    super::peft_load::load_tensors(bert, cfg, config_source, safetensors_bytes, weights_source)
 }
-
-/// The saved classifier of a sequence-classification adapter.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Classifier {
-    /// `[labels, hidden]`, row-major (PyTorch's `nn.Linear` layout).
-    pub weight: Vec<f32>,
-    /// `[labels]`.
-    pub bias: Vec<f32>,
-    /// Number of labels (1: regression, as transformers' `num_labels == 1`).
-    pub labels: usize,
-    /// Its input width (the hidden size).
-    pub hidden: usize,
-}
-
-pub use super::peft_load::load_adapter;

@@ -7,12 +7,42 @@ use std::collections::BTreeMap;
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::peft::{Classifier, LoadedAdapter, PEFT_PREFIX, parse_adapter_config};
 use super::{Bias, LoraConfig, Target, select_targets};
 use crate::error::{Error, Result};
 use crate::model::lora::AdapterKind;
 use crate::model::weights::{Checkpoint, transpose};
 use crate::model::{AdaptedLinear, Bert};
+
+/// Prefix PEFT puts before module names of a wrapped `BertModel`.
+pub const PEFT_PREFIX: &str = "base_model.model.";
+
+/// An adapter loaded from PEFT's files.
+#[derive(Debug)]
+pub struct LoadedAdapter {
+    /// The encoder with the adapters attached.
+    pub bert: Bert,
+    /// The adapter's configuration.
+    pub cfg: LoraConfig,
+    /// What the user should know: modules `target_modules` selects in this model that the
+    /// file has no tensors for (PEFT leaves those at their no-op initialisation).
+    pub notes: Vec<String>,
+    /// A sequence-classification adapter's saved `classifier` (`modules_to_save`): weight
+    /// `[labels, hidden]` (PyTorch layout) and bias `[labels]`, row-major.
+    pub classifier: Option<Classifier>,
+}
+
+/// The saved classifier of a sequence-classification adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classifier {
+    /// `[labels, hidden]`, row-major (PyTorch's `nn.Linear` layout).
+    pub weight: Vec<f32>,
+    /// `[labels]`.
+    pub bias: Vec<f32>,
+    /// Number of labels (1: regression, as transformers' `num_labels == 1`).
+    pub labels: usize,
+    /// Its input width (the hidden size).
+    pub hidden: usize,
+}
 
 /// What every pass reads: the file, the configuration and the names to quote in errors.
 struct Source<'a> {
@@ -24,7 +54,7 @@ struct Source<'a> {
     key_prefix: &'static str,
 }
 
-/// Attaches the adapters stored in PEFT format to `bert` (which must have none yet), as PEFT
+/// Attaches the adapter tensors stored in PEFT format to `bert` (which must have none yet), as PEFT
 /// loads them: modules selected by `target_modules` (or its regular expression), less
 /// `exclude_modules`, in `layers_to_transform`; each with its `rank_pattern` / `alpha_pattern`
 /// rank and alpha; `lora_B.bias` with `lora_bias`; the trained base biases of `bias: all` or
@@ -35,18 +65,17 @@ struct Source<'a> {
 /// module with none of its tensors in the file keeps no adapter (a note says which).
 ///
 /// # Errors
-/// [`Error::Config`] for a bad `adapter_config.json`; [`Error::Adapter`] when a target selects
+/// [`Error::Adapter`] when a target selects
 /// nothing, a module has some but not all of its tensors, a tensor's shape disagrees with its
 /// rank or the layer, or a tensor in the file is not used (a module the config does not select,
 /// a bias the config does not save, ...); [`Error::Safetensors`] for a malformed file.
-pub fn load_adapter(
+pub fn load_tensors(
     bert: Bert,
-    config_json: &str,
+    cfg: LoraConfig,
     config_source: &str,
     safetensors_bytes: &[u8],
     weights_source: &str,
 ) -> Result<LoadedAdapter> {
-    let cfg = parse_adapter_config(config_json, config_source)?;
     let ck = Checkpoint::parse(safetensors_bytes, weights_source, &[], "")?;
     let (mut unused, key_prefix) = index_keys(&ck);
     let src = Source {

@@ -18,6 +18,7 @@ pub mod random_model;
 mod run_dir;
 pub mod sweep;
 pub mod train;
+mod train_run;
 
 use std::path::PathBuf;
 

@@ -9,8 +9,8 @@ use clap::Args;
 use super::args::{AdapterArg, FormatArg, PairArg, PoolingArg, TaskArg, TaskTypeArg};
 use super::init_adapter::{init_adapter_config, init_adapter_weights, init_heads};
 use super::load::{load_model, load_own, load_split};
-use super::progress::{CliObserver, stop_on_signal};
 use super::run_dir::{ignored_on_resume, refuse_existing_run};
+use super::train_run::{Plan, announce, run_job};
 use super::{ModelArgs, PrecisionArg, devices, io};
 use crate::adapter::LoraConfig;
 use crate::data::table::Format;
@@ -332,8 +332,10 @@ impl TrainArgs {
     }
 }
 
-/// `lorabert train`: flags in, [`Job`] built from the files, trained with a [`CliObserver`].
-pub fn train(a: TrainArgs) -> Result<super::Outcome> {
+/// Resolves the flags: the run's configuration (validated; the saved one with `--resume`), the
+/// model (a resumed run's own unless `--model`), the data folder, the device and precision, and
+/// the applied-twice check of `--init-adapter` (ripgrep's `LowArgs -> HiArgs`).
+fn plan(a: &TrainArgs) -> Result<Plan> {
     let (mut cfg, out, resumed_model) = a.run_config()?;
     cfg.validate()?;
     // A resumed run uses the model it began with (recorded in its state) unless told otherwise.
@@ -364,44 +366,60 @@ pub fn train(a: TrainArgs) -> Result<super::Outcome> {
     let (_, device) = devices(a.model.backend, cfg.seed)?;
     cfg.precision = precision_or_refuse(cfg.precision, &device, a.exact_precision)?;
     // A fresh run from --init-adapter starts from its weights; a resumed one from its own.
-    let init = a.init_adapter.as_deref().filter(|_| a.resume.is_none());
-    if let Some(dir) = init {
+    let init = a.init_adapter.clone().filter(|_| a.resume.is_none());
+    if let Some(dir) = &init {
         super::load::refuse_applying_twice(
             &model_dir,
             &super::load::checkpoint_dir(dir)?,
             a.model.force,
         )?;
     }
+    Ok(Plan {
+        cfg,
+        out,
+        model_dir,
+        data_dir,
+        device,
+        init,
+        resume_hint,
+    })
+}
+
+/// Reads the model and data of `plan` and builds the [`Job`] (with `--init-adapter`'s weights
+/// and heads) for `backend`.
+fn build_job(plan: &Plan, backend: &str) -> Result<(Job, Pretrained)> {
+    let mut cfg = plan.cfg.clone();
+    let (model, mut bert) = load_model(&plan.model_dir, None, cfg.max_len, &plan.device)?;
+    if let Some(dir) = &plan.init {
+        bert = init_adapter_weights(dir, bert)?;
+    }
+    let (train, dev, summary) = load_all_data(&mut cfg, plan.data_dir.as_deref(), &model)?;
+    let mut job = Job::new(cfg, &model, bert, train, dev, backend, &plan.device)?;
+    job.info.data = summary;
+    if let Some(dir) = &plan.init {
+        init_heads(&mut job, dir)?;
+    }
+    Ok((job, model))
+}
+
+/// `lorabert train`: flags in ([`plan`]), the [`Job`] built from the files ([`build_job`]),
+/// trained with a [`super::progress::CliObserver`] ([`run_job`]).
+pub fn train(a: TrainArgs) -> Result<super::Outcome> {
+    let plan = plan(&a)?;
     if a.check_only {
-        let (model, mut bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
-        if let Some(dir) = init {
-            bert = init_adapter_weights(dir, bert)?;
-        }
-        let (train, dev, _) = load_all_data(&mut cfg, data_dir.as_deref(), &model)?;
-        let mut job = Job::new(cfg, &model, bert, train, dev, "check", &device)?;
-        if let Some(dir) = init {
-            init_heads(&mut job, dir)?;
-        }
+        build_job(&plan, "check")?;
         eprintln!("the options and data are fine (--check-only: nothing trained or written)");
         return Ok(super::Outcome::Finished);
     }
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let out = &plan.out;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     // One run per output folder: a second `train` (or an orphaned sweep child) is refused.
-    let lock = io::lock_dir(&out)?;
+    let lock = io::lock_dir(out)?;
     if a.resume.is_none() && !a.overwrite {
-        refuse_existing_run(&out, &resume_hint)?;
+        refuse_existing_run(out, &plan.resume_hint)?;
     }
-    let (model, mut bert) = load_model(&model_dir, None, cfg.max_len, &device)?;
-    if let Some(dir) = init {
-        bert = init_adapter_weights(dir, bert)?;
-    }
-    let (train, dev, summary) = load_all_data(&mut cfg, data_dir.as_deref(), &model)?;
     let backend = a.model.backend.describe();
-    let mut job = Job::new(cfg, &model, bert, train, dev, backend, &device)?;
-    job.info.data = summary;
-    if let Some(dir) = init {
-        init_heads(&mut job, dir)?;
-    }
+    let (mut job, model) = build_job(&plan, backend)?;
     if !a.skip_memory_check {
         check_memory(&model.cfg, &job.trainer.cfg, job.params())?;
     }
@@ -417,58 +435,10 @@ pub fn train(a: TrainArgs) -> Result<super::Outcome> {
             t.total_steps
         );
     }
-    let cfg = job.trainer.cfg.clone();
-    let counts = job.params();
-    eprintln!(
-        "training {} on {} with {} (trainable {} of {} parameters), {} steps on {} in {}; output {}",
-        cfg.tasks
-            .iter()
-            .map(|t| match (t, &cfg.own) {
-                (Task::Own, Some(o)) => o.name.as_str(),
-                _ => t.name(),
-            })
-            .collect::<Vec<_>>()
-            .join("+"),
-        model_dir.display(),
-        cfg.adapter_name(),
-        counts.trainable,
-        counts.total,
-        job.trainer.total_steps,
-        backend,
-        cfg.precision.name(),
-        out.display()
-    );
-    let mut obs = CliObserver::new(out.clone(), stop_on_signal()?);
-    let results = match pollster::block_on(job.run(&mut obs)) {
-        Ok(r) => r,
-        Err(
-            e @ crate::Error::NonFinite {
-                last_checkpoint_step: Some(_),
-                ..
-            },
-        ) => {
-            bail!(
-                "{e} (saved in {}); fix the cause, then continue with `{resume_hint}`, or rerun with --skip-nonfinite",
-                out.join("resume").display(),
-            )
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if !results.finished {
-        if let Some(bar) = obs.bar.take() {
-            bar.abandon();
-        }
-        eprintln!(
-            "stopped at step {}; checkpoint in {}; continue with `{resume_hint}`",
-            results.steps,
-            out.join("resume").display(),
-        );
-        drop(lock);
-        return Ok(super::Outcome::Stopped);
-    }
-    let _ = std::fs::remove_dir_all(out.join("resume"));
-    summarize(&results, &cfg, &out);
-    Ok(super::Outcome::Finished)
+    announce(&job, &plan, backend);
+    let outcome = run_job(job, &plan)?;
+    drop(lock);
+    Ok(outcome)
 }
 
 /// The run's data: its own files (resolving `cfg.own`) or the minBERT files of its tasks in
@@ -548,29 +518,6 @@ fn load_data(
         }
     }
     Ok((train, dev))
-}
-
-/// The end-of-run summary: truncations, skipped batches, f16 overflows, the best epoch.
-fn summarize(results: &RunResults, cfg: &TrainConfig, out: &Path) {
-    if results.truncated_examples > 0 || results.skipped_batches > 0 {
-        eprintln!(
-            "{} examples were truncated to --max-len {}; {} batches skipped as non-finite",
-            results.truncated_examples, cfg.max_len, results.skipped_batches
-        );
-    }
-    if let Some(s) = results.loss_scaler.filter(|s| s.overflow_steps > 0) {
-        eprintln!(
-            "f16: {} steps skipped for gradient overflow (loss scale now {})",
-            s.overflow_steps, s.scale
-        );
-    }
-    if let Some(b) = &results.best {
-        eprintln!(
-            "best epoch {}: {b}; checkpoint in {}",
-            results.best_epoch.unwrap_or(0),
-            out.join("best").display()
-        );
-    }
 }
 
 /// Fails before training when the estimated peak memory of the worst-case batch (every sequence

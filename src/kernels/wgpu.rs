@@ -5,9 +5,6 @@
 
 use super::DORA_NORM_EPS_SQ;
 use super::fused::cast_to;
-pub(crate) use super::wgpu_elementwise::{
-    copy_new, dropout_hashed, layer_norm_rows, layer_norm_rows_backward,
-};
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;

@@ -13,7 +13,7 @@
 //! bindings are still read from each kernel's WGSL, so a kernel with read-only inputs would be
 //! checked by the same rule. A launch that would bind one allocation twice (the Gram product
 //! `Aᵀ·A` of the DoRA row norm) binds a copy instead
-//! ([`super::wgpu::copy_new`], in `wgpu_matmul::matmul`).
+//! (`wgpu_elementwise::copy_new`, in `wgpu_matmul::matmul`).
 
 use burn::backend::wgpu::{CubeTensor, KernelSource};
 use cubecl::prelude::KernelId;

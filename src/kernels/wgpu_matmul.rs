@@ -1,8 +1,9 @@
 //! The matrix products of [`crate::kernels::matmul`] on wgpu devices: `shaders/matmul_vec4.wgsl`
 //! and `shaders/matmul.wgsl`, launched through [`super::wgpu`]'s helpers (see [`matmul`]).
 
-use super::wgpu::{act_template, copy_new, launch, output};
+use super::wgpu::{act_template, launch, output};
 use super::wgpu_bindings::BindingSpan;
+use super::wgpu_elementwise::copy_new;
 use burn::backend::wgpu::{CubeTensor, KernelSource, SourceTemplate, into_contiguous};
 use burn::tensor::{DType, Shape};
 use cubecl::CubeCount;

@@ -36,7 +36,7 @@ impl FusedBackend for Cube {
 
     fn dropout_mask(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self> {
         if use_wgsl(&x) {
-            return crate::kernels::wgpu::dropout_hashed(x, seed, keep);
+            return crate::kernels::wgpu_elementwise::dropout_hashed(x, seed, keep);
         }
         dropout_ops::<Self>(x, seed, keep)
     }
@@ -88,7 +88,7 @@ impl FusedBackend for Cube {
         eps: f64,
     ) -> FloatTensor<Self> {
         if use_wgsl(&x) {
-            return crate::kernels::wgpu::layer_norm_rows(x, gamma, beta, eps);
+            return crate::kernels::wgpu_elementwise::layer_norm_rows(x, gamma, beta, eps);
         }
         // f16 rows are normalised in f32 (their squares can overflow f16), as autocast.
         let dtype = x.dtype();
@@ -127,7 +127,7 @@ impl FusedBackend for Cube {
         eps: f64,
     ) -> FloatTensor<Self> {
         if use_wgsl(&x) {
-            return crate::kernels::wgpu::layer_norm_rows_backward(x, gamma, grad, eps);
+            return crate::kernels::wgpu_elementwise::layer_norm_rows_backward(x, gamma, grad, eps);
         }
         Self::layer_norm_last_backward(x, gamma, grad, eps).0
     }
