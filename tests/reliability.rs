@@ -334,6 +334,21 @@ fn an_adapter_is_not_applied_twice() {
         )
     };
     let p = |x: &Path| x.to_str().unwrap().to_string();
+    // `predict --model MODEL --checkpoint CK --sentence "A fine film." EXTRA..`.
+    let predict = |model: &Path, ck: &Path, extra: &[&str]| {
+        let (model, ck) = (p(model), p(ck));
+        let mut args = vec![
+            "predict",
+            "--model",
+            &model,
+            "--checkpoint",
+            &ck,
+            "--sentence",
+            "A fine film.",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
     let (ok, _, e) = run(&[
         "merge",
         "--model",
@@ -364,26 +379,10 @@ fn an_adapter_is_not_applied_twice() {
         !ok && e.contains("already holds this adapter") && e.contains("--force"),
         "{e}"
     );
-    let (ok, _, e) = run(&[
-        "predict",
-        "--model",
-        &p(&merged),
-        "--checkpoint",
-        &p(&a),
-        "--sentence",
-        "A fine film.",
-    ]);
+    let (ok, _, e) = predict(&merged, &a, &[]);
     assert!(!ok && e.contains("already holds this adapter"), "{e}");
     // Another adapter trained on the same base: refused too.
-    let (ok, _, e) = run(&[
-        "predict",
-        "--model",
-        &p(&merged),
-        "--checkpoint",
-        &p(&b),
-        "--sentence",
-        "A fine film.",
-    ]);
+    let (ok, _, e) = predict(&merged, &b, &[]);
     assert!(!ok && e.contains("the adapter was trained on"), "{e}");
     // An adapter trained on a copy of the base under another name: the same weights (the
     // merge recorded their SHA-256), refused too.
@@ -398,38 +397,13 @@ fn an_adapter_is_not_applied_twice() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (ok, _, e) = run(&[
-        "predict",
-        "--model",
-        &p(&merged),
-        "--checkpoint",
-        &p(&c),
-        "--sentence",
-        "A fine film.",
-    ]);
+    let (ok, _, e) = predict(&merged, &c, &[]);
     assert!(!ok && e.contains("the adapter was trained on"), "{e}");
     // --force applies it, with a warning.
-    let (ok, _, e) = run(&[
-        "predict",
-        "--model",
-        &p(&merged),
-        "--checkpoint",
-        &p(&a),
-        "--sentence",
-        "A fine film.",
-        "--force",
-    ]);
+    let (ok, _, e) = predict(&merged, &a, &["--force"]);
     assert!(ok && e.contains("warning (--force)"), "{e}");
     // The run on its base and the merged folder's own heads predict alike.
-    let (ok, base_out, e) = run(&[
-        "predict",
-        "--model",
-        &p(&model),
-        "--checkpoint",
-        &p(&a),
-        "--sentence",
-        "A fine film.",
-    ]);
+    let (ok, base_out, e) = predict(&model, &a, &[]);
     assert!(ok, "{e}");
     let (ok, merged_out, e) = run(&[
         "predict",

@@ -345,6 +345,11 @@ pub async fn store_checkpoint(id: &str, files: &Files) -> Result<()> {
     Ok(())
 }
 
+/// Deletes the checkpoint stored for run `id` ([`store_checkpoint`]).
+pub async fn delete_checkpoint(id: &str) {
+    delete_folder(&checkpoint_folder(id)).await;
+}
+
 /// The checkpoint stored for run `id` ([`store_checkpoint`]), if every file is there intact.
 pub async fn load_checkpoint(id: &str) -> Option<Files> {
     let cache = open().await?;

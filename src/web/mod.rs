@@ -231,9 +231,20 @@ pub fn start() {
         report(results_csv(&rows()).and_then(|b| download("lorabert-results.csv", &b, "text/csv")))
     });
     on_click("clear", || {
-        STATE.with(|s| s.borrow_mut().runs.clear());
+        // The runs' kept checkpoints go with them (they would otherwise fill the store unseen).
+        let ids: Vec<String> = STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            s.adapter_files = None;
+            s.runs.drain(..).filter_map(|r| r.checkpoint).collect()
+        });
         save_runs();
         render_runs(&[]);
+        spawn_local(async move {
+            for id in ids {
+                cache::delete_checkpoint(&id).await;
+            }
+            cache::render_stored().await;
+        });
     });
     status("ready: pick a model and data, then press Start");
 }

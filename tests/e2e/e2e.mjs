@@ -416,6 +416,15 @@ try {
   await lost.screenshot({ path: `${out}/e2e-device-lost.png`, fullPage: true });
   await lost.close();
 
+  // Clear results removes the runs and the checkpoints the browser kept for them.
+  const storedCheckpoints = () => page.evaluate(() => [...document.querySelectorAll('#stored tr')].filter((r) => r.textContent.includes('checkpoints/')).length);
+  await page.evaluate(() => { document.querySelector('#model-section details').open = true; });
+  const keptBefore = await storedCheckpoints();
+  await page.click('#clear');
+  await page.waitForFunction((n) => [...document.querySelectorAll('#stored tr')].filter((r) => r.textContent.includes('checkpoints/')).length < n,
+    keptBefore, { timeout: 30_000, polling: 200 });
+  check(await page.locator('#results tr').count() <= 1, `Clear results removes the runs and their kept checkpoints (${keptBefore} -> ${await storedCheckpoints()} stored)`);
+
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${shots}/phone.png`, fullPage: false });
   console.log('E2E PASS');
