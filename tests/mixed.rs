@@ -43,11 +43,10 @@ fn data(n: usize) -> TaskData {
         })
         .collect();
     TaskData {
-        task: Task::Sst,
+        kind: lorabert::tasks::kinds::minbert(Task::Sst),
         examples,
         truncated: 0,
         skipped_rows: 0,
-        own: None,
     }
 }
 

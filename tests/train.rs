@@ -69,11 +69,10 @@ fn synthetic(task: Task, n: usize, seed: u64) -> TaskData {
         });
     }
     TaskData {
-        task,
+        kind: lorabert::tasks::kinds::minbert(task),
         examples,
         truncated: 0,
         skipped_rows: 0,
-        own: None,
     }
 }
 

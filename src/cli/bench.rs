@@ -145,16 +145,17 @@ fn synthetic_batch(b: usize, s: usize, device: &Device) -> TaskBatch {
     let ids: Vec<i64> = (0..b * s)
         .map(|i| 1000 + ((i * 7919) % 20000) as i64)
         .collect();
-    TaskBatch::Sst {
+    TaskBatch {
+        kind: crate::tasks::kinds::minbert(Task::Sst),
         x: BatchTensors {
             ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), device),
             type_ids: Tensor::<2, Int>::zeros([b, s], device),
             mask: Tensor::<2>::ones([b, s], device),
         },
-        labels: Tensor::<1, Int>::from_data(
+        targets: crate::tasks::Targets::Classes(Tensor::<1, Int>::from_data(
             TensorData::new((0..b as i64).map(|i| i % 5).collect::<Vec<_>>(), [b]),
             device,
-        ),
+        )),
     }
 }
 

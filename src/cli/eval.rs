@@ -10,7 +10,7 @@ use super::{CheckpointArgs, ModelArgs, devices, io};
 use crate::model::Pretrained;
 use crate::tasks::minbert::Split;
 use crate::tasks::own::{self, OwnRow, OwnRows};
-use crate::tasks::{HeadsConfig, MultitaskModel, Task, TaskData};
+use crate::tasks::{HeadsConfig, MultitaskModel, TaskData};
 use crate::train::evaluate::PredictionRow;
 use crate::train::{evaluate, predict as predict_task};
 
@@ -160,17 +160,15 @@ pub fn write_predictions(
     split_name: &str,
     p: &crate::train::Predictions,
 ) -> Result<()> {
-    let (file, header) = match p.task {
-        Task::Sst => ("sst", "Predicted_Sentiment"),
-        Task::Para => ("para", "Predicted_Is_Paraphrase"),
-        Task::Sts => ("sts", "Predicted_Similiarity"),
-        Task::Own => bail!("own-data predictions are written by --input/--output"),
+    let Some((file, header)) = p.kind.minbert_output() else {
+        bail!("own-data predictions are written by --input/--output");
     };
     let mut csv = format!("id,{header}\n");
     for (id, v) in p.ids.iter().zip(p.labels()) {
-        match p.task {
-            Task::Sts => csv.push_str(&format!("{id},{v:.4}\n")),
-            _ => csv.push_str(&format!("{id},{}\n", v as i64)),
+        if p.kind.real_valued() {
+            csv.push_str(&format!("{id},{v:.4}\n"));
+        } else {
+            csv.push_str(&format!("{id},{}\n", v as i64));
         }
     }
     let path = out.join(format!("{file}-{split_name}-output.csv"));

@@ -22,8 +22,8 @@ use crate::tasks::own::{OwnTask, TaskKind};
 use crate::tasks::{Task, TaskData};
 use crate::train::RunResults;
 use crate::train::artifacts::names;
-use crate::train::evaluate::own_metrics;
-use crate::train::{DevMetrics, Predictions, predict, score};
+use crate::train::evaluate::record;
+use crate::train::{DevMetrics, Predictions, predict};
 
 /// `lorabert sweep`.
 #[derive(Args, Debug)]
@@ -536,7 +536,7 @@ fn average(preds: &[Predictions]) -> Predictions {
         }
     }
     Predictions {
-        task: preds[0].task,
+        kind: preds[0].kind.clone(),
         ids: preds[0].ids.clone(),
         values,
         width: preds[0].width,
@@ -592,7 +592,7 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     if a.checkpoints.len() < 2 {
         bail!("an ensemble needs at least two --checkpoint folders");
     }
-    let own_task = ensemble_task(&a)?;
+    ensemble_task(&a)?;
     let (device, _) = super::devices(a.model.backend, 0)?;
     let data_dir = match &a.validation_file {
         None => Some(io::resolve_data(a.data.as_deref())?),
@@ -628,10 +628,7 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
                 ),
             };
             let p = pollster::block_on(predict(&model, &dev, a.batch_size, pad))?;
-            match &heads.own {
-                Some(o) => m.own = Some(own_metrics(&p, &dev, o)),
-                None => m.record(task, score(&p, &dev)),
-            }
+            record(&mut m, &p, &dev);
             dev_preds.entry(task).or_default().push(p);
             dev_gold.entry(task).or_insert(dev);
             let Some(data_dir) = &data_dir else { continue };
@@ -661,10 +658,7 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     let mut ens = DevMetrics::default();
     for (task, preds) in &dev_preds {
         let (avg, gold) = (average(preds), &dev_gold[task]);
-        match &own_task {
-            Some(o) => ens.own = Some(own_metrics(&avg, gold, o)),
-            None => ens.record(*task, score(&avg, gold)),
-        }
+        record(&mut ens, &avg, gold);
     }
     eprintln!("ensemble of {}: {ens}", a.checkpoints.len());
     let json = serde_json::json!({

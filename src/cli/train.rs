@@ -20,7 +20,7 @@ use crate::tasks::own::{DataSpec, DataSummary, TaskType};
 use crate::tasks::{PairEncoding, Pooling, Task, TaskData};
 use crate::train::memory::{estimate_training_bytes, largest_batch, sequences_per_example};
 use crate::train::resume::{ResumeState, names as resume_names};
-use crate::train::{Job, Precision, RunResults, TrainConfig, resolve_precision};
+use crate::train::{Job, Precision, RunResults, TrainConfig, ValidConfig, resolve_precision};
 
 /// `lorabert train`.
 #[derive(Args, Debug)]
@@ -336,8 +336,8 @@ impl TrainArgs {
 /// model (a resumed run's own unless `--model`), the data folder, the device and precision, and
 /// the applied-twice check of `--init-adapter` (ripgrep's `LowArgs -> HiArgs`).
 fn plan(a: &TrainArgs) -> Result<Plan> {
-    let (mut cfg, out, resumed_model) = a.run_config()?;
-    cfg.validate()?;
+    let (cfg, out, resumed_model) = a.run_config()?;
+    let mut cfg = cfg.validated()?;
     // A resumed run uses the model it began with (recorded in its state) unless told otherwise.
     let model_arg = a.model.model.clone().or_else(|| {
         resumed_model
@@ -364,7 +364,11 @@ fn plan(a: &TrainArgs) -> Result<Plan> {
     };
     // Before the output folder exists: a refused --exact-precision leaves nothing behind.
     let (_, device) = devices(a.model.backend, cfg.seed)?;
-    cfg.precision = precision_or_refuse(cfg.precision, &device, a.exact_precision)?;
+    cfg.set_precision(precision_or_refuse(
+        cfg.precision,
+        &device,
+        a.exact_precision,
+    )?);
     // A fresh run from --init-adapter starts from its weights; a resumed one from its own.
     let init = a.init_adapter.clone().filter(|_| a.resume.is_none());
     if let Some(dir) = &init {
@@ -444,14 +448,14 @@ pub fn train(a: TrainArgs) -> Result<super::Outcome> {
 /// The run's data: its own files (resolving `cfg.own`) or the minBERT files of its tasks in
 /// `minbert_dir`; with own data's summary for the record.
 fn load_all_data(
-    cfg: &mut TrainConfig,
+    cfg: &mut ValidConfig,
     minbert_dir: Option<&Path>,
     model: &Pretrained,
 ) -> Result<(Vec<TaskData>, Vec<TaskData>, Option<DataSummary>)> {
     match (&cfg.data, minbert_dir) {
         (Some(spec), _) => {
             let own = load_own(spec, cfg, model)?;
-            cfg.own = Some(own.task);
+            cfg.set_own(own.task);
             Ok((vec![own.train], vec![own.dev], Some(own.summary)))
         }
         (None, Some(dir)) => {
@@ -512,7 +516,7 @@ fn load_data(
         if d.skipped_rows > 0 {
             eprintln!(
                 "{}: skipped {} rows without a label",
-                d.task.name(),
+                d.kind.name(),
                 d.skipped_rows
             );
         }

@@ -8,14 +8,13 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 
 use super::progress::{CliObserver, stop_on_signal};
-use crate::tasks::Task;
-use crate::train::{Job, RunResults, TrainConfig};
+use crate::train::{Job, RunResults, TrainConfig, ValidConfig};
 
 /// What the flags resolve to before any file is read: the validated configuration, folders,
 /// device, and the command to resume with.
 pub(super) struct Plan {
-    /// The run's configuration (the saved one with `--resume`).
-    pub(super) cfg: TrainConfig,
+    /// The run's configuration (the saved one with `--resume`), validated.
+    pub(super) cfg: ValidConfig,
     /// The run folder.
     pub(super) out: PathBuf,
     /// The base model's folder.
@@ -36,14 +35,7 @@ pub(super) fn announce(job: &Job, plan: &Plan, backend: &str) {
     let counts = job.params();
     eprintln!(
         "training {} on {} with {} (trainable {} of {} parameters), {} steps on {} in {}; output {}",
-        cfg.tasks
-            .iter()
-            .map(|t| match (t, &cfg.own) {
-                (Task::Own, Some(o)) => o.name.as_str(),
-                _ => t.name(),
-            })
-            .collect::<Vec<_>>()
-            .join("+"),
+        cfg.task_names(),
         plan.model_dir.display(),
         cfg.adapter_name(),
         counts.trainable,

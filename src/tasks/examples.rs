@@ -1,9 +1,11 @@
 //! Tokenised, task-typed examples and their device batches.
 
+use std::sync::Arc;
+
 use burn::tensor::Device;
 
-use super::own::TaskKind;
-use super::{OwnLabels, PairEncoding, Task, TaskBatch, float_labels, int_labels};
+use super::kind::Kind;
+use super::{PairEncoding, Task, TaskBatch, kinds};
 use crate::data::{Dataset, PairExample, SstExample, TokenBatch};
 use crate::error::Result;
 use crate::model::{BertTokenizer, Encoded};
@@ -37,19 +39,22 @@ impl Prepared {
 /// The tokenised examples of one task and split.
 #[derive(Debug, Clone)]
 pub struct TaskData {
-    /// The task.
-    pub task: Task,
+    /// The task kind.
+    pub kind: Arc<dyn Kind>,
     /// Examples in file order.
     pub examples: Vec<Prepared>,
     /// How many examples were truncated to `max_len`.
     pub truncated: usize,
     /// Rows skipped by the reader (missing label).
     pub skipped_rows: usize,
-    /// For [`Task::Own`]: classes or regression (the other tasks say it themselves).
-    pub own: Option<TaskKind>,
 }
 
 impl TaskData {
+    /// The task slot of its kind.
+    pub fn task(&self) -> Task {
+        self.kind.task()
+    }
+
     /// Tokenises SST sentences.
     ///
     /// # Errors
@@ -72,11 +77,10 @@ impl TaskData {
             });
         }
         Ok(TaskData {
-            task: Task::Sst,
+            kind: kinds::minbert(Task::Sst),
             examples,
             truncated,
             skipped_rows: ds.skipped_lines.len(),
-            own: None,
         })
     }
 
@@ -107,11 +111,10 @@ impl TaskData {
             });
         }
         Ok(TaskData {
-            task,
+            kind: kinds::minbert(task),
             examples,
             truncated,
             skipped_rows: ds.skipped_lines.len(),
-            own: None,
         })
     }
 
@@ -120,9 +123,10 @@ impl TaskData {
         self.examples.iter().map(Prepared::len).collect()
     }
 
-    /// Builds the device batch of examples `idx`. Labels: SST class ids; paraphrase 0/1; STS
-    /// `similarity / 5` (the scale of the cosine / regression output); own data class ids or
-    /// the regression value.
+    /// Builds the device batch of examples `idx`: the tokens (a bi-encoded pair's first
+    /// sentences, then its second sentences) and the kind's targets
+    /// ([`Kind::targets`]: SST class ids; paraphrase 0/1; STS `similarity / 5`, the scale of
+    /// the cosine or regression output; own data class ids or the regression value).
     ///
     /// # Panics
     /// When an index in `idx` is out of range.
@@ -130,50 +134,10 @@ impl TaskData {
         let exs: Vec<&Prepared> = idx.iter().map(|&i| &self.examples[i]).collect();
         let mut encs: Vec<&Encoded> = exs.iter().map(|e| &e.a).collect();
         encs.extend(exs.iter().filter_map(|e| e.b.as_ref()));
-        let x = TokenBatch::from_encoded(&encs, pad_id).to_tensors(device);
-        let classes = || {
-            let labels: Vec<usize> = exs
-                .iter()
-                .map(|e| {
-                    if e.label.is_finite() {
-                        e.label as usize
-                    } else {
-                        0
-                    }
-                })
-                .collect();
-            int_labels(&labels, device)
-        };
-        let values = |div: f32| {
-            let labels: Vec<f32> = exs
-                .iter()
-                .map(|e| {
-                    if e.label.is_finite() {
-                        e.label / div
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            float_labels(&labels, device)
-        };
-        match self.task {
-            Task::Sst => TaskBatch::Sst {
-                x,
-                labels: classes(),
-            },
-            Task::Own => TaskBatch::Own {
-                x,
-                labels: match self.own {
-                    Some(TaskKind::Regression) => OwnLabels::Values(values(1.0)),
-                    _ => OwnLabels::Classes(classes()),
-                },
-            },
-            task => TaskBatch::Pair {
-                task,
-                x,
-                labels: values(if task == Task::Sts { 5.0 } else { 1.0 }),
-            },
+        TaskBatch {
+            kind: self.kind.clone(),
+            x: TokenBatch::from_encoded(&encs, pad_id).to_tensors(device),
+            targets: self.kind.targets(&exs, device),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! which split of a task, and the step from a file's bytes to tokenised [`TaskData`]. Both
 //! drivers find their files here (the CLI in a folder, the page at a URL or among picked files).
 
-use super::{PairEncoding, Task, TaskData};
-use crate::data::{PairLabel, read_pairs, read_sst};
+use super::{PairEncoding, Task, TaskData, kinds};
+use crate::data::{PairLabel, read_pairs};
 use crate::error::Result;
 use crate::model::BertTokenizer;
 
@@ -29,31 +29,22 @@ impl Split {
     }
 }
 
-/// The file names of `task`'s `split`, most preferred first (Quora training uses
-/// `quora-train.csv` when present, else the starter code's `quora-train-partial.csv`); none
-/// for own data.
+/// The file names of `task`'s `split`, most preferred first, as its kind says
+/// ([`Kind::preset_files`]); none for own data.
 pub fn file_names(task: Task, split: Split) -> &'static [&'static str] {
-    match (task, split) {
-        (Task::Sst, Split::Train) => &["ids-sst-train.csv"],
-        (Task::Sst, Split::Dev) => &["ids-sst-dev.csv"],
-        (Task::Sst, Split::Test) => &["ids-sst-test-student.csv"],
-        (Task::Para, Split::Train) => &["quora-train.csv", "quora-train-partial.csv"],
-        (Task::Para, Split::Dev) => &["quora-dev.csv"],
-        (Task::Para, Split::Test) => &["quora-test-student.csv"],
-        (Task::Sts, Split::Train) => &["sts-train.csv"],
-        (Task::Sts, Split::Dev) => &["sts-dev.csv"],
-        (Task::Sts, Split::Test) => &["sts-test-student.csv"],
-        (Task::Own, _) => &[],
+    match task {
+        Task::Own => &[],
+        t => kinds::minbert(t).preset_files(split),
     }
 }
 
 /// Reads `task`'s file of `split` from its bytes and tokenises its first `limit` rows (all
 /// without a limit); pairs as `encoding` says. Test files carry no labels. `source` (the file)
-/// is quoted in errors.
+/// is quoted in errors. The kind reads its file ([`Kind::read_preset`]).
 ///
 /// # Errors
 /// [`crate::Error::Data`] naming `source` and the line (see [`read_sst`], [`read_pairs`]);
-/// [`crate::Error::Tokenizer`] when tokenisation fails.
+/// [`crate::Error::Tokenizer`] when tokenisation fails; [`crate::Error::Invalid`] for own data.
 pub fn task_data(
     task: Task,
     split: Split,
@@ -63,20 +54,33 @@ pub fn task_data(
     encoding: PairEncoding,
     limit: Option<usize>,
 ) -> Result<TaskData> {
-    let labeled = split != Split::Test;
     match task {
-        Task::Sst => TaskData::sst(&read_sst(bytes, source, labeled)?, tok, limit),
-        Task::Para | Task::Sts => {
-            let label = match (labeled, task) {
-                (false, _) => PairLabel::None,
-                (true, Task::Para) => PairLabel::Paraphrase,
-                _ => PairLabel::Similarity,
-            };
-            let ds = read_pairs(bytes, source, label)?;
-            TaskData::pairs(task, &ds, tok, encoding, limit)
-        }
         Task::Own => Err(crate::Error::Invalid(
             "own data is read by tasks::own, not as a minBERT file".into(),
         )),
+        t => kinds::minbert(t).read_preset(split, bytes, source, tok, encoding, limit),
     }
+}
+
+/// Reads a minBERT pair file (Quora or STS) as `label` says and tokenises it for `task`.
+///
+/// # Errors
+/// As [`read_pairs`] and [`TaskData::pairs`].
+#[allow(clippy::too_many_arguments)]
+pub fn read_pair_file(
+    task: Task,
+    label: PairLabel,
+    bytes: &[u8],
+    source: &str,
+    tok: &BertTokenizer,
+    encoding: PairEncoding,
+    limit: Option<usize>,
+) -> Result<TaskData> {
+    TaskData::pairs(
+        task,
+        &read_pairs(bytes, source, label)?,
+        tok,
+        encoding,
+        limit,
+    )
 }

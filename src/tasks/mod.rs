@@ -1,4 +1,6 @@
-//! The tasks on one shared (adapted) encoder: heads, losses and metrics.
+//! The tasks on one shared (adapted) encoder: the task-kind extension point ([`kind::Kind`]),
+//! the kinds ([`kinds`], one file each), the encoder with its heads ([`MultitaskModel`]),
+//! pooling, losses and metrics.
 //!
 //! - SST: 5-way sentiment, a linear head on the pooled sentence, cross-entropy.
 //! - Paraphrase (Quora): binary, binary cross-entropy on one logit.
@@ -12,19 +14,24 @@
 //! `CosineSimilarityLoss`), or cross-encoded (`[CLS] a [SEP] b [SEP]`, one linear head).
 
 pub mod examples;
+pub mod kind;
+pub mod kinds;
 pub mod metrics;
 pub mod minbert;
 pub mod own;
 
 pub use examples::{Prepared, TaskData};
+pub use kind::{Kind, KindMetrics, PredictionRow, Targets};
 pub use metrics::{accuracy, overall_score, pearson};
+
+use std::sync::Arc;
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 
 use crate::model::dropout::Dropout;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::BatchTensors;
@@ -101,21 +108,29 @@ pub struct HeadsConfig {
     pub own: Option<own::OwnTask>,
 }
 
+impl HeadsConfig {
+    /// The kinds of its tasks, in the order of [`Task`] (SST, paraphrase, STS, own): the
+    /// order their heads are initialised and saved in.
+    ///
+    /// # Errors
+    /// As [`kinds::of`].
+    pub fn kinds(&self) -> Result<Vec<Arc<dyn Kind>>> {
+        let mut tasks = self.tasks.clone();
+        tasks.sort();
+        tasks.dedup();
+        tasks.into_iter().map(|t| kinds::of(t, self)).collect()
+    }
+}
+
 /// The shared encoder and the task heads; the module the optimiser updates.
 #[derive(Module, Debug)]
 pub struct MultitaskModel {
     /// The (adapted) encoder.
     pub bert: Bert,
-    /// SST head `[hidden → 5]`.
-    pub sst: Option<Linear>,
-    /// Paraphrase head: `[4·hidden → 1]` (bi) or `[hidden → 1]` (cross).
-    pub para: Option<Linear>,
-    /// STS head `[hidden → 1]` (cross only; bi uses the cosine).
-    pub sts: Option<Linear>,
-    /// Own-data head `[features → outputs]`: features `4·hidden` for bi-encoded pairs
-    /// (`[u, v, |u−v|, u⊙v]`), else `hidden`; outputs the number of classes, or 1 for
-    /// regression.
-    pub own: Option<Linear>,
+    /// The task heads, in the order of [`HeadsConfig::kinds`] (each `[in → out]` as its
+    /// kind's [`Kind::head`] says; a kind without a head has none here), named by
+    /// `head_names`.
+    pub heads: Vec<Linear>,
     /// Dropout before the heads.
     pub dropout: Dropout,
     /// Sentence pooling.
@@ -124,65 +139,28 @@ pub struct MultitaskModel {
     /// Pair encoding.
     #[module(skip)]
     pub pair_encoding: PairEncoding,
-    /// The own-data task of the `own` head.
+    /// The heads' names ([`Kind::head_name`]: `sst`, `para`, `sts`, `own`), in `heads` order.
     #[module(skip)]
-    pub own_task: Option<own::OwnTask>,
+    pub head_names: Vec<&'static str>,
 }
 
-/// A task batch on the device, with its labels.
+/// A task batch on the device: its kind, the tokens (bi-encoded pairs as `2·batch` sequences,
+/// all first sentences then all second sentences; cross-encoded pairs and single texts as
+/// `batch` sequences) and the kind's targets.
 #[derive(Debug, Clone)]
-pub enum TaskBatch {
-    /// SST sentences and labels `[batch]` (0..=4).
-    Sst {
-        /// Tokens.
-        x: BatchTensors,
-        /// Class ids.
-        labels: Tensor<1, Int>,
-    },
-    /// Sentence pairs: bi-encoded as one batch of `2·batch` sequences (all first sentences, then
-    /// all second sentences), or cross-encoded as `batch` pair sequences; labels `[batch]`.
-    Pair {
-        /// Which pair task.
-        task: Task,
-        /// Tokens.
-        x: BatchTensors,
-        /// Targets: 0/1 for paraphrase, `similarity / 5` for STS.
-        labels: Tensor<1>,
-    },
-    /// Own data: sentences (`batch` sequences) or pairs (as [`TaskBatch::Pair`]), with class
-    /// ids or regression targets `[batch]`.
-    Own {
-        /// Tokens.
-        x: BatchTensors,
-        /// Targets.
-        labels: OwnLabels,
-    },
-}
-
-/// The targets of an own-data batch.
-#[derive(Debug, Clone)]
-pub enum OwnLabels {
-    /// Class ids `[batch]`.
-    Classes(Tensor<1, Int>),
-    /// Regression targets `[batch]`.
-    Values(Tensor<1>),
+pub struct TaskBatch {
+    /// The task kind.
+    pub kind: Arc<dyn Kind>,
+    /// Tokens.
+    pub x: BatchTensors,
+    /// Targets `[batch]`.
+    pub targets: Targets,
 }
 
 impl TaskBatch {
     /// Examples in the batch (a pair counts once).
     pub fn examples(&self) -> usize {
-        match self {
-            TaskBatch::Sst { labels, .. } => labels.dims()[0],
-            TaskBatch::Pair { labels, .. } => labels.dims()[0],
-            TaskBatch::Own {
-                labels: OwnLabels::Classes(l),
-                ..
-            } => l.dims()[0],
-            TaskBatch::Own {
-                labels: OwnLabels::Values(l),
-                ..
-            } => l.dims()[0],
-        }
+        self.targets.len()
     }
 }
 
@@ -205,62 +183,63 @@ pub fn check_pooling(bert: &Bert, pooling: Pooling) -> Result<()> {
 }
 
 impl MultitaskModel {
-    /// Builds heads for `cfg.tasks` on `bert`, each `U(−1/√in, 1/√in)` for weight and bias (as
-    /// Burn's and PyTorch's default `Linear` init) from the host generator of
-    /// [`crate::model::init`], drawn in the order sst, para, sts, own.
-    pub fn new(bert: Bert, cfg: &HeadsConfig, device: &Device) -> Self {
-        let h = cfg.hidden_size;
-        let has = |t| cfg.tasks.contains(&t);
-        let para_in = match cfg.pair_encoding {
-            PairEncoding::Bi => 4 * h,
-            PairEncoding::Cross => h,
-        };
-        let head = |d_in: usize, d_out: usize| {
-            let (w, b) = crate::model::init::linear(d_in, d_out, device);
-            Linear {
-                weight: Param::from_tensor(w),
-                bias: Some(Param::from_tensor(b)),
+    /// Builds the heads of `cfg`'s task kinds ([`HeadsConfig::kinds`], in that order) on
+    /// `bert` ([`with_kinds`](Self::with_kinds)).
+    ///
+    /// # Errors
+    /// As [`HeadsConfig::kinds`].
+    pub fn new(bert: Bert, cfg: &HeadsConfig, device: &Device) -> Result<Self> {
+        Ok(Self::with_kinds(bert, &cfg.kinds()?, cfg, device))
+    }
+
+    /// Builds the heads of `kinds` (in that order; `cfg.tasks` is not read) on `bert`, each
+    /// `U(−1/√in, 1/√in)` for weight and bias (as Burn's and PyTorch's default `Linear` init)
+    /// from the host generator of [`crate::model::init`]; pooling, pair encoding, head dropout
+    /// and hidden size from `cfg`.
+    pub fn with_kinds(
+        bert: Bert,
+        kinds: &[Arc<dyn Kind>],
+        cfg: &HeadsConfig,
+        device: &Device,
+    ) -> Self {
+        let mut heads = Vec::new();
+        let mut head_names = Vec::new();
+        for kind in kinds {
+            if let Some([d_in, d_out]) = kind.head(cfg.hidden_size, cfg.pair_encoding) {
+                let (w, b) = crate::model::init::linear(d_in, d_out, device);
+                heads.push(Linear {
+                    weight: Param::from_tensor(w),
+                    bias: Some(Param::from_tensor(b)),
+                });
+                head_names.push(kind.head_name());
             }
-        };
-        let sst = has(Task::Sst).then(|| head(h, 5));
-        let para = has(Task::Para).then(|| head(para_in, 1));
-        let sts = (has(Task::Sts) && cfg.pair_encoding == PairEncoding::Cross).then(|| head(h, 1));
-        let own = cfg.own.as_ref().filter(|_| has(Task::Own)).map(|t| {
-            let d_in = if t.is_pair() { para_in } else { h };
-            head(d_in, t.kind.outputs())
-        });
+        }
         MultitaskModel {
             bert,
-            sst,
-            para,
-            sts,
-            own,
+            heads,
             dropout: Dropout::new(cfg.head_dropout),
             pooling: cfg.pooling,
             pair_encoding: cfg.pair_encoding,
-            own_task: cfg.own.clone().filter(|_| has(Task::Own)),
+            head_names,
         }
     }
 
-    /// The task heads under the names their tensors have in `heads.safetensors`: `sst`,
-    /// `para`, `sts`, `own`.
-    pub fn heads(&self) -> [(&'static str, &Option<Linear>); 4] {
-        [
-            ("sst", &self.sst),
-            ("para", &self.para),
-            ("sts", &self.sts),
-            ("own", &self.own),
-        ]
+    /// The head named `name` ([`Kind::head_name`]), if the model has it.
+    pub fn head(&self, name: &str) -> Option<&Linear> {
+        self.head_names
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| &self.heads[i])
     }
 
-    /// [`heads`](Self::heads), mutable.
-    pub fn heads_mut(&mut self) -> [(&'static str, &mut Option<Linear>); 4] {
-        [
-            ("sst", &mut self.sst),
-            ("para", &mut self.para),
-            ("sts", &mut self.sts),
-            ("own", &mut self.own),
-        ]
+    /// The task heads under the names their tensors have in `heads.safetensors`.
+    pub fn named_heads(&self) -> impl Iterator<Item = (&'static str, &Linear)> {
+        self.head_names.iter().copied().zip(&self.heads)
+    }
+
+    /// [`named_heads`](Self::named_heads), mutable.
+    pub fn named_heads_mut(&mut self) -> impl Iterator<Item = (&'static str, &mut Linear)> {
+        self.head_names.iter().copied().zip(&mut self.heads)
     }
 
     /// Encodes and pools: `[batch, seq]` tokens → `[batch, hidden]`.
@@ -280,101 +259,17 @@ impl MultitaskModel {
         }
     }
 
-    /// SST logits `[batch, 5]`.
-    ///
-    /// # Panics
-    /// If the model has no SST head (a programming error: heads follow the task list).
-    pub fn sst_logits(&self, x: &BatchTensors) -> Tensor<2> {
-        let head = self.sst.as_ref().expect("model has no SST head");
-        apply_head(head, self.dropout.forward(self.embed(x)))
+    /// Raw outputs `[batch, width]` of `kind` on `x` (logits, a score or a value; see
+    /// [`Kind::forward`]).
+    pub fn outputs(&self, kind: &dyn Kind, x: &BatchTensors) -> Tensor<2> {
+        kind.forward(self, self.head(kind.head_name()), x)
     }
 
-    /// Pair scores `[batch]`: paraphrase logits, or STS predictions (cosine in `[-1, 1]` for
-    /// bi-encoding, a regression output for cross-encoding) on the `label / 5` scale.
-    ///
-    /// # Panics
-    /// If the needed head is missing (a programming error).
-    pub fn pair_scores(&self, task: Task, x: &BatchTensors) -> Tensor<1> {
-        let pooled = self.embed(x);
-        match self.pair_encoding {
-            PairEncoding::Cross => {
-                let head = match task {
-                    Task::Para => self.para.as_ref(),
-                    _ => self.sts.as_ref(),
-                }
-                .expect("model has no head for this pair task");
-                let out = apply_head(head, self.dropout.forward(pooled));
-                let [b, _] = out.dims();
-                out.reshape([b])
-            }
-            PairEncoding::Bi => {
-                let [b2, h] = pooled.dims();
-                let b = b2 / 2;
-                let u = pooled.clone().slice([0..b, 0..h]);
-                let v = pooled.slice([b..b2, 0..h]);
-                match task {
-                    Task::Para => {
-                        let head = self.para.as_ref().expect("model has no paraphrase head");
-                        apply_head(head, self.dropout.forward(pair_features(u, v))).reshape([b])
-                    }
-                    _ => cosine(u, v),
-                }
-            }
-        }
-    }
-
-    /// Own-data outputs `[batch, outputs]`: class logits, or the regression value (`outputs`
-    /// = 1). Sentences are pooled; bi-encoded pairs (`2·batch` sequences, first sentences
-    /// then second) give `[u, v, |u−v|, u⊙v]`; cross-encoded pairs are one sequence each.
-    ///
-    /// # Panics
-    /// If the model has no own-data head (a programming error: heads follow the task list).
-    pub fn own_outputs(&self, x: &BatchTensors) -> Tensor<2> {
-        let head = self.own.as_ref().expect("model has no own-data head");
-        let pair = self.own_task.as_ref().is_some_and(|t| t.is_pair());
-        let pooled = self.embed(x);
-        let feats = if pair && self.pair_encoding == PairEncoding::Bi {
-            let [b2, h] = pooled.dims();
-            let b = b2 / 2;
-            let u = pooled.clone().slice([0..b, 0..h]);
-            pair_features(u, pooled.slice([b..b2, 0..h]))
-        } else {
-            pooled
-        };
-        apply_head(head, self.dropout.forward(feats))
-    }
-
-    /// Mean training loss of one batch (scalar `[1]`).
+    /// Mean training loss of one batch (scalar `[1]`), as its kind computes it.
     pub fn loss(&self, batch: &TaskBatch) -> Tensor<1> {
-        match batch {
-            TaskBatch::Sst { x, labels } => cross_entropy(self.sst_logits(x), labels.clone()),
-            TaskBatch::Pair {
-                task: Task::Para,
-                x,
-                labels,
-            } => bce_with_logits(self.pair_scores(Task::Para, x), labels.clone()),
-            TaskBatch::Pair { task, x, labels } => {
-                let d = self.pair_scores(*task, x) - labels.clone();
-                d.square().mean()
-            }
-            TaskBatch::Own { x, labels } => {
-                let out = self.own_outputs(x);
-                match labels {
-                    OwnLabels::Classes(l) => cross_entropy(out, l.clone()),
-                    OwnLabels::Values(v) => {
-                        let [b, _] = out.dims();
-                        (out.reshape([b]) - v.clone()).square().mean()
-                    }
-                }
-            }
-        }
+        let kind = batch.kind.as_ref();
+        kind.loss(self.outputs(kind, &batch.x), &batch.targets)
     }
-}
-
-/// A task head `x·W + b` on `x` `[batch, in]` → `[batch, out]`, as `Linear::forward`, through
-/// [`crate::kernels::linear`] (the same product op as the encoder's layers).
-fn apply_head(head: &Linear, x: Tensor<2>) -> Tensor<2> {
-    crate::kernels::linear(x, head.weight.val(), head.bias.as_ref().map(|b| b.val()))
 }
 
 /// Sentence-BERT's pair features `[u, v, |u−v|, u⊙v]`: `[batch, h]` each → `[batch, 4·h]`.
@@ -433,15 +328,4 @@ pub fn bce_with_logits(logits: Tensor<1>, targets: Tensor<1>) -> Tensor<1> {
     let relu = logits.clone().clamp_min(0.0);
     let soft = (logits.clone().abs().neg().exp() + 1.0).log();
     (relu - logits * targets + soft).mean()
-}
-
-/// Class-id tensor `[n]` from host labels.
-pub fn int_labels(labels: &[usize], device: &Device) -> Tensor<1, Int> {
-    let v: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-    Tensor::from_data(TensorData::new(v, [labels.len()]), device)
-}
-
-/// Float tensor `[n]` from host values.
-pub fn float_labels(labels: &[f32], device: &Device) -> Tensor<1> {
-    Tensor::from_data(TensorData::new(labels.to_vec(), [labels.len()]), device)
 }

@@ -1,8 +1,6 @@
 //! What a run leaves behind, as bytes: the PEFT adapter, the task heads, and (full fine-tuning
 //! or `merge`) a whole encoder in Hugging Face names.
 
-use burn::nn::Linear;
-
 use crate::adapter::peft::{adapter_config_json, adapter_safetensors};
 use crate::error::{Error, Result};
 use crate::model::bert::Bert;
@@ -38,10 +36,8 @@ pub type Files = Vec<(&'static str, Vec<u8>)>;
 /// [`Error::Invalid`] if a tensor cannot be read back.
 pub async fn heads_safetensors(model: &MultitaskModel) -> Result<Vec<u8>> {
     let mut t = ReadBack::default();
-    for (name, head) in model.heads() {
-        if let Some(l) = head {
-            t.push_linear(name, l.weight.val(), l.bias.as_ref().map(|b| b.val()));
-        }
+    for (name, l) in model.named_heads() {
+        t.push_linear(name, l.weight.val(), l.bias.as_ref().map(|b| b.val()));
     }
     f32_safetensors(&t.read().await?)
 }
@@ -58,18 +54,13 @@ pub fn load_heads(
     source_name: &str,
 ) -> Result<MultitaskModel> {
     let ck = Checkpoint::parse(bytes, source_name, &[], "")?;
-    let load = |name: &str, l: Linear| -> Result<Linear> {
-        let [d_in, d_out] = l.weight.shape().dims();
-        let device = l.weight.val().device();
+    for (name, head) in model.named_heads_mut() {
+        let [d_in, d_out] = head.weight.shape().dims();
+        let device = head.weight.val().device();
         let w = ck.linear_weight(&format!("{name}.weight"), d_in, d_out, &device)?;
         let b = ck.tensor1(&format!("{name}.bias"), d_out, &device)?;
-        Ok(Linear {
-            weight: l.weight.map(|_| w),
-            bias: l.bias.map(|p| p.map(|_| b)),
-        })
-    };
-    for (name, head) in model.heads_mut() {
-        *head = head.take().map(|l| load(name, l)).transpose()?;
+        head.weight = head.weight.clone().map(|_| w);
+        head.bias = head.bias.take().map(|p| p.map(|_| b));
     }
     Ok(model)
 }
@@ -275,7 +266,7 @@ pub fn restore_seq_cls(
         hidden_size: c.hidden,
         own: Some(own),
     };
-    let mut model = MultitaskModel::new(parts.bert, &heads, device);
+    let mut model = MultitaskModel::new(parts.bert, &heads, device)?;
     let w = crate::model::weights::transpose(&c.weight, c.labels, c.hidden);
     let w = burn::tensor::Tensor::<2>::from_data(
         burn::tensor::TensorData::new(w, [c.hidden, c.labels]),
@@ -285,10 +276,10 @@ pub fn restore_seq_cls(
         burn::tensor::TensorData::new(c.bias, [c.labels]),
         device,
     );
-    model.own = model.own.take().map(|l| Linear {
-        weight: l.weight.map(|_| w),
-        bias: l.bias.map(|p| p.map(|_| b)),
-    });
+    for (_, head) in model.named_heads_mut() {
+        head.weight = head.weight.clone().map(|_| w.clone());
+        head.bias = head.bias.take().map(|p| p.map(|_| b.clone()));
+    }
     Ok(Restored {
         model,
         heads,
@@ -344,7 +335,7 @@ pub fn restore(
         classifier: _,
     } = restore_adapter(bert, get)?;
     crate::tasks::check_pooling(&bert, heads.pooling)?;
-    let model = MultitaskModel::new(bert, &heads, device);
+    let model = MultitaskModel::new(bert, &heads, device)?;
     let heads_bytes = get(names::HEADS)?
         .ok_or_else(|| Error::config(names::HEADS, "missing from the checkpoint folder"))?;
     let model = load_heads(model, &heads_bytes, names::HEADS)?;

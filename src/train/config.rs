@@ -1,13 +1,15 @@
 //! Every setting of a training run ([`TrainConfig`], saved in `results.json`) and the
 //! precision a run gets on a device.
 
+use std::sync::Arc;
+
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::LoraConfig;
 use crate::error::{Error, Result};
 use crate::tasks::own::{DataSpec, OwnTask};
-use crate::tasks::{PairEncoding, Pooling, Task};
+use crate::tasks::{Kind, PairEncoding, Pooling, Task};
 
 /// Storage precision of the frozen weights (`--precision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -151,7 +153,63 @@ impl Default for TrainConfig {
     }
 }
 
+/// A [`TrainConfig`] that passed [`TrainConfig::validate`]: the only configuration
+/// [`crate::train::Job::new`] takes, so a run's options are checked exactly once, where the
+/// driver resolves them. Read it as a `TrainConfig` (it derefs to one); the fields `validate`
+/// does not check (precision, the own-data task) and the adapter's rank and kind (checked
+/// again) can still be set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidConfig(TrainConfig);
+
+impl std::ops::Deref for ValidConfig {
+    type Target = TrainConfig;
+
+    fn deref(&self) -> &TrainConfig {
+        &self.0
+    }
+}
+
+impl ValidConfig {
+    /// The configuration.
+    pub fn into_inner(self) -> TrainConfig {
+        self.0
+    }
+
+    /// Sets the precision (resolved against the device after the options are checked).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.0.precision = precision;
+    }
+
+    /// Sets the own-data task (resolved when its data is read).
+    pub fn set_own(&mut self, own: OwnTask) {
+        self.0.own = Some(own);
+    }
+
+    /// The same run with the adapter at rank `r`, DoRA or LoRA (a sweep's cell); no change
+    /// for full fine-tuning.
+    ///
+    /// # Errors
+    /// As [`LoraConfig::validate`] for the new rank.
+    pub fn with_adapter(mut self, r: usize, use_dora: bool) -> Result<Self> {
+        if let Some(lora) = &mut self.0.adapter {
+            lora.r = r;
+            lora.use_dora = use_dora;
+            lora.validate()?;
+        }
+        Ok(self)
+    }
+}
+
 impl TrainConfig {
+    /// [`validate`](Self::validate)s and keeps the proof.
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate).
+    pub fn validated(self) -> Result<ValidConfig> {
+        self.validate()?;
+        Ok(ValidConfig(self))
+    }
+
     /// Checks option ranges.
     ///
     /// # Errors
@@ -189,6 +247,33 @@ impl TrainConfig {
             return bad("own data trains alone, not with the minBERT tasks");
         }
         Ok(())
+    }
+
+    /// The kinds of its tasks, in the order of [`Task`] ([`crate::tasks::kinds::task_kind`]).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for the own-data task before its data is read (`own` unset).
+    pub fn kinds(&self) -> Result<Vec<Arc<dyn Kind>>> {
+        let mut tasks = self.tasks.clone();
+        tasks.sort();
+        tasks.dedup();
+        tasks
+            .into_iter()
+            .map(|t| crate::tasks::kinds::task_kind(t, self.own.as_ref()))
+            .collect()
+    }
+
+    /// Its tasks' names joined by `+` (an own-data task by its name).
+    pub fn task_names(&self) -> String {
+        match self.kinds() {
+            Ok(kinds) => kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join("+"),
+            Err(_) => self
+                .tasks
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join("+"),
+        }
     }
 
     /// What trains, as sweeps, reports and share links name it: `none` (full fine-tuning),

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::kernels::read_f32;
 use crate::model::Bert;
 use crate::model::weights::{Tensors, f32_safetensors, transpose};
-use crate::tasks::own::TaskKind;
+use crate::tasks::kind::SeqCls;
 use crate::tasks::{HeadsConfig, MultitaskModel, PairEncoding, Pooling, Task};
 
 /// A task head as transformers' `BertForSequenceClassification.classifier` computes it.
@@ -74,12 +74,8 @@ pub async fn seq_cls_head(
             pooling_name(heads.pooling)
         )));
     }
-    let pair = match task {
-        Task::Para | Task::Sts => true,
-        Task::Own => heads.own.as_ref().is_some_and(|o| o.is_pair()),
-        Task::Sst => false,
-    };
-    if pair && heads.pair_encoding == PairEncoding::Bi {
+    let kind = crate::tasks::kinds::of(task, heads)?;
+    if kind.is_pair() && heads.pair_encoding == PairEncoding::Bi {
         return Err(Error::Invalid(format!(
             "the `{}` head is bi-encoded (each sentence encoded apart{}); BertForSequenceClassification encodes a pair as one sequence: train with --pair-encoding cross, or export the encoder with --format sentence-transformers",
             task.name(),
@@ -90,14 +86,8 @@ pub async fn seq_cls_head(
             }
         )));
     }
-    let linear = match task {
-        Task::Sst => &model.sst,
-        Task::Para => &model.para,
-        Task::Sts => &model.sts,
-        Task::Own => &model.own,
-    };
-    let lin = linear
-        .as_ref()
+    let lin = model
+        .head(kind.head_name())
         .ok_or_else(|| Error::Invalid(format!("the checkpoint has no `{}` head", task.name())))?;
     let [hidden, outs] = lin.weight.dims();
     let w = transpose(
@@ -109,33 +99,12 @@ pub async fn seq_cls_head(
         Some(b) => read_f32(b.val()).await?,
         None => vec![0.0; outs],
     };
-    let names = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>();
-    let (id2label, regression, weight, bias) = match task {
-        Task::Sst => (names(outs), false, w, b),
-        Task::Para => {
-            let mut weight = vec![0.0; hidden];
-            weight.extend(w);
-            (names(2), false, weight, vec![0.0, b[0]])
-        }
-        Task::Sts => (
-            vec!["similarity".into()],
-            true,
-            w.iter().map(|x| x * 5.0).collect(),
-            b.iter().map(|x| x * 5.0).collect(),
-        ),
-        Task::Own => match heads.own.as_ref().map(|o| (&o.kind, &o.columns.label)) {
-            Some((TaskKind::Classification { id2label }, _)) => (id2label.clone(), false, w, b),
-            Some((TaskKind::Regression, label)) => {
-                let name = if label.is_empty() { "LABEL_0" } else { label };
-                (vec![name.to_string()], true, w, b)
-            }
-            None => {
-                return Err(Error::Invalid(
-                    "the own-data head has no task description in heads_config.json".into(),
-                ));
-            }
-        },
-    };
+    let SeqCls {
+        id2label,
+        regression,
+        weight,
+        bias,
+    } = kind.seq_cls(w, b, hidden)?;
     Ok(SeqClsHead {
         task,
         id2label,

@@ -9,7 +9,9 @@ use burn::tensor::Device;
 
 use super::resume::restore_training;
 use super::run::{Observer, Resumed, RunInfo, run};
-use super::{ParamCounts, RunResults, TrainConfig, Trainer, build_model, count_params};
+use super::{
+    ParamCounts, RunResults, TrainConfig, Trainer, ValidConfig, build_model, count_params,
+};
 use crate::error::Result;
 use crate::model::{Bert, Pretrained};
 use crate::tasks::TaskData;
@@ -28,15 +30,16 @@ pub struct Job {
 }
 
 impl Job {
-    /// Builds the run of `cfg`: adapters (or full fine-tuning) and heads on `bert` (the
-    /// encoder of `model`, already on `device`, the autodiff training device), the precision of
-    /// `cfg`, and the step plan over `train`. `backend` describes the device for the record.
+    /// Builds the run of `cfg` (checked once by the driver: [`TrainConfig::validated`]):
+    /// adapters (or full fine-tuning) and heads on `bert` (the encoder of `model`, already on
+    /// `device`, the autodiff training device), the precision of `cfg`, and the step plan over
+    /// `train`. `backend` describes the device for the record.
     ///
     /// # Errors
-    /// [`crate::Error::Invalid`] for an option out of range; [`crate::Error::Adapter`] for an
-    /// invalid adapter configuration or a target that matches nothing.
+    /// [`crate::Error::Adapter`] for a target that matches nothing; [`crate::Error::Invalid`]
+    /// for an own-data run whose task is unresolved or a pooling the encoder lacks.
     pub fn new(
-        cfg: TrainConfig,
+        cfg: ValidConfig,
         model: &Pretrained,
         bert: Bert,
         train: Vec<TaskData>,
@@ -44,7 +47,7 @@ impl Job {
         backend: &str,
         device: &Device,
     ) -> Result<Self> {
-        cfg.validate()?;
+        let cfg = cfg.into_inner();
         let (m, heads) = build_model(bert, &cfg, model.cfg.hidden_size, device)?;
         device.memory_cleanup(); // pages of f32 weights freed by an f16 conversion
         let total = total_steps(&cfg, &train);

@@ -7,7 +7,7 @@
 
 use super::TrainConfig;
 use crate::model::BertConfig;
-use crate::tasks::{PairEncoding, Task};
+use crate::tasks::PairEncoding;
 
 /// Bytes of one f32.
 const F32: u64 = 4;
@@ -70,11 +70,10 @@ pub fn largest_batch(
 /// Sequences the encoder runs per training example of `cfg`: 2 when sentence pairs are
 /// bi-encoded (each sentence its own sequence), else 1.
 pub fn sequences_per_example(cfg: &TrainConfig) -> usize {
-    let pairs = cfg.tasks.iter().any(|t| match t {
-        Task::Sst => false,
-        Task::Own => cfg.own.as_ref().is_some_and(|o| o.is_pair()),
-        _ => true,
-    });
+    let pairs = cfg
+        .tasks
+        .iter()
+        .any(|&t| crate::tasks::kinds::task_kind(t, cfg.own.as_ref()).is_ok_and(|k| k.is_pair()));
     if pairs && cfg.pair_encoding == PairEncoding::Bi {
         2
     } else {

@@ -19,8 +19,8 @@ pub mod resume;
 pub mod run;
 pub mod trainer;
 
-pub use config::{Precision, TrainConfig, resolve_precision};
-pub use evaluate::{DevMetrics, Predictions, evaluate, model_device, predict, score};
+pub use config::{Precision, TrainConfig, ValidConfig, resolve_precision};
+pub use evaluate::{DevMetrics, Predictions, evaluate, model_device, predict};
 pub use job::Job;
 pub use results::{EpochRecord, RunResults};
 pub use trainer::{

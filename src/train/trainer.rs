@@ -533,7 +533,7 @@ pub fn build_model(
         hidden_size,
         own: cfg.own.clone(),
     };
-    Ok((MultitaskModel::new(bert, &heads, device), heads))
+    Ok((MultitaskModel::new(bert, &heads, device)?, heads))
 }
 
 #[cfg(test)]

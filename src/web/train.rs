@@ -160,7 +160,7 @@ async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
         let (train, dev) = load_data(t, &pretrained.tokenizer, max_train, max_dev).await?;
         (train, dev, None)
     };
-    form.validate()?;
+    let form = form.validated()?;
     check_buffer(&g, &model, &form)?;
     STATE.with(|s| s.borrow_mut().shared_data = shared);
     let backend = if g.gpu { "webgpu" } else { "flex (wasm CPU)" };
@@ -168,12 +168,7 @@ async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
         if STOP.with(|s| s.get()) {
             break;
         }
-        let mut cfg = form.clone();
-        if let Some(lora) = &mut cfg.adapter {
-            lora.r = r;
-            lora.use_dora = adapter == AdapterKind::Dora;
-        }
-        cfg.validate()?;
+        let cfg = form.clone().with_adapter(r, adapter == AdapterKind::Dora)?;
         // Seeded as the CLI seeds (`cli::devices`): the plain device and its autodiff twin.
         g.device.seed(cfg.seed);
         let device = g.device.clone().autodiff();
@@ -195,7 +190,7 @@ async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
         let own = cfg.own.as_ref();
         let mut rec = RunRecord {
             row: ShareRow {
-                task: own.map_or(t.name().into(), |o| o.name.clone()),
+                task: cfg.task_names(),
                 adapter: cfg.adapter_name().into(),
                 targets: targets.clone(),
                 r: r as u32,

@@ -120,14 +120,13 @@ pub fn set_trained(t: Trained) {
         "trying: {} ({})",
         t.source,
         t.heads
-            .tasks
-            .iter()
-            .map(|k| match (k, &t.heads.own) {
-                (crate::tasks::Task::Own, Some(o)) => o.name.clone(),
-                (k, _) => k.name().to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+            .kinds()
+            .map(|kinds| kinds
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
     );
     set_text("try-model", &what);
     STATE.with(|s| s.borrow_mut().trained = Some(Rc::new(t)));

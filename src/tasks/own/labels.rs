@@ -90,7 +90,7 @@ pub fn rows(table: &Table, columns: &Columns, labelled: bool) -> Result<OwnRows>
 ///
 /// # Errors
 /// [`Error::Data`] for `nan`, `inf` and the like: a label must be finite.
-fn number(label: &str, source: &str, line: u64, column: &str) -> Result<Option<f64>> {
+pub(crate) fn number(label: &str, source: &str, line: u64, column: &str) -> Result<Option<f64>> {
     match label.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(Some(v)),
         Ok(_) => Err(Error::data(
@@ -103,7 +103,7 @@ fn number(label: &str, source: &str, line: u64, column: &str) -> Result<Option<f
 }
 
 /// The class name of a numeric label: integers without a fraction (`1.0` is class `1`).
-fn numeric_class(v: f64) -> String {
+pub(crate) fn numeric_class(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -202,38 +202,7 @@ pub fn infer_kind(rows: &OwnRows, column: &str, forced: Option<TaskType>) -> Res
 /// [`Error::Data`] naming the file, line and column: a class the training file does not have
 /// (listing those it has), or a non-numeric regression label.
 pub fn target(row: &OwnRow, task: &OwnTask, source: &str) -> Result<f32> {
-    let column = &task.columns.label;
-    let num = number(&row.label, source, row.line, column)?;
-    match &task.kind {
-        TaskKind::Regression => num.map(|v| v as f32).ok_or_else(|| {
-            Error::data(
-                source,
-                row.line,
-                format!("column `{column}`: label `{}` is not a number", row.label),
-            )
-        }),
-        TaskKind::Classification { id2label } => {
-            let name = match num {
-                Some(v) if id2label.iter().all(|l| l.parse::<f64>().is_ok()) => numeric_class(v),
-                _ => row.label.clone(),
-            };
-            id2label
-                .iter()
-                .position(|l| *l == name)
-                .map(|i| i as f32)
-                .ok_or_else(|| {
-                    Error::data(
-                        source,
-                        row.line,
-                        format!(
-                            "column `{column}`: label `{}` does not occur in the training data (its classes: {})",
-                            row.label,
-                            id2label.join(", ")
-                        ),
-                    )
-                })
-        }
-    }
+    crate::tasks::kinds::own(task).target(&row.label, source, row.line)
 }
 
 /// Label counts of `rows` for `task`.
@@ -241,32 +210,13 @@ pub fn target(row: &OwnRow, task: &OwnTask, source: &str) -> Result<f32> {
 /// # Errors
 /// As [`target`].
 pub fn summarize(rows: &OwnRows, task: &OwnTask) -> Result<LabelSummary> {
-    let mut s = LabelSummary {
-        rows: rows.rows.len(),
-        counts: BTreeMap::new(),
-        range: None,
-    };
+    let kind = crate::tasks::kinds::own(task);
     let targets = rows
         .rows
         .iter()
-        .map(|r| target(r, task, &rows.source))
+        .map(|r| kind.target(&r.label, &rows.source, r.line))
         .collect::<Result<Vec<f32>>>()?;
-    match &task.kind {
-        TaskKind::Classification { id2label } => {
-            for t in targets {
-                *s.counts.entry(id2label[t as usize].clone()).or_default() += 1;
-            }
-        }
-        TaskKind::Regression if !targets.is_empty() => {
-            let v: Vec<f64> = targets.iter().map(|&t| t as f64).collect();
-            let mean = v.iter().sum::<f64>() / v.len() as f64;
-            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            s.range = Some([mean, min, max]);
-        }
-        TaskKind::Regression => {}
-    }
-    Ok(s)
+    Ok(kind.summarize(&targets))
 }
 
 /// Splits `rows` into (train, validation) with `fraction` of them (rounded, at least one)
@@ -287,11 +237,11 @@ pub fn split(
         )));
     }
     let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    let kind = crate::tasks::kinds::own(task);
     for (i, r) in rows.rows.iter().enumerate() {
-        let key = match task.kind {
-            TaskKind::Classification { .. } => target(r, task, &rows.source)? as i64,
-            TaskKind::Regression => 0,
-        };
+        let key = kind
+            .stratum(kind.target(&r.label, &rows.source, r.line)?)
+            .unwrap_or(0);
         groups.entry(key).or_default().push(i);
     }
     let mut rng = StdRng::seed_from_u64(seed);

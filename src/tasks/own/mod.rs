@@ -10,7 +10,7 @@
 //! targets, label counts) and draws the validation split; this module holds the types and
 //! [`load`], which runs them in order.
 
-mod labels;
+pub(crate) mod labels;
 mod read;
 
 use std::collections::BTreeMap;

@@ -1,13 +1,13 @@
 //! Columns and tokens: which columns of a table a task reads (the usual names, or the user's)
 //! and its rows tokenised as task data.
 
-use super::{
-    Columns, DataSpec, LABEL_NAMES, OwnRows, OwnTask, PAIR_NAMES, TEXT_NAMES, TaskKind, target,
-};
+use std::sync::Arc;
+
+use super::{Columns, DataSpec, LABEL_NAMES, OwnRows, OwnTask, PAIR_NAMES, TEXT_NAMES};
 use crate::data::table::Table;
 use crate::error::{Error, Result};
 use crate::model::BertTokenizer;
-use crate::tasks::{PairEncoding, Prepared, Task, TaskData};
+use crate::tasks::{Kind, PairEncoding, Prepared, TaskData, kinds};
 
 impl Columns {
     /// The columns of `table`: those named by the user, else the first of the usual names
@@ -63,10 +63,22 @@ impl Columns {
 /// Tokenises `rows` as task data of `task` (pairs as `encoding` says), at most `limit` rows.
 ///
 /// # Errors
-/// As [`target`]; [`Error::Tokenizer`] when tokenisation fails.
+/// As [`target`](super::target); [`Error::Tokenizer`] when tokenisation fails.
 pub fn task_data(
     rows: &OwnRows,
     task: &OwnTask,
+    tok: &BertTokenizer,
+    encoding: PairEncoding,
+    limit: Option<usize>,
+    labelled: bool,
+) -> Result<TaskData> {
+    tokenise(rows, kinds::own(task), tok, encoding, limit, labelled)
+}
+
+/// Tokenises `rows` for `kind`, with targets from the labels when `labelled` (else `NaN`).
+fn tokenise(
+    rows: &OwnRows,
+    kind: Arc<dyn Kind>,
     tok: &BertTokenizer,
     encoding: PairEncoding,
     limit: Option<usize>,
@@ -82,7 +94,7 @@ pub fn task_data(
         };
         truncated += (a.truncated || b.as_ref().is_some_and(|b| b.truncated)) as usize;
         let label = if labelled {
-            target(r, task, &rows.source)?
+            kind.target(&r.label, &rows.source, r.line)?
         } else {
             f32::NAN
         };
@@ -94,11 +106,10 @@ pub fn task_data(
         });
     }
     Ok(TaskData {
-        task: Task::Own,
+        kind,
         examples,
         truncated,
         skipped_rows: rows.skipped_lines.len(),
-        own: Some(task.kind.clone()),
     })
 }
 
@@ -189,56 +200,27 @@ pub fn file_columns(
     ))
 }
 
-/// Tokenised unlabelled inputs for `task` (its own-data task `own` for [`Task::Own`]): single
-/// sentences for SST and single-text own tasks, pairs for the others (pairs as `encoding`
-/// says).
+/// Tokenised unlabelled inputs for `kind`: single sentences or pairs as it takes them (pairs
+/// as `encoding` says).
 ///
 /// # Errors
-/// [`Error::Invalid`] when the task needs pairs and `rows` have none; [`Error::Tokenizer`].
+/// [`Error::Invalid`] when the kind needs pairs and `rows` have none; [`Error::Tokenizer`].
 pub fn unlabelled(
-    task: Task,
-    own: Option<&OwnTask>,
+    kind: &Arc<dyn Kind>,
     rows: &OwnRows,
     tok: &BertTokenizer,
     encoding: PairEncoding,
 ) -> Result<TaskData> {
-    let needs_pair = match task {
-        Task::Sst => false,
-        Task::Own => own.is_some_and(|o| o.is_pair()),
-        Task::Para | Task::Sts => true,
-    };
     let has_pair = rows.rows.iter().all(|r| r.text_pair.is_some());
-    if needs_pair && !has_pair {
+    if kind.is_pair() && !has_pair {
         return Err(Error::Invalid(format!(
             "task {} takes sentence pairs: give the second sentences (--sentence-pair, or a pair column)",
-            task.name()
+            kind.name()
         )));
     }
     let mut rows = rows.clone();
-    if !needs_pair && !own.is_some_and(|o| o.pairs_optional) {
+    if !kind.is_pair() && !kind.takes(true) {
         rows.rows.iter_mut().for_each(|r| r.text_pair = None);
     }
-    let placeholder = OwnTask {
-        name: task.name().into(),
-        kind: TaskKind::Regression,
-        columns: Columns {
-            text: String::new(),
-            text_pair: None,
-            label: String::new(),
-        },
-        metric_for_best_model: String::new(),
-        no_header: false,
-        pairs_optional: false,
-    };
-    let mut data = task_data(
-        &rows,
-        own.unwrap_or(&placeholder),
-        tok,
-        encoding,
-        None,
-        false,
-    )?;
-    data.task = task;
-    data.own = own.map(|o| o.kind.clone());
-    Ok(data)
+    tokenise(&rows, kind.clone(), tok, encoding, None, false)
 }

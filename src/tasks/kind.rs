@@ -1,0 +1,384 @@
+//! The task-kind extension point: what one kind of task (SST's five classes, a paraphrase
+//! logit, STS similarity, classification or regression on your own data, ...) owns, in the
+//! spirit of PEFT's `LoraVariant` and transformers' `AutoModelFor*` families.
+//!
+//! A [`Kind`] owns, for its kind: its data (the minBERT preset files it reads, or how an own-data
+//! label becomes a target, with the summary, stratification and label checks), its head
+//! (shape, forward, loss), what `predict` reports (probabilities or values, class names, a
+//! [`PredictionRow`]), its metrics and the best-model metric ([`KindMetrics`]), and what
+//! `export --format transformers` writes ([`SeqCls`]). The trainer, evaluation, the CLI and the
+//! page only call these methods; the kinds themselves are in [`super::kinds`], one file each,
+//! and [`super::kinds::of`] is the one place that maps a checkpoint's `heads_config.json` to
+//! them (the registration line of a new kind). The recipe is in `docs/architecture.md`.
+
+use std::fmt::Debug;
+
+use burn::nn::Linear;
+use burn::tensor::{Device, Int, Tensor};
+use serde::Serialize;
+
+use super::minbert::Split;
+use super::own::LabelSummary;
+use super::{MultitaskModel, PairEncoding, Prepared, Task, TaskData};
+use crate::data::BatchTensors;
+use crate::error::{Error, Result};
+use crate::model::BertTokenizer;
+
+/// A task kind (see the module documentation). Implementations are small values (the classes,
+/// the pair encoding) shared as `Arc<dyn Kind>` by the data, the batches and the predictions.
+pub trait Kind: Debug + Send + Sync {
+    /// Which slot of the run the kind fills: a minBERT task, or [`Task::Own`] for any kind
+    /// trained on a person's own data (its metrics go to `DevMetrics::own`).
+    fn task(&self) -> Task;
+
+    /// The name in messages, prediction rows and the page (`sst`, `para`, `sts`, or the own
+    /// task's name: its training file's stem).
+    fn name(&self) -> String {
+        self.task().name().to_string()
+    }
+
+    /// The name of its head's tensors in `heads.safetensors` (`sst.weight`, ...).
+    fn head_name(&self) -> &'static str {
+        self.task().name()
+    }
+
+    /// Whether its examples are sentence pairs.
+    fn is_pair(&self) -> bool;
+
+    /// Whether it takes inputs of this shape in `predict --sentence` and the page's Try it:
+    /// pairs (`true`) or single texts.
+    fn takes(&self, pairs: bool) -> bool {
+        pairs == self.is_pair()
+    }
+
+    /// Its head's `[in, out]` on an encoder of `hidden` units with pairs encoded as `encoding`;
+    /// `None` when it has no trained head (bi-encoded STS: the cosine of the two embeddings).
+    fn head(&self, hidden: usize, encoding: PairEncoding) -> Option<[usize; 2]>;
+
+    /// Values per example in its predictions: the number of classes, or 1.
+    fn width(&self) -> usize;
+
+    /// The device targets of a batch of `examples` (from [`Prepared::label`]).
+    fn targets(&self, examples: &[&Prepared], device: &Device) -> Targets;
+
+    /// Raw outputs `[batch, width]` of `model` on `x` through `head` (logits, a score or a
+    /// regression value), before any activation. `x` holds `2·batch` sequences for
+    /// bi-encoded pairs (all first sentences, then all second sentences).
+    fn forward(&self, model: &MultitaskModel, head: Option<&Linear>, x: &BatchTensors)
+    -> Tensor<2>;
+
+    /// The mean training loss `[1]` of `outputs` (from [`forward`](Self::forward)) against
+    /// `targets`.
+    fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1>;
+
+    /// What predictions report, `[batch, width]`: class probabilities, or values on the
+    /// file's scale.
+    fn predictions(&self, outputs: Tensor<2>) -> Tensor<2>;
+
+    /// One example's predicted label from its `width` prediction values: a class id, or the
+    /// value itself.
+    fn label_of(&self, values: &[f32]) -> f64;
+
+    /// Whether its predictions are real values (regression, similarity), whose correlations
+    /// are undefined when they are constant.
+    fn real_valued(&self) -> bool {
+        false
+    }
+
+    /// The class names of its outputs, in output order; empty for real values.
+    fn class_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Its metrics of predicted labels `pred` against `gold` (both as [`label_of`](Self::label_of)
+    /// gives them), the best-model metric named.
+    fn metrics(&self, pred: &[f64], gold: &[f64]) -> KindMetrics;
+
+    /// One prediction as `predict` prints it, from the example's `width` prediction values.
+    fn prediction_row(&self, id: &str, values: &[f32]) -> PredictionRow {
+        let names = self.class_names();
+        let v: Vec<f64> = values.iter().map(|&x| x as f64).collect();
+        let probs = if names.is_empty() {
+            Vec::new()
+        } else {
+            v.clone()
+        };
+        let best = (0..probs.len()).max_by(|&a, &b| probs[a].total_cmp(&probs[b]));
+        PredictionRow {
+            id: id.to_string(),
+            task: self.name(),
+            label: best.map(|b| names[b].clone()),
+            score: best.map_or(v[0], |b| probs[b]),
+            probabilities: names.into_iter().zip(probs).collect(),
+        }
+    }
+
+    /// Its head as transformers' `BertForSequenceClassification.classifier` from the trained
+    /// head's weight `[out, in]` (row-major, `in = hidden`) and bias `[out]`, so that the
+    /// exported model's outputs are what `predict` reports.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the kind does not export as sequence classification.
+    fn seq_cls(&self, weight: Vec<f32>, bias: Vec<f32>, hidden: usize) -> Result<SeqCls> {
+        let _ = (weight, bias, hidden);
+        Err(Error::Invalid(format!(
+            "the `{}` head does not export as BertForSequenceClassification",
+            self.name()
+        )))
+    }
+
+    /// A minBERT preset's file names for `split`, most preferred first (none for other kinds).
+    fn preset_files(&self, split: Split) -> &'static [&'static str] {
+        let _ = split;
+        &[]
+    }
+
+    /// Reads this kind's minBERT preset file of `split` from its `bytes` (quoted in errors as
+    /// `source`) and tokenises its first `limit` rows, pairs as `encoding` says; test files
+    /// carry no labels.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming `source` and the line; [`Error::Tokenizer`]; [`Error::Invalid`]
+    /// for a kind without preset files.
+    fn read_preset(
+        &self,
+        split: Split,
+        bytes: &[u8],
+        source: &str,
+        tok: &BertTokenizer,
+        encoding: PairEncoding,
+        limit: Option<usize>,
+    ) -> Result<TaskData> {
+        let _ = (split, bytes, tok, encoding, limit);
+        Err(Error::Invalid(format!(
+            "{source}: the `{}` task has no minBERT preset files",
+            self.name()
+        )))
+    }
+
+    /// A minBERT preset's prediction file: its name stem and the starter code's column header
+    /// (`sst`, `Predicted_Sentiment`); `None` for kinds without one.
+    fn minbert_output(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
+
+    /// Own data: the target of a row's label as written (`label`, trimmed), at `line` of
+    /// `source`, for [`Prepared::label`].
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the file, line and label column; [`Error::Invalid`] for a kind
+    /// that does not read own data.
+    fn target(&self, label: &str, source: &str, line: u64) -> Result<f32> {
+        let _ = label;
+        Err(Error::data(
+            source,
+            line,
+            format!("the `{}` task does not read own-data labels", self.name()),
+        ))
+    }
+
+    /// Own data: the class to stratify the validation split by, from a target; `None` draws
+    /// the split at random.
+    fn stratum(&self, target: f32) -> Option<i64> {
+        let _ = target;
+        None
+    }
+
+    /// Own data: the label summary of a split's targets (rows per class, or the range).
+    fn summarize(&self, targets: &[f32]) -> LabelSummary {
+        LabelSummary {
+            rows: targets.len(),
+            counts: Default::default(),
+            range: None,
+        }
+    }
+}
+
+/// The device targets of a batch.
+#[derive(Debug, Clone)]
+pub enum Targets {
+    /// Class ids `[batch]`.
+    Classes(Tensor<1, Int>),
+    /// Real-valued targets `[batch]`.
+    Values(Tensor<1>),
+}
+
+impl Targets {
+    /// Examples in the batch.
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Classes(t) => t.dims()[0],
+            Targets::Values(t) => t.dims()[0],
+        }
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The class ids.
+    ///
+    /// # Panics
+    /// For real-valued targets (a kind given another kind's batch: a programming error).
+    pub fn classes(&self) -> Tensor<1, Int> {
+        match self {
+            Targets::Classes(t) => t.clone(),
+            Targets::Values(_) => panic!("class targets expected"),
+        }
+    }
+
+    /// The real values.
+    ///
+    /// # Panics
+    /// For class targets (a programming error).
+    pub fn values(&self) -> Tensor<1> {
+        match self {
+            Targets::Values(t) => t.clone(),
+            Targets::Classes(_) => panic!("real-valued targets expected"),
+        }
+    }
+}
+
+/// A head as transformers' `BertForSequenceClassification.classifier` computes it (see
+/// [`Kind::seq_cls`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqCls {
+    /// Label names by output index (`id2label`); one entry for regression.
+    pub id2label: Vec<String>,
+    /// One real-valued output (`problem_type: regression`) instead of classes.
+    pub regression: bool,
+    /// Classifier weight `[labels, hidden]`, row-major.
+    pub weight: Vec<f32>,
+    /// Classifier bias `[labels]`.
+    pub bias: Vec<f32>,
+}
+
+/// Dev metrics of one task, by name, in the kind's order, with the metric that picks the best
+/// epoch (transformers' `metric_for_best_model`). Serialised as one JSON object:
+/// `{"metric_for_best_model": "accuracy", "accuracy": 0.91, ...}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KindMetrics {
+    /// The metric that picks the best epoch.
+    pub metric_for_best_model: String,
+    /// The metrics by name, in the kind's order.
+    pub values: Vec<(String, f64)>,
+}
+
+impl KindMetrics {
+    /// Metrics `values` with `metric` picking the best epoch.
+    pub fn new(metric: &str, values: Vec<(&str, f64)>) -> Self {
+        KindMetrics {
+            metric_for_best_model: metric.to_string(),
+            values: values
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v))
+                .collect(),
+        }
+    }
+
+    /// The value of metric `name`.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    /// The metrics, by name, in the kind's order.
+    pub fn named(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.values.iter().map(|(n, v)| (n.as_str(), *v))
+    }
+
+    /// The value of `metric_for_best_model`, negated where lower is better
+    /// ([`greater_is_better`]) so that larger is always better; −∞ when absent.
+    pub fn primary(&self) -> f64 {
+        let m = &self.metric_for_best_model;
+        match self.get(m) {
+            Some(v) if greater_is_better(m) => v,
+            Some(v) => -v,
+            None => f64::NEG_INFINITY,
+        }
+    }
+}
+
+/// Whether a larger value of metric `name` is better: all but errors and losses (`mse`, names
+/// ending in `loss`), as transformers' `greater_is_better` defaults by the name.
+pub fn greater_is_better(name: &str) -> bool {
+    !(name == "mse" || name.ends_with("loss"))
+}
+
+impl Serialize for KindMetrics {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.values.len() + 1))?;
+        m.serialize_entry("metric_for_best_model", &self.metric_for_best_model)?;
+        for (k, v) in &self.values {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KindMetrics {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = KindMetrics;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of metric values with metric_for_best_model")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<KindMetrics, A::Error> {
+                let mut out = KindMetrics::default();
+                while let Some(k) = map.next_key::<String>()? {
+                    if k == "metric_for_best_model" {
+                        out.metric_for_best_model = map.next_value()?;
+                    } else {
+                        out.values.push((k, map.next_value()?));
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// One prediction as `lorabert predict` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictionRow {
+    /// The input's id.
+    pub id: String,
+    /// The task (`sst`, `para`, `sts`, or the own task's name).
+    pub task: String,
+    /// The predicted class name (classification tasks: SST `0`..`4`, paraphrase `0`/`1`, own
+    /// data its `id2label`); absent for STS and regression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The predicted class's probability (paraphrase: of class `1`), or the value (STS on
+    /// 0..5, regression).
+    pub score: f64,
+    /// Probabilities by class, in class order (classification).
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "as_map")]
+    pub probabilities: Vec<(String, f64)>,
+}
+
+fn as_map<S: serde::Serializer>(v: &[(String, f64)], s: S) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (k, p) in v {
+        m.serialize_entry(k, p)?;
+    }
+    m.end()
+}
+
+/// The index of the largest value (the first among equals); 0 for an empty slice.
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
+}

@@ -1,0 +1,114 @@
+//! STS-B similarity (minBERT): the cosine of the two sentences' embeddings (bi-encoded, as
+//! sentence-transformers' `CosineSimilarityLoss`) or a regression output on the pair
+//! (cross-encoded), trained with MSE against `label / 5`, reported on 0..5, Pearson.
+
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor};
+
+use super::{apply, features, halves, mse_loss, value_targets};
+use crate::data::{BatchTensors, PairLabel};
+use crate::error::Result;
+use crate::model::BertTokenizer;
+use crate::tasks::kind::{KindMetrics, SeqCls, Targets};
+use crate::tasks::minbert::{Split, read_pair_file};
+use crate::tasks::{Kind, MultitaskModel, PairEncoding, Prepared, Task, TaskData, cosine, pearson};
+
+/// STS: no head when bi-encoded (the cosine), `[hidden → 1]` when cross-encoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Sts;
+
+impl Kind for Sts {
+    fn task(&self) -> Task {
+        Task::Sts
+    }
+
+    fn is_pair(&self) -> bool {
+        true
+    }
+
+    fn head(&self, hidden: usize, encoding: PairEncoding) -> Option<[usize; 2]> {
+        (encoding == PairEncoding::Cross).then_some([hidden, 1])
+    }
+
+    fn width(&self) -> usize {
+        1
+    }
+
+    fn targets(&self, examples: &[&Prepared], device: &Device) -> Targets {
+        Targets::Values(value_targets(examples, 5.0, device))
+    }
+
+    fn forward(
+        &self,
+        model: &MultitaskModel,
+        head: Option<&Linear>,
+        x: &BatchTensors,
+    ) -> Tensor<2> {
+        match model.pair_encoding {
+            PairEncoding::Cross => apply(head, features(model, x, true)),
+            PairEncoding::Bi => {
+                let [u, v] = halves(model.embed(x));
+                let [b, _] = u.dims();
+                cosine(u, v).reshape([b, 1])
+            }
+        }
+    }
+
+    fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {
+        mse_loss(outputs, targets.values())
+    }
+
+    fn predictions(&self, outputs: Tensor<2>) -> Tensor<2> {
+        outputs.mul_scalar(5.0)
+    }
+
+    fn label_of(&self, values: &[f32]) -> f64 {
+        values[0] as f64
+    }
+
+    fn real_valued(&self) -> bool {
+        true
+    }
+
+    fn preset_files(&self, split: Split) -> &'static [&'static str] {
+        match split {
+            Split::Train => &["sts-train.csv"],
+            Split::Dev => &["sts-dev.csv"],
+            Split::Test => &["sts-test-student.csv"],
+        }
+    }
+
+    fn read_preset(
+        &self,
+        split: Split,
+        bytes: &[u8],
+        source: &str,
+        tok: &BertTokenizer,
+        encoding: PairEncoding,
+        limit: Option<usize>,
+    ) -> Result<TaskData> {
+        let label = match split {
+            Split::Test => PairLabel::None,
+            _ => PairLabel::Similarity,
+        };
+        read_pair_file(self.task(), label, bytes, source, tok, encoding, limit)
+    }
+
+    fn minbert_output(&self) -> Option<(&'static str, &'static str)> {
+        Some(("sts", "Predicted_Similiarity"))
+    }
+
+    fn metrics(&self, pred: &[f64], gold: &[f64]) -> KindMetrics {
+        KindMetrics::new("pearson", vec![("pearson", pearson(pred, gold))])
+    }
+
+    /// The regression output times 5: the similarity on the 0–5 scale.
+    fn seq_cls(&self, weight: Vec<f32>, bias: Vec<f32>, _: usize) -> Result<SeqCls> {
+        Ok(SeqCls {
+            id2label: vec!["similarity".into()],
+            regression: true,
+            weight: weight.iter().map(|x| x * 5.0).collect(),
+            bias: bias.iter().map(|x| x * 5.0).collect(),
+        })
+    }
+}
