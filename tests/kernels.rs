@@ -50,7 +50,7 @@ fn dora_norm_kernel_matches_reference_f32() {
     for (d_in, d_out, r) in [(384, 1536, 1), (1536, 384, 8), (64, 100, 3), (384, 384, 64)] {
         let (w, a, b) = inputs(d_in, d_out, r, &device);
         let s = 16.0 / r as f64;
-        let got = host(kernels::wgpu::dora_weight_norm(
+        let got = host(kernels::dora::dora_weight_norm(
             w.clone(),
             a.clone(),
             b.clone(),
@@ -86,7 +86,7 @@ fn dora_norm_kernel_reads_f16_storage() {
     assert!(device.supports_dtype(DType::F16), "lavapipe offers f16");
     let (w, a, b) = inputs(384, 1536, 8, &device);
     let w16 = w.clone().cast(DType::F16);
-    let got = host(kernels::wgpu::dora_weight_norm(
+    let got = host(kernels::dora::dora_weight_norm(
         w16.clone(),
         a.clone(),
         b.clone(),
@@ -114,7 +114,7 @@ fn dora_norm_of_zero_row_is_finite() {
     let w = Tensor::<2>::zeros([16, 4], &device);
     let a = Tensor::<2>::zeros([16, 2], &device);
     let b = Tensor::<2>::zeros([2, 4], &device);
-    let got = host(kernels::wgpu::dora_weight_norm(w, a, b, 1.0));
+    let got = host(kernels::dora::dora_weight_norm(w, a, b, 1.0));
     assert!(got.iter().all(|v| (*v - 1e-6).abs() < 1e-9), "{got:?}");
 }
 
@@ -155,7 +155,7 @@ fn dora_scale_runs(dtype: DType) -> [[Vec<f32>; 5]; 2] {
             bias.clone().require_grad(),
         );
         let f = if kernel {
-            kernels::wgpu::dora_scale
+            kernels::dora::dora_scale
         } else {
             kernels::dora_scale_reference
         };
@@ -239,7 +239,7 @@ fn dora_scale_kernel_covers_large_batches() {
     let lora = base.clone().mul_scalar(-0.5);
     let m = Tensor::<1>::ones([out], &device);
     let norm = Tensor::<1>::ones([out], &device).mul_scalar(2.0);
-    let got = host(kernels::wgpu::dora_scale(
+    let got = host(kernels::dora::dora_scale(
         base.clone(),
         lora.clone(),
         m.clone(),
@@ -490,7 +490,7 @@ fn dora_scale_backward_is_finite_at_zero_magnitude() {
     .require_grad();
     let norm = Tensor::<1>::ones([out], &device);
     let bias = Tensor::<1>::ones([out], &device);
-    let y = kernels::wgpu::dora_scale(base.clone(), lora, m.clone(), norm, Some(bias), 1.0);
+    let y = kernels::dora::dora_scale(base.clone(), lora, m.clone(), norm, Some(bias), 1.0);
     let grads = y.sum().backward();
     let gm = host(m.grad(&grads).unwrap());
     assert!(gm.iter().all(|v| v.is_finite()), "dm {gm:?}");

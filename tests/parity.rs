@@ -340,7 +340,7 @@ fn flex_dora_kernels_match_tensor_ops() {
     };
     let (rows, out) = (37, 13);
     // No magnitude of exactly 0: the backward recovers `base + s·lora` from the output as
-    // `(y − bias)·n/m` (documented at `KernelBackend::dora_scale_backward`).
+    // `(y − bias)·n/m` (documented at `DoraBackend::dora_scale_backward`).
     let m: Vec<f32> = vals(out, 5)
         .iter()
         .map(|v| if *v == 0.0 { 0.25 } else { *v })

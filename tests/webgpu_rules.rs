@@ -112,7 +112,7 @@ fn dora_row_norm_at_the_page_shapes_launches_cleanly() {
         let w = Tensor::<2>::random([n_in, n_out], Distribution::Normal(0.0, 0.05), &device);
         let a = Tensor::<2>::random([n_in, r], Distribution::Normal(0.0, 0.05), &device);
         let b = Tensor::<2>::random([r, n_out], Distribution::Normal(0.0, 0.05), &device);
-        let got = host(kernels::wgpu::dora_weight_norm(
+        let got = host(kernels::dora::dora_weight_norm(
             w.clone(),
             a.clone(),
             b.clone(),

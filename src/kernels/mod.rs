@@ -1,10 +1,13 @@
 //! Custom GPU kernels for the adapters, each beside its plain tensor-op reference.
 //!
+//! Which code runs each op is decided once, by [`Route::of`] (device, dtype, kernels on or off;
+//! the table is in [`route`]), and the ops below ask it; the adapted linear layers' forwards
+//! ([`lora_layer`], [`dora_layer`]) pick their fused path the same way, so model code never asks.
 //! The WGSL sources live in `shaders/`; [`wgpu`] launches them through Burn's backend-extension
 //! mechanism on wgpu devices (Vulkan, Metal, DX12, lavapipe natively; WebGPU in the page); the two
-//! DoRA ops also have fused loops on the flex CPU backend. Other devices (CUDA) run the reference,
-//! which is also what the parity tests (`tests/kernels.rs`, `tests/parity.rs`) compare the kernels
-//! against.
+//! DoRA ops ([`dora`]) also have fused loops on the flex CPU backend, in every build. Other
+//! devices (CUDA) run the reference, which is also what the parity tests (`tests/kernels.rs`,
+//! `tests/parity.rs`) compare the kernels against.
 //!
 //! | function | kernel | reference |
 //! |---|---|---|
@@ -20,10 +23,13 @@
 
 #[cfg(not(target_family = "wasm"))]
 pub mod denormals;
+pub mod dora;
 pub mod fused;
 #[cfg(not(target_family = "wasm"))]
 pub mod gemm;
 pub mod mask;
+mod prim;
+pub mod route;
 #[cfg(any(feature = "wgpu", feature = "web"))]
 pub mod wgpu;
 #[cfg(any(feature = "wgpu", feature = "web"))]
@@ -33,8 +39,11 @@ mod wgpu_elementwise;
 #[cfg(any(feature = "wgpu", feature = "web"))]
 mod wgpu_matmul;
 
-use burn::tensor::{DType, Device, Distribution, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::tensor::{DType, Distribution, Tensor};
+
+pub use route::Route;
 
 /// Lower bound on `||W_j + s·B_j·A||²` before the square root, so an all-zero row gives a finite
 /// DoRA scale (`m_j / 1e-6`) instead of `0 / 0`.
@@ -69,11 +78,6 @@ pub fn is_wgpu(device: &burn::tensor::Device) -> bool {
     }
 }
 
-/// Whether the WGSL kernels run for tensors on `device`: enabled and a wgpu device.
-pub fn kernels_active(device: &burn::tensor::Device) -> bool {
-    kernels_enabled() && is_wgpu(device)
-}
-
 /// `t` `[d0, ..., dk, n]` viewed as rows `[d0·...·dk, n]` (a reshape, no copy for contiguous
 /// tensors), for the kernels that work on a batch of rows.
 pub fn as_rows<const D: usize>(t: Tensor<D>) -> Tensor<2> {
@@ -93,11 +97,9 @@ pub fn as_rows<const D: usize>(t: Tensor<D>) -> Tensor<2> {
 /// # Panics
 /// When the shapes do not chain (`w` `[in, out]`, `a` `[in, r]`, `b` `[r, out]`).
 pub fn dora_weight_norm(w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scaling: f64) -> Tensor<1> {
-    #[cfg(any(feature = "wgpu", feature = "web"))]
-    if kernels_active(&w.device()) && a.dims()[1] <= MAX_KERNEL_RANK
-        || kernels_enabled() && fused::is_flex(&w.device())
-    {
-        return wgpu::dora_weight_norm(w, a, b, scaling);
+    let route = Route::of_tensor(&w);
+    if route == Route::Cpu || route.wgsl() && a.dims()[1] <= MAX_KERNEL_RANK {
+        return dora::dora_weight_norm(w, a, b, scaling);
     }
     dora_weight_norm_reference(w, a, b, scaling)
 }
@@ -147,12 +149,11 @@ pub fn dora_scale(
     bias: Option<Tensor<1>>,
     scaling: f64,
 ) -> Tensor<2> {
-    #[cfg(any(feature = "wgpu", feature = "web"))]
-    if (kernels_active(&base.device()) && matches!(base.dtype(), DType::F32 | DType::F16)
-        || kernels_enabled() && fused::is_flex(&base.device()) && base.dtype() == DType::F32)
+    if Route::of_tensor(&base).fused()
+        && matches!(base.dtype(), DType::F32 | DType::F16)
         && lora.dtype() == base.dtype()
     {
-        return wgpu::dora_scale(base, lora, m, norm, bias, scaling);
+        return dora::dora_scale(base, lora, m, norm, bias, scaling);
     }
     dora_scale_reference(base, lora, m, norm, bias, scaling)
 }
@@ -214,17 +215,10 @@ pub fn frozen_linear<const D: usize>(
     linear(x, w, bias)
 }
 
-/// Whether the matrix products of `x` run through lorabert's op ([`fused`]): the kernels on and
-/// either a flex device with f32 data in a native build ([`gemm`]) or a wgpu device
-/// (`shaders/matmul.wgsl`, f32 or f16). Burn's matmul runs otherwise (flex f16, flex in wasm,
-/// ndarray, `--no-kernels`).
+/// Whether the matrix products of `x` run through lorabert's op ([`fused`]):
+/// [`Route::products`].
 fn routes_matmul<const D: usize>(x: &Tensor<D>) -> bool {
-    let device = x.device();
-    kernels_enabled()
-        && (is_wgpu(&device)
-            || cfg!(not(target_family = "wasm"))
-                && x.dtype() == DType::F32
-                && fused::is_flex(&device))
+    Route::of_tensor(x).products()
 }
 
 /// `a·b` over the last two axes: `a` `[.., m, k]`, `b` `[.., k, n]` with the same leading axes
@@ -293,16 +287,103 @@ pub fn lora_linear<const D: usize>(
     y.reshape(dims)
 }
 
-/// Whether [`lora_linear`] of these operands runs as the fused op (flex, f32, a native build,
-/// the kernels on, `w` and `bias` frozen) rather than as the composition of [`linear`]s.
-pub fn lora_linear_is_fused<const D: usize>(
-    x: &Tensor<D>,
-    w: &Tensor<2>,
-    bias: &Tensor<1>,
-) -> bool {
+/// LoRA's low-rank term `s·B·A·x̃ (+ s·b_B)` for `xd` = `x̃` `[.., in]` (after the adapter's
+/// dropout), `a` = `Aᵀ` `[in, r]`, `b` = `s·Bᵀ` `[r, out]` (scaling folded in), `b_bias` =
+/// `s·b_B` `[out]` → `[.., out]`. With `pre_gelu = Some(u)` (`xd = gelu(u)`) the `A`
+/// projection is [`gelu_matmul`] of `u`.
+///
+/// # Panics
+/// When the shapes do not chain.
+pub fn low_rank<const D: usize>(
+    xd: Tensor<D>,
+    pre_gelu: Option<Tensor<D>>,
+    a: Tensor<2>,
+    b: Tensor<2>,
+    b_bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    let ax = match pre_gelu {
+        Some(u) => gelu_matmul(u, xd, a),
+        None => linear(xd, a, None),
+    };
+    linear(ax, b, b_bias)
+}
+
+/// A LoRA layer (PEFT's `lora.Linear.forward`): `x·w + bias + s·B·A·x̃ (+ s·b_B)` for `x`
+/// `[.., in]`, `xd` = `x̃` = `lora_dropout(x)` when the adapter's dropout is active (else
+/// `None`), frozen `w` `[in, out]` (f32 or f16) and `bias` `[out]`, and the factors as
+/// [`low_rank`] takes them (in the dtype of `x`). Where [`Route::fused_lora_linear`] holds and
+/// there is no dropout and no `lora_B` bias, one fused op ([`lora_linear`]); else
+/// `frozen_linear(x) + low_rank(x̃)`.
+///
+/// # Panics
+/// When the shapes do not chain.
+#[allow(clippy::too_many_arguments)]
+pub fn lora_layer<const D: usize>(
+    x: Tensor<D>,
+    xd: Option<Tensor<D>>,
+    pre_gelu: Option<Tensor<D>>,
+    w: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    a: Tensor<2>,
+    b: Tensor<2>,
+    b_bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    if xd.is_none()
+        && b_bias.is_none()
+        && let Some(bias) = &bias
+        && lora_linear_is_fused(&x, &w, bias)
+    {
+        // From `x` itself even after GELU: the base product and the low-rank term accumulated
+        // into it, both ways.
+        let bias = cast_like(bias.clone(), &x);
+        let w = cast_like(w, &x);
+        return lora_linear(x, w, bias, a, b);
+    }
+    let lora = low_rank(xd.unwrap_or_else(|| x.clone()), pre_gelu, a, b, b_bias);
+    frozen_linear(x, w, bias) + lora
+}
+
+/// A DoRA layer without adapter dropout (Liu et al. 2024, eq. 5; PEFT's `DoraLinearLayer`):
+/// `(m / norm) ⊙ (x·w + s·B·A·x (+ s·b_B)) + bias`, arguments as [`lora_layer`], `m` and `norm`
+/// `[out]` (f32; `norm` from [`dora_weight_norm`], a constant of the graph). Where
+/// [`Route::fused_lora_linear`] holds (and no `lora_B` bias), `x·w + s·B·A·x` as the fused LoRA
+/// op and then [`dora_scale`] in place with no separate low-rank term; else the base product,
+/// [`low_rank`] and [`dora_scale`] of both (one WGSL kernel on wgpu).
+///
+/// # Panics
+/// When the shapes do not chain.
+#[allow(clippy::too_many_arguments)]
+pub fn dora_layer<const D: usize>(
+    x: Tensor<D>,
+    pre_gelu: Option<Tensor<D>>,
+    w: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    a: Tensor<2>,
+    b: Tensor<2>,
+    b_bias: Option<Tensor<1>>,
+    m: Tensor<1>,
+    norm: Tensor<1>,
+) -> Tensor<D> {
+    let d_out = w.dims()[1];
+    let zero = Tensor::<1>::zeros([d_out], &x.device());
+    if b_bias.is_none() && lora_linear_is_fused(&x, &w, &zero) {
+        let y = lora_linear(x, w, zero, a, b);
+        let dims = y.dims();
+        let rows = as_rows(y);
+        let no_lora = Tensor::<2>::zeros([1, d_out], &rows.device()).expand(rows.shape());
+        return dora_scale(rows, no_lora, m, norm, bias, 0.0).reshape(dims);
+    }
+    let lora = low_rank(x.clone(), pre_gelu, a, b, b_bias);
+    let base = frozen_linear(x, w, None);
+    let dims = base.dims();
+    dora_scale(as_rows(base), as_rows(lora), m, norm, bias, 1.0).reshape(dims)
+}
+
+/// Whether [`lora_linear`] of these operands runs as the fused op ([`Route::fused_lora_linear`],
+/// `w` and `bias` frozen) rather than as the composition of [`linear`]s.
+fn lora_linear_is_fused<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, bias: &Tensor<1>) -> bool {
     D >= 2
-        && routes_matmul(x)
-        && fused::is_flex(&x.device())
+        && Route::of_tensor(x).fused_lora_linear()
         && !w.is_require_grad()
         && !bias.is_require_grad()
 }
@@ -318,7 +399,7 @@ pub fn cast_like<const D: usize, const E: usize>(t: Tensor<D>, like: &Tensor<E>)
 /// backward `Φ(x) + x·φ(x)`). On flex and wgpu devices one op whose backward keeps only `x`
 /// ([`fused`]); elsewhere, or with the kernels off, [`gelu_reference`].
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if kernels_enabled() && fused::runs_on(&x.device()) {
+    if routes_fused(&x) {
         return fused::gelu(x);
     }
     gelu_reference(x)
@@ -380,7 +461,7 @@ pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> 
 /// # Panics
 /// When `u` and `gelu_u` differ in shape or their last axis is not `w`'s first.
 pub fn gelu_matmul<const D: usize>(u: Tensor<D>, gelu_u: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
-    if kernels_active(&u.device()) {
+    if Route::of_tensor(&u).wgsl() {
         let dims = u.dims();
         let y = fused::gelu_matmul(as_rows(u), w);
         let mut out = dims;
@@ -390,29 +471,12 @@ pub fn gelu_matmul<const D: usize>(u: Tensor<D>, gelu_u: Tensor<D>, w: Tensor<2>
     linear(gelu_u, w, None)
 }
 
-/// Whether `device` computes in host memory (the CPU backends), where a mask made on the host
-/// costs one copy.
-fn is_host_memory(device: &Device) -> bool {
-    let d = device.clone().without_autodiff();
-    #[cfg(feature = "ndarray")]
-    if d == Device::ndarray() {
-        return true;
-    }
-    fused::is_flex(&d)
-}
-
-/// Whether dropout masks on `device` are drawn from a per-call seed and redrawn for the
-/// backward ([`dropout`], [`dropout_matmul`]), rather than Burn's device random tensors.
-fn seeded_masks(device: &Device) -> bool {
-    is_host_memory(device) || kernels_active(device)
-}
-
 /// Training-time inverted dropout with a fresh mask (any shape, kept with probability `keep`):
 /// [`dropout`] with the next per-call seed of the step's generator ([`mask::seed_dropout`]) on
 /// the CPU backends and wgpu devices with the kernels on; elsewhere (and with `--no-kernels` on
 /// wgpu) a Bernoulli mask from Burn's seeded device generator. `torch.nn.Dropout` in training.
 pub fn random_dropout<const D: usize>(x: Tensor<D>, keep: f64) -> Tensor<D> {
-    if seeded_masks(&x.device()) {
+    if Route::of_tensor(&x).seeded_masks() {
         return dropout(x, mask::next_call_seed(), keep);
     }
     let m = x.random_like(Distribution::Bernoulli(keep));
@@ -423,7 +487,7 @@ pub fn random_dropout<const D: usize>(x: Tensor<D>, keep: f64) -> Tensor<D> {
 /// same values, gradients and seed draws; where the masks are seeded, one op
 /// ([`dropout_matmul`]) that keeps no dropped copy of `p`.
 pub fn random_dropout_matmul<const D: usize>(p: Tensor<D>, v: Tensor<D>, keep: f64) -> Tensor<D> {
-    if seeded_masks(&p.device()) {
+    if Route::of_tensor(&p).seeded_masks() {
         return dropout_matmul(p, v, mask::next_call_seed(), keep);
     }
     matmul(random_dropout(p, keep), v)
@@ -502,14 +566,10 @@ pub fn add_layer_norm<const D: usize>(
     layer_norm(y + r, gamma, beta, eps)
 }
 
-/// Whether the row-wise ops ([`attention_softmax`], [`dropout`], [`layer_norm`]) of `x` go
-/// through [`fused`]: with the kernels on, on flex for f32 data (its fused loops are f32) and on
-/// wgpu for f32 and f16 (the extension's Cube side is dtype-generic).
+/// Whether the row-wise ops ([`gelu`], [`attention_softmax`], [`dropout`], [`layer_norm`]) of
+/// `x` go through [`fused`]: [`Route::fused`].
 fn routes_fused<const D: usize>(x: &Tensor<D>) -> bool {
-    let device = x.device();
-    kernels_enabled()
-        && fused::runs_on(&device)
-        && (x.dtype() == DType::F32 || !fused::is_flex(&device))
+    Route::of_tensor(x).fused()
 }
 
 /// Reference for [`gelu`] from tensor ops: `x · (1 + erf(x / √2)) / 2`, differentiated by

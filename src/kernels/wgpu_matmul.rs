@@ -18,6 +18,67 @@ const MATMUL_THREADS: u32 = 256;
 /// WebGPU's `maxComputeWorkgroupsPerDimension` default.
 const MAX_GROUPS: usize = 65535;
 
+/// `shaders/matmul_vec4.wgsl` into `out` for row-major copies of `lhs` and `rhs`
+/// (`k`, `n` multiples of 4), `[batch, m, n, k]`.
+fn launch_vec4(lhs: &CubeTensor, rhs: &CubeTensor, out: &CubeTensor, dims: [usize; 4]) {
+    let [batch, m, n, k] = dims;
+    // Row-major copies of strided views (an element-wise pass, small beside the product).
+    let (lhs, rhs) = (into_contiguous(lhs.clone()), into_contiguous(rhs.clone()));
+    // 16 rows per invocation where m fills the 256-row blocks (as many loads, 4x the
+    // multiply-adds of 4 rows); 4 rows (64-row blocks) for short products such as attention's
+    // 64-token sequences.
+    let rows = if m >= 256 { 16 } else { 4 };
+    launch(
+        MatmulVec4Kernel {
+            f16: out.dtype == DType::F16,
+            rows,
+        },
+        MATMUL_THREADS,
+        CubeCount::Static(
+            (n / 4).div_ceil(16) as u32,
+            m.div_ceil(16 * rows) as u32,
+            batch as u32,
+        ),
+        &[&lhs, &rhs, out],
+        &[m as u32, (n / 4) as u32, (k / 4) as u32],
+    );
+}
+
+/// `shaders/matmul.wgsl` (any strides) into `out`, `[batch, m, n]`, with the kernel's size and
+/// stride parameters `params`; the layout by the output's shape.
+fn launch_strided(
+    lhs: &CubeTensor,
+    rhs: &CubeTensor,
+    out: &CubeTensor,
+    dims: [usize; 3],
+    params: &[usize],
+) {
+    let [batch, m, n] = dims;
+    let params: Vec<u32> = params.iter().map(|&p| p as u32).collect();
+    let layout = if n < 16 {
+        MatmulLayout::Narrow
+    } else if m < 16 {
+        MatmulLayout::Short
+    } else {
+        MatmulLayout::Square
+    };
+    let (gx, gy) = match layout {
+        MatmulLayout::Square => (n.div_ceil(MATMUL_TILE), m.div_ceil(MATMUL_TILE)),
+        MatmulLayout::Narrow => (n.div_ceil(4), m.div_ceil(1024)),
+        MatmulLayout::Short => (n.div_ceil(1024), m.div_ceil(4)),
+    };
+    launch(
+        MatmulKernel {
+            f16: out.dtype == DType::F16,
+            layout,
+        },
+        MATMUL_THREADS,
+        CubeCount::Static(gx as u32, gy as u32, batch as u32),
+        &[lhs, rhs, out],
+        &params,
+    );
+}
+
 /// `lhs · rhs` over the last two axes: `lhs` `[.., m, k]`, `rhs` `[.., k, n]` (rank 2 to 4, the
 /// same leading axes, both f32 or both f16, any strides) → a new contiguous `[.., m, n]` in their
 /// dtype, accumulated in f32. Where `k` and `n` are multiples of 4, `shaders/matmul_vec4.wgsl`
@@ -95,51 +156,10 @@ pub(crate) fn matmul(lhs: &CubeTensor, rhs: &CubeTensor) -> Option<CubeTensor> {
     out_shape[d - 1] = n;
     let out = output(lhs, out_shape, dtype);
     if k % 4 == 0 && n % 4 == 0 {
-        // Row-major copies of strided views (an element-wise pass, small beside the product).
-        let (lhs, rhs) = (into_contiguous(lhs.clone()), into_contiguous(rhs.clone()));
-        // 16 rows per invocation where m fills the 256-row blocks (as many loads, 4x the
-        // multiply-adds of 4 rows); 4 rows (64-row blocks) for short products such as
-        // attention's 64-token sequences.
-        let rows = if m >= 256 { 16 } else { 4 };
-        launch(
-            MatmulVec4Kernel {
-                f16: dtype == DType::F16,
-                rows,
-            },
-            MATMUL_THREADS,
-            CubeCount::Static(
-                (n / 4).div_ceil(16) as u32,
-                m.div_ceil(16 * rows) as u32,
-                batch as u32,
-            ),
-            &[&lhs, &rhs, &out],
-            &[m as u32, (n / 4) as u32, (k / 4) as u32],
-        );
-        return Some(out);
-    }
-    let params: Vec<u32> = params.iter().map(|&p| p as u32).collect();
-    let layout = if n < 16 {
-        MatmulLayout::Narrow
-    } else if m < 16 {
-        MatmulLayout::Short
+        launch_vec4(lhs, rhs, &out, [batch, m, n, k]);
     } else {
-        MatmulLayout::Square
-    };
-    let (gx, gy) = match layout {
-        MatmulLayout::Square => (gx, gy),
-        MatmulLayout::Narrow => (n.div_ceil(4), m.div_ceil(1024)),
-        MatmulLayout::Short => (n.div_ceil(1024), m.div_ceil(4)),
-    };
-    launch(
-        MatmulKernel {
-            f16: dtype == DType::F16,
-            layout,
-        },
-        MATMUL_THREADS,
-        CubeCount::Static(gx as u32, gy as u32, batch as u32),
-        &[lhs, rhs, &out],
-        &params,
-    );
+        launch_strided(lhs, rhs, &out, [batch, m, n], &params);
+    }
     Some(out)
 }
 

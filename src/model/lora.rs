@@ -9,7 +9,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
-use crate::kernels::{as_rows, cast_like, dora_weight_norm, frozen_linear, to_f32};
+use crate::kernels::{cast_like, dora_weight_norm, frozen_linear, to_f32};
 use crate::model::dropout::Dropout;
 
 /// A linear layer `y = x·Wᵀ + b` whose base weight and bias are frozen, optionally wrapped by a
@@ -209,89 +209,82 @@ impl AdaptedLinear {
     }
 
     /// The forward of `x`; with `pre_gelu = Some(u)` (`x = gelu(u)`, no adapter dropout) the
-    /// `A` projection runs as [`crate::kernels::gelu_matmul`] of `u` and `x`.
+    /// `A` projection runs as [`crate::kernels::gelu_matmul`] of `u` and `x`. The frozen layer,
+    /// LoRA ([`lora_forward`](Self::lora_forward)) or DoRA ([`dora_forward`](Self::dora_forward)),
+    /// as PEFT splits `Linear.forward` from its DoRA variant; the kernels pick their path.
     fn forward_with<const D: usize>(&self, x: Tensor<D>, pre_gelu: Option<Tensor<D>>) -> Tensor<D> {
-        let w = self.weight.val();
-        let bias = self.bias.as_ref().map(|b| b.val());
-        let adapter = match &self.adapter {
-            Some(a) if !a.merged => a,
-            _ => return frozen_linear(x, w, bias),
-        };
-        let dropout_active = adapter.dropout.is_active(&x.device());
-        if !dropout_active
-            && adapter.lora_magnitude_vector.is_none()
-            && adapter.lora_b_bias.is_none()
-            && let Some(bias) = &bias
-            && crate::kernels::lora_linear_is_fused(&x, &w, bias)
-        {
-            // LoRA without adapter dropout on the CPU: one op (the base product and the
-            // low-rank term accumulated into it, both ways), from `x` itself even after GELU.
-            let bias = cast_like(bias.clone(), &x);
-            let w = cast_like(w, &x);
-            let a = cast_like(adapter.lora_a.val(), &x);
-            let b = cast_like(adapter.lora_b.val(), &x).mul_scalar(adapter.scaling);
-            return crate::kernels::lora_linear(x, w, bias, a, b);
-        }
-        if !dropout_active && let Some(m) = &adapter.lora_magnitude_vector {
-            let (_, d_out) = self.dims();
-            let zero = Tensor::<1>::zeros([d_out], &x.device());
-            if crate::kernels::lora_linear_is_fused(&x, &w, &zero) {
-                // DoRA without adapter dropout on the CPU: `x·Wᵀ + s·B·A·x` as the LoRA op
-                // (no bias), then `(m / norm) ⊙ · + b` in place, with no separate low-rank term.
-                let (a, b) = (adapter.lora_a.val(), adapter.lora_b.val());
-                let norm = dora_weight_norm(w.clone(), a.clone(), b.clone(), adapter.scaling);
-                let (a, b) = (
-                    cast_like(a, &x),
-                    cast_like(b, &x).mul_scalar(adapter.scaling),
-                );
-                let y = crate::kernels::lora_linear(x, w, zero, a, b);
-                let dims = y.dims();
-                let rows = as_rows(y);
-                let no_lora = Tensor::<2>::zeros([1, d_out], &rows.device()).expand(rows.shape());
-                let out = crate::kernels::dora_scale(rows, no_lora, m.val(), norm, bias, 0.0);
-                return out.reshape(dims);
+        match &self.adapter {
+            Some(a) if !a.merged && a.lora_magnitude_vector.is_some() => {
+                self.dora_forward(a, x, pre_gelu)
             }
+            Some(a) if !a.merged => self.lora_forward(a, x, pre_gelu),
+            _ => frozen_linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val())),
         }
-        let xd = if dropout_active {
-            adapter.dropout.forward(x.clone())
-        } else {
-            x.clone()
-        };
-        let a = adapter.lora_a.val();
-        let b = adapter.lora_b.val();
-        // `s·B·(A·x̃)` with the scaling folded into the small `[r, out]` matrix rather than
-        // applied to the `[rows, out]` product (one element-wise pass less each way). f32
-        // adapters meet f16 activations narrowed (their gradients come back as f32).
-        let ax = match pre_gelu {
-            Some(u) => crate::kernels::gelu_matmul(u, xd.clone(), cast_like(a.clone(), &x)),
-            None => crate::kernels::linear(xd.clone(), cast_like(a.clone(), &x), None),
-        };
+    }
+
+    /// `lora_A` and `s·lora_B` in the dtype of `x` (f32 adapters meet f16 activations
+    /// narrowed; their gradients come back as f32), with `s·b_B` when `lora_bias`: the scaling
+    /// folded into the small `[r, out]` matrix rather than applied to the `[rows, out]` product.
+    fn factors<const D: usize>(
+        adapter: &LoraAdapter,
+        x: &Tensor<D>,
+    ) -> (Tensor<2>, Tensor<2>, Option<Tensor<1>>) {
+        let a = cast_like(adapter.lora_a.val(), x);
+        let b = cast_like(adapter.lora_b.val(), x).mul_scalar(adapter.scaling);
         let b_bias = adapter
             .lora_b_bias
             .as_ref()
-            .map(|bb| cast_like(bb.val(), &x).mul_scalar(adapter.scaling));
-        let lora = crate::kernels::linear(
-            ax,
-            cast_like(b.clone(), &x).mul_scalar(adapter.scaling),
-            b_bias,
-        );
+            .map(|bb| cast_like(bb.val(), x).mul_scalar(adapter.scaling));
+        (a, b, b_bias)
+    }
+
+    /// LoRA: `x·Wᵀ + b + s·B·A·dropout(x)` ([`crate::kernels::lora_layer`]).
+    fn lora_forward<const D: usize>(
+        &self,
+        adapter: &LoraAdapter,
+        x: Tensor<D>,
+        pre_gelu: Option<Tensor<D>>,
+    ) -> Tensor<D> {
+        let xd = adapter
+            .dropout
+            .is_active(&x.device())
+            .then(|| adapter.dropout.forward(x.clone()));
+        let (a, b, b_bias) = Self::factors(adapter, &x);
+        let w = self.weight.val();
+        let bias = self.bias.as_ref().map(|b| b.val());
+        crate::kernels::lora_layer(x, xd, pre_gelu, w, bias, a, b, b_bias)
+    }
+
+    /// DoRA: `(m / ‖W + s·B·A‖) ⊙ (x·Wᵀ + s·B·A·x) + b` ([`crate::kernels::dora_layer`]); with
+    /// active `lora_dropout` PEFT's form `x·Wᵀ + b + (m/n − 1) ⊙ (x̃·Wᵀ) + (m/n) ⊙ s·B·A·x̃`,
+    /// `x̃ = dropout(x)`.
+    fn dora_forward<const D: usize>(
+        &self,
+        adapter: &LoraAdapter,
+        x: Tensor<D>,
+        pre_gelu: Option<Tensor<D>>,
+    ) -> Tensor<D> {
         let Some(m) = &adapter.lora_magnitude_vector else {
-            return frozen_linear(x, w, bias) + lora;
+            return self.lora_forward(adapter, x, pre_gelu);
         };
-        let norm = dora_weight_norm(w.clone(), a, b, adapter.scaling);
-        if dropout_active {
-            let scale = cast_like((m.val() / norm).unsqueeze::<D>(), &x);
-            let base = frozen_linear(x, w.clone(), bias);
-            let base_d = frozen_linear(xd, w, None);
-            base + (scale.clone() - 1.0) * base_d + scale * lora
-        } else {
-            // `(m / norm) ⊙ (x·Wᵀ + s·B·A·x) + b` on rows: one fused kernel on wgpu devices.
-            let base = frozen_linear(x, w, None);
-            let dims = base.dims();
-            let out =
-                crate::kernels::dora_scale(as_rows(base), as_rows(lora), m.val(), norm, bias, 1.0);
-            out.reshape(dims)
+        let w = self.weight.val();
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let (a, b, b_bias) = Self::factors(adapter, &x);
+        let norm = dora_weight_norm(
+            w.clone(),
+            adapter.lora_a.val(),
+            adapter.lora_b.val(),
+            adapter.scaling,
+        );
+        if !adapter.dropout.is_active(&x.device()) {
+            return crate::kernels::dora_layer(x, pre_gelu, w, bias, a, b, b_bias, m.val(), norm);
         }
+        let xd = adapter.dropout.forward(x.clone());
+        let lora = crate::kernels::low_rank(xd.clone(), pre_gelu, a, b, b_bias);
+        let scale = cast_like((m.val() / norm).unsqueeze::<D>(), &x);
+        let base = frozen_linear(x, w.clone(), bias);
+        let base_d = frozen_linear(xd, w, None);
+        base + (scale.clone() - 1.0) * base_d + scale * lora
     }
 
     /// Folds the adapter into the base weight (PEFT `merge`): LoRA `W ← W + s·B·A` (and with

@@ -176,7 +176,6 @@ pub(super) fn map_blocks_new(
 
 /// `Σ` of `f(rows)` over fixed chunks of `0..rows` (about four per thread) on the rayon pool,
 /// each an `[n]` partial sum, added in chunk order (deterministic for a given thread count).
-#[cfg(any(feature = "wgpu", feature = "web"))]
 pub(super) fn row_chunk_sums(
     rows: usize,
     n: usize,

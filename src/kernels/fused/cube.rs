@@ -8,6 +8,7 @@ use burn::tensor::DType;
 
 use super::FusedBackend;
 use super::ops::*;
+use crate::kernels::prim::cast_to;
 
 impl FusedBackend for Cube {
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {

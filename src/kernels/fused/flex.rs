@@ -351,7 +351,6 @@ impl FusedBackend for Flex {
 }
 
 /// A flex tensor as contiguous f32 (a copy only for other dtypes or strided views).
-#[cfg(any(feature = "wgpu", feature = "web"))]
 fn f32_contiguous(t: FlexTensor) -> FlexTensor {
     let t = if t.dtype() == DType::F32 {
         t
@@ -366,7 +365,6 @@ fn f32_contiguous(t: FlexTensor) -> FlexTensor {
 }
 
 /// The values of tensors made contiguous f32 by [`f32_contiguous`].
-#[cfg(any(feature = "wgpu", feature = "web"))]
 fn f32_slices<const N: usize>(ts: [&FlexTensor; N]) -> [&[f32]; N] {
     ts.map(|t| t.as_slice::<f32>().unwrap_or_default())
 }
@@ -374,8 +372,7 @@ fn f32_slices<const N: usize>(ts: [&FlexTensor; N]) -> [&[f32]; N] {
 /// The DoRA ops on flex: the scale as one fused pass each way over the rayon pool (four
 /// element-wise passes forward and three backward as tensor ops), and the row norm as one pass
 /// over `W`.
-#[cfg(any(feature = "wgpu", feature = "web"))]
-impl crate::kernels::wgpu::KernelBackend for Flex {
+impl crate::kernels::dora::DoraBackend for Flex {
     /// `‖W_j + s·B_j·A‖` by definition (`Σ_i (w_ij + s·Σ_k a_ik·b_kj)²`, clamped below by
     /// [`crate::kernels::DORA_NORM_EPS_SQ`]), rows of `w` `[in, out]` summed per fixed chunk and
     /// then in chunk order; `gram` is not used.
@@ -482,13 +479,13 @@ impl crate::kernels::wgpu::KernelBackend for Flex {
         let mut gx = match owned_f32(grad) {
             Ok(gx) => gx,
             Err(grad) => {
-                return crate::kernels::wgpu::dora_scale_backward_ops::<Self>(
+                return crate::kernels::dora::dora_scale_backward_ops::<Self>(
                     grad, y, m, norm, bias,
                 );
             }
         };
         let Some(yv) = f32_values(&y) else {
-            return crate::kernels::wgpu::dora_scale_backward_ops::<Self>(gx, y, m, norm, bias);
+            return crate::kernels::dora::dora_scale_backward_ops::<Self>(gx, y, m, norm, bias);
         };
         let (m, norm, bias) = (
             f32_contiguous(m),

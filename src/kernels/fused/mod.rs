@@ -34,7 +34,7 @@ mod cube;
 mod flex;
 mod ops;
 
-pub(crate) use ops::cast_to;
+pub(crate) use super::prim::cast_to;
 
 use burn::backend::{Backend, backend_extension, tensor::FloatTensor};
 use burn::tensor::Tensor;

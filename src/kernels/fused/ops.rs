@@ -2,7 +2,9 @@
 //! runs where it has no WGSL kernel, and what the flex side falls back to for other dtypes.
 
 use burn::backend::{Backend, TensorMetadata, tensor::FloatTensor};
-use burn::tensor::{DType, TensorData};
+use burn::tensor::TensorData;
+
+use crate::kernels::prim::cast_to;
 
 pub(super) const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 /// `1/√(2π)`, the standard normal density at 0.
@@ -55,15 +57,6 @@ pub(super) fn dropout_ops<B: Backend>(x: FloatTensor<B>, seed: u64, keep: f64) -
     let mask = B::float_from_data(TensorData::new(mask, shape), &x.device());
     let mask = cast_to::<B>(mask, x.dtype());
     B::float_mul(x, mask)
-}
-
-/// `t` cast to `dtype` (a no-op when it already has it).
-pub(crate) fn cast_to<B: Backend>(t: FloatTensor<B>, dtype: DType) -> FloatTensor<B> {
-    if t.dtype() == dtype {
-        t
-    } else {
-        B::float_cast(t, dtype.into())
-    }
 }
 
 pub(super) fn softmax_backward_ops<B: Backend>(
