@@ -205,3 +205,259 @@ fn a_planted_upward_import_is_caught() {
         .is_empty()
     );
 }
+
+#[test]
+fn the_route_table_in_the_architecture_doc_is_the_code_s() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let route = std::fs::read_to_string(root.join("src/kernels/route.rs")).unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+    let table: Vec<&str> = route
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! "))
+        .filter(|l| l.starts_with('|'))
+        .collect();
+    assert!(table.len() >= 7, "{table:?}");
+    let block = table.join("\n");
+    assert!(
+        doc.contains(&block),
+        "docs/architecture.md must hold src/kernels/route.rs's table verbatim:\n{block}"
+    );
+}
+
+/// The module path of a file under `src/` (`kernels/fused/flex.rs` → `kernels::fused::flex`,
+/// `kernels/mod.rs` → `kernels`).
+fn module_path(rel: &Path) -> String {
+    let mut parts: Vec<String> = rel
+        .components()
+        .filter_map(|c| c.as_os_str().to_str().map(str::to_string))
+        .collect();
+    if let Some(last) = parts.pop() {
+        let stem = last.trim_end_matches(".rs");
+        if stem != "mod" {
+            parts.push(stem.to_string());
+        }
+    }
+    parts.join("::")
+}
+
+/// The paths a source text names from `crate::`, `super::` or `self::`, resolved against
+/// `module` (the file's module), as segment lists; groups (`a::{b, c::d}`) give one path per
+/// member.
+fn named_paths(code: &str, module: &str) -> Vec<Vec<String>> {
+    let own: Vec<String> = module
+        .split("::")
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = Vec::new();
+    let b: Vec<char> = code.chars().collect();
+    let mut i = 0;
+    while i < b.len() {
+        let starts = |w: &str| b[i..].iter().take(w.len()).copied().eq(w.chars());
+        let base: Option<Vec<String>> = if i > 0 && is_ident(b[i - 1]) {
+            None
+        } else if starts("crate::") {
+            i += "crate::".len();
+            Some(Vec::new())
+        } else if starts("super::") {
+            let mut p = own.clone();
+            while b[i..].iter().take(7).copied().eq("super::".chars()) {
+                i += 7;
+                // `super` of module `a::b` (file `a/b.rs`) is `a`; of `a` (`a/mod.rs`) the root.
+                p.pop();
+            }
+            Some(p)
+        } else if starts("self::") {
+            i += "self::".len();
+            Some(own.clone())
+        } else {
+            None
+        };
+        let Some(base) = base else {
+            i += 1;
+            continue;
+        };
+        // Read `a::b::{c, d::e}` from i.
+        let mut segs = base.clone();
+        loop {
+            if i < b.len() && b[i] == '{' {
+                // One path per top-level member of the group.
+                let mut depth = 0;
+                let mut member = String::new();
+                i += 1;
+                while i < b.len() {
+                    let c = b[i];
+                    i += 1;
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            let mut p = segs.clone();
+                            p.extend(member.split("::").map(|s| s.trim().to_string()));
+                            out.push(p);
+                            member.clear();
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    if depth == 0 {
+                        member.push(c);
+                    }
+                }
+                let mut p = segs.clone();
+                p.extend(member.split("::").map(|s| s.trim().to_string()));
+                out.push(p);
+                segs.clear();
+                break;
+            }
+            let start = i;
+            while i < b.len() && is_ident(b[i]) {
+                i += 1;
+            }
+            if i > start {
+                segs.push(b[start..i].iter().collect());
+            }
+            if i > start && b[i..].iter().take(2).copied().eq("::".chars()) {
+                i += 2;
+                continue;
+            }
+            break;
+        }
+        if !segs.is_empty() {
+            out.push(segs);
+        }
+    }
+    out
+}
+
+/// The children of the closest common ancestor of modules `a` and `b` that hold them
+/// (`kernels::fused::flex`, `kernels::wgpu` → `kernels::fused`, `kernels::wgpu`).
+fn branches(a: &str, b: &str) -> (String, String) {
+    let (pa, pb): (Vec<&str>, Vec<&str>) = (a.split("::").collect(), b.split("::").collect());
+    let common = pa.iter().zip(&pb).take_while(|(x, y)| x == y).count();
+    (pa[..=common].join("::"), pb[..=common].join("::"))
+}
+
+/// Import circles between the files and folders of `src/`: each an edge list
+/// `a -> b -> ... -> a`. An edge is a file naming an item of another module, drawn between
+/// their branches under their closest common ancestor (files and folders alike); a module
+/// naming its own ancestors or descendants (those that declare it, or it declares) is no edge.
+fn file_circles(files: &[(String, String)]) -> Vec<String> {
+    let modules: std::collections::BTreeSet<&str> = files.iter().map(|(m, _)| m.as_str()).collect();
+    let mut edges: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        Default::default();
+    for (module, code) in files {
+        for p in named_paths(code, module) {
+            let target = (1..=p.len())
+                .rev()
+                .map(|n| p[..n].join("::"))
+                .find(|m| modules.contains(m.as_str()));
+            let Some(target) = target else { continue };
+            // A child naming its ancestors, or a parent its descendants, is no edge; any other
+            // edge joins the two modules' branches under their closest common ancestor (so a
+            // file in `kernels/fused/` naming `kernels::wgpu` is the edge `fused -> wgpu`).
+            let related = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}::"));
+            if related(module, &target) || related(&target, module) {
+                continue;
+            }
+            let (from, to) = branches(module, &target);
+            if let (Some(f), Some(t)) = (modules.get(from.as_str()), modules.get(to.as_str())) {
+                edges.entry(f).or_default().insert(t);
+            }
+        }
+    }
+    // Depth-first search for back edges.
+    let mut circles = Vec::new();
+    let mut state: std::collections::BTreeMap<&str, u8> = Default::default();
+    fn visit<'a>(
+        m: &'a str,
+        edges: &std::collections::BTreeMap<&'a str, std::collections::BTreeSet<&'a str>>,
+        state: &mut std::collections::BTreeMap<&'a str, u8>,
+        stack: &mut Vec<&'a str>,
+        circles: &mut Vec<String>,
+    ) {
+        state.insert(m, 1);
+        stack.push(m);
+        for &t in edges.get(m).into_iter().flatten() {
+            match state.get(t).copied().unwrap_or(0) {
+                0 => visit(t, edges, state, stack, circles),
+                1 => {
+                    let from = stack.iter().position(|&s| s == t).unwrap_or(0);
+                    let mut c: Vec<&str> = stack[from..].to_vec();
+                    c.push(t);
+                    circles.push(c.join(" -> "));
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        state.insert(m, 2);
+    }
+    for (m, _) in files {
+        if state.get(m.as_str()).copied().unwrap_or(0) == 0 {
+            visit(m, &edges, &mut state, &mut Vec::new(), &mut circles);
+        }
+    }
+    circles
+}
+
+#[test]
+fn no_import_circle_between_files() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut paths = Vec::new();
+    rust_files(&src, &mut paths);
+    paths.sort();
+    let files: Vec<(String, String)> = paths
+        .iter()
+        .filter_map(|f| {
+            let rel = f.strip_prefix(&src).ok()?;
+            if rel == Path::new("lib.rs") || rel == Path::new("main.rs") {
+                return None;
+            }
+            let text = std::fs::read_to_string(f).ok()?;
+            Some((module_path(rel), code_only(&text)))
+        })
+        .collect();
+    assert!(files.len() > 30);
+    let circles = file_circles(&files);
+    assert!(
+        circles.is_empty(),
+        "import circles:\n{}",
+        circles.join("\n")
+    );
+}
+
+#[test]
+fn a_planted_file_circle_is_caught() {
+    let files = vec![
+        ("k::a".to_string(), "use super::b::f;".to_string()),
+        ("k::b".to_string(), "use crate::k::{a::g, c};".to_string()),
+        ("k::c".to_string(), "fn f() {}".to_string()),
+        ("k".to_string(), "use self::a::g;".to_string()),
+    ];
+    let c = file_circles(&files);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].contains("k::a -> k::b -> k::a"), "{c:?}");
+    // A file deep in a folder and a sibling of the folder: a circle between the two branches.
+    let files = vec![
+        ("k::f".to_string(), "pub use self::g::x;".to_string()),
+        ("k::f::g".to_string(), "use crate::k::w::y;".to_string()),
+        ("k::w".to_string(), "use super::f::x;".to_string()),
+    ];
+    let c = file_circles(&files);
+    assert_eq!(c, ["k::f -> k::w -> k::f"], "{c:?}");
+    // A group right after `super::` or `crate::`.
+    let files = vec![
+        ("k::a".to_string(), "use super::{b, c};".to_string()),
+        ("k::b".to_string(), "use crate::{k::a::z, e};".to_string()),
+    ];
+    assert_eq!(file_circles(&files).len(), 1);
+    // A child naming its parent is no edge.
+    let files = vec![
+        ("k".to_string(), "use self::a::g;".to_string()),
+        ("k::a".to_string(), "use super::h;".to_string()),
+    ];
+    assert!(file_circles(&files).is_empty());
+}

@@ -52,8 +52,8 @@ impl Kind for Loudness {
         1
     }
 
-    fn targets(&self, examples: &[&Prepared], device: &Device) -> Targets {
-        Targets::Values(value_targets(examples, 1.0, device))
+    fn targets(&self, labels: &[f32], device: &Device) -> Targets {
+        Targets::Values(value_targets(labels, 1.0, device))
     }
 
     fn forward(

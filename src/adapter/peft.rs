@@ -5,6 +5,7 @@
 //! `base_model.model.<module>.lora_B.weight` `[out, r]`,
 //! `base_model.model.<module>.lora_magnitude_vector` `[out]` (DoRA).
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use super::peft_load::{Classifier, LoadedAdapter, PEFT_PREFIX};
@@ -172,79 +173,91 @@ fn unset(v: &Value) -> bool {
     }
 }
 
-/// A JSON object's entries in file order (serde_json's own map sorts them; PEFT's
-/// `rank_pattern` and `alpha_pattern` are tried in file order).
-struct Ordered(Vec<(String, Value)>);
+/// A JSON object's entries in file order with values of type `T` (serde_json's own map sorts
+/// them; PEFT's `rank_pattern` and `alpha_pattern` are tried in file order).
+struct Ordered<T>(Vec<(String, T)>);
 
-impl<'de> serde::Deserialize<'de> for Ordered {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Ordered;
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Ordered<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut m: A,
-            ) -> std::result::Result<Ordered, A::Error> {
+            ) -> std::result::Result<Ordered<T>, A::Error> {
                 let mut out = Vec::new();
-                while let Some((k, v)) = m.next_entry::<String, Value>()? {
+                while let Some((k, v)) = m.next_entry::<String, T>()? {
                     out.push((k, v));
                 }
                 Ok(Ordered(out))
             }
-            fn visit_unit<E>(self) -> std::result::Result<Ordered, E> {
-                Ok(Ordered(Vec::new()))
-            }
         }
-        d.deserialize_any(V)
+        d.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
-/// The two pattern fields, in file order.
-#[derive(serde::Deserialize)]
-struct Patterns {
-    #[serde(default)]
-    rank_pattern: Option<Ordered>,
-    #[serde(default)]
-    alpha_pattern: Option<Ordered>,
+/// One value or a list of them, as PEFT writes `target_modules` (a list, or one string: a
+/// regular expression or `all-linear`), `exclude_modules`, `layers_pattern` and
+/// `layers_to_transform`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
 }
 
-/// Parses PEFT's `adapter_config.json` into a [`LoraConfig`], field by field as [`FIELDS`]
-/// says.
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(x) => vec![x],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// The fields of PEFT's `adapter_config.json` that lorabert applies, as PEFT 0.21.2 writes
+/// them (`LoraConfig`'s names; a missing or `null` field takes PEFT's default). [`FIELDS`]
+/// says what happens to every other field; they are checked before this is read.
+#[derive(Deserialize)]
+struct AdapterConfigFile {
+    peft_type: Option<String>,
+    r: Option<usize>,
+    lora_alpha: Option<f64>,
+    lora_dropout: Option<f64>,
+    use_rslora: Option<bool>,
+    use_dora: Option<bool>,
+    lora_bias: Option<bool>,
+    target_modules: Option<OneOrMany<String>>,
+    exclude_modules: Option<OneOrMany<String>>,
+    layers_to_transform: Option<OneOrMany<usize>>,
+    layers_pattern: Option<OneOrMany<String>>,
+    rank_pattern: Option<Ordered<usize>>,
+    alpha_pattern: Option<Ordered<f64>>,
+    modules_to_save: Option<Vec<String>>,
+    bias: Option<Bias>,
+}
+
+/// Parses PEFT's `adapter_config.json` into a [`LoraConfig`]: every field checked against
+/// [`FIELDS`] ([`check_fields`]), then the applied ones read as [`AdapterConfigFile`].
 ///
 /// # Errors
-/// [`Error::Config`] (naming `source_name` and the field) for malformed JSON, a `peft_type`
-/// other than `LORA`, a refused or unknown field, or values out of range.
+/// [`Error::Config`] (naming `source_name`, and the field or the line and column) for malformed
+/// JSON, a `peft_type` other than `LORA`, a refused or unknown field, a value of the wrong type,
+/// or values out of range.
 pub fn parse_adapter_config(text: &str, source_name: &str) -> Result<LoraConfig> {
     let bad = |m: String| Error::config(source_name, m);
     let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     let obj = v
         .as_object()
         .ok_or_else(|| bad("expected a JSON object".into()))?;
-    for (k, val) in obj {
-        let Some((_, how)) = FIELDS.iter().find(|(f, _)| f == k) else {
-            return Err(bad(format!(
-                "field `{k}` is not a field of PEFT's LoraConfig that lorabert knows (PEFT 0.21.2); it cannot be applied"
-            )));
-        };
-        let refused = how.starts_with("refused when");
-        if refused && !unset(val) {
-            return Err(bad(format!("`{k}`: {how}")));
-        }
-        if *k == "init_lora_weights"
-            && let Some(s) = val.as_str()
-            && ["pissa", "olora", "loftq", "corda", "lora_ga"]
-                .iter()
-                .any(|p| s.starts_with(p))
-        {
-            return Err(bad(format!(
-                "`init_lora_weights: {s}`: this initialisation changes the base weights, so the adapter does not apply to the original model"
-            )));
-        }
-    }
-    match obj.get("peft_type").and_then(Value::as_str) {
+    check_fields(obj).map_err(bad)?;
+    let f: AdapterConfigFile =
+        serde_json::from_str(text).map_err(|e| bad(format!("invalid value: {e}")))?;
+    match f.peft_type.as_deref() {
         Some("LORA") | None => {}
         Some(other) => {
             return Err(bad(format!(
@@ -252,124 +265,73 @@ pub fn parse_adapter_config(text: &str, source_name: &str) -> Result<LoraConfig>
             )));
         }
     }
-    let r = obj
-        .get("r")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| bad("`r` is missing or not a positive integer".into()))?
-        as usize;
-    let lora_alpha = obj.get("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0);
-    let lora_dropout = obj
-        .get("lora_dropout")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
-    let flag = |k: &str| obj.get(k).and_then(Value::as_bool).unwrap_or(false);
-    let strings = |k: &str, v: &Value| -> Result<Vec<String>> {
-        v.as_array()
-            .ok_or_else(|| bad(format!("`{k}` must be a list or a string")))?
-            .iter()
-            .map(|x| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| bad(format!("`{k}` must hold strings")))
-            })
-            .collect()
+    let r =
+        f.r.ok_or_else(|| bad("`r` is missing or not a positive integer".into()))?;
+    let (target_modules, target_regex) = match f.target_modules {
+        Some(OneOrMany::One(s)) if s == "all-linear" => (vec![s], None),
+        Some(OneOrMany::One(s)) => (Vec::new(), Some(s)),
+        Some(OneOrMany::Many(v)) => (v, None),
+        None => return Err(bad("`target_modules` is missing".into())),
     };
-    let (target_modules, target_regex) = match obj.get("target_modules") {
-        Some(Value::String(s)) if s == "all-linear" => (vec![s.clone()], None),
-        Some(Value::String(s)) => (Vec::new(), Some(s.clone())),
-        Some(v @ Value::Array(_)) => (strings("target_modules", v)?, None),
-        _ => return Err(bad("`target_modules` is missing".into())),
-    };
-    let (exclude_modules, exclude_regex) = match obj.get("exclude_modules") {
-        None | Some(Value::Null) => (Vec::new(), None),
-        Some(Value::String(s)) => (Vec::new(), Some(s.clone())),
-        Some(v) => (strings("exclude_modules", v)?, None),
-    };
-    let layers_to_transform = match obj.get("layers_to_transform") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(vec![n.as_u64().ok_or_else(|| {
-            bad("`layers_to_transform` must be a layer index or a list of them".into())
-        })? as usize]),
-        Some(Value::Array(a)) => Some(
-            a.iter()
-                .map(|x| x.as_u64().map(|i| i as usize))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| bad("`layers_to_transform` must hold layer indices".into()))?,
-        ),
-        Some(_) => {
-            return Err(bad(
-                "`layers_to_transform` must be a list of layer indices".into()
-            ));
-        }
-    };
-    let layers_pattern = match obj.get("layers_pattern") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(v) => strings("layers_pattern", v)?,
-    };
-    let patterns: Patterns =
-        serde_json::from_str(text).map_err(|e| bad(format!("invalid patterns: {e}")))?;
-    let rank_pattern = patterns.rank_pattern.map_or(Ok(Vec::new()), |o| {
-        o.0.into_iter()
-            .map(|(k, v)| match v.as_u64() {
-                Some(r) => Ok((k, r as usize)),
-                None => Err(bad(format!(
-                    "`rank_pattern` `{k}`: the rank must be an integer"
-                ))),
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
-    let alpha_pattern = patterns.alpha_pattern.map_or(Ok(Vec::new()), |o| {
-        o.0.into_iter()
-            .map(|(k, v)| match v.as_f64() {
-                Some(a) => Ok((k, a)),
-                None => Err(bad(format!(
-                    "`alpha_pattern` `{k}`: alpha must be a number"
-                ))),
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
-    let mut modules_to_save = match obj.get("modules_to_save") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(v) => strings("modules_to_save", v)?,
+    let (exclude_modules, exclude_regex) = match f.exclude_modules {
+        None => (Vec::new(), None),
+        Some(OneOrMany::One(s)) => (Vec::new(), Some(s)),
+        Some(OneOrMany::Many(v)) => (v, None),
     };
     // PEFT appends its task's defaults (`classifier`, `score`), often twice.
-    let mut seen = Vec::new();
-    modules_to_save.retain(|m| {
-        let new = !seen.contains(m);
-        seen.push(m.clone());
-        new
-    });
-    let bias = match obj.get("bias").and_then(Value::as_str) {
-        None | Some("none") => Bias::None,
-        Some("lora_only") => Bias::LoraOnly,
-        Some("all") => Bias::All,
-        Some(other) => {
-            return Err(bad(format!(
-                "`bias: {other}` is not none, lora_only or all"
-            )));
+    let mut modules_to_save: Vec<String> = Vec::new();
+    for m in f.modules_to_save.unwrap_or_default() {
+        if !modules_to_save.contains(&m) {
+            modules_to_save.push(m);
         }
-    };
+    }
     let cfg = LoraConfig {
         r,
-        lora_alpha,
-        lora_dropout,
-        use_rslora: flag("use_rslora"),
-        use_dora: flag("use_dora"),
+        lora_alpha: f.lora_alpha.unwrap_or(8.0),
+        lora_dropout: f.lora_dropout.unwrap_or(0.0),
+        use_rslora: f.use_rslora.unwrap_or(false),
+        use_dora: f.use_dora.unwrap_or(false),
         target_modules,
         target_regex,
         exclude_modules,
         exclude_regex,
-        layers_to_transform,
-        layers_pattern,
-        rank_pattern,
-        alpha_pattern,
-        lora_bias: flag("lora_bias"),
-        bias,
+        layers_to_transform: f.layers_to_transform.map(OneOrMany::into_vec),
+        layers_pattern: f.layers_pattern.map_or(Vec::new(), OneOrMany::into_vec),
+        rank_pattern: f.rank_pattern.map_or(Vec::new(), |o| o.0),
+        alpha_pattern: f.alpha_pattern.map_or(Vec::new(), |o| o.0),
+        lora_bias: f.lora_bias.unwrap_or(false),
+        bias: f.bias.unwrap_or(Bias::None),
         modules_to_save,
     };
     cfg.validate().map_err(|e| bad(e.to_string()))?;
     Ok(cfg)
+}
+
+/// Checks every field of an `adapter_config.json` object against [`FIELDS`]: an unknown field,
+/// a refused field that is set, or an initialisation that changes the base weights is an error
+/// (the message, naming the field).
+fn check_fields(obj: &serde_json::Map<String, Value>) -> std::result::Result<(), String> {
+    for (k, val) in obj {
+        let Some((_, how)) = FIELDS.iter().find(|(f, _)| f == k) else {
+            return Err(format!(
+                "field `{k}` is not a field of PEFT's LoraConfig that lorabert knows (PEFT 0.21.2); it cannot be applied"
+            ));
+        };
+        if how.starts_with("refused when") && !unset(val) {
+            return Err(format!("`{k}`: {how}"));
+        }
+        if *k == "init_lora_weights"
+            && let Some(s) = val.as_str()
+            && ["pissa", "olora", "loftq", "corda", "lora_ga"]
+                .iter()
+                .any(|p| s.starts_with(p))
+        {
+            return Err(format!(
+                "`init_lora_weights: {s}`: this initialisation changes the base weights, so the adapter does not apply to the original model"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes the adapters of `bert` as PEFT `adapter_model.safetensors` bytes.

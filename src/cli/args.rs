@@ -32,6 +32,34 @@ impl TaskArg {
     }
 }
 
+/// `sweep --tasks`: the `--task` values, and `own` (your file, given after `--`).
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SweepTaskArg {
+    /// SST-5 sentiment.
+    Sst,
+    /// Quora paraphrase.
+    Para,
+    /// STS-B similarity.
+    Sts,
+    /// All three on one shared encoder.
+    Multi,
+    /// Your own data (`-- --train-file FILE`).
+    Own,
+}
+
+impl SweepTaskArg {
+    /// The name in cell names, `sweep.csv` and the `--task` flag of its runs.
+    pub fn name(self) -> &'static str {
+        match self {
+            SweepTaskArg::Sst => "sst",
+            SweepTaskArg::Para => "para",
+            SweepTaskArg::Sts => "sts",
+            SweepTaskArg::Multi => "multi",
+            SweepTaskArg::Own => "own",
+        }
+    }
+}
+
 /// `--adapter`.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum AdapterArg {
@@ -41,6 +69,17 @@ pub enum AdapterArg {
     Lora,
     /// DoRA.
     Dora,
+}
+
+impl AdapterArg {
+    /// `none`, `lora` or `dora`: the name in cell names, `sweep.csv` and `--adapter`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdapterArg::None => "none",
+            AdapterArg::Lora => "lora",
+            AdapterArg::Dora => "dora",
+        }
+    }
 }
 
 /// `--pooling`.

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use super::args::{AdapterArg, SweepTaskArg};
 use super::eval::write_predictions;
 use super::load::{checkpoint_dir, data_file, load_own_file, load_split, load_trained};
 use super::{ModelArgs, io};
@@ -33,10 +34,10 @@ pub struct SweepArgs {
     out: PathBuf,
     /// Tasks (sst, para, sts, multi; own with `-- --train-file FILE`).
     #[arg(long, value_delimiter = ',', default_value = "sst")]
-    tasks: Vec<String>,
+    tasks: Vec<SweepTaskArg>,
     /// Adapters (lora, dora, none).
     #[arg(long, value_delimiter = ',', default_value = "lora,dora")]
-    adapters: Vec<String>,
+    adapters: Vec<AdapterArg>,
     /// Target sets: attention (query,key,value,attention.output.dense), all-linear, or a
     /// `+`-joined module list.
     #[arg(long, value_delimiter = ',', default_value = "all-linear")]
@@ -88,25 +89,54 @@ fn sort_rows(rows: &mut [SweepRow]) {
     });
 }
 
+/// Runs one cell's training in a child process (continuing from its resume checkpoint when it
+/// has one), its log in `dir/train.log`. Whether the cell finished: by this run, or by an
+/// orphaned run of the same cell that held the folder's lock first.
+///
+/// # Errors
+/// When the folder or log cannot be created or the child cannot start.
+fn run_cell(exe: &Path, cell: &Cell, dir: &Path, a: &SweepArgs) -> Result<bool> {
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::File::create(dir.join("train.log"))?;
+    let mut cmd = if dir.join("resume").join("state.json").is_file() {
+        eprintln!("  continuing from its resume checkpoint");
+        resume_command(exe, dir, a)
+    } else {
+        train_command(exe, cell, dir, a)
+    };
+    let status = cmd
+        .stdout(Stdio::null())
+        .stderr(log)
+        .status()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if status.success() {
+        return Ok(true);
+    }
+    // Lost a race with an orphaned run of this cell that took the folder's lock first: wait for
+    // it, and count the cell as done when it finished.
+    super::io::wait_while_locked(dir, &format!("  {}", cell.name()));
+    if finished(dir).is_some() {
+        eprintln!("  {}: finished by another process", cell.name());
+        return Ok(true);
+    }
+    eprintln!(
+        "  {} failed ({status}); see {}",
+        cell.name(),
+        dir.join("train.log").display()
+    );
+    Ok(false)
+}
+
 /// Runs (or resumes) a sweep.
 pub fn sweep(a: SweepArgs) -> Result<()> {
-    for t in &a.tasks {
-        if !["sst", "para", "sts", "multi", "own"].contains(&t.as_str()) {
-            bail!("--tasks: unknown task `{t}` (sst, para, sts, multi, own)");
-        }
-        if t == "own" && !a.train_args.iter().any(|x| x == "--train-file") {
-            bail!("--tasks own trains on your file: add `-- --train-file FILE` (and its options)");
-        }
+    if a.tasks.contains(&SweepTaskArg::Own) && !a.train_args.iter().any(|x| x == "--train-file") {
+        bail!("--tasks own trains on your file: add `-- --train-file FILE` (and its options)");
     }
-    for ad in &a.adapters {
-        if !["lora", "dora", "none"].contains(&ad.as_str()) {
-            bail!("--adapters: unknown adapter `{ad}` (lora, dora, none)");
-        }
-    }
+    let names = |v: Vec<&'static str>| v.into_iter().map(String::from).collect::<Vec<_>>();
     let ranks = parse_ranks(&a.ranks).map_err(|e| anyhow::anyhow!("--{e}"))?;
     let mut cells = grid(
-        &a.tasks,
-        &a.adapters,
+        &names(a.tasks.iter().map(|t| t.name()).collect()),
+        &names(a.adapters.iter().map(|t| t.name()).collect()),
         &a.targets,
         &ranks,
         &a.precision,
@@ -156,33 +186,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             continue;
         }
         eprintln!("[{}/{}] {}: training", k + 1, cells.len(), cell.name());
-        std::fs::create_dir_all(&dir)?;
-        let log = std::fs::File::create(dir.join("train.log"))?;
-        let mut cmd = if dir.join("resume").join("state.json").is_file() {
-            eprintln!("  continuing from its resume checkpoint");
-            resume_command(&exe, &dir, &a)
-        } else {
-            train_command(&exe, cell, &dir, &a)
-        };
-        let status = cmd
-            .stdout(Stdio::null())
-            .stderr(log)
-            .status()
-            .with_context(|| format!("cannot run {}", exe.display()))?;
-        if !status.success() {
-            // Lost a race with an orphaned run of this cell that took the folder's lock first:
-            // wait for it, and count the cell as done when it finished.
-            super::io::wait_while_locked(&dir, &format!("  {}", cell.name()));
-            if finished(&dir).is_some() {
-                eprintln!("  {}: finished by another process", cell.name());
-                write_sweep_csv(&a.out, &cells)?;
-                continue;
-            }
-            eprintln!(
-                "  {} failed ({status}); see {}",
-                cell.name(),
-                dir.join("train.log").display()
-            );
+        if !run_cell(&exe, cell, &dir, &a)? {
             failed.push(cell.name());
             continue;
         }

@@ -47,6 +47,29 @@ fn err<E: std::fmt::Debug>(e: E) -> Error {
 /// Height of one legend line below the plot, pixels.
 const LEGEND_LINE: u32 = 16;
 
+/// The axes' ranges of `pts` (x through `tx`): x widened to one unit when it is a single value,
+/// y padded by 8 % (a flat series by ±5 % of its value, so the axis labels stay readable).
+fn ranges(pts: &[(f64, f64)], tx: impl Fn(f64) -> f64) -> ([f64; 2], [f64; 2]) {
+    let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), p| {
+        (a.min(tx(p.0)), b.max(tx(p.0)))
+    });
+    let (mut y0, mut y1) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    if x1 - x0 < 1e-12 {
+        x0 -= 0.5;
+        x1 += 0.5;
+    }
+    let pad = if y1 - y0 < 1e-9 * y1.abs().max(1.0) {
+        0.05 * y1.abs().max(1e-3)
+    } else {
+        (y1 - y0) * 0.08
+    };
+    y0 -= pad;
+    y1 += pad;
+    ([x0, x1], [y0, y1])
+}
+
 /// Renders `chart` as an SVG document `width` pixels wide: the plot `height` pixels high, and
 /// below it the legend (one line per series, [`LEGEND_LINE`] pixels each), outside the plotting
 /// area so it never covers a point. Where every x is a whole number (steps, epochs, ranks) the
@@ -68,24 +91,7 @@ pub fn svg(chart: &Chart, width: u32, height: u32) -> Result<String> {
             chart.title
         )));
     }
-    let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), p| {
-        (a.min(tx(p.0)), b.max(tx(p.0)))
-    });
-    let (mut y0, mut y1) = pts
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    if x1 - x0 < 1e-12 {
-        x0 -= 0.5;
-        x1 += 0.5;
-    }
-    // A flat series (e.g. one run) gets a ±5 % window so the axis labels stay readable.
-    let pad = if y1 - y0 < 1e-9 * y1.abs().max(1.0) {
-        0.05 * y1.abs().max(1e-3)
-    } else {
-        (y1 - y0) * 0.08
-    };
-    y0 -= pad;
-    y1 += pad;
+    let ([x0, x1], [y0, y1]) = ranges(&pts, tx);
     let whole_x = pts.iter().all(|p| (p.0 - p.0.round()).abs() < 1e-9);
     let legend_h = if chart.series.is_empty() {
         0

@@ -251,14 +251,17 @@ pub fn rows_from_csv(bytes: &[u8], source: &str) -> Result<Vec<SweepRow>> {
     Ok(rows)
 }
 
+/// A sweep row of an SST cell for the report module's tests.
+#[cfg(test)]
+pub(crate) fn test_row(adapter: &str, targets: &str, r: usize, score: f64, secs: f64) -> SweepRow {
+    tests::row(adapter, targets, r, score, secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::claims::claims;
-    use crate::report::html::{charts, render, report_html};
-    use std::collections::BTreeMap;
 
-    fn row(adapter: &str, targets: &str, r: usize, score: f64, secs: f64) -> SweepRow {
+    pub(super) fn row(adapter: &str, targets: &str, r: usize, score: f64, secs: f64) -> SweepRow {
         let c = Cell {
             task: "sst".into(),
             adapter: adapter.into(),
@@ -313,47 +316,5 @@ mod tests {
         ];
         let csv = rows_to_csv(&rows).unwrap();
         assert_eq!(rows_from_csv(csv.as_bytes(), "sweep.csv").unwrap(), rows);
-    }
-
-    #[test]
-    fn claims_quote_their_cells() {
-        let rows = vec![
-            row("lora", "all-linear", 1, 0.45, 100.0),
-            row("lora", "all-linear", 8, 0.50, 110.0),
-            row("dora", "all-linear", 1, 0.46, 120.0),
-            row("lora", "attention", 1, 0.40, 90.0),
-        ];
-        let c = claims(&rows);
-        let r1 = c.iter().find(|c| c.id == "rank-1").unwrap();
-        assert!(
-            r1.text.contains("90.0 % of the best rank (r = 8, 0.5000)"),
-            "{}",
-            r1.text
-        );
-        assert_eq!(
-            r1.cells,
-            vec![
-                "sst-lora-all-linear-r1-f32-s1",
-                "sst-lora-all-linear-r8-f32-s1"
-            ]
-        );
-        let d = c.iter().find(|c| c.id == "dora-vs-lora").unwrap();
-        assert!(
-            d.text.contains("DoRA 0.4600 vs LoRA 0.4500 (+0.0100)") && d.text.contains("1.20×"),
-            "{}",
-            d.text
-        );
-        let a = c
-            .iter()
-            .find(|c| c.id == "attention-vs-all-linear")
-            .unwrap();
-        assert!(a.text.contains("(-0.0500)"), "{}", a.text);
-        assert!(c.iter().any(|c| c.id == "f16-vs-f32" && c.cells.is_empty()));
-        let svgs = render(&charts(&rows, &BTreeMap::new()));
-        assert_eq!(svgs.len(), 3);
-        let html = report_html("sweep", &rows, &svgs, &c, Some("http://x/#v1.abc"));
-        assert!(
-            html.contains("<svg") && html.contains("rank-1") && html.contains("http://x/#v1.abc")
-        );
     }
 }

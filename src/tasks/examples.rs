@@ -5,7 +5,7 @@ use std::sync::Arc;
 use burn::tensor::Device;
 
 use super::kind::Kind;
-use super::{PairEncoding, Task, TaskBatch, kinds};
+use super::{PairEncoding, Task, TaskBatch};
 use crate::data::{Dataset, PairExample, SstExample, TokenBatch};
 use crate::error::Result;
 use crate::model::{BertTokenizer, Encoded};
@@ -55,11 +55,12 @@ impl TaskData {
         self.kind.task()
     }
 
-    /// Tokenises SST sentences.
+    /// Tokenises SST sentences as task data of `kind`.
     ///
     /// # Errors
     /// [`crate::Error::Tokenizer`] when tokenisation fails.
     pub fn sst(
+        kind: Arc<dyn Kind>,
         ds: &Dataset<SstExample>,
         tok: &BertTokenizer,
         limit: Option<usize>,
@@ -77,19 +78,20 @@ impl TaskData {
             });
         }
         Ok(TaskData {
-            kind: kinds::minbert(Task::Sst),
+            kind,
             examples,
             truncated,
             skipped_rows: ds.skipped_lines.len(),
         })
     }
 
-    /// Tokenises sentence pairs for `task` (Para or Sts) with the given encoding.
+    /// Tokenises sentence pairs as task data of `kind` (paraphrase or STS) with the given
+    /// encoding.
     ///
     /// # Errors
     /// [`crate::Error::Tokenizer`] when tokenisation fails.
     pub fn pairs(
-        task: Task,
+        kind: Arc<dyn Kind>,
         ds: &Dataset<PairExample>,
         tok: &BertTokenizer,
         encoding: PairEncoding,
@@ -111,7 +113,7 @@ impl TaskData {
             });
         }
         Ok(TaskData {
-            kind: kinds::minbert(task),
+            kind,
             examples,
             truncated,
             skipped_rows: ds.skipped_lines.len(),
@@ -137,7 +139,9 @@ impl TaskData {
         TaskBatch {
             kind: self.kind.clone(),
             x: TokenBatch::from_encoded(&encs, pad_id).to_tensors(device),
-            targets: self.kind.targets(&exs, device),
+            targets: self
+                .kind
+                .targets(&exs.iter().map(|e| e.label).collect::<Vec<_>>(), device),
         }
     }
 }

@@ -17,12 +17,10 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Int, Tensor};
 use serde::Serialize;
 
-use super::minbert::Split;
-use super::own::LabelSummary;
-use super::{MultitaskModel, PairEncoding, Prepared, Task, TaskData};
+use super::own_task::LabelSummary;
+use super::{MultitaskModel, PairEncoding, Task};
 use crate::data::BatchTensors;
 use crate::error::{Error, Result};
-use crate::model::BertTokenizer;
 
 /// A task kind (see the module documentation). Implementations are small values (the classes,
 /// the pair encoding) shared as `Arc<dyn Kind>` by the data, the batches and the predictions.
@@ -58,8 +56,9 @@ pub trait Kind: Debug + Send + Sync {
     /// Values per example in its predictions: the number of classes, or 1.
     fn width(&self) -> usize;
 
-    /// The device targets of a batch of `examples` (from [`Prepared::label`]).
-    fn targets(&self, examples: &[&Prepared], device: &Device) -> Targets;
+    /// The device targets of a batch from its examples' labels (`Prepared::label`: a class id
+    /// or a value as the file gives it, `NaN` where the file has none).
+    fn targets(&self, labels: &[f32], device: &Device) -> Targets;
 
     /// Raw outputs `[batch, width]` of `model` on `x` through `head` (logits, a score or a
     /// regression value), before any activation. `x` holds `2·batch` sequences for
@@ -133,29 +132,6 @@ pub trait Kind: Debug + Send + Sync {
         &[]
     }
 
-    /// Reads this kind's minBERT preset file of `split` from its `bytes` (quoted in errors as
-    /// `source`) and tokenises its first `limit` rows, pairs as `encoding` says; test files
-    /// carry no labels.
-    ///
-    /// # Errors
-    /// [`Error::Data`] naming `source` and the line; [`Error::Tokenizer`]; [`Error::Invalid`]
-    /// for a kind without preset files.
-    fn read_preset(
-        &self,
-        split: Split,
-        bytes: &[u8],
-        source: &str,
-        tok: &BertTokenizer,
-        encoding: PairEncoding,
-        limit: Option<usize>,
-    ) -> Result<TaskData> {
-        let _ = (split, bytes, tok, encoding, limit);
-        Err(Error::Invalid(format!(
-            "{source}: the `{}` task has no minBERT preset files",
-            self.name()
-        )))
-    }
-
     /// A minBERT preset's prediction file: its name stem and the starter code's column header
     /// (`sst`, `Predicted_Sentiment`); `None` for kinds without one.
     fn minbert_output(&self) -> Option<(&'static str, &'static str)> {
@@ -163,7 +139,7 @@ pub trait Kind: Debug + Send + Sync {
     }
 
     /// Own data: the target of a row's label as written (`label`, trimmed), at `line` of
-    /// `source`, for [`Prepared::label`].
+    /// `source`, for `Prepared::label`.
     ///
     /// # Errors
     /// [`Error::Data`] naming the file, line and label column; [`Error::Invalid`] for a kind
@@ -381,4 +357,26 @@ pub fn argmax(values: &[f32]) -> usize {
             if v > best.1 { (i, v) } else { best }
         })
         .0
+}
+
+/// A split of a data set (the minBERT presets: which file holds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Training.
+    Train,
+    /// Dev (the evaluation split).
+    Dev,
+    /// Test (no labels).
+    Test,
+}
+
+impl Split {
+    /// `train`, `dev` or `test`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Dev => "dev",
+            Split::Test => "test",
+        }
+    }
 }

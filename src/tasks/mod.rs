@@ -19,6 +19,7 @@ pub mod kinds;
 pub mod metrics;
 pub mod minbert;
 pub mod own;
+pub mod own_task;
 
 pub use examples::{Prepared, TaskData};
 pub use kind::{Kind, KindMetrics, PredictionRow, Targets};

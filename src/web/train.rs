@@ -14,7 +14,7 @@ use crate::model::AdapterKind;
 use crate::report::share::{ShareRow, ShareRunConfig, SharedData};
 use crate::tasks::{PairEncoding, Pooling, Task};
 use crate::train::memory::{largest_tensor_bytes, sequences_per_example};
-use crate::train::{Job, Precision, TrainConfig, resolve_precision};
+use crate::train::{DevMetrics, Job, Precision, RunResults, TrainConfig, resolve_precision};
 
 /// LoRA and DoRA at each of `ranks`.
 pub fn lora_dora_grid(ranks: &[usize]) -> Vec<(AdapterKind, usize)> {
@@ -121,6 +121,64 @@ fn check_buffer(g: &GpuInfo, model: &ModelBytes, cfg: &TrainConfig) -> Result<()
     )))
 }
 
+/// What a run's share row records beside its configuration: the form's target modules (as
+/// typed), the row limits and the data URL (minBERT data only).
+struct RowContext {
+    targets: String,
+    max_train: Option<usize>,
+    max_dev: Option<usize>,
+    data_url: Option<String>,
+}
+
+/// The share row of a finished run of `cfg` at rank `r` with its best dev metrics `best`.
+fn share_row(
+    cfg: &TrainConfig,
+    results: &RunResults,
+    best: &DevMetrics,
+    r: usize,
+    ctx: &RowContext,
+) -> ShareRow {
+    ShareRow {
+        task: cfg.task_names(),
+        adapter: cfg.adapter_name().into(),
+        targets: ctx.targets.clone(),
+        r: r as u32,
+        precision: cfg.precision.name().into(),
+        seed: cfg.seed,
+        score: best.primary().clamp(-1.0, 1.0),
+        seconds_per_epoch: results.mean_seconds_per_epoch(),
+        peak_memory_bytes: results.peak_memory_bytes.unwrap_or(0),
+        trainable_params: results.params.trainable as u64,
+        metric: cfg.own.as_ref().map(|o| o.metric_for_best_model.clone()),
+        config: Some(ShareRunConfig {
+            alpha: cfg.adapter.as_ref().map_or(8.0, |a| a.lora_alpha),
+            epochs: cfg.epochs as u32,
+            max_steps: cfg.max_steps.map(|s| s as u64),
+            batch: cfg.batch_size as u32,
+            max_len: cfg.max_len as u32,
+            lr: cfg.lr,
+            max_train: ctx.max_train.map(|n| n as u64),
+            max_dev: ctx.max_dev.map(|n| n as u64),
+            data_url: ctx.data_url.clone(),
+        }),
+    }
+}
+
+/// Keeps a run's best checkpoint `files` in the browser's store under a new id (returned), so
+/// Try it and Download work after a reload; a failure is logged and gives `None`.
+async fn keep_checkpoint(label: &str, files: &crate::train::artifacts::Files) -> Option<String> {
+    let id = format!("run-{}", js_sys::Date::now() as u64);
+    match super::cache::store_checkpoint(&id, files).await {
+        Ok(()) => Some(id),
+        Err(e) => {
+            log(&format!(
+                "{label}: the checkpoint is not kept for a reload: {e}"
+            ));
+            None
+        }
+    }
+}
+
 /// Trains one configuration per (adapter, rank) in `grid` and records each run.
 async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
     let g = gpu().await;
@@ -136,7 +194,6 @@ async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
     };
     let (precision, notice) = resolve_precision(requested, &g.device);
     let mut form = form_config(t, precision)?;
-    let targets = input("targets");
     if let Some(notice) = notice {
         log(&notice);
     }
@@ -162,6 +219,12 @@ async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
     };
     let form = form.validated()?;
     check_buffer(&g, &model, &form)?;
+    let ctx = RowContext {
+        targets: input("targets"),
+        max_train,
+        max_dev,
+        data_url: (!own_data).then(|| input("data-url")),
+    };
     STATE.with(|s| s.borrow_mut().shared_data = shared);
     let backend = if g.gpu { "webgpu" } else { "flex (wasm CPU)" };
     for (adapter, r) in grid {
@@ -186,33 +249,8 @@ async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
         let Some(best) = results.best.clone() else {
             continue;
         };
-        let cfg = &job.trainer.cfg;
-        let own = cfg.own.as_ref();
         let mut rec = RunRecord {
-            row: ShareRow {
-                task: cfg.task_names(),
-                adapter: cfg.adapter_name().into(),
-                targets: targets.clone(),
-                r: r as u32,
-                precision: cfg.precision.name().into(),
-                seed: cfg.seed,
-                score: best.primary().clamp(-1.0, 1.0),
-                seconds_per_epoch: results.mean_seconds_per_epoch(),
-                peak_memory_bytes: results.peak_memory_bytes.unwrap_or(0),
-                trainable_params: results.params.trainable as u64,
-                metric: own.map(|o| o.metric_for_best_model.clone()),
-                config: Some(ShareRunConfig {
-                    alpha: cfg.adapter.as_ref().map_or(8.0, |a| a.lora_alpha),
-                    epochs: cfg.epochs as u32,
-                    max_steps: cfg.max_steps.map(|s| s as u64),
-                    batch: cfg.batch_size as u32,
-                    max_len: cfg.max_len as u32,
-                    lr: cfg.lr,
-                    max_train: max_train.map(|n| n as u64),
-                    max_dev: max_dev.map(|n| n as u64),
-                    data_url: (!own_data).then(|| input("data-url")),
-                }),
-            },
+            row: share_row(&job.trainer.cfg, &results, &best, r, &ctx),
             loss_curve: results.loss_curve.clone(),
             examples_per_second: results.mean_examples_per_second(),
             checkpoint: None,
@@ -222,13 +260,7 @@ async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
             // "Try it" builds its model from these files on its first use; a copy is kept in
             // the browser's store, so Try it and Download work after a reload too.
             tryit::offer_run(&format!("{label}, best epoch"));
-            let id = format!("run-{}", js_sys::Date::now() as u64);
-            match super::cache::store_checkpoint(&id, files).await {
-                Ok(()) => rec.checkpoint = Some(id),
-                Err(e) => log(&format!(
-                    "{label}: the checkpoint is not kept for a reload: {e}"
-                )),
-            }
+            rec.checkpoint = keep_checkpoint(&label, files).await;
         }
         STATE.with(|s| {
             let mut s = s.borrow_mut();

@@ -13,9 +13,9 @@ use crate::data::BatchTensors;
 use crate::error::{Error, Result};
 use crate::tasks::kind::{KindMetrics, SeqCls, Targets, argmax};
 use crate::tasks::metrics::{f1_binary, f1_macro, matthews};
-use crate::tasks::own::labels::{number, numeric_class};
-use crate::tasks::own::{LabelSummary, OwnTask, TaskKind};
-use crate::tasks::{Kind, MultitaskModel, PairEncoding, Prepared, Task, accuracy, cross_entropy};
+use crate::tasks::own_task::{LabelSummary, OwnTask, TaskKind};
+use crate::tasks::own_task::{number, numeric_class};
+use crate::tasks::{Kind, MultitaskModel, PairEncoding, Task, accuracy, cross_entropy};
 
 /// Own-data classification: the own task whose kind is [`TaskKind::Classification`].
 #[derive(Debug, Clone)]
@@ -64,8 +64,8 @@ impl Kind for Classification {
         self.id2label().len()
     }
 
-    fn targets(&self, examples: &[&Prepared], device: &Device) -> Targets {
-        Targets::Classes(class_targets(examples, device))
+    fn targets(&self, labels: &[f32], device: &Device) -> Targets {
+        Targets::Classes(class_targets(labels, device))
     }
 
     fn forward(

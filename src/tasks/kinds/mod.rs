@@ -21,8 +21,8 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::kind::Kind;
-use super::own::{OwnTask, TaskKind};
-use super::{HeadsConfig, MultitaskModel, PairEncoding, Prepared, Task, pair_features};
+use super::own_task::{OwnTask, TaskKind};
+use super::{HeadsConfig, MultitaskModel, PairEncoding, Task, pair_features};
 use crate::data::BatchTensors;
 use crate::error::{Error, Result};
 
@@ -116,33 +116,21 @@ pub fn apply(head: Option<&Linear>, x: Tensor<2>) -> Tensor<2> {
 }
 
 /// Class ids `[batch]` from the examples' labels (a missing label counts as class 0).
-pub fn class_targets(examples: &[&Prepared], device: &Device) -> Tensor<1, Int> {
-    let v: Vec<i64> = examples
+pub fn class_targets(labels: &[f32], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = labels
         .iter()
-        .map(|e| {
-            if e.label.is_finite() {
-                e.label as usize as i64
-            } else {
-                0
-            }
-        })
+        .map(|&l| if l.is_finite() { l as usize as i64 } else { 0 })
         .collect();
-    Tensor::from_data(TensorData::new(v, [examples.len()]), device)
+    Tensor::from_data(TensorData::new(v, [labels.len()]), device)
 }
 
 /// Real targets `[batch]`, each label divided by `div` (a missing label counts as 0).
-pub fn value_targets(examples: &[&Prepared], div: f32, device: &Device) -> Tensor<1> {
-    let v: Vec<f32> = examples
+pub fn value_targets(labels: &[f32], div: f32, device: &Device) -> Tensor<1> {
+    let v: Vec<f32> = labels
         .iter()
-        .map(|e| {
-            if e.label.is_finite() {
-                e.label / div
-            } else {
-                0.0
-            }
-        })
+        .map(|&l| if l.is_finite() { l / div } else { 0.0 })
         .collect();
-    Tensor::from_data(TensorData::new(v, [examples.len()]), device)
+    Tensor::from_data(TensorData::new(v, [labels.len()]), device)
 }
 
 /// Mean squared error of `[batch, 1]` outputs against `[batch]` targets.

@@ -8,12 +8,11 @@ use burn::tensor::{Device, Tensor};
 
 use super::sst::accuracy_of;
 use super::{apply, features, features_width, value_targets};
-use crate::data::{BatchTensors, PairLabel};
+use crate::data::BatchTensors;
 use crate::error::Result;
-use crate::model::BertTokenizer;
+use crate::tasks::kind::Split;
 use crate::tasks::kind::{KindMetrics, PredictionRow, SeqCls, Targets};
-use crate::tasks::minbert::{Split, read_pair_file};
-use crate::tasks::{Kind, MultitaskModel, PairEncoding, Prepared, Task, TaskData, bce_with_logits};
+use crate::tasks::{Kind, MultitaskModel, PairEncoding, Task, bce_with_logits};
 
 /// Paraphrase: a head `[features → 1]`, its logit `z`; predictions `σ(z)`.
 #[derive(Debug, Clone, Copy)]
@@ -36,8 +35,8 @@ impl Kind for Paraphrase {
         1
     }
 
-    fn targets(&self, examples: &[&Prepared], device: &Device) -> Targets {
-        Targets::Values(value_targets(examples, 1.0, device))
+    fn targets(&self, labels: &[f32], device: &Device) -> Targets {
+        Targets::Values(value_targets(labels, 1.0, device))
     }
 
     fn forward(
@@ -72,22 +71,6 @@ impl Kind for Paraphrase {
             Split::Dev => &["quora-dev.csv"],
             Split::Test => &["quora-test-student.csv"],
         }
-    }
-
-    fn read_preset(
-        &self,
-        split: Split,
-        bytes: &[u8],
-        source: &str,
-        tok: &BertTokenizer,
-        encoding: PairEncoding,
-        limit: Option<usize>,
-    ) -> Result<TaskData> {
-        let label = match split {
-            Split::Test => PairLabel::None,
-            _ => PairLabel::Paraphrase,
-        };
-        read_pair_file(self.task(), label, bytes, source, tok, encoding, limit)
     }
 
     fn minbert_output(&self) -> Option<(&'static str, &'static str)> {

@@ -10,9 +10,9 @@ use crate::data::BatchTensors;
 use crate::error::{Error, Result};
 use crate::tasks::kind::{KindMetrics, SeqCls, Targets};
 use crate::tasks::metrics::{mse, spearman};
-use crate::tasks::own::labels::number;
-use crate::tasks::own::{LabelSummary, OwnTask};
-use crate::tasks::{Kind, MultitaskModel, PairEncoding, Prepared, Task, pearson};
+use crate::tasks::own_task::number;
+use crate::tasks::own_task::{LabelSummary, OwnTask};
+use crate::tasks::{Kind, MultitaskModel, PairEncoding, Task, pearson};
 
 /// Own-data regression: the own task whose kind is `TaskKind::Regression`.
 #[derive(Debug, Clone)]
@@ -43,8 +43,8 @@ impl Kind for Regression {
         1
     }
 
-    fn targets(&self, examples: &[&Prepared], device: &Device) -> Targets {
-        Targets::Values(value_targets(examples, 1.0, device))
+    fn targets(&self, labels: &[f32], device: &Device) -> Targets {
+        Targets::Values(value_targets(labels, 1.0, device))
     }
 
     fn forward(

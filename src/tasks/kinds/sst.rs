@@ -5,14 +5,11 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
 use super::{apply, class_targets, features, numbered};
-use crate::data::{BatchTensors, read_sst};
+use crate::data::BatchTensors;
 use crate::error::Result;
-use crate::model::BertTokenizer;
+use crate::tasks::kind::Split;
 use crate::tasks::kind::{KindMetrics, SeqCls, Targets, argmax};
-use crate::tasks::minbert::Split;
-use crate::tasks::{
-    Kind, MultitaskModel, PairEncoding, Prepared, Task, TaskData, accuracy, cross_entropy,
-};
+use crate::tasks::{Kind, MultitaskModel, PairEncoding, Task, accuracy, cross_entropy};
 
 /// SST-5: a linear head `[hidden → 5]` on the pooled sentence.
 #[derive(Debug, Clone, Copy)]
@@ -35,8 +32,8 @@ impl Kind for Sst {
         5
     }
 
-    fn targets(&self, examples: &[&Prepared], device: &Device) -> Targets {
-        Targets::Classes(class_targets(examples, device))
+    fn targets(&self, labels: &[f32], device: &Device) -> Targets {
+        Targets::Classes(class_targets(labels, device))
     }
 
     fn forward(
@@ -70,19 +67,6 @@ impl Kind for Sst {
             Split::Dev => &["ids-sst-dev.csv"],
             Split::Test => &["ids-sst-test-student.csv"],
         }
-    }
-
-    fn read_preset(
-        &self,
-        split: Split,
-        bytes: &[u8],
-        source: &str,
-        tok: &BertTokenizer,
-        _: PairEncoding,
-        limit: Option<usize>,
-    ) -> Result<TaskData> {
-        let ds = read_sst(bytes, source, split != Split::Test)?;
-        TaskData::sst(&ds, tok, limit)
     }
 
     fn minbert_output(&self) -> Option<(&'static str, &'static str)> {

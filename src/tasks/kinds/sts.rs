@@ -6,12 +6,11 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use super::{apply, features, halves, mse_loss, value_targets};
-use crate::data::{BatchTensors, PairLabel};
+use crate::data::BatchTensors;
 use crate::error::Result;
-use crate::model::BertTokenizer;
+use crate::tasks::kind::Split;
 use crate::tasks::kind::{KindMetrics, SeqCls, Targets};
-use crate::tasks::minbert::{Split, read_pair_file};
-use crate::tasks::{Kind, MultitaskModel, PairEncoding, Prepared, Task, TaskData, cosine, pearson};
+use crate::tasks::{Kind, MultitaskModel, PairEncoding, Task, cosine, pearson};
 
 /// STS: no head when bi-encoded (the cosine), `[hidden → 1]` when cross-encoded.
 #[derive(Debug, Clone, Copy)]
@@ -34,8 +33,8 @@ impl Kind for Sts {
         1
     }
 
-    fn targets(&self, examples: &[&Prepared], device: &Device) -> Targets {
-        Targets::Values(value_targets(examples, 5.0, device))
+    fn targets(&self, labels: &[f32], device: &Device) -> Targets {
+        Targets::Values(value_targets(labels, 5.0, device))
     }
 
     fn forward(
@@ -76,22 +75,6 @@ impl Kind for Sts {
             Split::Dev => &["sts-dev.csv"],
             Split::Test => &["sts-test-student.csv"],
         }
-    }
-
-    fn read_preset(
-        &self,
-        split: Split,
-        bytes: &[u8],
-        source: &str,
-        tok: &BertTokenizer,
-        encoding: PairEncoding,
-        limit: Option<usize>,
-    ) -> Result<TaskData> {
-        let label = match split {
-            Split::Test => PairLabel::None,
-            _ => PairLabel::Similarity,
-        };
-        read_pair_file(self.task(), label, bytes, source, tok, encoding, limit)
     }
 
     fn minbert_output(&self) -> Option<(&'static str, &'static str)> {

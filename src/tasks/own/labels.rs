@@ -12,6 +12,7 @@ use super::{
 };
 use crate::data::table::Table;
 use crate::error::{Error, Result};
+use crate::tasks::own_task::{number, numeric_class};
 
 /// The rows of `table` in `columns`; with `labelled`, rows whose label is empty are skipped
 /// and counted, and a table without the label column is an error.
@@ -84,31 +85,6 @@ pub fn rows(table: &Table, columns: &Columns, labelled: bool) -> Result<OwnRows>
         });
     }
     Ok(out)
-}
-
-/// A label as a finite number, if it is one.
-///
-/// # Errors
-/// [`Error::Data`] for `nan`, `inf` and the like: a label must be finite.
-pub(crate) fn number(label: &str, source: &str, line: u64, column: &str) -> Result<Option<f64>> {
-    match label.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(Some(v)),
-        Ok(_) => Err(Error::data(
-            source,
-            line,
-            format!("column `{column}`: label `{label}` is not a finite number"),
-        )),
-        Err(_) => Ok(None),
-    }
-}
-
-/// The class name of a numeric label: integers without a fraction (`1.0` is class `1`).
-pub(crate) fn numeric_class(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
 }
 
 /// The task kind the training rows' labels say (or `forced` asks for): numbers that are all

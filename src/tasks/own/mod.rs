@@ -10,13 +10,12 @@
 //! targets, label counts) and draws the validation split; this module holds the types and
 //! [`load`], which runs them in order.
 
-pub(crate) mod labels;
+mod labels;
 mod read;
-
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::own_task::{Columns, LabelSummary, OwnTask, TaskKind};
 pub use labels::{infer_kind, rows, split, summarize, target};
 pub use read::{file_columns, task_data, unlabelled};
 
@@ -38,70 +37,6 @@ pub enum TaskType {
     Classification,
     /// A real number.
     Regression,
-}
-
-/// What the label column holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskKind {
-    /// Classes; `id2label[i]` names class `i` (transformers' `id2label`). Numeric classes are
-    /// ordered by value, string classes alphabetically.
-    Classification {
-        /// Class names by class id.
-        id2label: Vec<String>,
-    },
-    /// A real-valued target, trained with MSE on the raw value (transformers'
-    /// `problem_type="regression"`).
-    Regression,
-}
-
-impl TaskKind {
-    /// Number of classes (1 output for regression).
-    pub fn outputs(&self) -> usize {
-        match self {
-            TaskKind::Classification { id2label } => id2label.len(),
-            TaskKind::Regression => 1,
-        }
-    }
-
-    /// `classification` or `regression`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            TaskKind::Classification { .. } => "classification",
-            TaskKind::Regression => "regression",
-        }
-    }
-
-    /// The metric that picks the best epoch unless the user names one: `accuracy` or
-    /// `pearson`.
-    pub fn default_metric(&self) -> &'static str {
-        match self {
-            TaskKind::Classification { .. } => "accuracy",
-            TaskKind::Regression => "pearson",
-        }
-    }
-
-    /// The metrics of this kind, by their names in results and `--metric-for-best-model`.
-    pub fn metric_names(&self) -> &'static [&'static str] {
-        match self {
-            TaskKind::Classification { id2label } if id2label.len() == 2 => {
-                &["accuracy", "f1", "f1_macro", "mcc"]
-            }
-            TaskKind::Classification { .. } => &["accuracy", "f1_macro", "mcc"],
-            TaskKind::Regression => &["pearson", "spearman", "mse"],
-        }
-    }
-}
-
-/// The columns a task reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Columns {
-    /// The text (first sentence of a pair).
-    pub text: String,
-    /// The second sentence of a pair.
-    pub text_pair: Option<String>,
-    /// The label.
-    pub label: String,
 }
 
 /// Names tried, in order, for each column when the user names none (`run_glue.py`'s
@@ -140,45 +75,6 @@ pub struct DataSpec {
     pub strict_quotes: bool,
 }
 
-/// An own-data task as a run trains it and a checkpoint keeps it (in `heads_config.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OwnTask {
-    /// Its name: the training file's stem.
-    pub name: String,
-    /// Classes or regression.
-    pub kind: TaskKind,
-    /// The columns read.
-    pub columns: Columns,
-    /// The metric that picks the best epoch.
-    pub metric_for_best_model: String,
-    /// Whether its files had no header row (columns named `0`, `1`, ...).
-    #[serde(default)]
-    pub no_header: bool,
-    /// Whether it takes single texts and cross-encoded pairs alike (a sequence-classification
-    /// adapter made elsewhere: its head reads one sequence either way).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub pairs_optional: bool,
-}
-
-impl OwnTask {
-    /// Whether it reads sentence pairs.
-    pub fn is_pair(&self) -> bool {
-        self.columns.text_pair.is_some()
-    }
-
-    /// `label2id` (transformers' name): class name → class id.
-    pub fn label2id(&self) -> BTreeMap<String, usize> {
-        match &self.kind {
-            TaskKind::Classification { id2label } => id2label
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (l.clone(), i))
-                .collect(),
-            TaskKind::Regression => BTreeMap::new(),
-        }
-    }
-}
-
 /// One row of own data: where it is, its id (an `id` column, else the line), its text and its
 /// label as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,42 +100,6 @@ pub struct OwnRows {
     pub rows: Vec<OwnRow>,
     /// Lines skipped because their label was empty.
     pub skipped_lines: Vec<u64>,
-}
-
-/// Label counts of a split (classification: rows per class name; regression: rows, mean,
-/// minimum, maximum), as printed and stored in `results.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LabelSummary {
-    /// Rows.
-    pub rows: usize,
-    /// Rows per class name (classification).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub counts: BTreeMap<String, usize>,
-    /// Mean, minimum and maximum of the target (regression).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub range: Option<[f64; 3]>,
-}
-
-impl std::fmt::Display for LabelSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} rows", self.rows)?;
-        if let Some([mean, min, max]) = self.range {
-            write!(f, ", mean {mean:.4}, min {min:.4}, max {max:.4}")?;
-        }
-        let mut counts: Vec<String> = self
-            .counts
-            .iter()
-            .take(20)
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect();
-        if self.counts.len() > 20 {
-            counts.push(format!("and {} more classes", self.counts.len() - 20));
-        }
-        if !counts.is_empty() {
-            write!(f, " ({})", counts.join(", "))?;
-        }
-        Ok(())
-    }
 }
 
 /// What a run learnt about its data, for `results.json`.

@@ -1,0 +1,174 @@
+//! An own-data task as a run trains it and a checkpoint keeps it: what its label column holds
+//! ([`TaskKind`]), its columns, its label counts, and the label parsing the own-data kinds
+//! ([`super::kinds`]) share. Below both the kinds and the readers of [`super::own`], which
+//! re-exports these types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What the label column holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Classes; `id2label[i]` names class `i` (transformers' `id2label`). Numeric classes are
+    /// ordered by value, string classes alphabetically.
+    Classification {
+        /// Class names by class id.
+        id2label: Vec<String>,
+    },
+    /// A real-valued target, trained with MSE on the raw value (transformers'
+    /// `problem_type="regression"`).
+    Regression,
+}
+
+impl TaskKind {
+    /// Number of classes (1 output for regression).
+    pub fn outputs(&self) -> usize {
+        match self {
+            TaskKind::Classification { id2label } => id2label.len(),
+            TaskKind::Regression => 1,
+        }
+    }
+
+    /// `classification` or `regression`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskKind::Classification { .. } => "classification",
+            TaskKind::Regression => "regression",
+        }
+    }
+
+    /// The metric that picks the best epoch unless the user names one: `accuracy` or
+    /// `pearson`.
+    pub fn default_metric(&self) -> &'static str {
+        match self {
+            TaskKind::Classification { .. } => "accuracy",
+            TaskKind::Regression => "pearson",
+        }
+    }
+
+    /// The metrics of this kind, by their names in results and `--metric-for-best-model`.
+    pub fn metric_names(&self) -> &'static [&'static str] {
+        match self {
+            TaskKind::Classification { id2label } if id2label.len() == 2 => {
+                &["accuracy", "f1", "f1_macro", "mcc"]
+            }
+            TaskKind::Classification { .. } => &["accuracy", "f1_macro", "mcc"],
+            TaskKind::Regression => &["pearson", "spearman", "mse"],
+        }
+    }
+}
+
+/// The columns a task reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Columns {
+    /// The text (first sentence of a pair).
+    pub text: String,
+    /// The second sentence of a pair.
+    pub text_pair: Option<String>,
+    /// The label.
+    pub label: String,
+}
+
+/// An own-data task as a run trains it and a checkpoint keeps it (in `heads_config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnTask {
+    /// Its name: the training file's stem.
+    pub name: String,
+    /// Classes or regression.
+    pub kind: TaskKind,
+    /// The columns read.
+    pub columns: Columns,
+    /// The metric that picks the best epoch.
+    pub metric_for_best_model: String,
+    /// Whether its files had no header row (columns named `0`, `1`, ...).
+    #[serde(default)]
+    pub no_header: bool,
+    /// Whether it takes single texts and cross-encoded pairs alike (a sequence-classification
+    /// adapter made elsewhere: its head reads one sequence either way).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pairs_optional: bool,
+}
+
+impl OwnTask {
+    /// Whether it reads sentence pairs.
+    pub fn is_pair(&self) -> bool {
+        self.columns.text_pair.is_some()
+    }
+
+    /// `label2id` (transformers' name): class name → class id.
+    pub fn label2id(&self) -> BTreeMap<String, usize> {
+        match &self.kind {
+            TaskKind::Classification { id2label } => id2label
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.clone(), i))
+                .collect(),
+            TaskKind::Regression => BTreeMap::new(),
+        }
+    }
+}
+
+/// Label counts of a split (classification: rows per class name; regression: rows, mean,
+/// minimum, maximum), as printed and stored in `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelSummary {
+    /// Rows.
+    pub rows: usize,
+    /// Rows per class name (classification).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<String, usize>,
+    /// Mean, minimum and maximum of the target (regression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<[f64; 3]>,
+}
+
+impl std::fmt::Display for LabelSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} rows", self.rows)?;
+        if let Some([mean, min, max]) = self.range {
+            write!(f, ", mean {mean:.4}, min {min:.4}, max {max:.4}")?;
+        }
+        let mut counts: Vec<String> = self
+            .counts
+            .iter()
+            .take(20)
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        if self.counts.len() > 20 {
+            counts.push(format!("and {} more classes", self.counts.len() - 20));
+        }
+        if !counts.is_empty() {
+            write!(f, " ({})", counts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// A label as a finite number, if it is one.
+///
+/// # Errors
+/// [`Error::Data`] for `nan`, `inf` and the like: a label must be finite.
+pub fn number(label: &str, source: &str, line: u64, column: &str) -> Result<Option<f64>> {
+    match label.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Some(v)),
+        Ok(_) => Err(Error::data(
+            source,
+            line,
+            format!("column `{column}`: label `{label}` is not a finite number"),
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The class name of a numeric label: integers without a fraction (`1.0` is class `1`).
+pub fn numeric_class(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
