@@ -5,6 +5,7 @@ mod common;
 use burn::tensor::Device;
 use lorabert::adapter::{LoraConfig, apply_adapters, peft};
 use lorabert::data::{PairLabel, read_pairs, read_sst};
+use lorabert::model::init::InitRng;
 use lorabert::model::{Bert, BertConfig, load_bert};
 use lorabert::train::artifacts::bert_safetensors;
 
@@ -12,8 +13,7 @@ fn tiny() -> (BertConfig, Vec<u8>) {
     let cfg = BertConfig::tiny(50, 8, 1, 2);
     let device = Device::flex();
     device.seed(1);
-    lorabert::model::init::seed(1);
-    let bert = Bert::random(&cfg, &device);
+    let bert = Bert::random(&cfg, &device, &mut InitRng::new(1));
     (cfg, pollster::block_on(bert_safetensors(&bert)).unwrap())
 }
 
@@ -150,12 +150,13 @@ fn data_file_problems_name_file_and_line() {
 #[test]
 fn unknown_target_module() {
     let device = Device::flex();
-    let bert = Bert::random(&BertConfig::tiny(50, 8, 1, 2), &device);
+    let mut rng = InitRng::new(0);
+    let bert = Bert::random(&BertConfig::tiny(50, 8, 1, 2), &device, &mut rng);
     let cfg = LoraConfig {
         target_modules: vec!["qkv".into()],
         ..Default::default()
     };
-    let e = err_of(apply_adapters(bert, &cfg, &device));
+    let e = err_of(apply_adapters(bert, &cfg, &mut rng, &device));
     assert!(e.contains("target module `qkv` matches no module"), "{e}");
 }
 
@@ -167,19 +168,16 @@ fn adapter_whose_r_does_not_match_its_tensors() {
         target_modules: vec!["query".into()],
         ..Default::default()
     };
-    let bert = apply_adapters(
-        Bert::random(&BertConfig::tiny(50, 8, 1, 2), &device),
-        &cfg,
-        &device,
-    )
-    .unwrap();
+    let mut rng = InitRng::new(0);
+    let bert = Bert::random(&BertConfig::tiny(50, 8, 1, 2), &device, &mut rng);
+    let bert = apply_adapters(bert, &cfg, &mut rng, &device).unwrap();
     let st = pollster::block_on(peft::adapter_safetensors(&bert)).unwrap();
     let wrong = LoraConfig {
         r: 4,
         ..cfg.clone()
     };
     let json = peft::adapter_config_json(&wrong, "tiny");
-    let fresh = Bert::random(&BertConfig::tiny(50, 8, 1, 2), &device);
+    let fresh = Bert::random(&BertConfig::tiny(50, 8, 1, 2), &device, &mut rng);
     let e = err_of(peft::load_adapter(
         fresh,
         &json,

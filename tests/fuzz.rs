@@ -15,6 +15,7 @@ use proptest::test_runner::{Config, TestRunner};
 
 use lorabert::adapter::{LoraConfig, apply_adapters, peft};
 use lorabert::data::{PairLabel, read_pairs, read_sst};
+use lorabert::model::init::InitRng;
 use lorabert::model::{Bert, BertConfig, load_bert};
 use lorabert::report::share;
 
@@ -118,7 +119,7 @@ fn fuzz_data_readers() {
 fn tiny_bytes() -> (BertConfig, Vec<u8>) {
     let cfg = BertConfig::tiny(20, 4, 1, 2);
     let device = Device::flex();
-    let bert = Bert::random(&cfg, &device);
+    let bert = Bert::random(&cfg, &device, &mut InitRng::new(0));
     (
         cfg,
         pollster::block_on(lorabert::train::artifacts::bert_safetensors(&bert)).unwrap(),
@@ -165,10 +166,12 @@ fn fuzz_adapter_config_and_weights() {
         target_modules: vec!["query".into(), "output.dense".into()],
         ..Default::default()
     };
-    let bert = apply_adapters(Bert::random(&cfg, &device), &lcfg, &device).unwrap();
+    let mut rng = InitRng::new(0);
+    let bert = Bert::random(&cfg, &device, &mut rng);
+    let bert = apply_adapters(bert, &lcfg, &mut rng, &device).unwrap();
     let st = pollster::block_on(peft::adapter_safetensors(&bert)).unwrap();
     let json = peft::adapter_config_json(&lcfg, "tiny").into_bytes();
-    let base = Bert::random(&cfg, &device);
+    let base = Bert::random(&cfg, &device, &mut rng);
     // Fuzz the JSON with valid weights, and the weights with valid JSON.
     fuzz("adapter_config.json", inputs(vec![json.clone()]), |b| {
         if let Ok(s) = std::str::from_utf8(b) {

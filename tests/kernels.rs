@@ -30,7 +30,6 @@ fn inputs(
     device: &Device,
 ) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
     device.seed(7);
-    lorabert::model::init::seed(7);
     let w = Tensor::<2>::random([d_in, d_out], Distribution::Normal(0.0, 0.05), device);
     let a = Tensor::<2>::random([d_in, r], Distribution::Uniform(-0.05, 0.05), device);
     let b = Tensor::<2>::random([r, d_out], Distribution::Normal(0.0, 0.02), device);
@@ -124,7 +123,6 @@ fn dora_norm_of_zero_row_is_finite() {
 fn dora_scale_runs(dtype: DType) -> [[Vec<f32>; 5]; 2] {
     let device = device().autodiff();
     device.seed(3);
-    lorabert::model::init::seed(3);
     let (rows, out) = (175, 400);
     let act = |t: Tensor<2>| {
         if dtype == DType::F32 {
@@ -259,7 +257,6 @@ fn dora_scale_kernel_covers_large_batches() {
 fn frozen_linear_with_f16_weight_matches_f32() {
     let device = device().autodiff();
     device.seed(11);
-    lorabert::model::init::seed(11);
     let x = Tensor::<3>::random([4, 16, 384], Distribution::Normal(0.0, 1.0), &device);
     let w = Tensor::<2>::random([384, 1536], Distribution::Normal(0.0, 0.05), &device);
     let bias = Tensor::<1>::random([1536], Distribution::Normal(0.0, 0.1), &device);
@@ -284,7 +281,6 @@ fn dora_layer_on_f16_storage_matches_f32() {
     use lorabert::model::{AdaptedLinear, AdapterKind};
     let device = device().autodiff();
     device.seed(5);
-    lorabert::model::init::seed(5);
     let w = Tensor::<2>::random([384, 384], Distribution::Normal(0.0, 0.05), &device);
     let bias = Tensor::<1>::random([384], Distribution::Normal(0.0, 0.1), &device);
     let a = Tensor::<2>::random([384, 4], Distribution::Uniform(-0.05, 0.05), &device);

@@ -13,6 +13,7 @@ mod common;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{DType, Device, Tensor};
+use lorabert::model::init::InitRng;
 use lorabert::model::{Bert, BertConfig, Encoded};
 use lorabert::tasks::Task;
 use lorabert::tasks::{Prepared, TaskData};
@@ -53,11 +54,10 @@ fn data(n: usize) -> TaskData {
 fn trainer(precision: Precision, kind: &str) -> (Trainer, Vec<TaskData>) {
     let device = wgpu().autodiff();
     device.seed(3);
-    lorabert::model::init::seed(3);
     let mut bcfg = BertConfig::tiny(64, 32, 2, 2);
     bcfg.hidden_dropout_prob = 0.0;
     bcfg.attention_probs_dropout_prob = 0.0;
-    let bert = Bert::random(&bcfg, &device);
+    let bert = Bert::random(&bcfg, &device, &mut InitRng::new(3));
     let c = TrainConfig {
         tasks: vec![Task::Sst],
         adapter: common::adapter(kind, 2),
@@ -128,7 +128,6 @@ fn wgpu_f32_training_matches_cpu_training() {
     for adapter in ["lora", "dora"] {
         let cpu = Device::flex().autodiff();
         cpu.seed(5);
-        lorabert::model::init::seed(5);
         let mut bcfg = BertConfig::tiny(64, 32, 2, 2);
         bcfg.hidden_dropout_prob = 0.0;
         bcfg.attention_probs_dropout_prob = 0.0;
@@ -140,7 +139,8 @@ fn wgpu_f32_training_matches_cpu_training() {
             head_dropout: 0.0,
             ..TrainConfig::default()
         };
-        let (model, _) = build_model(Bert::random(&bcfg, &cpu), &c, 32, &cpu).unwrap();
+        let bert = Bert::random(&bcfg, &cpu, &mut InitRng::new(5));
+        let (model, _) = build_model(bert, &c, 32, &cpu).unwrap();
         let d = vec![data(64)];
         let total = Trainer::steps_per_epoch(&d, c.batch_size) * 2;
         let gpu = wgpu().autodiff();
@@ -161,8 +161,11 @@ fn one_seed_starts_every_device_alike() {
     for adapter in ["lora", "dora"] {
         let built = |device: Device| {
             device.seed(9);
-            lorabert::model::init::seed(9);
-            let bert = Bert::random(&BertConfig::tiny(64, 32, 2, 2), &device);
+            let bert = Bert::random(
+                &BertConfig::tiny(64, 32, 2, 2),
+                &device,
+                &mut InitRng::new(9),
+            );
             let c = TrainConfig {
                 tasks: vec![Task::Sst, Task::Sts],
                 adapter: common::adapter(adapter, 2),

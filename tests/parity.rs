@@ -444,7 +444,6 @@ fn check_fused_softmax_and_layer_norm(device: &Device, dtype: DType, tol: FusedT
     use burn::tensor::Distribution;
     use lorabert::kernels::fused;
     device.seed(21);
-    lorabert::model::init::seed(21);
     let narrow = |t: Tensor<3>| {
         if dtype == DType::F32 {
             t
@@ -684,7 +683,6 @@ fn check_dropout_matmul(device: &Device, dtype: DType, tol: f32) {
     use burn::tensor::Distribution;
     use lorabert::kernels::fused;
     device.seed(33);
-    lorabert::model::init::seed(33);
     let s = Tensor::<4>::random([2, 12, 64, 64], Distribution::Normal(0.0, 2.0), device);
     let p = burn::tensor::activation::softmax(s, 3);
     let v = Tensor::<4>::random([2, 12, 64, 32], Distribution::Normal(0.0, 1.0), device);
@@ -707,7 +705,6 @@ fn check_gelu_matmul(device: &Device, dtype: DType, tol: f32) {
     use burn::tensor::Distribution;
     use lorabert::kernels::fused;
     device.seed(35);
-    lorabert::model::init::seed(35);
     let u = Tensor::<2>::random([96, 256], Distribution::Normal(-0.5, 2.0), device);
     let w = Tensor::<2>::random([256, 8], Distribution::Uniform(-0.0625, 0.0625), device);
     let up = Tensor::<2>::random([96, 8], Distribution::Normal(0.0, 1.0), device);
@@ -819,7 +816,6 @@ fn check_matmul_route(device: &Device, dtype: DType, tol: f32) {
     use burn::tensor::Distribution;
     use lorabert::kernels::fused;
     device.seed(36);
-    lorabert::model::init::seed(36);
     let n = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), device);
     // [rows, in] · [in, out], above the threshold where one matrix splits over threads.
     check_map_matmul(
@@ -940,7 +936,6 @@ fn fused_dropout_uses_the_mask_of_its_seed_both_ways() {
     use burn::tensor::Distribution;
     let device = Device::flex().autodiff();
     device.seed(4);
-    lorabert::model::init::seed(4);
     let n = 3 * lorabert::kernels::mask::MASK_BLOCK + 123;
     let x = Tensor::<2>::random([n / 3 + 41, 3], Distribution::Normal(0.0, 1.0), &device)
         .slice([0..n / 3, 0..3]);

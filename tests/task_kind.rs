@@ -12,6 +12,7 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 use common::{adapter, rng_lock};
 use lorabert::data::BatchTensors;
+use lorabert::model::init::InitRng;
 use lorabert::model::{Bert, BertConfig, Encoded};
 use lorabert::tasks::kind::{KindMetrics, Targets};
 use lorabert::tasks::kinds::{apply, features, value_targets};
@@ -139,13 +140,13 @@ fn a_kind_defined_outside_the_crate_trains_evaluates_and_predicts() {
     let _rng = rng_lock();
     let device = Device::flex().autodiff();
     device.seed(5);
-    lorabert::model::init::seed(5);
     let mut bcfg = BertConfig::tiny(64, 16, 2, 2);
     bcfg.hidden_dropout_prob = 0.0;
     bcfg.attention_probs_dropout_prob = 0.0;
     let lora = adapter("lora", 2).unwrap();
-    let bert =
-        lorabert::adapter::apply_adapters(Bert::random(&bcfg, &device), &lora, &device).unwrap();
+    let mut rng = InitRng::new(5);
+    let bert = Bert::random(&bcfg, &device, &mut rng);
+    let bert = lorabert::adapter::apply_adapters(bert, &lora, &mut rng, &device).unwrap();
     let heads = HeadsConfig {
         tasks: vec![Task::Own],
         pooling: Pooling::Mean,
@@ -155,7 +156,7 @@ fn a_kind_defined_outside_the_crate_trains_evaluates_and_predicts() {
         own: None,
     };
     let kind: Arc<dyn Kind> = Arc::new(Loudness);
-    let model = MultitaskModel::with_kinds(bert, &[kind], &heads, &device);
+    let model = MultitaskModel::with_kinds(bert, &[kind], &heads, &mut rng, &device);
     assert_eq!(model.head_names, ["loudness"]);
     let cfg = TrainConfig {
         tasks: vec![Task::Own],

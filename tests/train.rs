@@ -6,6 +6,7 @@ mod common;
 use burn::module::Module;
 use burn::tensor::Device;
 use common::{adapter, rng_lock};
+use lorabert::model::init::InitRng;
 use lorabert::model::{Bert, BertConfig, Encoded};
 use lorabert::tasks::{PairEncoding, Task};
 use lorabert::tasks::{Prepared, TaskData};
@@ -103,11 +104,10 @@ fn as_cross(mut d: TaskData) -> TaskData {
 fn setup(c: &TrainConfig) -> (Trainer, Vec<TaskData>, Device) {
     let device = Device::flex().autodiff();
     device.seed(3);
-    lorabert::model::init::seed(3);
     let mut bcfg = BertConfig::tiny(64, 16, 2, 2);
     bcfg.hidden_dropout_prob = 0.0;
     bcfg.attention_probs_dropout_prob = 0.0;
-    let bert = Bert::random(&bcfg, &device);
+    let bert = Bert::random(&bcfg, &device, &mut InitRng::new(3));
     let (model, _) = build_model(bert, c, 16, &device).unwrap();
     let data: Vec<TaskData> = c
         .tasks
@@ -213,13 +213,12 @@ fn checkpoint_restores_identical_predictions() {
         // Rebuild from the same base encoder, then load the files.
         let device = Device::flex();
         device.seed(3);
-        lorabert::model::init::seed(3);
         let autodiff = device.clone().autodiff();
         autodiff.seed(3);
         let mut bcfg = BertConfig::tiny(64, 16, 2, 2);
         bcfg.hidden_dropout_prob = 0.0;
         bcfg.attention_probs_dropout_prob = 0.0;
-        let base = Bert::random(&bcfg, &autodiff).valid();
+        let base = Bert::random(&bcfg, &autodiff, &mut InitRng::new(3)).valid();
         let mut get = |n: &str| Ok(files.iter().find(|(f, _)| *f == n).map(|(_, b)| b.clone()));
         let restored = restore(base, &mut get, &device).unwrap().model;
         let got = pollster::block_on(evaluate(&restored, &data, 32, 0)).unwrap();

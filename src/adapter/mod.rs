@@ -387,12 +387,17 @@ pub fn select_targets(bert: &Bert, cfg: &LoraConfig, key_prefix: &str) -> Result
 /// bias 0 with `lora_bias`) to every module `cfg` selects, each with its rank; a module that
 /// already has an adapter (loaded from a file: `train --init-adapter`) keeps it, as PEFT keeps
 /// a selected module's no-op initialisation where the file has none. Random draws come from
-/// the host generator of [`crate::model::init`] (seed it first).
+/// `rng` ([`crate::model::init::InitRng`]), in module order.
 ///
 /// # Errors
 /// [`Error::Adapter`] for an invalid config, a target that matches nothing, or `bias` other
 /// than `none` (training base biases is not supported).
-pub fn apply_adapters(bert: Bert, cfg: &LoraConfig, device: &Device) -> Result<Bert> {
+pub fn apply_adapters(
+    bert: Bert,
+    cfg: &LoraConfig,
+    rng: &mut crate::model::init::InitRng,
+    device: &Device,
+) -> Result<Bert> {
     cfg.validate()?;
     if cfg.bias != Bias::None {
         return Err(Error::Adapter(format!(
@@ -409,7 +414,7 @@ pub fn apply_adapters(bert: Bert, cfg: &LoraConfig, device: &Device) -> Result<B
             return Ok(lin);
         }
         let (_, d_out) = lin.dims();
-        let lin = lin.with_adapter(cfg.kind(), t.r, t.scaling, cfg.lora_dropout, device);
+        let lin = lin.with_adapter(cfg.kind(), t.r, t.scaling, cfg.lora_dropout, rng, device);
         Ok(if cfg.lora_bias {
             lin.with_lora_bias(burn::tensor::Tensor::zeros([d_out], device))
         } else {

@@ -305,7 +305,7 @@ fn bench_encoder(a: &BenchArgs, device: &Device) -> Result<(BertConfig, Bert, St
                     need >> 30
                 );
             }
-            let bert = Bert::random(&cfg, device);
+            let bert = Bert::random(&cfg, device, &mut crate::model::init::InitRng::new(0));
             (cfg, bert, format!("{} (random weights)", path.display()))
         }
         None => {

@@ -7,6 +7,7 @@ use burn::tensor::Device;
 use clap::Args;
 
 use super::io;
+use crate::model::init::InitRng;
 use crate::model::{Bert, BertConfig};
 
 /// `lorabert random-model`.
@@ -39,8 +40,7 @@ pub fn random_model(a: RandomModelArgs) -> Result<()> {
     }
     let device = Device::flex();
     device.seed(a.seed);
-    crate::model::init::seed(a.seed);
-    let bert = Bert::random(&cfg, &device);
+    let bert = Bert::random(&cfg, &device, &mut InitRng::new(a.seed));
     let files: Vec<(&str, Vec<u8>)> = vec![
         (crate::train::artifacts::names::CONFIG, text.into_bytes()),
         (

@@ -2,7 +2,7 @@
 //!
 //! Burn's dropout draws one ChaCha-based sample per element through the backend's random
 //! generator, which took about 9 % of a MiniLM training step on the CPU (profiled with `perf`).
-//! Here each dropout call takes one seed from a host generator, and element `i` of its mask is
+//! Here each dropout call takes one seed keyed by the step and its module, and element `i` of its mask is
 //! kept when a counter-based hash of `i` and the seed (two rounds of the PCG hash of Jarzynski and
 //! Olano 2020, [`device_mask_keeps`]) falls below `keep·2³²`; kept elements are `1/(1−p)`. The
 //! CPU ([`apply_mask_block`], in fixed blocks of [`MASK_BLOCK`] elements filled in parallel and 16
@@ -10,34 +10,49 @@
 //! both backends draw the same mask for the same seed, and the mask does not depend on the thread
 //! count. [`crate::kernels::dropout`] multiplies by the mask in the same pass and regenerates it
 //! from the seed for the backward instead of storing it; elsewhere (and with `--no-kernels` on
-//! wgpu) Burn's device-side random tensors. The host generator is reseeded at every training step
-//! ([`seed_dropout`]) so a resumed run draws the same masks. (Until issue 18 the CPU drew each
+//! wgpu) Burn's device-side random tensors. Each dropout module's seed is a function of the
+//! training step's seed ([`seed_dropout`]) and the module's name ([`call_seed`], [`module_key`]),
+//! so a resumed run draws the same masks and adding a dropout changes no other module's masks. (Until issue 18 the CPU drew each
 //! block from its own Xoshiro256++ stream: a serial generator that took 6 % of a LoRA step.)
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
+/// The seed of the current training step, which every dropout's mask seed is keyed by
+/// ([`seed_dropout`], [`call_seed`]).
+static STEP_SEED: AtomicU64 = AtomicU64::new(0);
 
-/// The per-call seed generator. `StdRng` (ChaCha12) gives the same stream on every platform;
-/// `SmallRng` does not (Xoshiro256++ on 64-bit targets, Xoshiro128++ on wasm32), which made the
-/// page draw other dropout masks than the native program for the same seed.
-static HOST_RNG: Mutex<Option<StdRng>> = Mutex::new(None);
-
-/// Reseeds the host mask generator (call with the step seed before each training step).
+/// Sets the step seed the dropout masks are keyed by (call with the step seed before each
+/// training step).
 pub fn seed_dropout(seed: u64) {
-    let mut g = HOST_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    *g = Some(StdRng::seed_from_u64(seed));
+    STEP_SEED.store(seed, Ordering::Relaxed);
+}
+
+/// A dropout module's key: the 64-bit FNV-1a hash of its Hugging Face module name
+/// (`encoder.layer.3.attention.self.dropout`, `...query.lora_dropout`, `heads.dropout`).
+pub fn module_key(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// SplitMix64's finaliser (Steele, Lea and Flood 2014): a bijective 64-bit mix.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The mask seed of the dropout module keyed `key` ([`module_key`]) in the current step: a
+/// function of the step seed and the module only, so the masks do not depend on the order the
+/// modules run in, and adding a dropout changes no other module's mask. (Each module runs once
+/// per step: a step is one batch of one task, and a bi-encoded pair batch is one encoder call.)
+pub(crate) fn call_seed(key: u64) -> u64 {
+    splitmix64(STEP_SEED.load(Ordering::Relaxed) ^ splitmix64(key))
 }
 
 /// Elements per independently seeded block of a host mask.
 pub const MASK_BLOCK: usize = 1 << 14;
-
-/// The next per-call mask seed from the host generator.
-pub(crate) fn next_call_seed() -> u64 {
-    let mut g = HOST_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    g.get_or_insert_with(|| StdRng::seed_from_u64(0)).next_u64()
-}
 
 /// The dropout mask of `seed` over block `block` of a tensor (elements `block·MASK_BLOCK + j`,
 /// `j` from 0): `1/keep` where [`device_mask_keeps`] keeps the element, else 0. An iterator of
@@ -138,8 +153,23 @@ mod tests {
             assert_eq!(*v > 0.0, device_mask_keeps(7, i as u32, 0.9), "element {i}");
         }
         seed_dropout(3);
-        let a = next_call_seed();
+        let (a, b) = (
+            call_seed(module_key("x.dropout")),
+            call_seed(module_key("y.dropout")),
+        );
+        assert_ne!(a, b, "modules draw their own masks");
+        seed_dropout(4);
+        assert_ne!(
+            call_seed(module_key("x.dropout")),
+            a,
+            "steps draw their own masks"
+        );
         seed_dropout(3);
-        assert_eq!(next_call_seed(), a, "reseeding repeats the call seeds");
+        assert_eq!(
+            call_seed(module_key("y.dropout")),
+            b,
+            "keyed by step and module, in any order"
+        );
+        assert_eq!(call_seed(module_key("x.dropout")), a);
     }
 }

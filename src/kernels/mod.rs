@@ -471,26 +471,32 @@ pub fn gelu_matmul<const D: usize>(u: Tensor<D>, gelu_u: Tensor<D>, w: Tensor<2>
     linear(gelu_u, w, None)
 }
 
-/// Training-time inverted dropout with a fresh mask (any shape, kept with probability `keep`):
-/// [`dropout`] with the next per-call seed of the step's generator ([`mask::seed_dropout`]) on
-/// the CPU backends and wgpu devices with the kernels on; elsewhere (and with `--no-kernels` on
-/// wgpu) a Bernoulli mask from Burn's seeded device generator. `torch.nn.Dropout` in training.
-pub fn random_dropout<const D: usize>(x: Tensor<D>, keep: f64) -> Tensor<D> {
+/// Training-time inverted dropout of the module keyed `key` ([`mask::module_key`]), any shape,
+/// kept with probability `keep`: [`dropout`] with the module's seed for this step
+/// ([`mask::call_seed`]) where the route seeds masks ([`Route::seeded_masks`]); elsewhere
+/// (`--no-kernels` on wgpu, CUDA) a Bernoulli mask from Burn's seeded device generator, drawn in
+/// call order. `torch.nn.Dropout` in training.
+pub fn random_dropout<const D: usize>(x: Tensor<D>, keep: f64, key: u64) -> Tensor<D> {
     if Route::of_tensor(&x).seeded_masks() {
-        return dropout(x, mask::next_call_seed(), keep);
+        return dropout(x, mask::call_seed(key), keep);
     }
     let m = x.random_like(Distribution::Bernoulli(keep));
     x * m * (1.0 / keep)
 }
 
-/// `random_dropout(p, keep)·v` for `p` `[.., m, k]`, `v` `[.., k, n]` → `[.., m, n]`, with the
-/// same values, gradients and seed draws; where the masks are seeded, one op
+/// `random_dropout(p, keep, key)·v` for `p` `[.., m, k]`, `v` `[.., k, n]` → `[.., m, n]`, with
+/// the same values, gradients and seeds; where the masks are seeded, one op
 /// ([`dropout_matmul`]) that keeps no dropped copy of `p`.
-pub fn random_dropout_matmul<const D: usize>(p: Tensor<D>, v: Tensor<D>, keep: f64) -> Tensor<D> {
+pub fn random_dropout_matmul<const D: usize>(
+    p: Tensor<D>,
+    v: Tensor<D>,
+    keep: f64,
+    key: u64,
+) -> Tensor<D> {
     if Route::of_tensor(&p).seeded_masks() {
-        return dropout_matmul(p, v, mask::next_call_seed(), keep);
+        return dropout_matmul(p, v, mask::call_seed(key), keep);
     }
-    matmul(random_dropout(p, keep), v)
+    matmul(random_dropout(p, keep, key), v)
 }
 
 /// The attention context `dropout(p)·v` with the dropout mask of `seed` (as [`dropout`]): `p`

@@ -10,6 +10,7 @@ use burn::tensor::{DType, Device, Int, Tensor};
 
 use super::config::BertConfig;
 use super::dropout::Dropout;
+use super::init::InitRng;
 use super::lora::AdaptedLinear;
 use super::weights::{Checkpoint, ReadBack};
 use crate::error::Result;
@@ -302,8 +303,12 @@ impl Bert {
 
     /// A randomly initialised encoder of the given shape (weights `N(0, 0.02)`, LayerNorm γ = 1,
     /// β = 0, as BERT's `initializer_range`), for benchmarks and tests. No pooler.
-    pub fn random(cfg: &BertConfig, device: &Device) -> Self {
-        persistent(device, || Self::build(cfg, &RandomInit { device }))
+    pub fn random(cfg: &BertConfig, device: &Device, rng: &mut InitRng) -> Self {
+        let src = RandomInit {
+            device,
+            rng: std::sync::Mutex::new(rng),
+        };
+        persistent(device, || Self::build(cfg, &src))
             .unwrap_or_else(|_| unreachable!("random initialisation returns no error"))
     }
 
@@ -326,7 +331,10 @@ impl Bert {
                             query: src.linear(&sa.pp("query"), h, h)?,
                             key: src.linear(&sa.pp("key"), h, h)?,
                             value: src.linear(&sa.pp("value"), h, h)?,
-                            dropout: Dropout::new(cfg.attention_probs_dropout_prob),
+                            dropout: Dropout::new(
+                                cfg.attention_probs_dropout_prob,
+                                &sa.pp("dropout").0,
+                            ),
                             num_heads: cfg.num_attention_heads,
                         },
                         output: DenseResidual::build(src, &att.pp("output"), h, cfg)?,
@@ -352,7 +360,7 @@ impl Bert {
                 h,
             )?,
             layer_norm: src.layer_norm(&e.pp("LayerNorm"), h, eps)?,
-            dropout: Dropout::new(cfg.hidden_dropout_prob),
+            dropout: Dropout::new(cfg.hidden_dropout_prob, &e.pp("dropout").0),
             f16_activations: false,
         };
         let pooler = root.pp("pooler").pp("dense");
@@ -575,7 +583,7 @@ impl DenseResidual {
         Ok(DenseResidual {
             dense: src.linear(&p.pp("dense"), d_in, cfg.hidden_size)?,
             layer_norm: src.layer_norm(&p.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?,
-            dropout: Dropout::new(cfg.hidden_dropout_prob),
+            dropout: Dropout::new(cfg.hidden_dropout_prob, &p.pp("dropout").0),
         })
     }
 }

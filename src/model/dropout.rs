@@ -13,11 +13,16 @@ pub struct Dropout {
     pub prob: f64,
     /// Training flag (disabled by `valid()`).
     pub training: Param<Flag>,
+    /// The key its masks are seeded by ([`crate::kernels::mask::module_key`] of its name).
+    #[module(skip)]
+    pub key: u64,
 }
 
 impl Dropout {
-    /// A dropout of probability `prob`, clamped into `[0, 1)`.
-    pub fn new(prob: f64) -> Self {
+    /// A dropout of probability `prob`, clamped into `[0, 1)`, for the module `name` (its
+    /// Hugging Face name, such as `encoder.layer.0.attention.self.dropout`): each training step
+    /// draws its mask from the step's seed and this name, whatever the other modules do.
+    pub fn new(prob: f64, name: &str) -> Self {
         Dropout {
             prob: if prob.is_finite() {
                 prob.clamp(0.0, 0.999)
@@ -25,6 +30,7 @@ impl Dropout {
                 0.0
             },
             training: Param::from_bool(true),
+            key: crate::kernels::mask::module_key(name),
         }
     }
 
@@ -38,7 +44,7 @@ impl Dropout {
         if !self.is_active(&x.device()) {
             return x;
         }
-        crate::kernels::random_dropout(x, 1.0 - self.prob)
+        crate::kernels::random_dropout(x, 1.0 - self.prob, self.key)
     }
 
     /// `dropout(p)·v` (the attention context from its probabilities): `p` `[.., m, k]`, `v`
@@ -48,7 +54,7 @@ impl Dropout {
         if !self.is_active(&p.device()) {
             return crate::kernels::matmul(p, v);
         }
-        crate::kernels::random_dropout_matmul(p, v, 1.0 - self.prob)
+        crate::kernels::random_dropout_matmul(p, v, 1.0 - self.prob, self.key)
     }
 }
 
@@ -58,7 +64,7 @@ mod tests {
 
     #[test]
     fn identity_when_inactive() {
-        let d = Dropout::new(0.5);
+        let d = Dropout::new(0.5, "d");
         let x = Tensor::<2>::ones([3, 4], &Device::flex());
         assert_eq!(d.forward(x.clone()).into_data(), x.into_data());
     }

@@ -11,22 +11,63 @@
 //! platform's `ln`/`cos`/`sin` and may differ in the last f64 ulp before rounding to f32), and then
 //! uploaded.
 //!
-//! The generator is per thread (a run is built on one thread). [`seed`] restarts it; training
-//! ([`crate::train::build_model`]) seeds it with the run's `seed` just before drawing.
-
-use std::cell::RefCell;
+//! The generator is a value ([`InitRng`]) passed to what draws; training
+//! ([`crate::train::build_model`]) starts one at the run's `seed`.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-thread_local! {
-    static INIT_RNG: RefCell<StdRng> = RefCell::new(StdRng::seed_from_u64(0));
-}
+/// The generator of a run's initial weights, passed to whatever draws them
+/// ([`crate::model::Bert::random`], the adapters' `lora_A`, the task heads), in that order.
+/// [`crate::train::build_model`] makes one from the run's seed.
+#[derive(Debug, Clone)]
+pub struct InitRng(StdRng);
 
-/// Restarts this thread's initialisation generator at `seed`.
-pub fn seed(seed: u64) {
-    INIT_RNG.with(|g| *g.borrow_mut() = StdRng::seed_from_u64(seed));
+impl InitRng {
+    /// A generator started at `seed`.
+    pub fn new(seed: u64) -> Self {
+        InitRng(StdRng::seed_from_u64(seed))
+    }
+
+    /// A tensor of `shape` with elements `U(lo, hi)` (row-major order of draws), on `device`.
+    pub fn uniform<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        lo: f64,
+        hi: f64,
+        device: &Device,
+    ) -> Tensor<D> {
+        draw(&mut self.0, shape, device, |g, v| {
+            v.push((lo + (hi - lo) * unit(g)) as f32)
+        })
+    }
+
+    /// A tensor of `shape` with elements `N(mean, std²)` (Box–Muller: two values per pair of
+    /// uniform draws, row-major), on `device`.
+    pub fn normal<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        mean: f64,
+        std: f64,
+        device: &Device,
+    ) -> Tensor<D> {
+        draw(&mut self.0, shape, device, |g, v| {
+            let r = (-2.0 * (1.0 - unit(g)).ln()).sqrt() * std;
+            let theta = std::f64::consts::TAU * unit(g);
+            v.push((mean + r * theta.cos()) as f32);
+            v.push((mean + r * theta.sin()) as f32);
+        })
+    }
+
+    /// A Kaiming-uniform `[in, out]` weight and `[out]` bias as Burn's `LinearConfig::init`
+    /// and PyTorch's `nn.Linear` draw them: both `U(−1/√in, 1/√in)` (`kaiming_uniform_(a=√5)`).
+    pub fn linear(&mut self, d_in: usize, d_out: usize, device: &Device) -> (Tensor<2>, Tensor<1>) {
+        let bound = 1.0 / (d_in as f64).sqrt();
+        let w = self.uniform([d_in, d_out], -bound, bound, device);
+        let b = self.uniform([d_out], -bound, bound, device);
+        (w, b)
+    }
 }
 
 /// A float in `[0, 1)` with 53 random bits (the top bits of one `u64`).
@@ -35,52 +76,18 @@ fn unit(g: &mut StdRng) -> f64 {
 }
 
 fn draw<const D: usize>(
+    g: &mut StdRng,
     shape: [usize; D],
     device: &Device,
     mut f: impl FnMut(&mut StdRng, &mut Vec<f32>),
 ) -> Tensor<D> {
     let n: usize = shape.iter().product();
     let mut v = Vec::with_capacity(n + 1);
-    INIT_RNG.with(|g| {
-        let g = &mut *g.borrow_mut();
-        while v.len() < n {
-            f(g, &mut v);
-        }
-    });
+    while v.len() < n {
+        f(g, &mut v);
+    }
     v.truncate(n);
     Tensor::from_data(TensorData::new(v, shape), device)
-}
-
-/// A tensor of `shape` with elements `U(lo, hi)` (row-major order of draws), on `device`.
-pub fn uniform<const D: usize>(shape: [usize; D], lo: f64, hi: f64, device: &Device) -> Tensor<D> {
-    draw(shape, device, |g, v| {
-        v.push((lo + (hi - lo) * unit(g)) as f32)
-    })
-}
-
-/// A tensor of `shape` with elements `N(mean, std²)` (Box–Muller: two values per pair of
-/// uniform draws, row-major), on `device`.
-pub fn normal<const D: usize>(
-    shape: [usize; D],
-    mean: f64,
-    std: f64,
-    device: &Device,
-) -> Tensor<D> {
-    draw(shape, device, |g, v| {
-        let r = (-2.0 * (1.0 - unit(g)).ln()).sqrt() * std;
-        let theta = std::f64::consts::TAU * unit(g);
-        v.push((mean + r * theta.cos()) as f32);
-        v.push((mean + r * theta.sin()) as f32);
-    })
-}
-
-/// A Kaiming-uniform `[in, out]` weight and `[out]` bias as Burn's `LinearConfig::init` and
-/// PyTorch's `nn.Linear` draw them: both `U(−1/√in, 1/√in)` (`kaiming_uniform_(a=√5)`).
-pub fn linear(d_in: usize, d_out: usize, device: &Device) -> (Tensor<2>, Tensor<1>) {
-    let bound = 1.0 / (d_in as f64).sqrt();
-    let w = uniform([d_in, d_out], -bound, bound, device);
-    let b = uniform([d_out], -bound, bound, device);
-    (w, b)
 }
 
 #[cfg(test)]
@@ -97,11 +104,11 @@ mod tests {
     #[test]
     fn one_seed_one_stream_and_the_stated_ranges() {
         let device = Device::flex();
-        seed(7);
-        let a = values(uniform([64, 3], -0.5, 0.25, &device));
-        let n = values(normal([4001], 1.0, 2.0, &device));
-        seed(7);
-        assert_eq!(a, values(uniform([64, 3], -0.5, 0.25, &device)));
+        let mut g = InitRng::new(7);
+        let a = values(g.uniform([64, 3], -0.5, 0.25, &device));
+        let n = values(g.normal([4001], 1.0, 2.0, &device));
+        let mut g = InitRng::new(7);
+        assert_eq!(a, values(g.uniform([64, 3], -0.5, 0.25, &device)));
         assert!(a.iter().all(|x| (-0.5..0.25).contains(x)), "{a:?}");
         let mean = n.iter().map(|&x| x as f64).sum::<f64>() / n.len() as f64;
         let var = n.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n.len() as f64;
@@ -115,8 +122,7 @@ mod tests {
         // The first draws of seed 0, pinned so a change of generator (which would start every
         // run elsewhere, and the page elsewhere than the program) shows up here.
         let device = Device::flex();
-        seed(0);
-        let got = values(uniform([3], 0.0, 1.0, &device));
+        let got = values(InitRng::new(0).uniform([3], 0.0, 1.0, &device));
         assert_eq!(got, PINNED, "{got:?}");
     }
 

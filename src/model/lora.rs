@@ -112,19 +112,20 @@ impl AdaptedLinear {
 
     /// Attaches a freshly initialised adapter: `A` Kaiming-uniform (as PEFT's
     /// `nn.init.kaiming_uniform_(a=√5)`, i.e. `U(-1/√in, 1/√in)`), `B = 0`, and for DoRA
-    /// `m = ||W_j||` per output row. `A` comes from the host generator of [`crate::model::init`]
-    /// (the same numbers on every device for one seed).
+    /// `m = ||W_j||` per output row. `A` is drawn from `rng` on the host (the same numbers on
+    /// every device for one seed).
     pub fn with_adapter(
         self,
         kind: AdapterKind,
         r: usize,
         scaling: f64,
         lora_dropout: f64,
+        rng: &mut crate::model::init::InitRng,
         device: &Device,
     ) -> Self {
         let (d_in, d_out) = self.dims();
         let bound = 1.0 / (d_in as f64).sqrt();
-        let a = crate::model::init::uniform([d_in, r], -bound, bound, device);
+        let a = rng.uniform([d_in, r], -bound, bound, device);
         let b = Tensor::<2>::zeros([r, d_out], device);
         self.with_adapter_weights(kind, a, b, None, scaling, lora_dropout)
     }
@@ -149,7 +150,7 @@ impl AdaptedLinear {
             lora_magnitude_vector: None,
             lora_b_bias: None,
             scaling,
-            dropout: Dropout::new(lora_dropout),
+            dropout: Dropout::new(lora_dropout, &format!("{}.lora_dropout", self.name)),
             merged: false,
             merged_weight_norm: None,
         };

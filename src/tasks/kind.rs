@@ -309,8 +309,9 @@ impl<'de> serde::Deserialize<'de> for KindMetrics {
                 while let Some(k) = map.next_key::<String>()? {
                     if k == "metric_for_best_model" {
                         out.metric_for_best_model = map.next_value()?;
-                    } else {
-                        out.values.push((k, map.next_value()?));
+                    } else if let Some(v) = map.next_value::<Option<f64>>()? {
+                        // A non-finite value is written as `null`: absent, as before.
+                        out.values.push((k, v));
                     }
                 }
                 Ok(out)
@@ -378,5 +379,35 @@ impl Split {
             Split::Dev => "dev",
             Split::Test => "test",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_keep_their_order_and_json_layout() {
+        let m = KindMetrics::new(
+            "mse",
+            vec![("pearson", 0.5), ("spearman", 0.25), ("mse", 2.0)],
+        );
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            json,
+            r#"{"metric_for_best_model":"mse","pearson":0.5,"spearman":0.25,"mse":2.0}"#
+        );
+        let back: KindMetrics = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        // Lower is better for errors and losses, so the primary value is negated.
+        assert_eq!(m.primary(), -2.0);
+        let acc = KindMetrics::new("accuracy", vec![("accuracy", 0.75)]);
+        assert_eq!(acc.primary(), 0.75);
+        assert!(!greater_is_better("hamming_loss") && greater_is_better("f1_macro"));
+        // A non-finite value written as `null` reads back as absent; a missing metric is -inf.
+        let old: KindMetrics =
+            serde_json::from_str(r#"{"metric_for_best_model":"pearson","pearson":null}"#).unwrap();
+        assert_eq!(old.get("pearson"), None);
+        assert_eq!(old.primary(), f64::NEG_INFINITY);
     }
 }

@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::BatchTensors;
 use crate::error::{Error, Result};
 use crate::model::Bert;
+use crate::model::init::InitRng;
 
 /// A minBERT task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -189,8 +190,8 @@ impl MultitaskModel {
     ///
     /// # Errors
     /// As [`HeadsConfig::kinds`].
-    pub fn new(bert: Bert, cfg: &HeadsConfig, device: &Device) -> Result<Self> {
-        Ok(Self::with_kinds(bert, &cfg.kinds()?, cfg, device))
+    pub fn new(bert: Bert, cfg: &HeadsConfig, rng: &mut InitRng, device: &Device) -> Result<Self> {
+        Ok(Self::with_kinds(bert, &cfg.kinds()?, cfg, rng, device))
     }
 
     /// Builds the heads of `kinds` (in that order; `cfg.tasks` is not read) on `bert`, each
@@ -201,13 +202,14 @@ impl MultitaskModel {
         bert: Bert,
         kinds: &[Arc<dyn Kind>],
         cfg: &HeadsConfig,
+        rng: &mut InitRng,
         device: &Device,
     ) -> Self {
         let mut heads = Vec::new();
         let mut head_names = Vec::new();
         for kind in kinds {
             if let Some([d_in, d_out]) = kind.head(cfg.hidden_size, cfg.pair_encoding) {
-                let (w, b) = crate::model::init::linear(d_in, d_out, device);
+                let (w, b) = rng.linear(d_in, d_out, device);
                 heads.push(Linear {
                     weight: Param::from_tensor(w),
                     bias: Some(Param::from_tensor(b)),
@@ -218,7 +220,7 @@ impl MultitaskModel {
         MultitaskModel {
             bert,
             heads,
-            dropout: Dropout::new(cfg.head_dropout),
+            dropout: Dropout::new(cfg.head_dropout, "heads.dropout"),
             pooling: cfg.pooling,
             pair_encoding: cfg.pair_encoding,
             head_names,

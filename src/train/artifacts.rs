@@ -4,6 +4,7 @@
 use crate::adapter::peft::{adapter_config_json, adapter_safetensors};
 use crate::error::{Error, Result};
 use crate::model::bert::Bert;
+use crate::model::init::InitRng;
 use crate::model::weights::Checkpoint;
 use crate::model::weights::{ReadBack, f32_safetensors};
 use crate::tasks::{HeadsConfig, MultitaskModel};
@@ -266,7 +267,8 @@ pub fn restore_seq_cls(
         hidden_size: c.hidden,
         own: Some(own),
     };
-    let mut model = MultitaskModel::new(parts.bert, &heads, device)?;
+    // The head's initial draws are replaced by the adapter's classifier below.
+    let mut model = MultitaskModel::new(parts.bert, &heads, &mut InitRng::new(0), device)?;
     let w = crate::model::weights::transpose(&c.weight, c.labels, c.hidden);
     let w = burn::tensor::Tensor::<2>::from_data(
         burn::tensor::TensorData::new(w, [c.hidden, c.labels]),
@@ -335,7 +337,8 @@ pub fn restore(
         classifier: _,
     } = restore_adapter(bert, get)?;
     crate::tasks::check_pooling(&bert, heads.pooling)?;
-    let model = MultitaskModel::new(bert, &heads, device)?;
+    // The heads' initial draws are replaced by the checkpoint's heads below.
+    let model = MultitaskModel::new(bert, &heads, &mut InitRng::new(0), device)?;
     let heads_bytes = get(names::HEADS)?
         .ok_or_else(|| Error::config(names::HEADS, "missing from the checkpoint folder"))?;
     let model = load_heads(model, &heads_bytes, names::HEADS)?;

@@ -500,7 +500,7 @@ pub fn build_model(
 ) -> Result<(MultitaskModel, crate::tasks::HeadsConfig)> {
     // Adapters and heads are drawn on the host from the run's seed: the same start on every
     // device (see `crate::model::init`).
-    crate::model::init::seed(cfg.seed);
+    let mut rng = crate::model::init::InitRng::new(cfg.seed);
     let bert = match &cfg.adapter {
         None => {
             let mut bert = bert.set_require_grad(true);
@@ -512,7 +512,7 @@ pub fn build_model(
             }
             bert
         }
-        Some(lora) => crate::adapter::apply_adapters(bert, lora, device)?,
+        Some(lora) => crate::adapter::apply_adapters(bert, lora, &mut rng, device)?,
     };
     // After the adapters: DoRA's magnitude starts from the f32 row norms.
     let bert = match cfg.precision {
@@ -533,7 +533,7 @@ pub fn build_model(
         hidden_size,
         own: cfg.own.clone(),
     };
-    Ok((MultitaskModel::new(bert, &heads, device)?, heads))
+    Ok((MultitaskModel::new(bert, &heads, &mut rng, device)?, heads))
 }
 
 #[cfg(test)]

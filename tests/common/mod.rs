@@ -132,8 +132,8 @@ pub fn tiny_model(dir: &std::path::Path) {
     cfg.max_position_embeddings = 128;
     let device = Device::flex();
     device.seed(5);
-    lorabert::model::init::seed(5);
-    let bert = lorabert::model::Bert::random(&cfg, &device);
+    let bert =
+        lorabert::model::Bert::random(&cfg, &device, &mut lorabert::model::init::InitRng::new(5));
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("config.json"),

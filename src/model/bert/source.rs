@@ -98,11 +98,13 @@ impl WeightSource for FromCheckpoint<'_> {
 /// [`crate::model::init`].
 pub(super) struct RandomInit<'a> {
     pub(super) device: &'a Device,
+    pub(super) rng: std::sync::Mutex<&'a mut crate::model::init::InitRng>,
 }
 
 impl RandomInit<'_> {
     fn normal(&self, shape: [usize; 2]) -> Tensor<2> {
-        crate::model::init::normal(shape, 0.0, 0.02, self.device)
+        let mut g = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        g.normal(shape, 0.0, 0.02, self.device)
     }
 }
 
