@@ -1,7 +1,8 @@
 //! The task-kind extension point (`tasks::Kind`): a toy kind defined here, and only here, trains
 //! through the same trainer, evaluation and prediction code as the built-in kinds. It is the
 //! recipe of "How to add a task kind" in `docs/architecture.md`, minus the registration line
-//! (`tasks::kinds::task_kind`), which only the drivers' task names need.
+//! (`tasks::kinds::task_kind`): the model is built with `MultitaskModel::with_kinds`, which takes
+//! the kinds directly, and nothing here reloads a checkpoint (which goes through the registry).
 
 mod common;
 

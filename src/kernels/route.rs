@@ -5,7 +5,7 @@
 //! |---|---|---|---|---|---|---|---|---|
 //! | flex (CPU), native build | on | f32 | `Route::Cpu` | `gemm` (`kernels::gemm`) through the fused op | fused loops (`kernels::fused`) | one fused op (base and low-rank term accumulated together) | fused loops (`kernels::dora`) | seeded, host |
 //! | flex (CPU), wasm build | on | f32 | `Route::Cpu` | Burn's `matmul` | fused loops | composition of products | fused loops | seeded, host |
-//! | flex, ndarray | off, or f16 | any | `Route::Host` | Burn's `matmul` | tensor-op references | composition | references | seeded, host |
+//! | flex with the kernels off or data other than f32; ndarray | any | any | `Route::Host` | Burn's `matmul` | tensor-op references | composition | references | seeded, host |
 //! | wgpu (Vulkan, Metal, WebGPU) | on | f32, f16 | `Route::Wgsl` | `shaders/matmul*.wgsl` | Cube ops and `shaders/*.wgsl` | composition of the WGSL products | `shaders/dora_norm.wgsl` (rank ≤ `kernels::MAX_KERNEL_RANK`), `shaders/dora_scale.wgsl` | seeded, `shaders/dropout.wgsl` |
 //! | wgpu with `--no-kernels`, CUDA and other devices | any | any | `Route::Reference` | Burn's `matmul` | references | composition | references | Burn's device generator |
 //!

@@ -18,9 +18,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-/// The generator of a run's initial weights, passed to whatever draws them
-/// ([`crate::model::Bert::random`], the adapters' `lora_A`, the task heads), in that order.
-/// [`crate::train::build_model`] makes one from the run's seed.
+/// The generator of initial weights, passed to whatever draws them:
+/// [`crate::train::build_model`] starts one at the run's seed for the adapters' `lora_A` and
+/// then the task heads; [`crate::model::Bert::random`] takes its own (a random model's seed).
 #[derive(Debug, Clone)]
 pub struct InitRng(StdRng);
 

@@ -8,8 +8,9 @@
 //! [`PredictionRow`]), its metrics and the best-model metric ([`KindMetrics`]), and what
 //! `export --format transformers` writes ([`SeqCls`]). The trainer, evaluation, the CLI and the
 //! page only call these methods; the kinds themselves are in [`super::kinds`], one file each,
-//! and [`super::kinds::of`] is the one place that maps a checkpoint's `heads_config.json` to
-//! them (the registration line of a new kind). The recipe is in `docs/architecture.md`.
+//! registered in [`super::kinds::task_kind`] (and [`super::kinds::own`] for own-data label
+//! kinds), through which every checkpoint's `heads_config.json` is mapped to them. The recipe is
+//! in `docs/architecture.md`.
 
 use std::fmt::Debug;
 

@@ -6,8 +6,8 @@
 //! - [`classification`] and [`regression`]: your own data's classes or real-valued target, on
 //!   single texts or pairs.
 //!
-//! Adding a kind: a new file here implementing [`Kind`] and one line in [`of`] (and, for own
-//! data, in [`own`]); see "How to add a task kind" in `docs/architecture.md`.
+//! Adding a kind: a new file here implementing [`Kind`] and one line in [`task_kind`] (or, for
+//! an own-data label kind, in [`own`]); see "How to add a task kind" in `docs/architecture.md`.
 
 pub mod classification;
 pub mod paraphrase;
