@@ -139,7 +139,21 @@ fn train_eval_predict_embed_merge_on_minilm() {
     let e1 = emb.join("adapted.safetensors");
     a.push(s(&e1));
     a.extend(args);
+    a.push("--hidden-states");
     lorabert(&a);
+    // Batches of one sentence each (dynamic padding, other lengths) give the same outputs.
+    let e3 = emb.join("batched.safetensors");
+    let mut b = a.clone();
+    let at = b.iter().position(|x| *x == s(&e1)).unwrap();
+    b[at] = s(&e3);
+    b.extend(["--batch-size", "1"]);
+    lorabert(&b);
+    for name in ["sentence_embedding", "last_hidden_state"] {
+        let (s1, v1) = read(&std::fs::read(&e1).unwrap(), name);
+        let (s3, v3) = read(&std::fs::read(&e3).unwrap(), name);
+        assert_eq!(s1, s3, "{name}");
+        assert_close(&format!("{name}: batch 32 vs batch 1"), &v3, &v1, 1e-5);
+    }
     let merged = tmp("merged");
     lorabert(&[
         "merge",
@@ -153,6 +167,7 @@ fn train_eval_predict_embed_merge_on_minilm() {
     let e2 = emb.join("merged.safetensors");
     let mut a = vec!["embed", "--model", s(&merged), "--output", s(&e2)];
     a.extend(args);
+    a.push("--hidden-states");
     lorabert(&a);
     let (shape, v1) = read(&std::fs::read(&e1).unwrap(), "last_hidden_state");
     let (_, v2) = read(&std::fs::read(&e2).unwrap(), "last_hidden_state");
@@ -161,6 +176,30 @@ fn train_eval_predict_embed_merge_on_minilm() {
     assert_close("merged vs adapted embeddings", &v2, &v1, 1e-4);
     let (mshape, _) = read(&std::fs::read(&e1).unwrap(), "attention_mask");
     assert_eq!(mshape, shape[..2].to_vec());
+    let (eshape, p1) = read(&std::fs::read(&e1).unwrap(), "sentence_embedding");
+    let (_, p2) = read(&std::fs::read(&e2).unwrap(), "sentence_embedding");
+    assert_eq!(eshape, vec![3, 384]);
+    assert_close("merged vs adapted sentence embeddings", &p2, &p1, 1e-4);
+    // The mean over real tokens of the hidden states, for each sentence.
+    let (_, mask) = read(&std::fs::read(&e1).unwrap(), "attention_mask");
+    let seq = shape[1];
+    for i in 0..3 {
+        let n: f32 = mask[i * seq..(i + 1) * seq].iter().sum();
+        let mean: Vec<f32> = (0..384)
+            .map(|j| {
+                (0..n as usize)
+                    .map(|t| v1[(i * seq + t) * 384 + j])
+                    .sum::<f32>()
+                    / n
+            })
+            .collect();
+        assert_close(
+            "sentence_embedding = mean of the states",
+            &p1[i * 384..(i + 1) * 384],
+            &mean,
+            1e-4,
+        );
+    }
 
     for d in [run, pred, emb, merged] {
         let _ = std::fs::remove_dir_all(d);
