@@ -365,8 +365,13 @@ pub fn dora_layer<const D: usize>(
     norm: Tensor<1>,
 ) -> Tensor<D> {
     let d_out = w.dims()[1];
-    let zero = Tensor::<1>::zeros([d_out], &x.device());
-    if b_bias.is_none() && lora_linear_is_fused(&x, &w, &zero) {
+    // The fused op's bias is a constant zero (never trained): only the route and `w` decide.
+    if b_bias.is_none()
+        && D >= 2
+        && Route::of_tensor(&x).fused_lora_linear()
+        && !w.is_require_grad()
+    {
+        let zero = Tensor::<1>::zeros([d_out], &x.device());
         let y = lora_linear(x, w, zero, a, b);
         let dims = y.dims();
         let rows = as_rows(y);

@@ -115,12 +115,9 @@ impl HeadsConfig {
     /// order their heads are initialised and saved in.
     ///
     /// # Errors
-    /// As [`kinds::of`].
+    /// As [`kinds::of_tasks`].
     pub fn kinds(&self) -> Result<Vec<Arc<dyn Kind>>> {
-        let mut tasks = self.tasks.clone();
-        tasks.sort();
-        tasks.dedup();
-        tasks.into_iter().map(|t| kinds::of(t, self)).collect()
+        kinds::of_tasks(&self.tasks, self.own.as_ref())
     }
 }
 

@@ -254,13 +254,7 @@ impl TrainConfig {
     /// # Errors
     /// [`Error::Invalid`] for the own-data task before its data is read (`own` unset).
     pub fn kinds(&self) -> Result<Vec<Arc<dyn Kind>>> {
-        let mut tasks = self.tasks.clone();
-        tasks.sort();
-        tasks.dedup();
-        tasks
-            .into_iter()
-            .map(|t| crate::tasks::kinds::task_kind(t, self.own.as_ref()))
-            .collect()
+        crate::tasks::kinds::of_tasks(&self.tasks, self.own.as_ref())
     }
 
     /// Its tasks' names joined by `+` (an own-data task by its name).

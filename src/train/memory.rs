@@ -71,9 +71,8 @@ pub fn largest_batch(
 /// bi-encoded (each sentence its own sequence), else 1.
 pub fn sequences_per_example(cfg: &TrainConfig) -> usize {
     let pairs = cfg
-        .tasks
-        .iter()
-        .any(|&t| crate::tasks::kinds::task_kind(t, cfg.own.as_ref()).is_ok_and(|k| k.is_pair()));
+        .kinds()
+        .is_ok_and(|kinds| kinds.iter().any(|k| k.is_pair()));
     if pairs && cfg.pair_encoding == PairEncoding::Bi {
         2
     } else {

@@ -53,6 +53,18 @@ pub fn task_kind(task: Task, own: Option<&OwnTask>) -> Result<Arc<dyn Kind>> {
     })
 }
 
+/// The kinds of `tasks` (each once, in the order of [`Task`]: SST, paraphrase, STS, own, the
+/// order their heads are initialised and saved in), own data as `own` describes it.
+///
+/// # Errors
+/// As [`task_kind`].
+pub fn of_tasks(tasks: &[Task], own: Option<&OwnTask>) -> Result<Vec<Arc<dyn Kind>>> {
+    let mut tasks = tasks.to_vec();
+    tasks.sort();
+    tasks.dedup();
+    tasks.into_iter().map(|t| task_kind(t, own)).collect()
+}
+
 /// The kind of an own-data task, by what its label column holds.
 pub fn own(task: &OwnTask) -> Arc<dyn Kind> {
     match &task.kind {
