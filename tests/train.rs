@@ -282,6 +282,11 @@ fn interrupted_and_resumed_training_is_bit_identical() {
             loss_scaler: None,
             data: None,
             segments: Vec::new(),
+            evaluations: Vec::new(),
+            best_step: None,
+            patience_counter: 0,
+            stopped_early: None,
+            class_weights: Vec::new(),
         };
         let files =
             pollster::block_on(resume_files(&first, &EpochProgress::default(), &results)).unwrap();

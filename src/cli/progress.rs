@@ -11,8 +11,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::io;
 use crate::train::artifacts::Files;
+use crate::train::log::LogLine;
 use crate::train::run::Observer;
 use crate::train::{RunResults, StepStats};
+
+/// The run folder's log of training lines and evaluations, one JSON object per line.
+pub(super) const METRICS: &str = "metrics.jsonl";
 
 /// A stop flag set by Ctrl-C or SIGTERM (a second one exits at once).
 pub(super) fn stop_on_signal() -> Result<Arc<AtomicBool>> {
@@ -39,6 +43,10 @@ pub(super) struct CliObserver {
     examples: usize,
     epoch_start: Instant,
     stop: Arc<AtomicBool>,
+    /// `metrics.jsonl`, open for appending ([`CliObserver::open_metrics`]).
+    metrics: Option<std::fs::File>,
+    /// A pause after every step (`--debug-step-delay-ms`, a testing aid).
+    pub(super) step_delay: Option<std::time::Duration>,
 }
 
 impl CliObserver {
@@ -52,7 +60,42 @@ impl CliObserver {
             examples: 0,
             epoch_start: Instant::now(),
             stop,
+            metrics: None,
+            step_delay: None,
         }
+    }
+
+    /// Opens the run's `metrics.jsonl` for appending from optimiser step `step` on (0 for a new
+    /// run, the checkpoint's step on `--resume`): the lines of later steps, written after the
+    /// checkpoint by the interrupted run, are dropped first (the file replaced atomically), so
+    /// the resumed run appends no step twice.
+    ///
+    /// # Errors
+    /// When the file cannot be read, replaced or opened (naming it).
+    pub(super) fn open_metrics(&mut self, step: usize) -> Result<()> {
+        let path = self.out.join(METRICS);
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+                        .is_some_and(|s| s as usize <= step)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            io::write_atomic(&path, kept.as_bytes())?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {} for appending", path.display()))?;
+        self.metrics = Some(file);
+        Ok(())
     }
 
     /// `results.json`, replaced atomically.
@@ -84,6 +127,9 @@ impl Observer for CliObserver {
     }
 
     fn on_step(&mut self, s: &StepStats) {
+        if let Some(d) = self.step_delay {
+            std::thread::sleep(d);
+        }
         self.examples += s.examples;
         let ema = self.ema_loss.map_or(s.loss, |e| 0.95 * e + 0.05 * s.loss);
         self.ema_loss = Some(ema);
@@ -104,10 +150,18 @@ impl Observer for CliObserver {
     }
 
     fn on_eval_start(&mut self, _epoch: usize) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish();
+        match &self.bar {
+            // An evaluation inside the epoch (`--eval-steps`): the bar goes on after it.
+            Some(bar) if bar.position() < bar.length().unwrap_or(0) => {
+                bar.suspend(|| eprintln!("evaluating on dev ..."));
+            }
+            _ => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish();
+                }
+                eprintln!("evaluating on dev ...");
+            }
         }
-        eprintln!("evaluating on dev ...");
     }
 
     fn on_epoch_end(&mut self, results: &RunResults, best: Option<&Files>) -> crate::Result<()> {
@@ -119,6 +173,26 @@ impl Observer for CliObserver {
             );
             for n in &e.dev.notes {
                 eprintln!("note: {n}");
+            }
+        }
+        if let Some(s) = &results.stopped_early {
+            eprintln!(
+                "early stopping at step {} (epoch {:.2}): {}",
+                s.step, s.epoch, s.reason
+            );
+        }
+        if let Some(files) = best {
+            io::write_dir_atomic(&self.out.join("best"), files)?;
+        }
+        self.write_results(results)
+    }
+
+    fn on_evaluation(&mut self, results: &RunResults, best: Option<&Files>) -> crate::Result<()> {
+        if let Some(e) = results.evaluations.last() {
+            let line = format!("step {} (epoch {:.2}): dev {}", e.step, e.epoch, e.dev);
+            match &self.bar {
+                Some(bar) => bar.suspend(|| eprintln!("{line}")),
+                None => eprintln!("{line}"),
             }
         }
         if let Some(files) = best {
@@ -135,6 +209,19 @@ impl Observer for CliObserver {
     ) -> crate::Result<()> {
         io::write_dir_atomic(&self.out.join("resume"), files)?;
         self.write_results(results)
+    }
+
+    fn on_log(&mut self, line: &LogLine) -> crate::Result<()> {
+        use std::io::Write;
+        let Some(f) = self.metrics.as_mut() else {
+            return Ok(());
+        };
+        let mut text = serde_json::to_string(line)
+            .map_err(|e| crate::Error::Invalid(format!("{METRICS}: {e}")))?;
+        text.push('\n');
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.flush())
+            .map_err(|e| crate::Error::io("append to", self.out.join(METRICS).display(), e))
     }
 
     fn on_skipped(&mut self, e: &crate::Error) {

@@ -7,6 +7,7 @@ use burn::tensor::Device;
 use clap::Args;
 
 use super::args::{AdapterArg, FormatArg, PairArg, PoolingArg, TaskArg, TaskTypeArg};
+use super::controls::ControlArgs;
 use super::init_adapter::{init_adapter_config, init_adapter_weights, init_heads};
 use super::load::{load_model, load_own, load_split};
 use super::run_dir::{ignored_on_resume, refuse_existing_run};
@@ -167,6 +168,10 @@ pub struct TrainArgs {
     /// Testing aid: make the loss NaN at this step.
     #[arg(long, hide = true)]
     debug_nan_at_step: Option<usize>,
+    /// Testing aid: sleep this many milliseconds after every step (so that a test can stop a
+    /// tiny run in its middle).
+    #[arg(long, hide = true)]
+    pub(super) debug_step_delay_ms: Option<u64>,
     /// The arguments given on the command line (clap ids, the field names), set by
     /// [`super::main`]: `--resume` names those it ignores.
     #[arg(skip)]
@@ -179,11 +184,16 @@ pub struct TrainArgs {
     /// With `--precision f16`: fail instead of falling back to f32 (sweeps use it).
     #[arg(long)]
     exact_precision: bool,
+    #[command(flatten)]
+    controls: ControlArgs,
 }
 
 impl TrainArgs {
     /// The run configuration the flags describe.
-    fn config(&self) -> TrainConfig {
+    ///
+    /// # Errors
+    /// An unreadable or malformed `--class-weights` file or list.
+    fn config(&self) -> Result<TrainConfig> {
         let adapter = (self.adapter != AdapterArg::None).then(|| LoraConfig {
             r: self.r,
             lora_alpha: self.lora_alpha,
@@ -212,7 +222,7 @@ impl TrainArgs {
             metric_for_best_model: self.metric_for_best_model.clone(),
             strict_quotes: self.strict_quotes,
         });
-        TrainConfig {
+        Ok(TrainConfig {
             tasks: match data {
                 Some(_) => vec![Task::Own],
                 None => self.task.tasks(),
@@ -248,7 +258,8 @@ impl TrainArgs {
             data,
             own: None,
             init_adapter: self.init_adapter.as_ref().map(|p| p.display().to_string()),
-        }
+            controls: self.controls.controls()?,
+        })
     }
 
     /// The configuration and output folder of the run: the flags' and `--out` (default
@@ -324,7 +335,7 @@ impl TrainArgs {
             let adapter = format!("{:?}", self.adapter).to_lowercase();
             PathBuf::from(format!("runs/{task}-{adapter}-r{}", self.r))
         });
-        let mut cfg = self.config();
+        let mut cfg = self.config()?;
         if let Some(dir) = &self.init_adapter {
             cfg.adapter = Some(init_adapter_config(dir)?);
         }
@@ -440,7 +451,8 @@ pub fn train(a: TrainArgs) -> Result<super::Outcome> {
         );
     }
     announce(&job, &plan, backend);
-    let outcome = run_job(job, &plan)?;
+    let delay = a.debug_step_delay_ms.map(std::time::Duration::from_millis);
+    let outcome = run_job(job, &plan, delay)?;
     drop(lock);
     Ok(outcome)
 }

@@ -45,17 +45,33 @@ pub(super) fn announce(job: &Job, plan: &Plan, backend: &str) {
         cfg.precision.name(),
         plan.out.display()
     );
+    for w in &job.info.class_weights {
+        let pairs: Vec<String> = w
+            .labels
+            .iter()
+            .zip(&w.weights)
+            .map(|(l, w)| format!("{l} {w:.4}"))
+            .collect();
+        eprintln!("class weights of {}: {}", w.task, pairs.join(", "));
+    }
 }
 
-/// Trains `job` to its end or to a stop: a finished run drops its resume checkpoint and prints
+/// Trains `job` to its end or to a stop (`step_delay`: a pause after every step, a testing
+/// aid): a finished run drops its resume checkpoint and prints
 /// its summary; a stopped one says how to continue ([`super::Outcome::Stopped`]).
 ///
 /// # Errors
 /// The run's errors; a non-finite loss or gradient names the checkpoint and the resume command.
-pub(super) fn run_job(mut job: Job, plan: &Plan) -> Result<super::Outcome> {
+pub(super) fn run_job(
+    mut job: Job,
+    plan: &Plan,
+    step_delay: Option<std::time::Duration>,
+) -> Result<super::Outcome> {
     let (out, resume_hint) = (&plan.out, &plan.resume_hint);
     let cfg = job.trainer.cfg.clone();
     let mut obs = CliObserver::new(out.clone(), stop_on_signal()?);
+    obs.step_delay = step_delay;
+    obs.open_metrics(job.trainer.step)?;
     let results = match pollster::block_on(job.run(&mut obs)) {
         Ok(r) => r,
         Err(

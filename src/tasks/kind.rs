@@ -15,7 +15,7 @@
 use std::fmt::Debug;
 
 use burn::nn::Linear;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
 use super::own_task::LabelSummary;
@@ -82,6 +82,12 @@ pub trait Kind: Debug + Send + Sync {
     /// Whether its predictions are real values (regression, similarity), whose correlations
     /// are undefined when they are constant.
     fn real_valued(&self) -> bool {
+        false
+    }
+
+    /// Whether its loss is a softmax cross-entropy over [`class_names`](Self::class_names)
+    /// that `--class-weights` can weight ([`Targets::cross_entropy`]).
+    fn takes_class_weights(&self) -> bool {
         false
     }
 
@@ -176,6 +182,8 @@ pub trait Kind: Debug + Send + Sync {
 pub enum Targets {
     /// Class ids `[batch]`.
     Classes(Tensor<1, Int>),
+    /// Class ids `[batch]` with each example's class weight `[batch]` (`--class-weights`).
+    WeightedClasses(Tensor<1, Int>, Box<Tensor<1>>),
     /// Real-valued targets `[batch]`.
     Values(Tensor<1>),
 }
@@ -184,7 +192,7 @@ impl Targets {
     /// Examples in the batch.
     pub fn len(&self) -> usize {
         match self {
-            Targets::Classes(t) => t.dims()[0],
+            Targets::Classes(t) | Targets::WeightedClasses(t, _) => t.dims()[0],
             Targets::Values(t) => t.dims()[0],
         }
     }
@@ -200,7 +208,40 @@ impl Targets {
     /// For real-valued targets (a kind given another kind's batch: a programming error).
     pub fn classes(&self) -> Tensor<1, Int> {
         match self {
-            Targets::Classes(t) => t.clone(),
+            Targets::Classes(t) | Targets::WeightedClasses(t, _) => t.clone(),
+            Targets::Values(_) => panic!("class targets expected"),
+        }
+    }
+
+    /// These class targets with each example weighted by `weights` (one per example: its
+    /// class's weight, `--class-weights`); real-valued targets are returned as they are.
+    ///
+    /// # Panics
+    /// When `weights` does not hold one weight per example.
+    pub fn weighted(self, weights: Vec<f32>) -> Targets {
+        match self {
+            Targets::Classes(t) | Targets::WeightedClasses(t, _) => {
+                let n = t.dims()[0];
+                assert_eq!(weights.len(), n, "one class weight per example");
+                let w = Tensor::from_data(TensorData::new(weights, [n]), &t.device());
+                Targets::WeightedClasses(t, Box::new(w))
+            }
+            v => v,
+        }
+    }
+
+    /// The mean cross-entropy of `logits` `[batch, classes]` against these class targets,
+    /// weighted as `torch.nn.functional.cross_entropy(weight=w)` weighs it when they carry
+    /// class weights ([`crate::tasks::weighted_cross_entropy`]).
+    ///
+    /// # Panics
+    /// For real-valued targets (a programming error).
+    pub fn cross_entropy(&self, logits: Tensor<2>) -> Tensor<1> {
+        match self {
+            Targets::Classes(t) => crate::tasks::cross_entropy(logits, t.clone()),
+            Targets::WeightedClasses(t, w) => {
+                crate::tasks::weighted_cross_entropy(logits, t.clone(), (**w).clone())
+            }
             Targets::Values(_) => panic!("class targets expected"),
         }
     }
@@ -212,7 +253,9 @@ impl Targets {
     pub fn values(&self) -> Tensor<1> {
         match self {
             Targets::Values(t) => t.clone(),
-            Targets::Classes(_) => panic!("real-valued targets expected"),
+            Targets::Classes(_) | Targets::WeightedClasses(..) => {
+                panic!("real-valued targets expected")
+            }
         }
     }
 }

@@ -322,6 +322,25 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     logp.gather(1, labels.reshape([b, 1])).mean().neg()
 }
 
+/// Class-weighted mean cross-entropy of `logits` `[batch, classes]` against class ids
+/// `[batch]`, each example weighted by its class's weight `weights` `[batch]`:
+/// `Σ wᵢ·nllᵢ / Σ wᵢ`, as `torch.nn.functional.cross_entropy(weight=w, reduction="mean")`.
+///
+/// # Panics
+/// When `labels` or `weights` is not `[batch]`, or a class id is outside `0..classes`.
+pub fn weighted_cross_entropy(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    weights: Tensor<1>,
+) -> Tensor<1> {
+    let [b, _] = logits.dims();
+    let nll = log_softmax(logits, 1)
+        .gather(1, labels.reshape([b, 1]))
+        .reshape([b])
+        .neg();
+    (nll * weights.clone()).sum() / weights.sum()
+}
+
 /// Mean binary cross-entropy with logits (numerically stable form, as
 /// `torch.nn.functional.binary_cross_entropy_with_logits`): `max(z,0) − z·y + log(1 + e^{−|z|})`.
 pub fn bce_with_logits(logits: Tensor<1>, targets: Tensor<1>) -> Tensor<1> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use super::class_weights::ClassWeights;
 use crate::adapter::LoraConfig;
 use crate::error::{Error, Result};
 use crate::tasks::own::{DataSpec, OwnTask};
@@ -111,6 +112,93 @@ pub struct TrainConfig {
     /// or a PEFT adapter folder), as given; `adapter` is then its configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_adapter: Option<String>,
+    /// When to evaluate and stop, and how the optimiser treats parameter groups (flattened
+    /// into the configuration's JSON object).
+    #[serde(flatten, default)]
+    pub controls: Controls,
+}
+
+/// The training controls people know from transformers' `TrainingArguments` and
+/// `EarlyStoppingCallback`, and PEFT's `create_loraplus_optimizer`; every field defaults to
+/// "off", which trains exactly as before they existed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Controls {
+    /// Evaluate also every this many optimiser steps (`--eval-steps`, as transformers'
+    /// `eval_steps` with `eval_strategy="steps"`), besides at every epoch end; `None` evaluates
+    /// at epoch ends only. An epoch end that falls on a multiple is evaluated once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_steps: Option<usize>,
+    /// Stop after this many evaluations in a row without improvement of the best-model metric
+    /// (`--early-stopping-patience`, transformers' `EarlyStoppingCallback`); `None` never
+    /// stops early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stopping_patience: Option<usize>,
+    /// How much better than the best so far an evaluation must be to count as an
+    /// improvement (`--early-stopping-threshold`, in the metric's units; default 0).
+    pub early_stopping_threshold: f64,
+    /// A training line in `metrics.jsonl` every this many optimiser steps (`--logging-steps`,
+    /// transformers' `logging_steps`).
+    pub logging_steps: usize,
+    /// Micro-batches whose gradients add up to one optimiser step
+    /// (`--gradient-accumulation-steps`, transformers' `gradient_accumulation_steps`): the
+    /// same update as one batch of all their examples (each micro-batch's mean loss weighted
+    /// by its share of the examples). 1 = off.
+    pub gradient_accumulation_steps: usize,
+    /// LoRA+ (`--loraplus-lr-ratio`, PEFT's `create_loraplus_optimizer`): `lora_B` and every
+    /// 1-D parameter (biases, LayerNorm, DoRA's magnitude) learn at this multiple of the
+    /// learning rate, everything else at the rate. `None` = off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loraplus_lr_ratio: Option<f64>,
+    /// Class weights of the cross-entropy of classification tasks (`--class-weights`); the
+    /// weights each task got are in `results.json`'s `class_weights`.
+    pub class_weights: ClassWeights,
+}
+
+impl Default for Controls {
+    fn default() -> Self {
+        Controls {
+            eval_steps: None,
+            early_stopping_patience: None,
+            early_stopping_threshold: 0.0,
+            logging_steps: super::log::DEFAULT_LOGGING_STEPS,
+            gradient_accumulation_steps: 1,
+            loraplus_lr_ratio: None,
+            class_weights: ClassWeights::None,
+        }
+    }
+}
+
+impl Controls {
+    /// Checks the controls' ranges.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Invalid(m.to_string()));
+        if self.eval_steps == Some(0) {
+            return bad("--eval-steps must be >= 1 (leave it out to evaluate at epoch ends only)");
+        }
+        if self.early_stopping_patience == Some(0) {
+            return bad("--early-stopping-patience must be >= 1");
+        }
+        if !(self.early_stopping_threshold.is_finite() && self.early_stopping_threshold >= 0.0) {
+            return bad("--early-stopping-threshold must be >= 0");
+        }
+        if self.logging_steps == 0 {
+            return bad("--logging-steps must be >= 1");
+        }
+        if self.gradient_accumulation_steps == 0 {
+            return bad("--gradient-accumulation-steps must be >= 1");
+        }
+        if self
+            .loraplus_lr_ratio
+            .is_some_and(|r| !(r.is_finite() && r > 0.0))
+        {
+            return bad("--loraplus-lr-ratio must be > 0");
+        }
+        Ok(())
+    }
 }
 
 fn default_checkpoint_every() -> usize {
@@ -149,6 +237,7 @@ impl Default for TrainConfig {
             data: None,
             own: None,
             init_adapter: None,
+            controls: Controls::default(),
         }
     }
 }
@@ -246,7 +335,7 @@ impl TrainConfig {
         if self.tasks.contains(&Task::Own) && self.tasks.len() > 1 {
             return bad("own data trains alone, not with the minBERT tasks");
         }
-        Ok(())
+        self.controls.validate()
     }
 
     /// The kinds of its tasks, in the order of [`Task`] ([`crate::tasks::kinds::task_kind`]).

@@ -58,6 +58,31 @@ impl DevMetrics {
             .or(self.sts_pearson)
             .unwrap_or(f64::NEG_INFINITY)
     }
+
+    /// The name of the metric [`primary`](Self::primary) reads: `overall`, `sst_acc`,
+    /// `para_acc`, `sts_pearson`, or own data's `metric_for_best_model`.
+    pub fn metric_name(&self) -> &str {
+        if let Some(o) = &self.own {
+            return &o.metric_for_best_model;
+        }
+        [
+            (self.overall, "overall"),
+            (self.sst_acc, "sst_acc"),
+            (self.para_acc, "para_acc"),
+            (self.sts_pearson, "sts_pearson"),
+        ]
+        .into_iter()
+        .find_map(|(v, n)| v.map(|_| n))
+        .unwrap_or("none")
+    }
+
+    /// The value of the metric [`primary`](Self::primary) reads, as reported (not negated).
+    pub fn best_model_value(&self) -> f64 {
+        match &self.own {
+            Some(o) => o.get(&o.metric_for_best_model).unwrap_or(f64::NAN),
+            None => self.primary(),
+        }
+    }
 }
 
 impl std::fmt::Display for DevMetrics {

@@ -37,7 +37,8 @@ impl Job {
     ///
     /// # Errors
     /// [`crate::Error::Adapter`] for a target that matches nothing; [`crate::Error::Invalid`]
-    /// for an own-data run whose task is unresolved or a pooling the encoder lacks.
+    /// for an own-data run whose task is unresolved, a pooling the encoder lacks, or class
+    /// weights that do not fit the tasks ([`super::class_weights::resolve`]).
     pub fn new(
         cfg: ValidConfig,
         model: &Pretrained,
@@ -51,13 +52,16 @@ impl Job {
         let (m, heads) = build_model(bert, &cfg, model.cfg.hidden_size, device)?;
         device.memory_cleanup(); // pages of f32 weights freed by an f16 conversion
         let total = total_steps(&cfg, &train);
-        let trainer = Trainer::new(m, cfg, total, model.pad_id(), device.clone());
+        let weights = super::class_weights::resolve(&cfg.controls.class_weights, &train)?;
+        let mut trainer = Trainer::new(m, cfg, total, model.pad_id(), device.clone());
+        trainer.set_class_weights(weights.clone());
         let info = RunInfo {
             model: model.name.clone(),
             backend: backend.to_string(),
             heads,
             bert_config_json: model.config_json.clone(),
             data: None,
+            class_weights: weights.into_iter().flatten().collect(),
         };
         Ok(Job {
             trainer,
@@ -152,7 +156,7 @@ impl Job {
 /// Optimiser steps a run of `cfg` plans over `train` (for the learning-rate schedule):
 /// `epochs` passes, or `max_steps` when that is fewer; at least 1.
 pub fn total_steps(cfg: &TrainConfig, train: &[TaskData]) -> usize {
-    let per_epoch = Trainer::steps_per_epoch(train, cfg.batch_size);
+    let per_epoch = Trainer::optimizer_steps_per_epoch(train, cfg);
     cfg.max_steps
         .unwrap_or(usize::MAX)
         .min(per_epoch * cfg.epochs)

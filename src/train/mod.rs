@@ -7,11 +7,13 @@
 //! same loop runs in the browser; native drivers block on it with a small executor.
 
 pub mod artifacts;
+pub mod class_weights;
 pub mod config;
 pub mod evaluate;
 pub mod export;
 pub mod infer;
 pub mod job;
+pub mod log;
 pub mod memory;
 pub mod merged;
 pub mod results;
@@ -19,7 +21,7 @@ pub mod resume;
 pub mod run;
 pub mod trainer;
 
-pub use config::{Precision, TrainConfig, ValidConfig, resolve_precision};
+pub use config::{Controls, Precision, TrainConfig, ValidConfig, resolve_precision};
 pub use evaluate::{DevMetrics, Predictions, evaluate, model_device, predict};
 pub use job::Job;
 pub use results::{EpochRecord, RunResults};

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::class_weights::TaskClassWeights;
 use super::{DevMetrics, LossScaler, ParamCounts, TrainConfig};
 use crate::error::{Error, Result};
 use crate::tasks::own::DataSummary;
@@ -31,6 +32,30 @@ pub struct EpochRecord {
     pub eval_seconds: f64,
     /// Dev metrics after the epoch.
     pub dev: DevMetrics,
+}
+
+/// One evaluation on the dev data: at an epoch end, or every `--eval-steps` steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// Optimiser steps taken when it ran.
+    pub step: usize,
+    /// Epochs done when it ran, fractional inside an epoch (transformers' `state.epoch`).
+    pub epoch: f64,
+    /// Wall-clock seconds it took.
+    pub seconds: f64,
+    /// Its dev metrics.
+    pub dev: DevMetrics,
+}
+
+/// Why and when early stopping ended a run (`--early-stopping-patience`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoppedEarly {
+    /// Optimiser step of the evaluation that stopped it.
+    pub step: usize,
+    /// Epochs done then (fractional inside an epoch).
+    pub epoch: f64,
+    /// The best-model metric, its best value (at `best_step`) and the patience that ran out.
+    pub reason: String,
 }
 
 /// Library versions a run was made with.
@@ -67,7 +92,8 @@ pub struct RunResults {
     pub config: TrainConfig,
     /// Per-epoch records.
     pub epochs: Vec<EpochRecord>,
-    /// 1-based epoch whose checkpoint is kept as `best/`.
+    /// 1-based epoch whose checkpoint is kept as `best/` (the epoch it was taken in, when it
+    /// comes from an evaluation inside an epoch: see `best_step`).
     pub best_epoch: Option<usize>,
     /// Dev metrics of the best epoch.
     pub best: Option<DevMetrics>,
@@ -103,6 +129,22 @@ pub struct RunResults {
     /// (empty for a run that never stopped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<RunSegment>,
+    /// Every evaluation in order: each epoch end's and, with `--eval-steps`, those in between.
+    #[serde(default)]
+    pub evaluations: Vec<EvalRecord>,
+    /// Optimiser step of the evaluation whose checkpoint is kept as `best/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_step: Option<usize>,
+    /// Evaluations in a row without improvement by more than `--early-stopping-threshold`
+    /// (transformers' `early_stopping_patience_counter`); kept with resume checkpoints.
+    #[serde(default)]
+    pub patience_counter: usize,
+    /// Set when early stopping ended the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<StoppedEarly>,
+    /// The class weights each classification task trained with (`--class-weights`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_weights: Vec<TaskClassWeights>,
 }
 
 /// One uninterrupted part of a resumed run.

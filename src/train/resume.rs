@@ -47,6 +47,9 @@ pub struct EpochProgress {
     pub window_n: usize,
     /// Batches skipped for non-finite values so far in the run.
     pub skipped_batches: usize,
+    /// The open window of `metrics.jsonl`'s training lines (it spans epoch ends).
+    #[serde(default)]
+    pub log: super::log::LogWindow,
 }
 
 /// `state.json` of a resume folder.

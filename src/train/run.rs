@@ -3,11 +3,14 @@
 //! clock or thread.
 
 use super::artifacts::{Files, checkpoint_files};
+use super::class_weights::TaskClassWeights;
+use super::log::{EvalLine, LogLine, TrainLine};
 use super::results::{
-    EpochRecord, LOSS_CURVE_EVERY, RESULTS_VERSION, RunResults, RunSegment, Versions,
+    EpochRecord, EvalRecord, LOSS_CURVE_EVERY, RESULTS_VERSION, RunResults, RunSegment,
+    StoppedEarly, Versions,
 };
 use super::resume::{EpochProgress, resume_files};
-use super::{StepStats, Trainer};
+use super::{DevMetrics, StepStats, Trainer};
 use crate::error::{Error, Result};
 use crate::tasks::HeadsConfig;
 use crate::tasks::TaskData;
@@ -22,10 +25,25 @@ pub trait Observer {
     fn on_epoch_start(&mut self, _epoch: usize, _steps: usize, _done: usize) {}
     /// A step finished.
     fn on_step(&mut self, _stats: &StepStats) {}
+    /// A line for `metrics.jsonl` (every `--logging-steps` steps and every evaluation), to
+    /// append as it comes.
+    ///
+    /// # Errors
+    /// Whatever persisting fails with; the run stops with it.
+    fn on_log(&mut self, _line: &LogLine) -> Result<()> {
+        Ok(())
+    }
     /// A batch was skipped because its loss or gradient was not finite.
     fn on_skipped(&mut self, _error: &Error) {}
-    /// Dev evaluation starts.
+    /// Dev evaluation starts (in 1-based epoch `epoch`).
     fn on_eval_start(&mut self, _epoch: usize) {}
+    /// An evaluation inside an epoch (`--eval-steps`) was recorded (the last of
+    /// `results.evaluations`): `results` is the record so far (to persist); `best` holds the
+    /// checkpoint files when it is the best so far (to persist as the kept checkpoint).
+    ///
+    /// # Errors
+    /// Whatever persisting fails with; the run stops with it.
+    fn on_evaluation(&mut self, results: &RunResults, best: Option<&Files>) -> Result<()>;
     /// An epoch ended: `results` is the record so far (to persist); `best` holds the checkpoint
     /// files when this epoch is the best so far (to persist as the kept checkpoint).
     ///
@@ -77,6 +95,8 @@ pub struct RunInfo {
     pub bert_config_json: String,
     /// Own data: the files read and their label counts.
     pub data: Option<DataSummary>,
+    /// The class weights of the tasks that have them (`--class-weights`).
+    pub class_weights: Vec<TaskClassWeights>,
 }
 
 /// Where a resumed run continues from (see [`crate::train::resume::restore_training`]).
@@ -93,7 +113,7 @@ pub fn planned_epochs(trainer: &Trainer, train: &[TaskData]) -> usize {
     let cfg = &trainer.cfg;
     match cfg.max_steps {
         Some(max) => {
-            let per = Trainer::steps_per_epoch(train, cfg.batch_size).max(1);
+            let per = Trainer::optimizer_steps_per_epoch(train, cfg).max(1);
             cfg.epochs.max(max.div_ceil(per))
         }
         None => cfg.epochs,
@@ -122,34 +142,63 @@ pub async fn run(
             new_results(trainer, train, dev, info),
         ),
     };
+    let no_dev = dev.iter().all(|d| d.examples.is_empty());
+    if trainer.cfg.controls.early_stopping_patience.is_some() && no_dev {
+        return Err(Error::Invalid(
+            "--early-stopping-patience needs validation examples to evaluate on (none were \
+             read: check --max-eval and the validation file)"
+                .into(),
+        ));
+    }
+    let cfg = trainer.cfg.clone();
     let mut l = Loop {
         last_checkpoint: (trainer.step > 0).then_some(trainer.step),
         trainer,
         obs,
         progress,
         results,
+        dev,
+        info,
+        per_epoch: Trainer::optimizer_steps_per_epoch(train, &cfg).max(1),
+        log_t0: 0.0,
+        log_excluded: 0.0,
     };
-    let cfg = l.trainer.cfg.clone();
+    l.log_t0 = l.obs.now();
     let max_steps = cfg.max_steps.unwrap_or(usize::MAX);
     let epochs = planned_epochs(l.trainer, train);
-    let per_epoch = Trainer::steps_per_epoch(train, cfg.batch_size).max(1);
-    for epoch in l.trainer.step / per_epoch..epochs {
+    for epoch in l.trainer.step / l.per_epoch..epochs {
         if l.trainer.step >= max_steps {
             break;
         }
-        let plan = l.trainer.plan_epoch(train, epoch);
-        let offset = l.trainer.step - epoch * per_epoch;
+        // One optimiser step per group of `gradient_accumulation_steps` planned batches.
+        let batches = l.trainer.plan_epoch(train, epoch);
+        let plan: Vec<&[(usize, Vec<usize>)]> = batches
+            .chunks(cfg.controls.gradient_accumulation_steps.max(1))
+            .collect();
+        let offset = l.trainer.step - epoch * l.per_epoch;
         let end = plan.len().min(offset + (max_steps - l.trainer.step));
-        if l.train_steps(epoch, train, &plan, offset, end).await? == Stopped::Yes {
-            return Ok(l.results);
+        match l.train_steps(epoch, train, &plan, offset, end).await? {
+            Stopped::Yes => return Ok(l.results),
+            Stopped::Early(dev_metrics, eval_seconds) => {
+                // The partial epoch is recorded with the evaluation that stopped the run.
+                l.record_epoch(epoch, dev_metrics, eval_seconds);
+                l.results.finished = true;
+                l.obs.on_epoch_end(&l.results, None)?;
+                return Ok(l.results);
+            }
+            Stopped::No => {}
         }
         if l.progress.steps == 0 {
             break;
         }
-        l.end_epoch(epoch, dev).await?;
-        l.results.finished = epoch + 1 == epochs || l.trainer.step >= max_steps;
-        let best = l.best_files(epoch, info).await?;
+        let (dev_metrics, eval_seconds) = l.evaluate(epoch + 1).await?;
+        l.record_epoch(epoch, dev_metrics.clone(), eval_seconds);
+        let (best, stop) = l.judge(epoch, dev_metrics, eval_seconds).await?;
+        l.results.finished = stop || epoch + 1 == epochs || l.trainer.step >= max_steps;
         l.obs.on_epoch_end(&l.results, best.as_ref())?;
+        if stop {
+            break;
+        }
         if !l.results.finished {
             l.checkpoint().await?;
         }
@@ -201,13 +250,22 @@ fn new_results(
         loss_scaler: trainer.scaler,
         data: info.data.clone(),
         segments: Vec::new(),
+        evaluations: Vec::new(),
+        best_step: None,
+        patience_counter: 0,
+        stopped_early: None,
+        class_weights: info.class_weights.clone(),
     }
 }
 
-/// Whether the observer stopped the run inside an epoch.
-#[derive(Debug, PartialEq, Eq)]
+/// Whether an epoch's steps ended early.
+#[derive(Debug)]
 enum Stopped {
+    /// The observer asked to stop (a resume checkpoint was handed over).
     Yes,
+    /// Early stopping, at an evaluation inside the epoch (its metrics and seconds).
+    Early(DevMetrics, f64),
+    /// The epoch's steps ran.
     No,
 }
 
@@ -219,6 +277,13 @@ struct Loop<'a> {
     results: RunResults,
     /// Step of the last resume checkpoint handed to the observer.
     last_checkpoint: Option<usize>,
+    dev: &'a [TaskData],
+    info: &'a RunInfo,
+    /// Optimiser steps per epoch.
+    per_epoch: usize,
+    /// When the open logging window started, and the evaluation seconds inside it.
+    log_t0: f64,
+    log_excluded: f64,
 }
 
 impl Loop<'_> {
@@ -241,12 +306,14 @@ impl Loop<'_> {
         &mut self,
         epoch: usize,
         train: &[TaskData],
-        plan: &[(usize, Vec<usize>)],
+        plan: &[&[(usize, Vec<usize>)]],
         offset: usize,
         end: usize,
     ) -> Result<Stopped> {
         let every = self.trainer.cfg.checkpoint_every;
         let epoch_end = self.trainer.step - offset + plan.len();
+        // The step after which the epoch's own evaluation runs.
+        let last = self.trainer.step - offset + end;
         self.obs.on_epoch_start(epoch + 1, end, offset);
         let mut t0 = self.obs.now();
         for entry in &plan[offset..end] {
@@ -262,6 +329,24 @@ impl Loop<'_> {
                 p.await;
             }
             let step = self.trainer.step;
+            if self
+                .trainer
+                .cfg
+                .controls
+                .eval_steps
+                .is_some_and(|n| step.is_multiple_of(n))
+                && step != last
+            {
+                self.progress.seconds += self.obs.now() - t0;
+                let (dev, seconds) = self.evaluate(epoch + 1).await?;
+                let (best, stop) = self.judge(epoch, dev.clone(), seconds).await?;
+                self.obs.on_evaluation(&self.results, best.as_ref())?;
+                if stop {
+                    self.close_loss_window();
+                    return Ok(Stopped::Early(dev, seconds));
+                }
+                t0 = self.obs.now();
+            }
             if every > 0
                 && self.obs.wants_resume_checkpoints()
                 && step.is_multiple_of(every)
@@ -273,6 +358,12 @@ impl Loop<'_> {
             }
         }
         self.progress.seconds += self.obs.now() - t0;
+        self.close_loss_window();
+        Ok(Stopped::No)
+    }
+
+    /// Ends the loss curve's open window with a point at the current step.
+    fn close_loss_window(&mut self) {
         let p = &mut self.progress;
         if p.window_n > 0 {
             let mean = p.window_sum / p.window_n as f64;
@@ -281,14 +372,14 @@ impl Loop<'_> {
                 .push([self.trainer.step as f64, mean]);
             (p.window_sum, p.window_n) = (0.0, 0);
         }
-        Ok(Stopped::No)
     }
 
-    /// One optimiser step on the planned batch `entry`, with its running sums; a non-finite
-    /// batch stops the run, or with `skip_nonfinite` is counted and skipped.
-    async fn step(&mut self, train: &[TaskData], entry: &(usize, Vec<usize>)) -> Result<()> {
-        let batch = self.trainer.batch(train, entry);
-        match self.trainer.step(&batch).await {
+    /// One optimiser step on the planned batches `entry` (one, or those whose gradients add
+    /// up), with its running sums; a non-finite batch stops the run, or with `skip_nonfinite`
+    /// is counted and skipped.
+    async fn step(&mut self, train: &[TaskData], entry: &[(usize, Vec<usize>)]) -> Result<()> {
+        let batches: Vec<_> = entry.iter().map(|e| self.trainer.batch(train, e)).collect();
+        match self.trainer.step_accumulated(&batches).await {
             Ok(stats) => {
                 let p = &mut self.progress;
                 p.loss_sum += stats.loss;
@@ -303,7 +394,17 @@ impl Loop<'_> {
                         .push([self.trainer.step as f64, mean]);
                     (p.window_sum, p.window_n) = (0.0, 0);
                 }
+                p.log.loss_sum += stats.loss;
+                p.log.steps += 1;
+                p.log.examples += stats.examples;
                 self.obs.on_step(&stats);
+                if self
+                    .trainer
+                    .step
+                    .is_multiple_of(self.trainer.cfg.controls.logging_steps)
+                {
+                    self.log_training(&stats)?;
+                }
             }
             Err(Error::NonFinite { step, what, .. }) => {
                 let e = Error::NonFinite {
@@ -325,63 +426,150 @@ impl Loop<'_> {
         Ok(())
     }
 
-    /// Evaluates on `dev` and records epoch `epoch` (0-based); the running sums start again.
-    async fn end_epoch(&mut self, epoch: usize, dev: &[TaskData]) -> Result<()> {
-        self.obs.on_eval_start(epoch + 1);
+    /// Evaluates on the dev data now, in 1-based epoch `epoch`: the metrics and the seconds it
+    /// took.
+    async fn evaluate(&mut self, epoch: usize) -> Result<(DevMetrics, f64)> {
+        self.obs.on_eval_start(epoch);
         let t1 = self.obs.now();
-        let dev_metrics = self.trainer.evaluate(dev).await?;
-        let eval_seconds = self.obs.now() - t1;
+        let dev_metrics = self.trainer.evaluate(self.dev).await?;
+        let seconds = self.obs.now() - t1;
+        self.log_excluded += seconds;
+        Ok((dev_metrics, seconds))
+    }
+
+    /// Hands the training line of the logging window that ends with the step of `last` to
+    /// the observer; the window starts again.
+    fn log_training(&mut self, last: &StepStats) -> Result<()> {
+        let w = std::mem::take(&mut self.progress.log);
+        let now = self.obs.now();
+        let seconds = (now - self.log_t0 - self.log_excluded).max(1e-9);
+        (self.log_t0, self.log_excluded) = (now, 0.0);
+        let step = self.trainer.step;
+        self.obs.on_log(&LogLine::Train(TrainLine {
+            step,
+            epoch: step as f64 / self.per_epoch as f64,
+            loss: w.loss_sum / w.steps.max(1) as f64,
+            learning_rate: last.lr,
+            grad_norm: last.grad_norm,
+            examples_per_second: w.examples as f64 / seconds,
+        }))
+    }
+
+    /// Records epoch `epoch` (0-based) with its evaluation; the running sums start again.
+    fn record_epoch(&mut self, epoch: usize, dev: DevMetrics, eval_seconds: f64) {
         let p = &self.progress;
         self.results.epochs.push(EpochRecord {
             epoch: epoch + 1,
             steps: p.steps,
-            train_loss: p.loss_sum / p.steps as f64,
+            train_loss: p.loss_sum / p.steps.max(1) as f64,
             seconds: p.seconds,
             examples_per_second: p.examples as f64 / p.seconds.max(1e-9),
             eval_seconds,
-            dev: dev_metrics,
+            dev,
         });
         self.progress = EpochProgress {
             skipped_batches: p.skipped_batches,
+            log: p.log.clone(),
             ..EpochProgress::default()
         };
         self.results.steps = self.trainer.step;
         self.results.peak_memory_bytes = self.obs.peak_memory_bytes();
-        Ok(())
     }
 
-    /// The checkpoint files of the model when epoch `epoch` (just recorded) is the best so far
-    /// by its primary dev metric.
-    async fn best_files(&mut self, epoch: usize, info: &RunInfo) -> Result<Option<Files>> {
-        let Some(dev) = self.results.epochs.last().map(|e| e.dev.clone()) else {
-            return Ok(None);
+    /// Records an evaluation made in 0-based epoch `epoch` after the current step: whether it
+    /// is the best so far (then its checkpoint files), and whether early stopping ends the run
+    /// here (patience counted as transformers' `EarlyStoppingCallback` counts it, against the
+    /// best before this evaluation).
+    async fn judge(
+        &mut self,
+        epoch: usize,
+        dev: DevMetrics,
+        seconds: f64,
+    ) -> Result<(Option<Files>, bool)> {
+        let step = self.trainer.step;
+        let epochs_done = step as f64 / self.per_epoch as f64;
+        let record = EvalRecord {
+            step,
+            epoch: epochs_done,
+            seconds,
+            dev: dev.clone(),
         };
-        let is_best = self
-            .results
-            .best
-            .as_ref()
-            .is_none_or(|b| dev.primary() > b.primary());
-        if !is_best {
-            return Ok(None);
+        self.obs.on_log(&LogLine::Eval(EvalLine::of(&record)))?;
+        self.results.evaluations.push(record);
+        self.results.steps = step;
+        let controls = &self.trainer.cfg.controls;
+        let before = self.results.best.as_ref().map(DevMetrics::primary);
+        if improves(before, dev.primary(), controls.early_stopping_threshold) {
+            self.results.patience_counter = 0;
+        } else {
+            self.results.patience_counter += 1;
+        }
+        let stop = controls
+            .early_stopping_patience
+            .is_some_and(|p| self.results.patience_counter >= p);
+        if stop {
+            self.results.stopped_early = Some(StoppedEarly {
+                step,
+                epoch: epochs_done,
+                reason: format!(
+                    "{} evaluations in a row without improving {} by more than {} on its best, \
+                     {} at step {}",
+                    self.results.patience_counter,
+                    dev.metric_name(),
+                    controls.early_stopping_threshold,
+                    self.results
+                        .best
+                        .as_ref()
+                        .map_or(f64::NAN, DevMetrics::best_model_value),
+                    self.results.best_step.unwrap_or(0),
+                ),
+            });
+        }
+        if before.is_some_and(|b| dev.primary() <= b) {
+            return Ok((None, stop));
         }
         self.results.best_epoch = Some(epoch + 1);
+        self.results.best_step = Some(step);
         self.results.best = Some(dev);
         let files = checkpoint_files(
             self.trainer.model(),
             &self.trainer.cfg,
-            &info.heads,
-            &info.model,
-            &info.bert_config_json,
+            &self.info.heads,
+            &self.info.model,
+            &self.info.bert_config_json,
         )
         .await?;
-        Ok(Some(files))
+        Ok((Some(files), stop))
     }
+}
+
+/// Whether `value` improves on the best so far, `best` (both larger-is-better), by more than
+/// `threshold`: transformers' `EarlyStoppingCallback.check_metric_value` (no best yet counts
+/// as an improvement).
+pub fn improves(best: Option<f64>, value: f64, threshold: f64) -> bool {
+    best.is_none_or(|b| value > b && (value - b).abs() > threshold)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tasks::{HeadsConfig, PairEncoding, Pooling, Task};
+
+    #[test]
+    fn improvement_is_counted_as_transformers_early_stopping_counts_it() {
+        // No best yet: an improvement (the counter starts at 0).
+        assert!(improves(None, 0.1, 0.5));
+        // Better by more than the threshold.
+        assert!(improves(Some(0.80), 0.82, 0.01));
+        // Better, but not by more than the threshold; equal; worse.
+        assert!(!improves(Some(0.80), 0.805, 0.01));
+        assert!(!improves(Some(0.80), 0.80, 0.0));
+        assert!(!improves(Some(0.80), 0.79, 0.0));
+        // Lower-is-better metrics arrive negated (`KindMetrics::primary`): an MSE from 0.30 to
+        // 0.25 is -0.30 -> -0.25.
+        assert!(improves(Some(-0.30), -0.25, 0.01));
+        assert!(!improves(Some(-0.30), -0.295, 0.01));
+    }
 
     #[test]
     fn a_resumed_run_records_each_segment_backend() {
@@ -398,6 +586,7 @@ mod tests {
             },
             bert_config_json: "{}".into(),
             data: None,
+            class_weights: Vec::new(),
         };
         let first = RunResults::from_json(
             br#"{"results_version": 2, "model": "m", "backend": "flex (CPU)",

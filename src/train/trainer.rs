@@ -3,13 +3,14 @@
 //! model the run trains ([`build_model`]).
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use super::class_weights::TaskClassWeights;
 use super::config::{Precision, TrainConfig};
 use super::evaluate::{DevMetrics, evaluate};
 use crate::data::make_batches;
@@ -172,6 +173,34 @@ impl ModuleVisitor for ScaleGrads<'_> {
     }
 }
 
+/// Moves the gradients of LoRA+'s fast group (PEFT's `create_loraplus_optimizer`: every
+/// `lora_B` and every 1-D parameter: biases, LayerNorm, DoRA's magnitude) out of `grads` into
+/// `fast`.
+struct LoraPlusSplit<'a> {
+    grads: &'a mut GradientsParams,
+    fast: GradientsParams,
+    path: Vec<String>,
+}
+
+impl ModuleVisitor for LoraPlusSplit<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let is_b = self.path.last().is_some_and(|n| n == "lora_b");
+        if (is_b || D == 1)
+            && let Some(g) = self.grads.remove::<D>(p.id)
+        {
+            self.fast.register(p.id, g);
+        }
+    }
+}
+
 /// The squared gradient norms of a step's parameters, with their names.
 struct GradNorms {
     /// Module paths of the parameters with gradients.
@@ -262,6 +291,8 @@ pub struct Trainer {
     device: Device,
     /// Loss scaling, in the f16 mode only.
     pub scaler: Option<LossScaler>,
+    /// Class weights by training task (`--class-weights`); empty or `None` for none.
+    class_weights: Vec<Option<TaskClassWeights>>,
 }
 
 impl Trainer {
@@ -290,6 +321,7 @@ impl Trainer {
             warmup_steps,
             pad_id,
             device,
+            class_weights: Vec::new(),
         }
     }
 
@@ -311,7 +343,15 @@ impl Trainer {
         &self.device
     }
 
-    /// Number of optimiser steps one epoch over `train` takes.
+    /// Number of optimiser steps one epoch over `train` takes with `cfg`'s batch size and
+    /// gradient accumulation.
+    pub fn optimizer_steps_per_epoch(train: &[TaskData], cfg: &TrainConfig) -> usize {
+        Self::steps_per_epoch(train, cfg.batch_size)
+            .div_ceil(cfg.controls.gradient_accumulation_steps.max(1))
+    }
+
+    /// Number of batches one epoch over `train` takes (optimiser steps without gradient
+    /// accumulation).
     pub fn steps_per_epoch(train: &[TaskData], batch_size: usize) -> usize {
         train
             .iter()
@@ -355,31 +395,33 @@ impl Trainer {
     /// [`Error::NonFinite`] when the loss or (outside loss scaling) the gradient norm is not
     /// finite, naming the step and the parameters; a failed read-back.
     pub async fn step(&mut self, batch: &TaskBatch) -> Result<StepStats> {
-        let examples = batch.examples();
-        // Dropout masks come from a generator reseeded at every step, so a resumed run draws
-        // exactly the masks the uninterrupted run drew.
-        let seed = step_seed(self.cfg.seed, self.step);
-        self.device.seed(seed);
-        crate::kernels::mask::seed_dropout(seed);
-        let mut loss = self.model().loss(batch);
-        if self.cfg.debug_nan_at_step == Some(self.step + 1) {
-            loss = loss.mul_scalar(f32::NAN);
-        }
+        self.step_accumulated(std::slice::from_ref(batch)).await
+    }
+
+    /// One optimiser step on the gradients of `batches` added up (`--gradient-accumulation-steps`):
+    /// each micro-batch's mean loss is weighted by its share of all their examples before its
+    /// backward pass, so the update is that of one batch of all of them (transformers scales
+    /// by the number of items the same way). Each micro-batch draws its own dropout masks.
+    /// Otherwise as [`step`](Self::step), which is this with one batch.
+    ///
+    /// # Errors
+    /// As [`step`](Self::step).
+    ///
+    /// # Panics
+    /// When `batches` is empty.
+    pub async fn step_accumulated(&mut self, batches: &[TaskBatch]) -> Result<StepStats> {
+        assert!(!batches.is_empty(), "an optimiser step needs a batch");
+        let examples: usize = batches.iter().map(TaskBatch::examples).sum();
         let scale = self.scaler.map_or(1.0, |s| s.scale);
-        let grads = if scale == 1.0 {
-            loss.backward()
-        } else {
-            loss.clone().mul_scalar(scale).backward()
-        };
-        let loss = read_scalar(loss.detach()).await?;
-        if !loss.is_finite() {
-            return Err(Error::NonFinite {
-                step: self.step + 1,
-                what: format!("loss ({loss})"),
-                last_checkpoint_step: None,
-            });
+        let mut loss = 0.0;
+        let mut acc = GradientsAccumulator::<MultitaskModel>::new();
+        for (j, batch) in batches.iter().enumerate() {
+            let weight = batch.examples() as f64 / examples.max(1) as f64;
+            let (l, grads) = self.backward(batch, j, weight * scale).await?;
+            loss += weight * l;
+            acc.accumulate(self.model(), grads);
         }
-        let mut grads = GradientsParams::from_grads(grads, self.model());
+        let mut grads = acc.grads();
         let norms = GradNorms::of(self.model(), &grads);
         let grad_norm = norms.total(scale).await?;
         let lr = lr_at(self.step, self.total_steps, self.warmup_steps, self.cfg.lr);
@@ -414,10 +456,20 @@ impl Trainer {
                 factor,
             });
         }
-        let model = self
+        let mut model = self
             .model
             .take()
             .expect("the model is present between steps");
+        if let Some(ratio) = self.cfg.controls.loraplus_lr_ratio {
+            let mut split = LoraPlusSplit {
+                grads: &mut grads,
+                fast: GradientsParams::new(),
+                path: Vec::new(),
+            };
+            model.visit(&mut split);
+            let fast = split.fast;
+            model = self.optim.step(lr * ratio, model, fast);
+        }
         self.model = Some(self.optim.step(lr, model, grads));
         self.step += 1;
         Ok(StepStats {
@@ -427,6 +479,42 @@ impl Trainer {
             examples,
             overflow: false,
         })
+    }
+
+    /// Forward and backward of micro-batch `j` of this step with the loss multiplied by
+    /// `factor` (its weight times the f16 loss scale): the unmultiplied loss and the gradients.
+    async fn backward(
+        &mut self,
+        batch: &TaskBatch,
+        j: usize,
+        factor: f64,
+    ) -> Result<(f64, GradientsParams)> {
+        // Dropout masks come from a generator reseeded at every step (and micro-batch), so a
+        // resumed run draws exactly the masks the uninterrupted run drew.
+        let mut seed = step_seed(self.cfg.seed, self.step);
+        if j > 0 {
+            seed = step_seed(seed, j);
+        }
+        self.device.seed(seed);
+        crate::kernels::mask::seed_dropout(seed);
+        let mut loss = self.model().loss(batch);
+        if self.cfg.debug_nan_at_step == Some(self.step + 1) {
+            loss = loss.mul_scalar(f32::NAN);
+        }
+        let grads = if factor == 1.0 {
+            loss.backward()
+        } else {
+            loss.clone().mul_scalar(factor).backward()
+        };
+        let loss = read_scalar(loss.detach()).await?;
+        if !loss.is_finite() {
+            return Err(Error::NonFinite {
+                step: self.step + 1,
+                what: format!("loss ({loss})"),
+                last_checkpoint_step: None,
+            });
+        }
+        Ok((loss, GradientsParams::from_grads(grads, self.model())))
     }
 
     /// Advances the schedule past a batch that was skipped (see `skip_nonfinite`).
@@ -468,7 +556,28 @@ impl Trainer {
     /// # Panics
     /// When `entry` does not come from [`plan_epoch`](Self::plan_epoch) of the same `train`.
     pub fn batch(&self, train: &[TaskData], entry: &(usize, Vec<usize>)) -> TaskBatch {
-        train[entry.0].batch(&entry.1, self.pad_id, &self.device)
+        let (task, indices) = entry;
+        let mut batch = train[*task].batch(indices, self.pad_id, &self.device);
+        if let Some(Some(w)) = self.class_weights.get(*task) {
+            let examples = &train[*task].examples;
+            let per_example = indices
+                .iter()
+                .map(|&i| {
+                    let label = examples[i].label;
+                    let class = if label.is_finite() { label as usize } else { 0 };
+                    w.weights.get(class).copied().unwrap_or(1.0) as f32
+                })
+                .collect();
+            batch.targets = batch.targets.weighted(per_example);
+        }
+        batch
+    }
+
+    /// Sets the class weights of the training tasks (by index into the training data, as
+    /// [`crate::train::class_weights::resolve`] gives them), applied to every batch built by
+    /// [`batch`](Self::batch).
+    pub fn set_class_weights(&mut self, weights: Vec<Option<TaskClassWeights>>) {
+        self.class_weights = weights;
     }
 
     /// Evaluates on dev data with dropout off and no autodiff.

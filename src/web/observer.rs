@@ -177,6 +177,21 @@ impl Observer for WebObserver {
         Ok(())
     }
 
+    fn on_evaluation(&mut self, results: &RunResults, best: Option<&Files>) -> crate::Result<()> {
+        if let Some(e) = results.evaluations.last() {
+            let txt = e.dev.to_string();
+            set_text(
+                "dev-metric",
+                &format!("{}: step {}: dev {txt}", self.label, e.step),
+            );
+            log(&format!("{}: step {}: dev {txt}", self.label, e.step));
+        }
+        if let Some(f) = best {
+            self.best_files = Some(f.clone());
+        }
+        Ok(())
+    }
+
     fn wants_resume_checkpoints(&self) -> bool {
         false
     }

@@ -15,7 +15,7 @@ use crate::tasks::kind::{KindMetrics, SeqCls, Targets, argmax};
 use crate::tasks::metrics::{f1_binary, f1_macro, matthews};
 use crate::tasks::own_task::{LabelSummary, OwnTask, TaskKind};
 use crate::tasks::own_task::{number, numeric_class};
-use crate::tasks::{Kind, MultitaskModel, PairEncoding, Task, accuracy, cross_entropy};
+use crate::tasks::{Kind, MultitaskModel, PairEncoding, Task, accuracy};
 
 /// Own-data classification: the own task whose kind is [`TaskKind::Classification`].
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ impl Kind for Classification {
     }
 
     fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {
-        cross_entropy(outputs, targets.classes())
+        targets.cross_entropy(outputs)
     }
 
     fn predictions(&self, outputs: Tensor<2>) -> Tensor<2> {
@@ -87,6 +87,10 @@ impl Kind for Classification {
 
     fn label_of(&self, values: &[f32]) -> f64 {
         argmax(values) as f64
+    }
+
+    fn takes_class_weights(&self) -> bool {
+        true
     }
 
     fn class_names(&self) -> Vec<String> {

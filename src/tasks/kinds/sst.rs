@@ -9,7 +9,7 @@ use crate::data::BatchTensors;
 use crate::error::Result;
 use crate::tasks::kind::Split;
 use crate::tasks::kind::{KindMetrics, SeqCls, Targets, argmax};
-use crate::tasks::{Kind, MultitaskModel, PairEncoding, Task, accuracy, cross_entropy};
+use crate::tasks::{Kind, MultitaskModel, PairEncoding, Task, accuracy};
 
 /// SST-5: a linear head `[hidden → 5]` on the pooled sentence.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +46,7 @@ impl Kind for Sst {
     }
 
     fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {
-        cross_entropy(outputs, targets.classes())
+        targets.cross_entropy(outputs)
     }
 
     fn predictions(&self, outputs: Tensor<2>) -> Tensor<2> {
@@ -55,6 +55,10 @@ impl Kind for Sst {
 
     fn label_of(&self, values: &[f32]) -> f64 {
         argmax(values) as f64
+    }
+
+    fn takes_class_weights(&self) -> bool {
+        true
     }
 
     fn class_names(&self) -> Vec<String> {

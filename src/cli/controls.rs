@@ -1,0 +1,106 @@
+//! The training controls' flags (`--eval-steps`, `--early-stopping-patience`, ...), named as
+//! transformers' `TrainingArguments` and callbacks name them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::train::Controls;
+use crate::train::class_weights::ClassWeights;
+
+/// When to evaluate and when to stop (flattened into `lorabert train`'s flags).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ControlArgs {
+    /// Evaluate on the validation data also every N optimiser steps (besides every epoch end),
+    /// keeping the best evaluation's checkpoint as best/.
+    #[arg(long, value_name = "N")]
+    eval_steps: Option<usize>,
+    /// Stop after P evaluations in a row without improving the best-model metric (as
+    /// transformers' EarlyStoppingCallback); best/ keeps the best checkpoint.
+    #[arg(long, value_name = "P")]
+    early_stopping_patience: Option<usize>,
+    /// The improvement over the best so far that resets the patience (in the metric's units).
+    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    early_stopping_threshold: f64,
+    /// Write a training line (loss, learning rate, gradient norm, examples/s) to
+    /// OUT/metrics.jsonl every N optimiser steps (evaluations are always written).
+    #[arg(long, default_value_t = crate::train::log::DEFAULT_LOGGING_STEPS, value_name = "N")]
+    logging_steps: usize,
+    /// Add up the gradients of K batches of --batch-size before each optimiser step (the
+    /// same update as one batch of K x --batch-size, in the memory of one).
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    gradient_accumulation_steps: usize,
+    /// LoRA+: lora_B (and biases, DoRA magnitudes) learn at R x --lr (PEFT's
+    /// create_loraplus_optimizer; the LoRA+ paper suggests 16).
+    #[arg(long, value_name = "R")]
+    loraplus_lr_ratio: Option<f64>,
+    /// Weigh each class in the cross-entropy: `balanced` (n / (k x count), as scikit-learn),
+    /// `none`, weights by label name (`neg=1,pos=4.5`; unnamed classes weigh 1), or a JSON
+    /// file of them (`{"neg": 1, "pos": 4.5}`).
+    #[arg(long, value_name = "SPEC")]
+    class_weights: Option<String>,
+}
+
+impl ControlArgs {
+    /// The controls the flags describe (ranges are checked by `TrainConfig::validate`).
+    ///
+    /// # Errors
+    /// An unreadable or malformed `--class-weights` file or list.
+    pub fn controls(&self) -> Result<Controls> {
+        Ok(Controls {
+            eval_steps: self.eval_steps,
+            early_stopping_patience: self.early_stopping_patience,
+            early_stopping_threshold: self.early_stopping_threshold,
+            logging_steps: self.logging_steps,
+            gradient_accumulation_steps: self.gradient_accumulation_steps,
+            loraplus_lr_ratio: self.loraplus_lr_ratio,
+            class_weights: match &self.class_weights {
+                None => ClassWeights::None,
+                Some(spec) => class_weights(spec)?,
+            },
+        })
+    }
+}
+
+/// `--class-weights SPEC`: `balanced`, `none`, `label=weight,...`, or a JSON file of a
+/// `{"label": weight}` object.
+///
+/// # Errors
+/// A list entry without `=` or with a weight that is not a number; an unreadable file or one
+/// that is not such an object (naming the file).
+fn class_weights(spec: &str) -> Result<ClassWeights> {
+    match spec {
+        "balanced" => return Ok(ClassWeights::Balanced),
+        "none" => return Ok(ClassWeights::None),
+        _ => {}
+    }
+    let path = Path::new(spec);
+    if !spec.contains('=') || path.is_file() {
+        let bytes = std::fs::read(path).with_context(|| {
+            format!(
+                "--class-weights {spec}: not `balanced`, `none` or `label=weight,...`, and no \
+                 such file"
+            )
+        })?;
+        let map: BTreeMap<String, f64> = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "--class-weights {spec}: the file must hold a JSON object of weights by label, \
+                 e.g. {{\"neg\": 1, \"pos\": 4.5}}"
+            )
+        })?;
+        return Ok(ClassWeights::Given(map));
+    }
+    let mut map = BTreeMap::new();
+    for item in spec.split(',').filter(|s| !s.trim().is_empty()) {
+        let Some((label, w)) = item.rsplit_once('=') else {
+            bail!("--class-weights: `{item}` is not `label=weight`");
+        };
+        let w: f64 = w.trim().parse().map_err(|_| {
+            anyhow::anyhow!("--class-weights: the weight of `{label}` (`{w}`) is not a number")
+        })?;
+        map.insert(label.trim().to_string(), w);
+    }
+    Ok(ClassWeights::Given(map))
+}
