@@ -474,3 +474,123 @@ fn early_stopping_ends_a_run_that_stops_improving_and_survives_a_resume() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A Python with TensorBoard: `$LORABERT_TB_PYTHON`, or a virtualenv made once in
+/// `~/.cache/lorabert/tb-venv` (`python3 -m venv`, `pip install tensorboard==2.21.0` from PyPI).
+fn tensorboard_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("LORABERT_TB_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    let venv = PathBuf::from(home).join(".cache/lorabert/tb-venv");
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import tensorboard"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(&python)
+                .args(["-m", "pip", "install", "-q", "tensorboard==2.21.0"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "could not make a virtualenv with tensorboard in {} (needs python3 and PyPI; or set \
+             LORABERT_TB_PYTHON to a python with the tensorboard package)",
+            venv.display()
+        );
+    }
+    python
+}
+
+#[test]
+fn tensorboard_reads_back_every_scalar_of_metrics_jsonl() {
+    let model = tmp("tb-model");
+    tiny_model(&model);
+    let out = tmp("tb");
+    let (t, v) = (fixture("sst2.csv"), fixture("sst2-dev.csv"));
+    let o = train(
+        &model,
+        &out,
+        &[
+            "--train-file",
+            t.to_str().unwrap(),
+            "--validation-file",
+            v.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--eval-steps",
+            "10",
+            "--logging-steps",
+            "4",
+            "--report-to",
+            "tensorboard",
+        ],
+    );
+    assert!(o.status.success(), "{}", log(&o));
+    let read = Command::new(tensorboard_python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/read_tensorboard.py"))
+        .arg(out.join("tb"))
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let tb: Value = serde_json::from_slice(&read.stdout).unwrap();
+    let lines: Vec<Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut checked = 0;
+    for l in &lines {
+        let step = l["step"].as_u64().unwrap();
+        for (k, x) in l.as_object().unwrap() {
+            let tag = match k.as_str() {
+                "step" => continue,
+                "epoch" if l.get("loss").is_none() => continue,
+                "eval_seconds" => "eval/seconds".to_string(),
+                k if k.starts_with("eval_") => format!("eval/{}", &k[5..]),
+                "examples_per_second" => "train/examples_per_second".into(),
+                k => format!("train/{k}"),
+            };
+            let points = tb[&tag]
+                .as_array()
+                .unwrap_or_else(|| panic!("{tag} not in TensorBoard's scalars: {tb}"));
+            let p = points
+                .iter()
+                .find(|p| p[0].as_u64() == Some(step))
+                .unwrap_or_else(|| panic!("{tag} has no point at step {step}"));
+            let (got, want) = (p[1].as_f64().unwrap(), x.as_f64().unwrap());
+            // Scalars are stored as float32.
+            assert!(
+                (got - want).abs() <= 1e-6 * want.abs().max(1e-30),
+                "{tag} at {step}: {got} vs {want}"
+            );
+            checked += 1;
+        }
+    }
+    // 60 steps: 15 training lines of 5 scalars, 6 evaluations (10, 20, 30, 40, 50, 60) of 5.
+    assert_eq!(lines.len(), 15 + 6);
+    assert_eq!(checked, 15 * 5 + 6 * 5);
+    let total: usize = tb
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        total, checked,
+        "TensorBoard holds no scalar that metrics.jsonl lacks"
+    );
+    for d in [model, out] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -41,6 +41,10 @@ pub struct ControlArgs {
     /// file of them (`{"neg": 1, "pos": 4.5}`).
     #[arg(long, value_name = "SPEC")]
     class_weights: Option<String>,
+    /// Also report the metrics.jsonl lines to `tensorboard` (event files in OUT/tb/ for
+    /// `tensorboard --logdir`), or `none`.
+    #[arg(long, value_delimiter = ',', value_name = "TO")]
+    report_to: Vec<String>,
 }
 
 impl ControlArgs {
@@ -56,6 +60,12 @@ impl ControlArgs {
             logging_steps: self.logging_steps,
             gradient_accumulation_steps: self.gradient_accumulation_steps,
             loraplus_lr_ratio: self.loraplus_lr_ratio,
+            report_to: self
+                .report_to
+                .iter()
+                .filter(|r| r.as_str() != "none")
+                .cloned()
+                .collect(),
             class_weights: match &self.class_weights {
                 None => ClassWeights::None,
                 Some(spec) => class_weights(spec)?,

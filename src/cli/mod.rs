@@ -18,6 +18,7 @@ mod progress;
 pub mod random_model;
 mod run_dir;
 pub mod sweep;
+pub mod tensorboard;
 pub mod train;
 mod train_run;
 

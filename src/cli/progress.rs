@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::io;
+use super::tensorboard::EventWriter;
 use crate::train::artifacts::Files;
 use crate::train::log::LogLine;
 use crate::train::run::Observer;
@@ -45,6 +46,8 @@ pub(super) struct CliObserver {
     stop: Arc<AtomicBool>,
     /// `metrics.jsonl`, open for appending ([`CliObserver::open_metrics`]).
     metrics: Option<std::fs::File>,
+    /// TensorBoard's event file (`--report-to tensorboard`).
+    pub(super) tensorboard: Option<EventWriter>,
     /// A pause after every step (`--debug-step-delay-ms`, a testing aid).
     pub(super) step_delay: Option<std::time::Duration>,
 }
@@ -61,6 +64,7 @@ impl CliObserver {
             epoch_start: Instant::now(),
             stop,
             metrics: None,
+            tensorboard: None,
             step_delay: None,
         }
     }
@@ -213,6 +217,10 @@ impl Observer for CliObserver {
 
     fn on_log(&mut self, line: &LogLine) -> crate::Result<()> {
         use std::io::Write;
+        if let Some(tb) = self.tensorboard.as_mut() {
+            tb.log(line)
+                .map_err(|e| crate::Error::Invalid(format!("{e:#}")))?;
+        }
         let Some(f) = self.metrics.as_mut() else {
             return Ok(());
         };

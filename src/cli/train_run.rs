@@ -72,6 +72,9 @@ pub(super) fn run_job(
     let mut obs = CliObserver::new(out.clone(), stop_on_signal()?);
     obs.step_delay = step_delay;
     obs.open_metrics(job.trainer.step)?;
+    if cfg.controls.report_to.iter().any(|r| r == "tensorboard") {
+        obs.tensorboard = Some(super::tensorboard::EventWriter::create(&out.join("tb"))?);
+    }
     let results = match pollster::block_on(job.run(&mut obs)) {
         Ok(r) => r,
         Err(

@@ -153,6 +153,11 @@ pub struct Controls {
     /// Class weights of the cross-entropy of classification tasks (`--class-weights`); the
     /// weights each task got are in `results.json`'s `class_weights`.
     pub class_weights: ClassWeights,
+    /// Where the native program also reports the `metrics.jsonl` lines (`--report-to`,
+    /// transformers' `report_to`): `tensorboard` (event files in `OUT/tb/`). The page keeps
+    /// its own plots.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub report_to: Vec<String>,
 }
 
 impl Default for Controls {
@@ -165,6 +170,7 @@ impl Default for Controls {
             gradient_accumulation_steps: 1,
             loraplus_lr_ratio: None,
             class_weights: ClassWeights::None,
+            report_to: Vec::new(),
         }
     }
 }
@@ -187,6 +193,11 @@ impl Controls {
         }
         if self.logging_steps == 0 {
             return bad("--logging-steps must be >= 1");
+        }
+        if let Some(r) = self.report_to.iter().find(|r| *r != "tensorboard") {
+            return Err(Error::Invalid(format!(
+                "--report-to {r}: lorabert reports to `tensorboard` (or `none`)"
+            )));
         }
         if self.gradient_accumulation_steps == 0 {
             return bad("--gradient-accumulation-steps must be >= 1");
