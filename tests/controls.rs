@@ -15,6 +15,7 @@ use common::*;
 use lorabert::model::init::InitRng;
 use lorabert::model::{Bert, BertConfig, Encoded};
 use lorabert::tasks::{Prepared, Task, TaskData};
+use lorabert::train::class_weights::TaskClassWeights;
 use lorabert::train::{RunResults, TrainConfig, Trainer, build_model};
 use serde_json::Value;
 
@@ -177,7 +178,7 @@ fn balanced_class_weights_are_scikit_learns_and_bad_weights_are_named() {
     );
     assert!(!o.status.success());
     assert!(
-        log(&o).contains("--class-weights applies to classification tasks"),
+        log(&o).contains("--class-weights applies to tasks whose head is a softmax over classes"),
         "{}",
         log(&o)
     );
@@ -285,9 +286,22 @@ fn accumulated_gradients_update_as_one_large_batch() {
     let all: Vec<usize> = (0..21).collect();
     let mut c = cfg();
     c.controls.gradient_accumulation_steps = 3;
-    for step in 0..2 {
+    // With class weights each micro-batch weighs by its share of the step's weight total.
+    let weights = TaskClassWeights {
+        task: "sst".into(),
+        labels: (0..5).map(|i| i.to_string()).collect(),
+        weights: vec![5.0, 1.0, 0.5, 2.0, 1.0],
+    };
+    for (step, w) in [
+        (0, None),
+        (1, None),
+        (0, Some(weights.clone())),
+        (1, Some(weights)),
+    ] {
         let mut acc = trainer(&c);
         let mut big = trainer(&cfg());
+        acc.set_class_weights(vec![w.clone()]);
+        big.set_class_weights(vec![w]);
         for _ in 0..=step {
             let micro: Vec<_> = parts
                 .iter()
@@ -590,7 +604,107 @@ fn tensorboard_reads_back_every_scalar_of_metrics_jsonl() {
         total, checked,
         "TensorBoard holds no scalar that metrics.jsonl lacks"
     );
+    // --overwrite replaces the run: its TensorBoard files and metrics.jsonl lines go too.
+    let o = train(
+        &model,
+        &out,
+        &[
+            "--train-file",
+            t.to_str().unwrap(),
+            "--validation-file",
+            v.to_str().unwrap(),
+            "--max-steps",
+            "3",
+            "--logging-steps",
+            "1",
+            "--overwrite",
+        ],
+    );
+    assert!(o.status.success(), "{}", log(&o));
+    assert!(!out.join("tb").exists(), "the replaced run's tb/ is gone");
+    let steps: Vec<u64> = metric_lines(&out)
+        .iter()
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![1, 2, 3, 3], "only the new run's lines");
     for d in [model, out] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+#[test]
+fn bad_control_flags_are_named() {
+    let model = tmp("bad-model");
+    tiny_model(&model);
+    let (t, v) = (fixture("sst2.csv"), fixture("sst2-dev.csv"));
+    let run = |extra: &[&str]| {
+        let out = tmp("bad");
+        let mut args = vec!["--train-file", t.to_str().unwrap()];
+        args.extend(["--validation-file", v.to_str().unwrap(), "--max-steps", "2"]);
+        args.extend(extra);
+        let o = train(&model, &out, &args);
+        let _ = std::fs::remove_dir_all(&out);
+        assert!(!o.status.success(), "{extra:?} was accepted");
+        log(&o)
+    };
+    for (flags, message) in [
+        (
+            &["--eval-steps", "0"][..],
+            "--eval-steps must be >= 1 (leave it out to evaluate at epoch ends only)",
+        ),
+        (
+            &["--early-stopping-patience", "0"],
+            "--early-stopping-patience must be >= 1",
+        ),
+        (
+            &["--early-stopping-threshold", "-0.1"],
+            "--early-stopping-threshold must be a finite number >= 0",
+        ),
+        (
+            &["--gradient-accumulation-steps", "0"],
+            "--gradient-accumulation-steps must be >= 1",
+        ),
+        (&["--logging-steps", "0"], "--logging-steps must be >= 1"),
+        (
+            &["--loraplus-lr-ratio", "inf"],
+            "--loraplus-lr-ratio must be a finite number > 0",
+        ),
+        (
+            &["--loraplus-lr-ratio", "16", "--adapter", "none"],
+            "--loraplus-lr-ratio applies to LoRA and DoRA adapters",
+        ),
+        (
+            &["--report-to", "tensorboard,none"],
+            "--report-to: `none` with tensorboard: give one or the other",
+        ),
+        (
+            &["--class-weights", "negative=2,negative=3"],
+            "`negative` is given twice",
+        ),
+        (
+            &["--class-weights", "negative=1e39"],
+            "the weight of `negative` is 1000000000000000000000000000000000000000",
+        ),
+        (
+            &["--eval-steps", "5", "--max-eval", "0"],
+            "--eval-steps needs validation examples",
+        ),
+        (
+            &["--report-to", "wandb"],
+            "--report-to wandb: lorabert reports to `tensorboard` (or `none`)",
+        ),
+        (
+            &["--class-weights", "weights.json"],
+            "--class-weights weights.json: not `balanced`, `none` or `label=weight,...`, and no such file",
+        ),
+        // No validation examples to count the patience on.
+        (
+            &["--early-stopping-patience", "2", "--max-eval", "0"],
+            "--early-stopping-patience needs validation examples",
+        ),
+    ] {
+        let e = run(flags);
+        assert!(e.contains(message), "{flags:?}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(model);
 }

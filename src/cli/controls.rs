@@ -2,6 +2,7 @@
 //! transformers' `TrainingArguments` and callbacks name them.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -22,7 +23,12 @@ pub struct ControlArgs {
     #[arg(long, value_name = "P")]
     early_stopping_patience: Option<usize>,
     /// The improvement over the best so far that resets the patience (in the metric's units).
-    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "T",
+        allow_negative_numbers = true
+    )]
     early_stopping_threshold: f64,
     /// Write a training line (loss, learning rate, gradient norm, examples/s) to
     /// OUT/metrics.jsonl every N optimiser steps (evaluations are always written).
@@ -34,7 +40,7 @@ pub struct ControlArgs {
     gradient_accumulation_steps: usize,
     /// LoRA+: lora_B (and biases, DoRA magnitudes) learn at R x --lr (PEFT's
     /// create_loraplus_optimizer; the LoRA+ paper suggests 16).
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
     loraplus_lr_ratio: Option<f64>,
     /// Weigh each class in the cross-entropy: `balanced` (n / (k x count), as scikit-learn),
     /// `none`, weights by label name (`neg=1,pos=4.5`; unnamed classes weigh 1), or a JSON
@@ -60,12 +66,7 @@ impl ControlArgs {
             logging_steps: self.logging_steps,
             gradient_accumulation_steps: self.gradient_accumulation_steps,
             loraplus_lr_ratio: self.loraplus_lr_ratio,
-            report_to: self
-                .report_to
-                .iter()
-                .filter(|r| r.as_str() != "none")
-                .cloned()
-                .collect(),
+            report_to: report_to(&self.report_to)?,
             class_weights: match &self.class_weights {
                 None => ClassWeights::None,
                 Some(spec) => class_weights(spec)?,
@@ -73,6 +74,29 @@ impl ControlArgs {
         })
     }
 }
+
+/// `--report-to`: the integrations named (`none` alone: none).
+///
+/// # Errors
+/// `none` together with an integration.
+fn report_to(given: &[String]) -> Result<Vec<String>> {
+    let mut to: Vec<String> = Vec::new();
+    for r in given.iter().map(|r| r.trim()) {
+        if !r.is_empty() && r != "none" && !to.iter().any(|t| t == r) {
+            to.push(r.to_string());
+        }
+    }
+    if !to.is_empty() && given.iter().any(|r| r.trim() == "none") {
+        bail!(
+            "--report-to: `none` with {}: give one or the other",
+            to.join(",")
+        );
+    }
+    Ok(to)
+}
+
+/// The largest `--class-weights` file read (a weights file is a few lines).
+const MAX_FILE: u64 = 1 << 20;
 
 /// `--class-weights SPEC`: `balanced`, `none`, `label=weight,...`, or a JSON file of a
 /// `{"label": weight}` object.
@@ -88,13 +112,21 @@ fn class_weights(spec: &str) -> Result<ClassWeights> {
     }
     let path = Path::new(spec);
     if !spec.contains('=') || path.is_file() {
-        let bytes = std::fs::read(path).with_context(|| {
+        let file = std::fs::File::open(path).with_context(|| {
             format!(
                 "--class-weights {spec}: not `balanced`, `none` or `label=weight,...`, and no \
                  such file"
             )
         })?;
-        let map: BTreeMap<String, f64> = serde_json::from_slice(&bytes).with_context(|| {
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {spec}"))?;
+        if bytes.len() as u64 > MAX_FILE {
+            bail!("--class-weights {spec}: the file is over {MAX_FILE} bytes: not a weights file");
+        }
+        let json = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        let map: BTreeMap<String, f64> = serde_json::from_slice(json).with_context(|| {
             format!(
                 "--class-weights {spec}: the file must hold a JSON object of weights by label, \
                  e.g. {{\"neg\": 1, \"pos\": 4.5}}"
@@ -105,12 +137,21 @@ fn class_weights(spec: &str) -> Result<ClassWeights> {
     let mut map = BTreeMap::new();
     for item in spec.split(',').filter(|s| !s.trim().is_empty()) {
         let Some((label, w)) = item.rsplit_once('=') else {
-            bail!("--class-weights: `{item}` is not `label=weight`");
+            bail!(
+                "--class-weights: `{item}` is not `label=weight` (a label holding `,` or `=` \
+                 goes in a JSON file: {{\"label\": weight}})"
+            );
         };
         let w: f64 = w.trim().parse().map_err(|_| {
             anyhow::anyhow!("--class-weights: the weight of `{label}` (`{w}`) is not a number")
         })?;
-        map.insert(label.trim().to_string(), w);
+        if map.insert(label.trim().to_string(), w).is_some() {
+            bail!(
+                "--class-weights: `{}` is given twice (a label holding `,` or `=` goes in a \
+                 JSON file: {{\"label\": weight}})",
+                label.trim()
+            );
+        }
     }
     Ok(ClassWeights::Given(map))
 }

@@ -119,7 +119,8 @@ pub struct TrainArgs {
     /// Seed (init, dropout, data order).
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Stop after this many steps in total.
+    /// Train this many optimiser steps in total: overrides --epochs (fewer or more), as
+    /// transformers' max_steps does; the learning-rate schedule spans them.
     #[arg(long)]
     max_steps: Option<usize>,
     /// Use at most this many training examples per task.
@@ -159,7 +160,8 @@ pub struct TrainArgs {
     /// Start even when the memory estimate exceeds the available memory.
     #[arg(long)]
     skip_memory_check: bool,
-    /// Start over in an --out folder that holds a run (replacing its results, best/ and resume/).
+    /// Start over in an --out folder that holds a run (replacing its results, best/, resume/,
+    /// metrics.jsonl and tb/).
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
     /// Check the options, model and data without training or writing anything.
@@ -432,6 +434,19 @@ pub fn train(a: TrainArgs) -> Result<super::Outcome> {
     let lock = io::lock_dir(out)?;
     if a.resume.is_none() && !a.overwrite {
         refuse_existing_run(out, &plan.resume_hint)?;
+    }
+    if a.overwrite {
+        // The replaced run's resume checkpoint and TensorBoard files go now: a later
+        // `--resume` must not continue it under the new run's metrics.jsonl, nor TensorBoard
+        // draw both runs as one (results.json and best/ are replaced when the new run writes
+        // its own, metrics.jsonl when it starts).
+        for d in ["resume", "tb"] {
+            let p = out.join(d);
+            if p.exists() {
+                std::fs::remove_dir_all(&p)
+                    .with_context(|| format!("--overwrite: cannot remove {}", p.display()))?;
+            }
+        }
     }
     let backend = a.model.backend.describe();
     let (mut job, model) = build_job(&plan, backend)?;

@@ -122,8 +122,9 @@ fn summarize(results: &RunResults, cfg: &TrainConfig, out: &Path) {
     }
     if let Some(b) = &results.best {
         eprintln!(
-            "best epoch {}: {b}; checkpoint in {}",
+            "best epoch {} (step {}): {b}; checkpoint in {}",
             results.best_epoch.unwrap_or(0),
+            results.best_step.unwrap_or(results.steps),
             out.join("best").display()
         );
     }

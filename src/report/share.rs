@@ -86,6 +86,15 @@ pub struct ShareRunConfig {
     /// The minBERT data folder's URL (absent for own data, whose file is never carried).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_url: Option<String>,
+    /// Evaluation every N steps (`eval_steps`), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_steps: Option<u64>,
+    /// Early-stopping patience, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<u64>,
+    /// LoRA+'s `loraplus_lr_ratio`, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loraplus: Option<f64>,
 }
 
 impl ShareRunConfig {
@@ -112,6 +121,15 @@ impl ShareRunConfig {
         }
         if self.max_steps == Some(0) {
             return bad("max_steps is 0");
+        }
+        if self.eval_steps == Some(0) || self.patience == Some(0) {
+            return bad("eval_steps or patience is 0");
+        }
+        if self
+            .loraplus
+            .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 1e6))
+        {
+            return bad("loraplus is not in (0, 1e6]");
         }
         if let Some(u) = &self.data_url
             && (u.len() > MAX_STR || u.chars().any(|c| c.is_control()))
@@ -304,6 +322,9 @@ mod tests {
                     max_train: Some(96),
                     max_dev: None,
                     data_url: Some("fixtures/data/".into()),
+                    eval_steps: Some(6),
+                    patience: Some(2),
+                    loraplus: Some(16.0),
                 }),
             }],
             data: None,

@@ -182,8 +182,16 @@ pub trait Kind: Debug + Send + Sync {
 pub enum Targets {
     /// Class ids `[batch]`.
     Classes(Tensor<1, Int>),
-    /// Class ids `[batch]` with each example's class weight `[batch]` (`--class-weights`).
-    WeightedClasses(Tensor<1, Int>, Box<Tensor<1>>),
+    /// Class ids `[batch]` with each example's class weight `[batch]` (`--class-weights`)
+    /// and their sum (the batch's share of a step's loss under gradient accumulation).
+    WeightedClasses {
+        /// Class ids `[batch]`.
+        classes: Tensor<1, Int>,
+        /// Each example's class weight `[batch]`.
+        weights: Box<Tensor<1>>,
+        /// The sum of `weights`.
+        total: f64,
+    },
     /// Real-valued targets `[batch]`.
     Values(Tensor<1>),
 }
@@ -192,8 +200,18 @@ impl Targets {
     /// Examples in the batch.
     pub fn len(&self) -> usize {
         match self {
-            Targets::Classes(t) | Targets::WeightedClasses(t, _) => t.dims()[0],
+            Targets::Classes(t) | Targets::WeightedClasses { classes: t, .. } => t.dims()[0],
             Targets::Values(t) => t.dims()[0],
+        }
+    }
+
+    /// The batch's weight in a step's mean loss: the sum of its class weights, or its number
+    /// of examples (`--gradient-accumulation-steps` weighs each micro-batch's mean loss by its
+    /// share of the step's total, so the step's loss is the mean over all of them).
+    pub fn mass(&self) -> f64 {
+        match self {
+            Targets::WeightedClasses { total, .. } => *total,
+            t => t.len() as f64,
         }
     }
 
@@ -208,7 +226,7 @@ impl Targets {
     /// For real-valued targets (a kind given another kind's batch: a programming error).
     pub fn classes(&self) -> Tensor<1, Int> {
         match self {
-            Targets::Classes(t) | Targets::WeightedClasses(t, _) => t.clone(),
+            Targets::Classes(t) | Targets::WeightedClasses { classes: t, .. } => t.clone(),
             Targets::Values(_) => panic!("class targets expected"),
         }
     }
@@ -220,11 +238,16 @@ impl Targets {
     /// When `weights` does not hold one weight per example.
     pub fn weighted(self, weights: Vec<f32>) -> Targets {
         match self {
-            Targets::Classes(t) | Targets::WeightedClasses(t, _) => {
+            Targets::Classes(t) | Targets::WeightedClasses { classes: t, .. } => {
                 let n = t.dims()[0];
                 assert_eq!(weights.len(), n, "one class weight per example");
+                let total = weights.iter().map(|&w| w as f64).sum();
                 let w = Tensor::from_data(TensorData::new(weights, [n]), &t.device());
-                Targets::WeightedClasses(t, Box::new(w))
+                Targets::WeightedClasses {
+                    classes: t,
+                    weights: Box::new(w),
+                    total,
+                }
             }
             v => v,
         }
@@ -239,9 +262,9 @@ impl Targets {
     pub fn cross_entropy(&self, logits: Tensor<2>) -> Tensor<1> {
         match self {
             Targets::Classes(t) => crate::tasks::cross_entropy(logits, t.clone()),
-            Targets::WeightedClasses(t, w) => {
-                crate::tasks::weighted_cross_entropy(logits, t.clone(), (**w).clone())
-            }
+            Targets::WeightedClasses {
+                classes, weights, ..
+            } => crate::tasks::weighted_cross_entropy(logits, classes.clone(), (**weights).clone()),
             Targets::Values(_) => panic!("class targets expected"),
         }
     }
@@ -253,7 +276,7 @@ impl Targets {
     pub fn values(&self) -> Tensor<1> {
         match self {
             Targets::Values(t) => t.clone(),
-            Targets::Classes(_) | Targets::WeightedClasses(..) => {
+            Targets::Classes(_) | Targets::WeightedClasses { .. } => {
                 panic!("real-valued targets expected")
             }
         }

@@ -23,6 +23,11 @@ pub enum ClassWeights {
     Given(BTreeMap<String, f64>),
 }
 
+/// The smallest class weight `--class-weights` takes.
+pub const MIN_WEIGHT: f64 = 1e-6;
+/// The largest class weight `--class-weights` takes.
+pub const MAX_WEIGHT: f64 = 1e6;
+
 /// The class weights one task trains with, in class order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskClassWeights {
@@ -63,7 +68,7 @@ pub fn balanced(counts: &[usize]) -> Result<Vec<f64>> {
 ///
 /// # Errors
 /// [`Error::Invalid`] when `spec` asks for weights and no task's kind takes them (naming the
-/// kinds), a given weight is not finite and positive, a given label is not a class of any
+/// kinds), a given weight is outside [[`MIN_WEIGHT`], [`MAX_WEIGHT`]], a given label is not a class of any
 /// task (naming the classes), or a class has no training examples (`balanced`).
 pub fn resolve(spec: &ClassWeights, train: &[TaskData]) -> Result<Vec<Option<TaskClassWeights>>> {
     if *spec == ClassWeights::None {
@@ -72,16 +77,17 @@ pub fn resolve(spec: &ClassWeights, train: &[TaskData]) -> Result<Vec<Option<Tas
     if !train.iter().any(|t| t.kind.takes_class_weights()) {
         let names: Vec<String> = train.iter().map(|t| t.kind.name()).collect();
         return Err(Error::Invalid(format!(
-            "--class-weights applies to classification tasks (a softmax over classes); {} \
-             has none",
+            "--class-weights applies to tasks whose head is a softmax over classes (sst, and \
+             classification on your own data), not to {}",
             names.join(", ")
         )));
     }
     if let ClassWeights::Given(map) = spec {
         for (label, &w) in map {
-            if !(w.is_finite() && w > 0.0) {
+            if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&w) {
                 return Err(Error::Invalid(format!(
-                    "--class-weights: the weight of `{label}` is {w}; weights must be > 0"
+                    "--class-weights: the weight of `{label}` is {w}; weights must be in \
+                     [{MIN_WEIGHT:e}, {MAX_WEIGHT:e}] (the loss is computed in f32)"
                 )));
             }
             let known = train

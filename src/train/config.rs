@@ -74,7 +74,7 @@ pub struct TrainConfig {
     pub max_len: usize,
     /// Seed of weights init, dropout and data order.
     pub seed: u64,
-    /// Stop after this many optimiser steps in total (quick runs).
+    /// This many optimiser steps in total, overriding `epochs` (transformers' `max_steps`).
     pub max_steps: Option<usize>,
     /// Use at most this many training examples per task.
     pub max_train_examples: Option<usize>,
@@ -189,7 +189,7 @@ impl Controls {
             return bad("--early-stopping-patience must be >= 1");
         }
         if !(self.early_stopping_threshold.is_finite() && self.early_stopping_threshold >= 0.0) {
-            return bad("--early-stopping-threshold must be >= 0");
+            return bad("--early-stopping-threshold must be a finite number >= 0");
         }
         if self.logging_steps == 0 {
             return bad("--logging-steps must be >= 1");
@@ -206,7 +206,7 @@ impl Controls {
             .loraplus_lr_ratio
             .is_some_and(|r| !(r.is_finite() && r > 0.0))
         {
-            return bad("--loraplus-lr-ratio must be > 0");
+            return bad("--loraplus-lr-ratio must be a finite number > 0");
         }
         Ok(())
     }
@@ -345,6 +345,12 @@ impl TrainConfig {
         }
         if self.tasks.contains(&Task::Own) && self.tasks.len() > 1 {
             return bad("own data trains alone, not with the minBERT tasks");
+        }
+        if self.adapter.is_none() && self.controls.loraplus_lr_ratio.is_some() {
+            return bad(
+                "--loraplus-lr-ratio applies to LoRA and DoRA adapters (lora_B), not to full \
+                 fine-tuning (--adapter none)",
+            );
         }
         self.controls.validate()
     }

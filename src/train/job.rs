@@ -154,11 +154,10 @@ impl Job {
 }
 
 /// Optimiser steps a run of `cfg` plans over `train` (for the learning-rate schedule):
-/// `epochs` passes, or `max_steps` when that is fewer; at least 1.
+/// `max_steps` when given (it overrides `epochs`, as transformers' `max_steps` overrides
+/// `num_train_epochs`: the run goes on into further epochs until it is reached, see
+/// [`super::run::planned_epochs`]), else `epochs` passes; at least 1.
 pub fn total_steps(cfg: &TrainConfig, train: &[TaskData]) -> usize {
     let per_epoch = Trainer::optimizer_steps_per_epoch(train, cfg);
-    cfg.max_steps
-        .unwrap_or(usize::MAX)
-        .min(per_epoch * cfg.epochs)
-        .max(1)
+    cfg.max_steps.unwrap_or(per_epoch * cfg.epochs).max(1)
 }

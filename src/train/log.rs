@@ -109,4 +109,7 @@ pub struct LogWindow {
     pub steps: usize,
     /// Examples.
     pub examples: usize,
+    /// The optimiser step it started after (the previous training line's).
+    #[serde(default)]
+    pub start: usize,
 }

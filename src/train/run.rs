@@ -4,7 +4,7 @@
 
 use super::artifacts::{Files, checkpoint_files};
 use super::class_weights::TaskClassWeights;
-use super::log::{EvalLine, LogLine, TrainLine};
+use super::log::{EvalLine, LogLine, LogWindow, TrainLine};
 use super::results::{
     EpochRecord, EvalRecord, LOSS_CURVE_EVERY, RESULTS_VERSION, RunResults, RunSegment,
     StoppedEarly, Versions,
@@ -143,12 +143,19 @@ pub async fn run(
         ),
     };
     let no_dev = dev.iter().all(|d| d.examples.is_empty());
-    if trainer.cfg.controls.early_stopping_patience.is_some() && no_dev {
-        return Err(Error::Invalid(
-            "--early-stopping-patience needs validation examples to evaluate on (none were \
-             read: check --max-eval and the validation file)"
-                .into(),
-        ));
+    let controls = &trainer.cfg.controls;
+    let asks = [
+        (
+            controls.early_stopping_patience.is_some(),
+            "--early-stopping-patience",
+        ),
+        (controls.eval_steps.is_some(), "--eval-steps"),
+    ];
+    if let Some((_, flag)) = asks.iter().find(|(on, _)| *on && no_dev) {
+        return Err(Error::Invalid(format!(
+            "{flag} needs validation examples to evaluate on (none were read: check --max-eval \
+             and the validation file)"
+        )));
     }
     let cfg = trainer.cfg.clone();
     let mut l = Loop {
@@ -398,11 +405,10 @@ impl Loop<'_> {
                 p.log.steps += 1;
                 p.log.examples += stats.examples;
                 self.obs.on_step(&stats);
-                if self
-                    .trainer
-                    .step
-                    .is_multiple_of(self.trainer.cfg.controls.logging_steps)
-                {
+                // A line at every multiple of `logging_steps`, or at the first trained step
+                // after it when that step was skipped (`--skip-nonfinite`).
+                let n = self.trainer.cfg.controls.logging_steps;
+                if self.trainer.step / n > self.progress.log.start / n {
                     self.log_training(&stats)?;
                 }
             }
@@ -440,11 +446,17 @@ impl Loop<'_> {
     /// Hands the training line of the logging window that ends with the step of `last` to
     /// the observer; the window starts again.
     fn log_training(&mut self, last: &StepStats) -> Result<()> {
-        let w = std::mem::take(&mut self.progress.log);
+        let step = self.trainer.step;
+        let w = std::mem::replace(
+            &mut self.progress.log,
+            LogWindow {
+                start: step,
+                ..LogWindow::default()
+            },
+        );
         let now = self.obs.now();
         let seconds = (now - self.log_t0 - self.log_excluded).max(1e-9);
         (self.log_t0, self.log_excluded) = (now, 0.0);
-        let step = self.trainer.step;
         self.obs.on_log(&LogLine::Train(TrainLine {
             step,
             epoch: step as f64 / self.per_epoch as f64,
@@ -512,9 +524,14 @@ impl Loop<'_> {
                 step,
                 epoch: epochs_done,
                 reason: format!(
-                    "{} evaluations in a row without improving {} by more than {} on its best, \
+                    "{} evaluation{} in a row without improving {} by more than {} on its best, \
                      {} at step {}",
                     self.results.patience_counter,
+                    if self.results.patience_counter == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
                     dev.metric_name(),
                     controls.early_stopping_threshold,
                     self.results

@@ -399,9 +399,10 @@ impl Trainer {
     }
 
     /// One optimiser step on the gradients of `batches` added up (`--gradient-accumulation-steps`):
-    /// each micro-batch's mean loss is weighted by its share of all their examples before its
-    /// backward pass, so the update is that of one batch of all of them (transformers scales
-    /// by the number of items the same way). Each micro-batch draws its own dropout masks.
+    /// each micro-batch's mean loss is weighted by its share of all their examples (of all
+    /// their class weights, with `--class-weights`) before its backward pass, so the update is
+    /// that of one batch of all of them (transformers scales by the number of items the same
+    /// way). Each micro-batch draws its own dropout masks.
     /// Otherwise as [`step`](Self::step), which is this with one batch.
     ///
     /// # Errors
@@ -412,11 +413,12 @@ impl Trainer {
     pub async fn step_accumulated(&mut self, batches: &[TaskBatch]) -> Result<StepStats> {
         assert!(!batches.is_empty(), "an optimiser step needs a batch");
         let examples: usize = batches.iter().map(TaskBatch::examples).sum();
+        let mass: f64 = batches.iter().map(|b| b.targets.mass()).sum();
         let scale = self.scaler.map_or(1.0, |s| s.scale);
         let mut loss = 0.0;
         let mut acc = GradientsAccumulator::<MultitaskModel>::new();
         for (j, batch) in batches.iter().enumerate() {
-            let weight = batch.examples() as f64 / examples.max(1) as f64;
+            let weight = batch.targets.mass() / mass;
             let (l, grads) = self.backward(batch, j, weight * scale).await?;
             loss += weight * l;
             acc.accumulate(self.model(), grads);

@@ -92,6 +92,18 @@ pub fn opt_num(id: &str, what: &str) -> Result<Option<usize>> {
     }
 }
 
+/// The real number in field `id`, or `None` when it is empty.
+///
+/// # Errors
+/// As [`num`].
+pub fn opt_float(id: &str, what: &str) -> Result<Option<f64>> {
+    if input(id).trim().is_empty() {
+        Ok(None)
+    } else {
+        num(id, what).map(Some)
+    }
+}
+
 /// The status line.
 pub fn status(msg: &str) {
     set_text("status", msg);

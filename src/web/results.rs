@@ -232,6 +232,12 @@ fn apply_shared_settings(p: &SharePayload) {
         ("lr", c.lr.to_string()),
         ("max-train", opt(c.max_train)),
         ("max-dev", opt(c.max_dev)),
+        ("eval-steps", opt(c.eval_steps)),
+        ("patience", opt(c.patience)),
+        (
+            "loraplus",
+            c.loraplus.map(|r| r.to_string()).unwrap_or_default(),
+        ),
     ] {
         set_input(id, &v);
     }

@@ -14,7 +14,7 @@ use super::dom::{el, input, set_input};
 const STORAGE_KEY: &str = "lorabert.form.v1";
 
 /// The fields kept, by element id.
-pub const FIELDS: [&str; 18] = [
+pub const FIELDS: [&str; 21] = [
     "model-url",
     "data-url",
     "task",
@@ -28,6 +28,9 @@ pub const FIELDS: [&str; 18] = [
     "batch",
     "max-len",
     "lr",
+    "eval-steps",
+    "patience",
+    "loraplus",
     "max-train",
     "max-dev",
     "sweep-ranks",

@@ -3,7 +3,7 @@
 
 use wasm_bindgen_futures::spawn_local;
 
-use super::dom::{input, log, num, opt_num, report, set_text, status};
+use super::dom::{input, log, num, opt_float, opt_num, report, set_text, status};
 use super::load::{GpuInfo, ModelBytes, gpu, load_data, load_model};
 use super::observer::WebObserver;
 use super::results::{RunRecord, render_runs, rows, save_runs};
@@ -14,7 +14,9 @@ use crate::model::AdapterKind;
 use crate::report::share::{ShareRow, ShareRunConfig, SharedData};
 use crate::tasks::{PairEncoding, Pooling, Task};
 use crate::train::memory::{largest_tensor_bytes, sequences_per_example};
-use crate::train::{DevMetrics, Job, Precision, RunResults, TrainConfig, resolve_precision};
+use crate::train::{
+    Controls, DevMetrics, Job, Precision, RunResults, TrainConfig, resolve_precision,
+};
 
 /// LoRA and DoRA at each of `ranks`.
 pub fn lora_dora_grid(ranks: &[usize]) -> Vec<(AdapterKind, usize)> {
@@ -93,6 +95,12 @@ fn form_config(t: Task, precision: Precision) -> Result<TrainConfig> {
         checkpoint_every: 0,
         eval_batch_size: 64,
         precision,
+        controls: Controls {
+            eval_steps: opt_num("eval-steps", "evaluate every")?,
+            early_stopping_patience: opt_num("patience", "early-stopping patience")?,
+            loraplus_lr_ratio: opt_float("loraplus", "LoRA+ ratio")?,
+            ..Controls::default()
+        },
         ..TrainConfig::default()
     })
 }
@@ -160,6 +168,9 @@ fn share_row(
             max_train: ctx.max_train.map(|n| n as u64),
             max_dev: ctx.max_dev.map(|n| n as u64),
             data_url: ctx.data_url.clone(),
+            eval_steps: cfg.controls.eval_steps.map(|n| n as u64),
+            patience: cfg.controls.early_stopping_patience.map(|n| n as u64),
+            loraplus: cfg.controls.loraplus_lr_ratio,
         }),
     }
 }
