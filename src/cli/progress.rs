@@ -71,8 +71,8 @@ impl CliObserver {
 
     /// Opens the run's `metrics.jsonl` for appending from optimiser step `step` on (0 for a new
     /// run, the checkpoint's step on `--resume`): the lines of later steps, written after the
-    /// checkpoint by the interrupted run, are dropped first (the file replaced atomically), so
-    /// the resumed run appends no step twice.
+    /// checkpoint by the interrupted run, and a line a crash cut short are dropped first (the
+    /// file replaced atomically), so the resumed run appends no step twice.
     ///
     /// # Errors
     /// When the file cannot be read, replaced or opened (naming it).
