@@ -675,6 +675,44 @@ fn exports_load_in_transformers_peft_and_sentence_transformers() {
         "lorabert embed --pooling mean (normalised) vs sentence-transformers: max |diff| {d:e}"
     );
     assert!(d < 1e-5);
+    // The same embeddings as a NumPy array and as JSON lines.
+    let (_, want) = read(&std::fs::read(&emb).unwrap(), "sentence_embedding");
+    let npy = st.join("emb.npy");
+    let jsonl = st.join("emb.jsonl");
+    for out in [&npy, &jsonl] {
+        let mut args = vec!["embed", "--model", s(&model), "--checkpoint", s(&ckpt)];
+        args.extend(["--output", s(out)]);
+        args.extend(sentence_args(&texts));
+        lorabert(&args);
+    }
+    let bytes = std::fs::read(&npy).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(
+        header.contains(&format!("'shape': ({}, 384)", texts.len())),
+        "{header}"
+    );
+    let values: Vec<f32> = bytes[10 + header_len..]
+        .chunks(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(values, want, ".npy holds the safetensors embeddings");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), texts.len());
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["sentence"], texts[i][0].as_str());
+        let e: Vec<f32> = l["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(e, want[i * 384..(i + 1) * 384], "line {i}");
+    }
     let _ = std::fs::remove_dir_all(st);
 }
 

@@ -29,9 +29,12 @@ pub struct EmbedArgs {
     /// A UTF-8 file with one sentence per line.
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Output safetensors file: `sentence_embedding` `[sentences, hidden]` in input order; with
-    /// --hidden-states also `last_hidden_state` `[sentences, longest, hidden]` (zero past each
-    /// sentence's end), `attention_mask` and `input_ids` `[sentences, longest]`.
+    /// Output file, by its extension: `.safetensors` with `sentence_embedding` `[sentences,
+    /// hidden]` in input order (with --hidden-states also `last_hidden_state` `[sentences,
+    /// longest, hidden]`, zero past each sentence's end, `attention_mask` and `input_ids`
+    /// `[sentences, longest]`); `.npy`, the embeddings as a float32 NumPy array `[sentences,
+    /// hidden]` (`numpy.load`); `.jsonl`, a line `{"sentence": ..., "embedding": [...]}` per
+    /// sentence.
     #[arg(long)]
     output: PathBuf,
     /// How `sentence_embedding` pools the token states, as sentence-transformers' Pooling
@@ -77,6 +80,14 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         .iter()
         .map(|s| tok.encode(s))
         .collect::<crate::Result<Vec<_>>>()?;
+    let format = OutputFormat::of(&a.output)?;
+    if a.hidden_states && format != OutputFormat::Safetensors {
+        bail!(
+            "--hidden-states writes safetensors: give --output a .safetensors name ({} holds the \
+             sentence embeddings only)",
+            a.output.display()
+        );
+    }
     let pooling = match a.pooling {
         ExportPooling::Mean => Pooling::Mean,
         ExportPooling::Cls => Pooling::Cls,
@@ -89,11 +100,84 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         a.hidden_states,
         &device,
     )?;
-    let bytes = crate::model::weights::f32_safetensors(&out)?;
+    let bytes = match format {
+        OutputFormat::Safetensors => crate::model::weights::f32_safetensors(&out)?,
+        OutputFormat::Npy => {
+            let (shape, v) = &out["sentence_embedding"];
+            npy_f32(shape, v)
+        }
+        OutputFormat::Jsonl => {
+            let (shape, v) = &out["sentence_embedding"];
+            jsonl(&sentences, shape[1], v)?
+        }
+    };
     io::write_atomic(&a.output, &bytes)?;
     let shapes: Vec<String> = out.iter().map(|(k, (s, _))| format!("{k} {s:?}")).collect();
     eprintln!("wrote {} ({})", a.output.display(), shapes.join(", "));
     Ok(())
+}
+
+/// What `--output` holds, by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputFormat {
+    Safetensors,
+    Npy,
+    Jsonl,
+}
+
+impl OutputFormat {
+    /// The format of `path` by its extension.
+    ///
+    /// # Errors
+    /// Another extension, naming the three.
+    fn of(path: &std::path::Path) -> Result<Self> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("safetensors") => Ok(OutputFormat::Safetensors),
+            Some("npy") => Ok(OutputFormat::Npy),
+            Some("jsonl") => Ok(OutputFormat::Jsonl),
+            _ => bail!(
+                "--output {}: name it .safetensors, .npy or .jsonl (the format follows the \
+                 extension)",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// A little-endian float32 array of `shape` as a NumPy `.npy` file (format version 1.0: the
+/// magic string, a header dict padded with spaces to a multiple of 64 bytes and ended by a
+/// newline, then the values in C order), as `numpy.save` writes it.
+fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let tuple = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
+    // magic (6) + version (2) + header length (2) + header + '\n', to a multiple of 64.
+    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+    header.push_str(&" ".repeat(pad));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + 4 * values.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// One JSON line per sentence: `{"sentence": ..., "embedding": [...]}` (`hidden` values each,
+/// in input order).
+fn jsonl(sentences: &[String], hidden: usize, values: &[f32]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for (s, e) in sentences.iter().zip(values.chunks(hidden)) {
+        let line = serde_json::json!({ "sentence": s, "embedding": e });
+        serde_json::to_writer(&mut out, &line)?;
+        out.push(b'\n');
+    }
+    Ok(out)
 }
 
 /// The named outputs of [`embed`] for `encs`: length-sorted batches of `batch_size` through
@@ -159,4 +243,20 @@ fn encode(
         );
     }
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_is_what_numpy_save_writes() {
+        // tests/golden/embedding.npy: numpy.save of this array (tools/make_golden_npy.py).
+        let want = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/embedding.npy"),
+        )
+        .unwrap();
+        let got = npy_f32(&[2, 3], &[0.5, -1.0, 2.0, 3.25, 0.0, -0.125]);
+        assert_eq!(got, want);
+    }
 }
