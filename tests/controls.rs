@@ -98,6 +98,14 @@ fn train(model: &Path, out: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `--train-file` and `--validation-file` of the SST-2 fixture, then `extra`.
+fn sst2_args<'a>(files: &'a (PathBuf, PathBuf), extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--train-file", files.0.to_str().unwrap()];
+    args.extend(["--validation-file", files.1.to_str().unwrap()]);
+    args.extend(extra);
+    args
+}
+
 fn results(out: &Path) -> RunResults {
     let bytes = std::fs::read(out.join("results.json")).unwrap();
     RunResults::from_json(&bytes, "results.json").unwrap()
@@ -146,9 +154,8 @@ fn balanced_class_weights_are_scikit_learns_and_bad_weights_are_named() {
     }
     let bad = |args: &[&str]| {
         let out = tmp("cw-bad");
-        let (t, v) = (fixture("sst2.csv"), fixture("sst2-dev.csv"));
-        let mut all = vec!["--train-file", t.to_str().unwrap()];
-        all.extend(["--validation-file", v.to_str().unwrap(), "--max-steps", "1"]);
+        let files = (fixture("sst2.csv"), fixture("sst2-dev.csv"));
+        let mut all = sst2_args(&files, &["--max-steps", "1"]);
         all.extend(args);
         let o = train(&model, &out, &all);
         assert!(!o.status.success(), "{args:?} was accepted");
@@ -527,25 +534,18 @@ fn tensorboard_reads_back_every_scalar_of_metrics_jsonl() {
     let model = tmp("tb-model");
     tiny_model(&model);
     let out = tmp("tb");
-    let (t, v) = (fixture("sst2.csv"), fixture("sst2-dev.csv"));
-    let o = train(
-        &model,
-        &out,
-        &[
-            "--train-file",
-            t.to_str().unwrap(),
-            "--validation-file",
-            v.to_str().unwrap(),
-            "--epochs",
-            "2",
-            "--eval-steps",
-            "10",
-            "--logging-steps",
-            "4",
-            "--report-to",
-            "tensorboard",
-        ],
-    );
+    let files = (fixture("sst2.csv"), fixture("sst2-dev.csv"));
+    let first = [
+        "--epochs",
+        "2",
+        "--eval-steps",
+        "10",
+        "--logging-steps",
+        "4",
+        "--report-to",
+        "tensorboard",
+    ];
+    let o = train(&model, &out, &sst2_args(&files, &first));
     assert!(o.status.success(), "{}", log(&o));
     let read = Command::new(tensorboard_python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/read_tensorboard.py"))
@@ -605,21 +605,8 @@ fn tensorboard_reads_back_every_scalar_of_metrics_jsonl() {
         "TensorBoard holds no scalar that metrics.jsonl lacks"
     );
     // --overwrite replaces the run: its TensorBoard files and metrics.jsonl lines go too.
-    let o = train(
-        &model,
-        &out,
-        &[
-            "--train-file",
-            t.to_str().unwrap(),
-            "--validation-file",
-            v.to_str().unwrap(),
-            "--max-steps",
-            "3",
-            "--logging-steps",
-            "1",
-            "--overwrite",
-        ],
-    );
+    let again = ["--max-steps", "3", "--logging-steps", "1", "--overwrite"];
+    let o = train(&model, &out, &sst2_args(&files, &again));
     assert!(o.status.success(), "{}", log(&o));
     assert!(!out.join("tb").exists(), "the replaced run's tb/ is gone");
     let steps: Vec<u64> = metric_lines(&out)
@@ -636,11 +623,10 @@ fn tensorboard_reads_back_every_scalar_of_metrics_jsonl() {
 fn bad_control_flags_are_named() {
     let model = tmp("bad-model");
     tiny_model(&model);
-    let (t, v) = (fixture("sst2.csv"), fixture("sst2-dev.csv"));
+    let files = (fixture("sst2.csv"), fixture("sst2-dev.csv"));
     let run = |extra: &[&str]| {
         let out = tmp("bad");
-        let mut args = vec!["--train-file", t.to_str().unwrap()];
-        args.extend(["--validation-file", v.to_str().unwrap(), "--max-steps", "2"]);
+        let mut args = sst2_args(&files, &["--max-steps", "2"]);
         args.extend(extra);
         let o = train(&model, &out, &args);
         let _ = std::fs::remove_dir_all(&out);

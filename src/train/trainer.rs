@@ -416,14 +416,24 @@ impl Trainer {
         let mass: f64 = batches.iter().map(|b| b.targets.mass()).sum();
         let scale = self.scaler.map_or(1.0, |s| s.scale);
         let mut loss = 0.0;
-        let mut acc = GradientsAccumulator::<MultitaskModel>::new();
+        // One batch (the usual step) keeps its gradients as they come; more are added up.
+        let mut acc: Option<GradientsAccumulator<MultitaskModel>> = None;
+        let mut single = None;
         for (j, batch) in batches.iter().enumerate() {
             let weight = batch.targets.mass() / mass;
             let (l, grads) = self.backward(batch, j, weight * scale).await?;
             loss += weight * l;
-            acc.accumulate(self.model(), grads);
+            if batches.len() == 1 {
+                single = Some(grads);
+            } else {
+                acc.get_or_insert_with(GradientsAccumulator::new)
+                    .accumulate(self.model(), grads);
+            }
         }
-        let mut grads = acc.grads();
+        let mut grads = match acc {
+            Some(mut a) => a.grads(),
+            None => single.unwrap_or_else(GradientsParams::new),
+        };
         let norms = GradNorms::of(self.model(), &grads);
         let grad_norm = norms.total(scale).await?;
         let lr = lr_at(self.step, self.total_steps, self.warmup_steps, self.cfg.lr);
