@@ -67,6 +67,7 @@ fn synthetic(task: Task, n: usize, seed: u64) -> TaskData {
             a,
             b,
             label,
+            label_ids: Vec::new(),
         });
     }
     TaskData {

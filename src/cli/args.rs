@@ -109,6 +109,8 @@ pub enum TaskTypeArg {
     Classification,
     /// A real-valued target.
     Regression,
+    /// Any number of labels per row (a JSON array, --label-separator, or --label-columns).
+    MultiLabel,
 }
 
 /// `--format`.

@@ -47,6 +47,17 @@ pub struct ControlArgs {
     /// file of them (`{"neg": 1, "pos": 4.5}`).
     #[arg(long, value_name = "SPEC")]
     class_weights: Option<String>,
+    /// Multi-label: weigh each label's positive term in the binary cross-entropy
+    /// (BCEWithLogitsLoss's pos_weight): `balanced` (negatives / positives of each label in
+    /// the training rows), `none`, weights by label name (`grief=20,pride=10`; unnamed labels
+    /// weigh 1), or a JSON file of them.
+    #[arg(long, value_name = "SPEC")]
+    pos_weight: Option<String>,
+    /// Multi-label: tune each label's threshold on the validation data at every evaluation
+    /// (the F1-maximising one of 0.05, 0.10, ..., 0.95); the best checkpoint keeps them and
+    /// `predict` uses them.
+    #[arg(long)]
+    tune_thresholds: bool,
     /// Also report the metrics.jsonl lines to `tensorboard` (event files in OUT/tb/ for
     /// `tensorboard --logdir`), or `none`.
     #[arg(long, value_delimiter = ',', value_name = "TO")]
@@ -69,8 +80,13 @@ impl ControlArgs {
             report_to: report_to(&self.report_to)?,
             class_weights: match &self.class_weights {
                 None => ClassWeights::None,
-                Some(spec) => class_weights(spec)?,
+                Some(spec) => weights("--class-weights", spec)?,
             },
+            pos_weight: match &self.pos_weight {
+                None => ClassWeights::None,
+                Some(spec) => weights("--pos-weight", spec)?,
+            },
+            tune_thresholds: self.tune_thresholds,
         })
     }
 }
@@ -98,13 +114,13 @@ fn report_to(given: &[String]) -> Result<Vec<String>> {
 /// The largest `--class-weights` file read (a weights file is a few lines).
 const MAX_FILE: u64 = 1 << 20;
 
-/// `--class-weights SPEC`: `balanced`, `none`, `label=weight,...`, or a JSON file of a
-/// `{"label": weight}` object.
+/// `--class-weights SPEC` or `--pos-weight SPEC` (`flag`): `balanced`, `none`,
+/// `label=weight,...`, or a JSON file of a `{"label": weight}` object.
 ///
 /// # Errors
 /// A list entry without `=` or with a weight that is not a number; an unreadable file or one
 /// that is not such an object (naming the file).
-fn class_weights(spec: &str) -> Result<ClassWeights> {
+fn weights(flag: &str, spec: &str) -> Result<ClassWeights> {
     match spec {
         "balanced" => return Ok(ClassWeights::Balanced),
         "none" => return Ok(ClassWeights::None),
@@ -114,7 +130,7 @@ fn class_weights(spec: &str) -> Result<ClassWeights> {
     if !spec.contains('=') || path.is_file() {
         let file = std::fs::File::open(path).with_context(|| {
             format!(
-                "--class-weights {spec}: not `balanced`, `none` or `label=weight,...`, and no \
+                "{flag} {spec}: not `balanced`, `none` or `label=weight,...`, and no \
                  such file"
             )
         })?;
@@ -123,12 +139,12 @@ fn class_weights(spec: &str) -> Result<ClassWeights> {
             .read_to_end(&mut bytes)
             .with_context(|| format!("cannot read {spec}"))?;
         if bytes.len() as u64 > MAX_FILE {
-            bail!("--class-weights {spec}: the file is over {MAX_FILE} bytes: not a weights file");
+            bail!("{flag} {spec}: the file is over {MAX_FILE} bytes: not a weights file");
         }
         let json = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
         let map: BTreeMap<String, f64> = serde_json::from_slice(json).with_context(|| {
             format!(
-                "--class-weights {spec}: the file must hold a JSON object of weights by label, \
+                "{flag} {spec}: the file must hold a JSON object of weights by label, \
                  e.g. {{\"neg\": 1, \"pos\": 4.5}}"
             )
         })?;
@@ -138,16 +154,16 @@ fn class_weights(spec: &str) -> Result<ClassWeights> {
     for item in spec.split(',').filter(|s| !s.trim().is_empty()) {
         let Some((label, w)) = item.rsplit_once('=') else {
             bail!(
-                "--class-weights: `{item}` is not `label=weight` (a label holding `,` or `=` \
+                "{flag}: `{item}` is not `label=weight` (a label holding `,` or `=` \
                  goes in a JSON file: {{\"label\": weight}})"
             );
         };
         let w: f64 = w.trim().parse().map_err(|_| {
-            anyhow::anyhow!("--class-weights: the weight of `{label}` (`{w}`) is not a number")
+            anyhow::anyhow!("{flag}: the weight of `{label}` (`{w}`) is not a number")
         })?;
         if map.insert(label.trim().to_string(), w).is_some() {
             bail!(
-                "--class-weights: `{}` is given twice (a label holding `,` or `=` goes in a \
+                "{flag}: `{}` is given twice (a label holding `,` or `=` goes in a \
                  JSON file: {{\"label\": weight}})",
                 label.trim()
             );

@@ -95,7 +95,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             );
         };
         let d = load_own_file(path, &a.file, own, &loaded, heads.pair_encoding, a.max_eval)?;
-        let m = pollster::block_on(evaluate(&model, &[d], a.batch_size, loaded.pad_id()))?;
+        let m = pollster::block_on(evaluate(&model, &[d], a.batch_size, loaded.pad_id(), false))?;
         println!("{}", serde_json::to_string_pretty(&m)?);
         eprintln!("{m}");
         return Ok(());
@@ -115,7 +115,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             )
         })
         .collect::<Result<_>>()?;
-    let m = pollster::block_on(evaluate(&model, &dev, a.batch_size, loaded.pad_id()))?;
+    let m = pollster::block_on(evaluate(&model, &dev, a.batch_size, loaded.pad_id(), false))?;
     println!("{}", serde_json::to_string_pretty(&m)?);
     eprintln!("{m}");
     Ok(())
@@ -281,7 +281,10 @@ fn write_rows(rows: &[PredictionRow], output: Option<&Path>) -> Result<()> {
             let mut rec = vec![
                 r.id.clone(),
                 r.task.clone(),
-                r.label.clone().unwrap_or_default(),
+                r.label
+                    .clone()
+                    .or_else(|| r.labels.as_ref().map(|l| l.join(",")))
+                    .unwrap_or_default(),
                 format!("{:.6}", r.score),
             ];
             for c in &classes {

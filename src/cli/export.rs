@@ -182,6 +182,8 @@ fn python_kwargs(head: &SeqClsHead) -> String {
     );
     if head.regression {
         s.push_str(", problem_type=\"regression\"");
+    } else if head.multi_label {
+        s.push_str(", problem_type=\"multi_label_classification\"");
     }
     s
 }

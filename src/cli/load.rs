@@ -14,7 +14,7 @@ use super::{ModelArgs, io};
 use crate::data::table::{Format, Table};
 use crate::model::{Bert, Pretrained};
 use crate::tasks::minbert::{Split, file_names, task_data};
-use crate::tasks::own::{self, Columns, DataSpec, OwnData, OwnTask, TaskKind};
+use crate::tasks::own::{self, Columns, DataSpec, OwnData, OwnTask};
 use crate::tasks::{HeadsConfig, MultitaskModel, PairEncoding, Task, TaskData};
 use crate::train::TrainConfig;
 use crate::train::artifacts::{Restored, names, restore_adapter, restore_any};
@@ -262,16 +262,7 @@ pub fn load_own(spec: &DataSpec, cfg: &TrainConfig, model: &Pretrained) -> Resul
         cfg.max_eval_examples,
     )?;
     let t = &own.task;
-    let kind = match &t.kind {
-        TaskKind::Classification { id2label } => {
-            format!(
-                "classification with {} classes ({})",
-                id2label.len(),
-                id2label.join(", ")
-            )
-        }
-        TaskKind::Regression => "regression".into(),
-    };
+    let kind = t.kind.describe();
     let cols = match &t.columns.text_pair {
         Some(p) => format!("pairs `{}` + `{p}`", t.columns.text),
         None => format!("text `{}`", t.columns.text),
@@ -337,6 +328,7 @@ impl FileArgs {
             text: self.text_column.clone().unwrap_or_default(),
             text_pair: self.text_pair_column.clone(),
             label: self.label_column.clone().unwrap_or_default(),
+            multi_label: None,
         }
     }
 }

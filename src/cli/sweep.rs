@@ -19,7 +19,7 @@ use crate::report::sweep::{
 };
 use crate::tasks::HeadsConfig;
 use crate::tasks::minbert::Split;
-use crate::tasks::own::{OwnTask, TaskKind};
+use crate::tasks::own::OwnTask;
 use crate::tasks::{Task, TaskData};
 use crate::train::RunResults;
 use crate::train::artifacts::names;
@@ -562,12 +562,7 @@ fn ensemble_task(a: &EnsembleArgs) -> Result<Option<OwnTask>> {
     for (ck, t) in &tasks[1..] {
         let describe = |t: &Option<OwnTask>| match t {
             None => "minBERT tasks".to_string(),
-            Some(o) => match &o.kind {
-                TaskKind::Classification { id2label } => {
-                    format!("classification into {}", id2label.join(", "))
-                }
-                TaskKind::Regression => "regression".into(),
-            },
+            Some(o) => o.kind.describe(),
         };
         let same = match (first, t) {
             (None, None) => true,
@@ -632,7 +627,7 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
                 ),
             };
             let p = pollster::block_on(predict(&model, &dev, a.batch_size, pad))?;
-            record(&mut m, &p, &dev);
+            record(&mut m, &p, &dev, false);
             dev_preds.entry(task).or_default().push(p);
             dev_gold.entry(task).or_insert(dev);
             let Some(data_dir) = &data_dir else { continue };
@@ -662,7 +657,7 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     let mut ens = DevMetrics::default();
     for (task, preds) in &dev_preds {
         let (avg, gold) = (average(preds), &dev_gold[task]);
-        record(&mut ens, &avg, gold);
+        record(&mut ens, &avg, gold, false);
     }
     eprintln!("ensemble of {}: {ens}", a.checkpoints.len());
     let json = serde_json::json!({

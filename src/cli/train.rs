@@ -55,9 +55,25 @@ pub struct TrainArgs {
     /// The label column.
     #[arg(long)]
     label_column: Option<String>,
-    /// What the label column holds (default: inferred from its values).
+    /// What the label column holds (default: inferred from its values; multi-label when it
+    /// holds JSON arrays or a multi-label flag below is given).
     #[arg(long, value_enum)]
     task_type: Option<TaskTypeArg>,
+    /// Multi-label: the separator of the labels in one field (`billing,urgent`; GoEmotions'
+    /// `3,10` with `,`).
+    #[arg(long, value_name = "SEP")]
+    label_separator: Option<String>,
+    /// Multi-label: one 0/1 column per label, named by the label (`--label-columns a,b,c`).
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    label_columns: Vec<String>,
+    /// Multi-label: a file of the label names, one per line, in id order: the labels are
+    /// written as 0-based ids into it (GoEmotions' emotions.txt).
+    #[arg(long, value_name = "FILE")]
+    label_names: Option<PathBuf>,
+    /// Multi-label: a label is predicted when its probability reaches this (in (0, 1))
+    /// [default: 0.5].
+    #[arg(long, value_name = "P")]
+    threshold: Option<f64>,
     /// The files' format (default: from the extension: .csv, .tsv, .jsonl).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
@@ -65,8 +81,9 @@ pub struct TrainArgs {
     #[arg(long)]
     no_header: bool,
     /// The metric that picks the best epoch: accuracy, f1 (binary), f1_macro, mcc
-    /// (classification; default accuracy) or pearson, spearman, mse (regression; default
-    /// pearson).
+    /// (classification; default accuracy); pearson, spearman, mse (regression; default
+    /// pearson); f1_micro, f1_macro, precision_micro, recall_micro, subset_accuracy,
+    /// hamming_loss (multi-label; default f1_micro).
     #[arg(long)]
     metric_for_best_model: Option<String>,
     /// A CSV row whose quoted field spans lines (RFC 4180 allows it; in a file of one-line
@@ -190,6 +207,30 @@ pub struct TrainArgs {
     controls: ControlArgs,
 }
 
+/// The label names of `--label-names FILE`: one per line (a final newline, `\r\n` line
+/// ends and a byte-order mark are allowed).
+///
+/// # Errors
+/// The file cannot be read, is not UTF-8, or holds no name.
+fn label_names(path: &Path) -> Result<Vec<String>> {
+    let text = io::read_text(path)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut names: Vec<String> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l).trim().to_string())
+        .collect();
+    if names.last().is_some_and(|l| l.is_empty()) {
+        names.pop();
+    }
+    if names.is_empty() {
+        bail!(
+            "--label-names {}: the file holds no label names",
+            path.display()
+        );
+    }
+    Ok(names)
+}
+
 impl TrainArgs {
     /// The run configuration the flags describe.
     ///
@@ -205,6 +246,7 @@ impl TrainArgs {
             target_modules: self.target_modules.clone(),
             ..LoraConfig::default()
         });
+        let label_names = self.label_names.as_deref().map(label_names).transpose()?;
         let data = self.train_file.as_ref().map(|f| DataSpec {
             train_file: f.display().to_string(),
             validation_file: self
@@ -220,9 +262,14 @@ impl TrainArgs {
             task_type: self.task_type.map(|t| match t {
                 TaskTypeArg::Classification => TaskType::Classification,
                 TaskTypeArg::Regression => TaskType::Regression,
+                TaskTypeArg::MultiLabel => TaskType::MultiLabel,
             }),
             metric_for_best_model: self.metric_for_best_model.clone(),
             strict_quotes: self.strict_quotes,
+            label_separator: self.label_separator.clone(),
+            label_columns: self.label_columns.clone(),
+            label_names,
+            threshold: self.threshold,
         });
         Ok(TrainConfig {
             tasks: match data {
@@ -275,6 +322,10 @@ impl TrainArgs {
             (self.text_pair_column.is_some(), "--text-pair-column"),
             (self.label_column.is_some(), "--label-column"),
             (self.task_type.is_some(), "--task-type"),
+            (self.label_separator.is_some(), "--label-separator"),
+            (!self.label_columns.is_empty(), "--label-columns"),
+            (self.label_names.is_some(), "--label-names"),
+            (self.threshold.is_some(), "--threshold"),
             (self.format.is_some(), "--format"),
             (self.no_header, "--no-header"),
             (self.strict_quotes, "--strict-quotes"),

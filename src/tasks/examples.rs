@@ -22,6 +22,9 @@ pub struct Prepared {
     /// Target: SST class id, paraphrase 0/1, STS similarity 0..5 (as in the file); `NaN` when
     /// the file has no labels.
     pub label: f32,
+    /// Multi-label: the ids of the example's labels (ascending; empty for no label, and for
+    /// every other kind).
+    pub label_ids: Vec<u32>,
 }
 
 impl Prepared {
@@ -75,6 +78,7 @@ impl TaskData {
                 a,
                 b: None,
                 label: ex.label.map_or(f32::NAN, |l| l as f32),
+                label_ids: Vec::new(),
             });
         }
         Ok(TaskData {
@@ -110,6 +114,7 @@ impl TaskData {
                 a,
                 b,
                 label: ex.label.unwrap_or(f32::NAN),
+                label_ids: Vec::new(),
             });
         }
         Ok(TaskData {
@@ -127,7 +132,7 @@ impl TaskData {
 
     /// Builds the device batch of examples `idx`: the tokens (a bi-encoded pair's first
     /// sentences, then its second sentences) and the kind's targets
-    /// ([`Kind::targets`]: SST class ids; paraphrase 0/1; STS `similarity / 5`, the scale of
+    /// ([`Kind::batch_targets`]: SST class ids; paraphrase 0/1; STS `similarity / 5`, the scale of
     /// the cosine or regression output; own data class ids or the regression value).
     ///
     /// # Panics
@@ -139,9 +144,7 @@ impl TaskData {
         TaskBatch {
             kind: self.kind.clone(),
             x: TokenBatch::from_encoded(&encs, pad_id).to_tensors(device),
-            targets: self
-                .kind
-                .targets(&exs.iter().map(|e| e.label).collect::<Vec<_>>(), device),
+            targets: self.kind.batch_targets(&exs, device),
         }
     }
 }

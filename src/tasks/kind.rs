@@ -19,7 +19,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
 use super::own_task::LabelSummary;
-use super::{MultitaskModel, PairEncoding, Task};
+use super::{MultitaskModel, PairEncoding, Prepared, Task};
 use crate::data::BatchTensors;
 use crate::error::{Error, Result};
 
@@ -61,6 +61,13 @@ pub trait Kind: Debug + Send + Sync {
     /// or a value as the file gives it, `NaN` where the file has none).
     fn targets(&self, labels: &[f32], device: &Device) -> Targets;
 
+    /// The device targets of a batch of `examples`: [`targets`](Self::targets) of their
+    /// `label`s, unless the kind reads more of them (multi-label: their `label_ids`).
+    fn batch_targets(&self, examples: &[&Prepared], device: &Device) -> Targets {
+        let labels: Vec<f32> = examples.iter().map(|e| e.label).collect();
+        self.targets(&labels, device)
+    }
+
     /// Raw outputs `[batch, width]` of `model` on `x` through `head` (logits, a score or a
     /// regression value), before any activation. `x` holds `2·batch` sequences for
     /// bi-encoded pairs (all first sentences, then all second sentences).
@@ -91,6 +98,12 @@ pub trait Kind: Debug + Send + Sync {
         false
     }
 
+    /// Whether its loss is a per-label binary cross-entropy that `--pos-weight` can weight
+    /// (`BCEWithLogitsLoss(pos_weight=...)`: [`Targets::with_pos_weight`]).
+    fn takes_pos_weight(&self) -> bool {
+        false
+    }
+
     /// The class names of its outputs, in output order; empty for real values.
     fn class_names(&self) -> Vec<String> {
         Vec::new()
@@ -99,6 +112,28 @@ pub trait Kind: Debug + Send + Sync {
     /// Its metrics of predicted labels `pred` against `gold` (both as [`label_of`](Self::label_of)
     /// gives them), the best-model metric named.
     fn metrics(&self, pred: &[f64], gold: &[f64]) -> KindMetrics;
+
+    /// Its metrics of prediction values `values` (`[n, width]` row-major, from
+    /// [`predictions`](Self::predictions)) against `examples` (`n`, in the same order): by
+    /// default [`metrics`](Self::metrics) of each row's [`label_of`](Self::label_of) against
+    /// the examples' `label`; a kind whose gold is more than one number (multi-label) reads
+    /// the examples itself.
+    fn evaluate(&self, values: &[f32], examples: &[Prepared]) -> KindMetrics {
+        let pred: Vec<f64> = values
+            .chunks(self.width().max(1))
+            .map(|v| self.label_of(v))
+            .collect();
+        let gold: Vec<f64> = examples.iter().map(|e| e.label as f64).collect();
+        self.metrics(&pred, &gold)
+    }
+
+    /// Decision thresholds tuned on `values` against `examples` (as for
+    /// [`evaluate`](Self::evaluate); `--tune-thresholds`): one per output, with the metrics
+    /// at them; `None` for kinds without thresholds (all but multi-label).
+    fn tune_thresholds(&self, values: &[f32], examples: &[Prepared]) -> Option<Tuned> {
+        let _ = (values, examples);
+        None
+    }
 
     /// One prediction as `predict` prints it, from the example's `width` prediction values.
     fn prediction_row(&self, id: &str, values: &[f32]) -> PredictionRow {
@@ -115,6 +150,7 @@ pub trait Kind: Debug + Send + Sync {
             task: self.name(),
             label: best.map(|b| names[b].clone()),
             score: best.map_or(v[0], |b| probs[b]),
+            labels: None,
             probabilities: names.into_iter().zip(probs).collect(),
         }
     }
@@ -167,14 +203,40 @@ pub trait Kind: Debug + Send + Sync {
         None
     }
 
-    /// Own data: the label summary of a split's targets (rows per class, or the range).
-    fn summarize(&self, targets: &[f32]) -> LabelSummary {
+    /// Own data: the ids of a row's labels (multi-label; ascending, each once), from its label
+    /// as written (for multi-label, a JSON array of label names or ids, as
+    /// [`super::own::rows`] writes it), at `line` of `source`, for `Prepared::label_ids`;
+    /// empty for single-label kinds.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the file, line and label column (a label that is not one of the
+    /// task's, a malformed list).
+    fn target_ids(&self, label: &str, source: &str, line: u64) -> Result<Vec<u32>> {
+        let _ = (label, source, line);
+        Ok(Vec::new())
+    }
+
+    /// Own data: the label summary of a split's targets (rows per class, or the range) and,
+    /// for multi-label, each row's label ids.
+    fn summarize(&self, targets: &[f32], label_ids: &[Vec<u32>]) -> LabelSummary {
+        let _ = label_ids;
         LabelSummary {
             rows: targets.len(),
             counts: Default::default(),
             range: None,
+            labels_per_row: None,
         }
     }
+}
+
+/// Per-output decision thresholds tuned on validation ([`Kind::tune_thresholds`]) and the
+/// metrics at them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tuned {
+    /// One threshold per output, in output order.
+    pub thresholds: Vec<f64>,
+    /// The kind's metrics at those thresholds.
+    pub metrics: KindMetrics,
 }
 
 /// The device targets of a batch.
@@ -194,6 +256,15 @@ pub enum Targets {
     },
     /// Real-valued targets `[batch]`.
     Values(Tensor<1>),
+    /// Multi-label targets `[batch, labels]` (1 where the example has the label, else 0), with
+    /// each label's positive weight `[labels]` (`--pos-weight`, `BCEWithLogitsLoss`'s
+    /// `pos_weight`) when given.
+    Labels {
+        /// 0/1 per example and label `[batch, labels]`.
+        y: Tensor<2>,
+        /// Each label's positive weight `[labels]`.
+        pos_weight: Option<Tensor<1>>,
+    },
 }
 
 impl Targets {
@@ -202,6 +273,7 @@ impl Targets {
         match self {
             Targets::Classes(t) | Targets::WeightedClasses { classes: t, .. } => t.dims()[0],
             Targets::Values(t) => t.dims()[0],
+            Targets::Labels { y, .. } => y.dims()[0],
         }
     }
 
@@ -227,7 +299,27 @@ impl Targets {
     pub fn classes(&self) -> Tensor<1, Int> {
         match self {
             Targets::Classes(t) | Targets::WeightedClasses { classes: t, .. } => t.clone(),
-            Targets::Values(_) => panic!("class targets expected"),
+            Targets::Values(_) | Targets::Labels { .. } => panic!("class targets expected"),
+        }
+    }
+
+    /// These multi-label targets with each label's positive weight `weights` (`--pos-weight`);
+    /// other targets are returned as they are.
+    ///
+    /// # Panics
+    /// When `weights` does not hold one weight per label.
+    pub fn with_pos_weight(self, weights: &[f32]) -> Targets {
+        match self {
+            Targets::Labels { y, .. } => {
+                let k = y.dims()[1];
+                assert_eq!(weights.len(), k, "one positive weight per label");
+                let w = Tensor::from_data(TensorData::new(weights.to_vec(), [k]), &y.device());
+                Targets::Labels {
+                    y,
+                    pos_weight: Some(w),
+                }
+            }
+            t => t,
         }
     }
 
@@ -265,7 +357,7 @@ impl Targets {
             Targets::WeightedClasses {
                 classes, weights, ..
             } => crate::tasks::weighted_cross_entropy(logits, classes.clone(), (**weights).clone()),
-            Targets::Values(_) => panic!("class targets expected"),
+            Targets::Values(_) | Targets::Labels { .. } => panic!("class targets expected"),
         }
     }
 
@@ -276,7 +368,7 @@ impl Targets {
     pub fn values(&self) -> Tensor<1> {
         match self {
             Targets::Values(t) => t.clone(),
-            Targets::Classes(_) | Targets::WeightedClasses { .. } => {
+            Targets::Classes(_) | Targets::WeightedClasses { .. } | Targets::Labels { .. } => {
                 panic!("real-valued targets expected")
             }
         }
@@ -291,6 +383,8 @@ pub struct SeqCls {
     pub id2label: Vec<String>,
     /// One real-valued output (`problem_type: regression`) instead of classes.
     pub regression: bool,
+    /// Independent labels (`problem_type: multi_label_classification`: a sigmoid per label).
+    pub multi_label: bool,
     /// Classifier weight `[labels, hidden]`, row-major.
     pub weight: Vec<f32>,
     /// Classifier bias `[labels]`.
@@ -400,8 +494,12 @@ pub struct PredictionRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// The predicted class's probability (paraphrase: of class `1`), or the value (STS on
-    /// 0..5, regression).
+    /// 0..5, regression); multi-label: the highest label probability.
     pub score: f64,
+    /// Multi-label: the labels at or over their thresholds, most probable first (possibly
+    /// none); absent for other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
     /// Probabilities by class, in class order (classification).
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "as_map")]
     pub probabilities: Vec<(String, f64)>,

@@ -159,6 +159,92 @@ pub fn mse(pred: &[f64], gold: &[f64]) -> f64 {
         / n as f64
 }
 
+/// Multi-label metrics of predicted label sets against gold ones
+/// ([`multi_label_scores`]), each as scikit-learn computes it on indicator matrices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiLabelScores {
+    /// `f1_score(average="micro")`: `2·Σtp / (2·Σtp + Σfp + Σfn)` over all labels.
+    pub f1_micro: f64,
+    /// `f1_score(average="macro", zero_division=0)`: the mean of every label's F1, a label
+    /// neither present nor predicted counting 0 (scikit-learn averages over all columns of
+    /// an indicator matrix).
+    pub f1_macro: f64,
+    /// `precision_score(average="micro", zero_division=0)`.
+    pub precision_micro: f64,
+    /// `recall_score(average="micro", zero_division=0)`.
+    pub recall_micro: f64,
+    /// `accuracy_score`: the fraction of rows whose predicted set equals the gold set.
+    pub subset_accuracy: f64,
+    /// `hamming_loss`: the fraction of (row, label) cells predicted wrong.
+    pub hamming_loss: f64,
+    /// `f1_score(average=None, zero_division=0)`: each label's F1, in label order.
+    pub f1_per_label: Vec<f64>,
+}
+
+/// `2·tp / (2·tp + fp + fn)`, 0 where the denominator is 0 (`zero_division=0`).
+fn f1_counts(tp: f64, fp: f64, fn_: f64) -> f64 {
+    let d = 2.0 * tp + fp + fn_;
+    if d == 0.0 { 0.0 } else { 2.0 * tp / d }
+}
+
+/// `a / b`, 0 where `b` is 0.
+fn ratio(a: f64, b: f64) -> f64 {
+    if b == 0.0 { 0.0 } else { a / b }
+}
+
+/// The multi-label metrics of indicator matrices `pred` and `gold` (`[rows, labels]`,
+/// row-major, `true` where the row has the label), as scikit-learn's `f1_score`,
+/// `precision_score`, `recall_score` (micro, macro, per label; `zero_division=0`),
+/// `accuracy_score` (subset accuracy) and `hamming_loss` compute them; every metric is 0 for
+/// no rows. Golden values: `tests/golden/multi_label.json` (`tools/make_golden_multilabel.py`).
+///
+/// # Panics
+/// When `pred` and `gold` differ in length or `labels` does not divide it.
+pub fn multi_label_scores(pred: &[bool], gold: &[bool], labels: usize) -> MultiLabelScores {
+    assert_eq!(pred.len(), gold.len(), "indicator matrices of one shape");
+    assert!(
+        labels > 0 && pred.len() % labels == 0,
+        "rows of `labels` cells"
+    );
+    let rows = pred.len() / labels;
+    let (mut tp, mut fp, mut fn_) = (vec![0.0; labels], vec![0.0; labels], vec![0.0; labels]);
+    let mut exact = 0usize;
+    let mut wrong = 0usize;
+    for r in 0..rows {
+        let (p, g) = (
+            &pred[r * labels..(r + 1) * labels],
+            &gold[r * labels..(r + 1) * labels],
+        );
+        let mut same = true;
+        for l in 0..labels {
+            match (p[l], g[l]) {
+                (true, true) => tp[l] += 1.0,
+                (true, false) => fp[l] += 1.0,
+                (false, true) => fn_[l] += 1.0,
+                (false, false) => {}
+            }
+            if p[l] != g[l] {
+                same = false;
+                wrong += 1;
+            }
+        }
+        exact += same as usize;
+    }
+    let (stp, sfp, sfn): (f64, f64, f64) = (tp.iter().sum(), fp.iter().sum(), fn_.iter().sum());
+    let f1_per_label: Vec<f64> = (0..labels)
+        .map(|l| f1_counts(tp[l], fp[l], fn_[l]))
+        .collect();
+    MultiLabelScores {
+        f1_micro: f1_counts(stp, sfp, sfn),
+        f1_macro: f1_per_label.iter().sum::<f64>() / labels as f64,
+        precision_micro: ratio(stp, stp + sfp),
+        recall_micro: ratio(stp, stp + sfn),
+        subset_accuracy: ratio(exact as f64, rows as f64),
+        hamming_loss: ratio(wrong as f64, pred.len() as f64),
+        f1_per_label,
+    }
+}
+
 /// The minBERT overall score: `mean(SST accuracy, paraphrase accuracy, (STS Pearson + 1) / 2)`.
 pub fn overall_score(sst_acc: f64, para_acc: f64, sts_pearson: f64) -> f64 {
     (sst_acc + para_acc + (sts_pearson + 1.0) / 2.0) / 3.0

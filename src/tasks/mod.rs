@@ -348,3 +348,26 @@ pub fn bce_with_logits(logits: Tensor<1>, targets: Tensor<1>) -> Tensor<1> {
     let soft = (logits.clone().abs().neg().exp() + 1.0).log();
     (relu - logits * targets + soft).mean()
 }
+
+/// Mean binary cross-entropy with logits over every (example, label) cell of `logits`
+/// `[batch, labels]` against 0/1 `targets` of the same shape, each label's positive term
+/// weighted by `pos_weight` `[labels]` when given: `torch.nn.BCEWithLogitsLoss(pos_weight=w)`
+/// (reduction `mean`), in its stable form `(1 − y)·z + (1 + (w − 1)·y)·(log(1 + e^{−|z|}) +
+/// max(−z, 0))`.
+///
+/// # Panics
+/// When the shapes differ.
+pub fn bce_with_logits_labels(
+    logits: Tensor<2>,
+    targets: Tensor<2>,
+    pos_weight: Option<Tensor<1>>,
+) -> Tensor<1> {
+    let [_, k] = logits.dims();
+    let soft = (logits.clone().abs().neg().exp() + 1.0).log() + logits.clone().neg().clamp_min(0.0);
+    let neg = (targets.clone().neg() + 1.0) * logits;
+    let pos = match pos_weight {
+        Some(w) => (targets * (w.reshape([1, k]) - 1.0) + 1.0) * soft,
+        None => soft,
+    };
+    (neg + pos).mean()
+}

@@ -22,31 +22,85 @@ pub enum TaskKind {
     /// A real-valued target, trained with MSE on the raw value (transformers'
     /// `problem_type="regression"`).
     Regression,
+    /// Any number of labels per row, out of `id2label` (transformers' `problem_type =
+    /// "multi_label_classification"`): one logit per label, `BCEWithLogits`, a label predicted
+    /// when its sigmoid probability reaches its threshold.
+    #[serde(rename = "multi_label")]
+    MultiLabel {
+        /// Label names by output index. Numeric labels are ordered by value, string labels
+        /// alphabetically, names from `--label-names` in that file's order.
+        id2label: Vec<String>,
+        /// Labels written as 0-based indices into `id2label` (`--label-names`: GoEmotions'
+        /// `3,10`), not as names.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        label_ids: bool,
+        /// The probability at or above which a label is predicted (`--threshold`, in (0, 1)).
+        threshold: f64,
+        /// Per-label thresholds tuned on validation (`--tune-thresholds`), in output order;
+        /// empty when not tuned (then `threshold` applies to every label).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        thresholds: Vec<f64>,
+    },
 }
 
 impl TaskKind {
     /// Number of classes (1 output for regression).
     pub fn outputs(&self) -> usize {
         match self {
-            TaskKind::Classification { id2label } => id2label.len(),
+            TaskKind::Classification { id2label } | TaskKind::MultiLabel { id2label, .. } => {
+                id2label.len()
+            }
             TaskKind::Regression => 1,
         }
     }
 
-    /// `classification` or `regression`.
+    /// `classification`, `regression` or `multi-label`.
     pub fn name(&self) -> &'static str {
         match self {
             TaskKind::Classification { .. } => "classification",
             TaskKind::Regression => "regression",
+            TaskKind::MultiLabel { .. } => "multi-label",
         }
     }
 
-    /// The metric that picks the best epoch unless the user names one: `accuracy` or
-    /// `pearson`.
+    /// The class (label) names, in output order; empty for regression.
+    pub fn id2label(&self) -> &[String] {
+        match self {
+            TaskKind::Classification { id2label } | TaskKind::MultiLabel { id2label, .. } => {
+                id2label
+            }
+            TaskKind::Regression => &[],
+        }
+    }
+
+    /// The kind in messages: `classification with 3 classes (a, b, c)`, `regression`,
+    /// `multi-label with 28 labels (admiration, ...)` (at most 20 names listed).
+    pub fn describe(&self) -> String {
+        let names = |what: &str, v: &[String]| {
+            let mut shown: Vec<&str> = v.iter().take(20).map(String::as_str).collect();
+            if v.len() > 20 {
+                shown.push("...");
+            }
+            format!("{} {what} ({})", v.len(), shown.join(", "))
+        };
+        match self {
+            TaskKind::Classification { id2label } => {
+                format!("classification with {}", names("classes", id2label))
+            }
+            TaskKind::Regression => "regression".into(),
+            TaskKind::MultiLabel { id2label, .. } => {
+                format!("multi-label with {}", names("labels", id2label))
+            }
+        }
+    }
+
+    /// The metric that picks the best epoch unless the user names one: `accuracy`,
+    /// `pearson` or `f1_micro`.
     pub fn default_metric(&self) -> &'static str {
         match self {
             TaskKind::Classification { .. } => "accuracy",
             TaskKind::Regression => "pearson",
+            TaskKind::MultiLabel { .. } => "f1_micro",
         }
     }
 
@@ -58,8 +112,29 @@ impl TaskKind {
             }
             TaskKind::Classification { .. } => &["accuracy", "f1_macro", "mcc"],
             TaskKind::Regression => &["pearson", "spearman", "mse"],
+            TaskKind::MultiLabel { .. } => &[
+                "f1_micro",
+                "f1_macro",
+                "precision_micro",
+                "recall_micro",
+                "subset_accuracy",
+                "hamming_loss",
+            ],
         }
     }
+}
+
+/// How a multi-label row's labels are written (see [`Columns::multi_label`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiLabelColumns {
+    /// The separator of a label string (`--label-separator ","`: `billing,urgent`, GoEmotions'
+    /// `3,10`); `None`: the label field holds a JSON array or one label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator: Option<String>,
+    /// One 0/1 column per label (`--label-columns a,b,c`), the column names being the label
+    /// names; empty when the labels are in the label column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
 }
 
 /// The columns a task reads.
@@ -71,6 +146,9 @@ pub struct Columns {
     pub text_pair: Option<String>,
     /// The label.
     pub label: String,
+    /// Multi-label: how the labels are written; `None` for single-label kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<MultiLabelColumns>,
 }
 
 /// An own-data task as a run trains it and a checkpoint keeps it (in `heads_config.json`).
@@ -101,14 +179,12 @@ impl OwnTask {
 
     /// `label2id` (transformers' name): class name → class id.
     pub fn label2id(&self) -> BTreeMap<String, usize> {
-        match &self.kind {
-            TaskKind::Classification { id2label } => id2label
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (l.clone(), i))
-                .collect(),
-            TaskKind::Regression => BTreeMap::new(),
-        }
+        self.kind
+            .id2label()
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), i))
+            .collect()
     }
 }
 
@@ -124,11 +200,18 @@ pub struct LabelSummary {
     /// Mean, minimum and maximum of the target (regression).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<[f64; 3]>,
+    /// Multi-label: the mean number of labels per row (`counts` then counts rows with each
+    /// label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels_per_row: Option<f64>,
 }
 
 impl std::fmt::Display for LabelSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} rows", self.rows)?;
+        if let Some(m) = self.labels_per_row {
+            write!(f, ", {m:.3} labels per row")?;
+        }
         if let Some([mean, min, max]) = self.range {
             write!(f, ", mean {mean:.4}, min {min:.4}, max {max:.4}")?;
         }
@@ -139,7 +222,15 @@ impl std::fmt::Display for LabelSummary {
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
         if self.counts.len() > 20 {
-            counts.push(format!("and {} more classes", self.counts.len() - 20));
+            counts.push(format!(
+                "and {} more {}",
+                self.counts.len() - 20,
+                if self.labels_per_row.is_some() {
+                    "labels"
+                } else {
+                    "classes"
+                }
+            ));
         }
         if !counts.is_empty() {
             write!(f, " ({})", counts.join(", "))?;

@@ -200,12 +200,13 @@ pub struct AdapterParts {
 /// its `classifier` in `modules_to_save`): the encoder with the adapter, and an own-data head
 /// that is transformers' `BertForSequenceClassification` head (the pooler output into the
 /// classifier: softmax over the labels, or the value for one label, as transformers'
-/// `num_labels == 1`). Labels are named by the base `config.json`'s `id2label` (else
+/// `num_labels == 1`; a sigmoid per label, threshold 0.5, where the base's `problem_type` is
+/// `multi_label_classification`). Labels are named by the base `config.json`'s `id2label` (else
 /// `LABEL_0`, ... as transformers names them); texts and cross-encoded pairs both go in.
 ///
 /// # Errors
 /// [`Error::Config`] when the folder has no classifier (a PEFT folder without heads), the base
-/// has no pooler, or its `problem_type` is multi-label; the adapter loading errors.
+/// has no pooler; the adapter loading errors.
 pub fn restore_seq_cls(
     bert: Bert,
     get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
@@ -228,12 +229,8 @@ pub fn restore_seq_cls(
     }
     let base: serde_json::Value = serde_json::from_str(base_config_json)
         .map_err(|e| Error::config("config.json", format!("invalid: {e}")))?;
-    if base.get("problem_type").and_then(|v| v.as_str()) == Some("multi_label_classification") {
-        return Err(Error::config(
-            "config.json",
-            "problem_type multi_label_classification (sigmoid per label) is not supported",
-        ));
-    }
+    let multi_label =
+        base.get("problem_type").and_then(|v| v.as_str()) == Some("multi_label_classification");
     let id2label: Vec<String> = (0..c.labels)
         .map(|i| {
             base.get("id2label")
@@ -242,7 +239,14 @@ pub fn restore_seq_cls(
                 .map_or_else(|| format!("LABEL_{i}"), str::to_string)
         })
         .collect();
-    let kind = if c.labels == 1 {
+    let kind = if multi_label {
+        TaskKind::MultiLabel {
+            id2label,
+            label_ids: false,
+            threshold: 0.5,
+            thresholds: Vec::new(),
+        }
+    } else if c.labels == 1 {
         TaskKind::Regression
     } else {
         TaskKind::Classification { id2label }
@@ -255,6 +259,7 @@ pub fn restore_seq_cls(
             text: String::new(),
             text_pair: None,
             label: String::new(),
+            multi_label: None,
         },
         no_header: false,
         pairs_optional: true,

@@ -1,6 +1,8 @@
 //! Class weights for the cross-entropy of class kinds (`--class-weights`): scikit-learn's
 //! `compute_class_weight("balanced")` or weights given by label name, applied as PyTorch's
-//! `cross_entropy(weight=...)` applies them ([`crate::tasks::weighted_cross_entropy`]).
+//! `cross_entropy(weight=...)` applies them ([`crate::tasks::weighted_cross_entropy`]); and
+//! the positive weights of multi-label kinds (`--pos-weight`), applied as
+//! `BCEWithLogitsLoss(pos_weight=...)` ([`crate::tasks::bce_with_logits_labels`]).
 
 use std::collections::BTreeMap;
 
@@ -71,37 +73,94 @@ pub fn balanced(counts: &[usize]) -> Result<Vec<f64>> {
 /// kinds), a given weight is outside [[`MIN_WEIGHT`], [`MAX_WEIGHT`]], a given label is not a class of any
 /// task (naming the classes), or a class has no training examples (`balanced`).
 pub fn resolve(spec: &ClassWeights, train: &[TaskData]) -> Result<Vec<Option<TaskClassWeights>>> {
+    resolve_by(
+        spec,
+        train,
+        &Use {
+            flag: "--class-weights",
+            takes: |k| k.takes_class_weights(),
+            what: "tasks whose head is a softmax over classes (sst, and classification on your \
+                   own data; multi-label tasks take --pos-weight)",
+            noun: ["class", "classes"],
+            balanced: |t| balanced(&class_counts(t, t.kind.class_names().len())),
+        },
+    )
+}
+
+/// The positive weights `spec` gives each label of the multi-label tasks of `train`
+/// (`--pos-weight`, `BCEWithLogitsLoss`'s `pos_weight`); `None` for other tasks and for
+/// [`ClassWeights::None`]. `balanced` is `(n − p) / p` for a label held by `p` of the `n`
+/// labelled training rows (the negatives-to-positives ratio PyTorch's documentation suggests).
+///
+/// # Errors
+/// As [`resolve`]: no multi-label task, a weight out of range, an unknown label, or a label
+/// no training row holds (`balanced`).
+pub fn resolve_pos_weight(
+    spec: &ClassWeights,
+    train: &[TaskData],
+) -> Result<Vec<Option<TaskClassWeights>>> {
+    resolve_by(
+        spec,
+        train,
+        &Use {
+            flag: "--pos-weight",
+            takes: |k| k.takes_pos_weight(),
+            what: "multi-label tasks (a sigmoid per label; single-label classes take \
+                   --class-weights)",
+            noun: ["label", "labels"],
+            balanced: positives_balanced,
+        },
+    )
+}
+
+/// What one weights flag applies to.
+struct Use {
+    flag: &'static str,
+    takes: fn(&dyn crate::tasks::Kind) -> bool,
+    what: &'static str,
+    /// What a weight is of, singular and plural.
+    noun: [&'static str; 2],
+    balanced: fn(&TaskData) -> Result<Vec<f64>>,
+}
+
+fn resolve_by(
+    spec: &ClassWeights,
+    train: &[TaskData],
+    u: &Use,
+) -> Result<Vec<Option<TaskClassWeights>>> {
     if *spec == ClassWeights::None {
         return Ok(vec![None; train.len()]);
     }
-    if !train.iter().any(|t| t.kind.takes_class_weights()) {
+    let takes = |t: &&TaskData| (u.takes)(t.kind.as_ref());
+    if !train.iter().any(|t| takes(&t)) {
         let names: Vec<String> = train.iter().map(|t| t.kind.name()).collect();
         return Err(Error::Invalid(format!(
-            "--class-weights applies to tasks whose head is a softmax over classes (sst, and \
-             classification on your own data), not to {}",
+            "{} applies to {}, not to {}",
+            u.flag,
+            u.what,
             names.join(", ")
         )));
     }
     if let ClassWeights::Given(map) = spec {
+        let classes: Vec<String> = train
+            .iter()
+            .filter(takes)
+            .flat_map(|t| t.kind.class_names())
+            .collect();
         for (label, &w) in map {
             if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&w) {
                 return Err(Error::Invalid(format!(
-                    "--class-weights: the weight of `{label}` is {w}; weights must be in \
-                     [{MIN_WEIGHT:e}, {MAX_WEIGHT:e}] (the loss is computed in f32)"
+                    "{}: the weight of `{label}` is {w}; weights must be in \
+                     [{MIN_WEIGHT:e}, {MAX_WEIGHT:e}] (the loss is computed in f32)",
+                    u.flag
                 )));
             }
-            let known = train
-                .iter()
-                .filter(|t| t.kind.takes_class_weights())
-                .any(|t| t.kind.class_names().contains(label));
-            if !known {
-                let classes: Vec<String> = train
-                    .iter()
-                    .filter(|t| t.kind.takes_class_weights())
-                    .flat_map(|t| t.kind.class_names())
-                    .collect();
+            if !classes.contains(label) {
                 return Err(Error::Invalid(format!(
-                    "--class-weights names `{label}`, which is not a class (the classes: {})",
+                    "{} names `{label}`, which is not a {} (the {}: {})",
+                    u.flag,
+                    u.noun[0],
+                    u.noun[1],
                     classes.join(", ")
                 )));
             }
@@ -110,13 +169,13 @@ pub fn resolve(spec: &ClassWeights, train: &[TaskData]) -> Result<Vec<Option<Tas
     train
         .iter()
         .map(|t| {
-            if !t.kind.takes_class_weights() {
+            if !takes(&t) {
                 return Ok(None);
             }
             let labels = t.kind.class_names();
             let weights = match spec {
                 ClassWeights::None => return Ok(None),
-                ClassWeights::Balanced => balanced(&class_counts(t, labels.len()))?,
+                ClassWeights::Balanced => (u.balanced)(t)?,
                 ClassWeights::Given(map) => labels
                     .iter()
                     .map(|l| map.get(l).copied().unwrap_or(1.0))
@@ -127,6 +186,38 @@ pub fn resolve(spec: &ClassWeights, train: &[TaskData]) -> Result<Vec<Option<Tas
                 labels,
                 weights,
             }))
+        })
+        .collect()
+}
+
+/// `(n − p) / p` of each label of a multi-label task: `p` labelled training rows hold it, `n`
+/// are labelled.
+///
+/// # Errors
+/// [`Error::Invalid`] naming a label no row holds (its weight would be infinite).
+fn positives_balanced(t: &TaskData) -> Result<Vec<f64>> {
+    let names = t.kind.class_names();
+    let mut pos = vec![0usize; names.len()];
+    let mut n = 0usize;
+    for e in t.examples.iter().filter(|e| e.label.is_finite()) {
+        n += 1;
+        for &l in &e.label_ids {
+            if let Some(p) = pos.get_mut(l as usize) {
+                *p += 1;
+            }
+        }
+    }
+    names
+        .iter()
+        .zip(pos)
+        .map(|(name, p)| {
+            if p == 0 {
+                Err(Error::Invalid(format!(
+                    "--pos-weight balanced: no training row has the label `{name}`"
+                )))
+            } else {
+                Ok((n - p) as f64 / p as f64)
+            }
         })
         .collect()
 }

@@ -153,6 +153,16 @@ pub struct Controls {
     /// Class weights of the cross-entropy of classification tasks (`--class-weights`); the
     /// weights each task got are in `results.json`'s `class_weights`.
     pub class_weights: ClassWeights,
+    /// Each label's positive weight in the binary cross-entropy of multi-label tasks
+    /// (`--pos-weight`, `BCEWithLogitsLoss`'s `pos_weight`): `balanced` is `negatives /
+    /// positives` of each label in the training rows; the weights used are in `results.json`'s
+    /// `pos_weight`.
+    pub pos_weight: ClassWeights,
+    /// Tune each label's decision threshold of multi-label tasks on the validation data at
+    /// every evaluation (`--tune-thresholds`): the F1-maximising one on a grid of 0.05 steps;
+    /// the best checkpoint keeps them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tune_thresholds: bool,
     /// Where the native program also reports the `metrics.jsonl` lines (`--report-to`,
     /// transformers' `report_to`): `tensorboard` (event files in `OUT/tb/`). The page keeps
     /// its own plots.
@@ -170,6 +180,8 @@ impl Default for Controls {
             gradient_accumulation_steps: 1,
             loraplus_lr_ratio: None,
             class_weights: ClassWeights::None,
+            pos_weight: ClassWeights::None,
+            tune_thresholds: false,
             report_to: Vec::new(),
         }
     }

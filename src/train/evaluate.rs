@@ -29,6 +29,14 @@ pub struct DevMetrics {
     /// reported as 0).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Multi-label with `--tune-thresholds`: each label's threshold tuned on these
+    /// predictions (`own` holds the metrics at them; `untuned` those at the task's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<f64>>,
+    /// Multi-label with `--tune-thresholds`: the metrics at the task's threshold(s) before
+    /// tuning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untuned: Option<KindMetrics>,
 }
 
 impl DevMetrics {
@@ -100,7 +108,18 @@ impl std::fmt::Display for DevMetrics {
             .filter_map(|(n, v)| v.map(|v| format!("{n} {v:.4}")))
             .collect();
         if let Some(o) = &self.own {
-            shown.extend(o.named().map(|(n, v)| format!("{n} {v:.4}")));
+            // Per-label values (`f1/<label>`) are in results.json, not on one line.
+            shown.extend(
+                o.named()
+                    .filter(|(n, _)| !n.contains('/'))
+                    .map(|(n, v)| format!("{n} {v:.4}")),
+            );
+        }
+        if let Some(u) = &self.untuned {
+            let m = &u.metric_for_best_model;
+            if let Some(v) = u.get(m) {
+                shown.push(format!("(tuned thresholds; {m} {v:.4} before tuning)"));
+            }
         }
         f.write_str(&shown.join(", "))
     }
@@ -189,10 +208,9 @@ pub fn model_device(model: &MultitaskModel) -> Device {
     model.bert.embeddings.word_embeddings.weight.val().device()
 }
 
-/// The metrics of predictions `p` against the gold labels of `data` ([`Kind::metrics`]).
+/// The metrics of predictions `p` against the gold labels of `data` ([`Kind::evaluate`]).
 pub fn metrics(p: &Predictions, data: &TaskData) -> KindMetrics {
-    let gold: Vec<f64> = data.examples.iter().map(|e| e.label as f64).collect();
-    p.kind.metrics(&p.labels(), &gold)
+    p.kind.evaluate(&p.values, &data.examples)
 }
 
 /// A note when real-valued predictions (STS, own-data regression) are constant up to rounding:
@@ -210,19 +228,30 @@ pub fn constant_note(p: &Predictions) -> Option<String> {
 
 /// Records the metrics of predictions `p` against `data` in `m`: an own-data kind's metrics as
 /// `own`, a minBERT task's score (its best-model metric: accuracy, or Pearson for STS) in its
-/// field, with a note when real-valued predictions are constant.
-pub fn record(m: &mut DevMetrics, p: &Predictions, data: &TaskData) {
+/// field, with a note when real-valued predictions are constant. With `tune`, a kind with
+/// decision thresholds (multi-label) has them tuned on `data` first
+/// ([`Kind::tune_thresholds`]): the metrics at the tuned thresholds are recorded, the tuned
+/// thresholds and the metrics before tuning beside them.
+pub fn record(m: &mut DevMetrics, p: &Predictions, data: &TaskData, tune: bool) {
     if let Some(note) = constant_note(p) {
         m.notes.push(note);
     }
-    let k = metrics(p, data);
+    let mut k = metrics(p, data);
+    if let Some(t) = tune
+        .then(|| p.kind.tune_thresholds(&p.values, &data.examples))
+        .flatten()
+    {
+        m.thresholds = Some(t.thresholds);
+        m.untuned = Some(std::mem::replace(&mut k, t.metrics));
+    }
     match p.task() {
         Task::Own => m.own = Some(k),
         task => m.record(task, k.primary()),
     }
 }
 
-/// Dev metrics of `model` (pass `model.valid()`) on each task of `dev`.
+/// Dev metrics of `model` (pass `model.valid()`) on each task of `dev`, decision thresholds
+/// tuned on it first with `tune_thresholds` ([`record`]).
 ///
 /// # Errors
 /// [`Error::Invalid`] when a read-back fails.
@@ -231,11 +260,12 @@ pub async fn evaluate(
     dev: &[TaskData],
     batch_size: usize,
     pad_id: u32,
+    tune_thresholds: bool,
 ) -> Result<DevMetrics> {
     let mut m = DevMetrics::default();
     for d in dev {
         let p = predict(model, d, batch_size, pad_id).await?;
-        record(&mut m, &p, d);
+        record(&mut m, &p, d, tune_thresholds);
     }
     Ok(m)
 }

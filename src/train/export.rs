@@ -37,6 +37,8 @@ pub struct SeqClsHead {
     pub id2label: Vec<String>,
     /// One real-valued output (`problem_type: regression`) instead of classes.
     pub regression: bool,
+    /// Independent labels, a sigmoid each (`problem_type: multi_label_classification`).
+    pub multi_label: bool,
     /// Classifier weight `[labels, hidden]`, row-major (PyTorch's `nn.Linear` layout).
     pub weight: Vec<f32>,
     /// Classifier bias `[labels]`.
@@ -102,6 +104,7 @@ pub async fn seq_cls_head(
     let SeqCls {
         id2label,
         regression,
+        multi_label,
         weight,
         bias,
     } = kind.seq_cls(w, b, hidden)?;
@@ -109,6 +112,7 @@ pub async fn seq_cls_head(
         task,
         id2label,
         regression,
+        multi_label,
         weight,
         bias,
         hidden,
@@ -164,6 +168,8 @@ pub fn seq_cls_config_json(base_config_json: &str, head: &SeqClsHead) -> Result<
         "problem_type".into(),
         json!(if head.regression {
             "regression"
+        } else if head.multi_label {
+            "multi_label_classification"
         } else {
             "single_label_classification"
         }),

@@ -53,8 +53,10 @@ impl Job {
         device.memory_cleanup(); // pages of f32 weights freed by an f16 conversion
         let total = total_steps(&cfg, &train);
         let weights = super::class_weights::resolve(&cfg.controls.class_weights, &train)?;
+        let pos = super::class_weights::resolve_pos_weight(&cfg.controls.pos_weight, &train)?;
         let mut trainer = Trainer::new(m, cfg, total, model.pad_id(), device.clone());
         trainer.set_class_weights(weights.clone());
+        trainer.set_pos_weight(pos.clone());
         let info = RunInfo {
             model: model.name.clone(),
             backend: backend.to_string(),
@@ -62,6 +64,7 @@ impl Job {
             bert_config_json: model.config_json.clone(),
             data: None,
             class_weights: weights.into_iter().flatten().collect(),
+            pos_weight: pos.into_iter().flatten().collect(),
         };
         Ok(Job {
             trainer,

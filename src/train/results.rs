@@ -145,6 +145,9 @@ pub struct RunResults {
     /// The class weights each classification task trained with (`--class-weights`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class_weights: Vec<TaskClassWeights>,
+    /// The positive weights each multi-label task trained with (`--pos-weight`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pos_weight: Vec<TaskClassWeights>,
 }
 
 /// One uninterrupted part of a resumed run.

@@ -97,6 +97,8 @@ pub struct RunInfo {
     pub data: Option<DataSummary>,
     /// The class weights of the tasks that have them (`--class-weights`).
     pub class_weights: Vec<TaskClassWeights>,
+    /// The positive weights of the multi-label tasks that have them (`--pos-weight`).
+    pub pos_weight: Vec<TaskClassWeights>,
 }
 
 /// Where a resumed run continues from (see [`crate::train::resume::restore_training`]).
@@ -262,6 +264,7 @@ fn new_results(
         patience_counter: 0,
         stopped_early: None,
         class_weights: info.class_weights.clone(),
+        pos_weight: info.pos_weight.clone(),
     }
 }
 
@@ -545,19 +548,32 @@ impl Loop<'_> {
         if before.is_some_and(|b| dev.primary() <= b) {
             return Ok((None, stop));
         }
+        let heads = tuned_heads(&self.info.heads, dev.thresholds.as_deref());
         self.results.best_epoch = Some(epoch + 1);
         self.results.best_step = Some(step);
         self.results.best = Some(dev);
         let files = checkpoint_files(
             self.trainer.model(),
             &self.trainer.cfg,
-            &self.info.heads,
+            &heads,
             &self.info.model,
             &self.info.bert_config_json,
         )
         .await?;
         Ok((Some(files), stop))
     }
+}
+
+/// `heads` with its own multi-label task's per-label thresholds set to `tuned`
+/// (`--tune-thresholds`: the checkpoint keeps the thresholds its evaluation tuned).
+fn tuned_heads(heads: &HeadsConfig, tuned: Option<&[f64]>) -> HeadsConfig {
+    let mut heads = heads.clone();
+    if let (Some(t), Some(own)) = (tuned, heads.own.as_mut()) {
+        if let crate::tasks::own::TaskKind::MultiLabel { thresholds, .. } = &mut own.kind {
+            *thresholds = t.to_vec();
+        }
+    }
+    heads
 }
 
 /// Whether `value` improves on the best so far, `best` (both larger-is-better), by more than
@@ -604,6 +620,7 @@ mod tests {
             bert_config_json: "{}".into(),
             data: None,
             class_weights: Vec::new(),
+            pos_weight: Vec::new(),
         };
         let first = RunResults::from_json(
             br#"{"results_version": 2, "model": "m", "backend": "flex (CPU)",

@@ -293,6 +293,9 @@ pub struct Trainer {
     pub scaler: Option<LossScaler>,
     /// Class weights by training task (`--class-weights`); empty or `None` for none.
     class_weights: Vec<Option<TaskClassWeights>>,
+    /// Positive weights by training task (`--pos-weight`, multi-label); empty or `None` for
+    /// none.
+    pos_weight: Vec<Option<TaskClassWeights>>,
 }
 
 impl Trainer {
@@ -322,6 +325,7 @@ impl Trainer {
             pad_id,
             device,
             class_weights: Vec::new(),
+            pos_weight: Vec::new(),
         }
     }
 
@@ -582,7 +586,18 @@ impl Trainer {
                 .collect();
             batch.targets = batch.targets.weighted(per_example);
         }
+        if let Some(Some(w)) = self.pos_weight.get(*task) {
+            let w: Vec<f32> = w.weights.iter().map(|&x| x as f32).collect();
+            batch.targets = batch.targets.with_pos_weight(&w);
+        }
         batch
+    }
+
+    /// Sets the positive weights of the multi-label training tasks (by index into the
+    /// training data, as [`crate::train::class_weights::resolve_pos_weight`] gives them),
+    /// applied to every batch built by [`batch`](Self::batch).
+    pub fn set_pos_weight(&mut self, weights: Vec<Option<TaskClassWeights>>) {
+        self.pos_weight = weights;
     }
 
     /// Sets the class weights of the training tasks (by index into the training data, as
@@ -602,6 +617,7 @@ impl Trainer {
             dev,
             self.cfg.eval_batch_size,
             self.pad_id,
+            self.cfg.controls.tune_thresholds,
         )
         .await
     }

@@ -109,10 +109,12 @@ pub fn spec(train: &OwnFile, validation: Option<&OwnFile>) -> Result<DataSpec> {
         task_type: match input("own-type").as_str() {
             "classification" => Some(TaskType::Classification),
             "regression" => Some(TaskType::Regression),
+            "multi-label" => Some(TaskType::MultiLabel),
             _ => None,
         },
         metric_for_best_model: None,
         strict_quotes: false,
+        ..DataSpec::default()
     })
 }
 
@@ -133,12 +135,7 @@ fn show_summary() {
         let (task, rows) = own::task_of(&t, &spec)?;
         let (kind, columns) = (&task.kind, &task.columns);
         let summary = own::summarize(&rows, &task)?;
-        let what = match kind {
-            own::TaskKind::Classification { id2label } => {
-                format!("classification with {} classes", id2label.len())
-            }
-            own::TaskKind::Regression => "regression".into(),
-        };
+        let what = kind.describe();
         let input = match &columns.text_pair {
             Some(p) => format!("pairs `{}` + `{p}`", columns.text),
             None => format!("texts `{}`", columns.text),

@@ -13,7 +13,7 @@ use crate::data::BatchTensors;
 use crate::error::{Error, Result};
 use crate::tasks::kind::{KindMetrics, SeqCls, Targets, argmax};
 use crate::tasks::metrics::{f1_binary, f1_macro, matthews};
-use crate::tasks::own_task::{LabelSummary, OwnTask, TaskKind};
+use crate::tasks::own_task::{LabelSummary, OwnTask};
 use crate::tasks::own_task::{number, numeric_class};
 use crate::tasks::{Kind, MultitaskModel, PairEncoding, Task, accuracy};
 
@@ -23,10 +23,7 @@ pub struct Classification(pub OwnTask);
 
 impl Classification {
     fn id2label(&self) -> &[String] {
-        match &self.0.kind {
-            TaskKind::Classification { id2label } => id2label,
-            TaskKind::Regression => &[],
-        }
+        self.0.kind.id2label()
     }
 }
 
@@ -114,6 +111,7 @@ impl Kind for Classification {
         Ok(SeqCls {
             id2label: self.class_names(),
             regression: false,
+            multi_label: false,
             weight,
             bias,
         })
@@ -148,7 +146,7 @@ impl Kind for Classification {
         Some(target as i64)
     }
 
-    fn summarize(&self, targets: &[f32]) -> LabelSummary {
+    fn summarize(&self, targets: &[f32], _: &[Vec<u32>]) -> LabelSummary {
         let mut counts = BTreeMap::new();
         for &t in targets {
             *counts
@@ -159,6 +157,7 @@ impl Kind for Classification {
             rows: targets.len(),
             counts,
             range: None,
+            labels_per_row: None,
         }
     }
 }

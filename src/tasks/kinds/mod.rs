@@ -3,13 +3,14 @@
 //! - [`sst`]: SST-5 sentiment, five classes on the pooled sentence;
 //! - [`paraphrase`]: Quora paraphrase, one logit on a pair;
 //! - [`sts`]: STS-B similarity on 0..5, the cosine of two embeddings or a cross-encoded score;
-//! - [`classification`] and [`regression`]: your own data's classes or real-valued target, on
-//!   single texts or pairs.
+//! - [`classification`], [`regression`] and [`multi_label`]: your own data's classes,
+//!   real-valued target or any number of labels per row, on single texts or pairs.
 //!
 //! Adding a kind: a new file here implementing [`Kind`] and one line in [`task_kind`] (or, for
 //! an own-data label kind, in [`own`]); see "How to add a task kind" in `docs/architecture.md`.
 
 pub mod classification;
+pub mod multi_label;
 pub mod paraphrase;
 pub mod regression;
 pub mod sst;
@@ -70,6 +71,7 @@ pub fn own(task: &OwnTask) -> Arc<dyn Kind> {
     match &task.kind {
         TaskKind::Classification { .. } => Arc::new(classification::Classification(task.clone())),
         TaskKind::Regression => Arc::new(regression::Regression(task.clone())),
+        TaskKind::MultiLabel { .. } => Arc::new(multi_label::MultiLabel(task.clone())),
     }
 }
 

@@ -89,6 +89,7 @@ impl Kind for Paraphrase {
             task: self.name(),
             label: Some(if p >= 1.0 - p { "1" } else { "0" }.to_string()),
             score: p,
+            labels: None,
             probabilities: vec![("0".into(), 1.0 - p), ("1".into(), p)],
         }
     }
@@ -100,6 +101,7 @@ impl Kind for Paraphrase {
         Ok(SeqCls {
             id2label: vec!["0".into(), "1".into()],
             regression: false,
+            multi_label: false,
             weight: w,
             bias: vec![0.0, bias[0]],
         })

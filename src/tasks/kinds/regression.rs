@@ -90,6 +90,7 @@ impl Kind for Regression {
         Ok(SeqCls {
             id2label: vec![name.to_string()],
             regression: true,
+            multi_label: false,
             weight,
             bias,
         })
@@ -108,7 +109,7 @@ impl Kind for Regression {
             })
     }
 
-    fn summarize(&self, targets: &[f32]) -> LabelSummary {
+    fn summarize(&self, targets: &[f32], _: &[Vec<u32>]) -> LabelSummary {
         let range = (!targets.is_empty()).then(|| {
             let v: Vec<f64> = targets.iter().map(|&t| t as f64).collect();
             let mean = v.iter().sum::<f64>() / v.len() as f64;
@@ -120,6 +121,7 @@ impl Kind for Regression {
             rows: targets.len(),
             counts: Default::default(),
             range,
+            labels_per_row: None,
         }
     }
 }

@@ -85,6 +85,7 @@ impl Kind for Sst {
         Ok(SeqCls {
             id2label: numbered(bias.len()),
             regression: false,
+            multi_label: false,
             weight,
             bias,
         })

@@ -90,6 +90,7 @@ impl Kind for Sts {
         Ok(SeqCls {
             id2label: vec!["similarity".into()],
             regression: true,
+            multi_label: false,
             weight: weight.iter().map(|x| x * 5.0).collect(),
             bias: bias.iter().map(|x| x * 5.0).collect(),
         })

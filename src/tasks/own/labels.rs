@@ -26,7 +26,23 @@ pub fn rows(table: &Table, columns: &Columns, labelled: bool) -> Result<OwnRows>
         .as_ref()
         .map(|p| table.column(p))
         .transpose()?;
-    let label = if labelled {
+    let multi = columns.multi_label.as_ref();
+    let label_columns: Vec<usize> = match multi {
+        Some(m) if !m.columns.is_empty() => {
+            if labelled {
+                m.columns
+                    .iter()
+                    .map(|c| table.column(c))
+                    .collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            }
+        }
+        _ => Vec::new(),
+    };
+    let label = if multi.is_some_and(|m| !m.columns.is_empty()) {
+        None
+    } else if labelled {
         Some(table.column(&columns.label)?)
     } else {
         table.column(&columns.label).ok()
@@ -54,6 +70,7 @@ pub fn rows(table: &Table, columns: &Columns, labelled: bool) -> Result<OwnRows>
             let Some(c) = c else { continue };
             match (r.not_text(c), what) {
                 (Some("missing" | "null"), "label") | (None, _) => {}
+                (Some("an array"), "label") if multi.is_some() => {}
                 (Some(kind), _) => {
                     return Err(Error::data(
                         &table.source,
@@ -71,7 +88,16 @@ pub fn rows(table: &Table, columns: &Columns, labelled: bool) -> Result<OwnRows>
                 }
             }
         }
-        let lab = label.map_or("", get).trim().to_string();
+        let lab = match multi {
+            Some(m) if labelled || label.is_some() => {
+                match multi_labels(table, r, label, &label_columns, m.separator.as_deref())? {
+                    Some(names) => serde_json::Value::from(names).to_string(),
+                    None => String::new(),
+                }
+            }
+            Some(_) => String::new(),
+            None => label.map_or("", get).trim().to_string(),
+        };
         if labelled && lab.is_empty() {
             out.skipped_lines.push(r.line);
             continue;
@@ -85,6 +111,197 @@ pub fn rows(table: &Table, columns: &Columns, labelled: bool) -> Result<OwnRows>
         });
     }
     Ok(out)
+}
+
+/// A multi-label row's labels as written (names or ids, each once, in the row's order): the
+/// names of the 0/1 `columns` holding 1, else the `label` field's JSON array, or its string
+/// split at `separator` (without one, a non-empty string is one label). `None` where the row
+/// has no labels at all (a JSON `null` or missing key: unlabelled); an empty field is the empty
+/// list (no label).
+///
+/// # Errors
+/// [`Error::Data`] naming the file, line and column: a 0/1 column holding something else; a
+/// label array that mixes strings and numbers or holds other values.
+fn multi_labels(
+    table: &Table,
+    r: &crate::data::table::Row,
+    label: Option<usize>,
+    columns: &[usize],
+    separator: Option<&str>,
+) -> Result<Option<Vec<String>>> {
+    let field = |c: usize| r.fields.get(c).map_or("", |s| s.as_str()).trim();
+    let err = |c: usize, msg: String| {
+        Error::data(
+            &table.source,
+            r.line,
+            format!("column `{}`: {msg}", table.header[c]),
+        )
+    };
+    let mut names: Vec<String> = Vec::new();
+    if !columns.is_empty() {
+        if columns
+            .iter()
+            .all(|&c| matches!(r.not_text(c), Some("missing" | "null")))
+        {
+            return Ok(None);
+        }
+        for &c in columns {
+            match field(c) {
+                "1" | "1.0" | "true" | "True" | "TRUE" => names.push(table.header[c].clone()),
+                "0" | "0.0" | "false" | "False" | "FALSE" | "" => {}
+                other => {
+                    return Err(err(
+                        c,
+                        format!("expected 0 or 1 (one column per label), got `{other}`"),
+                    ));
+                }
+            }
+        }
+        return Ok(Some(names));
+    }
+    let Some(c) = label else { return Ok(None) };
+    match r.not_text(c) {
+        Some("missing" | "null") => return Ok(None),
+        Some("an array") => {
+            let items: Vec<serde_json::Value> = serde_json::from_str(field(c))
+                .map_err(|e| err(c, format!("the label array is not valid JSON: {e}")))?;
+            let (mut strings, mut numbers) = (None, None);
+            for v in &items {
+                match v {
+                    serde_json::Value::String(s) => {
+                        strings.get_or_insert(v.to_string());
+                        if !s.trim().is_empty() {
+                            names.push(s.trim().to_string());
+                        }
+                    }
+                    serde_json::Value::Number(n) => {
+                        numbers.get_or_insert(v.to_string());
+                        match n.as_f64().filter(|x| x.is_finite()) {
+                            Some(x) => names.push(numeric_class(x)),
+                            None => return Err(err(c, format!("label `{n}` is not finite"))),
+                        }
+                    }
+                    other => {
+                        return Err(err(
+                            c,
+                            format!(
+                                "the label array holds `{other}`: labels are strings or numbers"
+                            ),
+                        ));
+                    }
+                }
+            }
+            if let (Some(s), Some(n)) = (strings, numbers) {
+                return Err(err(
+                    c,
+                    format!(
+                        "the label array mixes strings and numbers ({s} and {n}): write every \
+                         label the same way"
+                    ),
+                ));
+            }
+        }
+        _ => {
+            let s = field(c);
+            match separator {
+                Some(sep) => names.extend(
+                    s.split(sep)
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_string),
+                ),
+                None if s.is_empty() => {}
+                None => names.push(s.to_string()),
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    Ok(Some(names))
+}
+
+/// The multi-label task kind of the training rows (as [`rows`] writes their labels: JSON
+/// arrays): the labels `spec.label_names` names, in that order (labels then written as ids
+/// into them, or as those names); the 0/1 label columns, in their order; else every label the
+/// rows hold, numbers ordered by value and names alphabetically. The threshold is `spec.threshold` (default 0.5).
+///
+/// # Errors
+/// [`Error::Invalid`] for a threshold outside (0, 1) or empty or repeated label names;
+/// [`Error::Data`] naming the file and line: no rows, or no row with a label.
+pub fn infer_multi_label(rows: &OwnRows, spec: &super::DataSpec) -> Result<TaskKind> {
+    let src = rows.source.as_str();
+    let threshold = spec.threshold.unwrap_or(0.5);
+    if !(threshold > 0.0 && threshold < 1.0) {
+        return Err(Error::Invalid(format!(
+            "--threshold {threshold} must be in (0, 1): a label is predicted when its \
+             probability reaches it"
+        )));
+    }
+    if rows.rows.is_empty() {
+        return Err(Error::data(
+            src,
+            1,
+            "no rows with labels (the file holds only a header?)",
+        ));
+    }
+    let mut written: Vec<String> = Vec::new();
+    for r in &rows.rows {
+        written.extend(crate::tasks::kinds::multi_label::written_labels(
+            &r.label, src, r.line,
+        )?);
+    }
+    if let Some(names) = &spec.label_names {
+        let mut seen = std::collections::HashSet::new();
+        for (i, n) in names.iter().enumerate() {
+            if n.trim().is_empty() || !seen.insert(n) {
+                return Err(Error::Invalid(format!(
+                    "--label-names: name {} (`{n}`, line {}) is {}",
+                    i,
+                    i + 1,
+                    if n.trim().is_empty() {
+                        "empty"
+                    } else {
+                        "given twice"
+                    }
+                )));
+            }
+        }
+        return Ok(TaskKind::MultiLabel {
+            id2label: names.clone(),
+            label_ids: true,
+            threshold,
+            thresholds: Vec::new(),
+        });
+    }
+    if written.is_empty() {
+        return Err(Error::data(
+            src,
+            rows.rows[0].line,
+            "no row has a label: multi-label training needs labels to learn",
+        ));
+    }
+    let numeric: Option<Vec<f64>> = written.iter().map(|w| w.parse::<f64>().ok()).collect();
+    let id2label = match numeric {
+        // 0/1 columns: the labels in the columns' order.
+        _ if !spec.label_columns.is_empty() => spec.label_columns.clone(),
+        Some(mut v) => {
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+            v.into_iter().map(numeric_class).collect()
+        }
+        None => {
+            let mut v = written;
+            v.sort();
+            v.dedup();
+            v
+        }
+    };
+    Ok(TaskKind::MultiLabel {
+        id2label,
+        label_ids: false,
+        threshold,
+        thresholds: Vec::new(),
+    })
 }
 
 /// The task kind the training rows' labels say (or `forced` asks for): numbers that are all
@@ -187,12 +404,13 @@ pub fn target(row: &OwnRow, task: &OwnTask, source: &str) -> Result<f32> {
 /// As [`target`].
 pub fn summarize(rows: &OwnRows, task: &OwnTask) -> Result<LabelSummary> {
     let kind = crate::tasks::kinds::own(task);
-    let targets = rows
-        .rows
-        .iter()
-        .map(|r| kind.target(&r.label, &rows.source, r.line))
-        .collect::<Result<Vec<f32>>>()?;
-    Ok(kind.summarize(&targets))
+    let mut targets = Vec::with_capacity(rows.rows.len());
+    let mut ids = Vec::with_capacity(rows.rows.len());
+    for r in &rows.rows {
+        targets.push(kind.target(&r.label, &rows.source, r.line)?);
+        ids.push(kind.target_ids(&r.label, &rows.source, r.line)?);
+    }
+    Ok(kind.summarize(&targets, &ids))
 }
 
 /// Splits `rows` into (train, validation) with `fraction` of them (rounded, at least one)

@@ -16,7 +16,7 @@ mod read;
 use serde::{Deserialize, Serialize};
 
 pub use super::own_task::{Columns, LabelSummary, OwnTask, TaskKind};
-pub use labels::{infer_kind, rows, split, summarize, target};
+pub use labels::{infer_kind, infer_multi_label, rows, split, summarize, target};
 pub use read::{file_columns, task_data, unlabelled};
 
 use super::{PairEncoding, TaskData};
@@ -37,6 +37,9 @@ pub enum TaskType {
     Classification,
     /// A real number.
     Regression,
+    /// Any number of labels per row (a JSON array, a delimited string, or 0/1 columns).
+    #[serde(rename = "multi_label")]
+    MultiLabel,
 }
 
 /// Names tried, in order, for each column when the user names none (`run_glue.py`'s
@@ -73,6 +76,31 @@ pub struct DataSpec {
     /// on) instead of a warning ([`Table::check_quotes`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub strict_quotes: bool,
+    /// Multi-label: the separator of a label string (`--label-separator ","`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_separator: Option<String>,
+    /// Multi-label: one 0/1 column per label (`--label-columns a,b,c`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_columns: Vec<String>,
+    /// Multi-label: the label names, in id order (`--label-names FILE`, one per line), when
+    /// the labels are written as ids into them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_names: Option<Vec<String>>,
+    /// Multi-label: the probability at or above which a label is predicted (`--threshold`,
+    /// in (0, 1); default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+}
+
+impl DataSpec {
+    /// Whether the spec asks for multi-label classification: `--task-type multi-label`, a
+    /// label separator, label columns or label names.
+    pub fn asks_multi_label(&self) -> bool {
+        self.task_type == Some(TaskType::MultiLabel)
+            || self.label_separator.is_some()
+            || !self.label_columns.is_empty()
+            || self.label_names.is_some()
+    }
 }
 
 /// One row of own data: where it is, its id (an `id` column, else the line), its text and its
@@ -166,7 +194,11 @@ fn stem(path: &str) -> String {
 pub fn task_of(table: &Table, spec: &DataSpec) -> Result<(OwnTask, OwnRows)> {
     let columns = Columns::resolve(table, spec)?;
     let all = rows(table, &columns, true)?;
-    let kind = infer_kind(&all, &columns.label, spec.task_type)?;
+    let kind = if columns.multi_label.is_some() {
+        infer_multi_label(&all, spec)?
+    } else {
+        infer_kind(&all, &columns.label, spec.task_type)?
+    };
     // transformers names metrics `eval_accuracy`, ...: the prefix is optional here.
     let asked = spec
         .metric_for_best_model
@@ -235,7 +267,7 @@ pub fn load(
             let (t, v) = split(all, &task, spec.validation_split, seed)?;
             let how = match task.kind {
                 TaskKind::Classification { .. } => "stratified by class",
-                TaskKind::Regression => "random",
+                TaskKind::Regression | TaskKind::MultiLabel { .. } => "random",
             };
             let n = t.rows.len() + v.rows.len();
             let held = format!(
@@ -323,6 +355,7 @@ mod tests {
                 text: "text".into(),
                 text_pair: None,
                 label: "label".into(),
+                multi_label: None,
             },
             metric_for_best_model: "accuracy".into(),
             no_header: false,

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use super::{Columns, DataSpec, LABEL_NAMES, OwnRows, OwnTask, PAIR_NAMES, TEXT_NAMES};
+use super::{Columns, DataSpec, LABEL_NAMES, OwnRows, OwnTask, PAIR_NAMES, TEXT_NAMES, TaskType};
 use crate::data::table::Table;
 use crate::error::{Error, Result};
 use crate::model::BertTokenizer;
+use crate::tasks::own_task::MultiLabelColumns;
 use crate::tasks::{Kind, PairEncoding, Prepared, TaskData, kinds};
 
 impl Columns {
@@ -51,11 +52,51 @@ impl Columns {
                 .map(|n| n.to_string()),
             None => None,
         };
+        let single = matches!(
+            spec.task_type,
+            Some(TaskType::Classification | TaskType::Regression)
+        );
+        if single && spec.asks_multi_label() {
+            return Err(Error::Invalid(
+                "--label-separator, --label-columns and --label-names are for multi-label \
+                 data: drop --task-type, or use --task-type multi-label"
+                    .into(),
+            ));
+        }
+        if !spec.label_columns.is_empty() {
+            if spec.label_column.is_some() {
+                return Err(Error::Invalid(
+                    "--label-column names one label column, --label-columns one 0/1 column per \
+                     label: give one of them"
+                        .into(),
+                ));
+            }
+            for c in &spec.label_columns {
+                table.column(c)?;
+            }
+            return Ok(Columns {
+                text,
+                text_pair,
+                label: spec.label_columns.join(","),
+                multi_label: Some(MultiLabelColumns {
+                    separator: None,
+                    columns: spec.label_columns.clone(),
+                }),
+            });
+        }
         let label = find(&spec.label_column, LABEL_NAMES, "label")?;
+        let arrays = table
+            .column(&label)
+            .is_ok_and(|c| table.rows.iter().any(|r| r.not_text(c) == Some("an array")));
+        let multi = !single && (spec.asks_multi_label() || arrays);
         Ok(Columns {
             text,
             text_pair,
             label,
+            multi_label: multi.then(|| MultiLabelColumns {
+                separator: spec.label_separator.clone(),
+                columns: Vec::new(),
+            }),
         })
     }
 }
@@ -93,16 +134,20 @@ fn tokenise(
             (Some(p), PairEncoding::Bi) => (tok.encode(&r.text)?, Some(tok.encode(p)?)),
         };
         truncated += (a.truncated || b.as_ref().is_some_and(|b| b.truncated)) as usize;
-        let label = if labelled {
-            kind.target(&r.label, &rows.source, r.line)?
+        let (label, label_ids) = if labelled {
+            (
+                kind.target(&r.label, &rows.source, r.line)?,
+                kind.target_ids(&r.label, &rows.source, r.line)?,
+            )
         } else {
-            f32::NAN
+            (f32::NAN, Vec::new())
         };
         examples.push(Prepared {
             id: r.id.clone(),
             a,
             b,
             label,
+            label_ids,
         });
     }
     Ok(TaskData {
@@ -180,7 +225,14 @@ pub fn file_columns(
     } else {
         None
     };
-    let label = if labelled {
+    let multi_label = trained.and_then(|c| c.multi_label.clone());
+    let label_columns = multi_label.as_ref().map_or(&[][..], |m| &m.columns[..]);
+    let label = if labelled && !label_columns.is_empty() && given.label.is_empty() {
+        for c in label_columns {
+            table.column(c)?;
+        }
+        trained.map_or(String::new(), |c| c.label.clone())
+    } else if labelled {
         pick(
             &given.label,
             trained.map(|c| c.label.as_str()),
@@ -190,11 +242,22 @@ pub fn file_columns(
     } else {
         String::new()
     };
+    // A label column named for a task trained on 0/1 label columns holds the labels itself.
+    let multi_label = match multi_label {
+        Some(m) if !m.columns.is_empty() && !given.label.is_empty() => {
+            Some(crate::tasks::own_task::MultiLabelColumns {
+                separator: None,
+                columns: Vec::new(),
+            })
+        }
+        m => m,
+    };
     Ok((
         Columns {
             text,
             text_pair,
             label,
+            multi_label,
         },
         notes,
     ))
