@@ -657,8 +657,8 @@ fn more_bad_input_found_by_trying_it() {
         ),
         (r#"{"label": 1}"#, "expected a string, got missing"),
         (
-            r#"{"text": "x", "label": [1]}"#,
-            "expected a string or number, got an array",
+            r#"{"text": "x", "label": {"a": 1}}"#,
+            "expected a string or number, got an object",
         ),
     ] {
         let file = format!(
@@ -670,6 +670,16 @@ fn more_bad_input_found_by_trying_it() {
             "{line}: {e}"
         );
     }
+    // A label array makes the task multi-label (tests/multi_label.rs), unless the task type
+    // says classification.
+    let file = "{\"text\": \"a\", \"label\": 0}\n{\"text\": \"x\", \"label\": [1]}\n";
+    let mut cls = spec("d.jsonl");
+    cls.task_type = Some(TaskType::Classification);
+    let e = err(&cls, file, None);
+    assert!(
+        e.starts_with("d.jsonl line 2: column `label`: expected a string or number, got an array"),
+        "{e}"
+    );
     // A duplicated column name, and the label column read as text.
     let e = err(&s, "text,label,label\na,1,0\n", None);
     assert!(

@@ -209,7 +209,7 @@ fn checkpoint_restores_identical_predictions() {
         let files =
             pollster::block_on(checkpoint_files(tr.model(), &c, &heads, "tiny", "{}")).unwrap();
         let valid = tr.model().valid();
-        let want = pollster::block_on(evaluate(&valid, &data, 32, 0)).unwrap();
+        let want = pollster::block_on(evaluate(&valid, &data, 32, 0, false)).unwrap();
         let want_p = pollster::block_on(predict(&valid, &data[1], 32, 0)).unwrap();
         // Rebuild from the same base encoder, then load the files.
         let device = Device::flex();
@@ -222,7 +222,7 @@ fn checkpoint_restores_identical_predictions() {
         let base = Bert::random(&bcfg, &autodiff, &mut InitRng::new(3)).valid();
         let mut get = |n: &str| Ok(files.iter().find(|(f, _)| *f == n).map(|(_, b)| b.clone()));
         let restored = restore(base, &mut get, &device).unwrap().model;
-        let got = pollster::block_on(evaluate(&restored, &data, 32, 0)).unwrap();
+        let got = pollster::block_on(evaluate(&restored, &data, 32, 0, false)).unwrap();
         let got_p = pollster::block_on(predict(&restored, &data[1], 32, 0)).unwrap();
         assert_eq!(want, got, "{adapter:?} {enc:?}");
         let d = want_p
@@ -288,6 +288,7 @@ fn interrupted_and_resumed_training_is_bit_identical() {
             patience_counter: 0,
             stopped_early: None,
             class_weights: Vec::new(),
+            pos_weight: Vec::new(),
         };
         let files =
             pollster::block_on(resume_files(&first, &EpochProgress::default(), &results)).unwrap();

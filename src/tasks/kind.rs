@@ -263,7 +263,7 @@ pub enum Targets {
         /// 0/1 per example and label `[batch, labels]`.
         y: Tensor<2>,
         /// Each label's positive weight `[labels]`.
-        pos_weight: Option<Tensor<1>>,
+        pos_weight: Option<Box<Tensor<1>>>,
     },
 }
 
@@ -316,7 +316,7 @@ impl Targets {
                 let w = Tensor::from_data(TensorData::new(weights.to_vec(), [k]), &y.device());
                 Targets::Labels {
                     y,
-                    pos_weight: Some(w),
+                    pos_weight: Some(Box::new(w)),
                 }
             }
             t => t,

@@ -203,7 +203,7 @@ fn ratio(a: f64, b: f64) -> f64 {
 pub fn multi_label_scores(pred: &[bool], gold: &[bool], labels: usize) -> MultiLabelScores {
     assert_eq!(pred.len(), gold.len(), "indicator matrices of one shape");
     assert!(
-        labels > 0 && pred.len() % labels == 0,
+        labels > 0 && pred.len().is_multiple_of(labels),
         "rows of `labels` cells"
     );
     let rows = pred.len() / labels;

@@ -190,7 +190,7 @@ pub async fn run(
             Stopped::Yes => return Ok(l.results),
             Stopped::Early(dev_metrics, eval_seconds) => {
                 // The partial epoch is recorded with the evaluation that stopped the run.
-                l.record_epoch(epoch, dev_metrics, eval_seconds);
+                l.record_epoch(epoch, *dev_metrics, eval_seconds);
                 l.results.finished = true;
                 l.obs.on_epoch_end(&l.results, None)?;
                 return Ok(l.results);
@@ -274,7 +274,7 @@ enum Stopped {
     /// The observer asked to stop (a resume checkpoint was handed over).
     Yes,
     /// Early stopping, at an evaluation inside the epoch (its metrics and seconds).
-    Early(DevMetrics, f64),
+    Early(Box<DevMetrics>, f64),
     /// The epoch's steps ran.
     No,
 }
@@ -353,7 +353,7 @@ impl Loop<'_> {
                 self.obs.on_evaluation(&self.results, best.as_ref())?;
                 if stop {
                     self.close_loss_window();
-                    return Ok(Stopped::Early(dev, seconds));
+                    return Ok(Stopped::Early(Box::new(dev), seconds));
                 }
                 t0 = self.obs.now();
             }
@@ -568,10 +568,10 @@ impl Loop<'_> {
 /// (`--tune-thresholds`: the checkpoint keeps the thresholds its evaluation tuned).
 fn tuned_heads(heads: &HeadsConfig, tuned: Option<&[f64]>) -> HeadsConfig {
     let mut heads = heads.clone();
-    if let (Some(t), Some(own)) = (tuned, heads.own.as_mut()) {
-        if let crate::tasks::own::TaskKind::MultiLabel { thresholds, .. } = &mut own.kind {
-            *thresholds = t.to_vec();
-        }
+    if let (Some(t), Some(own)) = (tuned, heads.own.as_mut())
+        && let crate::tasks::own::TaskKind::MultiLabel { thresholds, .. } = &mut own.kind
+    {
+        *thresholds = t.to_vec();
     }
     heads
 }

@@ -177,13 +177,20 @@ pub async fn load_picked() -> Result<()> {
     Ok(())
 }
 
-/// The rows' HTML: one row per head with the label, its probability and a bar per class.
+/// The rows' HTML: one row per head with the label and its probability (multi-label: the
+/// labels over their thresholds), and a bar per class.
 fn rows_html(rows: &[PredictionRow]) -> String {
     let mut html = String::from("<tr><th>task</th><th>prediction</th><th>probabilities</th></tr>");
     for r in rows {
-        let pred = match &r.label {
-            Some(l) => format!("<b>{}</b> ({:.1} %)", esc(l), 100.0 * r.score),
-            None => format!("<b>{:.4}</b>", r.score),
+        let pred = match (&r.label, &r.labels) {
+            (Some(l), _) => format!("<b>{}</b> ({:.1} %)", esc(l), 100.0 * r.score),
+            // Multi-label: the labels over their thresholds (possibly none).
+            (None, Some(ls)) if ls.is_empty() => "<b>no label</b>".to_string(),
+            (None, Some(ls)) => format!(
+                "<b>{}</b>",
+                ls.iter().map(|l| esc(l)).collect::<Vec<_>>().join(", ")
+            ),
+            (None, None) => format!("<b>{:.4}</b>", r.score),
         };
         let mut probs = String::new();
         for (c, p) in &r.probabilities {

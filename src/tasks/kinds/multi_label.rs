@@ -126,10 +126,10 @@ impl MultiLabel {
             return Ok(i as u32);
         }
         if label_ids {
-            if let Ok(i) = written.parse::<usize>() {
-                if i < id2label.len() {
-                    return Ok(i as u32);
-                }
+            if let Ok(i) = written.parse::<usize>()
+                && i < id2label.len()
+            {
+                return Ok(i as u32);
             }
         } else if let Ok(v) = written.parse::<f64>() {
             let name = numeric_class(v);
@@ -296,9 +296,11 @@ impl Kind for MultiLabel {
 
     fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {
         match targets {
-            Targets::Labels { y, pos_weight } => {
-                crate::tasks::bce_with_logits_labels(outputs, y.clone(), pos_weight.clone())
-            }
+            Targets::Labels { y, pos_weight } => crate::tasks::bce_with_logits_labels(
+                outputs,
+                y.clone(),
+                pos_weight.as_deref().cloned(),
+            ),
             _ => panic!("multi-label targets expected"),
         }
     }
