@@ -621,3 +621,52 @@ fn predictions_equal_transformers_sigmoid_of_the_export() {
     assert_eq!(cfg["problem_type"], "multi_label_classification");
     let _ = std::fs::remove_dir_all(exported);
 }
+
+#[test]
+fn multi_label_flags_on_single_label_data_are_refused() {
+    let model = tmp("tiny-single");
+    tiny_model(&model);
+    let train = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/own/sst2.csv");
+    let run = tmp("single");
+    let base = [
+        "train",
+        "--model",
+        s(&model),
+        "--train-file",
+        s(&train),
+        "--epochs",
+        "1",
+        "--max-len",
+        "16",
+        "--threads",
+        "1",
+        "--out",
+        s(&run),
+    ];
+    for (flag, value, says) in [
+        (
+            "--tune-thresholds",
+            None,
+            "--tune-thresholds applies to multi-label tasks",
+        ),
+        (
+            "--threshold",
+            Some("0.3"),
+            "--threshold applies to multi-label tasks",
+        ),
+        (
+            "--pos-weight",
+            Some("balanced"),
+            "--pos-weight applies to multi-label tasks",
+        ),
+    ] {
+        let mut args = base.to_vec();
+        args.push(flag);
+        args.extend(value);
+        let (success, _, stderr) = lorabert(&args);
+        assert!(!success && stderr.contains(says), "{flag}: {stderr}");
+    }
+    for d in [model, run] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -37,8 +37,10 @@ impl Job {
     ///
     /// # Errors
     /// [`crate::Error::Adapter`] for a target that matches nothing; [`crate::Error::Invalid`]
-    /// for an own-data run whose task is unresolved, a pooling the encoder lacks, or class
-    /// weights that do not fit the tasks ([`super::class_weights::resolve`]).
+    /// for an own-data run whose task is unresolved, a pooling the encoder lacks, class or
+    /// positive weights that do not fit the tasks ([`super::class_weights::resolve`],
+    /// [`super::class_weights::resolve_pos_weight`]), or `--tune-thresholds` without a
+    /// multi-label task.
     pub fn new(
         cfg: ValidConfig,
         model: &Pretrained,
@@ -54,6 +56,14 @@ impl Job {
         let total = total_steps(&cfg, &train);
         let weights = super::class_weights::resolve(&cfg.controls.class_weights, &train)?;
         let pos = super::class_weights::resolve_pos_weight(&cfg.controls.pos_weight, &train)?;
+        // Decision thresholds are multi-label's (the kinds that take positive weights).
+        if cfg.controls.tune_thresholds && !train.iter().any(|t| t.kind.takes_pos_weight()) {
+            return Err(crate::Error::Invalid(
+                "--tune-thresholds applies to multi-label tasks (a threshold per label); this \
+                 run's tasks pick the most probable class or predict a value"
+                    .into(),
+            ));
+        }
         let mut trainer = Trainer::new(m, cfg, total, model.pad_id(), device.clone());
         trainer.set_class_weights(weights.clone());
         trainer.set_pos_weight(pos.clone());

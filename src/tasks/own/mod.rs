@@ -196,6 +196,12 @@ pub fn task_of(table: &Table, spec: &DataSpec) -> Result<(OwnTask, OwnRows)> {
     let all = rows(table, &columns, true)?;
     let kind = if columns.multi_label.is_some() {
         infer_multi_label(&all, spec)?
+    } else if spec.threshold.is_some() {
+        return Err(Error::Invalid(
+            "--threshold applies to multi-label tasks (a label is predicted when its \
+             probability reaches it); this file's labels are one per row"
+                .into(),
+        ));
     } else {
         infer_kind(&all, &columns.label, spec.task_type)?
     };
