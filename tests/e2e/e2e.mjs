@@ -237,7 +237,7 @@ try {
   await page.waitForFunction(() => document.getElementById('own-summary')?.textContent || document.getElementById('error')?.textContent, null, { timeout: 30_000 });
   check(!(await page.textContent('#error')), `the own file is read: ${await page.textContent('#error')}`);
   const summary = await page.textContent('#own-summary');
-  check(/classification with 2 classes of texts `text`, label `sentiment`/.test(summary), `the own file's task is detected: ${summary}`);
+  check(/classification with 2 classes \(negative, positive\) of texts `text`, label `sentiment`/.test(summary), `the own file's task is detected: ${summary}`);
   check(await page.locator('#own-preview tr').count() === 6, 'a preview of the first 5 rows');
   await shot(page, 'data-section', '2-data-own');
   await page.fill('#max-train', '');
