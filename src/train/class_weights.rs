@@ -113,6 +113,34 @@ pub fn resolve_pos_weight(
     )
 }
 
+/// `targets` of the examples `indices` of `examples` with their class weights (`class`: each
+/// example weighs its class's weight) and their labels' positive weights (`pos`), where given.
+pub fn apply(
+    targets: crate::tasks::Targets,
+    class: Option<&TaskClassWeights>,
+    pos: Option<&TaskClassWeights>,
+    examples: &[crate::tasks::Prepared],
+    indices: &[usize],
+) -> crate::tasks::Targets {
+    let mut targets = targets;
+    if let Some(w) = class {
+        let per_example = indices
+            .iter()
+            .map(|&i| {
+                let label = examples[i].label;
+                let class = if label.is_finite() { label as usize } else { 0 };
+                w.weights.get(class).copied().unwrap_or(1.0) as f32
+            })
+            .collect();
+        targets = targets.weighted(per_example);
+    }
+    if let Some(w) = pos {
+        let w: Vec<f32> = w.weights.iter().map(|&x| x as f32).collect();
+        targets = targets.with_pos_weight(&w);
+    }
+    targets
+}
+
 /// What one weights flag applies to.
 struct Use {
     flag: &'static str,

@@ -574,22 +574,13 @@ impl Trainer {
     pub fn batch(&self, train: &[TaskData], entry: &(usize, Vec<usize>)) -> TaskBatch {
         let (task, indices) = entry;
         let mut batch = train[*task].batch(indices, self.pad_id, &self.device);
-        if let Some(Some(w)) = self.class_weights.get(*task) {
-            let examples = &train[*task].examples;
-            let per_example = indices
-                .iter()
-                .map(|&i| {
-                    let label = examples[i].label;
-                    let class = if label.is_finite() { label as usize } else { 0 };
-                    w.weights.get(class).copied().unwrap_or(1.0) as f32
-                })
-                .collect();
-            batch.targets = batch.targets.weighted(per_example);
-        }
-        if let Some(Some(w)) = self.pos_weight.get(*task) {
-            let w: Vec<f32> = w.weights.iter().map(|&x| x as f32).collect();
-            batch.targets = batch.targets.with_pos_weight(&w);
-        }
+        batch.targets = super::class_weights::apply(
+            batch.targets,
+            self.class_weights.get(*task).and_then(Option::as_ref),
+            self.pos_weight.get(*task).and_then(Option::as_ref),
+            &train[*task].examples,
+            indices,
+        );
         batch
     }
 
