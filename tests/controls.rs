@@ -222,6 +222,7 @@ fn synthetic(n: usize, seed: u64) -> TaskData {
                 b: None,
                 label: class as f32,
                 label_ids: Vec::new(),
+                negatives: Vec::new(),
             }
         })
         .collect();

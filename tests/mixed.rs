@@ -41,6 +41,7 @@ fn data(n: usize) -> TaskData {
                 b: None,
                 label: class as f32,
                 label_ids: Vec::new(),
+                negatives: Vec::new(),
             }
         })
         .collect();

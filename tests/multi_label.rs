@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
@@ -55,6 +54,7 @@ fn task(k: usize, thresholds: Vec<f64>) -> OwnTask {
             text_pair: None,
             label: "labels".into(),
             multi_label: Some(Default::default()),
+            negatives: Vec::new(),
         },
         metric_for_best_model: "f1_micro".into(),
         no_header: false,
@@ -73,6 +73,7 @@ fn example(ids: Vec<u32>) -> Prepared {
         b: None,
         label: ids.len() as f32,
         label_ids: ids,
+        negatives: Vec::new(),
     }
 }
 
@@ -389,34 +390,6 @@ fn bad_multi_label_input_is_named() {
     };
     let e = err(&spec, train, Some(dev));
     assert!(e.contains("are for multi-label data"), "{e}");
-}
-
-fn lorabert(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lorabert"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let (success, stdout, stderr) = lorabert(args);
-    assert!(success, "lorabert {args:?} failed:\n{stderr}");
-    stdout
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("lorabert-ml-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

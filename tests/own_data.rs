@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use lorabert::data::table::{Format, Table};
@@ -326,34 +325,6 @@ fn a_stray_quote_spanning_lines_is_named() {
     let clean = csv.replace('"', "");
     let d = load(&spec("clean.csv"), clean.as_bytes(), None).unwrap();
     assert!(d.summary.warnings.is_empty(), "{:?}", d.summary.warnings);
-}
-
-fn lorabert(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lorabert"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let (success, stdout, stderr) = lorabert(args);
-    assert!(success, "lorabert {args:?} failed:\n{stderr}");
-    stdout
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("lorabert-own-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A tiny random BERT of the test `name` (each test its own: tests run in parallel).

@@ -126,6 +126,7 @@ fn data(n: usize) -> TaskData {
                 b: None,
                 label: if loud { 2.0 } else { 0.0 },
                 label_ids: Vec::new(),
+                negatives: Vec::new(),
             }
         })
         .collect();

@@ -68,6 +68,7 @@ fn synthetic(task: Task, n: usize, seed: u64) -> TaskData {
             b,
             label,
             label_ids: Vec::new(),
+            negatives: Vec::new(),
         });
     }
     TaskData {
@@ -280,6 +281,8 @@ fn interrupted_and_resumed_training_is_bit_identical() {
             versions: Default::default(),
             loss_curve: vec![],
             skipped_batches: 0,
+            before_training: None,
+            left_out_duplicates: 0,
             loss_scaler: None,
             data: None,
             segments: Vec::new(),

@@ -111,6 +111,81 @@ pub enum TaskTypeArg {
     Regression,
     /// Any number of labels per row (a JSON array, --label-separator, or --label-columns).
     MultiLabel,
+    /// Sentence embeddings from pairs: anchor/positive (+ negatives), 0/1-labelled or scored.
+    Embedding,
+}
+
+/// `--loss` (embeddings), sentence-transformers' losses.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LossArg {
+    /// MultipleNegativesRankingLoss (pairs and triplets; the default for them).
+    Mnrl,
+    /// MultipleNegativesSymmetricRankingLoss.
+    MnrlSymmetric,
+    /// CoSENTLoss (scored pairs; the default for them).
+    Cosent,
+    /// CosineSimilarityLoss (MSE of the cosine against the score).
+    Cosine,
+}
+
+/// The embedding flags of `train` (with --train-file).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmbeddingArgs {
+    /// Embeddings: the loss (default mnrl for anchor/positive or 0/1-labelled pairs, cosent
+    /// for scored pairs).
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
+    /// Embeddings: the loss's scale (inverse temperature of mnrl and cosent) [default: 20].
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Embeddings: the range the scores are declared in, `LO,HI` (STS-B: 0,5) [default: 0,1].
+    #[arg(long, value_parser = score_range, value_name = "LO,HI")]
+    pub score_range: Option<[f64; 2]>,
+    /// Embeddings: a hard-negative column (repeat or comma-separate for several) [default:
+    /// every column named negative or negative_<n>].
+    #[arg(long, value_delimiter = ',', value_name = "COLUMN")]
+    pub negative_column: Vec<String>,
+}
+
+/// `--score-range LO,HI`: two numbers.
+fn score_range(v: &str) -> Result<[f64; 2], String> {
+    let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+    match parts[..] {
+        [lo, hi] => match (lo.parse::<f64>(), hi.parse::<f64>()) {
+            (Ok(lo), Ok(hi)) => Ok([lo, hi]),
+            _ => Err(format!("`{v}` is not two numbers LO,HI (e.g. 0,5)")),
+        },
+        _ => Err(format!("`{v}` is not two numbers LO,HI (e.g. 0,5)")),
+    }
+}
+
+impl EmbeddingArgs {
+    /// The flags given, by name.
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            (self.loss.is_some(), "--loss"),
+            (self.scale.is_some(), "--scale"),
+            (self.score_range.is_some(), "--score-range"),
+            (!self.negative_column.is_empty(), "--negative-column"),
+        ]
+        .into_iter()
+        .filter_map(|(g, n)| g.then_some(n))
+        .collect()
+    }
+
+    /// Sets the embedding fields of `spec`.
+    pub fn apply(&self, spec: &mut crate::tasks::own::DataSpec) {
+        use crate::tasks::own::EmbeddingLoss as L;
+        spec.loss = self.loss.map(|l| match l {
+            LossArg::Mnrl => L::Mnrl,
+            LossArg::MnrlSymmetric => L::MnrlSymmetric,
+            LossArg::Cosent => L::Cosent,
+            LossArg::Cosine => L::Cosine,
+        });
+        spec.scale = self.scale;
+        spec.score_range = self.score_range;
+        spec.negative_columns = self.negative_column.clone();
+    }
 }
 
 /// `--format`.

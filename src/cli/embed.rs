@@ -182,7 +182,7 @@ fn jsonl(sentences: &[String], hidden: usize, values: &[f32]) -> Result<Vec<u8>>
 
 /// The named outputs of [`embed`] for `encs`: length-sorted batches of `batch_size` through
 /// `bert`, each padded to its own longest sentence, put back in input order.
-fn encode(
+pub(super) fn encode(
     bert: &Bert,
     encs: &[Encoded],
     pooling: Pooling,

@@ -231,6 +231,7 @@ fn predict_texts(
                         text: s.clone(),
                         text_pair: a.sentence_pairs.get(i).cloned(),
                         label: String::new(),
+                        negatives: Vec::new(),
                     })
                     .collect(),
                 skipped_lines: Vec::new(),

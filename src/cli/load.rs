@@ -329,6 +329,7 @@ impl FileArgs {
             text_pair: self.text_pair_column.clone(),
             label: self.label_column.clone().unwrap_or_default(),
             multi_label: None,
+            negatives: Vec::new(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod merge;
 mod progress;
 pub mod random_model;
 mod run_dir;
+pub mod search;
 pub mod sweep;
 pub mod tensorboard;
 pub mod train;
@@ -48,6 +49,9 @@ pub enum Command {
     Predict(eval::PredictArgs),
     /// Write the encoder's last_hidden_state and attention mask for sentences to safetensors.
     Embed(embed::EmbedArgs),
+    /// Semantic search: the corpus texts nearest each query by cosine, with the base model or
+    /// a checkpoint's adapter (corpus embeddings cached).
+    Search(search::SearchArgs),
     /// Fold a checkpoint's adapter into the base weights and write a plain BERT checkpoint.
     Merge(merge::MergeArgs),
     /// Write a checkpoint as a folder transformers (AutoModelForSequenceClassification), PEFT
@@ -125,6 +129,7 @@ impl Command {
             Command::Eval(a) => Some(a.model.threads),
             Command::Predict(a) => Some(a.model.threads),
             Command::Embed(a) => Some(a.model.threads),
+            Command::Search(a) => Some(a.model.threads),
             Command::Merge(a) => Some(a.model.threads),
             Command::Export(a) => Some(a.model.threads),
             Command::Ensemble(a) => Some(a.model.threads),
@@ -145,6 +150,7 @@ fn run(command: Command) -> Result<Outcome> {
         Command::Eval(a) => eval::eval(a),
         Command::Predict(a) => eval::predict(a),
         Command::Embed(a) => embed::embed(a),
+        Command::Search(a) => search::search(a),
         Command::Merge(a) => merge::merge(a),
         Command::Export(a) => export::export(a),
         Command::Bench(a) => bench::bench(a),

@@ -14,7 +14,7 @@ use super::tensorboard::EventWriter;
 use crate::train::artifacts::Files;
 use crate::train::log::LogLine;
 use crate::train::run::Observer;
-use crate::train::{RunResults, StepStats};
+use crate::train::{DevMetrics, RunResults, StepStats};
 
 /// The run folder's log of training lines and evaluations, one JSON object per line.
 pub(super) const METRICS: &str = "metrics.jsonl";
@@ -166,6 +166,10 @@ impl Observer for CliObserver {
                 eprintln!("evaluating on dev ...");
             }
         }
+    }
+
+    fn on_before_training(&mut self, dev: &DevMetrics) {
+        eprintln!("epoch 0 (before training): dev {dev}");
     }
 
     fn on_epoch_end(&mut self, results: &RunResults, best: Option<&Files>) -> crate::Result<()> {

@@ -6,7 +6,9 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 
-use super::args::{AdapterArg, FormatArg, PairArg, PoolingArg, TaskArg, TaskTypeArg};
+use super::args::{
+    AdapterArg, EmbeddingArgs, FormatArg, PairArg, PoolingArg, TaskArg, TaskTypeArg,
+};
 use super::controls::ControlArgs;
 use super::init_adapter::{init_adapter_config, init_adapter_weights, init_heads};
 use super::load::{load_model, load_own, load_split};
@@ -205,6 +207,8 @@ pub struct TrainArgs {
     exact_precision: bool,
     #[command(flatten)]
     controls: ControlArgs,
+    #[command(flatten)]
+    embedding: EmbeddingArgs,
 }
 
 /// The label names of `--label-names FILE`: one per line (a final newline, `\r\n` line
@@ -263,6 +267,7 @@ impl TrainArgs {
                 TaskTypeArg::Classification => TaskType::Classification,
                 TaskTypeArg::Regression => TaskType::Regression,
                 TaskTypeArg::MultiLabel => TaskType::MultiLabel,
+                TaskTypeArg::Embedding => TaskType::Embedding,
             }),
             metric_for_best_model: self.metric_for_best_model.clone(),
             strict_quotes: self.strict_quotes,
@@ -270,6 +275,11 @@ impl TrainArgs {
             label_columns: self.label_columns.clone(),
             label_names,
             threshold: self.threshold,
+            ..DataSpec::default()
+        });
+        let data = data.map(|mut d| {
+            self.embedding.apply(&mut d);
+            d
         });
         Ok(TrainConfig {
             tasks: match data {
@@ -338,6 +348,7 @@ impl TrainArgs {
             .into_iter()
             .filter(|(g, _)| *g)
             .map(|(_, n)| n)
+            .chain(self.embedding.given())
             .collect()
     }
 
@@ -533,7 +544,7 @@ fn load_all_data(
     match (&cfg.data, minbert_dir) {
         (Some(spec), _) => {
             let own = load_own(spec, cfg, model)?;
-            cfg.set_own(own.task);
+            cfg.set_own(own.task)?;
             Ok((vec![own.train], vec![own.dev], Some(own.summary)))
         }
         (None, Some(dir)) => {

@@ -124,9 +124,76 @@ pub fn make_batches(
     batches
 }
 
+/// Batches of `n` examples in a seeded random order in which no text appears twice in one
+/// batch, as sentence-transformers' `NoDuplicatesBatchSampler` draws them: each batch takes the
+/// next examples in order whose texts (`texts[i]`: one key per text of example `i`) are not yet
+/// in it, and an example that clashes waits for a later batch (so the last batches may be
+/// smaller). Returns the batches and how many examples waited at least once.
+pub fn no_duplicate_batches<K: std::hash::Hash + Eq>(
+    texts: &[Vec<K>],
+    batch_size: usize,
+    seed: u64,
+) -> (Vec<Vec<usize>>, usize) {
+    let batch_size = batch_size.max(1);
+    let mut remaining: Vec<usize> = (0..texts.len()).collect();
+    remaining.shuffle(&mut StdRng::seed_from_u64(seed));
+    let mut waited = vec![false; texts.len()];
+    let mut batches = Vec::new();
+    while !remaining.is_empty() {
+        let mut seen: std::collections::HashSet<&K> = std::collections::HashSet::new();
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut rest = Vec::with_capacity(remaining.len());
+        for (pos, &i) in remaining.iter().enumerate() {
+            if batch.len() == batch_size {
+                rest.extend_from_slice(&remaining[pos..]);
+                break;
+            }
+            if texts[i].iter().any(|k| seen.contains(k)) {
+                waited[i] = true;
+                rest.push(i);
+                continue;
+            }
+            seen.extend(texts[i].iter());
+            batch.push(i);
+        }
+        batches.push(batch);
+        remaining = rest;
+    }
+    (batches, waited.iter().filter(|&&w| w).count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_duplicate_batches_hold_each_text_once() {
+        // Example 3 repeats example 0's positive; 4 repeats 1's anchor.
+        let texts = vec![
+            vec!["a0", "p0"],
+            vec!["a1", "p1"],
+            vec!["a2", "p2"],
+            vec!["a3", "p0"],
+            vec!["a1", "p4"],
+            vec!["a5", "p5"],
+        ];
+        for seed in 0..20 {
+            let (batches, _) = no_duplicate_batches(&texts, 3, seed);
+            let mut all: Vec<usize> = batches.concat();
+            all.sort();
+            assert_eq!(all, (0..6).collect::<Vec<_>>());
+            for b in &batches {
+                let mut t: Vec<&str> = b.iter().flat_map(|&i| texts[i].clone()).collect();
+                let n = t.len();
+                t.sort();
+                t.dedup();
+                assert_eq!(t.len(), n, "seed {seed}: {batches:?}");
+                assert!(b.len() <= 3);
+            }
+        }
+        let (b, waited) = no_duplicate_batches(&texts[..3], 3, 1);
+        assert_eq!((b.len(), waited), (1, 0));
+    }
 
     #[test]
     fn batches_cover_all_once_and_are_seeded() {

@@ -284,6 +284,27 @@ pub fn f32_safetensors(tensors: &Tensors) -> Result<Vec<u8>> {
     safetensors::serialize(views, None).map_err(|e| Error::Invalid(format!("safetensors: {e}")))
 }
 
+/// Tensor `name` of safetensors bytes as `(shape, values)`, when it is stored as f32.
+///
+/// # Errors
+/// [`Error::Invalid`] when the bytes are not safetensors, or the tensor is absent or not f32.
+pub fn read_f32_tensor(bytes: &[u8], name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::Invalid(format!("safetensors: {e}")))?;
+    let t = st
+        .tensor(name)
+        .map_err(|e| Error::Invalid(format!("tensor {name}: {e}")))?;
+    if t.dtype() != Dtype::F32 {
+        return Err(Error::Invalid(format!("tensor {name} is not f32")));
+    }
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok((t.shape().to_vec(), v))
+}
+
 /// Row-major transpose of a `[rows, cols]` buffer into `[cols, rows]`.
 pub fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; v.len()];

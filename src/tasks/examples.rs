@@ -25,12 +25,26 @@ pub struct Prepared {
     /// Multi-label: the ids of the example's labels (ascending; empty for no label, and for
     /// every other kind).
     pub label_ids: Vec<u32>,
+    /// Embeddings: the hard negatives of an anchor/positive pair, in column order (empty for
+    /// every other kind).
+    pub negatives: Vec<Encoded>,
 }
 
 impl Prepared {
     /// Tokens in this example (both sentences).
     pub fn len(&self) -> usize {
-        self.a.ids.len() + self.b.as_ref().map_or(0, |b| b.ids.len())
+        self.a.ids.len()
+            + self.b.as_ref().map_or(0, |b| b.ids.len())
+            + self.negatives.iter().map(|n| n.ids.len()).sum::<usize>()
+    }
+
+    /// The token ids of each of its texts, in batch order: `a`, `b`, then the negatives (two
+    /// texts are the same text when these are equal).
+    pub fn texts(&self) -> Vec<&[u32]> {
+        let mut t = vec![&self.a.ids[..]];
+        t.extend(self.b.iter().map(|b| &b.ids[..]));
+        t.extend(self.negatives.iter().map(|n| &n.ids[..]));
+        t
     }
 
     /// Whether the example has no tokens (never true for tokenised text).
@@ -79,6 +93,7 @@ impl TaskData {
                 b: None,
                 label: ex.label.map_or(f32::NAN, |l| l as f32),
                 label_ids: Vec::new(),
+                negatives: Vec::new(),
             });
         }
         Ok(TaskData {
@@ -115,6 +130,7 @@ impl TaskData {
                 b,
                 label: ex.label.unwrap_or(f32::NAN),
                 label_ids: Vec::new(),
+                negatives: Vec::new(),
             });
         }
         Ok(TaskData {
@@ -131,7 +147,7 @@ impl TaskData {
     }
 
     /// Builds the device batch of examples `idx`: the tokens (a bi-encoded pair's first
-    /// sentences, then its second sentences) and the kind's targets
+    /// sentences, then its second sentences, then each column of hard negatives) and the kind's targets
     /// ([`Kind::batch_targets`]: SST class ids; paraphrase 0/1; STS `similarity / 5`, the scale of
     /// the cosine or regression output; own data class ids or the regression value).
     ///
@@ -141,6 +157,10 @@ impl TaskData {
         let exs: Vec<&Prepared> = idx.iter().map(|&i| &self.examples[i]).collect();
         let mut encs: Vec<&Encoded> = exs.iter().map(|e| &e.a).collect();
         encs.extend(exs.iter().filter_map(|e| e.b.as_ref()));
+        let negatives = exs.first().map_or(0, |e| e.negatives.len());
+        for j in 0..negatives {
+            encs.extend(exs.iter().filter_map(|e| e.negatives.get(j)));
+        }
         TaskBatch {
             kind: self.kind.clone(),
             x: TokenBatch::from_encoded(&encs, pad_id).to_tensors(device),

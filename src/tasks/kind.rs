@@ -104,6 +104,21 @@ pub trait Kind: Debug + Send + Sync {
         false
     }
 
+    /// Whether no text may appear twice in one training batch (in-batch negatives: a text
+    /// that is another example's positive would be a false negative). The batches are then
+    /// drawn as sentence-transformers' `NoDuplicatesBatchSampler` draws them
+    /// ([`crate::data::no_duplicate_batches`]).
+    fn distinct_batches(&self) -> bool {
+        false
+    }
+
+    /// Whether a run evaluates it once before the first step (an "epoch 0" line, as
+    /// sentence-transformers users run their evaluator on the base model) so that the gain
+    /// from training shows.
+    fn evaluates_before_training(&self) -> bool {
+        false
+    }
+
     /// The class names of its outputs, in output order; empty for real values.
     fn class_names(&self) -> Vec<String> {
         Vec::new()

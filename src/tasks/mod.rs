@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod minbert;
 pub mod own;
 pub mod own_task;
+pub mod retrieval;
 
 pub use examples::{Prepared, TaskData};
 pub use kind::{Kind, KindMetrics, PredictionRow, Targets};

@@ -41,7 +41,88 @@ pub enum TaskKind {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         thresholds: Vec<f64>,
     },
+    /// Sentence embeddings trained with a contrastive loss (sentence-transformers): no head,
+    /// the pooled sentence is the output, evaluated by retrieval or similarity.
+    Embedding {
+        /// What the rows hold.
+        data: EmbeddingData,
+        /// The training loss.
+        loss: EmbeddingLoss,
+        /// The loss's `scale` (the inverse temperature of MultipleNegativesRankingLoss and
+        /// CoSENTLoss; sentence-transformers' default 20; unused by CosineSimilarityLoss).
+        scale: f64,
+    },
 }
+
+/// What the rows of an embedding task hold (see [`TaskKind::Embedding`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingData {
+    /// `anchor` + `positive` texts, with `negatives` hard-negative columns (0 or more).
+    Pairs {
+        /// Hard-negative columns per row.
+        negatives: usize,
+    },
+    /// Sentence pairs labelled 1 (duplicates, relevant) or 0 (Quora's `is_duplicate`): the
+    /// 1-pairs train as anchor/positive, all texts form the retrieval corpus.
+    Labelled,
+    /// Sentence pairs with a similarity `score` in `[lo, hi]` (`--score-range`), scaled to
+    /// `[0, 1]` as the targets.
+    Scored {
+        /// The lowest score a row may have.
+        lo: f64,
+        /// The highest score a row may have.
+        hi: f64,
+    },
+}
+
+/// The loss of an embedding task, with sentence-transformers' names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingLoss {
+    /// `MultipleNegativesRankingLoss`: cross-entropy of each anchor's scaled cosines to every
+    /// positive (and hard negative) of the batch, its own positive the target.
+    Mnrl,
+    /// `MultipleNegativesSymmetricRankingLoss`: the mean of the above and the same from each
+    /// positive to the batch's anchors.
+    MnrlSymmetric,
+    /// `CoSENTLoss`: `log(1 + Σ exp(scale·(cos_i − cos_j)))` over the pairs with
+    /// `score_i < score_j`.
+    Cosent,
+    /// `CosineSimilarityLoss`: the mean squared error of the cosine against the score.
+    Cosine,
+}
+
+impl EmbeddingLoss {
+    /// sentence-transformers' class name.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            EmbeddingLoss::Mnrl => "MultipleNegativesRankingLoss",
+            EmbeddingLoss::MnrlSymmetric => "MultipleNegativesSymmetricRankingLoss",
+            EmbeddingLoss::Cosent => "CoSENTLoss",
+            EmbeddingLoss::Cosine => "CosineSimilarityLoss",
+        }
+    }
+
+    /// Whether it contrasts each anchor with the batch's other positives (in-batch negatives:
+    /// needs two examples or more per batch, and no text twice in one).
+    pub fn in_batch(self) -> bool {
+        matches!(self, EmbeddingLoss::Mnrl | EmbeddingLoss::MnrlSymmetric)
+    }
+}
+
+/// Retrieval metrics of an embedding task (sentence-transformers'
+/// `InformationRetrievalEvaluator`, cosine), in the order they are reported.
+pub const RETRIEVAL_METRICS: &[&str] = &[
+    "ndcg@10",
+    "mrr@10",
+    "map@100",
+    "recall@1",
+    "recall@5",
+    "recall@10",
+    "accuracy@1",
+    "accuracy@10",
+];
 
 impl TaskKind {
     /// Number of classes (1 output for regression).
@@ -51,25 +132,27 @@ impl TaskKind {
                 id2label.len()
             }
             TaskKind::Regression => 1,
+            TaskKind::Embedding { .. } => 0,
         }
     }
 
-    /// `classification`, `regression` or `multi-label`.
+    /// `classification`, `regression`, `multi-label` or `embedding`.
     pub fn name(&self) -> &'static str {
         match self {
             TaskKind::Classification { .. } => "classification",
             TaskKind::Regression => "regression",
             TaskKind::MultiLabel { .. } => "multi-label",
+            TaskKind::Embedding { .. } => "embedding",
         }
     }
 
-    /// The class (label) names, in output order; empty for regression.
+    /// The class (label) names, in output order; empty for regression and embeddings.
     pub fn id2label(&self) -> &[String] {
         match self {
             TaskKind::Classification { id2label } | TaskKind::MultiLabel { id2label, .. } => {
                 id2label
             }
-            TaskKind::Regression => &[],
+            TaskKind::Regression | TaskKind::Embedding { .. } => &[],
         }
     }
 
@@ -91,16 +174,38 @@ impl TaskKind {
             TaskKind::MultiLabel { id2label, .. } => {
                 format!("multi-label with {}", names("labels", id2label))
             }
+            TaskKind::Embedding { data, loss, scale } => {
+                let rows = match data {
+                    EmbeddingData::Pairs { negatives: 0 } => "anchor/positive pairs".to_string(),
+                    EmbeddingData::Pairs { negatives } => {
+                        format!("anchor/positive pairs with {negatives} hard negative(s)")
+                    }
+                    EmbeddingData::Labelled => "labelled pairs (1 = positive)".to_string(),
+                    EmbeddingData::Scored { lo, hi } => format!("scored pairs ({lo}..{hi})"),
+                };
+                let scale = if *loss == EmbeddingLoss::Cosine {
+                    String::new()
+                } else {
+                    format!(", scale {scale}")
+                };
+                format!("embedding: {rows}, {}{scale}", loss.class_name())
+            }
         }
     }
 
     /// The metric that picks the best epoch unless the user names one: `accuracy`,
-    /// `pearson` or `f1_micro`.
+    /// `pearson`, `f1_micro`, or for embeddings `ndcg@10` (retrieval) or `spearman` (scored
+    /// pairs, as sentence-transformers' evaluators name their primary metrics).
     pub fn default_metric(&self) -> &'static str {
         match self {
             TaskKind::Classification { .. } => "accuracy",
             TaskKind::Regression => "pearson",
             TaskKind::MultiLabel { .. } => "f1_micro",
+            TaskKind::Embedding {
+                data: EmbeddingData::Scored { .. },
+                ..
+            } => "spearman",
+            TaskKind::Embedding { .. } => "ndcg@10",
         }
     }
 
@@ -120,6 +225,11 @@ impl TaskKind {
                 "subset_accuracy",
                 "hamming_loss",
             ],
+            TaskKind::Embedding {
+                data: EmbeddingData::Scored { .. },
+                ..
+            } => &["pearson", "spearman"],
+            TaskKind::Embedding { .. } => RETRIEVAL_METRICS,
         }
     }
 }
@@ -149,6 +259,9 @@ pub struct Columns {
     /// Multi-label: how the labels are written; `None` for single-label kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multi_label: Option<MultiLabelColumns>,
+    /// Embeddings: the hard-negative columns (`negative`, `negative_1`, ...), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub negatives: Vec<String>,
 }
 
 /// An own-data task as a run trains it and a checkpoint keeps it (in `heads_config.json`).

@@ -260,6 +260,7 @@ pub fn restore_seq_cls(
             text_pair: None,
             label: String::new(),
             multi_label: None,
+            negatives: Vec::new(),
         },
         no_header: false,
         pairs_optional: true,

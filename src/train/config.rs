@@ -293,8 +293,26 @@ impl ValidConfig {
     }
 
     /// Sets the own-data task (resolved when its data is read).
-    pub fn set_own(&mut self, own: OwnTask) {
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an embedding task with in-batch negatives
+    /// (MultipleNegativesRankingLoss) and `--batch-size 1`: each anchor would have no negative
+    /// to be told apart from, and the loss would be 0.
+    pub fn set_own(&mut self, own: OwnTask) -> Result<()> {
+        if let crate::tasks::own::TaskKind::Embedding { loss, .. } = &own.kind
+            && loss.in_batch()
+            && self.0.batch_size < 2
+        {
+            return Err(Error::Invalid(format!(
+                "--batch-size {} with {}: the other pairs of a batch are each anchor's \
+                 negatives, so a batch needs two pairs or more (sentence-transformers uses 32 \
+                 and more)",
+                self.0.batch_size,
+                loss.class_name()
+            )));
+        }
         self.0.own = Some(own);
+        Ok(())
     }
 
     /// The same run with the adapter at rank `r`, DoRA or LoRA (a sweep's cell); no change

@@ -137,7 +137,7 @@ pub struct Predictions {
     pub ids: Vec<String>,
     /// Values as described above (row-major for class probabilities).
     pub values: Vec<f32>,
-    /// Values per example: the number of classes, or 1.
+    /// Values per example: the number of classes, or 1 (embeddings: texts × hidden size).
     pub width: usize,
 }
 
@@ -182,14 +182,21 @@ pub async fn predict(
 ) -> Result<Predictions> {
     let device = model_device(model);
     let kind = data.kind.as_ref();
-    let stride = kind.width();
-    let mut values = vec![0f32; data.examples.len() * stride];
+    // Values per example as the kind's outputs have them (the number of classes, or an
+    // embedding kind's texts times the hidden size).
+    let mut stride = kind.width();
+    let mut values = Vec::new();
     // Batches of similar length (less padding); outputs are put back in file order.
     let mut order: Vec<usize> = (0..data.examples.len()).collect();
     order.sort_by_key(|&i| data.examples[i].len());
     for idx in order.chunks(batch_size.max(1)) {
         let batch = data.batch(idx, pad_id, &device);
-        let out = read_f32(kind.predictions(model.outputs(kind, &batch.x))).await?;
+        let out = kind.predictions(model.outputs(kind, &batch.x));
+        if values.is_empty() {
+            stride = out.dims()[1];
+            values = vec![0f32; data.examples.len() * stride];
+        }
+        let out = read_f32(out).await?;
         for (k, &i) in idx.iter().enumerate() {
             values[i * stride..(i + 1) * stride]
                 .copy_from_slice(&out[k * stride..(k + 1) * stride]);

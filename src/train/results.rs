@@ -118,6 +118,14 @@ pub struct RunResults {
     /// Batches skipped because their loss or gradient was not finite (`--skip-nonfinite`).
     #[serde(default)]
     pub skipped_batches: usize,
+    /// Dev metrics of the model before the first step ("epoch 0"), for kinds that evaluate
+    /// then ([`crate::tasks::Kind::evaluates_before_training`]: embeddings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_training: Option<DevMetrics>,
+    /// Training examples left out of their epoch, all epochs together, because their texts
+    /// clashed with every batch of the epoch (in-batch negatives: [`crate::train::Trainer::left_out`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub left_out_duplicates: usize,
     /// The f16 mode's loss scaler after the last step (scale, and optimiser steps skipped for
     /// overflow); `None` in f32. Restored with the run on resume.
     #[serde(default)]
@@ -242,3 +250,7 @@ fn upgrade_v1(v: &mut Value) {
 
 /// Steps between two points of [`RunResults::loss_curve`].
 pub const LOSS_CURVE_EVERY: usize = 10;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}

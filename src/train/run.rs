@@ -35,8 +35,10 @@ pub trait Observer {
     }
     /// A batch was skipped because its loss or gradient was not finite.
     fn on_skipped(&mut self, _error: &Error) {}
-    /// Dev evaluation starts (in 1-based epoch `epoch`).
+    /// Dev evaluation starts (in 1-based epoch `epoch`; 0 before training).
     fn on_eval_start(&mut self, _epoch: usize) {}
+    /// The evaluation before the first step ([`RunResults::before_training`]) gave `dev`.
+    fn on_before_training(&mut self, _dev: &DevMetrics) {}
     /// An evaluation inside an epoch (`--eval-steps`) was recorded (the last of
     /// `results.evaluations`): `results` is the record so far (to persist); `best` holds the
     /// checkpoint files when it is the best so far (to persist as the kept checkpoint).
@@ -173,6 +175,12 @@ pub async fn run(
         log_excluded: 0.0,
     };
     l.log_t0 = l.obs.now();
+    let before = train.iter().any(|t| t.kind.evaluates_before_training());
+    if before && !no_dev && l.trainer.step == 0 && l.results.before_training.is_none() {
+        let (m, _) = l.evaluate(0).await?;
+        l.obs.on_before_training(&m);
+        l.results.before_training = Some(m);
+    }
     let max_steps = cfg.max_steps.unwrap_or(usize::MAX);
     let epochs = planned_epochs(l.trainer, train);
     for epoch in l.trainer.step / l.per_epoch..epochs {
@@ -181,6 +189,9 @@ pub async fn run(
         }
         // One optimiser step per group of `gradient_accumulation_steps` planned batches.
         let batches = l.trainer.plan_epoch(train, epoch);
+        if l.trainer.step == epoch * l.per_epoch {
+            l.results.left_out_duplicates += l.trainer.left_out(train, epoch);
+        }
         let plan: Vec<&[(usize, Vec<usize>)]> = batches
             .chunks(cfg.controls.gradient_accumulation_steps.max(1))
             .collect();
@@ -256,6 +267,8 @@ fn new_results(
         versions: Versions::default(),
         loss_curve: Vec::new(),
         skipped_batches: 0,
+        before_training: None,
+        left_out_duplicates: 0,
         loss_scaler: trainer.scaler,
         data: info.data.clone(),
         segments: Vec::new(),

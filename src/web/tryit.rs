@@ -228,6 +228,7 @@ pub async fn run() -> Result<()> {
             text,
             text_pair: pair,
             label: String::new(),
+            negatives: Vec::new(),
         }],
         skipped_lines: Vec::new(),
     };

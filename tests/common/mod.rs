@@ -151,3 +151,39 @@ pub fn tiny_model(dir: &std::path::Path) {
     )
     .unwrap();
 }
+
+/// Runs the lorabert binary with `args`: (success, stdout, stderr).
+pub fn lorabert(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lorabert"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Runs the lorabert binary with `args`, asserting success: its stdout.
+pub fn ok(args: &[&str]) -> String {
+    let (success, stdout, stderr) = lorabert(args);
+    assert!(success, "lorabert {args:?} failed:\n{stderr}");
+    stdout
+}
+
+/// A fresh temporary path `name` of this test binary and process (removed if present).
+pub fn tmp(name: &str) -> PathBuf {
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let p = std::env::temp_dir().join(format!("lorabert-{bin}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+/// A path as `&str` (test paths are UTF-8).
+pub fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}

@@ -4,12 +4,15 @@
 //! - [`paraphrase`]: Quora paraphrase, one logit on a pair;
 //! - [`sts`]: STS-B similarity on 0..5, the cosine of two embeddings or a cross-encoded score;
 //! - [`classification`], [`regression`] and [`multi_label`]: your own data's classes,
-//!   real-valued target or any number of labels per row, on single texts or pairs.
+//!   real-valued target or any number of labels per row, on single texts or pairs;
+//! - [`embedding`]: sentence embeddings on your own pairs, sentence-transformers' losses and
+//!   evaluators.
 //!
 //! Adding a kind: a new file here implementing [`Kind`] and one line in [`task_kind`] (or, for
 //! an own-data label kind, in [`own`]); see "How to add a task kind" in `docs/architecture.md`.
 
 pub mod classification;
+pub mod embedding;
 pub mod multi_label;
 pub mod paraphrase;
 pub mod regression;
@@ -72,6 +75,7 @@ pub fn own(task: &OwnTask) -> Arc<dyn Kind> {
         TaskKind::Classification { .. } => Arc::new(classification::Classification(task.clone())),
         TaskKind::Regression => Arc::new(regression::Regression(task.clone())),
         TaskKind::MultiLabel { .. } => Arc::new(multi_label::MultiLabel(task.clone())),
+        TaskKind::Embedding { .. } => Arc::new(embedding::Embedding(task.clone())),
     }
 }
 

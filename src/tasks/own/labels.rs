@@ -108,6 +108,7 @@ pub fn rows(table: &Table, columns: &Columns, labelled: bool) -> Result<OwnRows>
             text: get(text).trim().to_string(),
             text_pair: pair.map(|p| get(p).trim().to_string()),
             label: lab,
+            negatives: Vec::new(),
         });
     }
     Ok(out)

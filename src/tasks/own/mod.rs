@@ -10,12 +10,13 @@
 //! targets, label counts) and draws the validation split; this module holds the types and
 //! [`load`], which runs them in order.
 
+pub mod embedding;
 mod labels;
 mod read;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::own_task::{Columns, LabelSummary, OwnTask, TaskKind};
+pub use super::own_task::{Columns, EmbeddingData, EmbeddingLoss, LabelSummary, OwnTask, TaskKind};
 pub use labels::{infer_kind, infer_multi_label, rows, split, summarize, target};
 pub use read::{file_columns, task_data, unlabelled};
 
@@ -40,6 +41,8 @@ pub enum TaskType {
     /// Any number of labels per row (a JSON array, a delimited string, or 0/1 columns).
     #[serde(rename = "multi_label")]
     MultiLabel,
+    /// Sentence embeddings from pairs (anchor/positive, labelled or scored; [`embedding`]).
+    Embedding,
 }
 
 /// Names tried, in order, for each column when the user names none (`run_glue.py`'s
@@ -90,9 +93,33 @@ pub struct DataSpec {
     /// in (0, 1); default 0.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// Embeddings: the loss (`--loss`; default MultipleNegativesRankingLoss for pairs,
+    /// CoSENTLoss for scored pairs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<EmbeddingLoss>,
+    /// Embeddings: the loss's scale (`--scale`; default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    /// Embeddings: the range scores are declared in (`--score-range 0,5`; default 0..1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_range: Option<[f64; 2]>,
+    /// Embeddings: the hard-negative columns (`--negative-column`; default every column
+    /// named `negative` or `negative_<n>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub negative_columns: Vec<String>,
 }
 
 impl DataSpec {
+    /// Whether the spec asks for an embedding task: `--task-type embedding`, `--loss`,
+    /// `--scale`, `--score-range` or `--negative-column`.
+    pub fn asks_embedding(&self) -> bool {
+        self.task_type == Some(TaskType::Embedding)
+            || self.loss.is_some()
+            || self.scale.is_some()
+            || self.score_range.is_some()
+            || !self.negative_columns.is_empty()
+    }
+
     /// Whether the spec asks for multi-label classification: `--task-type multi-label`, a
     /// label separator, label columns or label names.
     pub fn asks_multi_label(&self) -> bool {
@@ -117,6 +144,8 @@ pub struct OwnRow {
     pub text_pair: Option<String>,
     /// The label as written (trimmed); empty where the file has none.
     pub label: String,
+    /// Embeddings: the hard negatives (trimmed), in column order; empty for other kinds.
+    pub negatives: Vec<String>,
 }
 
 /// The rows of one file with the columns they came from.
@@ -192,6 +221,18 @@ fn stem(path: &str) -> String {
 /// As [`Columns::resolve`], [`rows`] and [`infer_kind`]; [`Error::Invalid`] for a metric that is
 /// not one of the kind's.
 pub fn task_of(table: &Table, spec: &DataSpec) -> Result<(OwnTask, OwnRows)> {
+    if embedding::is_embedding(table, spec) {
+        if spec.asks_multi_label() || spec.threshold.is_some() {
+            return Err(Error::Invalid(
+                "--label-separator, --label-columns, --label-names and --threshold are for \
+                 multi-label data, not for embedding pairs"
+                    .into(),
+            ));
+        }
+        let (kind, columns) = embedding::kind_of(table, spec)?;
+        let all = embedding::rows(table, &columns)?;
+        return own_task(spec, kind, columns, all);
+    }
     let columns = Columns::resolve(table, spec)?;
     let all = rows(table, &columns, true)?;
     let kind = if columns.multi_label.is_some() {
@@ -205,6 +246,17 @@ pub fn task_of(table: &Table, spec: &DataSpec) -> Result<(OwnTask, OwnRows)> {
     } else {
         infer_kind(&all, &columns.label, spec.task_type)?
     };
+    own_task(spec, kind, columns, all)
+}
+
+/// The task of `kind` on `columns` with the metric that picks the best epoch: the one asked
+/// (`eval_` prefix optional), else the kind's default.
+fn own_task(
+    spec: &DataSpec,
+    kind: TaskKind,
+    columns: Columns,
+    all: OwnRows,
+) -> Result<(OwnTask, OwnRows)> {
     // transformers names metrics `eval_accuracy`, ...: the prefix is optional here.
     let asked = spec
         .metric_for_best_model
@@ -230,6 +282,17 @@ pub fn task_of(table: &Table, spec: &DataSpec) -> Result<(OwnTask, OwnRows)> {
         pairs_optional: false,
     };
     Ok((task, all))
+}
+
+/// The labelled rows of `table` for `task` (embedding rows, or [`rows`]).
+///
+/// # Errors
+/// As [`embedding::rows`] and [`rows`].
+pub fn task_rows(table: &Table, task: &OwnTask) -> Result<OwnRows> {
+    match task.kind {
+        TaskKind::Embedding { .. } => embedding::rows(table, &task.columns),
+        _ => rows(table, &task.columns, true),
+    }
 }
 
 /// Reads a run's own data: the training file's bytes, the validation file's (or a split of the
@@ -263,7 +326,7 @@ pub fn load(
             if vf == Format::Csv {
                 warnings.extend(vt.check_quotes(bytes, spec.strict_quotes)?);
             }
-            let v = rows(&vt, &task.columns, true)?;
+            let v = task_rows(&vt, &task)?;
             if v.rows.is_empty() {
                 return Err(Error::data(name, 1, "no rows with a label to validate on"));
             }
@@ -273,7 +336,7 @@ pub fn load(
             let (t, v) = split(all, &task, spec.validation_split, seed)?;
             let how = match task.kind {
                 TaskKind::Classification { .. } => "stratified by class",
-                TaskKind::Regression | TaskKind::MultiLabel { .. } => "random",
+                _ => "random",
             };
             let n = t.rows.len() + v.rows.len();
             let held = format!(
@@ -285,6 +348,26 @@ pub fn load(
             );
             (t, v, held)
         }
+    };
+    let (train, set_aside) = embedding::trained_rows(train, &task.kind);
+    if set_aside > 0 {
+        warnings.push(format!(
+            "{set_aside} training pairs labelled 0 are not trained on (MultipleNegativesRankingLoss \
+             trains on the pairs labelled 1; in validation every text is in the corpus)"
+        ));
+    }
+    if let TaskKind::Embedding { loss, .. } = &task.kind {
+        let repeated = embedding::repeated_texts(&train);
+        if loss.in_batch() && repeated > 0 {
+            warnings.push(format!(
+                "{repeated} training rows repeat a text of another row: batches are drawn \
+                 without a text twice (no-duplicates sampler), so they wait for later batches"
+            ));
+        }
+    }
+    let encoding = match task.kind {
+        TaskKind::Embedding { .. } => PairEncoding::Bi,
+        _ => encoding,
     };
     let summary = DataSummary {
         train_file: spec.train_file.clone(),
@@ -362,6 +445,7 @@ mod tests {
                 text_pair: None,
                 label: "label".into(),
                 multi_label: None,
+                negatives: Vec::new(),
             },
             metric_for_best_model: "accuracy".into(),
             no_header: false,

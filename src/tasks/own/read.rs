@@ -82,6 +82,7 @@ impl Columns {
                     separator: None,
                     columns: spec.label_columns.clone(),
                 }),
+                negatives: Vec::new(),
             });
         }
         let label = find(&spec.label_column, LABEL_NAMES, "label")?;
@@ -97,6 +98,7 @@ impl Columns {
                 separator: spec.label_separator.clone(),
                 columns: Vec::new(),
             }),
+            negatives: Vec::new(),
         })
     }
 }
@@ -142,12 +144,19 @@ fn tokenise(
         } else {
             (f32::NAN, Vec::new())
         };
+        let negatives = r
+            .negatives
+            .iter()
+            .map(|n| tok.encode(n))
+            .collect::<Result<Vec<_>>>()?;
+        truncated += negatives.iter().any(|n| n.truncated) as usize;
         examples.push(Prepared {
             id: r.id.clone(),
             a,
             b,
             label,
             label_ids,
+            negatives,
         });
     }
     Ok(TaskData {
@@ -258,6 +267,7 @@ pub fn file_columns(
             text_pair,
             label,
             multi_label,
+            negatives: trained.map_or_else(Vec::new, |c| c.negatives.clone()),
         },
         notes,
     ))

@@ -1,0 +1,269 @@
+//! `lorabert search`: semantic search over a corpus with the base model or a checkpoint's
+//! adapter: brute-force cosine of each query against every corpus text (as
+//! sentence-transformers' `util.semantic_search`), the corpus embeddings cached in a file keyed
+//! by the corpus's bytes and the model.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::embed::encode;
+use super::export::ExportPooling;
+use super::load::{checkpoint_dir, load_encoder, load_model};
+use super::{ModelArgs, devices, io};
+use crate::data::sha256_hex;
+use crate::data::table::{Format, Table};
+use crate::tasks::retrieval::{normalized, top_k};
+use crate::tasks::{HeadsConfig, Pooling};
+
+/// `lorabert search`.
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub(super) model: ModelArgs,
+    /// A checkpoint whose adapter is applied (a run folder or its `best/`); without it, the
+    /// base model.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// The corpus: a text file with one document per line (empty lines skipped), or a CSV,
+    /// TSV or JSON Lines file read by --text-column.
+    #[arg(long)]
+    corpus: PathBuf,
+    /// The column of a table corpus holding the documents [default: `text`, else the first
+    /// column].
+    #[arg(long)]
+    text_column: Option<String>,
+    /// A query (repeatable).
+    #[arg(long = "query")]
+    queries: Vec<String>,
+    /// A UTF-8 file with one query per line.
+    #[arg(long = "queries")]
+    queries_file: Option<PathBuf>,
+    /// Results per query.
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+    /// One JSON object per result (`query`, `rank`, `score`, `corpus_id`, `text`) instead of
+    /// text lines.
+    #[arg(long)]
+    json: bool,
+    /// How the token states are pooled [default: the checkpoint's pooling, else mean].
+    #[arg(long, value_enum)]
+    pooling: Option<ExportPooling>,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Where the corpus embeddings are cached [default: $XDG_CACHE_HOME/lorabert/search or
+    /// ~/.cache/lorabert/search].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+/// The documents of a corpus file: lines of a text file, or a table's text column.
+fn corpus_texts(path: &Path, bytes: &[u8], column: Option<&str>) -> Result<Vec<String>> {
+    let name = path.display().to_string();
+    let texts: Vec<String> = match Format::from_file_name(&name) {
+        Some(format) => {
+            let table = Table::read(bytes, &name, format, true)?;
+            let c = match column {
+                Some(c) => table.column(c)?,
+                None => table.column("text").unwrap_or(0),
+            };
+            table
+                .rows
+                .iter()
+                .map(|r| r.fields.get(c).map_or("", |s| s.trim()).to_string())
+                .filter(|t| !t.is_empty())
+                .collect()
+        }
+        None => {
+            if column.is_some() {
+                bail!(
+                    "--text-column is for a CSV, TSV or JSON Lines corpus; {name} is read as lines"
+                );
+            }
+            let text = std::str::from_utf8(bytes).map_err(|e| {
+                crate::Error::data(&name, line_of(bytes, e.valid_up_to()), "not UTF-8")
+            })?;
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        }
+    };
+    if texts.is_empty() {
+        bail!("{name}: the corpus has no text (no non-empty line or field)");
+    }
+    Ok(texts)
+}
+
+/// The 1-based line of byte `at`.
+fn line_of(bytes: &[u8], at: usize) -> u64 {
+    1 + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// The cache folder: `--cache-dir`, else `$XDG_CACHE_HOME/lorabert/search`, else
+/// `~/.cache/lorabert/search`, else `.lorabert-cache/search`.
+fn cache_dir(given: Option<&Path>) -> PathBuf {
+    if let Some(d) = given {
+        return d.to_path_buf();
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".lorabert-cache"));
+    base.join("lorabert").join("search")
+}
+
+/// `lorabert search`: the `--top-k` corpus texts nearest each query by cosine.
+pub fn search(a: SearchArgs) -> Result<()> {
+    if a.top_k == 0 {
+        bail!("--top-k must be >= 1");
+    }
+    if a.batch_size == 0 {
+        bail!("--batch-size must be >= 1");
+    }
+    let mut queries = a.queries.clone();
+    if let Some(p) = &a.queries_file {
+        queries.extend(
+            io::read_text(p)?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
+    }
+    if queries.is_empty() {
+        bail!("no query: pass --query TEXT (repeatable) or --queries FILE");
+    }
+    let corpus_bytes = io::read(&a.corpus)?;
+    let corpus = corpus_texts(&a.corpus, &corpus_bytes, a.text_column.as_deref())?;
+    let (device, _) = devices(a.model.backend, 0)?;
+    let (tok, bert, ck) = match &a.checkpoint {
+        Some(c) => {
+            let ck = checkpoint_dir(c)?;
+            let (loaded, bert) = load_encoder(&a.model, &ck, &device)?;
+            (loaded.tokenizer, bert, Some(ck))
+        }
+        None => {
+            let dir = io::resolve_model(a.model.model.as_deref())?;
+            let (l, bert) = load_model(&dir, None, a.model.max_len, &device)?;
+            (l.tokenizer, bert, None)
+        }
+    };
+    let pooling = match (a.pooling, &ck) {
+        (Some(ExportPooling::Mean), _) => Pooling::Mean,
+        (Some(ExportPooling::Cls), _) => Pooling::Cls,
+        (None, Some(ck)) => {
+            match std::fs::read(ck.join(crate::train::artifacts::names::HEADS_CONFIG)) {
+                Ok(b) => serde_json::from_slice::<HeadsConfig>(&b)
+                    .map(|h| h.pooling)
+                    .unwrap_or(Pooling::Mean),
+                Err(_) => Pooling::Mean,
+            }
+        }
+        (None, None) => Pooling::Mean,
+    };
+    if pooling == Pooling::Pooler {
+        bail!("search embeds with mean or cls pooling; pass --pooling mean or --pooling cls");
+    }
+    // The cache key: the corpus's bytes and column, the model (base folder and the adapter's
+    // files), pooling and length.
+    let mut key = sha256_hex(&corpus_bytes);
+    key.push_str(&format!(
+        "|{:?}|{pooling:?}|{}",
+        a.text_column, a.model.max_len
+    ));
+    key.push_str(&format!(
+        "|{}",
+        io::resolve_model(a.model.model.as_deref())?.display()
+    ));
+    if let Some(ck) = &ck {
+        for name in [
+            crate::train::artifacts::names::ADAPTER_WEIGHTS,
+            crate::train::artifacts::names::ADAPTER_CONFIG,
+        ] {
+            if let Ok(b) = std::fs::read(ck.join(name)) {
+                key.push_str(&format!("|{}", sha256_hex(&b)));
+            }
+        }
+    }
+    let cache = cache_dir(a.cache_dir.as_deref())
+        .join(format!("{}.safetensors", sha256_hex(key.as_bytes())));
+    let h = bert.embeddings.word_embeddings.weight.dims()[1];
+    let cached = std::fs::read(&cache)
+        .ok()
+        .and_then(|b| crate::model::weights::read_f32_tensor(&b, "corpus_embedding").ok())
+        .filter(|(shape, _)| shape == &[corpus.len(), h]);
+    let docs = match cached {
+        Some((_, v)) => {
+            eprintln!("corpus embeddings from the cache ({})", cache.display());
+            v
+        }
+        None => {
+            let encs = corpus
+                .iter()
+                .map(|t| tok.encode(t))
+                .collect::<crate::Result<Vec<_>>>()?;
+            let truncated = encs.iter().filter(|e| e.truncated).count();
+            if truncated > 0 {
+                eprintln!(
+                    "note: {truncated} corpus texts were truncated to --max-len {} tokens",
+                    a.model.max_len
+                );
+            }
+            let out = encode(&bert, &encs, pooling, a.batch_size, false, &device)?;
+            let v = normalized(&out["sentence_embedding"].1, h);
+            let mut t = std::collections::BTreeMap::new();
+            t.insert(
+                "corpus_embedding".to_string(),
+                (vec![corpus.len(), h], v.clone()),
+            );
+            if let Some(dir) = cache.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            io::write_atomic(&cache, &crate::model::weights::f32_safetensors(&t)?)?;
+            eprintln!(
+                "embedded {} corpus texts (cached in {})",
+                corpus.len(),
+                cache.display()
+            );
+            v
+        }
+    };
+    let qencs = queries
+        .iter()
+        .map(|q| tok.encode(q))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let truncated = qencs.iter().filter(|e| e.truncated).count();
+    if truncated > 0 {
+        eprintln!(
+            "note: {truncated} queries were truncated to --max-len {} tokens",
+            a.model.max_len
+        );
+    }
+    let q = encode(&bert, &qencs, pooling, a.batch_size, false, &device)?;
+    let q = normalized(&q["sentence_embedding"].1, h);
+    let mut out = String::new();
+    for (qi, query) in queries.iter().enumerate() {
+        let hits = top_k(&q[qi * h..(qi + 1) * h], &docs, h, a.top_k, None);
+        if !a.json {
+            out.push_str(&format!("query: {query}\n"));
+        }
+        for (rank, (i, score)) in hits.into_iter().enumerate() {
+            if a.json {
+                let line = serde_json::json!({
+                    "query": query, "rank": rank + 1, "score": score, "corpus_id": i, "text": corpus[i],
+                });
+                out.push_str(&line.to_string());
+                out.push('\n');
+            } else {
+                out.push_str(&format!("{:>3}  {score:.4}  {}\n", rank + 1, corpus[i]));
+            }
+        }
+    }
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Sentence embeddings on your own data, trained as sentence-transformers trains them: no head,
+//! the pooled sentence is the output; `MultipleNegativesRankingLoss` (and its symmetric form)
+//! on anchor/positive pairs with optional hard negatives, `CoSENTLoss` or
+//! `CosineSimilarityLoss` on scored pairs; evaluated by retrieval (`InformationRetrievalEvaluator`)
+//! or similarity (`EmbeddingSimilarityEvaluator`) metrics ([`crate::tasks::retrieval`]).
+//!
+//! A batch of `b` examples of `n` texts each (anchor, positive, then each hard negative) is
+//! encoded as `n·b` sequences, role by role; [`Kind::forward`] gives `[b, n·h]`: each example's
+//! pooled texts side by side, which is also what evaluation reads back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::nn::Linear;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::data::BatchTensors;
+use crate::error::{Error, Result};
+use crate::tasks::kind::{KindMetrics, Targets};
+use crate::tasks::own_task::{EmbeddingData, EmbeddingLoss, LabelSummary, OwnTask, TaskKind};
+use crate::tasks::retrieval::{self, cosines, normalized};
+use crate::tasks::{Kind, MultitaskModel, PairEncoding, Prepared, Task, cross_entropy};
+
+/// An own-data embedding task: the own task whose kind is `TaskKind::Embedding`.
+#[derive(Debug, Clone)]
+pub struct Embedding(pub OwnTask);
+
+impl Embedding {
+    fn spec(&self) -> (&EmbeddingData, EmbeddingLoss, f64) {
+        match &self.0.kind {
+            TaskKind::Embedding { data, loss, scale } => (data, *loss, *scale),
+            _ => unreachable!("an embedding kind holds an embedding task"),
+        }
+    }
+
+    /// Texts per example: anchor and positive (or the two sentences), then the hard negatives.
+    pub fn texts(&self) -> usize {
+        match self.spec().0 {
+            EmbeddingData::Pairs { negatives } => 2 + negatives,
+            EmbeddingData::Labelled | EmbeddingData::Scored { .. } => 2,
+        }
+    }
+}
+
+/// Each row of `x` (`[rows, width]`) scaled to unit length (norms clamped at 1e-12, as
+/// `torch.nn.functional.normalize`).
+fn unit(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+/// `log(1 + Σ exp(v))` over the entries of `v` (`[n]`) that `keep` (`[n]`, 1 or 0) marks: the
+/// log-sum-exp of `[0, v...]` that `CoSENTLoss` takes, stable (the largest term taken out).
+fn log1p_sum_exp(v: Tensor<1>, keep: Tensor<1>) -> Tensor<1> {
+    let masked = v.clone() * keep.clone() + (keep.clone().neg() + 1.0) * -1e4;
+    let m = masked.clone().max().clamp_min(0.0).detach();
+    let [n] = masked.dims();
+    let sum = (masked - m.clone().expand([n])).exp().sum() + m.clone().neg().exp();
+    sum.log() + m
+}
+
+impl Kind for Embedding {
+    fn task(&self) -> Task {
+        Task::Own
+    }
+
+    fn name(&self) -> String {
+        self.0.name.clone()
+    }
+
+    fn is_pair(&self) -> bool {
+        true
+    }
+
+    fn takes(&self, _pairs: bool) -> bool {
+        false
+    }
+
+    fn head(&self, _hidden: usize, _encoding: PairEncoding) -> Option<[usize; 2]> {
+        None
+    }
+
+    fn width(&self) -> usize {
+        self.texts()
+    }
+
+    /// Scored pairs: the scores scaled to `[0, 1]` (the cosine's target in
+    /// `CosineSimilarityLoss`; CoSENT reads only their order); otherwise each anchor's own
+    /// positive, its index in the batch.
+    fn targets(&self, labels: &[f32], device: &Device) -> Targets {
+        match self.spec() {
+            (EmbeddingData::Scored { .. }, ..) => Targets::Values(Tensor::from_data(
+                TensorData::new(labels.to_vec(), [labels.len()]),
+                device,
+            )),
+            _ => {
+                let ids: Vec<i64> = (0..labels.len() as i64).collect();
+                Targets::Classes(Tensor::<1, Int>::from_data(
+                    TensorData::new(ids, [labels.len()]),
+                    device,
+                ))
+            }
+        }
+    }
+
+    fn forward(&self, model: &MultitaskModel, _: Option<&Linear>, x: &BatchTensors) -> Tensor<2> {
+        let pooled = model.embed(x);
+        let [rows, h] = pooled.dims();
+        let n = self.texts();
+        let b = rows / n;
+        pooled
+            .reshape([n, b, h])
+            .swap_dims(0, 1)
+            .reshape([b, n * h])
+    }
+
+    /// sentence-transformers' losses on the batch's embeddings (see [`EmbeddingLoss`]).
+    fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {
+        let (_, loss, scale) = self.spec();
+        let [b, w] = outputs.dims();
+        let n = self.texts();
+        let h = w / n;
+        let role = |j: usize| unit(outputs.clone().slice([0..b, j * h..(j + 1) * h]));
+        match loss {
+            EmbeddingLoss::Mnrl | EmbeddingLoss::MnrlSymmetric => {
+                let anchors = role(0);
+                let candidates = Tensor::cat((1..n).map(role).collect(), 0);
+                let scores = anchors.matmul(candidates.transpose()) * scale;
+                let forward = cross_entropy(scores.clone(), targets.classes());
+                if loss == EmbeddingLoss::Mnrl {
+                    return forward;
+                }
+                let backward =
+                    cross_entropy(scores.slice([0..b, 0..b]).transpose(), targets.classes());
+                (forward + backward) / 2.0
+            }
+            EmbeddingLoss::Cosent => {
+                let cos = (role(0) * role(1)).sum_dim(1).reshape([b]) * scale;
+                let y = targets.values();
+                let diff = cos.clone().reshape([b, 1]) - cos.reshape([1, b]);
+                let lower = y.clone().reshape([b, 1]).lower(y.reshape([1, b])).float();
+                log1p_sum_exp(diff.reshape([b * b]), lower.reshape([b * b]))
+            }
+            EmbeddingLoss::Cosine => {
+                let cos = (role(0) * role(1)).sum_dim(1).reshape([b]);
+                (cos - targets.values()).square().mean()
+            }
+        }
+    }
+
+    fn predictions(&self, outputs: Tensor<2>) -> Tensor<2> {
+        outputs
+    }
+
+    /// The cosine of the example's first two texts.
+    fn label_of(&self, values: &[f32]) -> f64 {
+        let h = values.len() / self.texts();
+        cosines(&values[..h], &values[h..2 * h], h)[0]
+    }
+
+    fn metrics(&self, pred: &[f64], gold: &[f64]) -> KindMetrics {
+        KindMetrics::new(
+            &self.0.metric_for_best_model,
+            vec![
+                ("pearson", crate::tasks::pearson(pred, gold)),
+                ("spearman", crate::tasks::metrics::spearman(pred, gold)),
+            ],
+        )
+    }
+
+    /// Scored pairs: the similarity metrics of the pairs' cosines against their scores.
+    /// Otherwise retrieval: queries are the anchors (labelled pairs: the first sentences of
+    /// the pairs labelled 1), the corpus every positive and hard negative (labelled pairs:
+    /// every text of the file), relevant are each query's positives (a query's own text is
+    /// left out of its ranking); texts are the same when their tokens are.
+    fn evaluate(&self, values: &[f32], examples: &[Prepared]) -> KindMetrics {
+        let n = self.texts();
+        let stride = values.len() / examples.len().max(1);
+        let h = stride / n;
+        let text = |i: usize, j: usize| &values[i * stride + j * h..i * stride + (j + 1) * h];
+        let metric = &self.0.metric_for_best_model;
+        if let EmbeddingData::Scored { .. } = self.spec().0 {
+            let a: Vec<f32> = (0..examples.len())
+                .flat_map(|i| text(i, 0).to_vec())
+                .collect();
+            let b: Vec<f32> = (0..examples.len())
+                .flat_map(|i| text(i, 1).to_vec())
+                .collect();
+            let gold: Vec<f64> = examples.iter().map(|e| e.label as f64).collect();
+            return KindMetrics::new(metric, retrieval::similarity_metrics(&a, &b, h, &gold));
+        }
+        let labelled = matches!(self.spec().0, EmbeddingData::Labelled);
+        // Where each text is first seen: (example, role).
+        let mut at: HashMap<&[u32], (usize, usize)> = HashMap::new();
+        let mut pairs = Vec::new();
+        let mut docs = Vec::new();
+        for (i, e) in examples.iter().enumerate() {
+            let keys = e.texts();
+            for (j, k) in keys.iter().enumerate() {
+                at.entry(k).or_insert((i, j));
+            }
+            if !labelled || e.label > 0.5 {
+                pairs.push((keys[0], keys[1]));
+            }
+            let from = if labelled { 0 } else { 1 };
+            docs.extend(keys[from..].iter().copied());
+        }
+        let (r, queries, corpus) = retrieval::build(&pairs, &docs);
+        let gather = |keys: &[&[u32]]| {
+            let v: Vec<f32> = keys
+                .iter()
+                .flat_map(|k| {
+                    let (i, j) = at[k];
+                    text(i, j).to_vec()
+                })
+                .collect();
+            normalized(&v, h)
+        };
+        let m = retrieval::retrieval_metrics(&gather(&queries), &gather(&corpus), h, &r);
+        KindMetrics::new(metric, m)
+    }
+
+    fn distinct_batches(&self) -> bool {
+        self.spec().1.in_batch()
+    }
+
+    fn evaluates_before_training(&self) -> bool {
+        true
+    }
+
+    fn target(&self, label: &str, source: &str, line: u64) -> Result<f32> {
+        let column = &self.0.columns.label;
+        let err = |what: String| Error::data(source, line, format!("column `{column}`: {what}"));
+        match self.spec().0 {
+            EmbeddingData::Pairs { .. } => Ok(1.0),
+            EmbeddingData::Labelled => match label.parse::<f64>() {
+                Ok(v) if v == 0.0 || v == 1.0 => Ok(v as f32),
+                _ => Err(err(format!(
+                    "label `{label}` is not 0 or 1 (pairs for embeddings are labelled 1 for \
+                     duplicates or relevant, 0 otherwise)"
+                ))),
+            },
+            EmbeddingData::Scored { lo, hi } => match label.parse::<f64>() {
+                Ok(v) if v.is_finite() && (*lo..=*hi).contains(&v) => {
+                    Ok(((v - lo) / (hi - lo)) as f32)
+                }
+                Ok(v) if v.is_finite() => Err(err(format!(
+                    "score {label} is outside the declared range {lo}..{hi} (set it with \
+                     --score-range LO,HI)"
+                ))),
+                _ => Err(err(format!("score `{label}` is not a finite number"))),
+            },
+        }
+    }
+
+    fn summarize(&self, targets: &[f32], _: &[Vec<u32>]) -> LabelSummary {
+        let mut counts = BTreeMap::new();
+        let mut range = None;
+        match self.spec().0 {
+            EmbeddingData::Pairs { .. } => {}
+            EmbeddingData::Labelled => {
+                for &t in targets {
+                    *counts.entry(format!("{t}")).or_insert(0) += 1;
+                }
+            }
+            EmbeddingData::Scored { lo, hi } => {
+                let v: Vec<f64> = targets.iter().map(|&t| lo + t as f64 * (hi - lo)).collect();
+                if !v.is_empty() {
+                    let mean = v.iter().sum::<f64>() / v.len() as f64;
+                    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+                    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    range = Some([mean, min, max]);
+                }
+            }
+        }
+        LabelSummary {
+            rows: targets.len(),
+            counts,
+            range,
+            labels_per_row: None,
+        }
+    }
+}
