@@ -434,6 +434,27 @@ fn train_pairs_and_scored_pairs_through_the_binary() {
     let after = results.epochs[0].dev.own.as_ref().unwrap();
     assert!(after.get("ndcg@10").is_some());
     assert!(out.join("best/adapter_model.safetensors").is_file());
+    // eval re-reads a validation file as the run did; predict has no head to predict with.
+    let printed = ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&out),
+        "--validation-file",
+        s(&fixture("pairs.csv")),
+    ]);
+    assert!(printed.contains("\"ndcg@10\""), "{printed}");
+    let (success, _, stderr) = lorabert(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&out),
+        "--sentence",
+        "hi",
+    ]);
+    assert!(!success && stderr.contains("lorabert search"), "{stderr}");
     // Batch size 1 with in-batch negatives is refused, saying why.
     let (success, _, stderr) = lorabert(&[
         "train",

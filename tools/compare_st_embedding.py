@@ -17,6 +17,7 @@ before training and after. Prints and writes (--out) the metrics, training secon
 examples/s (pairs per second of `trainer.train()`).
 
     /tmp/ref/bin/pip install numpy torch transformers peft sentence-transformers datasets
+    (sentence-transformers 6.3, transformers 5.25, PEFT 0.21.2, torch 2.15 when written)
     /tmp/ref/bin/python tools/compare_st_embedding.py --out /tmp/st-quora.json
     /tmp/ref/bin/python tools/compare_st_embedding.py --max-steps 20 --no-eval   # speed only
 """
@@ -89,7 +90,7 @@ def retrieval(model, rows):
 
 def main():
     from datasets import Dataset
-    from peft import LoraConfig
+    from peft import LoraConfig, get_peft_model
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
@@ -118,13 +119,17 @@ def main():
     if not args.no_eval:
         out["before_training"] = retrieval(model, dev)
         print("epoch 0:", out["before_training"], flush=True)
-    model.add_adapter(LoraConfig(r=args.r, lora_alpha=args.lora_alpha, lora_dropout=0.0,
-                                 target_modules=r".*encoder.*\.(query|key|value|dense)"))
+    # PEFT on the encoder inside the Transformer module (transformers' add_adapter, which
+    # SentenceTransformer.add_adapter calls, asks for a PEFT newer than PyPI has).
+    config = LoraConfig(r=args.r, lora_alpha=args.lora_alpha, lora_dropout=0.0,
+                        target_modules=r".*encoder.*\.(query|key|value|dense)")
+    model[0].model = get_peft_model(model[0].model, config)
+    model[0].model.print_trainable_parameters()
     ds = Dataset.from_dict({"anchor": [a for a, _ in train], "positive": [b for _, b in train]})
     targs = SentenceTransformerTrainingArguments(
         output_dir="/tmp/st-quora-run", num_train_epochs=args.epochs, max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, learning_rate=args.lr, weight_decay=0.0,
-        warmup_ratio=0.1, lr_scheduler_type="linear", max_grad_norm=1.0, seed=args.seed,
+        warmup_steps=0.1, lr_scheduler_type="linear", max_grad_norm=1.0, seed=args.seed,
         batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to=[],
         logging_steps=20, dataloader_drop_last=False, use_cpu=True,
     )

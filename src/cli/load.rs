@@ -348,17 +348,25 @@ pub fn load_own_file(
     limit: Option<usize>,
 ) -> Result<TaskData> {
     let table = file.table(path, task.no_header)?;
+    let embedding = matches!(task.kind, own::TaskKind::Embedding { .. });
+    // Anchor/positive pairs have no label column.
+    let labelled = !(embedding && task.columns.label.is_empty());
     let (columns, notes) = own::file_columns(
         &table,
         Some(&task.columns),
         &file.given(),
         task.is_pair(),
-        true,
+        labelled,
     )?;
     for n in notes {
         eprintln!("note: {n}");
     }
-    let rows = own::rows(&table, &columns, true)?;
+    let task = &OwnTask {
+        columns,
+        ..task.clone()
+    };
+    let enc = if embedding { PairEncoding::Bi } else { enc };
+    let rows = own::task_rows(&table, task)?;
     if rows.rows.is_empty() {
         bail!("{}: no rows with a label to evaluate on", path.display());
     }

@@ -14,11 +14,19 @@ use crate::train::evaluate::{PredictionRow, predict};
 /// tasks.
 ///
 /// # Errors
-/// [`Error::Invalid`] when pairs are given to a checkpoint trained on single texts, or when
-/// no head takes the inputs.
+/// [`Error::Invalid`] when pairs are given to a checkpoint trained on single texts, for an
+/// embedding checkpoint (no head takes texts), or when no head takes the inputs.
 pub fn heads_for(heads: &HeadsConfig, rows: &OwnRows) -> Result<Vec<Arc<dyn Kind>>> {
     let pairs = !rows.rows.is_empty() && rows.rows.iter().all(|r| r.text_pair.is_some());
     let all = heads.kinds()?;
+    if let Some(own) = all.iter().find(|k| !k.takes(true) && !k.takes(false)) {
+        return Err(Error::Invalid(format!(
+            "this checkpoint ({}) is an embedding model: it has no head to predict with; rank \
+             texts with `lorabert search --checkpoint ...`, or get the embeddings with \
+             `lorabert embed --checkpoint ...`",
+            own.name()
+        )));
+    }
     if let Some(own) = all
         .iter()
         .find(|k| k.task() == Task::Own && !k.takes(pairs))
