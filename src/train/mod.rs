@@ -16,6 +16,7 @@ pub mod job;
 pub mod log;
 pub mod memory;
 pub mod merged;
+mod plan;
 pub mod results;
 pub mod resume;
 pub mod run;
