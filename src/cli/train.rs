@@ -85,7 +85,9 @@ pub struct TrainArgs {
     /// The metric that picks the best epoch: accuracy, f1 (binary), f1_macro, mcc
     /// (classification; default accuracy); pearson, spearman, mse (regression; default
     /// pearson); f1_micro, f1_macro, precision_micro, recall_micro, subset_accuracy,
-    /// hamming_loss (multi-label; default f1_micro).
+    /// hamming_loss (multi-label; default f1_micro); ndcg@10, mrr@10, map@100, recall@1/5/10,
+    /// accuracy@1/10 (embedding pairs; default ndcg@10); pearson, spearman (scored embedding
+    /// pairs; default spearman).
     #[arg(long)]
     metric_for_best_model: Option<String>,
     /// A CSV row whose quoted field spans lines (RFC 4180 allows it; in a file of one-line
