@@ -118,6 +118,19 @@ pub fn spec(train: &OwnFile, validation: Option<&OwnFile>) -> Result<DataSpec> {
     })
 }
 
+/// Refuses embedding pairs (anchor/positive columns, `--task-type embedding` natively): the
+/// page has no embedding task yet.
+fn no_embedding(task: &own::OwnTask) -> Result<()> {
+    match task.kind {
+        own::TaskKind::Embedding { .. } => Err(Error::Invalid(
+            "this file holds embedding pairs (anchor/positive columns): the page does not train \
+             sentence embeddings yet; use the native program (docs/embeddings.md)"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Shows the task the columns make: kind, classes and label counts (or the target's range),
 /// or the error naming line and column.
 fn show_summary() {
@@ -133,6 +146,7 @@ fn show_summary() {
         }
         let spec = spec(&train, None)?;
         let (task, rows) = own::task_of(&t, &spec)?;
+        no_embedding(&task)?;
         let (kind, columns) = (&task.kind, &task.columns);
         let summary = own::summarize(&rows, &task)?;
         let what = kind.describe();
@@ -301,6 +315,7 @@ pub async fn load(
         max_train,
         max_dev,
     )?;
+    no_embedding(&data.task)?;
     log(&format!(
         "{}: {} training and {} validation rows; {}",
         spec.train_file,
