@@ -196,25 +196,29 @@ pub fn search(a: SearchArgs) -> Result<()> {
         .ok()
         .and_then(|b| crate::model::weights::read_f32_tensor(&b, "corpus_embedding").ok())
         .filter(|(shape, _)| shape == &[corpus.len(), h]);
+    // Unit-length embeddings `[texts, h]` of `texts`, truncations counted.
+    let embed = |texts: &[String], what: &str| -> Result<Vec<f32>> {
+        let encs = texts
+            .iter()
+            .map(|t| tok.encode(t))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let truncated = encs.iter().filter(|e| e.truncated).count();
+        if truncated > 0 {
+            eprintln!(
+                "note: {truncated} {what} were truncated to --max-len {} tokens",
+                a.model.max_len
+            );
+        }
+        let out = encode(&bert, &encs, pooling, a.batch_size, false, &device)?;
+        Ok(normalized(&out["sentence_embedding"].1, h))
+    };
     let docs = match cached {
         Some((_, v)) => {
             eprintln!("corpus embeddings from the cache ({})", cache.display());
             v
         }
         None => {
-            let encs = corpus
-                .iter()
-                .map(|t| tok.encode(t))
-                .collect::<crate::Result<Vec<_>>>()?;
-            let truncated = encs.iter().filter(|e| e.truncated).count();
-            if truncated > 0 {
-                eprintln!(
-                    "note: {truncated} corpus texts were truncated to --max-len {} tokens",
-                    a.model.max_len
-                );
-            }
-            let out = encode(&bert, &encs, pooling, a.batch_size, false, &device)?;
-            let v = normalized(&out["sentence_embedding"].1, h);
+            let v = embed(&corpus, "corpus texts")?;
             let mut t = std::collections::BTreeMap::new();
             t.insert(
                 "corpus_embedding".to_string(),
@@ -233,19 +237,7 @@ pub fn search(a: SearchArgs) -> Result<()> {
             v
         }
     };
-    let qencs = queries
-        .iter()
-        .map(|q| tok.encode(q))
-        .collect::<crate::Result<Vec<_>>>()?;
-    let truncated = qencs.iter().filter(|e| e.truncated).count();
-    if truncated > 0 {
-        eprintln!(
-            "note: {truncated} queries were truncated to --max-len {} tokens",
-            a.model.max_len
-        );
-    }
-    let q = encode(&bert, &qencs, pooling, a.batch_size, false, &device)?;
-    let q = normalized(&q["sentence_embedding"].1, h);
+    let q = embed(&queries, "queries")?;
     let mut out = String::new();
     for (qi, query) in queries.iter().enumerate() {
         let hits = top_k(&q[qi * h..(qi + 1) * h], &docs, h, a.top_k, None);
