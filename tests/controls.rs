@@ -223,6 +223,7 @@ fn synthetic(n: usize, seed: u64) -> TaskData {
                 label: class as f32,
                 label_ids: Vec::new(),
                 negatives: Vec::new(),
+                words: None,
             }
         })
         .collect();

@@ -180,6 +180,7 @@ fn pair(a: u32, b: u32, label: f32) -> Prepared {
         label,
         label_ids: Vec::new(),
         negatives: Vec::new(),
+        words: None,
     }
 }
 

@@ -42,6 +42,7 @@ fn data(n: usize) -> TaskData {
                 label: class as f32,
                 label_ids: Vec::new(),
                 negatives: Vec::new(),
+                words: None,
             }
         })
         .collect();

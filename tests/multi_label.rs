@@ -74,6 +74,7 @@ fn example(ids: Vec<u32>) -> Prepared {
         label: ids.len() as f32,
         label_ids: ids,
         negatives: Vec::new(),
+        words: None,
     }
 }
 

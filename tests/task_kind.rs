@@ -127,6 +127,7 @@ fn data(n: usize) -> TaskData {
                 label: if loud { 2.0 } else { 0.0 },
                 label_ids: Vec::new(),
                 negatives: Vec::new(),
+                words: None,
             }
         })
         .collect();

@@ -69,6 +69,7 @@ fn synthetic(task: Task, n: usize, seed: u64) -> TaskData {
             label,
             label_ids: Vec::new(),
             negatives: Vec::new(),
+            words: None,
         });
     }
     TaskData {

@@ -113,6 +113,8 @@ pub enum TaskTypeArg {
     MultiLabel,
     /// Sentence embeddings from pairs: anchor/positive (+ negatives), 0/1-labelled or scored.
     Embedding,
+    /// A tag per word (named entities) from CoNLL or JSON Lines token files.
+    TokenClassification,
 }
 
 /// `--loss` (embeddings), sentence-transformers' losses.
@@ -188,6 +190,52 @@ impl EmbeddingArgs {
     }
 }
 
+/// The token-classification flags of `train` (with --train-file).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// Token classification: the tagging scheme, iob1, iob2 (bio), iobes (bilou) or plain
+    /// [default: detected from the training file's tags].
+    #[arg(long, value_name = "SCHEME")]
+    pub tag_scheme: Option<String>,
+    /// Token classification: word pieces shared by consecutive windows of a sentence longer
+    /// than --max-len [default: 32, at most a quarter of --max-len].
+    #[arg(long, value_name = "PIECES")]
+    pub stride: Option<usize>,
+    /// Token classification: a word's later word pieces train on its tag too (B- as I-), as
+    /// run_ner.py's --label_all_tokens; by default only the first piece is in the loss.
+    #[arg(long)]
+    pub label_all_tokens: bool,
+}
+
+impl TokenArgs {
+    /// The flags given, by name.
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            (self.tag_scheme.is_some(), "--tag-scheme"),
+            (self.stride.is_some(), "--stride"),
+            (self.label_all_tokens, "--label-all-tokens"),
+        ]
+        .into_iter()
+        .filter_map(|(g, n)| g.then_some(n))
+        .collect()
+    }
+
+    /// Sets the token-classification fields of `spec`.
+    ///
+    /// # Errors
+    /// An unknown `--tag-scheme`.
+    pub fn apply(&self, spec: &mut crate::tasks::own::DataSpec) -> crate::error::Result<()> {
+        spec.tag_scheme = self
+            .tag_scheme
+            .as_deref()
+            .map(crate::tasks::tags::TagScheme::parse)
+            .transpose()?;
+        spec.stride = self.stride;
+        spec.label_all_tokens = self.label_all_tokens;
+        Ok(())
+    }
+}
+
 /// `--format`.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum FormatArg {
@@ -197,6 +245,9 @@ pub enum FormatArg {
     Tsv,
     /// JSON Lines.
     Jsonl,
+    /// CoNLL: one token per line, whitespace-separated columns, a blank line between
+    /// sentences (token classification).
+    Conll,
 }
 
 impl From<FormatArg> for Format {
@@ -205,6 +256,7 @@ impl From<FormatArg> for Format {
             FormatArg::Csv => Format::Csv,
             FormatArg::Tsv => Format::Tsv,
             FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::Conll => Format::Conll,
         }
     }
 }

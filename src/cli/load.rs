@@ -347,6 +347,18 @@ pub fn load_own_file(
     enc: PairEncoding,
     limit: Option<usize>,
 ) -> Result<TaskData> {
+    if let own::TaskKind::TokenClassification { .. } = task.kind {
+        let name = path.display().to_string();
+        let format = file.format.map(Format::from);
+        return Ok(own::tokens::eval_data(
+            &read_data_file(path)?,
+            &name,
+            format,
+            task,
+            &model.tokenizer,
+            limit,
+        )?);
+    }
     let table = file.table(path, task.no_header)?;
     let embedding = matches!(task.kind, own::TaskKind::Embedding { .. });
     // Anchor/positive pairs have no label column.

@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use clap::Args;
 
 use super::args::{
-    AdapterArg, EmbeddingArgs, FormatArg, PairArg, PoolingArg, TaskArg, TaskTypeArg,
+    AdapterArg, EmbeddingArgs, FormatArg, PairArg, PoolingArg, TaskArg, TaskTypeArg, TokenArgs,
 };
 use super::controls::ControlArgs;
 use super::init_adapter::{init_adapter_config, init_adapter_weights, init_heads};
@@ -87,7 +87,8 @@ pub struct TrainArgs {
     /// pearson); f1_micro, f1_macro, precision_micro, recall_micro, subset_accuracy,
     /// hamming_loss (multi-label; default f1_micro); ndcg@10, mrr@10, map@100, recall@1/5/10,
     /// accuracy@1/10 (embedding pairs; default ndcg@10); pearson, spearman (scored embedding
-    /// pairs; default spearman).
+    /// pairs; default spearman); f1, precision, recall, accuracy, f1/<type> (token
+    /// classification, seqeval's entity scores; default f1).
     #[arg(long)]
     metric_for_best_model: Option<String>,
     /// A CSV row whose quoted field spans lines (RFC 4180 allows it; in a file of one-line
@@ -211,6 +212,8 @@ pub struct TrainArgs {
     controls: ControlArgs,
     #[command(flatten)]
     embedding: EmbeddingArgs,
+    #[command(flatten)]
+    tokens: TokenArgs,
 }
 
 /// The label names of `--label-names FILE`: one per line (a final newline, `\r\n` line
@@ -270,6 +273,7 @@ impl TrainArgs {
                 TaskTypeArg::Regression => TaskType::Regression,
                 TaskTypeArg::MultiLabel => TaskType::MultiLabel,
                 TaskTypeArg::Embedding => TaskType::Embedding,
+                TaskTypeArg::TokenClassification => TaskType::TokenClassification,
             }),
             metric_for_best_model: self.metric_for_best_model.clone(),
             strict_quotes: self.strict_quotes,
@@ -279,10 +283,12 @@ impl TrainArgs {
             threshold: self.threshold,
             ..DataSpec::default()
         });
-        let data = data.map(|mut d| {
-            self.embedding.apply(&mut d);
-            d
-        });
+        let data = data
+            .map(|mut d| {
+                self.embedding.apply(&mut d);
+                self.tokens.apply(&mut d).map(|()| d)
+            })
+            .transpose()?;
         Ok(TrainConfig {
             tasks: match data {
                 Some(_) => vec![Task::Own],
@@ -351,6 +357,7 @@ impl TrainArgs {
             .filter(|(g, _)| *g)
             .map(|(_, n)| n)
             .chain(self.embedding.given())
+            .chain(self.tokens.given())
             .collect()
     }
 

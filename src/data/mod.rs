@@ -1,6 +1,7 @@
 //! Data: tables from CSV, TSV and JSON Lines files ([`table`]), the minBERT readers
 //! ([`minbert`]), padded token batches and seeded, length-bucketed batch plans.
 
+pub mod conll;
 pub mod minbert;
 pub mod table;
 

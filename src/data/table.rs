@@ -23,32 +23,43 @@ pub enum Format {
     Tsv,
     /// JSON Lines: one JSON object per line, columns are its keys.
     Jsonl,
+    /// CoNLL-style tagged tokens (one per line, a blank line between sentences), read by
+    /// [`crate::data::conll`] for token classification, not as a table.
+    Conll,
 }
 
 impl Format {
     /// The format of a file name by its extension: `.csv`, `.tsv` (or `.tab`), `.jsonl` (or
-    /// `.ndjson`, `.json`); `None` for anything else.
+    /// `.ndjson`, `.json`), `.conll` (or `.iob`, `.bio`); `None` for anything else.
     pub fn from_file_name(name: &str) -> Option<Format> {
         let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
         match ext.as_str() {
             "csv" => Some(Format::Csv),
             "tsv" | "tab" => Some(Format::Tsv),
             "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
+            "conll" | "iob" | "bio" => Some(Format::Conll),
             _ => None,
         }
     }
 
-    /// The format of `name` (or `explicit` when given).
+    /// The format of data file `name` (or `explicit` when given): [`from_file_name`], and a
+    /// `.txt` data file is CoNLL (CoNLL-2003's own files are `.txt`).
     ///
     /// # Errors
     /// [`Error::Config`] naming the file when its extension is none of the known ones.
+    ///
+    /// [`from_file_name`]: Format::from_file_name
     pub fn resolve(name: &str, explicit: Option<Format>) -> Result<Format> {
-        explicit.or_else(|| Format::from_file_name(name)).ok_or_else(|| {
-            Error::config(
-                name,
-                "unknown file extension: use .csv, .tsv or .jsonl, or name the format (--format csv|tsv|jsonl)",
-            )
-        })
+        let txt = name.to_ascii_lowercase().ends_with(".txt");
+        explicit
+            .or_else(|| Format::from_file_name(name))
+            .or(txt.then_some(Format::Conll))
+            .ok_or_else(|| {
+                Error::config(
+                    name,
+                    "unknown file extension: use .csv, .tsv, .jsonl or .conll, or name the format (--format csv|tsv|jsonl|conll)",
+                )
+            })
     }
 
     /// `csv`, `tsv` or `jsonl`.
@@ -57,6 +68,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Tsv => "tsv",
             Format::Jsonl => "jsonl",
+            Format::Conll => "conll",
         }
     }
 }
@@ -185,6 +197,12 @@ impl Table {
             Format::Csv => Table::read_delimited(bytes, source, dialect(b',', true)),
             Format::Tsv => Table::read_delimited(bytes, source, dialect(b'\t', false)),
             Format::Jsonl => Table::read_jsonl(bytes, source),
+            Format::Conll => Err(Error::data(
+                source,
+                1,
+                "a CoNLL file (one token per line) holds tagged words, not a table: it is for \
+                 token classification (--task-type token-classification)",
+            )),
         }
     }
 

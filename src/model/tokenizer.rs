@@ -84,6 +84,42 @@ impl BertTokenizer {
         })
     }
 
+    /// The word pieces of one word (no special tokens; a word of more than `max_len` pieces is
+    /// cut there), as `is_split_into_words=True` tokenises each word: the normaliser and
+    /// pre-tokeniser run on the word alone.
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] if the tokenizer fails on the word.
+    pub fn word_pieces(&self, word: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(word, false)
+            .map_err(|e| Error::Tokenizer {
+                source_name: "encode".into(),
+                message: e.to_string(),
+            })?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The ids of the tokens a single sentence is wrapped in (`[CLS]` and `[SEP]`): what the
+    /// post-processor adds around an empty text.
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] when the tokenizer adds other than one token before and one after.
+    pub fn wrapping(&self) -> Result<(u32, u32)> {
+        let e = self.encode("")?;
+        match e.ids[..] {
+            [cls, sep] => Ok((cls, sep)),
+            _ => Err(Error::Tokenizer {
+                source_name: "tokenizer.json".into(),
+                message: format!(
+                    "its post-processor wraps a text in {} tokens; token classification needs                      BERT's [CLS] text [SEP]",
+                    e.ids.len()
+                ),
+            }),
+        }
+    }
+
     /// Tokenises a pair as `[CLS] a [SEP] b [SEP]` with token types 0 / 1.
     ///
     /// # Errors

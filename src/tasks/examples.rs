@@ -28,7 +28,28 @@ pub struct Prepared {
     /// Embeddings: the hard negatives of an anchor/positive pair, in column order (empty for
     /// every other kind).
     pub negatives: Vec<Encoded>,
+    /// Token classification: the words of its sentence this example (a window of it)
+    /// predicts; `None` for every other kind.
+    pub words: Option<WindowWords>,
 }
+
+/// The words of a sentence that one window of it predicts (token classification). A sentence
+/// longer than the window is split into overlapping windows; each word is predicted by one of
+/// them (the first half of an overlap by the earlier window, the rest by the later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowWords {
+    /// The sentence's index, in file order (the windows of one sentence are consecutive).
+    pub sentence: u32,
+    /// Position in the window's `a.ids` of each predicted word's first piece, in word order; 0
+    /// (the `[CLS]` position) for a word the tokenizer gives no piece (predicted `O`).
+    pub pieces: Vec<u32>,
+    /// Each predicted word's gold tag id; [`NO_TAG`] where the input has no tags.
+    pub gold: Vec<u32>,
+}
+
+/// The target id of a word piece the loss leaves out (PyTorch's `ignore_index = -100`), and
+/// the gold tag of an untagged word.
+pub const NO_TAG: u32 = u32::MAX;
 
 impl Prepared {
     /// Tokens in this example (both sentences).
@@ -94,6 +115,7 @@ impl TaskData {
                 label: ex.label.map_or(f32::NAN, |l| l as f32),
                 label_ids: Vec::new(),
                 negatives: Vec::new(),
+                words: None,
             });
         }
         Ok(TaskData {
@@ -131,6 +153,7 @@ impl TaskData {
                 label: ex.label.unwrap_or(f32::NAN),
                 label_ids: Vec::new(),
                 negatives: Vec::new(),
+                words: None,
             });
         }
         Ok(TaskData {

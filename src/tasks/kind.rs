@@ -280,6 +280,19 @@ pub enum Targets {
         /// Each label's positive weight `[labels]`.
         pos_weight: Option<Box<Tensor<1>>>,
     },
+    /// Token classification: each word piece's tag id `[batch·seq]`, 1 where the piece is in
+    /// the loss and 0 where it is left out `[batch·seq]` (PyTorch's `ignore_index`: later
+    /// pieces of a word, special tokens, padding), the pieces in the loss, and the examples.
+    Tokens {
+        /// Tag id per piece `[batch·seq]` (0 where left out).
+        classes: Tensor<1, Int>,
+        /// 1 for pieces in the loss, else 0 `[batch·seq]`.
+        mask: Box<Tensor<1>>,
+        /// The sum of `mask`.
+        labelled: f64,
+        /// Examples (windows) in the batch.
+        examples: usize,
+    },
 }
 
 impl Targets {
@@ -289,15 +302,19 @@ impl Targets {
             Targets::Classes(t) | Targets::WeightedClasses { classes: t, .. } => t.dims()[0],
             Targets::Values(t) => t.dims()[0],
             Targets::Labels { y, .. } => y.dims()[0],
+            Targets::Tokens { examples, .. } => *examples,
         }
     }
 
     /// The batch's weight in a step's mean loss: the sum of its class weights, or its number
     /// of examples (`--gradient-accumulation-steps` weighs each micro-batch's mean loss by its
-    /// share of the step's total, so the step's loss is the mean over all of them).
+    /// share of the step's total, so the step's loss is the mean over all of them); token
+    /// classification: its pieces in the loss (the step's loss is then the mean over every
+    /// labelled piece, as transformers' `num_items_in_batch`).
     pub fn mass(&self) -> f64 {
         match self {
             Targets::WeightedClasses { total, .. } => *total,
+            Targets::Tokens { labelled, .. } => *labelled,
             t => t.len() as f64,
         }
     }
@@ -314,6 +331,7 @@ impl Targets {
     pub fn classes(&self) -> Tensor<1, Int> {
         match self {
             Targets::Classes(t) | Targets::WeightedClasses { classes: t, .. } => t.clone(),
+            Targets::Tokens { classes, .. } => classes.clone(),
             Targets::Values(_) | Targets::Labels { .. } => panic!("class targets expected"),
         }
     }
@@ -362,7 +380,9 @@ impl Targets {
 
     /// The mean cross-entropy of `logits` `[batch, classes]` against these class targets,
     /// weighted as `torch.nn.functional.cross_entropy(weight=w)` weighs it when they carry
-    /// class weights ([`crate::tasks::weighted_cross_entropy`]).
+    /// class weights ([`crate::tasks::weighted_cross_entropy`]); for token targets `logits` is
+    /// `[batch·seq, tags]` and the mean is over the pieces in the loss
+    /// ([`crate::tasks::masked_cross_entropy`]).
     ///
     /// # Panics
     /// For real-valued targets (a programming error).
@@ -372,6 +392,17 @@ impl Targets {
             Targets::WeightedClasses {
                 classes, weights, ..
             } => crate::tasks::weighted_cross_entropy(logits, classes.clone(), (**weights).clone()),
+            Targets::Tokens {
+                classes,
+                mask,
+                labelled,
+                ..
+            } => crate::tasks::masked_cross_entropy(
+                logits,
+                classes.clone(),
+                (**mask).clone(),
+                *labelled,
+            ),
             Targets::Values(_) | Targets::Labels { .. } => panic!("class targets expected"),
         }
     }
@@ -383,9 +414,10 @@ impl Targets {
     pub fn values(&self) -> Tensor<1> {
         match self {
             Targets::Values(t) => t.clone(),
-            Targets::Classes(_) | Targets::WeightedClasses { .. } | Targets::Labels { .. } => {
-                panic!("real-valued targets expected")
-            }
+            Targets::Classes(_)
+            | Targets::WeightedClasses { .. }
+            | Targets::Labels { .. }
+            | Targets::Tokens { .. } => panic!("real-valued targets expected"),
         }
     }
 }

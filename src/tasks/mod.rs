@@ -21,8 +21,9 @@ pub mod minbert;
 pub mod own;
 pub mod own_task;
 pub mod retrieval;
+pub mod tags;
 
-pub use examples::{Prepared, TaskData};
+pub use examples::{NO_TAG, Prepared, TaskData, WindowWords};
 pub use kind::{Kind, KindMetrics, PredictionRow, Targets};
 pub use metrics::{accuracy, overall_score, pearson};
 
@@ -340,6 +341,27 @@ pub fn weighted_cross_entropy(
         .reshape([b])
         .neg();
     (nll * weights.clone()).sum() / weights.sum()
+}
+
+/// Mean cross-entropy of `logits` `[n, classes]` against class ids `[n]` over the rows whose
+/// `mask` `[n]` is 1 (`labelled` of them, counted on the host): `Σ maskᵢ·nllᵢ / labelled`, as
+/// `torch.nn.functional.cross_entropy(ignore_index=-100)` over token tags (0 when no row is
+/// labelled, where PyTorch gives NaN).
+///
+/// # Panics
+/// When `labels` or `mask` is not `[n]`, or a class id is outside `0..classes`.
+pub fn masked_cross_entropy(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    mask: Tensor<1>,
+    labelled: f64,
+) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    let nll = log_softmax(logits, 1)
+        .gather(1, labels.reshape([n, 1]))
+        .reshape([n])
+        .neg();
+    (nll * mask).sum() / labelled.max(1.0) as f32
 }
 
 /// Mean binary cross-entropy with logits (numerically stable form, as

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::tags::TagScheme;
 use crate::error::{Error, Result};
 
 /// What the label column holds.
@@ -52,7 +53,31 @@ pub enum TaskKind {
         /// CoSENTLoss; sentence-transformers' default 20; unused by CosineSimilarityLoss).
         scale: f64,
     },
+    /// Token classification: one tag per word out of `id2label` (transformers'
+    /// `BertForTokenClassification`), words read from CoNLL or JSON Lines files
+    /// ([`crate::data::conll`]), each word's tag on its first word piece.
+    #[serde(rename = "token_classification")]
+    TokenClassification {
+        /// Tag names by output index, sorted (`O` first when present).
+        id2label: Vec<String>,
+        /// How the tags mark entities (detected, or `--tag-scheme`).
+        scheme: TagScheme,
+        /// Word pieces per window, `[CLS]` and `[SEP]` included (the run's `--max-len`):
+        /// longer sentences are split into windows.
+        window: usize,
+        /// Word pieces that consecutive windows share (`--stride`).
+        stride: usize,
+        /// A word's later pieces train on its tag too (`--label-all-tokens`, `B-` as `I-`),
+        /// not left out of the loss.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        label_all_tokens: bool,
+    },
 }
+
+/// Metrics of token classification (`seqeval` as transformers' `run_ner.py` reports them:
+/// entity-level, micro-averaged over types; token accuracy), in the order they are reported;
+/// per-type F1 follows as `f1/<type>`.
+pub const TOKEN_METRICS: &[&str] = &["f1", "precision", "recall", "accuracy"];
 
 /// What the rows of an embedding task hold (see [`TaskKind::Embedding`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,30 +153,31 @@ impl TaskKind {
     /// Number of classes (1 output for regression).
     pub fn outputs(&self) -> usize {
         match self {
-            TaskKind::Classification { id2label } | TaskKind::MultiLabel { id2label, .. } => {
-                id2label.len()
-            }
+            TaskKind::Classification { id2label }
+            | TaskKind::MultiLabel { id2label, .. }
+            | TaskKind::TokenClassification { id2label, .. } => id2label.len(),
             TaskKind::Regression => 1,
             TaskKind::Embedding { .. } => 0,
         }
     }
 
-    /// `classification`, `regression`, `multi-label` or `embedding`.
+    /// `classification`, `regression`, `multi-label`, `embedding` or `token-classification`.
     pub fn name(&self) -> &'static str {
         match self {
             TaskKind::Classification { .. } => "classification",
             TaskKind::Regression => "regression",
             TaskKind::MultiLabel { .. } => "multi-label",
             TaskKind::Embedding { .. } => "embedding",
+            TaskKind::TokenClassification { .. } => "token-classification",
         }
     }
 
     /// The class (label) names, in output order; empty for regression and embeddings.
     pub fn id2label(&self) -> &[String] {
         match self {
-            TaskKind::Classification { id2label } | TaskKind::MultiLabel { id2label, .. } => {
-                id2label
-            }
+            TaskKind::Classification { id2label }
+            | TaskKind::MultiLabel { id2label, .. }
+            | TaskKind::TokenClassification { id2label, .. } => id2label,
             TaskKind::Regression | TaskKind::Embedding { .. } => &[],
         }
     }
@@ -190,6 +216,13 @@ impl TaskKind {
                 };
                 format!("embedding: {rows}, {}{scale}", loss.class_name())
             }
+            TaskKind::TokenClassification {
+                id2label, scheme, ..
+            } => format!(
+                "token classification with {}, {}",
+                names("tags", id2label),
+                scheme.name()
+            ),
         }
     }
 
@@ -206,6 +239,7 @@ impl TaskKind {
                 ..
             } => "spearman",
             TaskKind::Embedding { .. } => "ndcg@10",
+            TaskKind::TokenClassification { .. } => "f1",
         }
     }
 
@@ -230,6 +264,7 @@ impl TaskKind {
                 ..
             } => &["pearson", "spearman"],
             TaskKind::Embedding { .. } => RETRIEVAL_METRICS,
+            TaskKind::TokenClassification { .. } => TOKEN_METRICS,
         }
     }
 }

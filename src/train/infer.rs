@@ -15,10 +15,21 @@ use crate::train::evaluate::{PredictionRow, predict};
 ///
 /// # Errors
 /// [`Error::Invalid`] when pairs are given to a checkpoint trained on single texts, for an
-/// embedding checkpoint (no head takes texts), or when no head takes the inputs.
+/// embedding checkpoint (no head takes texts), for a token-classification checkpoint (not yet:
+/// its predictions are per word), or when no head takes the inputs.
 pub fn heads_for(heads: &HeadsConfig, rows: &OwnRows) -> Result<Vec<Arc<dyn Kind>>> {
     let pairs = !rows.rows.is_empty() && rows.rows.iter().all(|r| r.text_pair.is_some());
     let all = heads.kinds()?;
+    if let Some(own) = heads
+        .own
+        .as_ref()
+        .filter(|o| matches!(o.kind, own::TaskKind::TokenClassification { .. }))
+    {
+        return Err(Error::Invalid(format!(
+            "this checkpoint ({}) is a token classification model: predicting the entities of              typed text is not built yet; evaluate it on a tagged file with `lorabert eval              --checkpoint ... --validation-file dev.conll`",
+            own.name
+        )));
+    }
     if let Some(own) = all.iter().find(|k| !k.takes(true) && !k.takes(false)) {
         return Err(Error::Invalid(format!(
             "this checkpoint ({}) is an embedding model: it has no head to predict with; rank \

@@ -42,8 +42,15 @@ pub struct OwnFiles {
 
 fn table_of(f: &OwnFile) -> Result<Table> {
     let format = Format::resolve(&f.name, None)?;
+    if format == Format::Conll {
+        return Err(Error::Invalid(TOKENS_NATIVE.into()));
+    }
     Table::read(&f.bytes, &f.name, format, true)
 }
+
+/// Why the page refuses token-classification files.
+const TOKENS_NATIVE: &str = "this file holds tagged words (CoNLL or JSON Lines tokens): the page \
+     does not train token classification yet; use the native program (docs/token-classification.md)";
 
 /// Fills a `<select>` with `options` (value = text), selecting `chosen`.
 fn fill_select(id: &str, options: &[String], none: Option<&str>, chosen: Option<&str>) {
@@ -118,8 +125,8 @@ pub fn spec(train: &OwnFile, validation: Option<&OwnFile>) -> Result<DataSpec> {
     })
 }
 
-/// Refuses embedding pairs (anchor/positive columns, `--task-type embedding` natively): the
-/// page has no embedding task yet.
+/// Refuses embedding pairs (anchor/positive columns, `--task-type embedding` natively) and
+/// tagged words (token classification): the page has neither task yet.
 fn no_embedding(task: &own::OwnTask) -> Result<()> {
     match task.kind {
         own::TaskKind::Embedding { .. } => Err(Error::Invalid(
@@ -127,6 +134,7 @@ fn no_embedding(task: &own::OwnTask) -> Result<()> {
              sentence embeddings yet; use the native program (docs/embeddings.md)"
                 .into(),
         )),
+        own::TaskKind::TokenClassification { .. } => Err(Error::Invalid(TOKENS_NATIVE.into())),
         _ => Ok(()),
     }
 }
@@ -145,6 +153,9 @@ fn show_summary() {
             ));
         }
         let spec = spec(&train, None)?;
+        if own::tokens::is_token_data(&spec, &train.bytes)? {
+            return Err(Error::Invalid(TOKENS_NATIVE.into()));
+        }
         let (task, rows) = own::task_of(&t, &spec)?;
         no_embedding(&task)?;
         let (kind, columns) = (&task.kind, &task.columns);

@@ -6,7 +6,9 @@
 //! - [`classification`], [`regression`] and [`multi_label`]: your own data's classes,
 //!   real-valued target or any number of labels per row, on single texts or pairs;
 //! - [`embedding`]: sentence embeddings on your own pairs, sentence-transformers' losses and
-//!   evaluators.
+//!   evaluators;
+//! - [`token`]: a tag per word (named entities) from CoNLL or JSON Lines files, `seqeval`'s
+//!   entity metrics.
 //!
 //! Adding a kind: a new file here implementing [`Kind`] and one line in [`task_kind`] (or, for
 //! an own-data label kind, in [`own`]); see "How to add a task kind" in `docs/architecture.md`.
@@ -18,6 +20,7 @@ pub mod paraphrase;
 pub mod regression;
 pub mod sst;
 pub mod sts;
+pub mod token;
 
 use std::sync::Arc;
 
@@ -76,6 +79,7 @@ pub fn own(task: &OwnTask) -> Arc<dyn Kind> {
         TaskKind::Regression => Arc::new(regression::Regression(task.clone())),
         TaskKind::MultiLabel { .. } => Arc::new(multi_label::MultiLabel(task.clone())),
         TaskKind::Embedding { .. } => Arc::new(embedding::Embedding(task.clone())),
+        TaskKind::TokenClassification { .. } => Arc::new(token::TokenClassification(task.clone())),
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod embedding;
 mod labels;
 mod read;
+pub mod tokens;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,7 @@ pub use super::own_task::{Columns, EmbeddingData, EmbeddingLoss, LabelSummary, O
 pub use labels::{infer_kind, infer_multi_label, rows, split, summarize, target};
 pub use read::{file_columns, task_data, unlabelled};
 
+use super::tags::TagScheme;
 use super::{PairEncoding, TaskData};
 use crate::data::sha256_hex;
 use crate::data::table::{Format, Table};
@@ -43,6 +45,9 @@ pub enum TaskType {
     MultiLabel,
     /// Sentence embeddings from pairs (anchor/positive, labelled or scored; [`embedding`]).
     Embedding,
+    /// A tag per word, from CoNLL or JSON Lines token files ([`tokens`]).
+    #[serde(rename = "token_classification")]
+    TokenClassification,
 }
 
 /// Names tried, in order, for each column when the user names none (`run_glue.py`'s
@@ -107,6 +112,17 @@ pub struct DataSpec {
     /// named `negative` or `negative_<n>`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub negative_columns: Vec<String>,
+    /// Token classification: the tagging scheme (`--tag-scheme`; default detected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_scheme: Option<TagScheme>,
+    /// Token classification: word pieces consecutive windows of a long sentence share
+    /// (`--stride`; default [`tokens::DEFAULT_STRIDE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+    /// Token classification: a word's later pieces train on its tag too
+    /// (`--label-all-tokens`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub label_all_tokens: bool,
 }
 
 impl DataSpec {
@@ -312,6 +328,17 @@ pub fn load(
     max_train: Option<usize>,
     max_eval: Option<usize>,
 ) -> Result<OwnData> {
+    if tokens::is_token_data(spec, train_bytes)? {
+        return tokens::load(
+            spec,
+            train_bytes,
+            validation_bytes,
+            tok,
+            seed,
+            max_train,
+            max_eval,
+        );
+    }
     let format = Format::resolve(&spec.train_file, spec.format)?;
     let table = Table::read(train_bytes, &spec.train_file, format, !spec.no_header)?;
     let mut warnings = Vec::new();

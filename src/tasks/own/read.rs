@@ -157,6 +157,7 @@ fn tokenise(
             label,
             label_ids,
             negatives,
+            words: None,
         });
     }
     Ok(TaskData {

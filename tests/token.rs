@@ -1,0 +1,361 @@
+//! Token classification: `seqeval`'s metrics (golden values from
+//! `tools/make_golden_token.py`), the CoNLL and JSON Lines readers on slices of CoNLL-2003
+//! (`tools/make_token_fixtures.py`), word-piece alignment and windows, bad input, and a run
+//! through the binary.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{lorabert, model_dir, ok, rng_lock, s, tiny_model, tmp};
+use lorabert::data::conll::{JsonKeys, read_conll, read_token_jsonl};
+use lorabert::model::BertTokenizer;
+use lorabert::tasks::own::{self, DataSpec, TaskKind};
+use lorabert::tasks::tags::{TagScheme, detect, scores};
+use lorabert::tasks::{NO_TAG, PairEncoding};
+use lorabert::train::results::RunResults;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/token")
+        .join(name)
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).unwrap()
+}
+
+fn strings(v: &serde_json::Value) -> Vec<Vec<String>> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+/// Exact to rounding: the same counts divided the same way.
+const TOL: f64 = 1e-12;
+
+#[test]
+fn metrics_match_seqeval() {
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read("tests/golden/token.json").unwrap()).unwrap();
+    for case in golden["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let scheme = TagScheme::parse(case["scheme"].as_str().unwrap()).unwrap();
+        let got = scores(&strings(&case["gold"]), &strings(&case["pred"]), scheme);
+        let close = |what: &str, a: f64, b: &serde_json::Value| {
+            let b = b.as_f64().unwrap();
+            assert!((a - b).abs() < TOL, "{name} {what}: {a} vs seqeval {b}");
+        };
+        close("precision", got.micro.precision, &case["precision"]);
+        close("recall", got.micro.recall, &case["recall"]);
+        close("f1", got.micro.f1, &case["f1"]);
+        close("accuracy", got.accuracy, &case["accuracy"]);
+        let want = case["per_type"].as_object().unwrap();
+        assert_eq!(got.per_type.len(), want.len(), "{name}: entity types");
+        for (t, w) in want {
+            let g = &got.per_type[t];
+            close(&format!("{t} precision"), g.precision, &w["precision"]);
+            close(&format!("{t} recall"), g.recall, &w["recall"]);
+            close(&format!("{t} f1"), g.f1, &w["f1-score"]);
+            assert_eq!(
+                g.support as f64,
+                w["support"].as_f64().unwrap(),
+                "{name} {t}"
+            );
+        }
+    }
+}
+
+#[test]
+fn readers_agree_on_conll_tabs_and_json_lines() {
+    let conll = read_conll(&read("train.conll"), "train.conll", None).unwrap();
+    assert_eq!(conll.sentences.len(), 240);
+    assert!(conll.docstarts > 0);
+    let tabs = read_conll(&read("train_tab.conll"), "train_tab.conll", None).unwrap();
+    assert_eq!(conll.sentences, tabs.sentences);
+    let iob2 = read_conll(&read("train_iob2.conll"), "train_iob2.conll", None).unwrap();
+    let names: Vec<String> = String::from_utf8(read("label_names.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let keys = JsonKeys {
+        label_names: Some(&names),
+        ..Default::default()
+    };
+    let jsonl = read_token_jsonl(&read("train.jsonl"), "train.jsonl", keys).unwrap();
+    assert_eq!(jsonl.sentences.len(), 240);
+    for (a, b) in iob2.sentences.iter().zip(&jsonl.sentences) {
+        assert_eq!((&a.tokens, &a.tags), (&b.tokens, &b.tags));
+    }
+    // The published IOB1 tags and their IOB2 conversion are told apart.
+    let d = |f: &lorabert::data::conll::TaggedFile| {
+        detect(f.sentences.iter().map(|s| (s.line, &s.tags[..])), "f")
+            .unwrap()
+            .scheme
+    };
+    assert_eq!(d(&conll), TagScheme::Iob1);
+    assert_eq!(d(&iob2), TagScheme::Iob2);
+    // The POS column instead of the NER one.
+    let pos = read_conll(&read("train.conll"), "train.conll", Some(1)).unwrap();
+    assert_eq!(pos.sentences[0].tags[0], "NNP");
+}
+
+fn tok(max_len: usize) -> BertTokenizer {
+    let bytes = std::fs::read(model_dir().join("tokenizer.json")).unwrap();
+    BertTokenizer::from_bytes(&bytes, "tokenizer.json", max_len).unwrap()
+}
+
+fn spec(train: &str, validation: Option<&str>) -> DataSpec {
+    DataSpec {
+        train_file: fixture(train).display().to_string(),
+        validation_file: validation.map(|v| fixture(v).display().to_string()),
+        validation_split: 0.2,
+        stride: Some(4),
+        ..DataSpec::default()
+    }
+}
+
+fn load(spec: &DataSpec, max_len: usize) -> lorabert::Result<own::OwnData> {
+    let train = std::fs::read(&spec.train_file).unwrap();
+    let val = spec
+        .validation_file
+        .as_ref()
+        .map(|v| std::fs::read(v).unwrap());
+    own::load(
+        spec,
+        &train,
+        val.as_deref(),
+        &tok(max_len),
+        PairEncoding::Cross,
+        42,
+        None,
+        None,
+    )
+}
+
+#[test]
+fn every_word_is_predicted_once_on_its_first_piece() {
+    // 16 pieces per window: CoNLL's longer sentences are split.
+    let data = load(&spec("train.conll", Some("dev.conll")), 16).unwrap();
+    let TaskKind::TokenClassification {
+        id2label,
+        scheme,
+        window,
+        stride,
+        ..
+    } = &data.task.kind
+    else {
+        panic!("{:?}", data.task.kind)
+    };
+    assert_eq!((*scheme, *window, *stride), (TagScheme::Iob1, 16, 4));
+    assert_eq!(id2label[0], "B-LOC", "tags sorted as run_ner.py sorts them");
+    let dev = read_conll(&read("dev.conll"), "dev.conll", None).unwrap();
+    let mut seen = vec![Vec::new(); dev.sentences.len()];
+    let mut windows = 0;
+    for e in &data.dev.examples {
+        let w = e.words.as_ref().unwrap();
+        assert!(e.a.ids.len() <= 16);
+        assert_eq!(e.label_ids.len(), e.a.ids.len());
+        for (&p, &g) in w.pieces.iter().zip(&w.gold) {
+            // Each predicted word's first piece carries its gold tag; later pieces are out.
+            assert_eq!(e.label_ids[p as usize], g);
+            seen[w.sentence as usize].push(id2label[g as usize].clone());
+        }
+        windows += 1;
+    }
+    assert!(windows > dev.sentences.len(), "some sentences are split");
+    for (s, got) in dev.sentences.iter().zip(seen) {
+        assert_eq!(s.tags, got, "sentence at line {}", s.line);
+    }
+    let ignored = data.train.examples.iter().flat_map(|e| &e.label_ids);
+    assert!(ignored.clone().any(|&t| t == NO_TAG));
+    // Entities per type in the summary, as the README counts them (maximal spans).
+    assert!(data.summary.train.counts["PER"] > 0);
+    assert!(
+        data.summary
+            .warnings
+            .iter()
+            .any(|w| w.contains("split into windows")),
+        "{:?}",
+        data.summary.warnings
+    );
+    // --label-all-tokens: later pieces train on the word's tag, B- as I-.
+    let mut all = spec("train.conll", Some("dev.conll"));
+    all.label_all_tokens = true;
+    let data = load(&all, 16).unwrap();
+    let inside = data.train.examples.iter().map(|e| {
+        e.label_ids[1..e.label_ids.len() - 1]
+            .iter()
+            .all(|&t| t != NO_TAG)
+    });
+    assert!(inside.into_iter().all(|x| x));
+}
+
+#[test]
+fn json_lines_and_iob2_files_load_alike() {
+    let names: Vec<String> = String::from_utf8(read("label_names.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut js = spec("train.jsonl", None);
+    js.label_names = Some(names);
+    let a = load(&js, 64).unwrap();
+    let b = load(&spec("train_iob2.conll", None), 64).unwrap();
+    assert_eq!(a.task.kind, b.task.kind);
+    assert_eq!(a.dev.examples.len(), b.dev.examples.len());
+    for (x, y) in a.train.examples.iter().zip(&b.train.examples) {
+        assert_eq!((&x.a.ids, &x.label_ids), (&y.a.ids, &y.label_ids));
+    }
+}
+
+fn err(spec: &DataSpec) -> String {
+    load(spec, 64).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_token_files_are_refused_naming_file_and_line() {
+    let dir = tmp("bad-token");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let train = write(
+        "t.conll",
+        "EU NNP I-ORG\nrejects VBZ O\n\nPeter NNP I-PER\n",
+    );
+    // A validation tag the training file does not have, named with its line.
+    let dev = write(
+        "d.conll",
+        "-DOCSTART- -X- O\n\nEU NNP I-ORG\nBerlin NNP I-LOC\n",
+    );
+    let e = err(&DataSpec {
+        train_file: train.clone(),
+        validation_file: Some(dev.clone()),
+        ..DataSpec::default()
+    });
+    assert!(
+        e.contains("d.conll line 4: tag `I-LOC` (word `Berlin`)"),
+        "{e}"
+    );
+    // A token line with another column count.
+    let ragged = write("r.conll", "EU NNP I-ORG\nrejects O\n");
+    let e = err(&DataSpec {
+        train_file: ragged,
+        ..DataSpec::default()
+    });
+    assert!(
+        e.contains("r.conll line 2: 2 column(s) where the file's token lines have 3"),
+        "{e}"
+    );
+    // Only -DOCSTART-.
+    let empty = write("e.conll", "-DOCSTART- -X- O O\n\n\n");
+    assert!(
+        err(&DataSpec {
+            train_file: empty,
+            ..DataSpec::default()
+        })
+        .contains("only -DOCSTART-")
+    );
+    // Token and tag lists of different lengths in JSON Lines.
+    let js = write(
+        "j.jsonl",
+        "{\"tokens\": [\"a\"], \"ner_tags\": [\"O\"]}\n{\"tokens\": [\"a\", \"b\"], \"ner_tags\": [\"O\"]}\n",
+    );
+    let e = err(&DataSpec {
+        train_file: js,
+        ..DataSpec::default()
+    });
+    assert!(
+        e.contains("j.jsonl line 2: 2 tokens (`tokens`) but 1 tags"),
+        "{e}"
+    );
+    // Not UTF-8.
+    let p = dir.join("n.conll");
+    std::fs::write(&p, b"EU I-ORG\nM\xfcnchen I-LOC\n").unwrap();
+    let e = err(&DataSpec {
+        train_file: p.display().to_string(),
+        ..DataSpec::default()
+    });
+    assert!(
+        e.contains("n.conll line 2: byte column 2: the file is not UTF-8"),
+        "{e}"
+    );
+    // A stride that leaves no room for new words.
+    let mut wide = spec("train.conll", None);
+    wide.stride = Some(62);
+    assert!(err(&wide).contains("--stride 62 must be under"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn train_on_conll_through_the_binary() {
+    let _g = rng_lock();
+    let model = tmp("tiny");
+    tiny_model(&model);
+    let out = tmp("ner-run");
+    let (success, _, printed) = lorabert(&[
+        "train",
+        "--model",
+        s(&model),
+        "--train-file",
+        s(&fixture("train.conll")),
+        "--validation-file",
+        s(&fixture("dev.conll")),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--lr",
+        "5e-3",
+        "--max-len",
+        "32",
+        "--out",
+        s(&out),
+    ]);
+    assert!(success, "{printed}");
+    // The detected scheme and the entity counts are printed.
+    assert!(
+        printed.contains("IOB1") && printed.contains("PER: 90"),
+        "{printed}"
+    );
+    let results: RunResults =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let dev = results.epochs.last().unwrap().dev.own.as_ref().unwrap();
+    assert_eq!(dev.metric_for_best_model, "f1");
+    for m in ["f1", "precision", "recall", "accuracy", "f1/PER", "f1/LOC"] {
+        let v = dev.get(m).unwrap_or_else(|| panic!("{m} missing: {dev:?}"));
+        assert!((0.0..=1.0).contains(&v), "{m} {v}");
+    }
+    // Token accuracy of a trained head beats tagging everything O? At least it is measured
+    // on every dev word: 80 sentences of dev.conll.
+    assert!(dev.get("accuracy").unwrap() > 0.5);
+    assert!(out.join("best/adapter_model.safetensors").is_file());
+    // eval re-reads the validation file as the run did.
+    let printed = ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&out),
+        "--validation-file",
+        s(&fixture("dev.conll")),
+    ]);
+    assert!(printed.contains("\"f1\""), "{printed}");
+    let (success, _, stderr) = lorabert(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&out),
+        "--sentence",
+        "Angela Merkel visited Paris.",
+    ]);
+    assert!(
+        !success && stderr.contains("token classification"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&model);
+}
