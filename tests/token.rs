@@ -343,7 +343,7 @@ fn train_on_conll_through_the_binary() {
         s(&fixture("dev.conll")),
     ]);
     assert!(printed.contains("\"f1\""), "{printed}");
-    let (success, _, stderr) = lorabert(&[
+    let (success, printed, stderr) = lorabert(&[
         "predict",
         "--model",
         s(&model),
@@ -352,10 +352,165 @@ fn train_on_conll_through_the_binary() {
         "--sentence",
         "Angela Merkel visited Paris.",
     ]);
-    assert!(
-        !success && stderr.contains("token classification"),
-        "{stderr}"
-    );
+    // predict prints each text's entities and tagged words as JSON.
+    assert!(success, "{stderr}");
+    let row: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(row["words"].as_array().unwrap().len(), 5, "{row}");
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_dir_all(&model);
+}
+
+/// `tools/make_golden_token_export.py`'s checkpoint and what transformers' pipeline and PEFT
+/// compute from its exports.
+fn export_golden() -> (PathBuf, serde_json::Value) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/token_export");
+    let v = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    (dir.join("ckpt"), v)
+}
+
+#[test]
+fn predicted_entities_match_the_transformers_pipeline() {
+    let (ckpt, want) = export_golden();
+    let model = model_dir();
+    let sentences: Vec<String> = serde_json::from_value(want["sentences"].clone()).unwrap();
+    let mut args = vec!["predict", "--model", s(&model), "--checkpoint", s(&ckpt)];
+    for t in &sentences {
+        args.extend(["--sentence", t.as_str()]);
+    }
+    let printed = ok(&args);
+    let rows: Vec<serde_json::Value> = printed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), sentences.len());
+    let mut found = 0;
+    for ((row, text), expected) in rows
+        .iter()
+        .zip(&sentences)
+        .zip(want["entities"].as_array().unwrap())
+    {
+        let got = row["entities"].as_array().unwrap();
+        let expected = expected.as_array().unwrap();
+        assert_eq!(got.len(), expected.len(), "{text}: {got:?} vs {expected:?}");
+        for (g, e) in got.iter().zip(expected) {
+            for k in ["entity_group", "start", "end"] {
+                assert_eq!(g[k], e[k], "{text}: {k}");
+            }
+            let (gs, es) = (g["score"].as_f64().unwrap(), e["score"].as_f64().unwrap());
+            assert!((gs - es).abs() < 1e-4, "{text}: score {gs} vs {es}");
+            let (a, b) = (
+                e["start"].as_u64().unwrap() as usize,
+                e["end"].as_u64().unwrap() as usize,
+            );
+            let span: String = text.chars().skip(a).take(b - a).collect();
+            assert_eq!(g["word"].as_str().unwrap(), span);
+            found += 1;
+        }
+    }
+    assert!(found >= 3, "the golden checkpoint finds entities ({found})");
+    // Pre-split words from a file: each word's tag and probability on its first piece, as
+    // transformers and PEFT compute them from the exports.
+    let dir = tmp("pred-words");
+    std::fs::create_dir_all(&dir).unwrap();
+    let words: Vec<Vec<String>> = serde_json::from_value(want["words"].clone()).unwrap();
+    let input = dir.join("words.jsonl");
+    let lines: Vec<String> = words
+        .iter()
+        .map(|w| serde_json::json!({ "tokens": w }).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = dir.join("tags.jsonl");
+    ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&ckpt),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+    ]);
+    let id2label = want["id2label"].as_object().unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    for (line, probs) in text.lines().zip(want["probs"].as_array().unwrap()) {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        for ((tag, score), p) in row["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(row["scores"].as_array().unwrap())
+            .zip(probs.as_array().unwrap())
+        {
+            let p: Vec<f64> = serde_json::from_value(p.clone()).unwrap();
+            let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+            assert_eq!(tag.as_str(), id2label[&best.to_string()].as_str());
+            assert!((score.as_f64().unwrap() - p[best]).abs() < 1e-4);
+        }
+    }
+    // The same words as CoNLL, tags only.
+    let conll = dir.join("tags.conll");
+    ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&ckpt),
+        "--input",
+        s(&input),
+        "--output",
+        s(&conll),
+    ]);
+    let back = read_conll(&std::fs::read(&conll).unwrap(), "tags.conll", None).unwrap();
+    assert_eq!(back.sentences.len(), words.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn exports_load_as_token_classification() {
+    let (ckpt, want) = export_golden();
+    let model = model_dir();
+    let dir = tmp("token-export");
+    let tf = dir.join("tf");
+    ok(&[
+        "export",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&ckpt),
+        "--format",
+        "transformers",
+        "--output",
+        s(&tf),
+    ]);
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "BertForTokenClassification");
+    assert_eq!(cfg["id2label"], want["id2label"]);
+    assert!(cfg.get("problem_type").is_none());
+    let bytes = std::fs::read(tf.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    assert!(names.iter().any(|n| n == "classifier.weight"));
+    assert!(
+        !names.iter().any(|n| n.contains("pooler")),
+        "BertForTokenClassification has no pooler"
+    );
+    let pf = dir.join("peft");
+    ok(&[
+        "export",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&ckpt),
+        "--format",
+        "peft",
+        "--output",
+        s(&pf),
+    ]);
+    let acfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pf.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(acfg["task_type"], "TOKEN_CLS");
+    assert_eq!(acfg["modules_to_save"][0], "classifier");
+    let _ = std::fs::remove_dir_all(&dir);
 }

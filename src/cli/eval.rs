@@ -186,6 +186,16 @@ fn predict_texts(
     model: &MultitaskModel,
     heads: &HeadsConfig,
 ) -> Result<()> {
+    if crate::train::entities::token_task(heads).is_some() {
+        let input = super::predict_tokens::TokenInput {
+            sentences: &a.sentences,
+            input: a.input.as_deref(),
+            output: a.output.as_deref(),
+            format: a.file.format.map(Into::into),
+            batch_size: a.batch_size,
+        };
+        return super::predict_tokens::predict_tokens(&input, loaded, model, heads);
+    }
     let own_task = heads.own.as_ref();
     let rows = match &a.input {
         Some(path) => {

@@ -18,10 +18,11 @@ use crate::train::export::{
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ExportFormat {
     /// A BertForSequenceClassification folder (adapter merged, one head as `classifier`) for
-    /// transformers' AutoModelForSequenceClassification.
+    /// transformers' AutoModelForSequenceClassification; a token-classification checkpoint as
+    /// BertForTokenClassification (AutoModelForTokenClassification).
     Transformers,
     /// A PEFT adapter folder of task type SEQ_CLS (the head in modules_to_save) for
-    /// AutoPeftModelForSequenceClassification.
+    /// AutoPeftModelForSequenceClassification; TOKEN_CLS for a token-classification checkpoint.
     Peft,
     /// A sentence-transformers folder (adapter merged; mean or CLS pooling).
     SentenceTransformers,
@@ -147,7 +148,8 @@ fn seq_cls(
             Ok((
                 files,
                 format!(
-                    "load it with peft.AutoPeftModelForSequenceClassification.from_pretrained(\"{}\"{kwargs})",
+                    "load it with peft.AutoPeftModelFor{}.from_pretrained(\"{}\"{kwargs})",
+                    auto_class(&head),
                     a.output.display()
                 ),
             ))
@@ -158,11 +160,21 @@ fn seq_cls(
             Ok((
                 files,
                 format!(
-                    "load it with transformers.AutoModelForSequenceClassification.from_pretrained(\"{}\")",
+                    "load it with transformers.AutoModelFor{}.from_pretrained(\"{}\")",
+                    auto_class(&head),
                     a.output.display()
                 ),
             ))
         }
+    }
+}
+
+/// `TokenClassification` or `SequenceClassification`: the `AutoModelFor...` class of `head`.
+fn auto_class(head: &SeqClsHead) -> &'static str {
+    if head.token {
+        "TokenClassification"
+    } else {
+        "SequenceClassification"
     }
 }
 

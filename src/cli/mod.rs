@@ -14,6 +14,7 @@ mod init_adapter;
 pub mod io;
 pub mod load;
 pub mod merge;
+mod predict_tokens;
 mod progress;
 pub mod random_model;
 mod run_dir;

@@ -1,7 +1,8 @@
 //! WordPiece tokenisation through the `tokenizers` crate, from a Hugging Face `tokenizer.json`.
 
 use tokenizers::{
-    PaddingParams, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+    NormalizedString, Normalizer, OffsetReferential, OffsetType, PaddingParams, PreTokenizedString,
+    PreTokenizer, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
 use crate::error::{Error, Result};
@@ -99,6 +100,38 @@ impl BertTokenizer {
                 message: e.to_string(),
             })?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// The words of `text` as the tokenizer splits it before word pieces (BERT: the normaliser,
+    /// then whitespace and punctuation as separate words), each as written in `text` with its
+    /// character span `[start, end)` (Python's string indices, as transformers' pipelines
+    /// report spans).
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] if the normaliser or pre-tokeniser fails.
+    pub fn words(&self, text: &str) -> Result<Vec<(String, usize, usize)>> {
+        let err = |e: tokenizers::Error| Error::Tokenizer {
+            source_name: "pre-tokenize".into(),
+            message: e.to_string(),
+        };
+        let mut n = NormalizedString::from(text);
+        if let Some(norm) = self.inner.get_normalizer() {
+            norm.normalize(&mut n).map_err(err)?;
+        }
+        let mut pts = PreTokenizedString::from(n);
+        if let Some(pt) = self.inner.get_pre_tokenizer() {
+            pt.pre_tokenize(&mut pts).map_err(err)?;
+        }
+        let bytes = pts.get_splits(OffsetReferential::Original, OffsetType::Byte);
+        let chars = pts.get_splits(OffsetReferential::Original, OffsetType::Char);
+        Ok(bytes
+            .iter()
+            .zip(&chars)
+            .filter_map(|((_, (b0, b1), _), (_, (c0, c1), _))| {
+                let w = text.get(*b0..*b1)?;
+                (!w.trim().is_empty()).then(|| (w.to_string(), *c0, *c1))
+            })
+            .collect())
     }
 
     /// The ids of the tokens a single sentence is wrapped in (`[CLS]` and `[SEP]`): what the

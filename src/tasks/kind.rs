@@ -432,6 +432,9 @@ pub struct SeqCls {
     pub regression: bool,
     /// Independent labels (`problem_type: multi_label_classification`: a sigmoid per label).
     pub multi_label: bool,
+    /// A tag per word piece: transformers' `BertForTokenClassification.classifier` on the last
+    /// hidden state of every piece (no pooler), not a sequence classifier.
+    pub token: bool,
     /// Classifier weight `[labels, hidden]`, row-major.
     pub weight: Vec<f32>,
     /// Classifier bias `[labels]`.

@@ -39,6 +39,9 @@ pub struct SeqClsHead {
     pub regression: bool,
     /// Independent labels, a sigmoid each (`problem_type: multi_label_classification`).
     pub multi_label: bool,
+    /// A tag per word piece: `BertForTokenClassification` (classifier on every piece's last
+    /// hidden state, no pooler), not `BertForSequenceClassification`.
+    pub token: bool,
     /// Classifier weight `[labels, hidden]`, row-major (PyTorch's `nn.Linear` layout).
     pub weight: Vec<f32>,
     /// Classifier bias `[labels]`.
@@ -70,13 +73,16 @@ pub async fn seq_cls_head(
             have.join(", ")
         )));
     }
-    if heads.pooling != Pooling::Pooler {
+    let kind = crate::tasks::kinds::of(task, heads)?;
+    let token = kind
+        .seq_cls(Vec::new(), Vec::new(), 0)
+        .is_ok_and(|h| h.token);
+    if heads.pooling != Pooling::Pooler && !token {
         return Err(Error::Invalid(format!(
             "this checkpoint's heads read {} pooling; BertForSequenceClassification feeds its classifier the pooler output, so only heads trained with --pooling pooler export exactly (train with it, or export the encoder with --format sentence-transformers)",
             pooling_name(heads.pooling)
         )));
     }
-    let kind = crate::tasks::kinds::of(task, heads)?;
     if kind.is_pair() && heads.pair_encoding == PairEncoding::Bi {
         return Err(Error::Invalid(format!(
             "the `{}` head is bi-encoded (each sentence encoded apart{}); BertForSequenceClassification encodes a pair as one sequence: train with --pair-encoding cross, or export the encoder with --format sentence-transformers",
@@ -105,6 +111,7 @@ pub async fn seq_cls_head(
         id2label,
         regression,
         multi_label,
+        token,
         weight,
         bias,
     } = kind.seq_cls(w, b, hidden)?;
@@ -113,6 +120,7 @@ pub async fn seq_cls_head(
         id2label,
         regression,
         multi_label,
+        token,
         weight,
         bias,
         hidden,
@@ -129,7 +137,8 @@ fn pooling_name(p: Pooling) -> &'static str {
 
 /// The base model's `config.json` as a `BertForSequenceClassification` config for `head`:
 /// `architectures`, `id2label`, `label2id`, `num_labels` and `problem_type`
-/// (`single_label_classification` or `regression`) set, every other field kept.
+/// (`single_label_classification` or `regression`) set, every other field kept; for a token
+/// head a `BertForTokenClassification` config (no `problem_type`).
 ///
 /// # Errors
 /// [`Error::Config`] when `base_config_json` is not a JSON object.
@@ -141,7 +150,11 @@ pub fn seq_cls_config_json(base_config_json: &str, head: &SeqClsHead) -> Result<
         .ok_or_else(|| Error::config("config.json", "not a JSON object"))?;
     o.insert(
         "architectures".into(),
-        json!(["BertForSequenceClassification"]),
+        json!([if head.token {
+            "BertForTokenClassification"
+        } else {
+            "BertForSequenceClassification"
+        }]),
     );
     o.insert(
         "id2label".into(),
@@ -164,6 +177,10 @@ pub fn seq_cls_config_json(base_config_json: &str, head: &SeqClsHead) -> Result<
         ),
     );
     o.insert("num_labels".into(), json!(head.id2label.len()));
+    if head.token {
+        o.remove("problem_type");
+        return serde_json::to_string_pretty(&v).map_err(|e| Error::Invalid(e.to_string()));
+    }
     o.insert(
         "problem_type".into(),
         json!(if head.regression {
@@ -193,7 +210,8 @@ fn classifier_tensors(head: &SeqClsHead, prefix: &str, t: &mut Tensors) {
 
 /// A `BertForSequenceClassification` folder's `config.json` and `model.safetensors` (f32): the
 /// encoder `bert` (with any adapter already merged: [`crate::adapter::merge`]) under `bert.`,
-/// and `head` as `classifier`.
+/// and `head` as `classifier`; for a token head a `BertForTokenClassification` folder (the
+/// pooler left out, as that model has none).
 ///
 /// # Errors
 /// [`Error::Invalid`] when `bert` has no pooler or still has an unmerged adapter; as
@@ -203,7 +221,7 @@ pub async fn transformers_files(
     head: &SeqClsHead,
     base_config_json: &str,
 ) -> Result<Files> {
-    if bert.pooler.is_none() {
+    if bert.pooler.is_none() && !head.token {
         return Err(Error::Invalid(
             "the base checkpoint has no pooler (pooler.dense), which BertForSequenceClassification's head reads".into(),
         ));
@@ -212,6 +230,7 @@ pub async fn transformers_files(
     let mut t: Tensors = bert_tensors(bert)
         .await?
         .into_iter()
+        .filter(|(k, _)| !(head.token && k.starts_with("pooler.")))
         .map(|(k, v)| (format!("bert.{k}"), v))
         .collect();
     classifier_tensors(head, "", &mut t);
@@ -242,7 +261,9 @@ fn require_merged(bert: &Bert) -> Result<()> {
 /// A PEFT sequence-classification adapter folder (`adapter_config.json` with `task_type:
 /// SEQ_CLS` and `modules_to_save: ["classifier"]`, `adapter_model.safetensors` with keys under
 /// `base_model.model.bert.` and the head as `base_model.model.classifier.*`), as PEFT saves an
-/// adapter of a `BertForSequenceClassification`. `bert` carries the (unmerged) adapter of `lora`.
+/// adapter of a `BertForSequenceClassification`; for a token head `task_type: TOKEN_CLS`, as
+/// PEFT saves one of a `BertForTokenClassification`. `bert` carries the (unmerged) adapter of
+/// `lora`.
 ///
 /// # Errors
 /// [`Error::Invalid`] for an adapter whose trained base biases (`bias` other than `none`) or
@@ -271,7 +292,8 @@ pub async fn peft_seq_cls_files(
     let mut v: Value = serde_json::from_str(&adapter_config_json(lora, base_model_name_or_path))
         .map_err(|e| Error::Invalid(e.to_string()))?;
     if let Some(o) = v.as_object_mut() {
-        o.insert("task_type".into(), json!("SEQ_CLS"));
+        let task_type = if head.token { "TOKEN_CLS" } else { "SEQ_CLS" };
+        o.insert("task_type".into(), json!(task_type));
         o.insert("modules_to_save".into(), json!(["classifier"]));
     }
     let config = serde_json::to_string_pretty(&v).map_err(|e| Error::Invalid(e.to_string()))?;

@@ -15,8 +15,8 @@ use crate::train::evaluate::{PredictionRow, predict};
 ///
 /// # Errors
 /// [`Error::Invalid`] when pairs are given to a checkpoint trained on single texts, for an
-/// embedding checkpoint (no head takes texts), for a token-classification checkpoint (not yet:
-/// its predictions are per word), or when no head takes the inputs.
+/// embedding checkpoint (no head takes texts), for a token-classification checkpoint (its
+/// predictions are per word: [`crate::train::entities`]), or when no head takes the inputs.
 pub fn heads_for(heads: &HeadsConfig, rows: &OwnRows) -> Result<Vec<Arc<dyn Kind>>> {
     let pairs = !rows.rows.is_empty() && rows.rows.iter().all(|r| r.text_pair.is_some());
     let all = heads.kinds()?;

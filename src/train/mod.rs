@@ -9,6 +9,7 @@
 pub mod artifacts;
 pub mod class_weights;
 pub mod config;
+pub mod entities;
 pub mod evaluate;
 pub mod export;
 pub mod infer;

@@ -112,6 +112,7 @@ impl Kind for Classification {
             id2label: self.class_names(),
             regression: false,
             multi_label: false,
+            token: false,
             weight,
             bias,
         })

@@ -384,6 +384,7 @@ impl Kind for MultiLabel {
             id2label: self.class_names(),
             regression: false,
             multi_label: true,
+            token: false,
             weight,
             bias,
         })

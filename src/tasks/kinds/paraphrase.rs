@@ -102,6 +102,7 @@ impl Kind for Paraphrase {
             id2label: vec!["0".into(), "1".into()],
             regression: false,
             multi_label: false,
+            token: false,
             weight: w,
             bias: vec![0.0, bias[0]],
         })

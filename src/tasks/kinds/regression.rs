@@ -91,6 +91,7 @@ impl Kind for Regression {
             id2label: vec![name.to_string()],
             regression: true,
             multi_label: false,
+            token: false,
             weight,
             bias,
         })

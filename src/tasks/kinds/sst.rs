@@ -86,6 +86,7 @@ impl Kind for Sst {
             id2label: numbered(bias.len()),
             regression: false,
             multi_label: false,
+            token: false,
             weight,
             bias,
         })

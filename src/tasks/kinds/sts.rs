@@ -91,6 +91,7 @@ impl Kind for Sts {
             id2label: vec!["similarity".into()],
             regression: true,
             multi_label: false,
+            token: false,
             weight: weight.iter().map(|x| x * 5.0).collect(),
             bias: bias.iter().map(|x| x * 5.0).collect(),
         })

@@ -14,7 +14,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::apply;
 use crate::data::BatchTensors;
-use crate::tasks::kind::{KindMetrics, Targets, argmax};
+use crate::error::Result;
+use crate::tasks::kind::{KindMetrics, SeqCls, Targets, argmax};
 use crate::tasks::own_task::{OwnTask, TaskKind};
 use crate::tasks::tags::{TagScheme, scores};
 use crate::tasks::{Kind, MultitaskModel, NO_TAG, PairEncoding, Prepared, Task};
@@ -50,42 +51,64 @@ impl TokenClassification {
         self.id2label().iter().position(|t| t == "O").unwrap_or(0) as u32
     }
 
+    /// Every word's predicted tag id and its probability, sentence by sentence (in sentence
+    /// index order), from the tag probabilities `values` (`[n, window, tags]`, row-major) of
+    /// `examples` (the windows); a word without pieces is `O` with probability 1.
+    pub fn word_predictions(&self, values: &[f32], examples: &[Prepared]) -> Vec<Vec<(u32, f32)>> {
+        let k = self.id2label().len().max(1);
+        let w = self.width().max(1);
+        let mut sentences: BTreeMap<u32, Vec<(u32, f32)>> = BTreeMap::new();
+        for (i, e) in examples.iter().enumerate() {
+            let Some(words) = &e.words else { continue };
+            let s = sentences.entry(words.sentence).or_default();
+            for &piece in &words.pieces {
+                let at = i * w + piece as usize * k;
+                s.push(match values.get(at..at + k) {
+                    Some(p) if piece > 0 => {
+                        let best = argmax(p);
+                        (best as u32, p[best])
+                    }
+                    _ => (self.outside(), 1.0),
+                });
+            }
+        }
+        sentences.into_values().collect()
+    }
+
     /// The predicted and gold tags of every word of `examples`' sentences, sentence by
     /// sentence, from the tag probabilities `values` (`[n, window, tags]`, row-major).
     pub fn word_tags(&self, values: &[f32], examples: &[Prepared]) -> [Vec<Vec<String>>; 2] {
         let names = self.id2label();
-        let k = names.len().max(1);
-        let w = self.width().max(1);
         let name = |id: u32| {
             names
                 .get(id as usize)
                 .map_or("O", String::as_str)
                 .to_string()
         };
-        let mut sentences: BTreeMap<u32, [Vec<String>; 2]> = BTreeMap::new();
-        for (i, e) in examples.iter().enumerate() {
-            let Some(words) = &e.words else { continue };
-            let s = sentences.entry(words.sentence).or_default();
-            for (&piece, &gold) in words.pieces.iter().zip(&words.gold) {
-                let at = i * w + piece as usize * k;
-                let pred = match values.get(at..at + k) {
-                    Some(p) if piece > 0 => argmax(p) as u32,
-                    _ => self.outside(),
-                };
-                s[0].push(name(pred));
-                s[1].push(if gold == NO_TAG {
-                    "O".into()
-                } else {
-                    name(gold)
-                });
+        let pred = self
+            .word_predictions(values, examples)
+            .into_iter()
+            .map(|s| s.into_iter().map(|(t, _)| name(t)).collect())
+            .collect();
+        let mut gold: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for e in examples {
+            if let Some(words) = &e.words {
+                let g = gold.entry(words.sentence).or_default();
+                g.extend(words.gold.iter().map(|&t| {
+                    if t == NO_TAG {
+                        "O".to_string()
+                    } else {
+                        name(t)
+                    }
+                }));
             }
         }
-        let (mut pred, mut gold) = (Vec::new(), Vec::new());
-        for [p, g] in sentences.into_values() {
-            pred.push(p);
-            gold.push(g);
-        }
-        [pred, gold]
+        [pred, gold.into_values().collect()]
+    }
+
+    /// The tag names, by id.
+    pub fn tags(&self) -> &[String] {
+        self.id2label()
     }
 }
 
@@ -224,5 +247,17 @@ impl Kind for TokenClassification {
 
     fn takes_class_weights(&self) -> bool {
         false
+    }
+
+    /// The head as `BertForTokenClassification.classifier` (`id2label` the tags).
+    fn seq_cls(&self, weight: Vec<f32>, bias: Vec<f32>, _: usize) -> Result<SeqCls> {
+        Ok(SeqCls {
+            id2label: self.id2label().to_vec(),
+            regression: false,
+            multi_label: false,
+            token: true,
+            weight,
+            bias,
+        })
     }
 }

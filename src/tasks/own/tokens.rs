@@ -496,6 +496,48 @@ pub fn eval_data(
     Ok(task_data(kinds::own(task), ex, cut))
 }
 
+/// Sentences of words without tags (text to predict on) as task data of the token task `task`:
+/// windows as in training, each sentence's id its 1-based position.
+///
+/// # Errors
+/// [`Error::Invalid`] for a task of another kind; the tokenizer's errors.
+pub fn untagged(
+    sentences: &[Vec<String>],
+    task: &OwnTask,
+    tok: &BertTokenizer,
+) -> Result<TaskData> {
+    let TaskKind::TokenClassification {
+        id2label,
+        window,
+        stride,
+        ..
+    } = &task.kind
+    else {
+        return Err(Error::Invalid(format!(
+            "`{}` is not a token task",
+            task.name
+        )));
+    };
+    let file = TaggedFile {
+        source: "input".into(),
+        sentences: sentences
+            .iter()
+            .enumerate()
+            .map(|(i, words)| crate::data::conll::TaggedSentence {
+                line: i as u64 + 1,
+                id: (i + 1).to_string(),
+                tokens: words.clone(),
+                tags: Vec::new(),
+            })
+            .collect(),
+        tag_column: String::new(),
+        docstarts: 0,
+        conll: false,
+    };
+    let (ex, cut, _) = examples(&file, id2label, tok, *window, *stride, false, None)?;
+    Ok(task_data(kinds::own(task), ex, cut))
+}
+
 fn task_data(kind: Arc<dyn crate::tasks::Kind>, examples: Vec<Prepared>, cut: usize) -> TaskData {
     TaskData {
         kind,
