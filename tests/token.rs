@@ -514,3 +514,47 @@ fn exports_load_as_token_classification() {
     assert_eq!(acfg["modules_to_save"][0], "classifier");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_peft_token_classification_adapter_predicts_like_peft() {
+    // `tools/make_golden_peft_tokcls.py`: made by PEFT, not by lorabert.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/peft_tokcls");
+    let want: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let words: Vec<Vec<String>> = serde_json::from_value(want["words"].clone()).unwrap();
+    let tmpd = tmp("peft-tokcls");
+    std::fs::create_dir_all(&tmpd).unwrap();
+    let input = tmpd.join("words.jsonl");
+    let lines: Vec<String> = words
+        .iter()
+        .map(|w| serde_json::json!({ "tokens": w }).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let printed = ok(&[
+        "predict",
+        "--model",
+        s(&model_dir()),
+        "--checkpoint",
+        s(&dir.join("adapter")),
+        "--input",
+        s(&input),
+    ]);
+    let id2label = want["id2label"].as_object().unwrap();
+    let mut checked = 0;
+    for (line, probs) in printed.lines().zip(want["probs"].as_array().unwrap()) {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let tags = row["tags"].as_array().unwrap();
+        let scores = row["scores"].as_array().unwrap();
+        assert_eq!(tags.len(), probs.as_array().unwrap().len());
+        for ((tag, score), p) in tags.iter().zip(scores).zip(probs.as_array().unwrap()) {
+            let p: Vec<f64> = serde_json::from_value(p.clone()).unwrap();
+            let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+            assert_eq!(tag.as_str(), id2label[&best.to_string()].as_str());
+            let d = (score.as_f64().unwrap() - p[best]).abs();
+            assert!(d < 1e-5, "probability {} vs PEFT {} ({d})", score, p[best]);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, words.iter().map(Vec::len).sum::<usize>());
+    let _ = std::fs::remove_dir_all(&tmpd);
+}

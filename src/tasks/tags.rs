@@ -65,6 +65,24 @@ fn prefixed(tag: &str) -> Option<(char, &str)> {
     matches!(p, "B" | "I" | "E" | "S" | "L" | "U").then(|| (p.chars().next().unwrap_or('O'), t))
 }
 
+/// The scheme label names suggest, where no tagged data says more (a PEFT adapter's
+/// `id2label`): IOBES when a name has an `E-`, `S-`, `L-` or `U-` prefix, IOB2 when one has a
+/// `B-` or `I-` prefix (Hugging Face's datasets), else plain.
+pub fn scheme_of_labels(labels: &[String]) -> TagScheme {
+    let prefixes: Vec<char> = labels
+        .iter()
+        .filter_map(|l| prefixed(l))
+        .map(|(p, _)| p)
+        .collect();
+    if prefixes.iter().any(|p| matches!(p, 'E' | 'S' | 'L' | 'U')) {
+        TagScheme::Iobes
+    } else if prefixes.is_empty() {
+        TagScheme::Plain
+    } else {
+        TagScheme::Iob2
+    }
+}
+
 /// What [`detect`] found: the scheme, and how many tags go against it (IOB2's `I-X` after `O`
 /// or another type, which `seqeval` reads as an entity's start).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -202,7 +202,10 @@ pub struct AdapterParts {
 /// classifier: softmax over the labels, or the value for one label, as transformers'
 /// `num_labels == 1`; a sigmoid per label, threshold 0.5, where the base's `problem_type` is
 /// `multi_label_classification`). Labels are named by the base `config.json`'s `id2label` (else
-/// `LABEL_0`, ... as transformers names them); texts and cross-encoded pairs both go in.
+/// `LABEL_0`, ... as transformers names them); texts and cross-encoded pairs both go in. A
+/// token-classification adapter (`task_type: TOKEN_CLS`) becomes a token task
+/// (`BertForTokenClassification`'s head on every piece; the tag scheme read from the label
+/// names, windows of the base's `max_position_embeddings`).
 ///
 /// # Errors
 /// [`Error::Config`] when the folder has no classifier (a PEFT folder without heads), the base
@@ -221,7 +224,11 @@ pub fn restore_seq_cls(
             "missing: task heads are needed here (a PEFT adapter folder has none, unless it saves a classifier: task_type SEQ_CLS)",
         ));
     };
-    if parts.bert.pooler.is_none() {
+    // A TOKEN_CLS adapter's classifier reads every piece's hidden state, not the pooler.
+    let token = get(names::ADAPTER_CONFIG)?
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.get("task_type").and_then(|t| t.as_str()) == Some("TOKEN_CLS"));
+    if parts.bert.pooler.is_none() && !token {
         return Err(Error::config(
             "config.json",
             "the adapter's classifier reads BERT's pooler, and the base checkpoint has none",
@@ -239,7 +246,21 @@ pub fn restore_seq_cls(
                 .map_or_else(|| format!("LABEL_{i}"), str::to_string)
         })
         .collect();
-    let kind = if multi_label {
+    let kind = if token {
+        // Windows of the positions the base embeds (512 for BERT), a quarter shared.
+        let window = base
+            .get("max_position_embeddings")
+            .and_then(|v| v.as_u64())
+            .map_or(512, |v| v as usize)
+            .clamp(4, 512);
+        TaskKind::TokenClassification {
+            scheme: crate::tasks::tags::scheme_of_labels(&id2label),
+            id2label,
+            window,
+            stride: window / 4,
+            label_all_tokens: false,
+        }
+    } else if multi_label {
         TaskKind::MultiLabel {
             id2label,
             label_ids: false,
@@ -252,7 +273,7 @@ pub fn restore_seq_cls(
         TaskKind::Classification { id2label }
     };
     let own = OwnTask {
-        name: "seq_cls".into(),
+        name: if token { "token_cls" } else { "seq_cls" }.into(),
         metric_for_best_model: kind.default_metric().into(),
         kind,
         columns: Columns {

@@ -74,9 +74,14 @@ pub async fn seq_cls_head(
         )));
     }
     let kind = crate::tasks::kinds::of(task, heads)?;
-    let token = kind
-        .seq_cls(Vec::new(), Vec::new(), 0)
-        .is_ok_and(|h| h.token);
+    // A token head reads every piece's hidden state, whatever pooling the heads record.
+    let token = task == Task::Own
+        && heads.own.as_ref().is_some_and(|o| {
+            matches!(
+                o.kind,
+                crate::tasks::own::TaskKind::TokenClassification { .. }
+            )
+        });
     if heads.pooling != Pooling::Pooler && !token {
         return Err(Error::Invalid(format!(
             "this checkpoint's heads read {} pooling; BertForSequenceClassification feeds its classifier the pooler output, so only heads trained with --pooling pooler export exactly (train with it, or export the encoder with --format sentence-transformers)",
