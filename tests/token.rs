@@ -356,6 +356,49 @@ fn train_on_conll_through_the_binary() {
     assert!(success, "{stderr}");
     let row: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
     assert_eq!(row["words"].as_array().unwrap().len(), 5, "{row}");
+    // An ensemble of two token runs averages their tag probabilities and is evaluated as
+    // one model (seqeval's metrics on the averaged predictions).
+    let other = tmp("ner-run-2");
+    ok(&[
+        "train",
+        "--model",
+        s(&model),
+        "--train-file",
+        s(&fixture("train.conll")),
+        "--validation-file",
+        s(&fixture("dev.conll")),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--lr",
+        "5e-3",
+        "--max-len",
+        "32",
+        "--seed",
+        "7",
+        "--out",
+        s(&other),
+    ]);
+    let printed = ok(&[
+        "ensemble",
+        "--model",
+        s(&model),
+        "--checkpoint",
+        s(&out),
+        "--checkpoint",
+        s(&other),
+        "--validation-file",
+        s(&fixture("dev.conll")),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    let f1 = v["ensemble"]["own"]["f1"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&f1), "{v}");
+    assert!(
+        v["ensemble"]["own"]["accuracy"].as_f64().unwrap() > 0.5,
+        "{v}"
+    );
+    let _ = std::fs::remove_dir_all(&other);
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_dir_all(&model);
 }

@@ -127,7 +127,7 @@ pub fn spec(train: &OwnFile, validation: Option<&OwnFile>) -> Result<DataSpec> {
 
 /// Refuses embedding pairs (anchor/positive columns, `--task-type embedding` natively) and
 /// tagged words (token classification): the page has neither task yet.
-fn no_embedding(task: &own::OwnTask) -> Result<()> {
+fn native_only(task: &own::OwnTask) -> Result<()> {
     match task.kind {
         own::TaskKind::Embedding { .. } => Err(Error::Invalid(
             "this file holds embedding pairs (anchor/positive columns): the page does not train \
@@ -157,7 +157,7 @@ fn show_summary() {
             return Err(Error::Invalid(TOKENS_NATIVE.into()));
         }
         let (task, rows) = own::task_of(&t, &spec)?;
-        no_embedding(&task)?;
+        native_only(&task)?;
         let (kind, columns) = (&task.kind, &task.columns);
         let summary = own::summarize(&rows, &task)?;
         let what = kind.describe();
@@ -326,7 +326,7 @@ pub async fn load(
         max_train,
         max_dev,
     )?;
-    no_embedding(&data.task)?;
+    native_only(&data.task)?;
     log(&format!(
         "{}: {} training and {} validation rows; {}",
         spec.train_file,

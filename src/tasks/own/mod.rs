@@ -7,8 +7,9 @@
 //! call it with picked files.
 //!
 //! [`read`] finds the columns and tokenises rows; [`labels`] reads the label column (task kind,
-//! targets, label counts) and draws the validation split; this module holds the types and
-//! [`load`], which runs them in order.
+//! targets, label counts) and draws the validation split; [`embedding`] reads embedding pairs;
+//! [`tokens`] reads token-classification files (CoNLL, JSON Lines of token lists), which are
+//! not tables; this module holds the types and [`load`], which runs them in order.
 
 pub mod embedding;
 mod labels;

@@ -459,18 +459,7 @@ pub fn eval_data(
     tok: &BertTokenizer,
     limit: Option<usize>,
 ) -> Result<TaskData> {
-    let TaskKind::TokenClassification {
-        id2label,
-        window,
-        stride,
-        ..
-    } = &task.kind
-    else {
-        return Err(Error::Invalid(format!(
-            "`{}` is not a token task",
-            task.name
-        )));
-    };
+    let (id2label, window, stride) = shape(task)?;
     let jsonl = Format::resolve(name, format)? == Format::Jsonl;
     // The run's tag column (`column 3`) or key (`ner_tags`), where this file is of that form.
     let label_column = match (jsonl, task.columns.label.strip_prefix("column ")) {
@@ -492,8 +481,27 @@ pub fn eval_data(
     if file.sentences.iter().all(|s| s.tags.is_empty()) {
         return Err(Error::data(name, 1, "no tags to evaluate against"));
     }
-    let (ex, cut, _) = examples(&file, id2label, tok, *window, *stride, false, limit)?;
+    let (ex, cut, _) = examples(&file, id2label, tok, window, stride, false, limit)?;
     Ok(task_data(kinds::own(task), ex, cut))
+}
+
+/// The tags, window and stride of the token task `task`.
+///
+/// # Errors
+/// [`Error::Invalid`] for a task of another kind.
+fn shape(task: &OwnTask) -> Result<(&[String], usize, usize)> {
+    match &task.kind {
+        TaskKind::TokenClassification {
+            id2label,
+            window,
+            stride,
+            ..
+        } => Ok((id2label, *window, *stride)),
+        _ => Err(Error::Invalid(format!(
+            "`{}` is not a token task",
+            task.name
+        ))),
+    }
 }
 
 /// Sentences of words without tags (text to predict on) as task data of the token task `task`:
@@ -506,18 +514,7 @@ pub fn untagged(
     task: &OwnTask,
     tok: &BertTokenizer,
 ) -> Result<TaskData> {
-    let TaskKind::TokenClassification {
-        id2label,
-        window,
-        stride,
-        ..
-    } = &task.kind
-    else {
-        return Err(Error::Invalid(format!(
-            "`{}` is not a token task",
-            task.name
-        )));
-    };
+    let (id2label, window, stride) = shape(task)?;
     let file = TaggedFile {
         source: "input".into(),
         sentences: sentences
@@ -534,7 +531,7 @@ pub fn untagged(
         docstarts: 0,
         conll: false,
     };
-    let (ex, cut, _) = examples(&file, id2label, tok, *window, *stride, false, None)?;
+    let (ex, cut, _) = examples(&file, id2label, tok, window, stride, false, None)?;
     Ok(task_data(kinds::own(task), ex, cut))
 }
 
