@@ -64,7 +64,7 @@ impl Kind for Loudness {
         head: Option<&Linear>,
         x: &BatchTensors,
     ) -> Tensor<2> {
-        apply(head, features(model, x, false))
+        apply(head, features(model, model.embed(x), false))
     }
 
     fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {

@@ -65,6 +65,20 @@ pub struct BenchArgs {
     /// lorabert route runs Burn's matmul too.
     #[arg(long)]
     gemm: bool,
+    /// Instead of training steps, time sentence embeddings (as `lorabert embed` computes them:
+    /// tokenisation, length-sorted batches of `--batch-size` with dynamic padding, mean
+    /// pooling) of `--input`'s sentences: one untimed batch, then `--steps` timed passes over
+    /// the file; the median pass as sentences/s in a JSON line (`tools/compare_inference.sh`
+    /// sets it beside sentence-transformers and ONNX Runtime). f32 only.
+    #[arg(long, conflicts_with = "gemm")]
+    inference: bool,
+    /// With `--inference`: a UTF-8 file of sentences, one per line (blank lines skipped).
+    #[arg(long, requires = "inference")]
+    input: Option<PathBuf>,
+    /// With `--inference`: maximum tokens per sentence, special tokens included (256, the
+    /// `max_seq_length` of all-MiniLM-L6-v2's sentence-transformers configuration).
+    #[arg(long, default_value_t = 256)]
+    max_len: usize,
     /// Rayon threads (default: all cores).
     #[arg(long)]
     pub(super) threads: Option<usize>,
@@ -166,6 +180,20 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     }
     if a.gemm {
         return bench_gemm(&a);
+    }
+    if a.inference {
+        if a.precision != super::PrecisionArg::F32 {
+            bail!("--inference runs f32: drop --precision");
+        }
+        return super::bench_inference::run(&super::bench_inference::InferenceBench {
+            model: a.model.as_deref(),
+            input: a.input.as_ref(),
+            batch_size: a.batch_size,
+            steps: a.steps,
+            max_len: a.max_len,
+            backend: a.backend,
+            output: &a.output,
+        });
     }
     if let Some(one) = &a.only {
         let rec = measure(&a, one)?;

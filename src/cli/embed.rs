@@ -44,8 +44,11 @@ pub struct EmbedArgs {
     /// Also write the encoder's last hidden states, attention mask and input ids.
     #[arg(long)]
     hidden_states: bool,
-    /// Sentences per forward pass. Sentences are sorted by length and each batch padded to its
-    /// own longest (dynamic padding); the outputs are put back in input order.
+    /// Sentences per forward pass, at most: sentences are sorted by length, batched (on the CPU
+    /// a batch also stops at 384 token rows, sentences × its longest, where the caches still
+    /// hold its activations) and each batch padded to its own longest (dynamic padding); on the CPU
+    /// batches run side by side, one per thread. The outputs are put back in input order and
+    /// do not depend on the batching beyond rounding.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
 }
@@ -201,7 +204,15 @@ pub(super) fn encode(
     } else {
         Vec::new()
     };
-    for idx in order.chunks(batch_size) {
+    // Longest first, so the side-by-side workers ([`crate::kernels::batches`]) end together.
+    let batches = crate::data::length_batches(
+        &order,
+        |i| encs[i].ids.len(),
+        batch_size,
+        crate::data::inference_batch_tokens(device),
+    );
+    let outs = crate::kernels::batches::map_batches(device, batches.len(), |j| {
+        let idx = batches[j];
         let batch = TokenBatch::from_encoded(&idx.iter().map(|&i| &encs[i]).collect::<Vec<_>>(), 0);
         let x = batch.to_tensors(device);
         let states = bert.forward(x.ids, x.type_ids, x.mask.clone());
@@ -210,12 +221,18 @@ pub(super) fn encode(
             x.mask,
             pooling,
         )))?;
+        let v = if hidden_states {
+            pollster::block_on(crate::kernels::read_f32(states))?
+        } else {
+            Vec::new()
+        };
+        Ok((p, v, batch.seq))
+    })?;
+    for (idx, (p, v, s)) in batches.iter().zip(outs) {
         for (k, &i) in idx.iter().enumerate() {
             pooled[i * h..(i + 1) * h].copy_from_slice(&p[k * h..(k + 1) * h]);
         }
         if hidden_states {
-            let s = batch.seq;
-            let v = pollster::block_on(crate::kernels::read_f32(states))?;
             for (k, &i) in idx.iter().enumerate() {
                 let rows = encs[i].ids.len();
                 hidden[i * longest * h..(i * longest + rows) * h]

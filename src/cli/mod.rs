@@ -6,6 +6,7 @@
 pub mod args;
 pub mod bench;
 pub mod bench_gemm;
+pub mod bench_inference;
 pub mod controls;
 pub mod embed;
 pub mod eval;

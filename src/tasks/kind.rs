@@ -70,9 +70,43 @@ pub trait Kind: Debug + Send + Sync {
 
     /// Raw outputs `[batch, width]` of `model` on `x` through `head` (logits, a score or a
     /// regression value), before any activation. `x` holds `2·batch` sequences for
-    /// bi-encoded pairs (all first sentences, then all second sentences).
-    fn forward(&self, model: &MultitaskModel, head: Option<&Linear>, x: &BatchTensors)
-    -> Tensor<2>;
+    /// bi-encoded pairs (all first sentences, then all second sentences). By default
+    /// [`forward_pooled`](Self::forward_pooled) of the texts' pooled states
+    /// ([`MultitaskModel::embed`]); kinds whose outputs are not made from pooled texts (per
+    /// token) override it.
+    ///
+    /// # Panics
+    /// When the kind overrides neither this nor [`forward_pooled`](Self::forward_pooled) (a
+    /// programming error).
+    fn forward(
+        &self,
+        model: &MultitaskModel,
+        head: Option<&Linear>,
+        x: &BatchTensors,
+    ) -> Tensor<2> {
+        match self.forward_pooled(model, head, model.embed(x)) {
+            Some(out) => out,
+            None => panic!(
+                "task kind {} defines neither forward nor forward_pooled",
+                self.name()
+            ),
+        }
+    }
+
+    /// [`forward`](Self::forward) from the pooled states of the batch's texts, `[texts·batch,
+    /// hidden]` laid out as `x` (a bi-encoded pair's first sentences, then its second
+    /// sentences, then each column of hard negatives), when the outputs are made from them
+    /// alone; `None` otherwise (the default: per-token kinds). Evaluation uses it to encode
+    /// each distinct text once, in batches of texts of similar length
+    /// ([`crate::train::evaluate::predict`]).
+    fn forward_pooled(
+        &self,
+        _model: &MultitaskModel,
+        _head: Option<&Linear>,
+        _pooled: Tensor<2>,
+    ) -> Option<Tensor<2>> {
+        None
+    }
 
     /// The mean training loss `[1]` of `outputs` (from [`forward`](Self::forward)) against
     /// `targets`.

@@ -6,7 +6,6 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::kernels::read_f32;
 use crate::tasks::metrics::{CONSTANT_TOLERANCE, is_constant};
 use crate::tasks::{Kind, MultitaskModel, Task, TaskData, overall_score};
 pub use crate::tasks::{KindMetrics, PredictionRow};
@@ -170,10 +169,15 @@ impl Predictions {
     }
 }
 
-/// Runs `model` (inference mode: pass `model.valid()`) over `data` in batches.
+/// Runs `model` (inference mode: pass `model.valid()`) over `data`: the kind's prediction
+/// values of every example, in file order. Kinds whose outputs come from pooled texts
+/// ([`Kind::forward_pooled`]) encode each distinct text once, in batches of texts of similar
+/// length ([`super::texts::pooled_predictions`]); the others run batches of examples of
+/// similar length. On the CPU the batches run side by side
+/// ([`crate::kernels::batches`]).
 ///
 /// # Errors
-/// [`Error::Invalid`] when a read-back fails.
+/// [`Error::Invalid`](crate::error::Error::Invalid) when a read-back fails.
 pub async fn predict(
     model: &MultitaskModel,
     data: &TaskData,
@@ -182,21 +186,30 @@ pub async fn predict(
 ) -> Result<Predictions> {
     let device = model_device(model);
     let kind = data.kind.as_ref();
-    // Values per example as the kind's outputs have them (the number of classes, or an
-    // embedding kind's texts times the hidden size).
-    let mut stride = kind.width();
-    let mut values = Vec::new();
-    // Batches of similar length (less padding); outputs are put back in file order.
+    // Batches of similar length (less padding), longest first (so side-by-side workers end
+    // together); outputs are put back in file order.
     let mut order: Vec<usize> = (0..data.examples.len()).collect();
     order.sort_by_key(|&i| data.examples[i].len());
-    for idx in order.chunks(batch_size.max(1)) {
-        let batch = data.batch(idx, pad_id, &device);
-        let out = kind.predictions(model.outputs(kind, &batch.x));
-        if values.is_empty() {
-            stride = out.dims()[1];
-            values = vec![0f32; data.examples.len() * stride];
-        }
-        let out = read_f32(out).await?;
+    let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).rev().collect();
+    let outs =
+        match super::texts::pooled_predictions(model, data, &batches, batch_size, pad_id).await? {
+            Some(outs) => outs,
+            None => {
+                let run = |idx: &[usize]| {
+                    let batch = data.batch(idx, pad_id, &device);
+                    kind.predictions(model.outputs(kind, &batch.x))
+                };
+                super::texts::run_batches(&device, &batches, run).await?
+            }
+        };
+    // Values per example as the kind's outputs have them (the number of classes, or an
+    // embedding kind's texts times the hidden size).
+    let stride = match (batches.first(), outs.first()) {
+        (Some(idx), Some(out)) if !idx.is_empty() => out.len() / idx.len(),
+        _ => kind.width(),
+    };
+    let mut values = vec![0f32; data.examples.len() * stride];
+    for (idx, out) in batches.iter().zip(&outs) {
         for (k, &i) in idx.iter().enumerate() {
             values[i * stride..(i + 1) * stride]
                 .copy_from_slice(&out[k * stride..(k + 1) * stride]);

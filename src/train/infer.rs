@@ -26,7 +26,9 @@ pub fn heads_for(heads: &HeadsConfig, rows: &OwnRows) -> Result<Vec<Arc<dyn Kind
         .filter(|o| matches!(o.kind, own::TaskKind::TokenClassification { .. }))
     {
         return Err(Error::Invalid(format!(
-            "this checkpoint ({}) is a token classification model: predicting the entities of              typed text is not built yet; evaluate it on a tagged file with `lorabert eval              --checkpoint ... --validation-file dev.conll`",
+            "this checkpoint ({}) is a token classification model: its predictions are per word; \
+             tag text with `lorabert predict --checkpoint ... --sentence TEXT` (entities) or \
+             `--input FILE`",
             own.name
         )));
     }

@@ -21,6 +21,7 @@ mod plan;
 pub mod results;
 pub mod resume;
 pub mod run;
+pub mod texts;
 pub mod trainer;
 
 pub use config::{Controls, Precision, TrainConfig, ValidConfig, resolve_precision};

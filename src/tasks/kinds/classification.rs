@@ -9,7 +9,6 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
 use super::{apply, class_targets, features, features_width};
-use crate::data::BatchTensors;
 use crate::error::{Error, Result};
 use crate::tasks::kind::{KindMetrics, SeqCls, Targets, argmax};
 use crate::tasks::metrics::{f1_binary, f1_macro, matthews};
@@ -65,13 +64,13 @@ impl Kind for Classification {
         Targets::Classes(class_targets(labels, device))
     }
 
-    fn forward(
+    fn forward_pooled(
         &self,
         model: &MultitaskModel,
         head: Option<&Linear>,
-        x: &BatchTensors,
-    ) -> Tensor<2> {
-        apply(head, features(model, x, self.is_pair()))
+        pooled: Tensor<2>,
+    ) -> Option<Tensor<2>> {
+        Some(apply(head, features(model, pooled, self.is_pair())))
     }
 
     fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {

@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, HashMap};
 use burn::nn::Linear;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::data::BatchTensors;
 use crate::error::{Error, Result};
 use crate::tasks::kind::{KindMetrics, Targets};
 use crate::tasks::own_task::{EmbeddingData, EmbeddingLoss, LabelSummary, OwnTask, TaskKind};
@@ -102,15 +101,21 @@ impl Kind for Embedding {
         }
     }
 
-    fn forward(&self, model: &MultitaskModel, _: Option<&Linear>, x: &BatchTensors) -> Tensor<2> {
-        let pooled = model.embed(x);
+    fn forward_pooled(
+        &self,
+        _: &MultitaskModel,
+        _: Option<&Linear>,
+        pooled: Tensor<2>,
+    ) -> Option<Tensor<2>> {
         let [rows, h] = pooled.dims();
         let n = self.texts();
         let b = rows / n;
-        pooled
-            .reshape([n, b, h])
-            .swap_dims(0, 1)
-            .reshape([b, n * h])
+        Some(
+            pooled
+                .reshape([n, b, h])
+                .swap_dims(0, 1)
+                .reshape([b, n * h]),
+        )
     }
 
     /// sentence-transformers' losses on the batch's embeddings (see [`EmbeddingLoss`]).

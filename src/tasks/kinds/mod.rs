@@ -30,7 +30,6 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::kind::Kind;
 use super::own_task::{OwnTask, TaskKind};
 use super::{HeadsConfig, MultitaskModel, PairEncoding, Task, pair_features};
-use crate::data::BatchTensors;
 use crate::error::{Error, Result};
 
 /// The kind of `task` in a run or checkpoint described by `heads` (for [`Task::Own`], its
@@ -94,11 +93,10 @@ pub fn minbert(task: Task) -> Arc<dyn Kind> {
     }
 }
 
-/// The head input of a sentence or pair kind: the pooled sentence `[batch, hidden]`, or for
-/// bi-encoded pairs (`2·batch` sequences) Sentence-BERT's `[u, v, |u−v|, u⊙v]`
-/// `[batch, 4·hidden]`; dropout applied.
-pub fn features(model: &MultitaskModel, x: &BatchTensors, pair: bool) -> Tensor<2> {
-    let pooled = model.embed(x);
+/// The head input of a sentence or pair kind from the texts' pooled states
+/// ([`MultitaskModel::embed`]): the pooled sentence `[batch, hidden]`, or for bi-encoded pairs
+/// (`2·batch` rows) Sentence-BERT's `[u, v, |u−v|, u⊙v]` `[batch, 4·hidden]`; dropout applied.
+pub fn features(model: &MultitaskModel, pooled: Tensor<2>, pair: bool) -> Tensor<2> {
     let feats = if pair && model.pair_encoding == PairEncoding::Bi {
         let [u, v] = halves(pooled);
         pair_features(u, v)

@@ -13,7 +13,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::classification::own_takes;
 use super::{apply, features, features_width};
-use crate::data::BatchTensors;
 use crate::error::{Error, Result};
 use crate::tasks::kind::{KindMetrics, SeqCls, Targets, Tuned};
 use crate::tasks::metrics::multi_label_scores;
@@ -285,13 +284,13 @@ impl Kind for MultiLabel {
         }
     }
 
-    fn forward(
+    fn forward_pooled(
         &self,
         model: &MultitaskModel,
         head: Option<&Linear>,
-        x: &BatchTensors,
-    ) -> Tensor<2> {
-        apply(head, features(model, x, self.is_pair()))
+        pooled: Tensor<2>,
+    ) -> Option<Tensor<2>> {
+        Some(apply(head, features(model, pooled, self.is_pair())))
     }
 
     fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {

@@ -8,7 +8,6 @@ use burn::tensor::{Device, Tensor};
 
 use super::sst::accuracy_of;
 use super::{apply, features, features_width, value_targets};
-use crate::data::BatchTensors;
 use crate::error::Result;
 use crate::tasks::kind::Split;
 use crate::tasks::kind::{KindMetrics, PredictionRow, SeqCls, Targets};
@@ -39,13 +38,13 @@ impl Kind for Paraphrase {
         Targets::Values(value_targets(labels, 1.0, device))
     }
 
-    fn forward(
+    fn forward_pooled(
         &self,
         model: &MultitaskModel,
         head: Option<&Linear>,
-        x: &BatchTensors,
-    ) -> Tensor<2> {
-        apply(head, features(model, x, true))
+        pooled: Tensor<2>,
+    ) -> Option<Tensor<2>> {
+        Some(apply(head, features(model, pooled, true)))
     }
 
     fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {

@@ -6,7 +6,6 @@ use burn::tensor::{Device, Tensor};
 
 use super::classification::own_takes;
 use super::{apply, features, features_width, mse_loss, value_targets};
-use crate::data::BatchTensors;
 use crate::error::{Error, Result};
 use crate::tasks::kind::{KindMetrics, SeqCls, Targets};
 use crate::tasks::metrics::{mse, spearman};
@@ -47,13 +46,13 @@ impl Kind for Regression {
         Targets::Values(value_targets(labels, 1.0, device))
     }
 
-    fn forward(
+    fn forward_pooled(
         &self,
         model: &MultitaskModel,
         head: Option<&Linear>,
-        x: &BatchTensors,
-    ) -> Tensor<2> {
-        apply(head, features(model, x, self.is_pair()))
+        pooled: Tensor<2>,
+    ) -> Option<Tensor<2>> {
+        Some(apply(head, features(model, pooled, self.is_pair())))
     }
 
     fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {

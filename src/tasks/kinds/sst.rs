@@ -5,7 +5,6 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
 use super::{apply, class_targets, features, numbered};
-use crate::data::BatchTensors;
 use crate::error::Result;
 use crate::tasks::kind::Split;
 use crate::tasks::kind::{KindMetrics, SeqCls, Targets, argmax};
@@ -36,13 +35,13 @@ impl Kind for Sst {
         Targets::Classes(class_targets(labels, device))
     }
 
-    fn forward(
+    fn forward_pooled(
         &self,
         model: &MultitaskModel,
         head: Option<&Linear>,
-        x: &BatchTensors,
-    ) -> Tensor<2> {
-        apply(head, features(model, x, false))
+        pooled: Tensor<2>,
+    ) -> Option<Tensor<2>> {
+        Some(apply(head, features(model, pooled, false)))
     }
 
     fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {

@@ -6,7 +6,6 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use super::{apply, features, halves, mse_loss, value_targets};
-use crate::data::BatchTensors;
 use crate::error::Result;
 use crate::tasks::kind::Split;
 use crate::tasks::kind::{KindMetrics, SeqCls, Targets};
@@ -37,20 +36,20 @@ impl Kind for Sts {
         Targets::Values(value_targets(labels, 5.0, device))
     }
 
-    fn forward(
+    fn forward_pooled(
         &self,
         model: &MultitaskModel,
         head: Option<&Linear>,
-        x: &BatchTensors,
-    ) -> Tensor<2> {
-        match model.pair_encoding {
-            PairEncoding::Cross => apply(head, features(model, x, true)),
+        pooled: Tensor<2>,
+    ) -> Option<Tensor<2>> {
+        Some(match model.pair_encoding {
+            PairEncoding::Cross => apply(head, features(model, pooled, true)),
             PairEncoding::Bi => {
-                let [u, v] = halves(model.embed(x));
+                let [u, v] = halves(pooled);
                 let [b, _] = u.dims();
                 cosine(u, v).reshape([b, 1])
             }
-        }
+        })
     }
 
     fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {
