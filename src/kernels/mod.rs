@@ -22,8 +22,8 @@
 //! | [`add_layer_norm`] | [`fused`] (flex): `LayerNorm(y + r)`, add and LayerNorm in one pass per row, backward keeps the sum | `layer_norm(y + r)` |
 
 #[cfg(not(target_family = "wasm"))]
-#[cfg(not(target_family = "wasm"))]
 pub mod batches;
+#[cfg(not(target_family = "wasm"))]
 pub mod denormals;
 pub mod dora;
 pub mod fused;
