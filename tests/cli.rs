@@ -148,11 +148,25 @@ fn train_eval_predict_embed_merge_on_minilm() {
     b[at] = s(&e3);
     b.extend(["--batch-size", "1"]);
     lorabert(&b);
-    for name in ["sentence_embedding", "last_hidden_state"] {
+    // Written a chunk of 2 sentences at a time (the second chunk shorter than the longest
+    // sentence, so its states are padded on the way out): the same file.
+    let e4 = emb.join("chunked.safetensors");
+    let mut c = a.clone();
+    c[at] = s(&e4);
+    c.extend(["--chunk-sentences", "2"]);
+    lorabert(&c);
+    for name in [
+        "sentence_embedding",
+        "last_hidden_state",
+        "attention_mask",
+        "input_ids",
+    ] {
         let (s1, v1) = read(&std::fs::read(&e1).unwrap(), name);
-        let (s3, v3) = read(&std::fs::read(&e3).unwrap(), name);
-        assert_eq!(s1, s3, "{name}");
-        assert_close(&format!("{name}: batch 32 vs batch 1"), &v3, &v1, 1e-5);
+        for (e, what) in [(&e3, "batch 1"), (&e4, "chunks of 2")] {
+            let (s3, v3) = read(&std::fs::read(e).unwrap(), name);
+            assert_eq!(s1, s3, "{name}");
+            assert_close(&format!("{name}: batch 32 vs {what}"), &v3, &v1, 1e-5);
+        }
     }
     let merged = tmp("merged");
     lorabert(&[

@@ -343,6 +343,48 @@ fn train_on_conll_through_the_binary() {
         s(&fixture("dev.conll")),
     ]);
     assert!(printed.contains("\"f1\""), "{printed}");
+    // The same sentences as JSON Lines with integer tags (ids into label_names.txt, as a Hugging
+    // Face dataset writes them) evaluate alike with --label-names, and are refused without.
+    let names: Vec<String> = String::from_utf8(read("label_names.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut jsonl = String::new();
+    let conll = String::from_utf8(read("dev.conll")).unwrap();
+    for block in conll.split("\n\n") {
+        let (mut words, mut ids) = (Vec::new(), Vec::new());
+        for line in block.lines().filter(|l| !l.trim().is_empty()) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols[0] != "-DOCSTART-" {
+                words.push(cols[0]);
+                let tag = cols[cols.len() - 1];
+                ids.push(names.iter().position(|n| n == tag).unwrap());
+            }
+        }
+        if !words.is_empty() {
+            jsonl.push_str(&serde_json::json!({"tokens": words, "ner_tags": ids}).to_string());
+            jsonl.push('\n');
+        }
+    }
+    let dev_jsonl = tmp("dev-ids.jsonl");
+    std::fs::write(&dev_jsonl, jsonl).unwrap();
+    let eval_jsonl = |extra: &[&str]| {
+        let mut args = vec!["eval", "--model", s(&model), "--checkpoint", s(&out)];
+        args.extend(["--validation-file", s(&dev_jsonl)]);
+        args.extend(extra);
+        lorabert(&args)
+    };
+    let (success, _, stderr) = eval_jsonl(&[]);
+    assert!(!success && stderr.contains("--label-names"), "{stderr}");
+    let (success, from_ids, stderr) =
+        eval_jsonl(&["--label-names", s(&fixture("label_names.txt"))]);
+    assert!(success, "{stderr}");
+    assert_eq!(
+        from_ids, printed,
+        "JSON Lines with integer tags vs the CoNLL file"
+    );
+    let _ = std::fs::remove_file(&dev_jsonl);
     let (success, printed, stderr) = lorabert(&[
         "predict",
         "--model",

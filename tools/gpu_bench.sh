@@ -4,6 +4,8 @@
 #
 #   tools/gpu_bench.sh [--python /venv/bin/python] [--out DIR] [--batch 64] [--seq 128] [--steps 10]
 #
+# Then `bench --inference` (MiniLM embeddings of the SST dev sentences, batch 128) in f32 and
+# f16, printed as JSON lines (DIR/inference/).
 # Cells: MiniLM (default model) and the bert-base shape (random weights from
 # ../shared/models/bert-base-uncased-config.json, or models/bert-base-uncased-config.json),
 # LoRA and DoRA at r = 1 and 8 on all linear layers, f32 and f16 storage, batch 64 x 128 tokens.
@@ -54,6 +56,24 @@ for model in minilm bert-base; do
     fi
   done
 done
+# Inference (issue 32, item 5): MiniLM sentence embeddings in f32 and f16, sentences/s.
+SENTS=""
+for f in ../shared/data/minbert/ids-sst-dev.csv data/minbert/ids-sst-dev.csv; do
+  [ -f "$f" ] && SENTS=$f && break
+done
+if [ -n "$SENTS" ]; then
+  mkdir -p "$OUT/inference"
+  tail -n +2 "$SENTS" | cut -f3 > "$OUT/inference/sst-dev.txt"
+  for prec in f32 f16; do
+    echo "== inference $prec" >&2
+    "$BIN" bench --inference --backend wgpu --precision $prec --input "$OUT/inference/sst-dev.txt" \
+      --batch-size 128 --steps 3 --output "$OUT/inference/lorabert_$prec.jsonl" \
+      || echo "lorabert inference $prec failed" >&2
+  done
+  cat "$OUT"/inference/lorabert_*.jsonl >&2 || true
+else
+  echo "note: no ids-sst-dev.csv found, inference skipped" >&2
+fi
 "$PY" - "$OUT" <<'PYEOF'
 import glob, json, os, sys
 out = sys.argv[1]

@@ -69,7 +69,8 @@ pub struct BenchArgs {
     /// tokenisation, length-sorted batches of `--batch-size` with dynamic padding, mean
     /// pooling) of `--input`'s sentences: one untimed batch, then `--steps` timed passes over
     /// the file; the median pass as sentences/s in a JSON line (`tools/compare_inference.sh`
-    /// sets it beside sentence-transformers and ONNX Runtime). f32 only.
+    /// sets it beside sentence-transformers and ONNX Runtime). `--precision f16` runs the
+    /// encoder in f16 as `embed --precision f16` (the record says which precision ran).
     #[arg(long, conflicts_with = "gemm")]
     inference: bool,
     /// With `--inference`: a UTF-8 file of sentences, one per line (blank lines skipped).
@@ -182,9 +183,6 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         return bench_gemm(&a);
     }
     if a.inference {
-        if a.precision != super::PrecisionArg::F32 {
-            bail!("--inference runs f32: drop --precision");
-        }
         return super::bench_inference::run(&super::bench_inference::InferenceBench {
             model: a.model.as_deref(),
             input: a.input.as_ref(),
@@ -193,6 +191,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             max_len: a.max_len,
             backend: a.backend,
             output: &a.output,
+            precision: super::precision::InferencePrecision {
+                precision: a.precision,
+                exact_precision: false,
+            },
         });
     }
     if let Some(one) = &a.only {
@@ -372,7 +374,8 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
         adapter,
         ..TrainConfig::default()
     };
-    tc.precision = super::train::precision_or_refuse(a.precision.into(), &device, false)?;
+    tc.precision =
+        super::precision::precision_or_refuse(a.precision.into(), &device, false, "training")?;
     let (model, _) = build_model(bert, &tc, cfg.hidden_size, &device)?;
     // Give back the pages of the f32 weights an f16 conversion freed, so the device memory
     // reported is the training step's, not the load's.
@@ -390,13 +393,7 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
             times.push(t.elapsed().as_secs_f64());
         }
     }
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = if sorted.is_empty() {
-        f64::NAN
-    } else {
-        sorted[sorted.len() / 2]
-    };
+    let median = super::bench_gemm::median(&times);
     Ok(BenchRecord {
         tool: "lorabert".into(),
         config: name.to_string(),

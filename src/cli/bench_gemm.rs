@@ -98,15 +98,21 @@ fn time(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..warmup {
         f();
     }
-    let mut t: Vec<f64> = (0..reps)
+    let t: Vec<f64> = (0..reps)
         .map(|_| {
             let s = Instant::now();
             f();
             s.elapsed().as_secs_f64()
         })
         .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+    median(&t)
+}
+
+/// The median of `times` (the upper one of an even count; NaN when empty), in their unit.
+pub(super) fn median(times: &[f64]) -> f64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Times every product of [`step_products`] through Burn's matmul and through

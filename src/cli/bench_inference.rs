@@ -36,6 +36,9 @@ pub struct InferenceRecord {
     pub backend: String,
     /// Threads.
     pub threads: usize,
+    /// The precision that ran: `f32`, or `f16` ([`super::precision::InferencePrecision`]).
+    #[serde(default)]
+    pub precision: String,
     /// Median seconds per pass over the sentences (tokenisation, forward passes, pooling and
     /// the read-back; the model load and the warm-up batch excluded).
     pub seconds: f64,
@@ -63,6 +66,8 @@ pub(super) struct InferenceBench<'a> {
     pub backend: super::BackendArg,
     /// `--output`.
     pub output: &'a std::path::Path,
+    /// `--precision` and `--exact-precision`.
+    pub precision: super::precision::InferencePrecision,
 }
 
 /// `--inference`: loads the model, embeds the first `--batch-size` sentences of `--input` once
@@ -92,6 +97,7 @@ pub(super) fn run(a: &InferenceBench) -> Result<()> {
     let (device, _) = super::devices(a.backend, 0)?;
     let dir = io::resolve_model(a.model)?;
     let (loaded, bert) = load_model(&dir, None, max_len, &device)?;
+    let (bert, precision) = a.precision.apply(bert, &device)?;
     let tok = loaded.tokenizer;
     let embed_all = |texts: &[String]| -> Result<()> {
         let encs = texts
@@ -108,9 +114,7 @@ pub(super) fn run(a: &InferenceBench) -> Result<()> {
         embed_all(&sentences)?;
         times.push(t.elapsed().as_secs_f64());
     }
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
+    let median = super::bench_gemm::median(&times);
     let rec = InferenceRecord {
         tool: "lorabert".into(),
         mode: "inference".into(),
@@ -124,6 +128,7 @@ pub(super) fn run(a: &InferenceBench) -> Result<()> {
         max_len,
         backend: a.backend.describe().to_string(),
         threads: rayon::current_num_threads(),
+        precision: precision.name().to_string(),
         seconds: median,
         sentences_per_second: sentences.len() as f64 / median,
         pass_seconds: times,
@@ -131,10 +136,11 @@ pub(super) fn run(a: &InferenceBench) -> Result<()> {
     };
     let line = serde_json::to_string(&rec)?;
     eprintln!(
-        "{} sentences of {}, batch {}: {:.3} s, {:.1} sentences/s ({} threads)",
+        "{} sentences of {}, batch {}, {}: {:.3} s, {:.1} sentences/s ({} threads)",
         rec.sentences,
         rec.input,
         rec.batch_size,
+        rec.precision,
         rec.seconds,
         rec.sentences_per_second,
         rec.threads

@@ -8,8 +8,10 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 
+use super::embed_out::{Chunk, OutputFormat, Shapes, Sink};
 use super::export::ExportPooling;
 use super::load::{load_encoder, load_model};
+use super::precision::InferencePrecision;
 use super::{ModelArgs, devices, io};
 use crate::data::TokenBatch;
 use crate::model::{Bert, Encoded};
@@ -20,6 +22,8 @@ use crate::tasks::{Pooling, pool};
 pub struct EmbedArgs {
     #[command(flatten)]
     pub(super) model: ModelArgs,
+    #[command(flatten)]
+    pub(super) precision: InferencePrecision,
     /// Optional checkpoint whose adapter is applied.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -34,7 +38,9 @@ pub struct EmbedArgs {
     /// longest, hidden]`, zero past each sentence's end, `attention_mask` and `input_ids`
     /// `[sentences, longest]`); `.npy`, the embeddings as a float32 NumPy array `[sentences,
     /// hidden]` (`numpy.load`); `.jsonl`, a line `{"sentence": ..., "embedding": [...]}` per
-    /// sentence.
+    /// sentence. The file is written as the embeddings come, 8,192 sentences at a time (fewer
+    /// with --hidden-states), to a temporary file renamed at the end, so memory stays flat on a
+    /// large corpus and a failed run leaves no partial file.
     #[arg(long)]
     output: PathBuf,
     /// How `sentence_embedding` pools the token states, as sentence-transformers' Pooling
@@ -51,11 +57,15 @@ pub struct EmbedArgs {
     /// do not depend on the batching beyond rounding.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Sentences embedded and written per chunk (tests set it low to cross chunk boundaries)
+    /// [default: 8,192, fewer with --hidden-states].
+    #[arg(long, hide = true)]
+    chunk_sentences: Option<usize>,
 }
 
 /// `lorabert embed`: the pooled `sentence_embedding` of sentences (with `--hidden-states` also
-/// `last_hidden_state`, `attention_mask` and `input_ids`) to a safetensors file, with or without
-/// a checkpoint's adapter.
+/// `last_hidden_state`, `attention_mask` and `input_ids`) to a safetensors, `.npy` or JSON Lines
+/// file, with or without a checkpoint's adapter, written chunk by chunk ([`Sink`]).
 pub fn embed(a: EmbedArgs) -> Result<()> {
     let (device, _) = devices(a.model.backend, 0)?;
     let mut sentences = a.sentences.clone();
@@ -68,6 +78,15 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
     if a.batch_size == 0 {
         bail!("--batch-size must be >= 1");
     }
+    let format = OutputFormat::of(&a.output)?;
+    if a.hidden_states && format != OutputFormat::Safetensors {
+        bail!(
+            "--hidden-states writes safetensors: give --output a .safetensors name ({} holds the \
+             sentence embeddings only)",
+            a.output.display()
+        );
+    }
+    io::check_writable(&a.output)?;
     let (tok, bert) = match &a.checkpoint {
         Some(ck) => {
             let (loaded, bert) = load_encoder(&a.model, ck, &device)?;
@@ -79,108 +98,88 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
             (l.tokenizer, bert)
         }
     };
-    let encs = sentences
-        .iter()
-        .map(|s| tok.encode(s))
-        .collect::<crate::Result<Vec<_>>>()?;
-    let format = OutputFormat::of(&a.output)?;
-    if a.hidden_states && format != OutputFormat::Safetensors {
-        bail!(
-            "--hidden-states writes safetensors: give --output a .safetensors name ({} holds the \
-             sentence embeddings only)",
-            a.output.display()
-        );
-    }
+    let (bert, _) = a.precision.apply(bert, &device)?;
     let pooling = match a.pooling {
         ExportPooling::Mean => Pooling::Mean,
         ExportPooling::Cls => Pooling::Cls,
     };
-    let out = encode(
-        &bert,
-        &encs,
-        pooling,
-        a.batch_size,
-        a.hidden_states,
-        &device,
-    )?;
-    let bytes = match format {
-        OutputFormat::Safetensors => crate::model::weights::f32_safetensors(&out)?,
-        OutputFormat::Npy => {
-            let (shape, v) = &out["sentence_embedding"];
-            npy_f32(shape, v)
-        }
-        OutputFormat::Jsonl => {
-            let (shape, v) = &out["sentence_embedding"];
-            jsonl(&sentences, shape[1], v)?
-        }
+    let hidden = bert.embeddings.word_embeddings.weight.dims()[1];
+    // With hidden states every sentence is padded to the longest: a first pass finds it.
+    let longest = match a.hidden_states {
+        true => Some(
+            sentences
+                .iter()
+                .try_fold(0, |m, s| tok.encode(s).map(|e| m.max(e.ids.len())))?,
+        ),
+        false => None,
     };
-    io::write_atomic(&a.output, &bytes)?;
-    let shapes: Vec<String> = out.iter().map(|(k, (s, _))| format!("{k} {s:?}")).collect();
+    let shapes = Shapes {
+        n: sentences.len(),
+        hidden,
+        longest,
+    };
+    let chunk = a
+        .chunk_sentences
+        .unwrap_or_else(|| chunk_sentences(longest, hidden))
+        .max(1);
+    let mut failed = None;
+    let written = io::write_atomic_with(&a.output, &mut |f| {
+        let mut run = || -> Result<()> {
+            let mut sink = Sink::new(std::io::BufWriter::new(&mut *f), format, shapes)?;
+            for (k, part) in sentences.chunks(chunk).enumerate() {
+                let encs = part
+                    .iter()
+                    .map(|s| tok.encode(s))
+                    .collect::<crate::Result<Vec<_>>>()?;
+                let out = encode(
+                    &bert,
+                    &encs,
+                    pooling,
+                    a.batch_size,
+                    a.hidden_states,
+                    &device,
+                )?;
+                let states = out
+                    .get("last_hidden_state")
+                    .map(|(s, v)| (v.as_slice(), s[1]));
+                sink.write(&Chunk {
+                    start: k * chunk,
+                    sentences: part,
+                    encs: &encs,
+                    pooled: &out["sentence_embedding"].1,
+                    states,
+                })?;
+            }
+            sink.finish()?;
+            Ok(())
+        };
+        run().map_err(|e| {
+            let io = std::io::Error::other(e.to_string());
+            failed = Some(e);
+            io
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    written?;
+    let shapes: Vec<String> = shapes
+        .tensors()
+        .iter()
+        .map(|(k, s)| format!("{k} {s:?}"))
+        .collect();
     eprintln!("wrote {} ({})", a.output.display(), shapes.join(", "));
     Ok(())
 }
 
-/// What `--output` holds, by its extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OutputFormat {
-    Safetensors,
-    Npy,
-    Jsonl,
-}
-
-impl OutputFormat {
-    /// The format of `path` by its extension.
-    ///
-    /// # Errors
-    /// Another extension, naming the three.
-    fn of(path: &std::path::Path) -> Result<Self> {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("safetensors") => Ok(OutputFormat::Safetensors),
-            Some("npy") => Ok(OutputFormat::Npy),
-            Some("jsonl") => Ok(OutputFormat::Jsonl),
-            _ => bail!(
-                "--output {}: name it .safetensors, .npy or .jsonl (the format follows the \
-                 extension)",
-                path.display()
-            ),
-        }
+/// Sentences embedded (and written) per chunk: 8,192 (12 MiB of 384-wide f32 embeddings), or
+/// with hidden states as many as keep the chunk's `[sentences, longest, hidden]` states near
+/// 64 MiB (they are held twice: the batches' read-backs and the chunk's states).
+fn chunk_sentences(longest: Option<usize>, hidden: usize) -> usize {
+    match longest {
+        None => 8192,
+        Some(l) => ((16 << 20) / (l * hidden).max(1)).clamp(1, 8192),
     }
-}
-
-/// A little-endian float32 array of `shape` as a NumPy `.npy` file (format version 1.0: the
-/// magic string, a header dict padded with spaces to a multiple of 64 bytes and ended by a
-/// newline, then the values in C order), as `numpy.save` writes it.
-fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-    let tuple = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
-    // magic (6) + version (2) + header length (2) + header + '\n', to a multiple of 64.
-    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
-    header.push_str(&" ".repeat(pad));
-    header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + 4 * values.len());
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
-/// One JSON line per sentence: `{"sentence": ..., "embedding": [...]}` (`hidden` values each,
-/// in input order).
-fn jsonl(sentences: &[String], hidden: usize, values: &[f32]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    for (s, e) in sentences.iter().zip(values.chunks(hidden)) {
-        let line = serde_json::json!({ "sentence": s, "embedding": e });
-        serde_json::to_writer(&mut out, &line)?;
-        out.push(b'\n');
-    }
-    Ok(out)
 }
 
 /// The named outputs of [`embed`] for `encs`: length-sorted batches of `batch_size` through
@@ -260,20 +259,4 @@ pub(super) fn encode(
         );
     }
     Ok(t)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn npy_is_what_numpy_save_writes() {
-        // tests/golden/embedding.npy: numpy.save of this array (tools/make_golden_npy.py).
-        let want = std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/embedding.npy"),
-        )
-        .unwrap();
-        let got = npy_f32(&[2, 3], &[0.5, -1.0, 2.0, 3.25, 0.0, -0.125]);
-        assert_eq!(got, want);
-    }
 }

@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::load::{FileArgs, data_file, load_own_file, load_split, load_trained};
+use super::precision::InferencePrecision;
 use super::{CheckpointArgs, ModelArgs, devices, io};
 use crate::model::Pretrained;
 use crate::tasks::minbert::Split;
@@ -19,6 +20,8 @@ use crate::train::{evaluate, predict as predict_task};
 pub struct EvalArgs {
     #[command(flatten)]
     pub(super) model: ModelArgs,
+    #[command(flatten)]
+    pub(super) precision: InferencePrecision,
     #[command(flatten)]
     ckpt: CheckpointArgs,
     /// Folder with the minBERT files.
@@ -51,6 +54,8 @@ pub enum SplitArg {
 pub struct PredictArgs {
     #[command(flatten)]
     pub(super) model: ModelArgs,
+    #[command(flatten)]
+    pub(super) precision: InferencePrecision,
     #[command(flatten)]
     ckpt: CheckpointArgs,
     /// Folder with the minBERT files.
@@ -87,7 +92,8 @@ pub struct PredictArgs {
 /// `lorabert eval`: dev metrics of a checkpoint, as JSON on stdout.
 pub fn eval(a: EvalArgs) -> Result<()> {
     let (device, _) = devices(a.model.backend, 0)?;
-    let (loaded, model, heads) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
+    let (loaded, mut model, heads) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
+    model.bert = a.precision.apply(model.bert, &device)?.0;
     if let Some(own) = &heads.own {
         let Some(path) = &a.validation_file else {
             bail!(
@@ -124,7 +130,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 /// `lorabert predict`: test (or dev) predictions of a checkpoint in the minBERT format.
 pub fn predict(a: PredictArgs) -> Result<()> {
     let (device, _) = devices(a.model.backend, 0)?;
-    let (loaded, model, heads) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
+    let (loaded, mut model, heads) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
+    model.bert = a.precision.apply(model.bert, &device)?.0;
     if !a.sentences.is_empty() || a.input.is_some() {
         return predict_texts(&a, &loaded, &model, &heads);
     }

@@ -308,6 +308,10 @@ pub struct FileArgs {
     /// The file has no header row (columns 0, 1, ...); implied for checkpoints trained so.
     #[arg(long)]
     pub no_header: bool,
+    /// Token classification in JSON Lines with integer tags: a file of the tag names, one per
+    /// line, in id order (as in training).
+    #[arg(long, value_name = "FILE")]
+    pub label_names: Option<PathBuf>,
 }
 
 impl FileArgs {
@@ -334,6 +338,30 @@ impl FileArgs {
     }
 }
 
+/// The label names of `--label-names FILE`: one per line (a final newline, `\r\n` line
+/// ends and a byte-order mark are allowed).
+///
+/// # Errors
+/// The file cannot be read, is not UTF-8, or holds no name.
+pub(super) fn label_names(path: &Path) -> Result<Vec<String>> {
+    let text = io::read_text(path)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut names: Vec<String> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l).trim().to_string())
+        .collect();
+    if names.last().is_some_and(|l| l.is_empty()) {
+        names.pop();
+    }
+    if names.is_empty() {
+        bail!(
+            "--label-names {}: the file holds no label names",
+            path.display()
+        );
+    }
+    Ok(names)
+}
+
 /// A labelled file of an own-data task as task data (at most `limit` rows): its columns as
 /// [`own::file_columns`] finds them, any note printed.
 ///
@@ -357,6 +385,11 @@ pub fn load_own_file(
             task,
             &model.tokenizer,
             limit,
+            file.label_names
+                .as_deref()
+                .map(label_names)
+                .transpose()?
+                .as_deref(),
         )?);
     }
     let table = file.table(path, task.no_header)?;

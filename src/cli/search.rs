@@ -11,6 +11,7 @@ use clap::Args;
 use super::embed::encode;
 use super::export::ExportPooling;
 use super::load::{checkpoint_dir, load_encoder, load_model};
+use super::precision::InferencePrecision;
 use super::{ModelArgs, devices, io};
 use crate::data::sha256_hex;
 use crate::data::table::{Format, Table};
@@ -22,6 +23,8 @@ use crate::tasks::{HeadsConfig, Pooling};
 pub struct SearchArgs {
     #[command(flatten)]
     pub(super) model: ModelArgs,
+    #[command(flatten)]
+    pub(super) precision: InferencePrecision,
     /// A checkpoint whose adapter is applied (a run folder or its `best/`); without it, the
     /// base model.
     #[arg(long)]
@@ -168,13 +171,18 @@ pub fn search(a: SearchArgs) -> Result<()> {
     if pooling == Pooling::Pooler {
         bail!("search embeds with mean or cls pooling; pass --pooling mean or --pooling cls");
     }
+    let (bert, precision) = a.precision.apply(bert, &device)?;
     // The cache key: the corpus's bytes and column, the model (base folder and the adapter's
-    // files), pooling and length.
+    // files), pooling, length and precision.
     let mut key = sha256_hex(&corpus_bytes);
     key.push_str(&format!(
         "|{:?}|{pooling:?}|{}",
         a.text_column, a.model.max_len
     ));
+    if precision != crate::train::Precision::F32 {
+        // f32 keys stay as they were, so existing caches still serve.
+        key.push_str(&format!("|{}", precision.name()));
+    }
     key.push_str(&format!(
         "|{}",
         io::resolve_model(a.model.model.as_deref())?.display()

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::Device;
 use clap::Args;
 
 use super::args::{
@@ -12,6 +11,7 @@ use super::args::{
 use super::controls::ControlArgs;
 use super::init_adapter::{init_adapter_config, init_adapter_weights, init_heads};
 use super::load::{load_model, load_own, load_split};
+use super::precision::precision_or_refuse;
 use super::run_dir::{ignored_on_resume, refuse_existing_run};
 use super::train_run::{Plan, announce, run_job};
 use super::{ModelArgs, PrecisionArg, devices, io};
@@ -23,7 +23,7 @@ use crate::tasks::own::{DataSpec, DataSummary, TaskType};
 use crate::tasks::{PairEncoding, Pooling, Task, TaskData};
 use crate::train::memory::{estimate_training_bytes, largest_batch, sequences_per_example};
 use crate::train::resume::{ResumeState, names as resume_names};
-use crate::train::{Job, Precision, RunResults, TrainConfig, ValidConfig, resolve_precision};
+use crate::train::{Job, RunResults, TrainConfig, ValidConfig};
 
 /// `lorabert train`.
 #[derive(Args, Debug)]
@@ -36,9 +36,12 @@ pub struct TrainArgs {
     /// Task(s) to train: the minBERT presets.
     #[arg(long, value_enum, default_value_t = TaskArg::Multi)]
     task: TaskArg,
-    /// Your own training file (CSV, TSV or JSON Lines with a header) instead of a minBERT task:
+    /// Your own training file instead of a minBERT task. CSV, TSV or JSON Lines with a header:
     /// columns `sentence` or `text` (pairs: `sentence1` + `sentence2`) and `label`, or named
-    /// with --text-column, --text-pair-column, --label-column.
+    /// with --text-column, --text-pair-column, --label-column. Token classification: a CoNLL
+    /// file (.conll, .txt, .iob, .bio or --format conll: a token per line, its tag in the last
+    /// column, a blank line between sentences) or JSON Lines with token and tag lists
+    /// (`{"tokens": [...], "ner_tags": [...]}`, as Hugging Face datasets write them).
     #[arg(long, conflicts_with = "task")]
     train_file: Option<PathBuf>,
     /// Validation file for --train-file (same columns); without it --validation-split.
@@ -48,13 +51,16 @@ pub struct TrainArgs {
     /// (seeded by --seed; stratified by class for classification) [default: 0.1].
     #[arg(long)]
     validation_split: Option<f64>,
-    /// The text column of --train-file.
+    /// The text column of --train-file (token classification in JSON Lines: the key of the
+    /// token lists [default: `tokens`]).
     #[arg(long)]
     text_column: Option<String>,
     /// The second-sentence column of sentence pairs.
     #[arg(long)]
     text_pair_column: Option<String>,
-    /// The label column.
+    /// The label column (token classification: in a CoNLL file the tag's column number, 0 for
+    /// the word [default: the last]; in JSON Lines the key of the tag lists [default:
+    /// `ner_tags`, `tags`, ...]).
     #[arg(long)]
     label_column: Option<String>,
     /// What the label column holds (default: inferred from its values; multi-label when it
@@ -68,8 +74,9 @@ pub struct TrainArgs {
     /// Multi-label: one 0/1 column per label, named by the label (`--label-columns a,b,c`).
     #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
     label_columns: Vec<String>,
-    /// Multi-label: a file of the label names, one per line, in id order: the labels are
-    /// written as 0-based ids into it (GoEmotions' emotions.txt).
+    /// A file of the label names, one per line, in id order, for labels written as 0-based
+    /// ids into it: multi-label (GoEmotions' emotions.txt) and token classification (integer
+    /// tags in JSON Lines, as a Hugging Face dataset's `ner_tags` feature names them).
     #[arg(long, value_name = "FILE")]
     label_names: Option<PathBuf>,
     /// Multi-label: a label is predicted when its probability reaches this (in (0, 1))
@@ -216,30 +223,6 @@ pub struct TrainArgs {
     tokens: TokenArgs,
 }
 
-/// The label names of `--label-names FILE`: one per line (a final newline, `\r\n` line
-/// ends and a byte-order mark are allowed).
-///
-/// # Errors
-/// The file cannot be read, is not UTF-8, or holds no name.
-fn label_names(path: &Path) -> Result<Vec<String>> {
-    let text = io::read_text(path)?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let mut names: Vec<String> = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l).trim().to_string())
-        .collect();
-    if names.last().is_some_and(|l| l.is_empty()) {
-        names.pop();
-    }
-    if names.is_empty() {
-        bail!(
-            "--label-names {}: the file holds no label names",
-            path.display()
-        );
-    }
-    Ok(names)
-}
-
 impl TrainArgs {
     /// The run configuration the flags describe.
     ///
@@ -255,7 +238,11 @@ impl TrainArgs {
             target_modules: self.target_modules.clone(),
             ..LoraConfig::default()
         });
-        let label_names = self.label_names.as_deref().map(label_names).transpose()?;
+        let label_names = self
+            .label_names
+            .as_deref()
+            .map(super::load::label_names)
+            .transpose()?;
         let data = self.train_file.as_ref().map(|f| DataSpec {
             train_file: f.display().to_string(),
             validation_file: self
@@ -452,6 +439,7 @@ fn plan(a: &TrainArgs) -> Result<Plan> {
         cfg.precision,
         &device,
         a.exact_precision,
+        "training",
     )?);
     // A fresh run from --init-adapter starts from its weights; a resumed one from its own.
     let init = a.init_adapter.clone().filter(|_| a.resume.is_none());
@@ -562,26 +550,6 @@ fn load_all_data(
         }
         (None, None) => bail!("no minBERT data folder"),
     }
-}
-
-/// The precision that runs on `device` for `requested`: f16 falls back to f32 with a notice
-/// where the device has no f16, or with `exact` is refused.
-pub(crate) fn precision_or_refuse(
-    requested: Precision,
-    device: &Device,
-    exact: bool,
-) -> Result<Precision> {
-    let (precision, notice) = resolve_precision(requested, device);
-    if let Some(notice) = notice {
-        if exact {
-            bail!(
-                "--precision f16 --exact-precision: refusing to fall back to f32 ({})",
-                notice.trim_end_matches(": training in f32")
-            );
-        }
-        eprintln!("note: {notice}");
-    }
-    Ok(precision)
 }
 
 /// The training and dev data of every task of `cfg` from the minBERT folder `dir`.

@@ -247,20 +247,33 @@ impl Layer {
 }
 
 /// Converts every frozen 2-D weight of `module` (linear weights `[in, out]`, embedding tables) to
-/// f16 storage; trainable parameters (adapters, heads, full fine-tuning weights), biases and
-/// LayerNorm parameters stay f32 (they are narrowed per use where they meet f16 activations).
+/// f16 storage; trainable parameters (heads, full fine-tuning weights), adapters
+/// ([`crate::model::LoraAdapter`]: `lora_A`, `lora_B`, also where nothing trains, as in
+/// inference), biases and LayerNorm parameters stay f32 (they are narrowed per use where they
+/// meet f16 activations).
 pub fn into_f16_storage<M: Module>(module: M) -> M {
-    struct F16Storage;
+    /// Depth inside adapter modules: their parameters keep f32.
+    struct F16Storage(usize);
     impl burn::module::ModuleMapper for F16Storage {
+        fn enter_module(&mut self, _: &str, container_type: &str) {
+            if container_type == "Struct:LoraAdapter" {
+                self.0 += 1;
+            }
+        }
+        fn exit_module(&mut self, _: &str, container_type: &str) {
+            if container_type == "Struct:LoraAdapter" {
+                self.0 -= 1;
+            }
+        }
         fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            if D == 2 && !p.is_require_grad() {
+            if D == 2 && self.0 == 0 && !p.is_require_grad() {
                 p.map(|t| t.cast(DType::F16))
             } else {
                 p
             }
         }
     }
-    module.map(&mut F16Storage)
+    module.map(&mut F16Storage(0))
 }
 
 /// Runs `build` with the device's allocations in its persistent pool (exact-fit slices kept

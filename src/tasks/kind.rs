@@ -274,6 +274,7 @@ pub trait Kind: Debug + Send + Sync {
             counts: Default::default(),
             range: None,
             labels_per_row: None,
+            entities: None,
         }
     }
 }

@@ -352,11 +352,18 @@ pub struct LabelSummary {
     /// label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels_per_row: Option<f64>,
+    /// Token classification: the entities decoded from the tags (`rows` then counts sentences
+    /// and `counts` entities per type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<usize>,
 }
 
 impl std::fmt::Display for LabelSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} rows", self.rows)?;
+        match self.entities {
+            Some(e) => write!(f, "{} sentences, {e} entities", self.rows)?,
+            None => write!(f, "{} rows", self.rows)?,
+        }
         if let Some(m) = self.labels_per_row {
             write!(f, ", {m:.3} labels per row")?;
         }
@@ -375,6 +382,8 @@ impl std::fmt::Display for LabelSummary {
                 self.counts.len() - 20,
                 if self.labels_per_row.is_some() {
                     "labels"
+                } else if self.entities.is_some() {
+                    "entity types"
                 } else {
                     "classes"
                 }

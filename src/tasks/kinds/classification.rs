@@ -158,6 +158,7 @@ impl Kind for Classification {
             counts,
             range: None,
             labels_per_row: None,
+            entities: None,
         }
     }
 }

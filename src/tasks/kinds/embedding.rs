@@ -282,6 +282,7 @@ impl Kind for Embedding {
             counts,
             range,
             labels_per_row: None,
+            entities: None,
         }
     }
 }

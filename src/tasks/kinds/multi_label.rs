@@ -420,6 +420,7 @@ impl Kind for MultiLabel {
             counts,
             range: None,
             labels_per_row: Some(total as f64 / targets.len().max(1) as f64),
+            entities: None,
         }
     }
 }

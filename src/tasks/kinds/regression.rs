@@ -122,6 +122,7 @@ impl Kind for Regression {
             counts: Default::default(),
             range,
             labels_per_row: None,
+            entities: None,
         }
     }
 }

@@ -258,6 +258,7 @@ pub fn summarize(file: &TaggedFile, scheme: TagScheme) -> LabelSummary {
     }
     LabelSummary {
         rows: file.sentences.len(),
+        entities: Some(counts.values().sum()),
         counts,
         range: None,
         labels_per_row: None,
@@ -446,7 +447,8 @@ pub fn load(
 
 /// A tagged file (`bytes` of `name`, CoNLL or JSON Lines by its extension or `format`) as task
 /// data of the token task `task` (at most `limit` sentences), read as the run read its
-/// validation file: the same tag column or key, window and stride. For `lorabert eval`.
+/// validation file: the same tag column or key, window and stride; integer tags in JSON Lines
+/// name `label_names` (`--label-names`). For `lorabert eval`.
 ///
 /// # Errors
 /// As [`read_tagged`]; [`Error::Invalid`] for a task of another kind; [`Error::Data`] for a
@@ -458,6 +460,7 @@ pub fn eval_data(
     task: &OwnTask,
     tok: &BertTokenizer,
     limit: Option<usize>,
+    label_names: Option<&[String]>,
 ) -> Result<TaskData> {
     let (id2label, window, stride) = shape(task)?;
     let jsonl = Format::resolve(name, format)? == Format::Jsonl;
@@ -475,6 +478,7 @@ pub fn eval_data(
         format,
         text_column,
         label_column,
+        label_names: label_names.map(<[String]>::to_vec),
         ..DataSpec::default()
     };
     let file = read_tagged(bytes, name, &spec)?;
