@@ -689,6 +689,17 @@ fn exports_load_in_transformers_peft_and_sentence_transformers() {
         "lorabert embed --pooling mean (normalised) vs sentence-transformers: max |diff| {d:e}"
     );
     assert!(d < 1e-5);
+    // --normalize is sentence-transformers' Normalize module: its encode output, unchanged.
+    let unit_emb = st.join("unit.safetensors");
+    let at = args.iter().position(|x| *x == s(&emb)).unwrap();
+    let mut normalized = args.clone();
+    normalized[at] = s(&unit_emb);
+    normalized.push("--normalize");
+    lorabert(&normalized);
+    let (_, got) = read(&std::fs::read(&unit_emb).unwrap(), "sentence_embedding");
+    let d = max_abs_diff(&got, &want);
+    eprintln!("lorabert embed --normalize vs sentence-transformers: max |diff| {d:e}");
+    assert!(d < 1e-5);
     // The same embeddings as a NumPy array and as JSON lines.
     let (_, want) = read(&std::fs::read(&emb).unwrap(), "sentence_embedding");
     let npy = st.join("emb.npy");

@@ -583,3 +583,99 @@ fn search_matches_semantic_search() {
         "{stderr}"
     );
 }
+
+/// The pooling of a sentence-transformers `1_Pooling/config.json`: all-MiniLM-L6-v2's is mean,
+/// a bge-style one CLS; modes lorabert does not compute, several modes or none are refused
+/// naming the file.
+#[test]
+fn pooling_follows_the_sentence_transformers_config() {
+    use lorabert::tasks::Pooling;
+    let name = "1_Pooling/config.json";
+    let minilm = std::fs::read(model_dir().join(name)).unwrap();
+    assert_eq!(
+        Pooling::from_sentence_transformers(&minilm, name).unwrap(),
+        Pooling::Mean
+    );
+    let cfg = |modes: &[&str]| {
+        let mut v = serde_json::json!({"word_embedding_dimension": 384});
+        for m in [
+            "cls_token",
+            "mean_tokens",
+            "max_tokens",
+            "mean_sqrt_len_tokens",
+        ] {
+            v[format!("pooling_mode_{m}")] = serde_json::json!(modes.contains(&m));
+        }
+        v.to_string().into_bytes()
+    };
+    assert_eq!(
+        Pooling::from_sentence_transformers(&cfg(&["cls_token"]), name).unwrap(),
+        Pooling::Cls
+    );
+    assert_eq!(
+        Pooling::from_sentence_transformers(br#"{"pooling_mode": "cls"}"#, name).unwrap(),
+        Pooling::Cls
+    );
+    for (bad, says) in [
+        (cfg(&["max_tokens"]), "pooling_mode_max_tokens"),
+        (cfg(&["cls_token", "mean_tokens"]), "--pooling"),
+        (cfg(&[]), "no pooling_mode_"),
+        (b"{".to_vec(), "EOF"),
+    ] {
+        let e = Pooling::from_sentence_transformers(&bad, name)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(name) && e.contains(says), "{e}");
+    }
+}
+
+/// Without --pooling, `embed` and a fresh `train` pool as the model folder's
+/// sentence-transformers Pooling config says (here CLS, as bge models), and say so.
+#[test]
+fn a_model_folders_pooling_config_is_the_default() {
+    let _g = rng_lock();
+    let model = tmp("tiny-cls");
+    tiny_model(&model);
+    std::fs::create_dir_all(model.join("1_Pooling")).unwrap();
+    std::fs::write(
+        model.join("1_Pooling/config.json"),
+        r#"{"word_embedding_dimension": 16, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#,
+    )
+    .unwrap();
+    let embed = |extra: &[&str]| {
+        let out = tmp(&format!("pool{}.npy", extra.len()));
+        let mut args = vec!["embed", "--model", s(&model), "--output", s(&out)];
+        args.extend(["--sentence", "a lovely film", "--sentence", "Zürich"]);
+        args.extend(extra);
+        ok(&args);
+        let b = std::fs::read(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        b
+    };
+    let default = embed(&[]);
+    assert_eq!(default, embed(&["--pooling", "cls"]));
+    assert_ne!(default, embed(&["--pooling", "mean"]));
+    let out = tmp("pool-run");
+    let (success, _, printed) = lorabert(&[
+        "train",
+        "--model",
+        s(&model),
+        "--train-file",
+        s(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/own/sst2.csv")),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-len",
+        "32",
+        "--out",
+        s(&out),
+    ]);
+    assert!(success, "{printed}");
+    assert!(printed.contains("pooling: cls"), "{printed}");
+    let r: lorabert::train::RunResults =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r.config.pooling, lorabert::tasks::Pooling::Cls);
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&model);
+}

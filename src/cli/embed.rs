@@ -9,12 +9,13 @@ use burn::tensor::Device;
 use clap::Args;
 
 use super::embed_out::{Chunk, OutputFormat, Shapes, Sink};
-use super::export::ExportPooling;
-use super::load::{load_encoder, load_model};
+use super::export::{ExportPooling, sentence_pooling};
+use super::load::{checkpoint_dir, load_encoder, load_model};
 use super::precision::InferencePrecision;
 use super::{ModelArgs, devices, io};
 use crate::data::TokenBatch;
 use crate::model::{Bert, Encoded};
+use crate::tasks::retrieval::normalized;
 use crate::tasks::{Pooling, pool};
 
 /// `lorabert embed`.
@@ -44,9 +45,15 @@ pub struct EmbedArgs {
     #[arg(long)]
     output: PathBuf,
     /// How `sentence_embedding` pools the token states, as sentence-transformers' Pooling
-    /// module: the mean over real tokens (all-MiniLM-L6-v2's) or the [CLS] state; unnormalised.
-    #[arg(long, value_enum, default_value = "mean")]
-    pooling: ExportPooling,
+    /// module: the mean over real tokens or the [CLS] state [default: the checkpoint's pooling,
+    /// else the model folder's `1_Pooling/config.json` (mean for all-MiniLM-L6-v2, CLS for bge
+    /// models), else mean].
+    #[arg(long, value_enum)]
+    pooling: Option<ExportPooling>,
+    /// Scale each `sentence_embedding` to unit length, as sentence-transformers' `Normalize`
+    /// module (all-MiniLM-L6-v2's last module: with it the output equals its `encode`).
+    #[arg(long)]
+    normalize: bool,
     /// Also write the encoder's last hidden states, attention mask and input ids.
     #[arg(long)]
     hidden_states: bool,
@@ -87,22 +94,26 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         );
     }
     io::check_writable(&a.output)?;
-    let (tok, bert) = match &a.checkpoint {
+    let model_dir = io::resolve_model(a.model.model.as_deref())?;
+    let ck = a.checkpoint.as_deref().map(checkpoint_dir).transpose()?;
+    let pooling = sentence_pooling(a.pooling, ck.as_deref(), &model_dir)?;
+    if pooling == Pooling::Pooler {
+        bail!(
+            "the checkpoint's heads read BERT's pooler, not a sentence embedding: pass --pooling \
+             mean or --pooling cls"
+        );
+    }
+    let (tok, bert) = match &ck {
         Some(ck) => {
             let (loaded, bert) = load_encoder(&a.model, ck, &device)?;
             (loaded.tokenizer, bert)
         }
         None => {
-            let dir = io::resolve_model(a.model.model.as_deref())?;
-            let (l, bert) = load_model(&dir, None, a.model.max_len, &device)?;
+            let (l, bert) = load_model(&model_dir, None, a.model.max_len, &device)?;
             (l.tokenizer, bert)
         }
     };
     let (bert, _) = a.precision.apply(bert, &device)?;
-    let pooling = match a.pooling {
-        ExportPooling::Mean => Pooling::Mean,
-        ExportPooling::Cls => Pooling::Cls,
-    };
     let hidden = bert.embeddings.word_embeddings.weight.dims()[1];
     // With hidden states every sentence is padded to the longest: a first pass finds it.
     let longest = match a.hidden_states {
@@ -142,11 +153,13 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
                 let states = out
                     .get("last_hidden_state")
                     .map(|(s, v)| (v.as_slice(), s[1]));
+                let pooled = &out["sentence_embedding"].1;
+                let unit = a.normalize.then(|| normalized(pooled, hidden));
                 sink.write(&Chunk {
                     start: k * chunk,
                     sentences: part,
                     encs: &encs,
-                    pooled: &out["sentence_embedding"].1,
+                    pooled: unit.as_deref().unwrap_or(pooled),
                     states,
                 })?;
             }

@@ -37,6 +37,68 @@ pub enum ExportPooling {
     Cls,
 }
 
+/// The pooling of sentence embeddings (`embed`, `search`, `export --format
+/// sentence-transformers`): `arg` (`--pooling`) when given, else the checkpoint `ck`'s own
+/// (its `heads_config.json`), else the model folder's sentence-transformers `Pooling` module
+/// (`modules.json`'s Pooling folder, else `1_Pooling`, its `config.json`: mean for
+/// all-MiniLM-L6-v2, CLS for bge models), else mean.
+///
+/// # Errors
+/// An unreadable or invalid `heads_config.json` or Pooling `config.json`, naming the file
+/// ([`Pooling::from_sentence_transformers`]).
+pub(super) fn sentence_pooling(
+    arg: Option<ExportPooling>,
+    ck: Option<&Path>,
+    model_dir: &Path,
+) -> Result<Pooling> {
+    match arg {
+        Some(ExportPooling::Mean) => return Ok(Pooling::Mean),
+        Some(ExportPooling::Cls) => return Ok(Pooling::Cls),
+        None => {}
+    }
+    if let Some(path) = ck
+        .map(|ck| ck.join(names::HEADS_CONFIG))
+        .filter(|p| p.is_file())
+    {
+        let heads: crate::tasks::HeadsConfig = serde_json::from_slice(&io::read(&path)?)
+            .with_context(|| format!("{} is invalid", path.display()))?;
+        return Ok(heads.pooling);
+    }
+    Ok(model_pooling(model_dir)?.unwrap_or(Pooling::Mean))
+}
+
+/// The pooling that a model folder's sentence-transformers configuration names: the `Pooling`
+/// module's `config.json` (the folder `modules.json` gives it, else `1_Pooling`), or `None`
+/// when the folder has none (a plain BERT checkpoint).
+///
+/// # Errors
+/// As [`Pooling::from_sentence_transformers`], naming the file; an unreadable `modules.json`.
+pub(super) fn model_pooling(model_dir: &Path) -> Result<Option<Pooling>> {
+    let mut folder = "1_Pooling".to_string();
+    let modules = model_dir.join("modules.json");
+    if modules.is_file() {
+        let v: serde_json::Value = serde_json::from_slice(&io::read(&modules)?)
+            .with_context(|| format!("{} is invalid", modules.display()))?;
+        let pooling = v.as_array().into_iter().flatten().find(|m| {
+            m.get("type")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|t| t.ends_with(".Pooling"))
+        });
+        if let Some(p) = pooling.and_then(|m| m.get("path")).and_then(|p| p.as_str()) {
+            folder = p.to_string();
+        }
+    }
+    let path = model_dir.join(&folder).join("config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let name = path.display().to_string();
+    Ok(Some(Pooling::from_sentence_transformers(
+        &io::read(&path)?,
+        &name,
+    )?))
+}
+
 /// `lorabert export`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -203,24 +265,11 @@ fn python_kwargs(head: &SeqClsHead) -> String {
 /// `--format sentence-transformers`.
 fn sentence_transformers(a: &ExportArgs, device: &burn::tensor::Device) -> Result<(Files, String)> {
     let ck = checkpoint_dir(&a.ckpt.checkpoint)?;
-    let trained = match io::read(&ck.join(names::HEADS_CONFIG)) {
-        Ok(b) => Some(
-            serde_json::from_slice::<crate::tasks::HeadsConfig>(&b)
-                .with_context(|| format!("{} is invalid", ck.join(names::HEADS_CONFIG).display()))?
-                .pooling,
-        ),
-        Err(_) => None,
-    };
-    let pooling = match (a.pooling, trained) {
-        (Some(ExportPooling::Mean), _) => Pooling::Mean,
-        (Some(ExportPooling::Cls), _) => Pooling::Cls,
-        (None, Some(p)) => p,
-        (None, None) => Pooling::Mean,
-    };
+    let base_dir = io::resolve_model(a.model.model.as_deref())?;
+    let pooling = sentence_pooling(a.pooling, Some(&ck), &base_dir)?;
     let (loaded, bert) = load_encoder(&a.model, &a.ckpt.checkpoint, device)?;
     let bert = crate::adapter::merge(bert);
     // The base's own sentence-transformers modules and settings (Normalize, max_seq_length).
-    let base_dir = io::resolve_model(a.model.model.as_deref())?;
     let read = |name: &str| std::fs::read(base_dir.join(name)).ok();
     let base = SentenceTransformersBase::from_files(
         read("modules.json").as_deref(),

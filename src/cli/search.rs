@@ -9,14 +9,14 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::embed::encode;
-use super::export::ExportPooling;
+use super::export::{ExportPooling, sentence_pooling};
 use super::load::{checkpoint_dir, load_encoder, load_model};
 use super::precision::InferencePrecision;
 use super::{ModelArgs, devices, io};
 use crate::data::sha256_hex;
 use crate::data::table::{Format, Table};
+use crate::tasks::Pooling;
 use crate::tasks::retrieval::{normalized, top_k};
-use crate::tasks::{HeadsConfig, Pooling};
 
 /// `lorabert search`.
 #[derive(Args, Debug)]
@@ -50,7 +50,8 @@ pub struct SearchArgs {
     /// text lines.
     #[arg(long)]
     json: bool,
-    /// How the token states are pooled [default: the checkpoint's pooling, else mean].
+    /// How the token states are pooled [default: the checkpoint's pooling, else the model
+    /// folder's `1_Pooling/config.json`, else mean].
     #[arg(long, value_enum)]
     pooling: Option<ExportPooling>,
     /// Texts per forward pass.
@@ -155,19 +156,8 @@ pub fn search(a: SearchArgs) -> Result<()> {
             (l.tokenizer, bert, None)
         }
     };
-    let pooling = match (a.pooling, &ck) {
-        (Some(ExportPooling::Mean), _) => Pooling::Mean,
-        (Some(ExportPooling::Cls), _) => Pooling::Cls,
-        (None, Some(ck)) => {
-            match std::fs::read(ck.join(crate::train::artifacts::names::HEADS_CONFIG)) {
-                Ok(b) => serde_json::from_slice::<HeadsConfig>(&b)
-                    .map(|h| h.pooling)
-                    .unwrap_or(Pooling::Mean),
-                Err(_) => Pooling::Mean,
-            }
-        }
-        (None, None) => Pooling::Mean,
-    };
+    let model_dir = io::resolve_model(a.model.model.as_deref())?;
+    let pooling = sentence_pooling(a.pooling, ck.as_deref(), &model_dir)?;
     if pooling == Pooling::Pooler {
         bail!("search embeds with mean or cls pooling; pass --pooling mean or --pooling cls");
     }
@@ -183,10 +173,7 @@ pub fn search(a: SearchArgs) -> Result<()> {
         // f32 keys stay as they were, so existing caches still serve.
         key.push_str(&format!("|{}", precision.name()));
     }
-    key.push_str(&format!(
-        "|{}",
-        io::resolve_model(a.model.model.as_deref())?.display()
-    ));
+    key.push_str(&format!("|{}", model_dir.display()));
     if let Some(ck) = &ck {
         for name in [
             crate::train::artifacts::names::ADAPTER_WEIGHTS,

@@ -158,9 +158,10 @@ pub struct TrainArgs {
     /// Use at most this many dev examples per task.
     #[arg(long)]
     max_eval: Option<usize>,
-    /// Sentence pooling.
-    #[arg(long, value_enum, default_value_t = PoolingArg::Mean)]
-    pooling: PoolingArg,
+    /// Sentence pooling [default: the model folder's sentence-transformers pooling,
+    /// `1_Pooling/config.json` (mean for all-MiniLM-L6-v2, CLS for bge models), else mean].
+    #[arg(long, value_enum)]
+    pooling: Option<PoolingArg>,
     /// How sentence pairs are encoded.
     #[arg(long, value_enum, default_value_t = PairArg::Bi)]
     pair_encoding: PairArg,
@@ -294,9 +295,9 @@ impl TrainArgs {
             max_train_examples: self.max_train,
             max_eval_examples: self.max_eval,
             pooling: match self.pooling {
-                PoolingArg::Mean => Pooling::Mean,
-                PoolingArg::Cls => Pooling::Cls,
-                PoolingArg::Pooler => Pooling::Pooler,
+                None | Some(PoolingArg::Mean) => Pooling::Mean,
+                Some(PoolingArg::Cls) => Pooling::Cls,
+                Some(PoolingArg::Pooler) => Pooling::Pooler,
             },
             pair_encoding: match self.pair_encoding {
                 PairArg::Bi => PairEncoding::Bi,
@@ -407,8 +408,9 @@ impl TrainArgs {
 /// model (a resumed run's own unless `--model`), the data folder, the device and precision, and
 /// the applied-twice check of `--init-adapter` (ripgrep's `LowArgs -> HiArgs`).
 fn plan(a: &TrainArgs) -> Result<Plan> {
-    let (cfg, out, resumed_model) = a.run_config()?;
-    let mut cfg = cfg.validated()?;
+    let (mut cfg, out, resumed_model) = a.run_config()?;
+    // Bad flags are reported before the model is looked for (or fetched).
+    cfg.validate()?;
     // A resumed run uses the model it began with (recorded in its state) unless told otherwise.
     let model_arg = a.model.model.clone().or_else(|| {
         resumed_model
@@ -421,6 +423,21 @@ fn plan(a: &TrainArgs) -> Result<Plan> {
         eprintln!("resuming with the run's model {}", m.display());
     }
     let model_dir = io::resolve_model(model_arg.as_deref())?;
+    // A fresh run without --pooling pools as the model was made to (its sentence-transformers
+    // Pooling module), as sentence-transformers does.
+    if a.pooling.is_none()
+        && a.resume.is_none()
+        && let Some(p) = super::export::model_pooling(&model_dir)?
+    {
+        if p != cfg.pooling {
+            eprintln!(
+                "pooling: {} (the model's sentence-transformers Pooling config; --pooling to choose)",
+                format!("{p:?}").to_lowercase()
+            );
+        }
+        cfg.pooling = p;
+    }
+    let mut cfg = cfg.validated()?;
     let resume_hint = match &model_arg {
         Some(m) => format!(
             "lorabert train --resume {} --model {}",

@@ -84,6 +84,54 @@ pub enum Pooling {
     Pooler,
 }
 
+impl Pooling {
+    /// The pooling of a sentence-transformers `Pooling` module's `config.json` (`bytes`, file
+    /// `name`, usually `1_Pooling/config.json`): `pooling_mode_mean_tokens` is [`Pooling::Mean`],
+    /// `pooling_mode_cls_token` [`Pooling::Cls`] (sentence-transformers' `Pooling` keys; a
+    /// `pooling_mode` string, `mean` or `cls`, is read too).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file: not JSON, no mode set, several modes set at once
+    /// (sentence-transformers concatenates them), or a mode lorabert does not compute (max,
+    /// mean_sqrt_len_tokens, weightedmean, lasttoken).
+    pub fn from_sentence_transformers(bytes: &[u8], name: &str) -> Result<Self> {
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::config(name, e.to_string()))?;
+        if let Some(mode) = v.get("pooling_mode").and_then(serde_json::Value::as_str) {
+            return match mode {
+                "mean" => Ok(Pooling::Mean),
+                "cls" => Ok(Pooling::Cls),
+                other => Err(Error::config(
+                    name,
+                    format!("pooling_mode `{other}`: lorabert pools by mean or cls"),
+                )),
+            };
+        }
+        let on: Vec<&str> = v
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, v)| k.starts_with("pooling_mode_") && v.as_bool() == Some(true))
+                    .map(|(k, _)| k.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        match on[..] {
+            ["pooling_mode_mean_tokens"] => Ok(Pooling::Mean),
+            ["pooling_mode_cls_token"] => Ok(Pooling::Cls),
+            [] => Err(Error::config(name, "no pooling_mode_* is true")),
+            _ => Err(Error::config(
+                name,
+                format!(
+                    "{} set: lorabert pools by one of pooling_mode_mean_tokens or \
+                     pooling_mode_cls_token (pass --pooling to choose)",
+                    on.join(", ")
+                ),
+            )),
+        }
+    }
+}
+
 /// How sentence pairs are fed to the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
