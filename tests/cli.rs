@@ -969,3 +969,62 @@ fn bench_gemm_writes_the_step_products_of_the_model_shape() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bench --floor` records each configuration's floor: the step's products (counted as
+/// `bench_floor::step_products` lists them) timed alone, and the step as a fraction of it.
+#[test]
+fn bench_floor_reports_the_step_against_its_products() {
+    let dir = tmp("bench-floor");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"model_type":"bert","vocab_size":30522,"hidden_size":32,"num_hidden_layers":2,
+            "num_attention_heads":4,"intermediate_size":64,"max_position_embeddings":16,
+            "type_vocab_size":2,"layer_norm_eps":1e-12}"#,
+    )
+    .unwrap();
+    let out = dir.join("bench.jsonl");
+    lorabert(&[
+        "bench",
+        "--floor",
+        "--configs",
+        "full,lora-r2,dora-r2",
+        "--model-config",
+        s(&cfg),
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "8",
+        "--warmup",
+        "1",
+        "--steps",
+        "3",
+        "--output",
+        s(&out),
+    ]);
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Per block: 6 x·W, 6 g·Wᵀ (3 fewer in the first block under an adapter), 6 attention
+    // products; full adds 6 xᵀ·g; an adapter 6 products per linear layer (5 in the first
+    // block's q, k, v); DoRA one norm product per linear layer.
+    for (rec, products) in recs.iter().zip([
+        2 * 24,
+        2 * 18 - 3 + 2 * 36 - 3,
+        2 * 18 - 3 + 2 * 36 - 3 + 12,
+    ]) {
+        let floor = &rec["floor"];
+        assert_eq!(floor["products"], products, "{rec}");
+        let (secs, step) = (
+            floor["seconds"].as_f64().unwrap(),
+            rec["median_step_seconds"].as_f64().unwrap(),
+        );
+        assert!(secs > 0.0 && secs < step, "{rec}");
+        let fraction = rec["floor_fraction"].as_f64().unwrap();
+        assert!((fraction - secs / step).abs() < 1e-12, "{rec}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

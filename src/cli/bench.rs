@@ -73,6 +73,11 @@ pub struct BenchArgs {
     /// encoder in f16 as `embed --precision f16` (the record says which precision ran).
     #[arg(long, conflicts_with = "gemm")]
     inference: bool,
+    /// After each configuration's steps, time the step's matrix products alone through
+    /// lorabert's product route (as `--gemm`, each distinct shape about 0.3 s) and report the
+    /// step as a fraction of that floor (`floor_fraction`; f32 only).
+    #[arg(long, conflicts_with_all = ["gemm", "inference"])]
+    floor: bool,
     /// With `--inference`: a UTF-8 file of sentences, one per line (blank lines skipped).
     #[arg(long, requires = "inference")]
     input: Option<PathBuf>,
@@ -129,6 +134,15 @@ pub struct BenchRecord {
     pub trainable_params: usize,
     /// All step times in seconds (after warm-up).
     pub step_seconds: Vec<f64>,
+    /// With `--floor`: the step's matrix products alone, each at the rate lorabert's product
+    /// route reaches for its shape ([`super::bench_floor`]), in seconds, with their GFLOP and
+    /// count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<super::bench_floor::Floor>,
+    /// With `--floor`: `floor.seconds / median_step_seconds`, how close the step is to the time
+    /// its products take (1.0: nothing but the products).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_fraction: Option<f64>,
 }
 
 /// The adapter of a `--configs` entry: `full` (none), `lora-rN` or `dora-rN`.
@@ -236,6 +250,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         if a.no_kernels {
             cmd.arg("--no-kernels");
         }
+        if a.floor {
+            cmd.arg("--floor");
+        }
         if let Some(t) = a.threads {
             cmd.args(["--threads", &t.to_string()]);
         }
@@ -255,7 +272,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         let rec: BenchRecord =
             serde_json::from_str(&line).with_context(|| format!("bench {c}: bad output {line}"))?;
         eprintln!(
-            "{:<10} {} {:>8.3} s/step {:>7.1} ex/s  peak {:>6.0} MiB{}  trainable {}",
+            "{:<10} {} {:>8.3} s/step {:>7.1} ex/s  peak {:>6.0} MiB{}  trainable {}{}",
             rec.config,
             rec.precision,
             rec.median_step_seconds,
@@ -264,7 +281,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             rec.device_memory_bytes
                 .map(|b| format!("  device {:.0} MiB", b as f64 / (1 << 20) as f64))
                 .unwrap_or_default(),
-            rec.trainable_params
+            rec.trainable_params,
+            match (&rec.floor, rec.floor_fraction) {
+                (Some(f), Some(x)) => format!(
+                    "  floor {:.3} s ({:.1} GFLOP): {x:.2} of it",
+                    f.seconds, f.gflop
+                ),
+                _ => String::new(),
+            }
         );
         lines.push_str(&line);
         lines.push('\n');
@@ -394,6 +418,21 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
         }
     }
     let median = super::bench_gemm::median(&times);
+    let floor = match (a.floor, trainer.cfg.precision) {
+        (true, crate::train::Precision::F32) => Some(super::bench_floor::measure(
+            &cfg,
+            b,
+            s,
+            trainer.cfg.adapter.as_ref(),
+            0.3,
+            &device,
+        )?),
+        (true, _) => {
+            eprintln!("note: --floor times f32 products: no floor for an f16 step");
+            None
+        }
+        (false, _) => None,
+    };
     Ok(BenchRecord {
         tool: "lorabert".into(),
         config: name.to_string(),
@@ -413,5 +452,7 @@ fn measure(a: &BenchArgs, name: &str) -> Result<BenchRecord> {
         kernels: crate::kernels::kernels_enabled() && crate::kernels::fused::runs_on(&device),
         trainable_params: trainable,
         step_seconds: times,
+        floor_fraction: floor.as_ref().map(|f| f.seconds / median),
+        floor,
     })
 }

@@ -46,7 +46,7 @@ pub struct GemmRecord {
 }
 
 /// A product's shape: name, batch, m, k, n, lhs transposed, rhs transposed.
-type Shape = (String, usize, usize, usize, usize, bool, bool);
+pub(super) type Shape = (String, usize, usize, usize, usize, bool, bool);
 
 /// The distinct matrix products of a training step of `cfg` on `batch × seq` tokens with LoRA
 /// ranks `ranks` on all linear layers (and full fine-tuning's weight gradients): the forward `x·W`,
@@ -115,6 +115,67 @@ pub(super) fn median(times: &[f64]) -> f64 {
     sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// Median seconds of one product of `shape` on `device` (flex or wgpu) through lorabert's route
+/// ([`crate::kernels::matmul`], `ours`) or Burn's `matmul`, timed for about `seconds` (at least
+/// 5 calls after 2 untimed): operands as the step holds them (transposed ones are views of the
+/// stored matrix, 2-D for single products so no reshape copies them); on wgpu each call waits
+/// for the device.
+///
+/// # Errors
+/// A wgpu call fails.
+pub(super) fn time_product(
+    shape: &Shape,
+    ours: bool,
+    seconds: f64,
+    device: &Device,
+) -> Result<f64> {
+    let (product, b, m, k, n, lt, rt) = shape.clone();
+    let wgpu = crate::kernels::is_wgpu(device);
+    let rnd3 =
+        |rows, cols| Tensor::<3>::random([b, rows, cols], Distribution::Normal(0.0, 1.0), device);
+    let rnd2 =
+        |rows, cols| Tensor::<2>::random([rows, cols], Distribution::Normal(0.0, 1.0), device);
+    let view3 = |t: bool, rows, cols| {
+        if t {
+            rnd3(cols, rows).swap_dims(1, 2)
+        } else {
+            rnd3(rows, cols)
+        }
+    };
+    let view2 = |t: bool, rows, cols| {
+        if t {
+            rnd2(cols, rows).transpose()
+        } else {
+            rnd2(rows, cols)
+        }
+    };
+    let (l3, r3) = (view3(lt, m, k), view3(rt, k, n));
+    let (l2, r2) = (view2(lt, m, k), view2(rt, k, n));
+    let flops = 2.0 * (b * m * k * n) as f64;
+    // About `seconds` at ~100 GFLOP/s, at least 5 calls.
+    let reps = ((seconds * 1e11 / flops) as usize).clamp(5, 2000);
+    let mut failed = None;
+    let call = || {
+        // Flex runs each op when it is called: the product is done on return. A wgpu op is
+        // queued: wait for it.
+        let rows = match (b == 1, ours) {
+            (true, false) => l2.clone().matmul(r2.clone()).dims()[0],
+            (true, true) => crate::kernels::matmul(l2.clone(), r2.clone()).dims()[0],
+            (false, false) => l3.clone().matmul(r3.clone()).dims()[0],
+            (false, true) => crate::kernels::matmul(l3.clone(), r3.clone()).dims()[0],
+        };
+        std::hint::black_box(rows);
+        if wgpu && let Err(e) = device.sync() {
+            failed = Some(format!("{e:?}"));
+        }
+    };
+    let median = time(2, reps, call);
+    if let Some(e) = failed {
+        bail!("{product}: the wgpu device failed: {e}");
+    }
+    Ok(median)
+}
+
 /// Times every product of [`step_products`] through Burn's matmul and through
 /// [`crate::kernels::matmul`] on `device` (flex or wgpu), each for about `seconds` seconds. On
 /// wgpu each timed call waits for the device (`Device::sync`), so a call's seconds include one
@@ -141,53 +202,10 @@ pub fn run(
     };
     let mut out = Vec::new();
     for (product, b, m, k, n, lt, rt) in step_products(cfg, batch, seq, ranks) {
-        // Operands as the step holds them: transposed ones are views of the stored matrix
-        // (2-D for single products, so no reshape copies them).
-        let rnd3 = |rows, cols| {
-            Tensor::<3>::random([b, rows, cols], Distribution::Normal(0.0, 1.0), device)
-        };
-        let rnd2 =
-            |rows, cols| Tensor::<2>::random([rows, cols], Distribution::Normal(0.0, 1.0), device);
-        let view3 = |t: bool, rows, cols| {
-            if t {
-                rnd3(cols, rows).swap_dims(1, 2)
-            } else {
-                rnd3(rows, cols)
-            }
-        };
-        let view2 = |t: bool, rows, cols| {
-            if t {
-                rnd2(cols, rows).transpose()
-            } else {
-                rnd2(rows, cols)
-            }
-        };
-        let (l3, r3) = (view3(lt, m, k), view3(rt, k, n));
-        let (l2, r2) = (view2(lt, m, k), view2(rt, k, n));
         let flops = 2.0 * (b * m * k * n) as f64;
-        // About `seconds` per route at ~100 GFLOP/s, at least 5 calls.
-        let reps = ((seconds * 1e11 / flops) as usize).clamp(5, 2000);
         for route in ["burn", "lorabert"] {
-            let ours = route == "lorabert";
-            let mut failed = None;
-            let call = || {
-                // Flex runs each op when it is called: the product is done on return. A wgpu
-                // op is queued: wait for it.
-                let rows = match (b == 1, ours) {
-                    (true, false) => l2.clone().matmul(r2.clone()).dims()[0],
-                    (true, true) => crate::kernels::matmul(l2.clone(), r2.clone()).dims()[0],
-                    (false, false) => l3.clone().matmul(r3.clone()).dims()[0],
-                    (false, true) => crate::kernels::matmul(l3.clone(), r3.clone()).dims()[0],
-                };
-                std::hint::black_box(rows);
-                if wgpu && let Err(e) = device.sync() {
-                    failed = Some(format!("{e:?}"));
-                }
-            };
-            let median = time(2, reps, call);
-            if let Some(e) = failed {
-                bail!("{product}: the wgpu device failed: {e}");
-            }
+            let shape = (product.clone(), b, m, k, n, lt, rt);
+            let median = time_product(&shape, route == "lorabert", seconds, device)?;
             out.push(GemmRecord {
                 tool: "lorabert".into(),
                 product: product.clone(),

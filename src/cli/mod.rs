@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod bench_floor;
 pub mod bench_gemm;
 pub mod bench_inference;
 pub mod controls;
