@@ -677,5 +677,26 @@ fn a_model_folders_pooling_config_is_the_default() {
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(r.config.pooling, lorabert::tasks::Pooling::Cls);
     let _ = std::fs::remove_dir_all(&out);
+    // A modules.json whose Pooling folder is missing is an error, not a silent mean.
+    std::fs::write(
+        model.join("modules.json"),
+        r#"[{"idx": 1, "name": "1", "path": "9_Gone", "type": "sentence_transformers.models.Pooling"}]"#,
+    )
+    .unwrap();
+    let e = tmp("pool-gone.npy");
+    let (success, _, printed) = lorabert(&[
+        "embed",
+        "--model",
+        s(&model),
+        "--sentence",
+        "a",
+        "--output",
+        s(&e),
+    ]);
+    assert!(
+        !success && printed.contains("modules.json") && printed.contains("9_Gone"),
+        "{printed}"
+    );
+    assert!(!e.exists());
     let _ = std::fs::remove_dir_all(&model);
 }

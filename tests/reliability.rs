@@ -493,3 +493,52 @@ fn pooler_heads_on_a_base_without_a_pooler_is_an_error() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// Ctrl-C while `embed` writes leaves neither a partial output nor its temporary file (and an
+/// output from before stays as it was).
+#[test]
+fn interrupted_embed_leaves_no_temporary_file() {
+    let model = tmp("embed-int-model");
+    tiny_model(&model);
+    let dir = tmp("embed-int");
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("lines.txt");
+    let lines: Vec<String> = (0..300_000)
+        .map(|i| format!("sentence number {i}"))
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = dir.join("emb.npy");
+    std::fs::write(&out, b"before").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lorabert"))
+        .args([
+            "embed",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--output",
+        ])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let temp = dir.join(format!(".emb.npy.tmp-{}", child.id()));
+    let t0 = Instant::now();
+    while !temp.exists() && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(temp.exists(), "embed never began writing");
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "an interrupted embed exits with 130"
+    );
+    assert!(!temp.exists(), "the temporary file is left behind");
+    assert_eq!(std::fs::read(&out).unwrap(), b"before");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&model);
+}

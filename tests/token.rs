@@ -377,6 +377,17 @@ fn train_on_conll_through_the_binary() {
     };
     let (success, _, stderr) = eval_jsonl(&[]);
     assert!(!success && stderr.contains("--label-names"), "{stderr}");
+    // A names file with a repeated or an empty name is refused, naming its line.
+    for (names, says) in [
+        ("O\nB-PER\nO\n", "line 3: `O` again"),
+        ("O\n\nB-PER\n", "line 2: an empty name"),
+    ] {
+        let bad = tmp("bad-names.txt");
+        std::fs::write(&bad, names).unwrap();
+        let (success, _, stderr) = eval_jsonl(&["--label-names", s(&bad)]);
+        assert!(!success && stderr.contains(says), "{stderr}");
+        let _ = std::fs::remove_file(&bad);
+    }
     let (success, from_ids, stderr) =
         eval_jsonl(&["--label-names", s(&fixture("label_names.txt"))]);
     assert!(success, "{stderr}");

@@ -74,8 +74,9 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with = "gemm")]
     inference: bool,
     /// After each configuration's steps, time the step's matrix products alone through
-    /// lorabert's product route (as `--gemm`, each distinct shape about 0.3 s) and report the
-    /// step as a fraction of that floor (`floor_fraction`; f32 only).
+    /// lorabert's product route (as `--gemm`, each distinct shape about 0.3 s) and report that
+    /// floor as a fraction of the step (`floor_fraction`, floor seconds / step seconds: 1.0 is a
+    /// step that is nothing but its products; f32 only).
     #[arg(long, conflicts_with_all = ["gemm", "inference"])]
     floor: bool,
     /// With `--inference`: a UTF-8 file of sentences, one per line (blank lines skipped).

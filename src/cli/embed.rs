@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 
@@ -14,7 +14,7 @@ use super::load::{checkpoint_dir, load_encoder, load_model};
 use super::precision::InferencePrecision;
 use super::{ModelArgs, devices, io};
 use crate::data::TokenBatch;
-use crate::model::{Bert, Encoded};
+use crate::model::{Bert, BertTokenizer, Encoded};
 use crate::tasks::retrieval::normalized;
 use crate::tasks::{Pooling, pool};
 
@@ -31,7 +31,8 @@ pub struct EmbedArgs {
     /// A sentence (repeatable).
     #[arg(long = "sentence")]
     sentences: Vec<String>,
-    /// A UTF-8 file with one sentence per line.
+    /// A UTF-8 file with one sentence per line (after any --sentence; every line, blank ones
+    /// too, gets its row, in order).
     #[arg(long)]
     input: Option<PathBuf>,
     /// Output file, by its extension: `.safetensors` with `sentence_embedding` `[sentences,
@@ -77,7 +78,11 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
     let (device, _) = devices(a.model.backend, 0)?;
     let mut sentences = a.sentences.clone();
     if let Some(p) = &a.input {
-        sentences.extend(io::read_text(p)?.lines().map(str::to_string));
+        let text = io::read_text(p)?;
+        if text.is_empty() {
+            bail!("{}: the file is empty (one sentence per line)", p.display());
+        }
+        sentences.extend(text.lines().map(str::to_string));
     }
     if sentences.is_empty() {
         bail!("no sentences: pass --sentence TEXT (repeatable) or --input FILE");
@@ -133,40 +138,24 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         .chunk_sentences
         .unwrap_or_else(|| chunk_sentences(longest, hidden))
         .max(1);
+    let plan = Plan {
+        format,
+        shapes,
+        chunk,
+        pooling,
+    };
+    // Ctrl-C or SIGTERM while writing: the temporary file goes, the output stays as it was.
+    let tmp = io::temp_path(&a.output)?;
+    ctrlc::set_handler(move || {
+        let _ = std::fs::remove_file(&tmp);
+        eprintln!("\ninterrupted: nothing written");
+        std::process::exit(130);
+    })
+    .context("cannot install the Ctrl-C/SIGTERM handler")?;
     let mut failed = None;
     let written = io::write_atomic_with(&a.output, &mut |f| {
-        let mut run = || -> Result<()> {
-            let mut sink = Sink::new(std::io::BufWriter::new(&mut *f), format, shapes)?;
-            for (k, part) in sentences.chunks(chunk).enumerate() {
-                let encs = part
-                    .iter()
-                    .map(|s| tok.encode(s))
-                    .collect::<crate::Result<Vec<_>>>()?;
-                let out = encode(
-                    &bert,
-                    &encs,
-                    pooling,
-                    a.batch_size,
-                    a.hidden_states,
-                    &device,
-                )?;
-                let states = out
-                    .get("last_hidden_state")
-                    .map(|(s, v)| (v.as_slice(), s[1]));
-                let pooled = &out["sentence_embedding"].1;
-                let unit = a.normalize.then(|| normalized(pooled, hidden));
-                sink.write(&Chunk {
-                    start: k * chunk,
-                    sentences: part,
-                    encs: &encs,
-                    pooled: unit.as_deref().unwrap_or(pooled),
-                    states,
-                })?;
-            }
-            sink.finish()?;
-            Ok(())
-        };
-        run().map_err(|e| {
+        let out = std::io::BufWriter::new(&mut *f);
+        write_chunks(out, &sentences, &tok, &bert, &a, &plan, &device).map_err(|e| {
             let io = std::io::Error::other(e.to_string());
             failed = Some(e);
             io
@@ -182,6 +171,59 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         .map(|(k, s)| format!("{k} {s:?}"))
         .collect();
     eprintln!("wrote {} ({})", a.output.display(), shapes.join(", "));
+    Ok(())
+}
+
+/// How [`write_chunks`] writes: the output format and shapes, sentences per chunk, pooling.
+struct Plan {
+    format: OutputFormat,
+    shapes: Shapes,
+    chunk: usize,
+    pooling: Pooling,
+}
+
+/// Embeds `sentences` a chunk at a time (tokenised with `tok`, through `bert`, as `a` asks:
+/// batch size, hidden states, normalisation) and writes each chunk to `out` ([`Sink`]).
+///
+/// # Errors
+/// Tokenising, the forward passes or writing fail.
+fn write_chunks(
+    out: impl std::io::Write + std::io::Seek,
+    sentences: &[String],
+    tok: &BertTokenizer,
+    bert: &Bert,
+    a: &EmbedArgs,
+    plan: &Plan,
+    device: &Device,
+) -> Result<()> {
+    let mut sink = Sink::new(out, plan.format, plan.shapes)?;
+    for (k, part) in sentences.chunks(plan.chunk).enumerate() {
+        let encs = part
+            .iter()
+            .map(|s| tok.encode(s))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let out = encode(
+            bert,
+            &encs,
+            plan.pooling,
+            a.batch_size,
+            a.hidden_states,
+            device,
+        )?;
+        let states = out
+            .get("last_hidden_state")
+            .map(|(s, v)| (v.as_slice(), s[1]));
+        let pooled = &out["sentence_embedding"].1;
+        let unit = a.normalize.then(|| normalized(pooled, plan.shapes.hidden));
+        sink.write(&Chunk {
+            start: k * plan.chunk,
+            sentences: part,
+            encs: &encs,
+            pooled: unit.as_deref().unwrap_or(pooled),
+            states,
+        })?;
+    }
+    sink.finish()?;
     Ok(())
 }
 

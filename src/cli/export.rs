@@ -75,6 +75,7 @@ pub(super) fn sentence_pooling(
 /// As [`Pooling::from_sentence_transformers`], naming the file; an unreadable `modules.json`.
 pub(super) fn model_pooling(model_dir: &Path) -> Result<Option<Pooling>> {
     let mut folder = "1_Pooling".to_string();
+    let mut named = false;
     let modules = model_dir.join("modules.json");
     if modules.is_file() {
         let v: serde_json::Value = serde_json::from_slice(&io::read(&modules)?)
@@ -86,10 +87,24 @@ pub(super) fn model_pooling(model_dir: &Path) -> Result<Option<Pooling>> {
         });
         if let Some(p) = pooling.and_then(|m| m.get("path")).and_then(|p| p.as_str()) {
             folder = p.to_string();
+            named = true;
         }
     }
     let path = model_dir.join(&folder).join("config.json");
     if !path.is_file() {
+        if named || path.exists() || path.is_symlink() {
+            let whose = match named {
+                true => format!(
+                    "{} names the Pooling module's folder `{folder}`, but ",
+                    modules.display()
+                ),
+                false => String::new(),
+            };
+            bail!(
+                "{whose}{} is not a readable file (fix it, or pass --pooling mean or --pooling cls)",
+                path.display()
+            );
+        }
         return Ok(None);
     }
     let name = path.display().to_string();

@@ -207,6 +207,16 @@ pub fn check_writable(path: &Path) -> crate::Result<()> {
     Ok(())
 }
 
+/// The temporary file [`write_atomic_with`] writes before renaming it to `path`: `.NAME.tmp-PID`
+/// in `path`'s folder (created if missing).
+///
+/// # Errors
+/// [`crate::Error::Io`] naming the folder it could not create.
+pub fn temp_path(path: &Path) -> crate::Result<PathBuf> {
+    let (dir, name) = folder_and_name(path)?;
+    Ok(dir.join(format!(".{name}.tmp-{}", std::process::id())))
+}
+
 /// [`write_atomic`] with the content written by `write` (which may fail part-way: the previous
 /// file at `path` is then left untouched and the temporary file removed).
 ///
@@ -216,8 +226,7 @@ pub fn write_atomic_with(
     path: &Path,
     write: &mut dyn FnMut(&mut std::fs::File) -> std::io::Result<()>,
 ) -> crate::Result<()> {
-    let (dir, name) = folder_and_name(path)?;
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = temp_path(path)?;
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         write(&mut f)?;

@@ -359,6 +359,24 @@ pub(super) fn label_names(path: &Path) -> Result<Vec<String>> {
             path.display()
         );
     }
+    for (i, n) in names.iter().enumerate() {
+        if n.is_empty() {
+            bail!(
+                "--label-names {} line {}: an empty name (one name per line, ids in order)",
+                path.display(),
+                i + 1
+            );
+        }
+        if let Some(j) = names[..i].iter().position(|m| m == n) {
+            bail!(
+                "--label-names {} line {}: `{n}` again (first at line {}): each id needs its own \
+                 name",
+                path.display(),
+                i + 1,
+                j + 1
+            );
+        }
+    }
     Ok(names)
 }
 
@@ -378,6 +396,12 @@ pub fn load_own_file(
     if let own::TaskKind::TokenClassification { .. } = task.kind {
         let name = path.display().to_string();
         let format = file.format.map(Format::from);
+        if file.label_names.is_some() && Format::resolve(&name, format)? != Format::Jsonl {
+            eprintln!(
+                "note: --label-names names integer tags in JSON Lines; {name} is not JSON Lines, \
+                 so it is not used"
+            );
+        }
         return Ok(own::tokens::eval_data(
             &read_data_file(path)?,
             &name,
@@ -391,6 +415,12 @@ pub fn load_own_file(
                 .transpose()?
                 .as_deref(),
         )?);
+    }
+    if file.label_names.is_some() {
+        eprintln!(
+            "note: --label-names names the integer tags of a token-classification JSON Lines \
+             file; this checkpoint's task is not one, so it is not used"
+        );
     }
     let table = file.table(path, task.no_header)?;
     let embedding = matches!(task.kind, own::TaskKind::Embedding { .. });
