@@ -198,10 +198,15 @@ fn json_lines_and_iob2_files_load_alike() {
         .map(String::from)
         .collect();
     let mut js = spec("train.jsonl", None);
-    js.label_names = Some(names);
+    js.label_names = Some(names.clone());
     let a = load(&js, 64).unwrap();
     let b = load(&spec("train_iob2.conll", None), 64).unwrap();
-    assert_eq!(a.task.kind, b.task.kind);
+    // The same task, but that the JSON Lines run keeps the names of its integer tags.
+    let mut kind = b.task.kind.clone();
+    if let TaskKind::TokenClassification { label_names, .. } = &mut kind {
+        *label_names = names;
+    }
+    assert_eq!(a.task.kind, kind);
     assert_eq!(a.dev.examples.len(), b.dev.examples.len());
     for (x, y) in a.train.examples.iter().zip(&b.train.examples) {
         assert_eq!((&x.a.ids, &x.label_ids), (&y.a.ids, &y.label_ids));
@@ -289,6 +294,36 @@ fn bad_token_files_are_refused_naming_file_and_line() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// dev.conll as JSON Lines with integer tags (ids into label_names.txt, as a Hugging Face
+/// dataset writes them), in a temporary file.
+fn dev_as_ids_jsonl() -> PathBuf {
+    let names: Vec<String> = String::from_utf8(read("label_names.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut jsonl = String::new();
+    let conll = String::from_utf8(read("dev.conll")).unwrap();
+    for block in conll.split("\n\n") {
+        let (mut words, mut ids) = (Vec::new(), Vec::new());
+        for line in block.lines().filter(|l| !l.trim().is_empty()) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols[0] != "-DOCSTART-" {
+                words.push(cols[0]);
+                let tag = cols[cols.len() - 1];
+                ids.push(names.iter().position(|n| n == tag).unwrap());
+            }
+        }
+        if !words.is_empty() {
+            jsonl.push_str(&serde_json::json!({"tokens": words, "ner_tags": ids}).to_string());
+            jsonl.push('\n');
+        }
+    }
+    let path = tmp("dev-ids.jsonl");
+    std::fs::write(&path, jsonl).unwrap();
+    path
+}
+
 #[test]
 fn train_on_conll_through_the_binary() {
     let _g = rng_lock();
@@ -345,30 +380,7 @@ fn train_on_conll_through_the_binary() {
     assert!(printed.contains("\"f1\""), "{printed}");
     // The same sentences as JSON Lines with integer tags (ids into label_names.txt, as a Hugging
     // Face dataset writes them) evaluate alike with --label-names, and are refused without.
-    let names: Vec<String> = String::from_utf8(read("label_names.txt"))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let mut jsonl = String::new();
-    let conll = String::from_utf8(read("dev.conll")).unwrap();
-    for block in conll.split("\n\n") {
-        let (mut words, mut ids) = (Vec::new(), Vec::new());
-        for line in block.lines().filter(|l| !l.trim().is_empty()) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols[0] != "-DOCSTART-" {
-                words.push(cols[0]);
-                let tag = cols[cols.len() - 1];
-                ids.push(names.iter().position(|n| n == tag).unwrap());
-            }
-        }
-        if !words.is_empty() {
-            jsonl.push_str(&serde_json::json!({"tokens": words, "ner_tags": ids}).to_string());
-            jsonl.push('\n');
-        }
-    }
-    let dev_jsonl = tmp("dev-ids.jsonl");
-    std::fs::write(&dev_jsonl, jsonl).unwrap();
+    let dev_jsonl = dev_as_ids_jsonl();
     let eval_jsonl = |extra: &[&str]| {
         let mut args = vec!["eval", "--model", s(&model), "--checkpoint", s(&out)];
         args.extend(["--validation-file", s(&dev_jsonl)]);
@@ -653,4 +665,63 @@ fn a_peft_token_classification_adapter_predicts_like_peft() {
     }
     assert_eq!(checked, words.iter().map(Vec::len).sum::<usize>());
     let _ = std::fs::remove_dir_all(&tmpd);
+}
+
+/// A run trained on JSON Lines with integer tags keeps their names: `eval` reads integer tags
+/// by them without `--label-names`, and refuses other names for the same ids.
+#[test]
+fn a_run_remembers_the_names_of_its_integer_tags() {
+    let _g = rng_lock();
+    let model = tmp("tiny-ids");
+    tiny_model(&model);
+    let (out, dev) = (tmp("ner-ids-run"), dev_as_ids_jsonl());
+    let names = fixture("label_names.txt");
+    ok(&[
+        "train",
+        "--model",
+        s(&model),
+        "--train-file",
+        s(&fixture("train.jsonl")),
+        "--label-names",
+        s(&names),
+        "--validation-file",
+        s(&dev),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--max-len",
+        "32",
+        "--out",
+        s(&out),
+    ]);
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--model", s(&model), "--checkpoint", s(&out)];
+        args.extend(["--validation-file", s(&dev)]);
+        args.extend(extra);
+        lorabert(&args)
+    };
+    let (success, remembered, stderr) = eval(&[]);
+    assert!(success, "{stderr}");
+    let (success, given, stderr) = eval(&["--label-names", s(&names)]);
+    assert!(success, "{stderr}");
+    assert_eq!(remembered, given);
+    let reversed = tmp("reversed-names.txt");
+    let mut r: Vec<String> = String::from_utf8(read("label_names.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    r.reverse();
+    std::fs::write(&reversed, r.join("\n")).unwrap();
+    let (success, _, stderr) = eval(&["--label-names", s(&reversed)]);
+    assert!(
+        !success && stderr.contains("differs from the names"),
+        "{stderr}"
+    );
+    for p in [&reversed, &dev] {
+        let _ = std::fs::remove_file(p);
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&model);
 }

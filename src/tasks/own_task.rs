@@ -71,6 +71,11 @@ pub enum TaskKind {
         /// not left out of the loss.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         label_all_tokens: bool,
+        /// The names of integer tags in JSON Lines, in id order, as training read them
+        /// (`--label-names`; empty when the tags were strings): evaluation reads integer tags
+        /// by them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        label_names: Vec<String>,
     },
 }
 

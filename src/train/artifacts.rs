@@ -259,6 +259,7 @@ pub fn restore_seq_cls(
             window,
             stride: window / 4,
             label_all_tokens: false,
+            label_names: Vec::new(),
         }
     } else if multi_label {
         TaskKind::MultiLabel {

@@ -355,6 +355,10 @@ pub fn load(
         window,
         stride,
         label_all_tokens: spec.label_all_tokens,
+        label_names: match format {
+            Format::Jsonl => spec.label_names.clone().unwrap_or_default(),
+            _ => Vec::new(),
+        },
     };
     let metric = metric(spec, &kind)?;
     let text_column = spec.text_column.clone().unwrap_or_else(|| match format {
@@ -448,7 +452,8 @@ pub fn load(
 /// A tagged file (`bytes` of `name`, CoNLL or JSON Lines by its extension or `format`) as task
 /// data of the token task `task` (at most `limit` sentences), read as the run read its
 /// validation file: the same tag column or key, window and stride; integer tags in JSON Lines
-/// name `label_names` (`--label-names`). For `lorabert eval`.
+/// are read by `label_names` (`--label-names`), else by the names the run was trained with.
+/// For `lorabert eval`.
 ///
 /// # Errors
 /// As [`read_tagged`]; [`Error::Invalid`] for a task of another kind; [`Error::Data`] for a
@@ -464,6 +469,21 @@ pub fn eval_data(
 ) -> Result<TaskData> {
     let (id2label, window, stride) = shape(task)?;
     let jsonl = Format::resolve(name, format)? == Format::Jsonl;
+    let trained: &[String] = match &task.kind {
+        TaskKind::TokenClassification { label_names, .. } => label_names,
+        _ => &[],
+    };
+    let label_names = match label_names {
+        Some(given) if !trained.is_empty() && given != trained => {
+            return Err(Error::Invalid(format!(
+                "--label-names differs from the names the run read its integer tags by ({}): \
+                 ids would mean other tags; leave --label-names out to use the run's",
+                trained.join(", ")
+            )));
+        }
+        Some(given) => Some(given),
+        None => (!trained.is_empty()).then_some(trained),
+    };
     // The run's tag column (`column 3`) or key (`ner_tags`), where this file is of that form.
     let label_column = match (jsonl, task.columns.label.strip_prefix("column ")) {
         (false, Some(n)) => Some(n.to_string()),
