@@ -424,8 +424,11 @@ fn train_on_conll_through_the_binary() {
     // An ensemble of two token runs averages their tag probabilities and is evaluated as
     // one model (seqeval's metrics on the averaged predictions).
     let other = tmp("ner-run-2");
-    ok(&[
+    // --label-names on a CoNLL file is not used, and the run says so.
+    let (success, _, printed) = lorabert(&[
         "train",
+        "--label-names",
+        s(&fixture("label_names.txt")),
         "--model",
         s(&model),
         "--train-file",
@@ -445,6 +448,11 @@ fn train_on_conll_through_the_binary() {
         "--out",
         s(&other),
     ]);
+    assert!(success, "{printed}");
+    assert!(
+        printed.contains("CoNLL file") && printed.contains("not used"),
+        "{printed}"
+    );
     let printed = ok(&[
         "ensemble",
         "--model",

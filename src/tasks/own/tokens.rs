@@ -410,6 +410,13 @@ pub fn load(
             ),
         });
     }
+    if spec.label_names.is_some() && format != Format::Jsonl {
+        warnings.push(format!(
+            "--label-names names integer tags in JSON Lines; {} is a CoNLL file, whose tags are \
+             their names: not used",
+            spec.train_file
+        ));
+    }
     let kind_arc = kinds::own(&task);
     let (tr, cut_t, split_t) = examples(
         &train,
