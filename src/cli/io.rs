@@ -149,9 +149,25 @@ pub fn read(path: &Path) -> crate::Result<Vec<u8>> {
 /// Reads a text file, naming it in the error.
 ///
 /// # Errors
-/// [`crate::Error::Io`]; [`crate::Error::Config`] when it is not UTF-8.
+/// [`crate::Error::Io`]; [`crate::Error::Data`] naming the line and byte column of the first
+/// byte that is not UTF-8.
 pub fn read_text(path: &Path) -> crate::Result<String> {
-    String::from_utf8(read(path)?).map_err(|_| crate::Error::config(path.display(), "not UTF-8"))
+    String::from_utf8(read(path)?).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        let column = at
+            - bytes[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
+        crate::Error::data(
+            path.display(),
+            line,
+            format!("byte column {column}: not UTF-8 (save the file as UTF-8)"),
+        )
+    })
 }
 
 /// The files of folder `dir` by name, as the core's checkpoint readers take them: a file's
@@ -350,6 +366,15 @@ pub fn available_memory_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_that_is_not_utf8_is_named_by_line_and_column() {
+        let p = std::env::temp_dir().join(format!("lorabert-io-utf8-{}.txt", std::process::id()));
+        std::fs::write(&p, b"fine\nab\xffc\n").unwrap();
+        let e = read_text(&p).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("byte column 3"), "{e}");
+        let _ = std::fs::remove_file(&p);
+    }
 
     #[test]
     fn failed_write_leaves_the_previous_file_intact() {
