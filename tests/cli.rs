@@ -898,21 +898,36 @@ fn train_init_adapter_starts_from_a_checkpoint_or_a_peft_folder() {
     let _ = std::fs::remove_dir_all(work);
 }
 
+/// A small random BERT config in `dir` (hidden 32, intermediate 64, 4 heads, `layers` blocks,
+/// MiniLM's vocabulary size so `bench`'s synthetic token ids fit), for the benches.
+fn small_config(dir: &Path, layers: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = dir.join("config.json");
+    let json = serde_json::json!({
+        "model_type": "bert", "vocab_size": 30522, "hidden_size": 32,
+        "num_hidden_layers": layers, "num_attention_heads": 4, "intermediate_size": 64,
+        "max_position_embeddings": 16, "type_vocab_size": 2, "layer_norm_eps": 1e-12
+    });
+    std::fs::write(&cfg, json.to_string()).unwrap();
+    cfg
+}
+
+/// The JSON values of a JSON Lines file.
+fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// `bench --gemm` writes one JSON line per product and route with the shapes of the model's
 /// config (here a small random one: hidden 32, intermediate 64, 4 heads, batch 2 × 8 tokens),
 /// positive GFLOP/s, and the same products on both routes.
 #[test]
 fn bench_gemm_writes_the_step_products_of_the_model_shape() {
     let dir = tmp("bench-gemm");
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("config.json");
-    std::fs::write(
-        &cfg,
-        r#"{"model_type":"bert","vocab_size":100,"hidden_size":32,"num_hidden_layers":1,
-            "num_attention_heads":4,"intermediate_size":64,"max_position_embeddings":16,
-            "type_vocab_size":2,"layer_norm_eps":1e-12}"#,
-    )
-    .unwrap();
+    let cfg = small_config(&dir, 1);
     let out = dir.join("gemm.jsonl");
     lorabert(&[
         "bench",
@@ -928,11 +943,7 @@ fn bench_gemm_writes_the_step_products_of_the_model_shape() {
         "--output",
         s(&out),
     ]);
-    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = json_lines(&out);
     let find = |product: &str, route: &str| {
         recs.iter()
             .find(|r| r["product"] == product && r["route"] == route)
@@ -975,15 +986,7 @@ fn bench_gemm_writes_the_step_products_of_the_model_shape() {
 #[test]
 fn bench_floor_reports_the_step_against_its_products() {
     let dir = tmp("bench-floor");
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("config.json");
-    std::fs::write(
-        &cfg,
-        r#"{"model_type":"bert","vocab_size":30522,"hidden_size":32,"num_hidden_layers":2,
-            "num_attention_heads":4,"intermediate_size":64,"max_position_embeddings":16,
-            "type_vocab_size":2,"layer_norm_eps":1e-12}"#,
-    )
-    .unwrap();
+    let cfg = small_config(&dir, 2);
     let out = dir.join("bench.jsonl");
     lorabert(&[
         "bench",
@@ -1003,11 +1006,7 @@ fn bench_floor_reports_the_step_against_its_products() {
         "--output",
         s(&out),
     ]);
-    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = json_lines(&out);
     // Per block: 6 x·W, 6 g·Wᵀ (3 fewer in the first block under an adapter), 6 attention
     // products; full adds 6 xᵀ·g; an adapter 6 products per linear layer (5 in the first
     // block's q, k, v); DoRA one norm product per linear layer.
