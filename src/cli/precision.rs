@@ -57,8 +57,7 @@ pub(crate) fn precision_or_refuse(
     doing: &str,
 ) -> Result<Precision> {
     let (precision, notice) = resolve_precision(requested, device);
-    if let Some(notice) = notice {
-        let why = notice.trim_end_matches(": training in f32");
+    if let Some(why) = notice {
         if exact {
             bail!("--precision f16 --exact-precision: refusing to fall back to f32 ({why})");
         }

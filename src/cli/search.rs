@@ -144,6 +144,7 @@ pub fn search(a: SearchArgs) -> Result<()> {
     let corpus_bytes = io::read(&a.corpus)?;
     let corpus = corpus_texts(&a.corpus, &corpus_bytes, a.text_column.as_deref())?;
     let (device, _) = devices(a.model.backend, 0)?;
+    let model_dir = io::resolve_model(a.model.model.as_deref())?;
     let (tok, bert, ck) = match &a.checkpoint {
         Some(c) => {
             let ck = checkpoint_dir(c)?;
@@ -151,12 +152,10 @@ pub fn search(a: SearchArgs) -> Result<()> {
             (loaded.tokenizer, bert, Some(ck))
         }
         None => {
-            let dir = io::resolve_model(a.model.model.as_deref())?;
-            let (l, bert) = load_model(&dir, None, a.model.max_len, &device)?;
+            let (l, bert) = load_model(&model_dir, None, a.model.max_len, &device)?;
             (l.tokenizer, bert, None)
         }
     };
-    let model_dir = io::resolve_model(a.model.model.as_deref())?;
     let pooling = sentence_pooling(a.pooling, ck.as_deref(), &model_dir)?;
     if pooling == Pooling::Pooler {
         bail!("search embeds with mean or cls pooling; pass --pooling mean or --pooling cls");

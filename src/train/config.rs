@@ -38,13 +38,13 @@ impl Precision {
 }
 
 /// The precision a run asking for `requested` gets on `device`: the f16 mode falls back to f32 on
-/// devices without it (the CPU backend, a GPU without `shader-f16`), with the one-line notice for
-/// the driver to show.
+/// devices without it (the CPU backend, a GPU without `shader-f16`), with the reason for the
+/// driver to show (it says what runs in f32: training, inference).
 pub fn resolve_precision(requested: Precision, device: &Device) -> (Precision, Option<String>) {
     if requested == Precision::F16 && !crate::kernels::f16_available(device) {
         return (
             Precision::F32,
-            Some("f16 needs a wgpu device with f16 support (shader-f16): training in f32".into()),
+            Some("f16 needs a wgpu device with f16 support (shader-f16)".into()),
         );
     }
     (requested, None)

@@ -205,8 +205,8 @@ async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
     };
     let (precision, notice) = resolve_precision(requested, &g.device);
     let mut form = form_config(t, precision)?;
-    if let Some(notice) = notice {
-        log(&notice);
+    if let Some(why) = notice {
+        log(&format!("{why}: training in f32"));
     }
     let pretrained = model.pretrained(form.max_len)?;
     let (max_train, max_dev) = (
