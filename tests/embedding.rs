@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
+use common::embed::*;
 use common::*;
-use lorabert::model::{BertTokenizer, Encoded};
+use lorabert::model::BertTokenizer;
 use lorabert::tasks::kinds::embedding::Embedding;
-use lorabert::tasks::own::{self, Columns, DataSpec, EmbeddingData, EmbeddingLoss, OwnTask};
+use lorabert::tasks::own::{self, DataSpec, EmbeddingData, EmbeddingLoss, OwnTask};
 use lorabert::tasks::own::{TaskKind, TaskType};
 use lorabert::tasks::retrieval::{self, Retrieval, normalized};
 use lorabert::tasks::{Kind, PairEncoding, Prepared};
@@ -29,39 +30,12 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn matrix(v: &serde_json::Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect()
-}
-
 fn flat(m: &[Vec<f32>]) -> Vec<f32> {
     m.iter().flatten().copied().collect()
 }
 
 fn task(data: EmbeddingData, loss: EmbeddingLoss, scale: f64, metric: &str) -> OwnTask {
-    OwnTask {
-        name: "t".into(),
-        kind: TaskKind::Embedding { data, loss, scale },
-        columns: Columns {
-            text: "anchor".into(),
-            text_pair: Some("positive".into()),
-            label: String::new(),
-            multi_label: None,
-            negatives: Vec::new(),
-        },
-        metric_for_best_model: metric.into(),
-        no_header: false,
-        pairs_optional: false,
-    }
+    embedding_task(data, loss, scale, Vec::new(), metric)
 }
 
 #[test]
@@ -73,7 +47,7 @@ fn losses_match_sentence_transformers() {
             .as_array()
             .unwrap()
             .iter()
-            .map(matrix)
+            .map(json_matrix)
             .collect();
         let (b, h, n) = (roles[0].len(), roles[0][0].len(), roles.len());
         let scores: Option<Vec<f32>> = case["scores"]
@@ -121,20 +95,9 @@ fn losses_match_sentence_transformers() {
 #[test]
 fn retrieval_metrics_match_the_information_retrieval_evaluator() {
     let g = &golden_json()["retrieval"];
-    let (q, c) = (matrix(&g["queries"]), matrix(&g["corpus"]));
+    let (q, c) = (json_matrix(&g["queries"]), json_matrix(&g["corpus"]));
     let h = q[0].len();
-    let relevant: Vec<Vec<usize>> = g["relevant"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as usize)
-                .collect()
-        })
-        .collect();
+    let relevant = json_lists(&g["relevant"]);
     let r = Retrieval {
         own: vec![None; relevant.len()],
         relevant,
@@ -150,7 +113,7 @@ fn retrieval_metrics_match_the_information_retrieval_evaluator() {
 #[test]
 fn similarity_metrics_match_the_embedding_similarity_evaluator() {
     let g = &golden_json()["similarity"];
-    let (a, b) = (matrix(&g["a"]), matrix(&g["b"]));
+    let (a, b) = (json_matrix(&g["a"]), json_matrix(&g["b"]));
     let scores: Vec<f64> = g["scores"]
         .as_array()
         .unwrap()
@@ -164,19 +127,11 @@ fn similarity_metrics_match_the_embedding_similarity_evaluator() {
     }
 }
 
-fn text(id: u32) -> Encoded {
-    Encoded {
-        ids: vec![101, id, 102],
-        type_ids: vec![0; 3],
-        truncated: false,
-    }
-}
-
 fn pair(a: u32, b: u32, label: f32) -> Prepared {
     Prepared {
         id: format!("{a}-{b}"),
-        a: text(a),
-        b: Some(text(b)),
+        a: token_text(a),
+        b: Some(token_text(b)),
         label,
         label_ids: Vec::new(),
         negatives: Vec::new(),
@@ -270,7 +225,8 @@ fn data_forms_are_detected_with_their_losses() {
         TaskKind::Embedding {
             data: EmbeddingData::Pairs { negatives: 0 },
             loss: EmbeddingLoss::Mnrl,
-            scale: 20.0
+            scale: 20.0,
+            matryoshka: Vec::new(),
         }
     );
     assert_eq!(d.task.metric_for_best_model, "ndcg@10");

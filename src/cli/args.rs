@@ -147,6 +147,20 @@ pub struct EmbeddingArgs {
     /// every column named negative or negative_<n>].
     #[arg(long, value_delimiter = ',', value_name = "COLUMN")]
     pub negative_column: Vec<String>,
+    /// Embeddings: MatryoshkaLoss around the loss, at these leading dimensions of the
+    /// embedding (e.g. 384,256,128,64), so that it can be cut to any of them; evaluation
+    /// reports each metric at each dimension too (ndcg@10/dim_64).
+    #[arg(long, value_delimiter = ',', value_name = "DIMS")]
+    pub matryoshka_dims: Vec<usize>,
+    /// Embeddings: the weight of the loss at each --matryoshka-dims dimension, in the same
+    /// order [default: 1 each].
+    #[arg(long, value_delimiter = ',', value_name = "WEIGHTS")]
+    pub matryoshka_weights: Vec<f64>,
+    /// Embeddings: more documents for the retrieval evaluation's corpus, beside the validation
+    /// positives (a text file, one per line, or a CSV, TSV or JSON Lines file's `text`
+    /// column), as InformationRetrievalEvaluator's corpus of distractors.
+    #[arg(long, value_name = "FILE")]
+    pub corpus_file: Option<std::path::PathBuf>,
 }
 
 /// `--score-range LO,HI`: two numbers.
@@ -169,6 +183,9 @@ impl EmbeddingArgs {
             (self.scale.is_some(), "--scale"),
             (self.score_range.is_some(), "--score-range"),
             (!self.negative_column.is_empty(), "--negative-column"),
+            (!self.matryoshka_dims.is_empty(), "--matryoshka-dims"),
+            (!self.matryoshka_weights.is_empty(), "--matryoshka-weights"),
+            (self.corpus_file.is_some(), "--corpus-file"),
         ]
         .into_iter()
         .filter_map(|(g, n)| g.then_some(n))
@@ -187,6 +204,9 @@ impl EmbeddingArgs {
         spec.scale = self.scale;
         spec.score_range = self.score_range;
         spec.negative_columns = self.negative_column.clone();
+        spec.matryoshka_dims = self.matryoshka_dims.clone();
+        spec.matryoshka_weights = self.matryoshka_weights.clone();
+        spec.corpus_file = self.corpus_file.as_ref().map(|p| p.display().to_string());
     }
 }
 

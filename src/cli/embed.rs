@@ -15,7 +15,7 @@ use super::precision::InferencePrecision;
 use super::{ModelArgs, devices, io};
 use crate::data::TokenBatch;
 use crate::model::{Bert, BertTokenizer, Encoded};
-use crate::tasks::retrieval::normalized;
+use crate::tasks::retrieval::{normalized, truncated};
 use crate::tasks::{Pooling, pool};
 
 /// `lorabert embed`.
@@ -52,9 +52,14 @@ pub struct EmbedArgs {
     #[arg(long, value_enum)]
     pooling: Option<ExportPooling>,
     /// Scale each `sentence_embedding` to unit length, as sentence-transformers' `Normalize`
-    /// module (all-MiniLM-L6-v2's last module: with it the output equals its `encode`).
+    /// module (all-MiniLM-L6-v2's last module: with it the output equals its `encode`); with
+    /// --truncate-dim, after the cut (as `encode(..., normalize_embeddings=True)`).
     #[arg(long)]
     normalize: bool,
+    /// Keep the first DIM components of each `sentence_embedding`, as sentence-transformers'
+    /// `truncate_dim` (for a model trained with --matryoshka-dims) [default: all].
+    #[arg(long, value_name = "DIM")]
+    truncate_dim: Option<usize>,
     /// Also write the encoder's last hidden states, attention mask and input ids.
     #[arg(long)]
     hidden_states: bool,
@@ -120,6 +125,7 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
     };
     let (bert, _) = a.precision.apply(bert, &device)?;
     let hidden = bert.embeddings.word_embeddings.weight.dims()[1];
+    let dim = truncate_dim(a.truncate_dim, hidden)?;
     // With hidden states every sentence is padded to the longest: a first pass finds it.
     let longest = match a.hidden_states {
         true => Some(
@@ -132,6 +138,7 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
     let shapes = Shapes {
         n: sentences.len(),
         hidden,
+        dim,
         longest,
     };
     let chunk = a
@@ -213,18 +220,35 @@ fn write_chunks(
         let states = out
             .get("last_hidden_state")
             .map(|(s, v)| (v.as_slice(), s[1]));
-        let pooled = &out["sentence_embedding"].1;
-        let unit = a.normalize.then(|| normalized(pooled, plan.shapes.hidden));
+        let (h, d) = (plan.shapes.hidden, plan.shapes.dim);
+        let mut pooled = truncated(&out["sentence_embedding"].1, h, d);
+        if a.normalize {
+            pooled = normalized(&pooled, d);
+        }
         sink.write(&Chunk {
             start: k * plan.chunk,
             sentences: part,
             encs: &encs,
-            pooled: unit.as_deref().unwrap_or(pooled),
+            pooled: &pooled,
             states,
         })?;
     }
     sink.finish()?;
     Ok(())
+}
+
+/// The width of the embeddings `--truncate-dim` asks for, out of `hidden` (all without it).
+///
+/// # Errors
+/// A dimension of 0 or larger than `hidden`.
+pub(super) fn truncate_dim(asked: Option<usize>, hidden: usize) -> Result<usize> {
+    match asked {
+        None => Ok(hidden),
+        Some(d) if (1..=hidden).contains(&d) => Ok(d),
+        Some(d) => {
+            bail!("--truncate-dim {d}: the embeddings have {hidden} dimensions; give 1 to {hidden}")
+        }
+    }
 }
 
 /// Sentences embedded (and written) per chunk: 8,192 (12 MiB of 384-wide f32 embeddings), or

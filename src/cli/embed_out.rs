@@ -46,8 +46,10 @@ impl OutputFormat {
 pub(super) struct Shapes {
     /// Sentences.
     pub n: usize,
-    /// Hidden size.
+    /// Hidden size (the width of `last_hidden_state`).
     pub hidden: usize,
+    /// The width of `sentence_embedding`: the hidden size, or `--truncate-dim`.
+    pub dim: usize,
     /// With `--hidden-states`: the longest sentence in tokens (the padded length of
     /// `last_hidden_state`, `attention_mask` and `input_ids`).
     pub longest: Option<usize>,
@@ -64,7 +66,7 @@ impl Shapes {
             t.push(("input_ids", vec![n, l]));
             t.push(("last_hidden_state", vec![n, l, h]));
         }
-        t.push(("sentence_embedding", vec![n, h]));
+        t.push(("sentence_embedding", vec![n, self.dim]));
         t
     }
 }
@@ -77,7 +79,7 @@ pub(super) struct Chunk<'a> {
     pub sentences: &'a [String],
     /// Their token ids.
     pub encs: &'a [Encoded],
-    /// `[sentences, hidden]` pooled embeddings.
+    /// `[sentences, dim]` pooled embeddings.
     pub pooled: &'a [f32],
     /// With `--hidden-states`: `[sentences, seq, hidden]` last hidden states, padded to the
     /// chunk's own longest sentence `seq`.
@@ -163,7 +165,7 @@ impl<W: Write + Seek> Sink<W> {
                 out.write_all(&header)?;
                 (data_start, offsets) = (header.len() as u64, o);
             }
-            OutputFormat::Npy => out.write_all(&npy_header(&[shapes.n, shapes.hidden]))?,
+            OutputFormat::Npy => out.write_all(&npy_header(&[shapes.n, shapes.dim]))?,
             OutputFormat::Jsonl => {}
         }
         Ok(Sink {
@@ -180,7 +182,7 @@ impl<W: Write + Seek> Sink<W> {
     /// # Errors
     /// Writing fails.
     pub(super) fn write(&mut self, c: &Chunk) -> Result<()> {
-        let h = self.shapes.hidden;
+        let h = self.shapes.dim;
         match self.format {
             OutputFormat::Npy => self.out.write_all(&f32_bytes(c.pooled.iter().copied()))?,
             OutputFormat::Jsonl => {
@@ -277,6 +279,7 @@ mod tests {
         let shapes = Shapes {
             n: 3,
             hidden: h,
+            dim: h,
             longest: Some(4),
         };
         // Chunk 1: sentences 0 and 1 padded to 3 tokens; chunk 2: sentence 2, 4 tokens.

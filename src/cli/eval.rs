@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
-use super::load::{FileArgs, data_file, load_own_file, load_split, load_trained};
+use super::load::{FileArgs, data_file, load_own_file, load_split, load_trained, read_data_file};
 use super::precision::InferencePrecision;
 use super::{CheckpointArgs, ModelArgs, devices, io};
 use crate::model::Pretrained;
@@ -32,6 +32,10 @@ pub struct EvalArgs {
     validation_file: Option<PathBuf>,
     #[command(flatten)]
     file: FileArgs,
+    /// Embedding checkpoints: more documents for the retrieval corpus, as `train
+    /// --corpus-file` (a text file, one per line, or a table's `text` column).
+    #[arg(long, value_name = "FILE")]
+    corpus_file: Option<PathBuf>,
     /// Use at most this many dev examples per task.
     #[arg(long)]
     max_eval: Option<usize>,
@@ -94,13 +98,22 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let (device, _) = devices(a.model.backend, 0)?;
     let (loaded, mut model, heads) = load_trained(&a.model, &a.ckpt.checkpoint, &device)?;
     model.bert = a.precision.apply(model.bert, &device)?.0;
+    if a.corpus_file.is_some() && heads.own.is_none() {
+        bail!("--corpus-file adds documents to an embedding checkpoint's retrieval corpus");
+    }
     if let Some(own) = &heads.own {
         let Some(path) = &a.validation_file else {
             bail!(
                 "an own-data checkpoint is evaluated on a labelled file: pass --validation-file FILE"
             );
         };
-        let d = load_own_file(path, &a.file, own, &loaded, heads.pair_encoding, a.max_eval)?;
+        let mut d = load_own_file(path, &a.file, own, &loaded, heads.pair_encoding, a.max_eval)?;
+        if let Some(c) = &a.corpus_file {
+            let name = c.display().to_string();
+            let texts = crate::data::corpus::corpus_texts(&read_data_file(c)?, &name, None)?;
+            let extra = own::embedding::corpus_examples(own, &texts, &name, &loaded.tokenizer)?;
+            d.examples.extend(extra.examples);
+        }
         let m = pollster::block_on(evaluate(&model, &[d], a.batch_size, loaded.pad_id(), false))?;
         println!("{}", serde_json::to_string_pretty(&m)?);
         eprintln!("{m}");

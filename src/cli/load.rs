@@ -251,7 +251,7 @@ pub fn load_own(spec: &DataSpec, cfg: &TrainConfig, model: &Pretrained) -> Resul
         .as_ref()
         .map(|v| read_data_file(Path::new(v)))
         .transpose()?;
-    let own = own::load(
+    let mut own = own::load(
         spec,
         &train,
         validation.as_deref(),
@@ -285,6 +285,19 @@ pub fn load_own(spec: &DataSpec, cfg: &TrainConfig, model: &Pretrained) -> Resul
     }
     for w in &s.warnings {
         eprintln!("  warning: {w}");
+    }
+    if let Some(c) = &spec.corpus_file {
+        let texts = crate::data::corpus::corpus_texts(&read_data_file(Path::new(c))?, c, None)?;
+        let extra = own::embedding::corpus_examples(&own.task, &texts, c, &model.tokenizer)?;
+        eprintln!(
+            "  corpus: {} documents of {c} added to the retrieval corpus{}",
+            texts.len(),
+            match extra.truncated {
+                0 => "",
+                _ => " (those longer than --max-len truncated)",
+            }
+        );
+        own.dev.examples.extend(extra.examples);
     }
     Ok(own)
 }

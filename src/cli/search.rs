@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::embed::encode;
+use super::embed::{encode, truncate_dim};
 use super::export::{ExportPooling, sentence_pooling};
 use super::load::{checkpoint_dir, load_encoder, load_model};
 use super::precision::InferencePrecision;
 use super::{ModelArgs, devices, io};
+use crate::data::corpus::corpus_texts;
 use crate::data::sha256_hex;
-use crate::data::table::{Format, Table};
 use crate::tasks::Pooling;
-use crate::tasks::retrieval::{normalized, top_k};
+use crate::tasks::retrieval::{normalized, top_k, truncated};
 
 /// `lorabert search`.
 #[derive(Args, Debug)]
@@ -54,6 +54,10 @@ pub struct SearchArgs {
     /// folder's `1_Pooling/config.json`, else mean].
     #[arg(long, value_enum)]
     pooling: Option<ExportPooling>,
+    /// Rank by the first DIM components of the embeddings, as sentence-transformers'
+    /// `truncate_dim` (for a model trained with --matryoshka-dims) [default: all].
+    #[arg(long, value_name = "DIM")]
+    truncate_dim: Option<usize>,
     /// Texts per forward pass.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -61,50 +65,6 @@ pub struct SearchArgs {
     /// ~/.cache/lorabert/search].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-}
-
-/// The documents of a corpus file: lines of a text file, or a table's text column.
-fn corpus_texts(path: &Path, bytes: &[u8], column: Option<&str>) -> Result<Vec<String>> {
-    let name = path.display().to_string();
-    let texts: Vec<String> = match Format::from_file_name(&name) {
-        Some(format) => {
-            let table = Table::read(bytes, &name, format, true)?;
-            let c = match column {
-                Some(c) => table.column(c)?,
-                None => table.column("text").unwrap_or(0),
-            };
-            table
-                .rows
-                .iter()
-                .map(|r| r.fields.get(c).map_or("", |s| s.trim()).to_string())
-                .filter(|t| !t.is_empty())
-                .collect()
-        }
-        None => {
-            if column.is_some() {
-                bail!(
-                    "--text-column is for a CSV, TSV or JSON Lines corpus; {name} is read as lines"
-                );
-            }
-            let text = std::str::from_utf8(bytes).map_err(|e| {
-                crate::Error::data(&name, line_of(bytes, e.valid_up_to()), "not UTF-8")
-            })?;
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect()
-        }
-    };
-    if texts.is_empty() {
-        bail!("{name}: the corpus has no text (no non-empty line or field)");
-    }
-    Ok(texts)
-}
-
-/// The 1-based line of byte `at`.
-fn line_of(bytes: &[u8], at: usize) -> u64 {
-    1 + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 /// The cache folder: `--cache-dir`, else `$XDG_CACHE_HOME/lorabert/search`, else
@@ -142,7 +102,11 @@ pub fn search(a: SearchArgs) -> Result<()> {
         bail!("no query: pass --query TEXT (repeatable) or --queries FILE");
     }
     let corpus_bytes = io::read(&a.corpus)?;
-    let corpus = corpus_texts(&a.corpus, &corpus_bytes, a.text_column.as_deref())?;
+    let corpus = corpus_texts(
+        &corpus_bytes,
+        &a.corpus.display().to_string(),
+        a.text_column.as_deref(),
+    )?;
     let (device, _) = devices(a.model.backend, 0)?;
     let model_dir = io::resolve_model(a.model.model.as_deref())?;
     let (tok, bert, ck) = match &a.checkpoint {
@@ -186,6 +150,12 @@ pub fn search(a: SearchArgs) -> Result<()> {
     let cache = cache_dir(a.cache_dir.as_deref())
         .join(format!("{}.safetensors", sha256_hex(key.as_bytes())));
     let h = bert.embeddings.word_embeddings.weight.dims()[1];
+    let dim = truncate_dim(a.truncate_dim, h)?;
+    // The cache holds the full unit-length embeddings; a cut is scaled to unit length again.
+    let cut = |v: Vec<f32>| match dim < h {
+        true => normalized(&truncated(&v, h, dim), dim),
+        false => v,
+    };
     let cached = std::fs::read(&cache)
         .ok()
         .and_then(|b| crate::model::weights::read_f32_tensor(&b, "corpus_embedding").ok())
@@ -231,10 +201,10 @@ pub fn search(a: SearchArgs) -> Result<()> {
             v
         }
     };
-    let q = embed(&queries, "queries")?;
+    let (docs, q) = (cut(docs), cut(embed(&queries, "queries")?));
     let mut out = String::new();
     for (qi, query) in queries.iter().enumerate() {
-        let hits = top_k(&q[qi * h..(qi + 1) * h], &docs, h, a.top_k, None);
+        let hits = top_k(&q[qi * dim..(qi + 1) * dim], &docs, dim, a.top_k, None);
         if !a.json {
             out.push_str(&format!("query: {query}\n"));
         }

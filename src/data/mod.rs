@@ -2,6 +2,7 @@
 //! ([`minbert`]), padded token batches and seeded, length-bucketed batch plans.
 
 pub mod conll;
+pub mod corpus;
 pub mod minbert;
 pub mod table;
 

@@ -52,6 +52,11 @@ pub enum TaskKind {
         /// The loss's `scale` (the inverse temperature of MultipleNegativesRankingLoss and
         /// CoSENTLoss; sentence-transformers' default 20; unused by CosineSimilarityLoss).
         scale: f64,
+        /// `MatryoshkaLoss` around the loss (`--matryoshka-dims`): the embedding's leading
+        /// dimensions it is also trained and evaluated at, largest first, with their weights;
+        /// empty without it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        matryoshka: Vec<MatryoshkaDim>,
     },
     /// Token classification: one tag per word out of `id2label` (transformers'
     /// `BertForTokenClassification`), words read from CoNLL or JSON Lines files
@@ -104,6 +109,56 @@ pub enum EmbeddingData {
         /// The highest score a row may have.
         hi: f64,
     },
+}
+
+/// One dimension of `MatryoshkaLoss` (sentence-transformers): the loss is also computed on
+/// the first `dim` components of every embedding, times `weight`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MatryoshkaDim {
+    /// Leading components kept (1 ..= the model's hidden size).
+    pub dim: usize,
+    /// The weight of the loss at this dimension (`matryoshka_weights`, default 1).
+    pub weight: f64,
+}
+
+/// `MatryoshkaLoss`'s dimensions from `--matryoshka-dims` and `--matryoshka-weights` (one per
+/// dimension, default 1 each), sorted largest first as sentence-transformers sorts them.
+///
+/// # Errors
+/// [`Error::Invalid`] for a dimension of 0 or given twice, a weight that is not a positive
+/// finite number, or a weight count that differs from the dimension count.
+pub fn matryoshka_dims(dims: &[usize], weights: &[f64]) -> Result<Vec<MatryoshkaDim>> {
+    if !weights.is_empty() && weights.len() != dims.len() {
+        return Err(Error::Invalid(format!(
+            "--matryoshka-weights has {} values for {} --matryoshka-dims; give one weight per \
+             dimension, or none (each 1)",
+            weights.len(),
+            dims.len()
+        )));
+    }
+    let mut out: Vec<MatryoshkaDim> = Vec::with_capacity(dims.len());
+    for (i, &dim) in dims.iter().enumerate() {
+        let weight = weights.get(i).copied().unwrap_or(1.0);
+        if dim == 0 || out.iter().any(|m| m.dim == dim) {
+            return Err(Error::Invalid(format!(
+                "--matryoshka-dims: {dim} is {}; give distinct dimensions from 1 to the \
+                 model's hidden size (384 for all-MiniLM-L6-v2), e.g. 384,256,128,64",
+                if dim == 0 {
+                    "not a dimension"
+                } else {
+                    "given twice"
+                }
+            )));
+        }
+        if !(weight.is_finite() && weight > 0.0) {
+            return Err(Error::Invalid(format!(
+                "--matryoshka-weights: {weight} (for dimension {dim}) must be a positive number"
+            )));
+        }
+        out.push(MatryoshkaDim { dim, weight });
+    }
+    out.sort_by_key(|m| std::cmp::Reverse(m.dim));
+    Ok(out)
 }
 
 /// The loss of an embedding task, with sentence-transformers' names.
@@ -205,7 +260,12 @@ impl TaskKind {
             TaskKind::MultiLabel { id2label, .. } => {
                 format!("multi-label with {}", names("labels", id2label))
             }
-            TaskKind::Embedding { data, loss, scale } => {
+            TaskKind::Embedding {
+                data,
+                loss,
+                scale,
+                matryoshka,
+            } => {
                 let rows = match data {
                     EmbeddingData::Pairs { negatives: 0 } => "anchor/positive pairs".to_string(),
                     EmbeddingData::Pairs { negatives } => {
@@ -219,7 +279,17 @@ impl TaskKind {
                 } else {
                     format!(", scale {scale}")
                 };
-                format!("embedding: {rows}, {}{scale}", loss.class_name())
+                let wrapped = if matryoshka.is_empty() {
+                    loss.class_name().to_string()
+                } else {
+                    let dims: Vec<String> = matryoshka.iter().map(|m| m.dim.to_string()).collect();
+                    format!(
+                        "MatryoshkaLoss({}, dims {})",
+                        loss.class_name(),
+                        dims.join(",")
+                    )
+                };
+                format!("embedding: {rows}, {wrapped}{scale}")
             }
             TaskKind::TokenClassification {
                 id2label, scheme, ..
@@ -272,6 +342,28 @@ impl TaskKind {
             TaskKind::TokenClassification { .. } => TOKEN_METRICS,
         }
     }
+
+    /// Whether `name` is a metric this kind reports: one of [`Self::metric_names`] or, for an
+    /// embedding task with `MatryoshkaLoss`, one of them at a smaller dimension
+    /// (`ndcg@10/dim_64`, see [`matryoshka_metric`]).
+    pub fn has_metric(&self, name: &str) -> bool {
+        let names = self.metric_names();
+        if names.contains(&name) {
+            return true;
+        }
+        let TaskKind::Embedding { matryoshka, .. } = self else {
+            return false;
+        };
+        matryoshka
+            .iter()
+            .any(|m| names.iter().any(|n| matryoshka_metric(n, m.dim) == name))
+    }
+}
+
+/// The name of metric `name` computed on the first `dim` components of the embeddings
+/// (`ndcg@10/dim_64`), as `MatryoshkaLoss` runs report them beside the full-size metrics.
+pub fn matryoshka_metric(name: &str, dim: usize) -> String {
+    format!("{name}/dim_{dim}")
 }
 
 /// How a multi-label row's labels are written (see [`Columns::multi_label`]).

@@ -21,6 +21,25 @@ pub fn normalized(v: &[f32], dim: usize) -> Vec<f32> {
     out
 }
 
+/// The first `dim` values of each `width`-wide row of `v` (row-major): embeddings cut to their
+/// leading dimensions, as sentence-transformers' `truncate_dim` cuts them (a Matryoshka-trained
+/// model keeps most of its quality there).
+///
+/// # Panics
+/// If `dim` is 0 or larger than `width`.
+pub fn truncated(v: &[f32], width: usize, dim: usize) -> Vec<f32> {
+    assert!(
+        dim > 0 && dim <= width,
+        "cannot cut rows of {width} to {dim}"
+    );
+    if dim == width {
+        return v.to_vec();
+    }
+    v.chunks(width)
+        .flat_map(|r| r[..dim].iter().copied())
+        .collect()
+}
+
 /// The dot product of two equal-length rows, in eight lanes (vectorised by the compiler).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];

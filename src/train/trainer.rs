@@ -572,7 +572,9 @@ impl Trainer {
 /// unused pooler made trainable (full fine-tuning). `device` must be the autodiff training device.
 ///
 /// # Errors
-/// [`Error::Adapter`] for an invalid adapter config or a target that matches nothing.
+/// [`Error::Adapter`] for an invalid adapter config or a target that matches nothing;
+/// [`Error::Invalid`] for an unresolved own-data task or a `--matryoshka-dims` dimension larger
+/// than `hidden_size`.
 pub fn build_model(
     bert: crate::model::Bert,
     cfg: &TrainConfig,
@@ -605,6 +607,16 @@ pub fn build_model(
         return Err(Error::Invalid(
             "the own-data task is not resolved (read its data first)".into(),
         ));
+    }
+    if let Some(crate::tasks::own::TaskKind::Embedding { matryoshka, .. }) =
+        cfg.own.as_ref().map(|o| &o.kind)
+        && let Some(m) = matryoshka.iter().find(|m| m.dim > hidden_size)
+    {
+        return Err(Error::Invalid(format!(
+            "--matryoshka-dims: {} is larger than the model's embedding ({hidden_size} \
+             dimensions); give dimensions up to {hidden_size}",
+            m.dim
+        )));
     }
     let heads = crate::tasks::HeadsConfig {
         tasks: cfg.tasks.clone(),

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod embed;
+
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};

@@ -15,7 +15,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::tasks::kind::{KindMetrics, Targets};
-use crate::tasks::own_task::{EmbeddingData, EmbeddingLoss, LabelSummary, OwnTask, TaskKind};
+use crate::tasks::own_task::{
+    EmbeddingData, EmbeddingLoss, LabelSummary, MatryoshkaDim, OwnTask, TaskKind, matryoshka_metric,
+};
 use crate::tasks::retrieval::{self, cosines, normalized};
 use crate::tasks::{Kind, MultitaskModel, PairEncoding, Prepared, Task, cross_entropy};
 
@@ -26,8 +28,94 @@ pub struct Embedding(pub OwnTask);
 impl Embedding {
     fn spec(&self) -> (&EmbeddingData, EmbeddingLoss, f64) {
         match &self.0.kind {
-            TaskKind::Embedding { data, loss, scale } => (data, *loss, *scale),
+            TaskKind::Embedding {
+                data, loss, scale, ..
+            } => (data, *loss, *scale),
             _ => unreachable!("an embedding kind holds an embedding task"),
+        }
+    }
+
+    /// `MatryoshkaLoss`'s dimensions, largest first; empty without it.
+    fn matryoshka(&self) -> &[MatryoshkaDim] {
+        match &self.0.kind {
+            TaskKind::Embedding { matryoshka, .. } => matryoshka,
+            _ => &[],
+        }
+    }
+
+    /// The retrieval metrics of `examples` at a dimension `d`, `text(i, j, d)` giving the first
+    /// `d` components of text `j` of example `i` (see [`Kind::evaluate`]).
+    fn retrieval<'a>(
+        &self,
+        examples: &'a [Prepared],
+        text: impl Fn(usize, usize, usize) -> &'a [f32] + 'a,
+    ) -> impl Fn(usize) -> Vec<(&'static str, f64)> + 'a {
+        let labelled = matches!(self.spec().0, EmbeddingData::Labelled);
+        // Where each text is first seen: (example, role).
+        let mut at: HashMap<&[u32], (usize, usize)> = HashMap::new();
+        let mut pairs = Vec::new();
+        let mut docs = Vec::new();
+        for (i, e) in examples.iter().enumerate() {
+            let keys = e.texts();
+            for (j, k) in keys.iter().enumerate() {
+                at.entry(k).or_insert((i, j));
+            }
+            // A NaN label: documents of a corpus file only (`own::embedding::corpus_examples`).
+            let corpus_only = e.label.is_nan();
+            if !corpus_only && (!labelled || e.label > 0.5) {
+                pairs.push((keys[0], keys[1]));
+            }
+            let from = if labelled || corpus_only { 0 } else { 1 };
+            docs.extend(keys[from..].iter().copied());
+        }
+        let (r, queries, corpus) = retrieval::build(&pairs, &docs);
+        let place =
+            |keys: &[&[u32]]| -> Vec<(usize, usize)> { keys.iter().map(|k| at[k]).collect() };
+        let (queries, corpus) = (place(&queries), place(&corpus));
+        move |d| {
+            let gather = |at: &[(usize, usize)]| {
+                let v: Vec<f32> = at
+                    .iter()
+                    .flat_map(|&(i, j)| text(i, j, d).to_vec())
+                    .collect();
+                normalized(&v, d)
+            };
+            retrieval::retrieval_metrics(&gather(&queries), &gather(&corpus), d, &r)
+        }
+    }
+
+    /// The loss on `outputs` (`[b, n·h]`, each example's `n` pooled texts side by side) as
+    /// sentence-transformers computes it for the kind's loss (see [`EmbeddingLoss`]).
+    fn base_loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {
+        let (_, loss, scale) = self.spec();
+        let [b, w] = outputs.dims();
+        let n = self.texts();
+        let h = w / n;
+        let role = |j: usize| unit(outputs.clone().slice([0..b, j * h..(j + 1) * h]));
+        match loss {
+            EmbeddingLoss::Mnrl | EmbeddingLoss::MnrlSymmetric => {
+                let anchors = role(0);
+                let candidates = Tensor::cat((1..n).map(role).collect(), 0);
+                let scores = anchors.matmul(candidates.transpose()) * scale;
+                let forward = cross_entropy(scores.clone(), targets.classes());
+                if loss == EmbeddingLoss::Mnrl {
+                    return forward;
+                }
+                let backward =
+                    cross_entropy(scores.slice([0..b, 0..b]).transpose(), targets.classes());
+                (forward + backward) / 2.0
+            }
+            EmbeddingLoss::Cosent => {
+                let cos = (role(0) * role(1)).sum_dim(1).reshape([b]) * scale;
+                let y = targets.values();
+                let diff = cos.clone().reshape([b, 1]) - cos.reshape([1, b]);
+                let lower = y.clone().reshape([b, 1]).lower(y.reshape([1, b])).float();
+                log1p_sum_exp(diff.reshape([b * b]), lower.reshape([b * b]))
+            }
+            EmbeddingLoss::Cosine => {
+                let cos = (role(0) * role(1)).sum_dim(1).reshape([b]);
+                (cos - targets.values()).square().mean()
+            }
         }
     }
 
@@ -118,38 +206,36 @@ impl Kind for Embedding {
         )
     }
 
-    /// sentence-transformers' losses on the batch's embeddings (see [`EmbeddingLoss`]).
+    /// sentence-transformers' losses on the batch's embeddings (see [`EmbeddingLoss`]); with
+    /// `MatryoshkaLoss`, the weighted sum of the loss on each dimension's leading components
+    /// of every embedding (sentence-transformers' `MatryoshkaLoss`, all dimensions each step).
     fn loss(&self, outputs: Tensor<2>, targets: &Targets) -> Tensor<1> {
-        let (_, loss, scale) = self.spec();
+        let dims = self.matryoshka();
+        if dims.is_empty() {
+            return self.base_loss(outputs, targets);
+        }
         let [b, w] = outputs.dims();
         let n = self.texts();
         let h = w / n;
-        let role = |j: usize| unit(outputs.clone().slice([0..b, j * h..(j + 1) * h]));
-        match loss {
-            EmbeddingLoss::Mnrl | EmbeddingLoss::MnrlSymmetric => {
-                let anchors = role(0);
-                let candidates = Tensor::cat((1..n).map(role).collect(), 0);
-                let scores = anchors.matmul(candidates.transpose()) * scale;
-                let forward = cross_entropy(scores.clone(), targets.classes());
-                if loss == EmbeddingLoss::Mnrl {
-                    return forward;
-                }
-                let backward =
-                    cross_entropy(scores.slice([0..b, 0..b]).transpose(), targets.classes());
-                (forward + backward) / 2.0
-            }
-            EmbeddingLoss::Cosent => {
-                let cos = (role(0) * role(1)).sum_dim(1).reshape([b]) * scale;
-                let y = targets.values();
-                let diff = cos.clone().reshape([b, 1]) - cos.reshape([1, b]);
-                let lower = y.clone().reshape([b, 1]).lower(y.reshape([1, b])).float();
-                log1p_sum_exp(diff.reshape([b * b]), lower.reshape([b * b]))
-            }
-            EmbeddingLoss::Cosine => {
-                let cos = (role(0) * role(1)).sum_dim(1).reshape([b]);
-                (cos - targets.values()).square().mean()
-            }
+        let mut total: Option<Tensor<1>> = None;
+        for m in dims {
+            let cut = if m.dim >= h {
+                outputs.clone()
+            } else {
+                let d = m.dim;
+                outputs
+                    .clone()
+                    .reshape([b, n, h])
+                    .slice([0..b, 0..n, 0..d])
+                    .reshape([b, n * d])
+            };
+            let l = self.base_loss(cut, targets) * m.weight;
+            total = Some(match total {
+                Some(t) => t + l,
+                None => l,
+            });
         }
+        total.unwrap_or_else(|| self.base_loss(outputs, targets))
     }
 
     fn predictions(&self, outputs: Tensor<2>) -> Tensor<2> {
@@ -176,52 +262,51 @@ impl Kind for Embedding {
     /// Otherwise retrieval: queries are the anchors (labelled pairs: the first sentences of
     /// the pairs labelled 1), the corpus every positive and hard negative (labelled pairs:
     /// every text of the file), relevant are each query's positives (a query's own text is
-    /// left out of its ranking); texts are the same when their tokens are.
+    /// left out of its ranking), and every text of the corpus-only examples a corpus file adds
+    /// (`NaN` label); texts are the same when their tokens are. With
+    /// `MatryoshkaLoss`, the same metrics follow on the first `d` components of the embeddings
+    /// for each smaller dimension `d`, named `<metric>/dim_<d>` (as sentence-transformers'
+    /// evaluators with `truncate_dim`).
     fn evaluate(&self, values: &[f32], examples: &[Prepared]) -> KindMetrics {
         let n = self.texts();
         let stride = values.len() / examples.len().max(1);
         let h = stride / n;
-        let text = |i: usize, j: usize| &values[i * stride + j * h..i * stride + (j + 1) * h];
-        let metric = &self.0.metric_for_best_model;
-        if let EmbeddingData::Scored { .. } = self.spec().0 {
-            let a: Vec<f32> = (0..examples.len())
-                .flat_map(|i| text(i, 0).to_vec())
-                .collect();
-            let b: Vec<f32> = (0..examples.len())
-                .flat_map(|i| text(i, 1).to_vec())
-                .collect();
-            let gold: Vec<f64> = examples.iter().map(|e| e.label as f64).collect();
-            return KindMetrics::new(metric, retrieval::similarity_metrics(&a, &b, h, &gold));
-        }
-        let labelled = matches!(self.spec().0, EmbeddingData::Labelled);
-        // Where each text is first seen: (example, role).
-        let mut at: HashMap<&[u32], (usize, usize)> = HashMap::new();
-        let mut pairs = Vec::new();
-        let mut docs = Vec::new();
-        for (i, e) in examples.iter().enumerate() {
-            let keys = e.texts();
-            for (j, k) in keys.iter().enumerate() {
-                at.entry(k).or_insert((i, j));
-            }
-            if !labelled || e.label > 0.5 {
-                pairs.push((keys[0], keys[1]));
-            }
-            let from = if labelled { 0 } else { 1 };
-            docs.extend(keys[from..].iter().copied());
-        }
-        let (r, queries, corpus) = retrieval::build(&pairs, &docs);
-        let gather = |keys: &[&[u32]]| {
-            let v: Vec<f32> = keys
-                .iter()
-                .flat_map(|k| {
-                    let (i, j) = at[k];
-                    text(i, j).to_vec()
-                })
-                .collect();
-            normalized(&v, h)
+        // Text `j` of example `i`, its first `d` components.
+        let text = |i: usize, j: usize, d: usize| {
+            let at = i * stride + j * h;
+            &values[at..at + d]
         };
-        let m = retrieval::retrieval_metrics(&gather(&queries), &gather(&corpus), h, &r);
-        KindMetrics::new(metric, m)
+        let smaller = self.matryoshka().iter().map(|m| m.dim).filter(|&d| d < h);
+        let dims: Vec<usize> = std::iter::once(h).chain(smaller).collect();
+        let at_dim: Box<dyn Fn(usize) -> Vec<(&'static str, f64)> + '_> =
+            if let EmbeddingData::Scored { .. } = self.spec().0 {
+                let gold: Vec<f64> = examples.iter().map(|e| e.label as f64).collect();
+                Box::new(move |d| {
+                    let role = |j: usize| -> Vec<f32> {
+                        (0..examples.len())
+                            .flat_map(|i| text(i, j, d).to_vec())
+                            .collect()
+                    };
+                    retrieval::similarity_metrics(&role(0), &role(1), d, &gold)
+                })
+            } else {
+                Box::new(self.retrieval(examples, text))
+            };
+        let mut out = Vec::new();
+        for (k, &d) in dims.iter().enumerate() {
+            for (name, v) in at_dim(d) {
+                let name = if k == 0 {
+                    name.to_string()
+                } else {
+                    matryoshka_metric(name, d)
+                };
+                out.push((name, v));
+            }
+        }
+        KindMetrics {
+            metric_for_best_model: self.0.metric_for_best_model.clone(),
+            values: out,
+        }
     }
 
     fn distinct_batches(&self) -> bool {

@@ -3,7 +3,7 @@
 //! `sentence2` with a `score` or a 0/1 `label`), what the rows hold ([`EmbeddingData`]) and the
 //! loss ([`EmbeddingLoss`]), and the rows read from a table.
 
-use super::{Columns, DataSpec, EmbeddingData, EmbeddingLoss, OwnRow, OwnRows, TaskKind};
+use super::{Columns, DataSpec, EmbeddingData, EmbeddingLoss, OwnRow, OwnRows, OwnTask, TaskKind};
 use crate::data::table::Table;
 use crate::error::{Error, Result};
 
@@ -37,8 +37,10 @@ pub fn is_embedding(table: &Table, spec: &DataSpec) -> bool {
 /// [`Error::Data`] at line 1 listing the file's columns when the two text columns are not
 /// found (a file with one text column) or a named column is absent; [`Error::Invalid`] for a
 /// loss that does not fit the data (MultipleNegativesRankingLoss on scored pairs, CoSENTLoss
-/// without scores), hard negatives beside a score, a non-positive scale or an empty score
-/// range.
+/// without scores), hard negatives beside a score, a non-positive scale, an empty score
+/// range, or Matryoshka dimensions and weights that [`matryoshka_dims`] refuses.
+///
+/// [`matryoshka_dims`]: crate::tasks::own_task::matryoshka_dims
 pub fn kind_of(table: &Table, spec: &DataSpec) -> Result<(TaskKind, Columns)> {
     let has = |n: &str| table.header.iter().any(|h| h == n);
     let columns_list = || {
@@ -175,7 +177,20 @@ pub fn kind_of(table: &Table, spec: &DataSpec) -> Result<(TaskKind, Columns)> {
         multi_label: None,
         negatives,
     };
-    Ok((TaskKind::Embedding { data, loss, scale }, columns))
+    if spec.matryoshka_dims.is_empty() && !spec.matryoshka_weights.is_empty() {
+        return Err(Error::Invalid(
+            "--matryoshka-weights weighs the --matryoshka-dims dimensions; give those too".into(),
+        ));
+    }
+    let matryoshka =
+        crate::tasks::own_task::matryoshka_dims(&spec.matryoshka_dims, &spec.matryoshka_weights)?;
+    let kind = TaskKind::Embedding {
+        data,
+        loss,
+        scale,
+        matryoshka,
+    };
+    Ok((kind, columns))
 }
 
 /// The `--loss` value of `loss`.
@@ -285,4 +300,66 @@ pub fn repeated_texts(rows: &OwnRows) -> usize {
             repeated
         })
         .count()
+}
+
+/// Validation examples that hold the documents `texts` of a corpus file (`--corpus-file`,
+/// named `source`) for `task`'s retrieval evaluation: `n` documents per example (`n` the
+/// task's texts per example; the last example repeats its last document), tokenised for `tok`,
+/// with a `NaN` label marking them as corpus only (no query; the evaluation puts every text in
+/// the corpus, the same text once).
+///
+/// # Errors
+/// [`Error::Invalid`] for scored pairs (evaluated by similarity, not retrieval) or a task of
+/// another kind; the tokeniser's errors.
+pub fn corpus_examples(
+    task: &OwnTask,
+    texts: &[String],
+    source: &str,
+    tok: &crate::model::BertTokenizer,
+) -> Result<crate::tasks::TaskData> {
+    let n = match &task.kind {
+        TaskKind::Embedding {
+            data: EmbeddingData::Pairs { negatives },
+            ..
+        } => 2 + negatives,
+        TaskKind::Embedding {
+            data: EmbeddingData::Labelled,
+            ..
+        } => 2,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "--corpus-file {source}: extra documents are for retrieval evaluation (pairs \
+                 and triplets, or 0/1-labelled pairs); {} is evaluated otherwise",
+                task.kind.describe()
+            )));
+        }
+    };
+    let rows = texts
+        .chunks(n)
+        .enumerate()
+        .map(|(i, group)| {
+            let at = |j: usize| group[j.min(group.len() - 1)].clone();
+            OwnRow {
+                line: (i * n + 1) as u64,
+                id: format!("corpus:{}", i * n),
+                text: at(0),
+                text_pair: Some(at(1)),
+                label: String::new(),
+                negatives: (2..n).map(at).collect(),
+            }
+        })
+        .collect();
+    let rows = OwnRows {
+        source: source.to_string(),
+        rows,
+        skipped_lines: Vec::new(),
+    };
+    super::task_data(
+        &rows,
+        task,
+        tok,
+        crate::tasks::PairEncoding::Bi,
+        None,
+        false,
+    )
 }

@@ -113,6 +113,18 @@ pub struct DataSpec {
     /// named `negative` or `negative_<n>`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub negative_columns: Vec<String>,
+    /// Embeddings: `MatryoshkaLoss`'s dimensions (`--matryoshka-dims`; none by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matryoshka_dims: Vec<usize>,
+    /// Embeddings: `MatryoshkaLoss`'s weights, one per dimension (`--matryoshka-weights`;
+    /// default 1 each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matryoshka_weights: Vec<f64>,
+    /// Embeddings: a file of extra documents for the retrieval evaluation's corpus
+    /// (`--corpus-file`: lines of text, or a table's `text` column), read by the driver
+    /// ([`embedding::corpus_examples`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus_file: Option<String>,
     /// Token classification: the tagging scheme (`--tag-scheme`; default detected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag_scheme: Option<TagScheme>,
@@ -135,6 +147,9 @@ impl DataSpec {
             || self.scale.is_some()
             || self.score_range.is_some()
             || !self.negative_columns.is_empty()
+            || !self.matryoshka_dims.is_empty()
+            || !self.matryoshka_weights.is_empty()
+            || self.corpus_file.is_some()
     }
 
     /// Whether the spec asks for multi-label classification: `--task-type multi-label`, a
@@ -280,10 +295,16 @@ fn own_task(
         .as_deref()
         .map(|m| m.strip_prefix("eval_").unwrap_or(m).to_string());
     let metric = match &asked {
-        Some(m) if kind.metric_names().contains(&m.as_str()) => m.clone(),
+        Some(m) if kind.has_metric(m) => m.clone(),
         Some(m) => {
+            let at_dim = match &kind {
+                TaskKind::Embedding { matryoshka, .. } if !matryoshka.is_empty() => {
+                    ", or one of them at a --matryoshka-dims dimension, as ndcg@10/dim_64"
+                }
+                _ => "",
+            };
             return Err(Error::Invalid(format!(
-                "--metric-for-best-model `{m}` is not a metric of {} (use one of {})",
+                "--metric-for-best-model `{m}` is not a metric of {} (use one of {}{at_dim})",
                 kind.name(),
                 kind.metric_names().join(", ")
             )));
