@@ -130,7 +130,8 @@ pub enum LossArg {
     Cosine,
 }
 
-/// The embedding flags of `train` (with --train-file).
+/// The embedding flags of `train` (with --train-file, or --task sts / para: the minBERT pair
+/// files as sentence embeddings).
 #[derive(Debug, Clone, clap::Args)]
 pub struct EmbeddingArgs {
     /// Embeddings: the loss (default mnrl for anchor/positive or 0/1-labelled pairs, cosent
@@ -192,7 +193,8 @@ impl EmbeddingArgs {
         .collect()
     }
 
-    /// Sets the embedding fields of `spec`.
+    /// Sets the embedding fields of `spec` (a score range already there stays unless
+    /// `--score-range` is given).
     pub fn apply(&self, spec: &mut crate::tasks::own::DataSpec) {
         use crate::tasks::own::EmbeddingLoss as L;
         spec.loss = self.loss.map(|l| match l {
@@ -202,7 +204,8 @@ impl EmbeddingArgs {
             LossArg::Cosine => L::Cosine,
         });
         spec.scale = self.scale;
-        spec.score_range = self.score_range;
+        // A preset's range (STS-B: 0..5) unless the flag says otherwise.
+        spec.score_range = self.score_range.or(spec.score_range);
         spec.negative_columns = self.negative_column.clone();
         spec.matryoshka_dims = self.matryoshka_dims.clone();
         spec.matryoshka_weights = self.matryoshka_weights.clone();

@@ -18,7 +18,7 @@ use super::{ModelArgs, PrecisionArg, devices, io};
 use crate::adapter::LoraConfig;
 use crate::data::table::Format;
 use crate::model::{BertConfig, Pretrained};
-use crate::tasks::minbert::Split;
+use crate::tasks::minbert::{Split, embedding_preset};
 use crate::tasks::own::{DataSpec, DataSummary, TaskType};
 use crate::tasks::{PairEncoding, Pooling, Task, TaskData};
 use crate::train::memory::{estimate_training_bytes, largest_batch, sequences_per_example};
@@ -33,7 +33,10 @@ pub struct TrainArgs {
     /// Folder with the minBERT files (default ../shared/data/minbert).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Task(s) to train: the minBERT presets.
+    /// Task(s) to train: the minBERT presets. With an embedding flag (--loss, --matryoshka-dims,
+    /// ...), sts or para trains sentence embeddings on the task's pair files instead of a head
+    /// (`--task sts --loss cosent`: scored pairs, score / 5; `--task para --loss mnrl`: the
+    /// duplicate pairs, retrieval on the dev file's duplicates).
     #[arg(long, value_enum, default_value_t = TaskArg::Multi)]
     task: TaskArg,
     /// Your own training file instead of a minBERT task. CSV, TSV or JSON Lines with a header:
@@ -244,33 +247,11 @@ impl TrainArgs {
             .as_deref()
             .map(super::load::label_names)
             .transpose()?;
-        let data = self.train_file.as_ref().map(|f| DataSpec {
-            train_file: f.display().to_string(),
-            validation_file: self
-                .validation_file
-                .as_ref()
-                .map(|v| v.display().to_string()),
-            validation_split: self.validation_split.unwrap_or(0.1),
-            format: self.format.map(Format::from),
-            no_header: self.no_header,
-            text_column: self.text_column.clone(),
-            text_pair_column: self.text_pair_column.clone(),
-            label_column: self.label_column.clone(),
-            task_type: self.task_type.map(|t| match t {
-                TaskTypeArg::Classification => TaskType::Classification,
-                TaskTypeArg::Regression => TaskType::Regression,
-                TaskTypeArg::MultiLabel => TaskType::MultiLabel,
-                TaskTypeArg::Embedding => TaskType::Embedding,
-                TaskTypeArg::TokenClassification => TaskType::TokenClassification,
-            }),
-            metric_for_best_model: self.metric_for_best_model.clone(),
-            strict_quotes: self.strict_quotes,
-            label_separator: self.label_separator.clone(),
-            label_columns: self.label_columns.clone(),
-            label_names,
-            threshold: self.threshold,
-            ..DataSpec::default()
-        });
+        let data = match &self.train_file {
+            Some(f) => Some(self.own_spec(f, label_names)),
+            None if self.embedding_preset() => Some(self.preset_spec()?),
+            None => None,
+        };
         let data = data
             .map(|mut d| {
                 self.embedding.apply(&mut d);
@@ -317,8 +298,77 @@ impl TrainArgs {
         })
     }
 
-    /// The configuration and output folder of the run: the flags' and `--out` (default
-    /// `runs/<task>-<adapter>-r<r>`), or with `--resume DIR` the saved configuration and `DIR`.
+    /// The own-data specification of `--train-file f` and the data flags.
+    fn own_spec(&self, f: &Path, label_names: Option<Vec<String>>) -> DataSpec {
+        DataSpec {
+            train_file: f.display().to_string(),
+            validation_file: self
+                .validation_file
+                .as_ref()
+                .map(|v| v.display().to_string()),
+            validation_split: self.validation_split.unwrap_or(0.1),
+            format: self.format.map(Format::from),
+            no_header: self.no_header,
+            text_column: self.text_column.clone(),
+            text_pair_column: self.text_pair_column.clone(),
+            label_column: self.label_column.clone(),
+            task_type: self.task_type.map(|t| match t {
+                TaskTypeArg::Classification => TaskType::Classification,
+                TaskTypeArg::Regression => TaskType::Regression,
+                TaskTypeArg::MultiLabel => TaskType::MultiLabel,
+                TaskTypeArg::Embedding => TaskType::Embedding,
+                TaskTypeArg::TokenClassification => TaskType::TokenClassification,
+            }),
+            metric_for_best_model: self.metric_for_best_model.clone(),
+            strict_quotes: self.strict_quotes,
+            label_separator: self.label_separator.clone(),
+            label_columns: self.label_columns.clone(),
+            label_names,
+            threshold: self.threshold,
+            ..DataSpec::default()
+        }
+    }
+
+    /// `--task sts` or `--task para` with embedding flags (`--loss`, ...) and no --train-file:
+    /// the minBERT pair task trained as sentence embeddings ([`embedding_preset`]).
+    fn embedding_preset(&self) -> bool {
+        self.train_file.is_none() && !self.embedding.given().is_empty()
+    }
+
+    /// The own-data specification of [`Self::embedding_preset`]: the minBERT folder's training
+    /// and dev files of `--task`.
+    ///
+    /// # Errors
+    /// `--task sst` or `multi`; no data folder or no file of the task in it.
+    fn preset_spec(&self) -> Result<DataSpec> {
+        let task = match self.task.tasks().as_slice() {
+            [t] => *t,
+            _ => bail!(
+                "--task multi: the embedding flags ({}) train one pair task as sentence \
+                 embeddings: use --task sts or --task para",
+                self.embedding.given().join(", ")
+            ),
+        };
+        // SST and multi are refused before the files are looked for.
+        let mut spec = embedding_preset(task)?;
+        let dir = io::resolve_data(self.data.as_deref())?;
+        let file = |split: Split| {
+            super::load::data_file(&dir, task, split).with_context(|| {
+                format!(
+                    "no {} file for task {} in {}: {}",
+                    split.name(),
+                    task.name(),
+                    dir.display(),
+                    io::DATA_HELP
+                )
+            })
+        };
+        spec.train_file = file(Split::Train)?.display().to_string();
+        spec.validation_file = Some(file(Split::Dev)?.display().to_string());
+        spec.metric_for_best_model = self.metric_for_best_model.clone();
+        Ok(spec)
+    }
+
     /// The own-data options given without --train-file (they would be ignored).
     fn stray_own_data_options(&self) -> Vec<&'static str> {
         let given = [
@@ -340,15 +390,19 @@ impl TrainArgs {
                 "--metric-for-best-model",
             ),
         ];
+        // With embedding flags and no --train-file, --task sts/para is the data
+        // ([`Self::embedding_preset`]): the best-model metric and the embedding flags apply.
+        let preset = self.embedding_preset();
         given
             .into_iter()
-            .filter(|(g, _)| *g)
+            .filter(|(g, n)| *g && !(preset && *n == "--metric-for-best-model"))
             .map(|(_, n)| n)
-            .chain(self.embedding.given())
             .chain(self.tokens.given())
             .collect()
     }
 
+    /// The configuration and output folder of the run: the flags' and `--out` (default
+    /// `runs/<task>-<adapter>-r<r>`), or with `--resume DIR` the saved configuration and `DIR`.
     /// With `--resume`, also the model the run was trained on (as recorded).
     fn run_config(&self) -> Result<(TrainConfig, PathBuf, Option<String>)> {
         let stray = self.stray_own_data_options();
@@ -391,6 +445,9 @@ impl TrainArgs {
                 Some(f) => f
                     .file_stem()
                     .map_or("own".into(), |s| s.to_string_lossy().to_string()),
+                None if self.embedding_preset() => {
+                    format!("{:?}-embedding", self.task).to_lowercase()
+                }
                 None => format!("{:?}", self.task).to_lowercase(),
             };
             let adapter = format!("{:?}", self.adapter).to_lowercase();

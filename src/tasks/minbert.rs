@@ -3,8 +3,9 @@
 //! drivers find their files here (the CLI in a folder, the page at a URL or among picked files).
 
 use super::{PairEncoding, Task, TaskData, kinds};
+use crate::data::table::Format;
 use crate::data::{PairLabel, read_pairs, read_sst};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::BertTokenizer;
 
 pub use super::kind::Split;
@@ -58,4 +59,46 @@ pub fn task_data(
             "own data is read by tasks::own, not as a minBERT file".into(),
         )),
     }
+}
+
+/// The minBERT pair task `task` trained as sentence embeddings (`--task sts --loss cosent`,
+/// `--task para --loss mnrl`): own data of the embedding kind read from the preset's training
+/// and dev files `train_file` and `validation_file`, TAB-separated with quoting off, as the
+/// minBERT files are written.
+///
+/// - STS-B: scored pairs `sentence1` + `sentence2`, label `similarity` mapped from 0..5 to
+///   0..1 (`score / 5`, as sentence-transformers' STS-B examples), the default loss `CoSENTLoss`,
+///   evaluated by `EmbeddingSimilarityEvaluator` (Spearman of the cosine is the best-model
+///   metric);
+/// - Quora: labelled pairs, `is_duplicate`; the pairs labelled 1 train
+///   `MultipleNegativesRankingLoss` and the dev file's duplicates are the retrieval evaluation
+///   (queries: their first questions; corpus: every distinct dev question), as
+///   sentence-transformers' Quora duplicate-questions example.
+///
+/// The caller adds the loss and its other flags to the returned spec.
+///
+/// # Errors
+/// [`Error::Invalid`] for SST (single sentences, no pairs to embed) and own data.
+pub fn embedding_preset(task: Task) -> Result<super::own::DataSpec> {
+    let (label, score_range) = match task {
+        Task::Sts => ("similarity", Some([0.0, 5.0])),
+        Task::Para => ("is_duplicate", None),
+        Task::Sst | Task::Own => {
+            return Err(Error::Invalid(format!(
+                "--task {}: the embedding losses (--loss and the other embedding flags) train on \
+                 pairs: use --task sts (scored pairs, cosent) or --task para (duplicate pairs, \
+                 mnrl), or your own file with --train-file",
+                task.name()
+            )));
+        }
+    };
+    Ok(super::own::DataSpec {
+        format: Some(Format::Tsv),
+        text_column: Some("sentence1".into()),
+        text_pair_column: Some("sentence2".into()),
+        label_column: Some(label.into()),
+        task_type: Some(super::own::TaskType::Embedding),
+        score_range,
+        ..super::own::DataSpec::default()
+    })
 }
