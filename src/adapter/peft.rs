@@ -15,7 +15,9 @@ use crate::model::Bert;
 use crate::model::weights::{ReadBack, f32_safetensors};
 
 /// Serialises `cfg` as PEFT's `adapter_config.json` (`peft_type: LORA`; `all-linear` written as
-/// the explicit module list so PEFT adapts exactly the same modules).
+/// the explicit module list so PEFT adapts exactly the same modules). Only fields PEFT's
+/// `LoraConfig` knows are written: PEFT warns about any other key and tells the user to
+/// upgrade PEFT.
 pub fn adapter_config_json(cfg: &LoraConfig, base_model_name_or_path: &str) -> String {
     let ordered =
         |m: &[(String, f64)]| Value::Object(m.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
@@ -54,7 +56,6 @@ pub fn adapter_config_json(cfg: &LoraConfig, base_model_name_or_path: &str) -> S
             [one] => json!(one),
             many => json!(many),
         },
-        "library": "lorabert",
     });
     if let Some(o) = v.as_object_mut() {
         if cfg.lora_bias {
@@ -85,7 +86,10 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("base_model_name_or_path", "metadata"),
     ("revision", "metadata"),
     ("inference_mode", "metadata (trainability in PEFT)"),
-    ("library", "metadata (lorabert's own mark)"),
+    (
+        "library",
+        "metadata (lorabert's own mark in older checkpoints; no longer written, as PEFT warns about keys it does not know)",
+    ),
     ("r", "applied"),
     ("lora_alpha", "applied"),
     ("lora_dropout", "applied"),
