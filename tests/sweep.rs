@@ -186,3 +186,123 @@ fn two_shards_merged_equal_the_unsharded_sweep() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// Sweeps, their report and share link, and ensembles take the embedding and token
+/// classification kinds: each cell's score is its best-model metric (`ndcg@10`, seqeval's
+/// `f1`), named in `sweep.csv`, on the score chart and in the link (with the data's kind);
+/// `ensemble` of the two cells reports the kind's metrics for each member (equal to the cell's
+/// own `eval`) and for the ensemble (mean embeddings; mean token probabilities).
+#[test]
+fn sweeps_reports_links_and_ensembles_take_embeddings_and_tags() {
+    let model = tmp("model-kinds");
+    tiny_model(&model);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let pairs = root.join("embedding/pairs.csv");
+    let (conll, dev) = (root.join("token/train.conll"), root.join("token/dev.conll"));
+    for (name, train, validation, metric, kind) in [
+        ("emb", &pairs, &pairs, "ndcg@10", "embedding"),
+        ("tok", &conll, &dev, "f1", "token-classification"),
+    ] {
+        let out = tmp(&format!("kinds-{name}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_lorabert"))
+            .args([
+                "sweep",
+                "--tasks",
+                "own",
+                "--ranks",
+                "1,2",
+                "--adapters",
+                "lora",
+            ])
+            .arg("--model")
+            .arg(&model)
+            .arg("--out")
+            .arg(&out)
+            .args([
+                "--",
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--threads",
+                "1",
+            ])
+            .arg("--train-file")
+            .arg(train)
+            .arg("--validation-file")
+            .arg(validation)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{name}: {stderr}");
+        let rows = rows(&out);
+        assert_eq!(rows.len(), 2, "{name}");
+        let mut cells = Vec::new();
+        for row in &rows {
+            assert_eq!(row.metric.as_deref(), Some(metric), "{name}");
+            let cell = out.join("cells").join(&row.cell);
+            let r: lorabert::train::RunResults =
+                serde_json::from_slice(&std::fs::read(cell.join("results.json")).unwrap()).unwrap();
+            let best = r.best.as_ref().unwrap().own.as_ref().unwrap();
+            assert_eq!(best.get(metric), Some(row.score), "{name}: {}", row.cell);
+            cells.push(cell);
+        }
+        let chart = std::fs::read_to_string(out.join("plots/own-score-vs-rank.svg")).unwrap();
+        assert!(
+            chart.contains(metric),
+            "{name}: the chart does not name {metric}"
+        );
+        let link = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("share: "))
+            .expect("a share link");
+        let p = lorabert::report::share::decode(link).unwrap();
+        assert_eq!(
+            p.data.as_ref().map(|d| d.kind.as_str()),
+            Some(kind),
+            "{name}"
+        );
+        assert!(p.rows.iter().all(|r| r.metric.as_deref() == Some(metric)));
+        let mut ens = Command::new(env!("CARGO_BIN_EXE_lorabert"));
+        ens.arg("ensemble").arg("--model").arg(&model);
+        for c in &cells {
+            ens.arg("--checkpoint").arg(c);
+        }
+        let o = ens
+            .arg("--validation-file")
+            .arg(validation)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for (i, c) in cells.iter().enumerate() {
+            let o = Command::new(env!("CARGO_BIN_EXE_lorabert"))
+                .arg("eval")
+                .arg("--model")
+                .arg(&model)
+                .arg("--checkpoint")
+                .arg(c)
+                .arg("--validation-file")
+                .arg(validation)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let member = v["members"][i]["dev"]["own"][metric].as_f64().unwrap();
+            let own = e["own"][metric].as_f64();
+            assert_eq!(Some(member), own, "{name}: member {i} vs eval:\n{e}");
+        }
+        let m = v["ensemble"]["own"][metric].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&m), "{name}: {m}");
+        let _ = std::fs::remove_dir_all(out);
+    }
+    let _ = std::fs::remove_dir_all(model);
+}

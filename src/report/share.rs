@@ -145,7 +145,8 @@ impl ShareRunConfig {
 pub struct SharedData {
     /// The training file's name (without its folder).
     pub file: String,
-    /// `classification` or `regression`.
+    /// The task kind's name ([`crate::tasks::own::TaskKind::name`]): `classification`,
+    /// `regression`, `multi-label`, `embedding`, `token-classification`.
     pub kind: String,
     /// Training rows.
     pub train_rows: u64,
