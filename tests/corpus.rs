@@ -178,3 +178,16 @@ fn corpus_file_through_train_and_eval() {
         "{stderr}"
     );
 }
+
+/// A text corpus's byte-order mark is not part of its first document; blank lines are no
+/// documents and each line is trimmed.
+#[test]
+fn a_byte_order_mark_is_not_text() {
+    let texts = lorabert::data::corpus::corpus_texts(
+        b"\xEF\xBB\xBFfirst doc\n\n  second  \n",
+        "c.txt",
+        None,
+    )
+    .unwrap();
+    assert_eq!(texts, vec!["first doc".to_string(), "second".to_string()]);
+}

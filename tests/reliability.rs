@@ -1,6 +1,7 @@
 //! Faults: SIGTERM mid-epoch leaves a loadable checkpoint and `--resume` finishes with the same
 //! result as an uninterrupted run; a NaN loss stops with the step and the last checkpoint (or is
-//! skipped); a DoRA weight with an all-zero row stays finite.
+//! skipped); a DoRA weight with an all-zero row stays finite; a run that fails before training
+//! leaves no output folder it made.
 
 mod common;
 
@@ -541,4 +542,84 @@ fn interrupted_embed_leaves_no_temporary_file() {
     assert_eq!(std::fs::read(&out).unwrap(), b"before");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&model);
+}
+
+/// A run refused at its data (here a label column that does not exist) removes the output
+/// folder it created; a folder that was there before stays, with what it held.
+#[test]
+fn a_run_that_fails_before_training_leaves_no_folder_it_made() {
+    let model = tmp("fail-model");
+    tiny_model(&model);
+    let pairs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/own/sst2.csv");
+    let run = |out: &Path| {
+        lorabert(&[
+            "train",
+            "--model",
+            s(&model),
+            "--train-file",
+            s(&pairs),
+            "--label-column",
+            "no_such_column",
+            "--out",
+            s(out),
+        ])
+    };
+    let fresh = tmp("fail-fresh");
+    let (success, _, stderr) = run(&fresh);
+    assert!(!success && stderr.contains("no_such_column"), "{stderr}");
+    assert!(!fresh.exists(), "{} was left behind", fresh.display());
+    let kept = tmp("fail-kept");
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::write(kept.join("notes.txt"), "mine").unwrap();
+    let (success, _, stderr) = run(&kept);
+    assert!(!success, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(kept.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    let left: Vec<_> = std::fs::read_dir(&kept)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("notes.txt")],
+        "only the user's file stays"
+    );
+    // --exact-precision with f32 says it has no effect; a byte-order mark is not part of the
+    // first sentence of --input.
+    let input = tmp("bom.txt");
+    std::fs::write(&input, "\u{feff}hi there\nsecond\n").unwrap();
+    let out = tmp("exact.jsonl");
+    let (success, _, stderr) = lorabert(&[
+        "embed",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--exact-precision",
+        "--output",
+        s(&out),
+    ]);
+    assert!(success, "{stderr}");
+    assert!(
+        stderr.contains("--exact-precision only applies to --precision f16"),
+        "{stderr}"
+    );
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["sentence"], "hi there");
+    for d in [model, kept] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    for f in [input, out] {
+        let _ = std::fs::remove_file(f);
+    }
 }

@@ -87,6 +87,8 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         if text.is_empty() {
             bail!("{}: the file is empty (one sentence per line)", p.display());
         }
+        // A byte-order mark is not part of the first sentence.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         sentences.extend(text.lines().map(str::to_string));
     }
     if sentences.is_empty() {

@@ -46,7 +46,8 @@ impl InferencePrecision {
 
 /// The precision that runs on `device` for `requested`: f16 falls back to f32 with a notice
 /// (printed, saying `doing` in f32: "training", "running") where the device has no f16, or with
-/// `exact` is refused.
+/// `exact` is refused. `exact` with f32 requested is said to have no effect (a note, not an
+/// error: a sweep passes its flags to its f32 and f16 cells alike).
 ///
 /// # Errors
 /// `exact` where the device has no f16 ([`resolve_precision`]).
@@ -56,6 +57,9 @@ pub(crate) fn precision_or_refuse(
     exact: bool,
     doing: &str,
 ) -> Result<Precision> {
+    if exact && requested == Precision::F32 {
+        eprintln!("note: --exact-precision only applies to --precision f16; {doing} in f32");
+    }
     let (precision, notice) = resolve_precision(requested, device);
     if let Some(why) = notice {
         if exact {

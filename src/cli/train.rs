@@ -177,7 +177,8 @@ pub struct TrainArgs {
     /// Batch size for evaluation.
     #[arg(long, default_value_t = 128)]
     eval_batch_size: usize,
-    /// Output folder (results.json, best/, resume/). Default runs/<task>-<adapter>-r<r>.
+    /// Output folder (results.json, best/, resume/). Default runs/<task>-<adapter>-r<r>. A run
+    /// that fails before training (its data refused, say) removes the folder if it made it.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in this folder from its last resume checkpoint (its saved configuration
@@ -352,17 +353,7 @@ impl TrainArgs {
         // SST and multi are refused before the files are looked for.
         let mut spec = embedding_preset(task)?;
         let dir = io::resolve_data(self.data.as_deref())?;
-        let file = |split: Split| {
-            super::load::data_file(&dir, task, split).with_context(|| {
-                format!(
-                    "no {} file for task {} in {}: {}",
-                    split.name(),
-                    task.name(),
-                    dir.display(),
-                    io::DATA_HELP
-                )
-            })
-        };
+        let file = |split| super::load::require_data_file(&dir, task, split);
         spec.train_file = file(Split::Train)?.display().to_string();
         spec.validation_file = Some(file(Split::Dev)?.display().to_string());
         spec.metric_for_best_model = self.metric_for_best_model.clone();
@@ -562,6 +553,9 @@ pub fn train(a: TrainArgs) -> Result<super::Outcome> {
         return Ok(super::Outcome::Finished);
     }
     let out = &plan.out;
+    // A run that fails before it trains (bad data, too little memory) removes the folder it
+    // made; declared before the lock, so the lock goes first.
+    let mut made = NewDir((!out.exists()).then_some(out.as_path()));
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     // One run per output folder: a second `train` (or an orphaned sweep child) is refused.
     let lock = io::lock_dir(out)?;
@@ -598,11 +592,24 @@ pub fn train(a: TrainArgs) -> Result<super::Outcome> {
             t.total_steps
         );
     }
+    made.0 = None;
     announce(&job, &plan, backend);
     let delay = a.debug_step_delay_ms.map(std::time::Duration::from_millis);
     let outcome = run_job(job, &plan, delay)?;
     drop(lock);
     Ok(outcome)
+}
+
+/// An output folder `train` created, removed when dropped unless the run got as far as
+/// training (then `.0` is `None`).
+struct NewDir<'a>(Option<&'a Path>);
+
+impl Drop for NewDir<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
 }
 
 /// The run's data: its own files (resolving `cfg.own`) or the minBERT files of its tasks in

@@ -35,6 +35,8 @@ pub fn corpus_texts(bytes: &[u8], name: &str, column: Option<&str>) -> Result<Ve
             }
             let text = std::str::from_utf8(bytes)
                 .map_err(|e| Error::data(name, line_of(bytes, e.valid_up_to()), "not UTF-8"))?;
+            // A byte-order mark is not part of the first document.
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
             text.lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
