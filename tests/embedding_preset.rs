@@ -51,6 +51,10 @@ fn minbert_folder(dir: &Path) {
     }
 }
 
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
 fn results(out: &Path) -> RunResults {
     serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap()
 }
@@ -87,21 +91,37 @@ fn minbert_pair_tasks_train_as_embeddings_like_the_own_data_command() {
             s(out).into(),
         ]
     };
-    let run = |out: &Path, extra: &[&str]| {
+    let run = |out: &Path, extra: &[String]| {
         let mut args = common(out);
-        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (success, _, stderr) = lorabert(&args);
         assert!(success, "lorabert {args:?} failed:\n{stderr}");
         stderr
     };
     let file = |n: &str| data.join(n).display().to_string();
+    // The own-data command a preset stands for: `<prefix>-train.csv` and `<prefix>-dev.csv`
+    // read as TSV embedding pairs, plus `extra`.
+    let spelled_out = |prefix: &str, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "--train-file".into(),
+            file(&format!("{prefix}-train.csv")),
+            "--validation-file".into(),
+            file(&format!("{prefix}-dev.csv")),
+            "--format".into(),
+            "tsv".into(),
+            "--task-type".into(),
+            "embedding".into(),
+        ];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
 
     // STS-B with CoSENT: scores 0..5 read as score / 5, Spearman the best-model metric.
     let preset = tmp("sts-preset");
     let stderr = run(
         &preset,
-        &["--task", "sts", "--loss", "cosent", "--data", s(&data)],
+        &owned(&["--task", "sts", "--loss", "cosent", "--data", s(&data)]),
     );
     assert!(stderr.contains("CoSENTLoss"), "{stderr}");
     let p = results(&preset);
@@ -114,25 +134,19 @@ fn minbert_pair_tasks_train_as_embeddings_like_the_own_data_command() {
     let best = p.before_training.as_ref().unwrap().own.as_ref().unwrap();
     assert_eq!(best.metric_for_best_model, "spearman");
     let explicit = tmp("sts-explicit");
-    let (train, dev) = (file("sts-train.csv"), file("sts-dev.csv"));
     run(
         &explicit,
-        &[
-            "--train-file",
-            &train,
-            "--validation-file",
-            &dev,
-            "--format",
-            "tsv",
-            "--task-type",
-            "embedding",
-            "--label-column",
-            "similarity",
-            "--score-range",
-            "0,5",
-            "--loss",
-            "cosent",
-        ],
+        &spelled_out(
+            "sts",
+            &[
+                "--label-column",
+                "similarity",
+                "--score-range",
+                "0,5",
+                "--loss",
+                "cosent",
+            ],
+        ),
     );
     assert_eq!(evaluations(&p), evaluations(&results(&explicit)));
     assert_eq!(p.epochs.len(), 2);
@@ -140,7 +154,7 @@ fn minbert_pair_tasks_train_as_embeddings_like_the_own_data_command() {
     let pearson = tmp("sts-pearson");
     let stderr = run(
         &pearson,
-        &[
+        &owned(&[
             "--task",
             "sts",
             "--loss",
@@ -151,7 +165,7 @@ fn minbert_pair_tasks_train_as_embeddings_like_the_own_data_command() {
             "0,10",
             "--metric-for-best-model",
             "pearson",
-        ],
+        ]),
     );
     assert!(stderr.contains("CosineSimilarityLoss"), "{stderr}");
     let r = results(&pearson);
@@ -166,30 +180,19 @@ fn minbert_pair_tasks_train_as_embeddings_like_the_own_data_command() {
     let preset = tmp("para-preset");
     let stderr = run(
         &preset,
-        &["--task", "para", "--loss", "mnrl", "--data", s(&data)],
+        &owned(&["--task", "para", "--loss", "mnrl", "--data", s(&data)]),
     );
     assert!(stderr.contains("MultipleNegativesRankingLoss"), "{stderr}");
     let p = results(&preset);
     let own = p.before_training.as_ref().unwrap().own.as_ref().unwrap();
     assert_eq!(own.metric_for_best_model, "ndcg@10");
     let explicit = tmp("para-explicit");
-    let (train, dev) = (file("quora-train.csv"), file("quora-dev.csv"));
     run(
         &explicit,
-        &[
-            "--train-file",
-            &train,
-            "--validation-file",
-            &dev,
-            "--format",
-            "tsv",
-            "--task-type",
-            "embedding",
-            "--label-column",
-            "is_duplicate",
-            "--loss",
-            "mnrl",
-        ],
+        &spelled_out(
+            "quora",
+            &["--label-column", "is_duplicate", "--loss", "mnrl"],
+        ),
     );
     assert_eq!(evaluations(&p), evaluations(&results(&explicit)));
 

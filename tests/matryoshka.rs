@@ -281,12 +281,7 @@ fn embed_truncate_dim_matches_sentence_transformers() {
     let out = tmp("cut.safetensors");
     let model = model_dir();
     let mut args = vec!["embed", "--model", s(&model), "--output", s(&out)];
-    let sentences: Vec<&str> = g["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let sentences = json_strs(&g["sentences"]);
     for t in &sentences {
         args.extend(["--sentence", t]);
     }

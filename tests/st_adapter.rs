@@ -12,7 +12,7 @@
 mod common;
 
 use burn::tensor::Device;
-use common::embed::json_matrix;
+use common::embed::{json_matrix, json_strs};
 use common::*;
 use lorabert::adapter::peft;
 use lorabert::model::{BertConfig, load_bert};
@@ -33,12 +33,7 @@ fn case_dir(name: &str) -> std::path::PathBuf {
 #[test]
 fn embed_with_a_run_adapter_matches_sentence_transformers() {
     let g = expected();
-    let sentences: Vec<&str> = g["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let sentences = json_strs(&g["sentences"]);
     let base = json_matrix(&g["base"]).concat();
     let model = model_dir();
     for name in ["lora", "dora"] {

@@ -185,6 +185,22 @@ pub fn data_file(dir: &Path, task: Task, split: Split) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// [`data_file`], or an error saying where to get the minBERT files.
+///
+/// # Errors
+/// No file of `task`'s `split` in `dir`.
+pub fn require_data_file(dir: &Path, task: Task, split: Split) -> Result<PathBuf> {
+    data_file(dir, task, split).with_context(|| {
+        format!(
+            "no {} file for task {} in {}: {}",
+            split.name(),
+            task.name(),
+            dir.display(),
+            io::DATA_HELP
+        )
+    })
+}
+
 /// Reads and tokenises `task`'s `split` from the minBERT folder `dir` (first `limit` rows).
 ///
 /// # Errors
@@ -197,15 +213,7 @@ pub fn load_split(
     enc: PairEncoding,
     limit: Option<usize>,
 ) -> Result<TaskData> {
-    let path = data_file(dir, task, split).with_context(|| {
-        format!(
-            "no {} file for task {} in {}: {}",
-            split.name(),
-            task.name(),
-            dir.display(),
-            io::DATA_HELP
-        )
-    })?;
+    let path = require_data_file(dir, task, split)?;
     let src = path.display().to_string();
     Ok(task_data(
         task,

@@ -1,4 +1,5 @@
-//! Helpers of the embedding tests (`embedding.rs`, `matryoshka.rs`, `corpus.rs`).
+//! Helpers of the embedding tests (`embedding.rs`, `matryoshka.rs`, `corpus.rs`,
+//! `st_adapter.rs`).
 
 use lorabert::model::Encoded;
 use lorabert::tasks::own::{Columns, EmbeddingData, EmbeddingLoss, OwnTask, TaskKind};
@@ -16,6 +17,15 @@ pub fn json_matrix(v: &serde_json::Value) -> Vec<Vec<f32>> {
                 .map(|x| x.as_f64().unwrap() as f32)
                 .collect()
         })
+        .collect()
+}
+
+/// A JSON array of strings.
+pub fn json_strs(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
         .collect()
 }
 
