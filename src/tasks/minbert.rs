@@ -62,9 +62,9 @@ pub fn task_data(
 }
 
 /// The minBERT pair task `task` trained as sentence embeddings (`--task sts --loss cosent`,
-/// `--task para --loss mnrl`): own data of the embedding kind read from the preset's training
-/// and dev files `train_file` and `validation_file`, TAB-separated with quoting off, as the
-/// minBERT files are written.
+/// `--task para --loss mnrl`): own data of the embedding kind, TAB-separated with quoting off as
+/// the minBERT files are written. `train_file` and `validation_file` are left empty: the
+/// caller fills in where its driver finds the task's files ([`file_names`]).
 ///
 /// - STS-B: scored pairs `sentence1` + `sentence2`, label `similarity` mapped from 0..5 to
 ///   0..1 (`score / 5`, as sentence-transformers' STS-B examples), the default loss `CoSENTLoss`,
