@@ -9,7 +9,6 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
 use common::embed::*;
 use common::*;
 use lorabert::model::BertTokenizer;
@@ -40,7 +39,6 @@ fn task(data: EmbeddingData, loss: EmbeddingLoss, scale: f64, metric: &str) -> O
 
 #[test]
 fn losses_match_sentence_transformers() {
-    let device = Device::flex();
     for case in golden_json()["losses"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let roles: Vec<Vec<Vec<f32>>> = case["embeddings"]
@@ -49,7 +47,7 @@ fn losses_match_sentence_transformers() {
             .iter()
             .map(json_matrix)
             .collect();
-        let (b, h, n) = (roles[0].len(), roles[0][0].len(), roles.len());
+        let n = roles.len();
         let scores: Option<Vec<f32>> = case["scores"]
             .as_array()
             .map(|s| s.iter().map(|x| x.as_f64().unwrap() as f32).collect());
@@ -73,22 +71,7 @@ fn losses_match_sentence_transformers() {
         };
         let scale = case["scale"].as_f64().unwrap();
         let kind = Embedding(task(data, loss, scale, "ndcg@10"));
-        // [b, n·h]: each example's texts side by side, as the kind's forward gives them.
-        let mut out = Vec::with_capacity(b * n * h);
-        for i in 0..b {
-            for role in &roles {
-                out.extend_from_slice(&role[i]);
-            }
-        }
-        let outputs = Tensor::<2>::from_data(TensorData::new(out, [b, n * h]), &device);
-        let labels = scores.unwrap_or_else(|| vec![1.0; b]);
-        let targets = kind.targets(&labels, &device);
-        let got = host(kind.loss(outputs, &targets))[0] as f64;
-        let want = case["loss"].as_f64().unwrap();
-        assert!(
-            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
-            "{name}: lorabert {got} vs sentence-transformers {want}"
-        );
+        assert_loss_matches(name, &kind, &roles, scores, case);
     }
 }
 

@@ -5,7 +5,6 @@
 
 mod common;
 
-use burn::tensor::{Device, Tensor, TensorData};
 use common::embed::*;
 use common::*;
 use lorabert::tasks::Kind;
@@ -28,7 +27,6 @@ fn task(data: EmbeddingData, loss: EmbeddingLoss, matryoshka: Vec<MatryoshkaDim>
 /// sentence-transformers (out of order in one case), within 1e-5 relative.
 #[test]
 fn matryoshka_loss_matches_sentence_transformers() {
-    let device = Device::flex();
     for case in golden_json()["losses"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let roles: Vec<Vec<Vec<f32>>> = case["embeddings"]
@@ -37,7 +35,7 @@ fn matryoshka_loss_matches_sentence_transformers() {
             .iter()
             .map(json_matrix)
             .collect();
-        let (b, h, n) = (roles[0].len(), roles[0][0].len(), roles.len());
+        let n = roles.len();
         let dims: Vec<usize> = case["dims"]
             .as_array()
             .unwrap()
@@ -66,21 +64,7 @@ fn matryoshka_loss_matches_sentence_transformers() {
             ),
         };
         let kind = Embedding(task(data, loss, matryoshka_dims(&dims, &weights).unwrap()));
-        let mut out = Vec::with_capacity(b * n * h);
-        for i in 0..b {
-            for role in &roles {
-                out.extend_from_slice(&role[i]);
-            }
-        }
-        let outputs = Tensor::<2>::from_data(TensorData::new(out, [b, n * h]), &device);
-        let labels = scores.unwrap_or_else(|| vec![1.0; b]);
-        let targets = kind.targets(&labels, &device);
-        let got = host(kind.loss(outputs, &targets))[0] as f64;
-        let want = case["loss"].as_f64().unwrap();
-        assert!(
-            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
-            "{name}: lorabert {got} vs sentence-transformers {want}"
-        );
+        assert_loss_matches(name, &kind, &roles, scores, case);
     }
 }
 
