@@ -639,3 +639,23 @@ fn a_model_folders_pooling_config_is_the_default() {
     assert!(!e.exists());
     let _ = std::fs::remove_dir_all(&model);
 }
+
+/// The page's loss list sends `--loss` values: each names its loss, "detect" (empty) none.
+#[test]
+fn loss_names_round_trip() {
+    use own::embedding::{loss_flag, loss_of_flag};
+    for l in [
+        EmbeddingLoss::Mnrl,
+        EmbeddingLoss::MnrlSymmetric,
+        EmbeddingLoss::Cosent,
+        EmbeddingLoss::Cosine,
+    ] {
+        assert_eq!(loss_of_flag(loss_flag(Some(l))), Some(l));
+    }
+    assert_eq!(
+        loss_of_flag("mnrl-symmetric"),
+        Some(EmbeddingLoss::MnrlSymmetric)
+    );
+    assert_eq!(loss_of_flag(""), None);
+    assert_eq!(loss_of_flag("MultipleNegativesRankingLoss"), None);
+}

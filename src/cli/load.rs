@@ -270,14 +270,12 @@ pub fn load_own(spec: &DataSpec, cfg: &TrainConfig, model: &Pretrained) -> Resul
         cfg.max_eval_examples,
     )?;
     let t = &own.task;
-    let kind = t.kind.describe();
-    let cols = match &t.columns.text_pair {
-        Some(p) => format!("pairs `{}` + `{p}`", t.columns.text),
-        None => format!("text `{}`", t.columns.text),
-    };
     eprintln!(
-        "{}: {kind}; {cols}, label `{}`; best epoch by {}",
-        spec.train_file, t.columns.label, t.metric_for_best_model
+        "{}: {}; {}; best epoch by {}",
+        spec.train_file,
+        t.kind.describe(),
+        t.columns.describe(),
+        t.metric_for_best_model
     );
     let s = &own.summary;
     eprintln!("  train: {}", s.train);

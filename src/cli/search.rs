@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::embed::{encode, truncate_dim};
+use super::embed::truncate_dim;
 use super::export::{ExportPooling, sentence_pooling};
 use super::load::{checkpoint_dir, load_encoder, load_model};
 use super::precision::InferencePrecision;
@@ -17,6 +17,7 @@ use crate::data::corpus::corpus_texts;
 use crate::data::sha256_hex;
 use crate::tasks::Pooling;
 use crate::tasks::retrieval::{normalized, top_k, truncated};
+use crate::train::texts::embed_encoded;
 
 /// `lorabert search`.
 #[derive(Args, Debug)]
@@ -173,8 +174,8 @@ pub fn search(a: SearchArgs) -> Result<()> {
                 a.model.max_len
             );
         }
-        let out = encode(&bert, &encs, pooling, a.batch_size, false, &device)?;
-        Ok(normalized(&out["sentence_embedding"].1, h))
+        let out = pollster::block_on(embed_encoded(&bert, &encs, pooling, a.batch_size, 0))?;
+        Ok(normalized(&out, h))
     };
     let docs = match cached {
         Some((_, v)) => {

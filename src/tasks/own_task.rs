@@ -396,6 +396,28 @@ pub struct Columns {
     pub negatives: Vec<String>,
 }
 
+impl Columns {
+    /// The columns read, in words, as the CLI and the page print them: "texts `text`, label
+    /// `sentiment`", "pairs `anchor` + `positive` with hard negatives `negative`" (no label part
+    /// where there is none: embedding pairs).
+    pub fn describe(&self) -> String {
+        let mut s = match &self.text_pair {
+            Some(p) => format!("pairs `{}` + `{p}`", self.text),
+            None => format!("texts `{}`", self.text),
+        };
+        if !self.negatives.is_empty() {
+            s.push_str(&format!(
+                " with hard negatives `{}`",
+                self.negatives.join("`, `")
+            ));
+        }
+        if !self.label.is_empty() {
+            s.push_str(&format!(", label `{}`", self.label));
+        }
+        s
+    }
+}
+
 /// An own-data task as a run trains it and a checkpoint keeps it (in `heads_config.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OwnTask {

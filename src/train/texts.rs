@@ -15,8 +15,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::data::TokenBatch;
 use crate::error::{Error, Result};
 use crate::kernels::read_f32;
-use crate::model::Encoded;
-use crate::tasks::{MultitaskModel, TaskData};
+use crate::model::{Bert, Encoded};
+use crate::tasks::{MultitaskModel, Pooling, TaskData, pool};
 
 /// `run` of each batch of `batches`, read back, in order: side by side on the CPU
 /// ([`crate::kernels::batches::map_batches`]), else one after another.
@@ -139,4 +139,55 @@ pub async fn pooled_predictions(
         outs.push(read_f32(kind.predictions(out)).await?);
     }
     Ok(Some(outs))
+}
+
+/// The pooled sentence embeddings `[encs.len(), hidden]` (row-major, not normalised) of `encs`
+/// through `bert`, as sentence-transformers' `encode` computes them (`1_Pooling`'s mean or CLS
+/// over the last hidden state): the texts sorted by length, in batches of at most `batch_size`
+/// (on the CPU also at most [`crate::data::INFERENCE_BATCH_TOKENS`] token rows), each padded
+/// with `pad_id` to its own longest text, the rows put back in input order. Used by `lorabert
+/// search` and the page's semantic search, so the two rank alike.
+///
+/// # Errors
+/// [`Error::Invalid`] for [`Pooling::Pooler`] (not a sentence embedding) or a `batch_size` of
+/// 0; a failed read-back.
+pub async fn embed_encoded(
+    bert: &Bert,
+    encs: &[Encoded],
+    pooling: Pooling,
+    batch_size: usize,
+    pad_id: u32,
+) -> Result<Vec<f32>> {
+    if pooling == Pooling::Pooler {
+        return Err(Error::Invalid(
+            "sentence embeddings pool with mean or cls, not BERT's pooler".into(),
+        ));
+    }
+    if batch_size == 0 {
+        return Err(Error::Invalid("the batch size must be >= 1".into()));
+    }
+    let table = bert.embeddings.word_embeddings.weight.val();
+    let (device, h) = (table.device(), table.dims()[1]);
+    let mut order: Vec<usize> = (0..encs.len()).collect();
+    order.sort_by_key(|&i| encs[i].ids.len());
+    let batches = crate::data::length_batches(
+        &order,
+        |i| encs[i].ids.len(),
+        batch_size,
+        crate::data::inference_batch_tokens(&device),
+    );
+    let outs = run_batches(&device, &batches, |idx| {
+        let batch: Vec<&Encoded> = idx.iter().map(|&i| &encs[i]).collect();
+        let x = TokenBatch::from_encoded(&batch, pad_id).to_tensors(&device);
+        let states = bert.forward(x.ids, x.type_ids, x.mask.clone());
+        pool(states, x.mask, pooling)
+    })
+    .await?;
+    let mut pooled = vec![0f32; encs.len() * h];
+    for (idx, p) in batches.iter().zip(&outs) {
+        for (k, &i) in idx.iter().enumerate() {
+            pooled[i * h..(i + 1) * h].copy_from_slice(&p[k * h..(k + 1) * h]);
+        }
+    }
+    Ok(pooled)
 }

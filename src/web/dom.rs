@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Blob, BlobPropertyBag, Document, HtmlAnchorElement, HtmlElement, HtmlInputElement,
-    HtmlSelectElement, Url,
+    HtmlSelectElement, HtmlTextAreaElement, Url,
 };
 
 use crate::error::{Error, Result};
@@ -44,7 +44,7 @@ pub fn set_html(id: &str, html: &str) {
     }
 }
 
-/// The value of the input or select `id` (empty when absent).
+/// The value of the input, select or text area `id` (empty when absent).
 pub fn input(id: &str) -> String {
     doc()
         .get_element_by_id(id)
@@ -53,7 +53,13 @@ pub fn input(id: &str) -> String {
                 .dyn_into::<HtmlInputElement>()
                 .map(|i| i.value())
                 .ok()
-                .or_else(|| e.dyn_into::<HtmlSelectElement>().ok().map(|s| s.value()))
+                .or_else(|| {
+                    e.clone()
+                        .dyn_into::<HtmlSelectElement>()
+                        .ok()
+                        .map(|s| s.value())
+                })
+                .or_else(|| e.dyn_into::<HtmlTextAreaElement>().ok().map(|t| t.value()))
         })
         .unwrap_or_default()
 }
@@ -63,8 +69,10 @@ pub fn set_input(id: &str, v: &str) {
     if let Some(e) = doc().get_element_by_id(id) {
         if let Ok(i) = e.clone().dyn_into::<HtmlInputElement>() {
             i.set_value(v);
-        } else if let Ok(s) = e.dyn_into::<HtmlSelectElement>() {
+        } else if let Ok(s) = e.clone().dyn_into::<HtmlSelectElement>() {
             s.set_value(v);
+        } else if let Ok(t) = e.dyn_into::<HtmlTextAreaElement>() {
+            t.set_value(v);
         }
     }
 }

@@ -5,7 +5,9 @@
 //! native report, keeps finished runs in `localStorage`, and shares results as a link in the
 //! URL fragment ([`results`], `report::share`). Downloads are kept in Cache Storage with their
 //! SHA-256 ([`cache`]); own CSV/TSV/JSONL files are previewed and their columns picked
-//! ([`owndata`]); "Try it" predicts a typed sentence with the trained model ([`tryit`]).
+//! ([`owndata`]); "Try it" predicts a typed sentence with the trained model ([`tryit`]), or
+//! for an embedding model searches a corpus with the base model and the adapter side by side
+//! ([`search`]).
 //! [`dom`] holds the small DOM helpers.
 
 pub mod cache;
@@ -14,6 +16,7 @@ pub mod load;
 pub mod observer;
 pub mod owndata;
 pub mod results;
+pub mod search;
 pub mod settings;
 pub mod train;
 pub mod tryit;
@@ -122,11 +125,14 @@ async fn restore_last_checkpoint() {
         ));
         return;
     };
+    tryit::offer_run(
+        &format!(
+            "{} {} r={}, best epoch (kept in this browser)",
+            row.task, row.adapter, row.r
+        ),
+        &files,
+    );
     STATE.with(|s| s.borrow_mut().adapter_files = Some(files));
-    tryit::offer_run(&format!(
-        "{} {} r={}, best epoch (kept in this browser)",
-        row.task, row.adapter, row.r
-    ));
 }
 
 /// Registers `sw.js`, which keeps the page's own files for offline visits (model and data files
@@ -198,6 +204,10 @@ pub fn start() {
     on_click("try-run", || {
         spawn_local(async { report(tryit::run().await) })
     });
+    on_click("try-search-run", || {
+        spawn_local(async { report(search::run().await) })
+    });
+    search::wire();
     on_click("load-ckpt", || {
         spawn_local(async { report(tryit::load_picked().await) })
     });

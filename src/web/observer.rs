@@ -11,7 +11,7 @@ use super::dom::{doc, log, now, set_html, set_text, status, yield_now};
 use crate::report::plot::{Chart, Series, svg};
 use crate::train::artifacts::Files;
 use crate::train::run::Observer;
-use crate::train::{RunResults, StepStats};
+use crate::train::{DevMetrics, RunResults, StepStats};
 
 /// Shows a run's progress on the page (bar, rate, loss plot, dev metrics), keeps the best
 /// checkpoint's files for "Download adapter", and yields to the browser after every step.
@@ -45,6 +45,7 @@ const MAX_PLOT_POINTS: usize = 400;
 impl WebObserver {
     /// An observer of the run `label` on `device` (whose memory pool it samples).
     pub fn new(label: &str, device: &Device) -> Self {
+        set_text("dev-before", "");
         WebObserver {
             steps: 0,
             done: 0,
@@ -156,6 +157,13 @@ impl Observer for WebObserver {
             "{}: evaluating epoch {epoch} on dev ...",
             self.label
         ));
+    }
+
+    fn on_before_training(&mut self, dev: &DevMetrics) {
+        // Embeddings evaluate the model before training, so the gain is visible.
+        let line = format!("{}: epoch 0 (before training): dev {dev}", self.label);
+        set_text("dev-before", &line);
+        log(&line);
     }
 
     fn on_epoch_end(&mut self, results: &RunResults, best: Option<&Files>) -> crate::Result<()> {

@@ -1,8 +1,9 @@
 //! Your own data in the page: a CSV, TSV or JSON Lines file picked, dropped on the page or
 //! fetched by URL; a preview of its first rows; column pickers filled with the same detection
 //! as the CLI (`tasks::own`: `sentence`/`text`, `sentence1` + `sentence2`, `label`, ...); the
-//! inferred task kind with its label counts; a validation file or a seeded split. Training
-//! reads the same [`DataSpec`] as `lorabert train --train-file`.
+//! inferred task kind with its label counts (or, for embedding pairs, the loss); a validation
+//! file or a seeded split. Training reads the same [`DataSpec`] as `lorabert train
+//! --train-file`.
 
 use std::rc::Rc;
 
@@ -12,7 +13,7 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::HtmlInputElement;
 
 use super::STATE;
-use super::dom::{doc, el, esc, input, log, report, set_html, set_text, status};
+use super::dom::{doc, el, esc, input, log, report, set_html, set_input, set_text, status};
 use super::load::picked_file;
 use crate::data::table::{Format, Table};
 use crate::error::{Error, Result};
@@ -117,23 +118,19 @@ pub fn spec(train: &OwnFile, validation: Option<&OwnFile>) -> Result<DataSpec> {
             "classification" => Some(TaskType::Classification),
             "regression" => Some(TaskType::Regression),
             "multi-label" => Some(TaskType::MultiLabel),
+            "embedding" => Some(TaskType::Embedding),
             _ => None,
         },
+        loss: own::embedding::loss_of_flag(&input("own-loss")),
         metric_for_best_model: None,
         strict_quotes: false,
         ..DataSpec::default()
     })
 }
 
-/// Refuses embedding pairs (anchor/positive columns, `--task-type embedding` natively) and
-/// tagged words (token classification): the page has neither task yet.
+/// Refuses tagged words (token classification): the page does not train that task yet.
 fn native_only(task: &own::OwnTask) -> Result<()> {
     match task.kind {
-        own::TaskKind::Embedding { .. } => Err(Error::Invalid(
-            "this file holds embedding pairs (anchor/positive columns): the page does not train \
-             sentence embeddings yet; use the native program (docs/embeddings.md)"
-                .into(),
-        )),
         own::TaskKind::TokenClassification { .. } => Err(Error::Invalid(TOKENS_NATIVE.into())),
         _ => Ok(()),
     }
@@ -145,32 +142,34 @@ fn show_summary() {
     let Some(train) = STATE.with(|s| s.borrow().own.train.clone()) else {
         return;
     };
+    let mut embedding = false;
     let text = (|| -> Result<String> {
         let t = table_of(&train)?;
-        if input("own-label").is_empty() {
-            return Err(Error::Invalid(
-                "no label column found: pick one in the Label list".into(),
-            ));
-        }
         let spec = spec(&train, None)?;
         if own::tokens::is_token_data(&spec, &train.bytes)? {
             return Err(Error::Invalid(TOKENS_NATIVE.into()));
         }
+        // Embedding pairs need no label: a score or 0/1 column is used where there is one.
+        embedding = own::embedding::is_embedding(&t, &spec);
+        if !embedding && input("own-label").is_empty() {
+            return Err(Error::Invalid(
+                "no label column found: pick one in the Label list".into(),
+            ));
+        }
         let (task, rows) = own::task_of(&t, &spec)?;
         native_only(&task)?;
-        let (kind, columns) = (&task.kind, &task.columns);
         let summary = own::summarize(&rows, &task)?;
-        let what = kind.describe();
-        let input = match &columns.text_pair {
-            Some(p) => format!("pairs `{}` + `{p}`", columns.text),
-            None => format!("texts `{}`", columns.text),
-        };
         Ok(format!(
-            "{what} of {input}, label `{}`: {summary}; metrics {}",
-            columns.label,
-            kind.metric_names().join(", ")
+            "{} of {}: {summary}; metrics {}",
+            task.kind.describe(),
+            task.columns.describe(),
+            task.kind.metric_names().join(", ")
         ))
     })();
+    // The loss list is for embedding pairs only.
+    if let Some(e) = el("own-loss-row") {
+        e.set_hidden(!embedding);
+    }
     match text {
         Ok(t) => {
             set_text("own-summary", &t);
@@ -214,7 +213,14 @@ fn clear_train() {
 /// the first usual text name (or the first column) and, for the label, the first usual name or
 /// the last column that is not the text.
 fn guess_columns(t: &Table) -> (String, Option<String>, String) {
-    if let Ok(c) = Columns::resolve(t, &DataSpec::default()) {
+    let detect = DataSpec::default();
+    if own::embedding::is_embedding(t, &detect) {
+        // Anchor/positive pairs: the label, a score or 0/1 column, only where there is one.
+        if let Ok((_, c)) = own::embedding::kind_of(t, &detect) {
+            return (c.text, c.text_pair, c.label);
+        }
+    }
+    if let Ok(c) = Columns::resolve(t, &detect) {
         return (c.text, c.text_pair, c.label);
     }
     let first = |names: &[&str]| {
@@ -263,8 +269,14 @@ fn set_train(name: String, bytes: Vec<u8>) -> Result<()> {
         Some("(none: single texts)"),
         pair.as_deref(),
     );
-    let pick = (label.is_empty()).then_some("(pick the label column)");
-    fill_select("own-label", &t.header, pick, Some(&label));
+    let none = if own::embedding::is_embedding(&t, &DataSpec::default()) {
+        Some("(none: anchor/positive pairs)")
+    } else {
+        label.is_empty().then_some("(pick the label column)")
+    };
+    fill_select("own-label", &t.header, none, Some(&label));
+    // A loss picked for the previous file is not carried over to this one.
+    set_input("own-loss", "");
     set_html("own-preview", &preview_html(&t));
     log(&format!(
         "{}: {} rows, columns {}",
@@ -355,7 +367,7 @@ pub fn wire() {
         "change",
         Box::new(|| spawn_local(async { report(read_train_file().await) })),
     );
-    for id in ["own-text", "own-pair", "own-label", "own-type"] {
+    for id in ["own-text", "own-pair", "own-label", "own-type", "own-loss"] {
         on(id, "change", Box::new(show_summary));
     }
     on(
@@ -396,4 +408,27 @@ pub fn wire() {
         let _ = zone.add_event_listener_with_callback("drop", drop.as_ref().unchecked_ref());
         drop.forget();
     }
+}
+
+/// Distinct texts offered as "Try it"'s search corpus after an embedding run: at most this many.
+pub const MAX_OFFERED_CORPUS: usize = 2000;
+
+/// What "Try it" searches after an embedding run on the training file of `task`: the distinct
+/// second texts (positives) and hard negatives of its rows, in file order (at most
+/// [`MAX_OFFERED_CORPUS`]), and its first anchor as a sample query; `None` when the file is
+/// gone or reads no rows.
+pub fn search_corpus(task: &own::OwnTask) -> Option<(Vec<String>, String)> {
+    let train = STATE.with(|s| s.borrow().own.train.clone())?;
+    let rows = own::task_rows(&table_of(&train).ok()?, task).ok()?;
+    let mut seen = std::collections::HashSet::new();
+    let docs: Vec<String> = rows
+        .rows
+        .iter()
+        .flat_map(|r| r.text_pair.iter().chain(&r.negatives))
+        // One text per line in the corpus field: a field that spans lines becomes one line.
+        .map(|d| d.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|d| seen.insert(d.clone()))
+        .take(MAX_OFFERED_CORPUS)
+        .collect();
+    Some((docs, rows.rows.first()?.text.clone()))
 }

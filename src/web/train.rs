@@ -237,6 +237,15 @@ async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
         data_url: (!own_data).then(|| input("data-url")),
     };
     STATE.with(|s| s.borrow_mut().shared_data = shared);
+    // An embedding run is tried by searching: the training file's positives are offered as the
+    // corpus, its first anchor as the query.
+    let embedding = form
+        .own
+        .as_ref()
+        .filter(|o| matches!(o.kind, crate::tasks::own::TaskKind::Embedding { .. }));
+    if let Some((docs, query)) = embedding.and_then(owndata::search_corpus) {
+        super::search::offer_corpus(&docs, &query);
+    }
     let backend = if g.gpu { "webgpu" } else { "flex (wasm CPU)" };
     for (adapter, r) in grid {
         if STOP.with(|s| s.get()) {
@@ -270,7 +279,7 @@ async fn train_grid(grid: Vec<(AdapterKind, usize)>) -> Result<()> {
         if let Some(files) = &best_files {
             // "Try it" builds its model from these files on its first use; a copy is kept in
             // the browser's store, so Try it and Download work after a reload too.
-            tryit::offer_run(&format!("{label}, best epoch"));
+            tryit::offer_run(&format!("{label}, best epoch"), files);
             rec.checkpoint = keep_checkpoint(&label, files).await;
         }
         STATE.with(|s| {

@@ -2,7 +2,8 @@
 //! or through a checkpoint loaded from disk (a lorabert checkpoint's files, or a PEFT
 //! sequence-classification adapter's), showing the predicted label with every class's
 //! probability, or the score. One forward pass without the training graph, through the same
-//! code as `lorabert predict --sentence` (`train::infer`).
+//! code as `lorabert predict --sentence` (`train::infer`). An embedding model is tried by
+//! semantic search instead ([`super::search`]).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -13,13 +14,13 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::HtmlInputElement;
 
 use super::STATE;
-use super::dom::{doc, esc, input, log, now, set_html, set_text, status};
+use super::dom::{doc, el, esc, input, log, now, set_html, set_text, status};
 use super::load::{ModelBytes, gpu, load_model};
 use crate::error::{Error, Result};
 use crate::model::Pretrained;
-use crate::tasks::own::{OwnRow, OwnRows};
+use crate::tasks::own::{OwnRow, OwnRows, TaskKind};
 use crate::tasks::{HeadsConfig, MultitaskModel};
-use crate::train::artifacts::{names, restore_any};
+use crate::train::artifacts::{Files, names, restore_any};
 use crate::train::evaluate::PredictionRow;
 use crate::train::infer::predict_texts;
 
@@ -67,9 +68,34 @@ pub async fn build(
     })
 }
 
-/// Makes the last run's best checkpoint (`State::adapter_files`) the one "Try it" uses; its
-/// model is built on the first prediction, so a rank sweep does not rebuild it after every run.
-pub fn offer_run(label: &str) {
+/// Whether `heads` are an embedding model's (no head: "Try it" searches with it).
+pub fn is_embedding(heads: &HeadsConfig) -> bool {
+    heads
+        .own
+        .as_ref()
+        .is_some_and(|o| matches!(o.kind, TaskKind::Embedding { .. }))
+}
+
+/// Shows the fields of "Try it" for the model's kind: semantic search for an embedding model
+/// ([`super::search`]), else a sentence (or pair) to predict.
+pub fn show_mode(embedding: bool) {
+    if let Some(e) = el("try-classify") {
+        e.set_hidden(embedding);
+    }
+    if let Some(e) = el("try-search") {
+        e.set_hidden(!embedding);
+    }
+}
+
+/// Makes the last run's best checkpoint `files` (kept as `State::adapter_files`) the one "Try
+/// it" uses; its model is built on the first prediction, so a rank sweep does not rebuild it
+/// after every run.
+pub fn offer_run(label: &str, files: &Files) {
+    let heads = files
+        .iter()
+        .find(|(n, _)| *n == names::HEADS_CONFIG)
+        .and_then(|(_, b)| serde_json::from_slice::<HeadsConfig>(b).ok());
+    show_mode(heads.as_ref().is_some_and(is_embedding));
     set_text("try-model", &format!("trying: {label}"));
     STATE.with(|s| {
         let mut s = s.borrow_mut();
@@ -82,7 +108,7 @@ pub fn offer_run(label: &str) {
 ///
 /// # Errors
 /// No trained or loaded model; as [`build`].
-async fn current() -> Result<Rc<Trained>> {
+pub(super) async fn current() -> Result<Rc<Trained>> {
     if let Some(t) = STATE.with(|s| s.borrow().trained.clone()) {
         return Ok(t);
     }
@@ -129,6 +155,7 @@ pub fn set_trained(t: Trained) {
             .unwrap_or_default()
     );
     set_text("try-model", &what);
+    show_mode(is_embedding(&t.heads));
     STATE.with(|s| s.borrow_mut().trained = Some(Rc::new(t)));
 }
 
@@ -173,7 +200,7 @@ pub async fn load_picked() -> Result<()> {
     );
     let t = build(&model, files, &source).await?;
     set_trained(t);
-    status("checkpoint loaded: type a sentence under \"Try it\"");
+    status("checkpoint loaded: try it under \"Try it\"");
     Ok(())
 }
 

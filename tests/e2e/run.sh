@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the page (if needed), serves dist/ on 127.0.0.1 with a tiny random BERT and a few rows of
-# the minBERT data (and a CSV slice of GLUE SST-2 for own data), and runs e2e.mjs in headless
-# Chromium. Artefacts (screenshots, console log)
+# the minBERT data (and a CSV slice of GLUE SST-2 for own data, Quora duplicate pairs for
+# embeddings), and runs e2e.mjs and kinds.mjs in headless Chromium. Artefacts (screenshots, console log)
 # go to $E2E_OUT (default target/e2e). Needs: trunk + wasm-bindgen 0.2.130 on PATH, chromium,
 # node + npm, the lorabert native binary ($LORABERT_BIN), ../shared (tokenizer and data).
 set -euo pipefail
@@ -34,6 +34,17 @@ with open(src, newline="") as f, open(dst, "w", newline="") as g:
     for sentence, label in rows:
         w.writerow([sentence.strip(), "positive" if label == "1" else "negative"])
 PY
+# Embedding pairs: the first 120 duplicate pairs of the Quora training file as anchor/positive.
+python3 - "$SHARED/data/minbert/quora-train-partial.csv" "$OUT/quora-pairs.csv" <<'PY'
+import csv, sys
+src, dst = sys.argv[1], sys.argv[2]
+with open(src, newline="") as f, open(dst, "w", newline="") as g:
+    rows = [r for r in csv.DictReader(f, delimiter="\t") if r["is_duplicate"] == "1.0"][:120]
+    w = csv.writer(g)
+    w.writerow(["anchor", "positive"])
+    for r in rows:
+        w.writerow([r["sentence1"].strip(), r["sentence2"].strip()])
+PY
 (cd tests/e2e && [ -d node_modules/playwright-core ] && [ -d node_modules/puppeteer-core ] || npm ci --no-audit --no-fund)
 PORT=${E2E_PORT:-8765}
 python3 -m http.server "$PORT" --bind 127.0.0.1 --directory dist > "$OUT/server.log" 2>&1 &
@@ -41,7 +52,11 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
 if [ "${E2E_CHROMIUM:-1}" = 1 ]; then
-  LORABERT_BIN="$BIN" TINY_MODEL="$FIX/tiny" E2E_DATA="$FIX/data" node tests/e2e/e2e.mjs "http://127.0.0.1:$PORT/" "$OUT"
+  # e2e.mjs: the page's whole flow; kinds.mjs: the task kinds beyond classification and
+  # regression (sentence embeddings). E2E_SCRIPTS="kinds" runs one of them.
+  for script in ${E2E_SCRIPTS:-e2e kinds}; do
+    LORABERT_BIN="$BIN" TINY_MODEL="$FIX/tiny" E2E_DATA="$FIX/data" node "tests/e2e/$script.mjs" "http://127.0.0.1:$PORT/" "$OUT"
+  done
 fi
 # Firefox ESR (WebGPU on lavapipe, with shader-f16): the page's f16 path against native f16.
 if [ "${E2E_FIREFOX:-1}" = 1 ]; then

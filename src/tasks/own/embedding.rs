@@ -203,6 +203,19 @@ pub fn loss_flag(loss: Option<EmbeddingLoss>) -> &'static str {
     }
 }
 
+/// The loss of a `--loss` value (`mnrl`, `mnrl-symmetric`, `cosent`, `cosine`; the inverse of
+/// [`loss_flag`]); `None` for any other text (the page's "detect" choice is empty).
+pub fn loss_of_flag(flag: &str) -> Option<EmbeddingLoss> {
+    [
+        EmbeddingLoss::Mnrl,
+        EmbeddingLoss::MnrlSymmetric,
+        EmbeddingLoss::Cosent,
+        EmbeddingLoss::Cosine,
+    ]
+    .into_iter()
+    .find(|l| loss_flag(Some(*l)) == flag)
+}
+
 /// The rows of `table` for an embedding task reading `columns`: every text trimmed; a row
 /// without a label (an empty field) skipped when the task has a label column.
 ///
