@@ -18,6 +18,7 @@ pub mod owndata;
 pub mod results;
 pub mod search;
 pub mod settings;
+pub mod tags;
 pub mod train;
 pub mod tryit;
 

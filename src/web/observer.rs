@@ -42,6 +42,22 @@ const REDRAW_SECONDS: f64 = 0.5;
 /// Points drawn of a loss series at most (longer series are averaged in equal buckets).
 const MAX_PLOT_POINTS: usize = 400;
 
+/// The per-class F1 values of `dev` (entity types, labels: `f1/<class>` in `results.json`) as
+/// "; F1 by class: LOC 0.6364, MISC 1.0000"; empty where there are none.
+fn per_class(dev: &DevMetrics) -> String {
+    let Some(own) = &dev.own else {
+        return String::new();
+    };
+    let per: Vec<String> = own
+        .named()
+        .filter_map(|(n, v)| n.strip_prefix("f1/").map(|c| format!("{c} {v:.4}")))
+        .collect();
+    match per.is_empty() {
+        true => String::new(),
+        false => format!("; F1 by class: {}", per.join(", ")),
+    }
+}
+
 impl WebObserver {
     /// An observer of the run `label` on `device` (whose memory pool it samples).
     pub fn new(label: &str, device: &Device) -> Self {
@@ -169,7 +185,7 @@ impl Observer for WebObserver {
     fn on_epoch_end(&mut self, results: &RunResults, best: Option<&Files>) -> crate::Result<()> {
         self.draw();
         if let Some(e) = results.epochs.last() {
-            let txt = e.dev.to_string();
+            let txt = format!("{}{}", e.dev, per_class(&e.dev));
             set_text(
                 "dev-metric",
                 &format!("{}: epoch {}: dev {txt}", self.label, e.epoch),

@@ -44,14 +44,19 @@ pub struct OwnFiles {
 fn table_of(f: &OwnFile) -> Result<Table> {
     let format = Format::resolve(&f.name, None)?;
     if format == Format::Conll {
-        return Err(Error::Invalid(TOKENS_NATIVE.into()));
+        return Err(Error::Invalid(format!(
+            "{}: a CoNLL file holds tagged words, not a table",
+            f.name
+        )));
     }
     Table::read(&f.bytes, &f.name, format, true)
 }
 
-/// Why the page refuses token-classification files.
-const TOKENS_NATIVE: &str = "this file holds tagged words (CoNLL or JSON Lines tokens): the page \
-     does not train token classification yet; use the native program (docs/token-classification.md)";
+/// Whether `f` under the page's fields is a file of tagged words (CoNLL, or JSON Lines with
+/// token lists): token classification ([`super::tags`]).
+fn is_tokens(f: &OwnFile) -> bool {
+    spec(f, None).is_ok_and(|s| own::tokens::is_token_data(&s, &f.bytes).unwrap_or(false))
+}
 
 /// Fills a `<select>` with `options` (value = text), selecting `chosen`.
 fn fill_select(id: &str, options: &[String], none: Option<&str>, chosen: Option<&str>) {
@@ -128,27 +133,21 @@ pub fn spec(train: &OwnFile, validation: Option<&OwnFile>) -> Result<DataSpec> {
     })
 }
 
-/// Refuses tagged words (token classification): the page does not train that task yet.
-fn native_only(task: &own::OwnTask) -> Result<()> {
-    match task.kind {
-        own::TaskKind::TokenClassification { .. } => Err(Error::Invalid(TOKENS_NATIVE.into())),
-        _ => Ok(()),
-    }
-}
-
 /// Shows the task the columns make: kind, classes and label counts (or the target's range),
 /// or the error naming line and column.
 fn show_summary() {
     let Some(train) = STATE.with(|s| s.borrow().own.train.clone()) else {
         return;
     };
+    let tokens = is_tokens(&train);
+    show_columns(!tokens);
+    if tokens {
+        return show_result(spec(&train, None).and_then(|s| super::tags::summary(&train, &s)));
+    }
     let mut embedding = false;
     let text = (|| -> Result<String> {
         let t = table_of(&train)?;
         let spec = spec(&train, None)?;
-        if own::tokens::is_token_data(&spec, &train.bytes)? {
-            return Err(Error::Invalid(TOKENS_NATIVE.into()));
-        }
         // Embedding pairs need no label: a score or 0/1 column is used where there is one.
         embedding = own::embedding::is_embedding(&t, &spec);
         if !embedding && input("own-label").is_empty() {
@@ -157,7 +156,6 @@ fn show_summary() {
             ));
         }
         let (task, rows) = own::task_of(&t, &spec)?;
-        native_only(&task)?;
         let summary = own::summarize(&rows, &task)?;
         Ok(format!(
             "{} of {}: {summary}; metrics {}",
@@ -170,6 +168,11 @@ fn show_summary() {
     if let Some(e) = el("own-loss-row") {
         e.set_hidden(!embedding);
     }
+    show_result(text);
+}
+
+/// Shows the summary line `text` (or its error) and enables Start where it is not an error.
+fn show_result(text: Result<String>) {
     match text {
         Ok(t) => {
             set_text("own-summary", &t);
@@ -254,8 +257,21 @@ async fn read_train_file() -> Result<()> {
     set_train(name, bytes)
 }
 
+/// Shows the column pickers (tables) or hides them (tagged words, which have none).
+fn show_columns(on: bool) {
+    if let Some(e) = el("own-columns") {
+        e.set_hidden(!on);
+    }
+    if let Some(e) = el("own-loss-row").filter(|_| !on) {
+        e.set_hidden(true);
+    }
+}
+
 fn set_train(name: String, bytes: Vec<u8>) -> Result<()> {
     let f = OwnFile { name, bytes };
+    if is_tokens(&f) {
+        return set_tokens(f);
+    }
     let t = table_of(&f).inspect_err(|e| {
         clear_train();
         // Said where the file was picked too, not only at the top of the page.
@@ -285,6 +301,38 @@ fn set_train(name: String, bytes: Vec<u8>) -> Result<()> {
         t.header.join(", ")
     ));
     status(&format!("data: {} ({} rows)", f.name, t.rows.len()));
+    STATE.with(|s| s.borrow_mut().own.train = Some(Rc::new(f)));
+    set_input_checked("source-own");
+    show_summary();
+    Ok(())
+}
+
+/// Takes a file of tagged words: the preview of its first sentences with their tags coloured,
+/// the summary (tags, scheme, entities per type).
+fn set_tokens(f: OwnFile) -> Result<()> {
+    let spec = spec(&f, None)?;
+    let read = own::tokens::training_tags(&spec, &f.bytes).inspect_err(|e| {
+        clear_train();
+        set_text("own-summary", &format!("error: {e}"));
+    })?;
+    for id in ["own-text", "own-pair", "own-label"] {
+        fill_select(id, &[], None, None);
+    }
+    set_html(
+        "own-preview",
+        &super::tags::preview_html(&read.file, read.scheme, PREVIEW_ROWS),
+    );
+    log(&format!(
+        "{}: {} sentences, {} words",
+        f.name,
+        read.file.sentences.len(),
+        read.file.tokens()
+    ));
+    status(&format!(
+        "data: {} ({} sentences)",
+        f.name,
+        read.file.sentences.len()
+    ));
     STATE.with(|s| s.borrow_mut().own.train = Some(Rc::new(f)));
     set_input_checked("source-own");
     show_summary();
@@ -338,7 +386,6 @@ pub async fn load(
         max_train,
         max_dev,
     )?;
-    native_only(&data.task)?;
     log(&format!(
         "{}: {} training and {} validation rows; {}",
         spec.train_file,

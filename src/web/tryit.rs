@@ -2,7 +2,8 @@
 //! or through a checkpoint loaded from disk (a lorabert checkpoint's files, or a PEFT
 //! sequence-classification adapter's), showing the predicted label with every class's
 //! probability, or the score. One forward pass without the training graph, through the same
-//! code as `lorabert predict --sentence` (`train::infer`). An embedding model is tried by
+//! code as `lorabert predict --sentence` (`train::infer`). A token-classification model shows
+//! the sentence's entities highlighted ([`super::tags`]); an embedding model is tried by
 //! semantic search instead ([`super::search`]).
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use crate::model::Pretrained;
 use crate::tasks::own::{OwnRow, OwnRows, TaskKind};
 use crate::tasks::{HeadsConfig, MultitaskModel};
 use crate::train::artifacts::{Files, names, restore_any};
+use crate::train::entities::{predict_entities, token_task};
 use crate::train::evaluate::PredictionRow;
 use crate::train::infer::predict_texts;
 
@@ -246,6 +248,9 @@ pub async fn run() -> Result<()> {
     if text.trim().is_empty() {
         return Err(Error::Invalid("Try it: type a sentence first".into()));
     }
+    if token_task(&t.heads).is_some() {
+        return tag(&t, text).await;
+    }
     let pair = Some(input("try-pair")).filter(|p| !p.trim().is_empty());
     let rows = OwnRows {
         source: "the Try it field".into(),
@@ -271,6 +276,32 @@ pub async fn run() -> Result<()> {
     .await?;
     let ms = (now() - t0) * 1000.0;
     set_html("try-out", &rows_html(&out));
+    set_text("try-json", &serde_json::to_string(&out).unwrap_or_default());
+    set_text("try-time", &format!("{ms:.0} ms"));
+    Ok(())
+}
+
+/// Tags the typed `text` with a token-classification model: its entities highlighted with type
+/// and score ([`super::tags::entities_html`]), and in `#try-json` the JSON `lorabert predict
+/// --sentence` prints (one object per text, in an array).
+///
+/// # Errors
+/// As [`predict_entities`].
+async fn tag(t: &Trained, text: String) -> Result<()> {
+    let t0 = now();
+    let out = predict_entities(
+        &t.model,
+        &t.heads,
+        &t.pretrained.tokenizer,
+        &[("1".to_string(), text.clone())],
+        1,
+        t.pretrained.pad_id(),
+    )
+    .await?;
+    let ms = (now() - t0) * 1000.0;
+    if let Some(e) = out.first() {
+        set_html("try-out", &super::tags::entities_html(&text, e));
+    }
     set_text("try-json", &serde_json::to_string(&out).unwrap_or_default());
     set_text("try-time", &format!("{ms:.0} ms"));
     Ok(())

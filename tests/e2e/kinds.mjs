@@ -1,11 +1,12 @@
-// End-to-end test of the page's sentence-embedding kind in headless Chromium (WebGPU on
-// SwiftShader): an anchor/positive file picked as own data, its columns and loss detected,
+// End-to-end test of the page's sentence-embedding and token-classification kinds in headless
+// Chromium (WebGPU on SwiftShader). Embeddings: an anchor/positive file picked as own data, its columns and loss detected,
 // trained with LoRA and DoRA (each loss curve against the same run of the native program on the
 // same software GPU), the epoch-0 and epoch retrieval metrics shown, and "Try it" as semantic
 // search: the base model's and the adapter's top hits side by side, against `lorabert search`
-// on the downloaded checkpoint.
+// on the downloaded checkpoint. Tokens: a CoNLL-2003 slice previewed with its entities
+// coloured, trained against native, and Try it's entities against `lorabert predict --sentence`.
 // Usage: node kinds.mjs <base-url> <artefact-dir>   (tests/e2e/run.sh sets up the fixtures:
-// the tiny model under fixtures/tiny/ and $OUT/quora-pairs.csv)
+// the tiny model under fixtures/tiny/, $OUT/quora-pairs.csv and $OUT/ner-slice.conll)
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -139,6 +140,112 @@ try {
   await page.reload({ waitUntil: 'load' });
   await page.waitForFunction(() => document.getElementById('try-model')?.textContent.includes('kept in this browser'), null, { timeout: 60_000 });
   check(await page.locator('#try-search').isVisible(), 'after a reload, Try it offers search for the kept embedding run');
+
+  // Token classification: a CoNLL-2003 slice (IOB1), previewed with its entities coloured,
+  // trained (loss curve against native wgpu), F1 shown, and Try it highlighting entities as
+  // `lorabert predict --sentence` finds them.
+  const conll = `${out}/ner-slice.conll`;
+  await page.check('#source-own');
+  await page.setInputFiles('#own-file', conll);
+  await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.startsWith('token'), null, { timeout: 30_000 });
+  const tokSummary = await page.textContent('#own-summary');
+  check(/^token classification with \d+ tags \(B-[A-Z]+.*\), IOB1 .*of the words of a CoNLL file: \d+ sentences, \d+ entities \(LOC: \d+/.test(tokSummary)
+    && tokSummary.includes('metrics f1, precision, recall, accuracy'), `the CoNLL file's tags, scheme and entities are shown: ${tokSummary}`);
+  check(await page.locator('#own-columns').isHidden() && await page.locator('#own-loss-row').isHidden() && await page.locator('#own-preview mark.ent').count() > 0,
+    `no column pickers; the preview colours ${await page.locator('#own-preview mark.ent').count()} entities`);
+  check(await page.locator('#start').isEnabled(), 'Start is enabled for tagged words');
+  await page.locator('#data-section').screenshot({ path: `${shots}/2-data-tokens.png` });
+  // A token line with another column count than the rest: the error names file and line, and
+  // nothing of the good file stays to be trained on.
+  fs.writeFileSync(`${out}/bad-columns.conll`, 'EU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\nGerman JJ I-MISC\n');
+  await page.setInputFiles('#own-file', `${out}/bad-columns.conll`);
+  await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.startsWith('error'), null, { timeout: 30_000 });
+  const badTok = await page.textContent('#own-summary');
+  check(badTok.includes('bad-columns.conll line 4') && await page.locator('#own-preview tr').count() === 0 && await page.locator('#start').isDisabled(),
+    `a CoNLL line with another column count is named and Start waits: ${badTok}`);
+  await page.setInputFiles('#own-file', conll);
+  await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.startsWith('token'), null, { timeout: 30_000 });
+  await page.selectOption('#adapter', 'lora');
+  await page.evaluate(() => { document.getElementById('dev-metric').textContent = ''; document.getElementById('error').textContent = ''; });
+  const beforeTok = await page.evaluate(() => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length);
+  await page.click('#start');
+  await page.waitForFunction(
+    () => document.getElementById('dev-metric')?.textContent.includes('dev') || document.getElementById('error')?.textContent,
+    null, { timeout: 600_000, polling: 500 });
+  check(!(await page.textContent('#error')), `token classification trains in the page: ${await page.textContent('#error')}`);
+  const tokMetric = await page.textContent('#dev-metric');
+  check(/epoch 1: dev f1 [0-9.]+/.test(tokMetric) && tokMetric.includes('precision') && /F1 by class: LOC [0-9.]+, MISC [0-9.]+, ORG [0-9.]+, PER [0-9.]+/.test(tokMetric),
+    `entity F1, overall and per type, is shown: ${tokMetric}`);
+  await page.waitForFunction((n) => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length > n, beforeTok, { timeout: 60_000, polling: 100 });
+  const tokRun = JSON.parse(await page.evaluate(() => localStorage.getItem('lorabert.runs.v1'))).at(-1);
+  const tokDir = `${out}/kinds-native-tokens`;
+  fs.rmSync(tokDir, { recursive: true, force: true });
+  execFileSync(bin, ['train', '--backend', 'wgpu', '--train-file', conll, '--adapter', 'lora', '--r', '2', '--lora-alpha', '8',
+    '--lora-dropout', '0', '--epochs', '1', '--max-steps', '12', '--batch-size', '8', '--max-len', '32', '--eval-batch-size', '64',
+    '--lr', '0.01', '--checkpoint-every', '0', '--model', tinyModel, '--out', tokDir], { stdio: ['ignore', 'ignore', 'inherit'], env: swiftshader });
+  const tokNat = JSON.parse(fs.readFileSync(`${tokDir}/results.json`, 'utf8'));
+  check(tokNat.loss_curve.length === tokRun.loss_curve.length, `tokens: page and native have ${tokNat.loss_curve.length} loss points`);
+  tokNat.loss_curve.forEach(([step, l], i) => {
+    const rel = Math.abs(tokRun.loss_curve[i][1] - l) / Math.abs(l);
+    check(Number.isFinite(l) && rel <= 1e-4, `tokens step ${step}: loss page ${tokRun.loss_curve[i][1].toFixed(6)} = native ${l.toFixed(6)} (rel ${rel.toExponential(2)})`);
+  });
+  const f1 = tokNat.epochs[0].dev.own.f1;
+  check(Math.abs(tokRun.row.s - f1) <= 1e-4, `tokens: the recorded score is entity F1 ${tokRun.row.s.toFixed(4)} as native ${f1.toFixed(4)}`);
+
+  check(await page.locator('#try-classify').isVisible() && await page.locator('#try-search').isHidden(), 'Try it offers a sentence to tag');
+  const sentence = 'Angela Merkel visited Paris and met officials of the European Union in Brussels.';
+  await page.fill('#try-text', sentence);
+  await page.evaluate(() => { document.getElementById('try-json').textContent = ''; });
+  await page.click('#try-run');
+  await page.waitForFunction(() => document.getElementById('try-json')?.textContent || document.getElementById('error')?.textContent, null, { timeout: 60_000 });
+  check(!(await page.textContent('#error')), `Try it tags the sentence: ${await page.textContent('#error')}`);
+  const tagged = JSON.parse(await page.textContent('#try-json'))[0];
+  check(await page.locator('#try-out mark.ent').count() === tagged.entities.length,
+    `the ${tagged.entities.length} entities are highlighted: ${tagged.entities.map((e) => `${e.entity_group} ${e.word}`).join('; ')}`);
+  const tokCkpt = `${out}/kinds-token-checkpoint`;
+  fs.rmSync(tokCkpt, { recursive: true, force: true });
+  fs.mkdirSync(tokCkpt, { recursive: true });
+  const tokSaved = [];
+  const onTokDownload = (d) => tokSaved.push(d.saveAs(`${tokCkpt}/${d.suggestedFilename()}`));
+  page.on('download', onTokDownload);
+  await page.click('#download-adapter');
+  for (let i = 0; i < 100 && tokSaved.length < 4; i++) await page.waitForTimeout(100);
+  await Promise.all(tokSaved);
+  page.off('download', onTokDownload);
+  const want = JSON.parse(execFileSync(bin, ['predict', '--checkpoint', tokCkpt, '--model', tinyModel, '--sentence', sentence],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+  const worstTag = Math.max(0, ...want.words.map((w, i) => Math.abs(w.score - tagged.words[i].score)));
+  check(want.words.length === tagged.words.length && want.words.every((w, i) => w.word === tagged.words[i].word && w.tag === tagged.words[i].tag)
+    && JSON.stringify(want.entities.map((e) => [e.entity_group, e.start, e.end])) === JSON.stringify(tagged.entities.map((e) => [e.entity_group, e.start, e.end]))
+    && worstTag <= 1e-4,
+    `Try it's words, tags and entities are lorabert predict --sentence's (max |score diff| ${worstTag.toExponential(2)} <= 1e-4)`);
+
+  // Twelve steps on a tiny random BERT find no entity yet: a checkpoint that does (full
+  // fine-tuning of the same model on the slice, natively) is loaded from disk and tried.
+  const fullDir = `${out}/kinds-native-tokens-full`;
+  fs.rmSync(fullDir, { recursive: true, force: true });
+  execFileSync(bin, ['train', '--train-file', conll, '--adapter', 'none', '--epochs', '15', '--batch-size', '8', '--max-len', '32',
+    '--lr', '0.003', '--checkpoint-every', '0', '--model', tinyModel, '--out', fullDir], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const best = `${fullDir}/best`;
+  await page.setInputFiles('#ckpt-files', fs.readdirSync(best).map((f) => `${best}/${f}`));
+  await page.click('#load-ckpt');
+  await page.waitForFunction(() => /checkpoint loaded/.test(document.getElementById('status')?.textContent ?? '') || document.getElementById('error')?.textContent, null, { timeout: 60_000 });
+  check(!(await page.textContent('#error')), `a token-classification checkpoint loads from disk: ${await page.textContent('#try-model')}`);
+  const seen = 'EU rejects German call to boycott British lamb.';
+  await page.fill('#try-text', seen);
+  await page.evaluate(() => { document.getElementById('try-json').textContent = ''; });
+  await page.click('#try-run');
+  await page.waitForFunction(() => document.getElementById('try-json')?.textContent || document.getElementById('error')?.textContent, null, { timeout: 60_000 });
+  const found = JSON.parse(await page.textContent('#try-json'))[0];
+  const cliFound = JSON.parse(execFileSync(bin, ['predict', '--checkpoint', best, '--model', tinyModel, '--sentence', seen],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+  const marks = await page.locator('#try-out mark.ent').allTextContents();
+  const worstEnt = Math.max(0, ...cliFound.entities.map((e, i) => Math.abs(e.score - (found.entities[i]?.score ?? -1))));
+  check(found.entities.length >= 2 && marks.length === found.entities.length
+    && JSON.stringify(cliFound.entities.map((e) => [e.entity_group, e.word, e.start, e.end])) === JSON.stringify(found.entities.map((e) => [e.entity_group, e.word, e.start, e.end]))
+    && worstEnt <= 1e-4,
+    `the entities are highlighted with type and score as lorabert predict finds them: ${marks.join('; ')} (max |score diff| ${worstEnt.toExponential(2)})`);
+  await page.locator('#try-section').screenshot({ path: `${shots}/5-try-it-tokens.png` });
   console.log('E2E KINDS PASS');
 } catch (e) {
   process.exitCode = 1;

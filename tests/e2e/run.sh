@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the page (if needed), serves dist/ on 127.0.0.1 with a tiny random BERT and a few rows of
 # the minBERT data (and a CSV slice of GLUE SST-2 for own data, Quora duplicate pairs for
-# embeddings), and runs e2e.mjs and kinds.mjs in headless Chromium. Artefacts (screenshots, console log)
+# embeddings, a CoNLL-2003 slice for token classification), and runs e2e.mjs and kinds.mjs in headless Chromium. Artefacts (screenshots, console log)
 # go to $E2E_OUT (default target/e2e). Needs: trunk + wasm-bindgen 0.2.130 on PATH, chromium,
 # node + npm, the lorabert native binary ($LORABERT_BIN), ../shared (tokenizer and data).
 set -euo pipefail
@@ -44,6 +44,12 @@ with open(src, newline="") as f, open(dst, "w", newline="") as g:
     w.writerow(["anchor", "positive"])
     for r in rows:
         w.writerow([r["sentence1"].strip(), r["sentence2"].strip()])
+PY
+# Tagged words: the first 150 sentences of CoNLL-2003's English training file (IOB1, as published).
+python3 - "$SHARED/data/ner/conll2003/eng.train" "$OUT/ner-slice.conll" <<'PY'
+import sys
+blocks = open(sys.argv[1], encoding="utf-8").read().split("\n\n")
+open(sys.argv[2], "w", encoding="utf-8").write("\n\n".join(blocks[:150]) + "\n")
 PY
 (cd tests/e2e && [ -d node_modules/playwright-core ] && [ -d node_modules/puppeteer-core ] || npm ci --no-audit --no-fund)
 PORT=${E2E_PORT:-8765}

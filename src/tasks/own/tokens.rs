@@ -20,7 +20,7 @@ use crate::data::table::Format;
 use crate::error::{Error, Result};
 use crate::model::{BertTokenizer, Encoded};
 use crate::tasks::kinds;
-use crate::tasks::tags::{TagScheme, continuation, detect, entities};
+use crate::tasks::tags::{Detected, TagScheme, continuation, detect, entities};
 use crate::tasks::{NO_TAG, Prepared, TaskData, WindowWords};
 
 /// Word pieces consecutive windows share unless `--stride` says otherwise.
@@ -296,6 +296,54 @@ fn split(file: TaggedFile, fraction: f64, seed: u64) -> Result<(TaggedFile, Tagg
     Ok((train, val))
 }
 
+/// A training file of tagged words as a run reads it, before tokenising: what the page's
+/// summary shows and [`load`] trains on.
+#[derive(Debug, Clone)]
+pub struct TrainingTags {
+    /// Its sentences.
+    pub file: TaggedFile,
+    /// Its tags, sorted (the label list, as `run_ner.py`'s `get_label_list`).
+    pub id2label: Vec<String>,
+    /// The scheme: `--tag-scheme`, else the detected one.
+    pub scheme: TagScheme,
+    /// What detection found (the scheme, and the tags that go against it).
+    pub detected: Detected,
+}
+
+/// Reads the training file `spec.train_file` (`bytes`) of a token-classification run: its
+/// sentences, sorted tags and scheme ([`TrainingTags`]).
+///
+/// # Errors
+/// As [`read_tagged`] and [`detect`]; [`Error::Data`] for a file without tags.
+pub fn training_tags(spec: &DataSpec, bytes: &[u8]) -> Result<TrainingTags> {
+    let file = read_tagged(bytes, &spec.train_file, spec)?;
+    if file.sentences.iter().all(|s| s.tags.is_empty()) {
+        return Err(Error::data(
+            &spec.train_file,
+            file.sentences.first().map_or(1, |s| s.line),
+            "no tags: training needs a tag per word (CoNLL: a second column; JSON Lines: a \
+             list under one of ner_tags, tags, labels, ... or --label-column)",
+        ));
+    }
+    let detected = detect(
+        file.sentences.iter().map(|s| (s.line, &s.tags[..])),
+        &spec.train_file,
+    )?;
+    let id2label: Vec<String> = file
+        .sentences
+        .iter()
+        .flat_map(|s| s.tags.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Ok(TrainingTags {
+        file,
+        id2label,
+        scheme: spec.tag_scheme.unwrap_or(detected.scheme),
+        detected,
+    })
+}
+
 /// Reads a token-classification run's data (the counterpart of [`super::load`] for CoNLL and
 /// JSON Lines token files): the tags of the training file (sorted, as `run_ner.py`'s
 /// `get_label_list`), the scheme (`--tag-scheme`, else detected), the validation file or a
@@ -319,15 +367,12 @@ pub fn load(
         Format::Jsonl => Format::Jsonl,
         _ => Format::Conll,
     };
-    let all = read_tagged(train_bytes, &spec.train_file, spec)?;
-    if all.sentences.iter().all(|s| s.tags.is_empty()) {
-        return Err(Error::data(
-            &spec.train_file,
-            all.sentences[0].line,
-            "no tags: training needs a tag per word (CoNLL: a second column; JSON Lines: a \
-             list under one of ner_tags, tags, labels, ... or --label-column)",
-        ));
-    }
+    let TrainingTags {
+        file: all,
+        id2label,
+        scheme,
+        detected,
+    } = training_tags(spec, train_bytes)?;
     let window = tok.max_len();
     let stride = spec.stride.unwrap_or(DEFAULT_STRIDE.min(window / 4));
     if stride >= window - 2 {
@@ -337,18 +382,6 @@ pub fn load(
             window - 2
         )));
     }
-    let detected = detect(
-        all.sentences.iter().map(|s| (s.line, &s.tags[..])),
-        &spec.train_file,
-    )?;
-    let scheme = spec.tag_scheme.unwrap_or(detected.scheme);
-    let id2label: Vec<String> = all
-        .sentences
-        .iter()
-        .flat_map(|s| s.tags.iter().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
     let kind = TaskKind::TokenClassification {
         id2label: id2label.clone(),
         scheme,
