@@ -532,7 +532,7 @@ fn pooling_follows_the_sentence_transformers_config() {
     let name = "1_Pooling/config.json";
     let minilm = std::fs::read(model_dir().join(name)).unwrap();
     assert_eq!(
-        Pooling::from_sentence_transformers(&minilm, name).unwrap(),
+        Pooling::from_sentence_transformers(&minilm, name, Some(384)).unwrap(),
         Pooling::Mean
     );
     let cfg = |modes: &[&str]| {
@@ -548,11 +548,12 @@ fn pooling_follows_the_sentence_transformers_config() {
         v.to_string().into_bytes()
     };
     assert_eq!(
-        Pooling::from_sentence_transformers(&cfg(&["cls_token"]), name).unwrap(),
+        Pooling::from_sentence_transformers(&cfg(&["cls_token"]), name, None).unwrap(),
         Pooling::Cls
     );
     assert_eq!(
-        Pooling::from_sentence_transformers(br#"{"pooling_mode": "cls"}"#, name).unwrap(),
+        Pooling::from_sentence_transformers(br#"{"pooling_mode": "cls"}"#, name, Some(384))
+            .unwrap(),
         Pooling::Cls
     );
     for (bad, says) in [
@@ -561,11 +562,20 @@ fn pooling_follows_the_sentence_transformers_config() {
         (cfg(&[]), "no pooling_mode_"),
         (b"{".to_vec(), "EOF"),
     ] {
-        let e = Pooling::from_sentence_transformers(&bad, name)
+        let e = Pooling::from_sentence_transformers(&bad, name, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains(name) && e.contains(says), "{e}");
     }
+    // A Pooling module of another model's width (bge-base's 768 beside MiniLM's 384).
+    let e = Pooling::from_sentence_transformers(&cfg(&["cls_token"]), name, Some(768))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(name)
+            && e.contains("word_embedding_dimension 384 but the model's hidden_size is 768"),
+        "{e}"
+    );
 }
 
 /// Without --pooling, `embed` and a fresh `train` pool as the model folder's
@@ -634,6 +644,29 @@ fn a_model_folders_pooling_config_is_the_default() {
     ]);
     assert!(
         !success && printed.contains("modules.json") && printed.contains("9_Gone"),
+        "{printed}"
+    );
+    assert!(!e.exists());
+    // A Pooling config of another width (copied from another model) is refused, naming it.
+    std::fs::remove_file(model.join("modules.json")).unwrap();
+    std::fs::write(
+        model.join("1_Pooling/config.json"),
+        r#"{"word_embedding_dimension": 384, "pooling_mode_mean_tokens": true}"#,
+    )
+    .unwrap();
+    let (success, _, printed) = lorabert(&[
+        "embed",
+        "--model",
+        s(&model),
+        "--sentence",
+        "a",
+        "--output",
+        s(&e),
+    ]);
+    assert!(
+        !success
+            && printed.contains("1_Pooling/config.json")
+            && printed.contains("word_embedding_dimension 384 but the model's hidden_size is 16"),
         "{printed}"
     );
     assert!(!e.exists());

@@ -108,9 +108,15 @@ pub(super) fn model_pooling(model_dir: &Path) -> Result<Option<Pooling>> {
         return Ok(None);
     }
     let name = path.display().to_string();
+    // The model's width, where its config.json reads, for the Pooling module's to match.
+    let hidden = std::fs::read_to_string(model_dir.join("config.json"))
+        .ok()
+        .and_then(|t| crate::model::BertConfig::from_json(&t, "config.json").ok())
+        .map(|c| c.hidden_size);
     Ok(Some(Pooling::from_sentence_transformers(
         &io::read(&path)?,
         &name,
+        hidden,
     )?))
 }
 

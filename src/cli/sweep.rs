@@ -529,6 +529,8 @@ pub struct EnsembleArgs {
     /// Write test-set predictions of the ensemble here (minBERT CSV format).
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    precision: super::precision::InferencePrecision,
 }
 
 fn average(preds: &[Predictions]) -> Predictions {
@@ -602,7 +604,8 @@ pub fn ensemble(a: EnsembleArgs) -> Result<()> {
     let mut dev_gold: BTreeMap<Task, TaskData> = BTreeMap::new();
     let mut report = Vec::new();
     for ck in &a.checkpoints {
-        let (loaded, model, heads) = load_trained(&a.model, ck, &device)?;
+        let (loaded, mut model, heads) = load_trained(&a.model, ck, &device)?;
+        model.bert = a.precision.apply(model.bert, &device)?.0;
         let pad = loaded.pad_id();
         let mut m = DevMetrics::default();
         for &task in &heads.tasks {

@@ -90,13 +90,36 @@ impl Pooling {
     /// `pooling_mode_cls_token` [`Pooling::Cls`] (sentence-transformers' `Pooling` keys; a
     /// `pooling_mode` string, `mean` or `cls`, is read too).
     ///
+    /// With `hidden` (the encoder's `hidden_size`), a `word_embedding_dimension` in the file
+    /// must equal it: a Pooling module copied from another model is refused rather than read.
+    ///
     /// # Errors
     /// [`Error::Config`] naming the file: not JSON, no mode set, several modes set at once
-    /// (sentence-transformers concatenates them), or a mode lorabert does not compute (max,
-    /// mean_sqrt_len_tokens, weightedmean, lasttoken).
-    pub fn from_sentence_transformers(bytes: &[u8], name: &str) -> Result<Self> {
+    /// (sentence-transformers concatenates them), a mode lorabert does not compute (max,
+    /// mean_sqrt_len_tokens, weightedmean, lasttoken), or a `word_embedding_dimension` other
+    /// than `hidden`.
+    pub fn from_sentence_transformers(
+        bytes: &[u8],
+        name: &str,
+        hidden: Option<usize>,
+    ) -> Result<Self> {
         let v: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| Error::config(name, e.to_string()))?;
+        let width = v
+            .get("word_embedding_dimension")
+            .and_then(serde_json::Value::as_u64);
+        if let (Some(w), Some(h)) = (width, hidden)
+            && w != h as u64
+        {
+            return Err(Error::config(
+                name,
+                format!(
+                    "word_embedding_dimension {w} but the model's hidden_size is {h}: this \
+                     Pooling configuration belongs to another model (fix it, or pass --pooling \
+                     mean or --pooling cls)"
+                ),
+            ));
+        }
         if let Some(mode) = v.get("pooling_mode").and_then(serde_json::Value::as_str) {
             return match mode {
                 "mean" => Ok(Pooling::Mean),
