@@ -127,10 +127,29 @@ pub fn spec(train: &OwnFile, validation: Option<&OwnFile>) -> Result<DataSpec> {
             _ => None,
         },
         loss: own::embedding::loss_of_flag(&input("own-loss")),
+        score_range: score_range(&input("own-score-range"))?,
         metric_for_best_model: None,
         strict_quotes: false,
         ..DataSpec::default()
     })
+}
+
+/// The score range field (`LO,HI`, as `--score-range`); `None` when empty.
+///
+/// # Errors
+/// [`Error::Invalid`] for anything but two numbers separated by a comma.
+fn score_range(text: &str) -> Result<Option<[f64; 2]>> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        Error::Invalid(format!(
+            "score range: `{text}` is not two numbers LO,HI (0,5)"
+        ))
+    };
+    let (lo, hi) = text.split_once(',').ok_or_else(bad)?;
+    let num = |v: &str| v.trim().parse::<f64>().map_err(|_| bad());
+    Ok(Some([num(lo)?, num(hi)?]))
 }
 
 /// Shows the task the columns make: kind, classes and label counts (or the target's range),
@@ -142,7 +161,9 @@ fn show_summary() {
     let tokens = is_tokens(&train);
     show_columns(!tokens);
     if tokens {
-        return show_result(spec(&train, None).and_then(|s| super::tags::summary(&train, &s)));
+        return show_result(
+            spec(&train, None).and_then(|s| super::tags::summary(&train.bytes, &s)),
+        );
     }
     let mut embedding = false;
     let text = (|| -> Result<String> {
@@ -291,8 +312,9 @@ fn set_train(name: String, bytes: Vec<u8>) -> Result<()> {
         label.is_empty().then_some("(pick the label column)")
     };
     fill_select("own-label", &t.header, none, Some(&label));
-    // A loss picked for the previous file is not carried over to this one.
+    // A loss or score range given for the previous file is not carried over to this one.
     set_input("own-loss", "");
+    set_input("own-score-range", "");
     set_html("own-preview", &preview_html(&t));
     log(&format!(
         "{}: {} rows, columns {}",
@@ -310,14 +332,17 @@ fn set_train(name: String, bytes: Vec<u8>) -> Result<()> {
 /// Takes a file of tagged words: the preview of its first sentences with their tags coloured,
 /// the summary (tags, scheme, entities per type).
 fn set_tokens(f: OwnFile) -> Result<()> {
+    // The pickers of a previous table (its label column, a loss) say nothing about this file.
+    for id in ["own-text", "own-pair", "own-label"] {
+        fill_select(id, &[], None, None);
+    }
+    set_input("own-loss", "");
+    set_input("own-score-range", "");
     let spec = spec(&f, None)?;
     let read = own::tokens::training_tags(&spec, &f.bytes).inspect_err(|e| {
         clear_train();
         set_text("own-summary", &format!("error: {e}"));
     })?;
-    for id in ["own-text", "own-pair", "own-label"] {
-        fill_select(id, &[], None, None);
-    }
     set_html(
         "own-preview",
         &super::tags::preview_html(&read.file, read.scheme, PREVIEW_ROWS),
@@ -414,7 +439,14 @@ pub fn wire() {
         "change",
         Box::new(|| spawn_local(async { report(read_train_file().await) })),
     );
-    for id in ["own-text", "own-pair", "own-label", "own-type", "own-loss"] {
+    for id in [
+        "own-text",
+        "own-pair",
+        "own-label",
+        "own-type",
+        "own-loss",
+        "own-score-range",
+    ] {
         on(id, "change", Box::new(show_summary));
     }
     on(

@@ -6,7 +6,6 @@
 //! (`train::entities::predict_entities`).
 
 use super::dom::esc;
-use super::owndata::OwnFile;
 use crate::data::conll::TaggedFile;
 use crate::error::Result;
 use crate::tasks::own::{DataSpec, tokens};
@@ -64,13 +63,13 @@ pub fn preview_html(file: &TaggedFile, scheme: TagScheme, rows: usize) -> String
     html
 }
 
-/// The summary line of a file of tagged words under `spec`: its tags, the scheme (and the tags
-/// read against it), sentences and entities per type, the metrics.
+/// The summary line of a file of tagged words (`bytes` of `spec.train_file`): its tags, the
+/// scheme (and the tags read against it), sentences and entities per type, the metrics.
 ///
 /// # Errors
 /// As [`tokens::training_tags`] (naming the file and line).
-pub fn summary(f: &OwnFile, spec: &DataSpec) -> Result<String> {
-    let read = tokens::training_tags(spec, &f.bytes)?;
+pub fn summary(bytes: &[u8], spec: &DataSpec) -> Result<String> {
+    let read = tokens::training_tags(spec, bytes)?;
     let counts = tokens::summarize(&read.file, read.scheme);
     let irregular = match read.detected.irregular {
         0 => String::new(),

@@ -6,7 +6,7 @@ import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { stepSummary } from './steps.mjs';
+import { CHROMIUM_ARGS, downloadCheckpoint, openPage, stepSummary } from './steps.mjs';
 
 const base = process.argv[2] ?? 'http://127.0.0.1:8765/';
 const out = path.resolve(process.argv[3] ?? '.');
@@ -19,21 +19,11 @@ const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const fail = (msg) => { console.error(`E2E FAIL: ${msg}`); process.exitCode = 1; throw new Error(msg); };
 const check = (ok, msg) => { if (!ok) fail(msg); console.log(`ok - ${msg}`); };
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
-    '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'],
-});
+const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
 const logs = [];
 try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 1400 } });
-  const page = await ctx.newPage();
-  page.on('console', (m) => logs.push(`[console.${m.type()}] ${m.text()}`));
-  page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
-  await page.goto(base, { waitUntil: 'load' });
-  await page.waitForFunction(() => document.getElementById('status')?.textContent.startsWith('ready'), null, { timeout: 120_000 });
-  await page.waitForFunction(() => document.getElementById('device')?.textContent !== '?', null, { timeout: 120_000 });
+  const page = await openPage(ctx, base, logs);
   const device = await page.textContent('#device');
   console.log(`device: ${device}`);
   check(device.startsWith('WebGPU'), `the page trains on WebGPU (device: ${device})`);
@@ -143,16 +133,7 @@ try {
   // Try it: two sentences through the page's model, against `lorabert predict --sentence` on
   // the checkpoint the page offers for download.
   const ckpt = `${out}/page-checkpoint`;
-  fs.rmSync(ckpt, { recursive: true, force: true });
-  fs.mkdirSync(ckpt, { recursive: true });
-  const saved = [];
-  const onDownload = async (d) => { const f = `${ckpt}/${d.suggestedFilename()}`; saved.push(d.saveAs(f)); };
-  page.on('download', onDownload);
-  await page.click('#download-adapter');
-  for (let i = 0; i < 100 && saved.length < 4; i++) await page.waitForTimeout(100);
-  await Promise.all(saved);
-  page.off('download', onDownload);
-  const names = fs.readdirSync(ckpt).sort();
+  const names = await downloadCheckpoint(page, ckpt);
   check(['adapter_config.json', 'adapter_model.safetensors', 'heads.safetensors', 'heads_config.json'].every((n) => names.includes(n)),
     `the checkpoint downloads (${names.join(', ')})`);
   const sentences = ['A gripping, beautifully acted film.', 'Dull and far too long; I wanted my money back.'];

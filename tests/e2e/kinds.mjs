@@ -11,33 +11,72 @@ import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { CHROMIUM_ARGS, downloadCheckpoint, openPage } from './steps.mjs';
 
 const base = process.argv[2] ?? 'http://127.0.0.1:8765/';
 const out = path.resolve(process.argv[3] ?? '.');
 const bin = path.resolve(process.env.LORABERT_BIN ?? 'target/release/lorabert');
 const tinyModel = path.resolve(process.env.TINY_MODEL ?? 'dist/fixtures/tiny');
 const pairs = `${out}/quora-pairs.csv`;
+const scored = `${out}/sts-scored.csv`;
 const shots = `${out}/screens`;
 fs.mkdirSync(shots, { recursive: true });
 const fail = (msg) => { console.error(`E2E FAIL: ${msg}`); process.exitCode = 1; throw new Error(msg); };
 const check = (ok, msg) => { if (!ok) fail(msg); console.log(`ok - ${msg}`); };
 const swiftshader = { ...process.env, VK_ICD_FILENAMES: process.env.SWIFTSHADER_ICD ?? '/usr/lib/chromium/vk_swiftshader_icd.json' };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
-    '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'],
-});
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
 const logs = [];
+
+// Trains `adapter` on the page's own file `file` (r = 2, 12 steps; the form already filled) and
+// the same run natively on the same software GPU: the loss at every recorded step within 1e-4
+// relative, and the recorded score the native run's `metric` (`nativeFlags`: what the page's
+// fields set beyond the form). Returns the page's run record.
+const trainAndCompare = async (page, adapter, file, metric, nativeFlags = []) => {
+  await page.selectOption('#adapter', adapter);
+  await page.evaluate(() => { document.getElementById('dev-metric').textContent = ''; document.getElementById('error').textContent = ''; });
+  const before = await page.evaluate(() => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length);
+  await page.click('#start');
+  await page.waitForFunction(
+    () => document.getElementById('dev-metric')?.textContent.includes('dev') || document.getElementById('error')?.textContent,
+    null, { timeout: 600_000, polling: 500 });
+  check(!(await page.textContent('#error')), `${adapter}: ${path.basename(file)} trains in the page: ${await page.textContent('#error')}`);
+  await page.waitForFunction((n) => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length > n, before, { timeout: 60_000, polling: 100 });
+  const run = JSON.parse(await page.evaluate(() => localStorage.getItem('lorabert.runs.v1'))).at(-1);
+  const dir = `${out}/kinds-native-${path.basename(file)}-${adapter}`;
+  fs.rmSync(dir, { recursive: true, force: true });
+  execFileSync(bin, ['train', '--backend', 'wgpu', '--train-file', file, '--adapter', adapter, '--r', '2', '--lora-alpha', '8',
+    '--lora-dropout', '0', '--epochs', '1', '--max-steps', '12', '--batch-size', '8', '--max-len', '32', '--eval-batch-size', '64',
+    '--lr', '0.01', '--checkpoint-every', '0', '--model', tinyModel, '--out', dir, ...nativeFlags], { stdio: ['ignore', 'ignore', 'inherit'], env: swiftshader });
+  const nat = JSON.parse(fs.readFileSync(`${dir}/results.json`, 'utf8'));
+  check(nat.loss_curve.length === run.loss_curve.length, `${adapter}: page and native have ${nat.loss_curve.length} loss points`);
+  nat.loss_curve.forEach(([step, l], i) => {
+    const rel = Math.abs(run.loss_curve[i][1] - l) / Math.abs(l);
+    check(Number.isFinite(l) && rel <= 1e-4, `${adapter} step ${step}: loss page ${run.loss_curve[i][1].toFixed(6)} = native ${l.toFixed(6)} (rel ${rel.toExponential(2)})`);
+  });
+  const want = nat.epochs[0].dev.own[metric];
+  check(Math.abs(run.row.s - want) <= 1e-4, `${adapter}: the recorded score is ${metric} ${run.row.s.toFixed(4)} as native ${want.toFixed(4)}`);
+  return run;
+};
+
+// Tags `sentence` with Try it's Predict; returns what the page shows as `lorabert predict
+// --sentence` JSON (one object).
+const tagWithTryIt = async (page, sentence) => {
+  await page.fill('#try-text', sentence);
+  await page.evaluate(() => { document.getElementById('try-json').textContent = ''; });
+  await page.click('#try-run');
+  await page.waitForFunction(() => document.getElementById('try-json')?.textContent || document.getElementById('error')?.textContent, null, { timeout: 60_000 });
+  check(!(await page.textContent('#error')), `Try it tags "${sentence}": ${await page.textContent('#error')}`);
+  return JSON.parse(await page.textContent('#try-json'))[0];
+};
+
+// `lorabert predict --sentence` on `checkpoint`, parsed.
+const predictCli = (checkpoint, sentence) => JSON.parse(execFileSync(bin, ['predict', '--checkpoint', checkpoint, '--model', tinyModel,
+  '--sentence', sentence], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+
 try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 1400 } });
-  const page = await ctx.newPage();
-  page.on('console', (m) => logs.push(`[console.${m.type()}] ${m.text()}`));
-  page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
-  await page.goto(base, { waitUntil: 'load' });
-  await page.waitForFunction(() => document.getElementById('status')?.textContent.startsWith('ready'), null, { timeout: 120_000 });
-  await page.waitForFunction(() => document.getElementById('device')?.textContent !== '?', null, { timeout: 120_000 });
+  const page = await openPage(ctx, base, logs);
   check((await page.textContent('#device')).startsWith('WebGPU'), 'the page trains on WebGPU');
   for (const [id, v] of [['#model-url', 'fixtures/tiny/'], ['#max-train', ''], ['#max-dev', ''], ['#batch', '8'], ['#max-len', '32'],
     ['#epochs', '1'], ['#max-steps', '12'], ['#lr', '0.01'], ['#rank', '2'], ['#alpha', '8']]) await page.fill(id, v);
@@ -62,38 +101,14 @@ try {
   await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.startsWith('embedding'), null, { timeout: 10_000 });
   await page.locator('#data-section').screenshot({ path: `${shots}/2-data-embedding.png` });
 
-  const trainAndCompare = async (adapter) => {
-    await page.selectOption('#adapter', adapter);
-    await page.evaluate(() => { document.getElementById('dev-metric').textContent = ''; document.getElementById('error').textContent = ''; });
-    const before = await page.evaluate(() => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length);
-    await page.click('#start');
-    await page.waitForFunction(
-      () => document.getElementById('dev-metric')?.textContent.includes('dev') || document.getElementById('error')?.textContent,
-      null, { timeout: 600_000, polling: 500 });
-    check(!(await page.textContent('#error')), `${adapter}: embeddings train in the page: ${await page.textContent('#error')}`);
+  for (const adapter of ['lora', 'dora']) {
+    await trainAndCompare(page, adapter, pairs, 'ndcg@10');
     const epoch0 = await page.textContent('#dev-before');
     const metric = await page.textContent('#dev-metric');
     check(/epoch 0 \(before training\): dev ndcg@10 [0-9.]+/.test(epoch0), `${adapter}: the model before training is evaluated: ${epoch0}`);
     check(/epoch 1: dev ndcg@10 [0-9.]+/.test(metric) && metric.includes('mrr@10') && metric.includes('recall@1'),
       `${adapter}: retrieval metrics are shown: ${metric}`);
-    await page.waitForFunction((n) => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length > n, before, { timeout: 60_000, polling: 100 });
-    const run = JSON.parse(await page.evaluate(() => localStorage.getItem('lorabert.runs.v1'))).at(-1);
-    const dir = `${out}/kinds-native-${adapter}`;
-    fs.rmSync(dir, { recursive: true, force: true });
-    execFileSync(bin, ['train', '--backend', 'wgpu', '--train-file', pairs, '--adapter', adapter, '--r', '2', '--lora-alpha', '8',
-      '--lora-dropout', '0', '--epochs', '1', '--max-steps', '12', '--batch-size', '8', '--max-len', '32', '--eval-batch-size', '64',
-      '--lr', '0.01', '--checkpoint-every', '0', '--model', tinyModel, '--out', dir], { stdio: ['ignore', 'ignore', 'inherit'], env: swiftshader });
-    const nat = JSON.parse(fs.readFileSync(`${dir}/results.json`, 'utf8'));
-    check(nat.loss_curve.length === run.loss_curve.length, `${adapter}: page and native have ${nat.loss_curve.length} loss points`);
-    nat.loss_curve.forEach(([step, l], i) => {
-      const rel = Math.abs(run.loss_curve[i][1] - l) / Math.abs(l);
-      check(Number.isFinite(l) && rel <= 1e-4, `${adapter} step ${step}: MNRL loss page ${run.loss_curve[i][1].toFixed(6)} = native ${l.toFixed(6)} (rel ${rel.toExponential(2)})`);
-    });
-    const ndcg = nat.epochs[0].dev.own['ndcg@10'];
-    check(Math.abs(run.row.s - ndcg) <= 1e-4, `${adapter}: the recorded score is NDCG@10 ${run.row.s.toFixed(4)} as native ${ndcg.toFixed(4)}`);
-  };
-  await trainAndCompare('lora');
-  await trainAndCompare('dora');
+  }
   await page.waitForFunction(() => document.getElementById('results')?.textContent.includes('quora-pairs (ndcg@10)'), null, { timeout: 30_000 });
   check(true, 'the results table names the file and NDCG@10');
 
@@ -115,15 +130,7 @@ try {
 
   // The same search with `lorabert search` on the downloaded checkpoint and on the base model.
   const ckpt = `${out}/kinds-checkpoint`;
-  fs.rmSync(ckpt, { recursive: true, force: true });
-  fs.mkdirSync(ckpt, { recursive: true });
-  const saved = [];
-  const onDownload = (d) => saved.push(d.saveAs(`${ckpt}/${d.suggestedFilename()}`));
-  page.on('download', onDownload);
-  await page.click('#download-adapter');
-  for (let i = 0; i < 100 && saved.length < 4; i++) await page.waitForTimeout(100);
-  await Promise.all(saved);
-  page.off('download', onDownload);
+  await downloadCheckpoint(page, ckpt);
   fs.writeFileSync(`${out}/kinds-corpus.txt`, corpus + '\n');
   const cli = (extra) => execFileSync(bin, ['search', '--model', tinyModel, '--corpus', `${out}/kinds-corpus.txt`, '--query', query,
     '--top-k', '5', '--json', '--cache-dir', `${out}/kinds-search-cache`, ...extra], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
@@ -140,6 +147,28 @@ try {
   await page.reload({ waitUntil: 'load' });
   await page.waitForFunction(() => document.getElementById('try-model')?.textContent.includes('kept in this browser'), null, { timeout: 60_000 });
   check(await page.locator('#try-search').isVisible(), 'after a reload, Try it offers search for the kept embedding run');
+
+  // Scored pairs (STS-B, 0..5): read as regression until the task says sentence embeddings; the
+  // scores' range is asked for, then CoSENTLoss trains and Pearson/Spearman of the cosine score.
+  await page.check('#source-own');
+  await page.setInputFiles('#own-file', scored);
+  await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.startsWith('regression'), null, { timeout: 30_000 });
+  await page.selectOption('#own-type', 'embedding');
+  await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.startsWith('error'), null, { timeout: 10_000 });
+  const outside = await page.textContent('#own-summary');
+  check(outside.includes('outside the declared range 0..1') && outside.includes('score range field') && await page.locator('#own-loss-row').isVisible(),
+    `scores outside 0..1 ask for the score range: ${outside}`);
+  await page.fill('#own-score-range', '0,5');
+  await page.locator('#own-score-range').dispatchEvent('change');
+  await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.startsWith('embedding'), null, { timeout: 10_000 });
+  const scoredSummary = await page.textContent('#own-summary');
+  check(scoredSummary.startsWith('embedding: scored pairs (0..5), CoSENTLoss, scale 20 of pairs `sentence1` + `sentence2`, label `score`'),
+    `scored pairs train with CoSENTLoss: ${scoredSummary}`);
+  await trainAndCompare(page, 'lora', scored, 'spearman', ['--task-type', 'embedding', '--score-range', '0,5']);
+  const stsMetric = await page.textContent('#dev-metric');
+  check(/epoch 1: dev pearson [0-9.-]+, spearman [0-9.-]+/.test(stsMetric) && /epoch 0 \(before training\): dev pearson/.test(await page.textContent('#dev-before')),
+    `the cosine's Pearson and Spearman are shown, before training and after: ${stsMetric}`);
+  await page.selectOption('#own-type', '');
 
   // Token classification: a CoNLL-2003 slice (IOB1), previewed with its entities coloured,
   // trained (loss curve against native wgpu), F1 shown, and Try it highlighting entities as
@@ -165,55 +194,19 @@ try {
     `a CoNLL line with another column count is named and Start waits: ${badTok}`);
   await page.setInputFiles('#own-file', conll);
   await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.startsWith('token'), null, { timeout: 30_000 });
-  await page.selectOption('#adapter', 'lora');
-  await page.evaluate(() => { document.getElementById('dev-metric').textContent = ''; document.getElementById('error').textContent = ''; });
-  const beforeTok = await page.evaluate(() => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length);
-  await page.click('#start');
-  await page.waitForFunction(
-    () => document.getElementById('dev-metric')?.textContent.includes('dev') || document.getElementById('error')?.textContent,
-    null, { timeout: 600_000, polling: 500 });
-  check(!(await page.textContent('#error')), `token classification trains in the page: ${await page.textContent('#error')}`);
+  await trainAndCompare(page, 'lora', conll, 'f1');
   const tokMetric = await page.textContent('#dev-metric');
   check(/epoch 1: dev f1 [0-9.]+/.test(tokMetric) && tokMetric.includes('precision') && /F1 by class: LOC [0-9.]+, MISC [0-9.]+, ORG [0-9.]+, PER [0-9.]+/.test(tokMetric),
     `entity F1, overall and per type, is shown: ${tokMetric}`);
-  await page.waitForFunction((n) => JSON.parse(localStorage.getItem('lorabert.runs.v1') ?? '[]').length > n, beforeTok, { timeout: 60_000, polling: 100 });
-  const tokRun = JSON.parse(await page.evaluate(() => localStorage.getItem('lorabert.runs.v1'))).at(-1);
-  const tokDir = `${out}/kinds-native-tokens`;
-  fs.rmSync(tokDir, { recursive: true, force: true });
-  execFileSync(bin, ['train', '--backend', 'wgpu', '--train-file', conll, '--adapter', 'lora', '--r', '2', '--lora-alpha', '8',
-    '--lora-dropout', '0', '--epochs', '1', '--max-steps', '12', '--batch-size', '8', '--max-len', '32', '--eval-batch-size', '64',
-    '--lr', '0.01', '--checkpoint-every', '0', '--model', tinyModel, '--out', tokDir], { stdio: ['ignore', 'ignore', 'inherit'], env: swiftshader });
-  const tokNat = JSON.parse(fs.readFileSync(`${tokDir}/results.json`, 'utf8'));
-  check(tokNat.loss_curve.length === tokRun.loss_curve.length, `tokens: page and native have ${tokNat.loss_curve.length} loss points`);
-  tokNat.loss_curve.forEach(([step, l], i) => {
-    const rel = Math.abs(tokRun.loss_curve[i][1] - l) / Math.abs(l);
-    check(Number.isFinite(l) && rel <= 1e-4, `tokens step ${step}: loss page ${tokRun.loss_curve[i][1].toFixed(6)} = native ${l.toFixed(6)} (rel ${rel.toExponential(2)})`);
-  });
-  const f1 = tokNat.epochs[0].dev.own.f1;
-  check(Math.abs(tokRun.row.s - f1) <= 1e-4, `tokens: the recorded score is entity F1 ${tokRun.row.s.toFixed(4)} as native ${f1.toFixed(4)}`);
 
   check(await page.locator('#try-classify').isVisible() && await page.locator('#try-search').isHidden(), 'Try it offers a sentence to tag');
   const sentence = 'Angela Merkel visited Paris and met officials of the European Union in Brussels.';
-  await page.fill('#try-text', sentence);
-  await page.evaluate(() => { document.getElementById('try-json').textContent = ''; });
-  await page.click('#try-run');
-  await page.waitForFunction(() => document.getElementById('try-json')?.textContent || document.getElementById('error')?.textContent, null, { timeout: 60_000 });
-  check(!(await page.textContent('#error')), `Try it tags the sentence: ${await page.textContent('#error')}`);
-  const tagged = JSON.parse(await page.textContent('#try-json'))[0];
+  const tagged = await tagWithTryIt(page, sentence);
   check(await page.locator('#try-out mark.ent').count() === tagged.entities.length,
     `the ${tagged.entities.length} entities are highlighted: ${tagged.entities.map((e) => `${e.entity_group} ${e.word}`).join('; ')}`);
   const tokCkpt = `${out}/kinds-token-checkpoint`;
-  fs.rmSync(tokCkpt, { recursive: true, force: true });
-  fs.mkdirSync(tokCkpt, { recursive: true });
-  const tokSaved = [];
-  const onTokDownload = (d) => tokSaved.push(d.saveAs(`${tokCkpt}/${d.suggestedFilename()}`));
-  page.on('download', onTokDownload);
-  await page.click('#download-adapter');
-  for (let i = 0; i < 100 && tokSaved.length < 4; i++) await page.waitForTimeout(100);
-  await Promise.all(tokSaved);
-  page.off('download', onTokDownload);
-  const want = JSON.parse(execFileSync(bin, ['predict', '--checkpoint', tokCkpt, '--model', tinyModel, '--sentence', sentence],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+  await downloadCheckpoint(page, tokCkpt);
+  const want = predictCli(tokCkpt, sentence);
   const worstTag = Math.max(0, ...want.words.map((w, i) => Math.abs(w.score - tagged.words[i].score)));
   check(want.words.length === tagged.words.length && want.words.every((w, i) => w.word === tagged.words[i].word && w.tag === tagged.words[i].tag)
     && JSON.stringify(want.entities.map((e) => [e.entity_group, e.start, e.end])) === JSON.stringify(tagged.entities.map((e) => [e.entity_group, e.start, e.end]))
@@ -232,13 +225,8 @@ try {
   await page.waitForFunction(() => /checkpoint loaded/.test(document.getElementById('status')?.textContent ?? '') || document.getElementById('error')?.textContent, null, { timeout: 60_000 });
   check(!(await page.textContent('#error')), `a token-classification checkpoint loads from disk: ${await page.textContent('#try-model')}`);
   const seen = 'EU rejects German call to boycott British lamb.';
-  await page.fill('#try-text', seen);
-  await page.evaluate(() => { document.getElementById('try-json').textContent = ''; });
-  await page.click('#try-run');
-  await page.waitForFunction(() => document.getElementById('try-json')?.textContent || document.getElementById('error')?.textContent, null, { timeout: 60_000 });
-  const found = JSON.parse(await page.textContent('#try-json'))[0];
-  const cliFound = JSON.parse(execFileSync(bin, ['predict', '--checkpoint', best, '--model', tinyModel, '--sentence', seen],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+  const found = await tagWithTryIt(page, seen);
+  const cliFound = predictCli(best, seen);
   const marks = await page.locator('#try-out mark.ent').allTextContents();
   const worstEnt = Math.max(0, ...cliFound.entities.map((e, i) => Math.abs(e.score - (found.entities[i]?.score ?? -1))));
   check(found.entities.length >= 2 && marks.length === found.entities.length

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the page (if needed), serves dist/ on 127.0.0.1 with a tiny random BERT and a few rows of
-# the minBERT data (and a CSV slice of GLUE SST-2 for own data, Quora duplicate pairs for
-# embeddings, a CoNLL-2003 slice for token classification), and runs e2e.mjs and kinds.mjs in headless Chromium. Artefacts (screenshots, console log)
-# go to $E2E_OUT (default target/e2e). Needs: trunk + wasm-bindgen 0.2.130 on PATH, chromium,
-# node + npm, the lorabert native binary ($LORABERT_BIN), ../shared (tokenizer and data).
+# the minBERT data (and a CSV slice of GLUE SST-2 for own data, Quora duplicate pairs and STS-B
+# scored pairs for embeddings, a CoNLL-2003 slice for token classification), and runs e2e.mjs and
+# kinds.mjs in headless Chromium. Artefacts (screenshots, console log) go to $E2E_OUT (default
+# target/e2e). Needs: trunk + wasm-bindgen 0.2.130 on PATH, chromium, node + npm, the lorabert
+# native binary ($LORABERT_BIN), ../shared (tokenizer and data).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${E2E_OUT:-target/e2e}
@@ -44,6 +45,17 @@ with open(src, newline="") as f, open(dst, "w", newline="") as g:
     w.writerow(["anchor", "positive"])
     for r in rows:
         w.writerow([r["sentence1"].strip(), r["sentence2"].strip()])
+PY
+# Scored pairs: the first 120 STS-B training pairs, similarity 0..5 as `score`.
+python3 - "$SHARED/data/minbert/sts-train.csv" "$OUT/sts-scored.csv" <<'PY'
+import csv, sys
+src, dst = sys.argv[1], sys.argv[2]
+with open(src, newline="") as f, open(dst, "w", newline="") as g:
+    rows = list(csv.DictReader(f, delimiter="\t"))[:120]
+    w = csv.writer(g)
+    w.writerow(["sentence1", "sentence2", "score"])
+    for r in rows:
+        w.writerow([r["sentence1"].strip(), r["sentence2"].strip(), r["similarity"]])
 PY
 # Tagged words: the first 150 sentences of CoNLL-2003's English training file (IOB1, as published).
 python3 - "$SHARED/data/ner/conll2003/eng.train" "$OUT/ner-slice.conll" <<'PY'

@@ -335,7 +335,7 @@ impl Kind for Embedding {
                 }
                 Ok(v) if v.is_finite() => Err(err(format!(
                     "score {label} is outside the declared range {lo}..{hi} (set it with \
-                     --score-range LO,HI)"
+                     --score-range LO,HI; in the page, the score range field)"
                 ))),
                 _ => Err(err(format!("score `{label}` is not a finite number"))),
             },
