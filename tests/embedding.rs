@@ -633,15 +633,18 @@ fn a_model_folders_pooling_config_is_the_default() {
     )
     .unwrap();
     let e = tmp("pool-gone.npy");
-    let (success, _, printed) = lorabert(&[
-        "embed",
-        "--model",
-        s(&model),
-        "--sentence",
-        "a",
-        "--output",
-        s(&e),
-    ]);
+    let refused = || {
+        lorabert(&[
+            "embed",
+            "--model",
+            s(&model),
+            "--sentence",
+            "a",
+            "--output",
+            s(&e),
+        ])
+    };
+    let (success, _, printed) = refused();
     assert!(
         !success && printed.contains("modules.json") && printed.contains("9_Gone"),
         "{printed}"
@@ -654,15 +657,7 @@ fn a_model_folders_pooling_config_is_the_default() {
         r#"{"word_embedding_dimension": 384, "pooling_mode_mean_tokens": true}"#,
     )
     .unwrap();
-    let (success, _, printed) = lorabert(&[
-        "embed",
-        "--model",
-        s(&model),
-        "--sentence",
-        "a",
-        "--output",
-        s(&e),
-    ]);
+    let (success, _, printed) = refused();
     assert!(
         !success
             && printed.contains("1_Pooling/config.json")

@@ -135,43 +135,29 @@ fn killed_sweep_resumes_and_skips_finished_cells() {
 
     // An ensemble of two cells reports member and ensemble scores.
     let data = data_dir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_lorabert"))
-        .args(["ensemble", "--max-eval", "8"])
-        .arg("--model")
-        .arg(&model)
-        .arg("--data")
-        .arg(&data)
-        .arg("--checkpoint")
-        .arg(out.join("cells/sst-lora-all-linear-r1-f32-s42"))
-        .arg("--checkpoint")
-        .arg(out.join("cells/sst-dora-all-linear-r2-f32-s42"))
-        .output()
-        .unwrap();
+    let ensemble = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lorabert"))
+            .args(["ensemble", "--max-eval", "8"])
+            .args(extra)
+            .arg("--model")
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .arg("--checkpoint")
+            .arg(out.join("cells/sst-lora-all-linear-r1-f32-s42"))
+            .arg("--checkpoint")
+            .arg(out.join("cells/sst-dora-all-linear-r2-f32-s42"))
+            .output()
+            .unwrap()
+    };
+    let o = ensemble(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["members"].as_array().unwrap().len(), 2);
     let acc = v["ensemble"]["sst_acc"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc));
     // --precision as eval takes it: f16 on the CPU falls back to f32, or is refused when exact.
-    let o = Command::new(env!("CARGO_BIN_EXE_lorabert"))
-        .args([
-            "ensemble",
-            "--max-eval",
-            "8",
-            "--precision",
-            "f16",
-            "--exact-precision",
-        ])
-        .arg("--model")
-        .arg(&model)
-        .arg("--data")
-        .arg(&data)
-        .arg("--checkpoint")
-        .arg(out.join("cells/sst-lora-all-linear-r1-f32-s42"))
-        .arg("--checkpoint")
-        .arg(out.join("cells/sst-dora-all-linear-r2-f32-s42"))
-        .output()
-        .unwrap();
+    let o = ensemble(&["--precision", "f16", "--exact-precision"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("refusing to fall back to f32"),

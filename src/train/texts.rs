@@ -116,12 +116,7 @@ pub async fn pooled_predictions(
         model.embed(&TokenBatch::from_encoded(&encs, pad_id).to_tensors(&device))
     })
     .await?;
-    let mut pooled = vec![0f32; texts.len() * h];
-    for (idx, p) in text_batches.iter().zip(&pooled_batches) {
-        for (k, &i) in idx.iter().enumerate() {
-            pooled[i * h..(i + 1) * h].copy_from_slice(&p[k * h..(k + 1) * h]);
-        }
-    }
+    let pooled = put_back(&text_batches, &pooled_batches, texts.len(), h);
     // The head on each example batch: its first texts, then its second texts, ... as
     // `TaskData::batch` lays a batch out.
     let mut outs = Vec::with_capacity(batches.len());
@@ -183,11 +178,17 @@ pub async fn embed_encoded(
         pool(states, x.mask, pooling)
     })
     .await?;
-    let mut pooled = vec![0f32; encs.len() * h];
-    for (idx, p) in batches.iter().zip(&outs) {
+    Ok(put_back(&batches, &outs, encs.len(), h))
+}
+
+/// The rows `[n, h]` of `outs` (one `[batch, h]` block per batch of `batches`, rows in the
+/// batch's order) put back in input order: row `k` of batch `j` is input `batches[j][k]`.
+fn put_back(batches: &[&[usize]], outs: &[Vec<f32>], n: usize, h: usize) -> Vec<f32> {
+    let mut rows = vec![0f32; n * h];
+    for (idx, p) in batches.iter().zip(outs) {
         for (k, &i) in idx.iter().enumerate() {
-            pooled[i * h..(i + 1) * h].copy_from_slice(&p[k * h..(k + 1) * h]);
+            rows[i * h..(i + 1) * h].copy_from_slice(&p[k * h..(k + 1) * h]);
         }
     }
-    Ok(pooled)
+    rows
 }

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
@@ -33,7 +33,9 @@ const BATCH: usize = 64;
 
 /// The corpus embeddings of the last search, unit length, row-major `[texts, hidden]`.
 struct Corpus {
-    /// The corpus's SHA-256 and the model it was embedded by.
+    /// The model they were embedded by (a weak reference keeps its address from being reused).
+    model: Weak<Trained>,
+    /// The corpus's SHA-256.
     key: String,
     base: Rc<Vec<f32>>,
     adapter: Rc<Vec<f32>>,
@@ -42,7 +44,7 @@ struct Corpus {
 thread_local! {
     static CORPUS: RefCell<Option<Corpus>> = const { RefCell::new(None) };
     /// The base model's encoder, built on the first search, with the model files it came from.
-    static BASE: RefCell<Option<(Rc<ModelBytes>, Rc<Bert>)>> = const { RefCell::new(None) };
+    static BASE: RefCell<Option<(Weak<ModelBytes>, Rc<Bert>)>> = const { RefCell::new(None) };
 }
 
 /// The corpus of the text area: one text per line, trimmed, empty lines skipped, a byte-order
@@ -102,7 +104,7 @@ async fn base_encoder(t: &Trained) -> Result<Rc<Bert>> {
         None => load_model().await?,
     };
     if let Some((m, b)) = BASE.with(|b| b.borrow().clone())
-        && Rc::ptr_eq(&m, &model)
+        && std::ptr::eq(m.as_ptr(), Rc::as_ptr(&model))
     {
         return Ok(b);
     }
@@ -112,7 +114,7 @@ async fn base_encoder(t: &Trained) -> Result<Rc<Bert>> {
         "model.safetensors (base)",
         &g.device,
     )?);
-    BASE.with(|b| *b.borrow_mut() = Some((model, bert.clone())));
+    BASE.with(|b| *b.borrow_mut() = Some((Rc::downgrade(&model), bert.clone())));
     Ok(bert)
 }
 
@@ -170,15 +172,11 @@ pub async fn run() -> Result<()> {
     }
     let tok = &t.pretrained.tokenizer;
     let t0 = now();
-    let key = format!(
-        "{:p}|{}",
-        Rc::as_ptr(&t),
-        sha256_hex(docs.join("\n").as_bytes())
-    );
+    let key = sha256_hex(docs.join("\n").as_bytes());
     let kept = CORPUS.with(|c| {
         c.borrow()
             .as_ref()
-            .filter(|c| c.key == key)
+            .filter(|c| c.key == key && std::ptr::eq(c.model.as_ptr(), Rc::as_ptr(&t)))
             .map(|c| (c.base.clone(), c.adapter.clone()))
     });
     let (base_docs, adapter_docs) = match kept {
@@ -196,6 +194,7 @@ pub async fn run() -> Result<()> {
             let a = Rc::new(unit(&t.model.bert, &t, &encs).await?);
             CORPUS.with(|c| {
                 *c.borrow_mut() = Some(Corpus {
+                    model: Rc::downgrade(&t),
                     key,
                     base: b.clone(),
                     adapter: a.clone(),
