@@ -687,3 +687,19 @@ fn loss_names_round_trip() {
     assert_eq!(loss_of_flag(""), None);
     assert_eq!(loss_of_flag("MultipleNegativesRankingLoss"), None);
 }
+
+/// One column named as both texts of a pair would train each text against itself: refused,
+/// naming the column.
+#[test]
+fn a_column_as_both_texts_is_refused() {
+    let same = DataSpec {
+        text_column: Some("positive".into()),
+        text_pair_column: Some("positive".into()),
+        ..spec("pairs.csv")
+    };
+    let e = load_fixture(&same).unwrap_err().to_string();
+    assert!(
+        e.contains("pairs.csv line 1") && e.contains("column `positive` is both texts"),
+        "{e}"
+    );
+}

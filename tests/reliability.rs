@@ -1,7 +1,8 @@
 //! Faults: SIGTERM mid-epoch leaves a loadable checkpoint and `--resume` finishes with the same
 //! result as an uninterrupted run; a NaN loss stops with the step and the last checkpoint (or is
 //! skipped); a DoRA weight with an all-zero row stays finite; a run that fails before training
-//! leaves no output folder it made.
+//! leaves no output folder it made; a reader that closes the output pipe early ends the program
+//! quietly.
 
 mod common;
 
@@ -621,5 +622,47 @@ fn a_run_that_fails_before_training_leaves_no_folder_it_made() {
     }
     for f in [input, out] {
         let _ = std::fs::remove_file(f);
+    }
+}
+
+/// `lorabert search ... --json | head -1`: the reader closes the pipe before the program prints;
+/// the program ends by SIGPIPE, as Unix tools do, not with a panic and a backtrace.
+#[cfg(unix)]
+#[test]
+fn a_closed_output_pipe_ends_the_program_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let model = tmp("pipe-model");
+    tiny_model(&model);
+    let corpus = tmp("pipe-corpus.txt");
+    let lines: Vec<String> = (0..200).map(|i| format!("document number {i}")).collect();
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lorabert"))
+        .args([
+            "search",
+            "--json",
+            "--top-k",
+            "200",
+            "--query",
+            "a document",
+        ])
+        .arg("--model")
+        .arg(&model)
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--cache-dir")
+        .arg(tmp("pipe-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the model has loaded.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "{stderr}");
+    for p in [model, corpus, tmp("pipe-cache")] {
+        let _ = std::fs::remove_dir_all(&p);
+        let _ = std::fs::remove_file(&p);
     }
 }

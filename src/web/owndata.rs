@@ -177,6 +177,13 @@ fn show_summary() {
             ));
         }
         let (task, rows) = own::task_of(&t, &spec)?;
+        if rows.rows.is_empty() {
+            return Err(Error::data(&train.name, 1, "no rows to train on"));
+        }
+        // Without a validation file the rows are split at Start: too few are said now.
+        if input("own-val-file").is_empty() {
+            own::split(rows.clone(), &task, spec.validation_split, 42)?;
+        }
         let summary = own::summarize(&rows, &task)?;
         Ok(format!(
             "{} of {}: {summary}; metrics {}",
@@ -185,9 +192,11 @@ fn show_summary() {
             task.kind.metric_names().join(", ")
         ))
     })();
-    // The loss list is for embedding pairs only.
+    // The loss list is for embedding pairs only; it stays while its fields are in use (a score
+    // range that does not parse must stay visible to be corrected).
+    let in_use = !input("own-loss").is_empty() || !input("own-score-range").is_empty();
     if let Some(e) = el("own-loss-row") {
-        e.set_hidden(!embedding);
+        e.set_hidden(!(embedding || in_use));
     }
     show_result(text);
 }

@@ -81,6 +81,13 @@ pub fn is_embedding(heads: &HeadsConfig) -> bool {
 /// Shows the fields of "Try it" for the model's kind: semantic search for an embedding model
 /// ([`super::search`]), else a sentence (or pair) to predict.
 pub fn show_mode(embedding: bool) {
+    // Results of the previous model are not this one's.
+    for id in ["try-out", "try-hits"] {
+        set_html(id, "");
+    }
+    for id in ["try-json", "try-hits-json", "try-time", "try-search-time"] {
+        set_text(id, "");
+    }
     if let Some(e) = el("try-classify") {
         e.set_hidden(embedding);
     }
@@ -191,6 +198,8 @@ pub async fn load_picked() -> Result<()> {
         None => load_model().await?,
     };
     status("loading the checkpoint ...");
+    // Heads alone run on the base weights: said, not silent.
+    let bare = !files.contains_key(names::ADAPTER_WEIGHTS) && !files.contains_key(names::MODEL);
     let names: Vec<&String> = files.keys().collect();
     let source = format!(
         "checkpoint files {}",
@@ -200,7 +209,11 @@ pub async fn load_picked() -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let t = build(&model, files, &source).await?;
+    let mut t = build(&model, files, &source).await?;
+    if bare {
+        t.source
+            .push_str(" (no adapter_model.safetensors or model.safetensors: the base weights)");
+    }
     set_trained(t);
     status("checkpoint loaded: try it under \"Try it\"");
     Ok(())

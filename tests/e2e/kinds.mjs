@@ -158,6 +158,19 @@ try {
   const outside = await page.textContent('#own-summary');
   check(outside.includes('outside the declared range 0..1') && outside.includes('score range field') && await page.locator('#own-loss-row').isVisible(),
     `scores outside 0..1 ask for the score range: ${outside}`);
+  // A range that does not read keeps its field on screen to be corrected.
+  await page.fill('#own-score-range', 'a,b');
+  await page.locator('#own-score-range').dispatchEvent('change');
+  await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.includes('score range: `a,b`'), null, { timeout: 10_000 });
+  check(await page.locator('#own-score-range').isVisible() && await page.locator('#start').isDisabled(),
+    `a bad score range is said and its field stays: ${await page.textContent('#own-summary')}`);
+  // A file with a header and no rows is refused in the summary, not at Start.
+  fs.writeFileSync(`${out}/header-only.csv`, 'anchor,positive\n');
+  await page.setInputFiles('#own-file', `${out}/header-only.csv`);
+  await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.includes('no rows'), null, { timeout: 10_000 });
+  check(await page.locator('#start').isDisabled(), `a file without rows is refused before Start: ${await page.textContent('#own-summary')}`);
+  await page.setInputFiles('#own-file', scored);
+  await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.startsWith('error'), null, { timeout: 30_000 });
   await page.fill('#own-score-range', '0,5');
   await page.locator('#own-score-range').dispatchEvent('change');
   await page.waitForFunction(() => document.getElementById('own-summary')?.textContent.startsWith('embedding'), null, { timeout: 10_000 });

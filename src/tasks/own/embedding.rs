@@ -35,7 +35,8 @@ pub fn is_embedding(table: &Table, spec: &DataSpec) -> bool {
 ///
 /// # Errors
 /// [`Error::Data`] at line 1 listing the file's columns when the two text columns are not
-/// found (a file with one text column) or a named column is absent; [`Error::Invalid`] for a
+/// found (a file with one text column) or a named column is absent, or naming the column given
+/// as both texts; [`Error::Invalid`] for a
 /// loss that does not fit the data (MultipleNegativesRankingLoss on scored pairs, CoSENTLoss
 /// without scores), hard negatives beside a score, a non-positive scale, an empty score
 /// range, or Matryoshka dimensions and weights that [`matryoshka_dims`] refuses.
@@ -81,6 +82,16 @@ pub fn kind_of(table: &Table, spec: &DataSpec) -> Result<(TaskKind, Columns)> {
         Some(&text),
         "second text",
     )?;
+    if pair == text {
+        return Err(Error::data(
+            &table.source,
+            1,
+            format!(
+                "column `{text}` is both texts of the pair: each text would be trained against \
+                 itself; name two columns"
+            ),
+        ));
+    }
     let negatives: Vec<String> = if spec.negative_columns.is_empty() {
         let numbered = |h: &str| {
             h.strip_prefix("negative_")
