@@ -161,9 +161,8 @@ fn show_summary() {
     let tokens = is_tokens(&train);
     show_columns(!tokens);
     if tokens {
-        return show_result(
-            spec(&train, None).and_then(|s| super::tags::summary(&train.bytes, &s)),
-        );
+        let read = spec(&train, None).and_then(|s| own::tokens::training_tags(&s, &train.bytes));
+        return show_result(read.map(|r| super::tags::summary(&r)));
     }
     let mut embedding = false;
     let text = (|| -> Result<String> {
@@ -369,7 +368,9 @@ fn set_tokens(f: OwnFile) -> Result<()> {
     ));
     STATE.with(|s| s.borrow_mut().own.train = Some(Rc::new(f)));
     set_input_checked("source-own");
-    show_summary();
+    // The file is read once: its summary from what was read here.
+    show_columns(false);
+    show_result(Ok(super::tags::summary(&read)));
     Ok(())
 }
 

@@ -7,8 +7,7 @@
 
 use super::dom::esc;
 use crate::data::conll::TaggedFile;
-use crate::error::Result;
-use crate::tasks::own::{DataSpec, tokens};
+use crate::tasks::own::tokens::{self, TrainingTags};
 use crate::tasks::own_task::TOKEN_METRICS;
 use crate::tasks::tags::{TagScheme, entities};
 use crate::train::entities::TextEntities;
@@ -63,13 +62,10 @@ pub fn preview_html(file: &TaggedFile, scheme: TagScheme, rows: usize) -> String
     html
 }
 
-/// The summary line of a file of tagged words (`bytes` of `spec.train_file`): its tags, the
-/// scheme (and the tags read against it), sentences and entities per type, the metrics.
-///
-/// # Errors
-/// As [`tokens::training_tags`] (naming the file and line).
-pub fn summary(bytes: &[u8], spec: &DataSpec) -> Result<String> {
-    let read = tokens::training_tags(spec, bytes)?;
+/// The summary line of a training file of tagged words as [`tokens::training_tags`] read it: its
+/// tags, the scheme (and the tags read against it), sentences and entities per type, the
+/// metrics.
+pub fn summary(read: &TrainingTags) -> String {
     let counts = tokens::summarize(&read.file, read.scheme);
     let irregular = match read.detected.irregular {
         0 => String::new(),
@@ -79,7 +75,7 @@ pub fn summary(bytes: &[u8], spec: &DataSpec) -> Result<String> {
     if read.id2label.len() > 20 {
         tags.push("...");
     }
-    Ok(format!(
+    format!(
         "token classification with {} tags ({}), {}{irregular} of the words of {}: {counts}; \
          metrics {}",
         read.id2label.len(),
@@ -91,7 +87,7 @@ pub fn summary(bytes: &[u8], spec: &DataSpec) -> Result<String> {
             "a JSON Lines file"
         },
         TOKEN_METRICS.join(", ")
-    ))
+    )
 }
 
 /// The typed text with the entities of `e` highlighted, then a table of them (type, text,
